@@ -1,0 +1,32 @@
+#include "common/cli.h"
+
+#include <iostream>
+
+#include "common/logging.h"
+
+namespace dpmfs {
+
+void AddCommonFlags(CLI::App& app, CommonFlags* flags) {
+  app.add_option("--log-level", flags->log_level,
+                 "Log verbosity: trace, debug, info, warn, error, critical, off "
+                 "(default: $DPMFS_LOG_LEVEL, else info)");
+  app.set_version_flag("--version", std::string("dpmfs ") + DPMFS_VERSION);
+}
+
+std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv,
+                                    const CommonFlags& flags) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);  // prints help/version to stdout, errors to stderr
+    return rc == 0 ? 0 : 2;
+  }
+  Status st = InitLogging(app.get_name(), flags.log_level);
+  if (!st.ok()) {
+    std::cerr << app.get_name() << ": " << st.message() << "\n";
+    return 2;
+  }
+  return std::nullopt;
+}
+
+}  // namespace dpmfs

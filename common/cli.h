@@ -1,0 +1,32 @@
+// Command-line handling shared by every dpmfs binary, on top of CLI11: a --help that
+// answers (CLI11's, with the program's description and each flag's meaning), the
+// common --log-level flag, and logging set up once parsing succeeded.
+//
+// Usage:
+//   CLI::App app{"what this program does"};
+//   dpmfs::CommonFlags common;
+//   dpmfs::AddCommonFlags(app, &common);
+//   ... app.add_option(...) ...
+//   if (auto rc = dpmfs::ParseCommandLine(app, argc, argv, common)) return *rc;
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace dpmfs {
+
+struct CommonFlags {
+  std::string log_level;  // empty: $DPMFS_LOG_LEVEL or info
+};
+
+void AddCommonFlags(CLI::App& app, CommonFlags* flags);
+
+// Parses argv. Returns an exit code when the program should stop now (--help printed:
+// 0; bad flags: 2 with CLI11's message naming the flag; bad log level: 2), or
+// std::nullopt when it should go on, with logging initialised.
+std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv,
+                                    const CommonFlags& flags);
+
+}  // namespace dpmfs

@@ -1,0 +1,22 @@
+// The one logger setup of dpmfs: every binary calls InitLogging once after parsing its
+// flags, then logs with spdlog's free functions (spdlog::info(...)), which go to the
+// default logger configured here: stderr, "[time] [program] [level] message".
+//
+// Level: --log-level if given, otherwise $DPMFS_LOG_LEVEL, otherwise "info".
+// Thread-safety: InitLogging is not; call it before starting threads. Logging is.
+#pragma once
+
+#include <string_view>
+
+#include "common/status.h"
+
+namespace dpmfs {
+
+inline constexpr std::string_view kLogLevelEnv = "DPMFS_LOG_LEVEL";
+inline constexpr std::string_view kLogLevelNames = "trace|debug|info|warn|error|critical|off";
+
+// `level` empty means: take $DPMFS_LOG_LEVEL or "info". An unknown level name is an
+// InvalidArgument naming the accepted ones.
+Status InitLogging(std::string_view program, std::string_view level);
+
+}  // namespace dpmfs

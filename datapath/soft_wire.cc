@@ -1,0 +1,1 @@
+#include "datapath/transport.h"

@@ -1,0 +1,229 @@
+// The RDMA abstraction of dpmfs: a small, verbs-shaped interface with two backends
+// chosen at run time (`--transport verbs|soft`):
+//   - verbs: rdma-core RC queue pairs connected with librdmacm (verbs_transport.cc);
+//   - soft:  a software RNIC over TCP that models the volatile NIC buffer
+//            (soft_transport.cc, see datapath/README.md).
+// Everything above this header (persist methods, RPC, client I/O) is written once.
+//
+// Semantics shared by both backends (those of an RC QP):
+//   - Work requests posted on one QP execute at the target in posting order.
+//   - A chain passed to PostSend is posted with one doorbell (one ibv_post_send, one
+//     socket write): it is the unit of doorbell batching.
+//   - Only signaled requests produce a success completion; a failed request always
+//     produces one (with its status), moves the QP to the error state, and every
+//     later outstanding request completes with kFlushed.
+//   - Completions of one QP's send queue are delivered in posting order, so the
+//     completion of a signaled request means every earlier request of that QP is done.
+//   - A lost connection completes everything outstanding with an error; never a hang.
+//
+// Thread-safety: Device, Listener and MemoryRegion handles are thread-safe. A QueuePair
+// may have one thread posting/polling its send side and another its receive side at
+// the same time; more than one thread on the same side needs external locking.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+
+namespace dpmfs::transport {
+
+using Duration = std::chrono::microseconds;
+
+// Connection private data limits of librdmacm for RC (connect: 56, accept: 196 bytes);
+// the soft backend enforces the same so code that works on one works on both.
+inline constexpr size_t kMaxConnectPrivateData = 56;
+inline constexpr size_t kMaxAcceptPrivateData = 196;
+// Largest single work request either backend accepts (bytes).
+inline constexpr uint64_t kMaxTransferSize = 1ull << 30;
+
+enum class Backend { kSoft, kVerbs };
+std::string_view BackendName(Backend b);
+Result<Backend> ParseBackend(std::string_view name);  // "soft" | "verbs"
+
+// Memory access rights, as ibv_access_flags.
+enum Access : uint32_t {
+  kLocalWrite = 1u << 0,
+  kRemoteWrite = 1u << 1,
+  kRemoteRead = 1u << 2,
+  kRemoteFlush = 1u << 3,  // target of FLUSH (IBV_ACCESS_FLUSH_GLOBAL on verbs)
+};
+
+// A registered region. `addr`/`rkey` are what a peer needs to access it remotely.
+struct MemoryRegion {
+  void* addr = nullptr;
+  uint64_t length = 0;
+  uint32_t lkey = 0;
+  uint32_t rkey = 0;
+  uint32_t access = 0;
+};
+
+// What a peer is told about a region (sent in private data or a message).
+struct RemoteRegion {
+  uint64_t addr = 0;
+  uint64_t length = 0;
+  uint32_t rkey = 0;
+};
+
+enum class Opcode : uint8_t {
+  kWrite = 1,
+  kWriteWithImm = 2,
+  kRead = 3,
+  kSend = 4,
+  kRecv = 5,   // only on the receive queue
+  kFlush = 6,  // IBTA 1.5 RDMA FLUSH of [remote_addr, remote_addr + length)
+  // Receive-side completion opcode of a WRITE_WITH_IMM (IBV_WC_RECV_RDMA_WITH_IMM).
+  kRecvWithImm = 7,
+};
+std::string_view OpcodeName(Opcode op);
+
+// One work request. Each has at most one local buffer (a single SGE).
+struct WorkRequest {
+  Opcode opcode = Opcode::kWrite;
+  bool signaled = true;  // ignored for kRecv (always completes)
+  uint64_t context = 0;  // wr_id: returned in the completion
+
+  // Local buffer: source of WRITE/SEND, destination of READ/RECV. Must lie in a region
+  // registered with this device (checked: a violation fails the post).
+  void* local_addr = nullptr;
+  uint32_t length = 0;  // bytes to move; for FLUSH, bytes of the remote range
+  uint32_t lkey = 0;
+
+  // Remote side of WRITE, WRITE_WITH_IMM, READ, FLUSH.
+  uint64_t remote_addr = 0;
+  uint32_t rkey = 0;
+
+  uint32_t imm = 0;  // WRITE_WITH_IMM (and SEND with immediate is not used)
+};
+
+enum class CompletionStatus : uint8_t {
+  kSuccess = 0,
+  kLocalLengthError,     // a RECV buffer was too small for the incoming message
+  kLocalProtectionError, // the local buffer is outside a registered region / lkey wrong
+  kRemoteAccessError,    // rkey, bounds or access rights refused at the target
+  kRemoteInvalidRequest, // the target refused the request as malformed/unsupported
+  kRnrRetryExceeded,     // SEND/WRITE_WITH_IMM with no RECV posted at the target
+  kTransportError,       // connection lost (retry exceeded)
+  kFlushed,              // never executed: the QP was in (or went to) the error state
+};
+std::string_view CompletionStatusName(CompletionStatus s);
+
+struct Completion {
+  uint64_t context = 0;
+  Opcode opcode = Opcode::kWrite;
+  CompletionStatus status = CompletionStatus::kSuccess;
+  uint32_t byte_len = 0;  // receive side: bytes placed in the RECV buffer
+  uint32_t imm = 0;
+  bool has_imm = false;
+
+  bool ok() const { return status == CompletionStatus::kSuccess; }
+};
+
+enum class QpState : uint8_t { kConnected, kError };
+
+class QueuePair {
+ public:
+  virtual ~QueuePair() = default;
+
+  // Posts a chain of send-queue requests (WRITE, WRITE_WITH_IMM, READ, SEND, FLUSH)
+  // with one doorbell. Fails without posting anything if a request is malformed, the
+  // send queue lacks room for the whole chain, or the QP is in the error state.
+  virtual Status PostSend(std::span<const WorkRequest> chain) = 0;
+  // Posts receive buffers (opcode kRecv).
+  virtual Status PostRecv(std::span<const WorkRequest> recvs) = 0;
+
+  // Non-blocking: fills up to out.size() completions, returns how many.
+  virtual size_t PollSend(std::span<Completion> out) = 0;
+  virtual size_t PollRecv(std::span<Completion> out) = 0;
+  // Blocking: waits until at least one completion exists or `timeout` passes (then 0).
+  // Spins briefly before sleeping, so a waiting caller sees a completion quickly.
+  virtual size_t WaitSend(std::span<Completion> out, Duration timeout) = 0;
+  virtual size_t WaitRecv(std::span<Completion> out, Duration timeout) = 0;
+
+  virtual QpState state() const = 0;
+  // Private data the peer gave when connecting (target side) or accepting (initiator).
+  virtual std::span<const uint8_t> peer_private_data() const = 0;
+  virtual std::string peer_description() const = 0;  // for messages: "127.0.0.1:4711"
+  // Moves the QP to the error state and tears down the connection; outstanding
+  // requests complete with kFlushed. Idempotent. The destructor calls it.
+  virtual void Disconnect() = 0;
+};
+
+struct QueuePairOptions {
+  uint32_t max_send_wr = 256;  // outstanding send-queue requests
+  uint32_t max_recv_wr = 256;  // posted receive buffers
+  // Called once the QP exists and before the peer can send on it: post RECVs here.
+  std::function<Status(QueuePair&)> prepare;
+};
+
+// Decides about an incoming connection. Gets the initiator's private data and the new
+// (not yet connected) QP, may post RECVs on it, and returns the accept private data
+// (at most kMaxAcceptPrivateData bytes) or an error to reject the connection.
+using AcceptHandler =
+    std::function<Result<std::vector<uint8_t>>(std::span<const uint8_t> peer_data, QueuePair& qp)>;
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  // Waits up to `timeout` for one connection request and handles it. Returns the
+  // connected QP; TimedOut when none came; Unavailable after Shutdown().
+  virtual Result<std::unique_ptr<QueuePair>> Accept(const AcceptHandler& handler,
+                                                    const QueuePairOptions& options,
+                                                    Duration timeout) = 0;
+  // The bound address (useful with port 0).
+  virtual Endpoint local_endpoint() const = 0;
+  // Makes a blocked or later Accept return Unavailable. Thread-safe.
+  virtual void Shutdown() = 0;
+};
+
+struct DeviceOptions {
+  Backend backend = Backend::kSoft;
+  // soft: microseconds a WRITE waits in the volatile NIC buffer before the background
+  // drain copies it to memory (a READ, WRITE_WITH_IMM or FLUSH on the same QP drains
+  // at once). Non-zero by default so the window that persist methods close exists.
+  uint32_t soft_drain_delay_us = 100;
+  // soft: bytes of WRITE payload the NIC buffers before it stops reading (backpressure).
+  uint64_t soft_buffer_bytes = 64ull << 20;
+  // verbs: device name (e.g. "rxe0"); empty means whatever librdmacm resolves.
+  std::string verbs_device;
+};
+
+// A NIC with its protection domain. Register memory, listen, connect.
+class Device {
+ public:
+  virtual ~Device() = default;
+
+  virtual Backend backend() const = 0;
+  virtual Result<MemoryRegion> RegisterMemory(void* addr, uint64_t length, uint32_t access) = 0;
+  // The region must not be used by any posted request any more.
+  virtual Status DeregisterMemory(const MemoryRegion& region) = 0;
+
+  virtual Result<std::unique_ptr<Listener>> Listen(const Endpoint& local) = 0;
+  // Connects a reliable QP to a listening peer, passing up to kMaxConnectPrivateData
+  // bytes. Fails with Unavailable if nobody listens, PermissionDenied if the peer
+  // rejected us, TimedOut after `timeout`.
+  virtual Result<std::unique_ptr<QueuePair>> Connect(const Endpoint& peer,
+                                                     std::span<const uint8_t> private_data,
+                                                     const QueuePairOptions& options,
+                                                     Duration timeout) = 0;
+  // Whether FLUSH work requests are available (soft: always; verbs: device + library).
+  virtual bool SupportsFlush() const = 0;
+};
+
+// Opens the backend named in `options`. verbs fails with Unavailable (naming why) when
+// the machine has no RDMA device.
+Result<std::unique_ptr<Device>> OpenDevice(const DeviceOptions& options);
+
+// Backend factories, used by OpenDevice and by the conformance tests.
+Result<std::unique_ptr<Device>> OpenSoftDevice(const DeviceOptions& options);
+Result<std::unique_ptr<Device>> OpenVerbsDevice(const DeviceOptions& options);
+
+}  // namespace dpmfs::transport
