@@ -19,6 +19,7 @@ std::string_view StatusCodeName(StatusCode code) {
     case StatusCode::kOutOfRange: return "Out of range";
     case StatusCode::kResourceExhausted: return "Resource exhausted";
     case StatusCode::kFailedPrecondition: return "Failed precondition";
+    case StatusCode::kAborted: return "Aborted";
     case StatusCode::kInternal: return "Internal error";
   }
   return "Unknown";

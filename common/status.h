@@ -27,6 +27,7 @@ enum class StatusCode : int {
   kOutOfRange,         // offsets/lengths outside an object's bounds
   kResourceExhausted,  // a queue, buffer or pool is full
   kFailedPrecondition, // object in the wrong state (e.g. a QP in error)
+  kAborted,            // an operation stopped because something else failed first
   kInternal,           // a bug: an invariant did not hold
 };
 
@@ -50,6 +51,7 @@ class [[nodiscard]] Status {
   static Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
+  static Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   // An IOError whose message ends with strerror(err).
   static Status FromErrno(int err, std::string_view what);

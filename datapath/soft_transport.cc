@@ -1,4 +1,313 @@
-#include "datapath/transport.h"
+// The soft transport's device, listener and connection handshake. The per-QP engine
+// is in soft_queue_pair.cc; the design is in soft_internal.h and datapath/README.md.
+#include <libpmem.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "datapath/soft_internal.h"
+
 namespace dpmfs::transport {
-Result<std::unique_ptr<Device>> OpenSoftDevice(const DeviceOptions&) { return Status::NotSupported("soft transport not built yet"); }
+namespace soft {
+
+uint64_t PendingWrites::Drain(bool all, Clock::time_point now) {
+  std::lock_guard lock(mu);
+  uint64_t bytes = 0;
+  while (!entries.empty() && (all || entries.front().due <= now)) {
+    Entry& e = entries.front();
+    if (e.length > 0) std::memcpy(e.dst, e.data.get(), e.length);
+    bytes += e.length;
+    entries.pop_front();
+  }
+  return bytes;
 }
+
+SoftDevice::SoftDevice(const DeviceOptions& options)
+    : drain_delay_(std::chrono::microseconds(options.soft_drain_delay_us)),
+      buffer_limit_(options.soft_buffer_bytes) {
+  drain_thread_ = std::thread([this] { DrainLoop(); });
+}
+
+SoftDevice::~SoftDevice() {
+  // A clean shutdown is not a power loss: what the NIC acknowledged reaches memory.
+  DrainAll();
+  {
+    std::lock_guard lock(drain_mu_);
+    stop_ = true;
+  }
+  drain_cv_.notify_all();
+  drain_thread_.join();
+}
+
+void SoftDevice::DrainLoop() {
+  // Sleep precisely: the default 50 µs timer slack would stretch every drain delay.
+  ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+  std::unique_lock lock(drain_mu_);
+  while (!stop_) {
+    if (due_.empty()) {
+      drain_idle_ = true;
+      drain_cv_.wait(lock);
+      continue;
+    }
+    drain_idle_ = false;
+    Clock::time_point now = Clock::now();
+    if (due_.front().due > now) {
+      drain_cv_.wait_until(lock, due_.front().due);
+      continue;
+    }
+    std::shared_ptr<PendingWrites> pending = std::move(due_.front().pending);
+    due_.pop_front();
+    lock.unlock();
+    buffered_bytes_.fetch_sub(pending->Drain(false, now), std::memory_order_relaxed);
+    pending.reset();
+    lock.lock();
+  }
+}
+
+void SoftDevice::Buffer(const std::shared_ptr<PendingWrites>& pending,
+                        PendingWrites::Entry entry) {
+  Clock::time_point due = entry.due;
+  uint64_t len = entry.length;
+  {
+    std::lock_guard lock(pending->mu);
+    pending->entries.push_back(std::move(entry));
+  }
+  if (buffered_bytes_.fetch_add(len, std::memory_order_relaxed) + len > buffer_limit_) {
+    // The NIC buffer is full: stall this QP until its own writes are placed, like a
+    // NIC that stops taking packets.
+    buffered_bytes_.fetch_sub(pending->Drain(true, Clock::now()), std::memory_order_relaxed);
+  }
+  bool wake;
+  {
+    std::lock_guard lock(drain_mu_);
+    due_.push_back(Due{due, pending});
+    // Only an idle drain thread needs waking: a sleeping one already waits for an
+    // earlier due time (the delay is constant), so the hot path skips the syscall.
+    wake = drain_idle_;
+    drain_idle_ = false;
+  }
+  if (wake) drain_cv_.notify_one();
+}
+
+void SoftDevice::DrainAll() {
+  std::deque<Due> all;
+  {
+    std::lock_guard lock(drain_mu_);
+    all = due_;  // leave them: the drain thread finds them empty and moves on
+  }
+  for (auto& d : all) {
+    buffered_bytes_.fetch_sub(d.pending->Drain(true, Clock::now()), std::memory_order_relaxed);
+  }
+}
+
+Result<MemoryRegion> SoftDevice::RegisterMemory(void* addr, uint64_t length, uint32_t access) {
+  if (addr == nullptr || length == 0) {
+    return Status::InvalidArgument("cannot register an empty memory region");
+  }
+  constexpr uint32_t kAll = kLocalWrite | kRemoteWrite | kRemoteRead | kRemoteFlush;
+  if ((access & ~kAll) != 0) return Status::InvalidArgument("unknown access flags");
+  static std::mutex rng_mu;
+  static std::mt19937 rng{std::random_device{}()};
+  RegionEntry entry{static_cast<uint8_t*>(addr), length, access,
+                    pmem_is_pmem(addr, length) != 0};
+  std::unique_lock lock(regions_mu_);
+  uint32_t key;
+  {
+    std::lock_guard rl(rng_mu);
+    do {
+      key = static_cast<uint32_t>(rng());
+    } while (key == 0 || regions_.count(key) != 0);
+  }
+  regions_.emplace(key, entry);
+  return MemoryRegion{addr, length, key, key, access};
+}
+
+Status SoftDevice::DeregisterMemory(const MemoryRegion& region) {
+  DrainAll();  // acknowledged writes into the region land before it goes away
+  std::unique_lock lock(regions_mu_);
+  if (regions_.erase(region.lkey) == 0) {
+    return Status::NotFound("memory region with key " + std::to_string(region.lkey) +
+                            " is not registered");
+  }
+  return Status::OK();
+}
+
+uint8_t* SoftDevice::Check(uint32_t key, uint64_t addr, uint64_t len, uint32_t access,
+                           RegionEntry* region) const {
+  std::shared_lock lock(regions_mu_);
+  auto it = regions_.find(key);
+  if (it == regions_.end()) return nullptr;
+  const RegionEntry& r = it->second;
+  uint64_t base = reinterpret_cast<uint64_t>(r.addr);
+  // Overflow-safe: addr within [base, base+length] and len fits after it.
+  if (addr < base || addr - base > r.length || len > r.length - (addr - base)) return nullptr;
+  if ((r.access & access) != access) return nullptr;
+  if (region != nullptr) *region = r;
+  return r.addr + (addr - base);
+}
+
+namespace {
+
+constexpr auto kHandshakeTimeout = std::chrono::seconds(5);
+
+void SetRecvTimeout(int fd, std::chrono::microseconds t) {
+  timeval tv{static_cast<time_t>(t.count() / 1000000), static_cast<suseconds_t>(t.count() % 1000000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+Status SendFrame(int fd, FrameType type, std::span<const uint8_t> payload) {
+  FrameHeader h;
+  h.type = type;
+  h.payload_len = static_cast<uint32_t>(payload.size());
+  uint8_t buf[kHeaderSize];
+  EncodeHeader(h, buf);
+  DPMFS_RETURN_IF_ERROR(SendAll(fd, buf, sizeof buf));
+  return SendAll(fd, payload.data(), payload.size());
+}
+
+// Reads one handshake frame; a timeout surfaces as Unavailable from RecvAll (EAGAIN).
+Result<std::pair<FrameHeader, std::vector<uint8_t>>> RecvFrame(int fd) {
+  uint8_t buf[kHeaderSize];
+  Status st = RecvAll(fd, buf, sizeof buf);
+  if (!st.ok()) return st;
+  DPMFS_ASSIGN_OR_RETURN(FrameHeader h, DecodeHeader(std::span<const uint8_t, kHeaderSize>(buf)));
+  std::vector<uint8_t> payload(h.payload_len);  // bounded by DecodeHeader for handshakes
+  if (h.type != FrameType::kConnect && h.type != FrameType::kAccept &&
+      h.type != FrameType::kReject) {
+    return Status::Corruption("expected a handshake frame");
+  }
+  DPMFS_RETURN_IF_ERROR(RecvAll(fd, payload.data(), payload.size()));
+  return std::make_pair(h, std::move(payload));
+}
+
+class SoftListener final : public Listener {
+ public:
+  SoftListener(SoftDevice* device, UniqueFd fd, Endpoint local)
+      : device_(device), fd_(std::move(fd)), local_(std::move(local)),
+        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+  Result<std::unique_ptr<QueuePair>> Accept(const AcceptHandler& handler,
+                                            const QueuePairOptions& options,
+                                            Duration timeout) override {
+    pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    int ms = static_cast<int>((timeout.count() + 999) / 1000);
+    int rc;
+    do {
+      rc = ::poll(fds, 2, ms);
+    } while (rc < 0 && errno == EINTR);
+    if (shutdown_.load()) return Status::Unavailable("listener on " + local_.ToString() + " shut down");
+    if (rc == 0) return Status::TimedOut("no connection request within the timeout");
+    if (rc < 0) return Status::FromErrno(errno, "poll on listener");
+    UniqueFd conn(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn.valid()) return Status::FromErrno(errno, "accept on " + local_.ToString());
+    SetNoDelay(conn.get());
+    std::string peer = PeerName(conn.get());
+    SetRecvTimeout(conn.get(), kHandshakeTimeout);
+    auto req = RecvFrame(conn.get());
+    if (!req.ok() || req->first.type != FrameType::kConnect) {
+      std::string why = req.ok() ? "expected CONNECT" : req.status().ToString();
+      spdlog::warn("soft transport: bad connection request from {}: {}", peer, why);
+      return Status::Corruption("bad connection request from " + peer + ": " + why);
+    }
+    SetRecvTimeout(conn.get(), std::chrono::microseconds(0));
+    int raw = conn.get();
+    auto qp = std::make_unique<SoftQueuePair>(device_, std::move(conn), options);
+    if (options.prepare) {
+      Status st = options.prepare(*qp);
+      if (!st.ok()) {
+        (void)SendFrame(raw, FrameType::kReject, {});
+        return st;
+      }
+    }
+    Result<std::vector<uint8_t>> reply = handler(req->second, *qp);
+    if (!reply.ok() || reply->size() > kMaxAcceptPrivateData) {
+      std::string why = reply.ok() ? "accept private data longer than 196 bytes"
+                                   : reply.status().message();
+      std::string reason = why.substr(0, kMaxRejectReason);
+      (void)SendFrame(raw, FrameType::kReject,
+                      {reinterpret_cast<const uint8_t*>(reason.data()), reason.size()});
+      if (!reply.ok()) return reply.status();
+      return Status::InvalidArgument(why);
+    }
+    Status st = SendFrame(raw, FrameType::kAccept, *reply);
+    if (!st.ok()) return st.WithContext("accepting " + peer);
+    qp->Start(std::move(req->second));
+    return std::unique_ptr<QueuePair>(std::move(qp));
+  }
+
+  Endpoint local_endpoint() const override { return local_; }
+
+  void Shutdown() override {
+    shutdown_.store(true);
+    uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
+
+ private:
+  SoftDevice* device_;
+  UniqueFd fd_;
+  Endpoint local_;
+  UniqueFd wake_;
+  std::atomic<bool> shutdown_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Listener>> SoftDevice::Listen(const Endpoint& local) {
+  DPMFS_ASSIGN_OR_RETURN(UniqueFd fd, TcpListen(local));
+  DPMFS_ASSIGN_OR_RETURN(Endpoint bound, LocalEndpoint(fd.get()));
+  return std::unique_ptr<Listener>(std::make_unique<SoftListener>(this, std::move(fd), bound));
+}
+
+Result<std::unique_ptr<QueuePair>> SoftDevice::Connect(const Endpoint& peer,
+                                                       std::span<const uint8_t> private_data,
+                                                       const QueuePairOptions& options,
+                                                       Duration timeout) {
+  if (private_data.size() > kMaxConnectPrivateData) {
+    return Status::InvalidArgument("connect private data is " +
+                                   std::to_string(private_data.size()) + " bytes; at most " +
+                                   std::to_string(kMaxConnectPrivateData) + " allowed");
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  DPMFS_ASSIGN_OR_RETURN(UniqueFd fd, TcpConnect(peer, std::max(ms, std::chrono::milliseconds(1))));
+  int raw = fd.get();
+  SetRecvTimeout(raw, timeout.count() > 0 ? timeout : std::chrono::microseconds(1000));
+  auto qp = std::make_unique<SoftQueuePair>(this, std::move(fd), options);
+  if (options.prepare) DPMFS_RETURN_IF_ERROR(options.prepare(*qp));
+  DPMFS_RETURN_IF_ERROR(SendFrame(raw, FrameType::kConnect, private_data)
+                            .WithContext("connecting to " + peer.ToString()));
+  auto reply = RecvFrame(raw);
+  if (!reply.ok()) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return Status::TimedOut("no answer from " + peer.ToString() + " within the timeout");
+    }
+    return Status::Unavailable("connecting to " + peer.ToString() + ": " +
+                               reply.status().message());
+  }
+  if (reply->first.type == FrameType::kReject) {
+    std::string reason(reply->second.begin(), reply->second.end());
+    return Status::PermissionDenied("connection rejected by " + peer.ToString() +
+                                    (reason.empty() ? "" : ": " + reason));
+  }
+  if (reply->first.type != FrameType::kAccept) {
+    return Status::Corruption("unexpected handshake reply from " + peer.ToString());
+  }
+  SetRecvTimeout(raw, std::chrono::microseconds(0));
+  qp->Start(std::move(reply->second));
+  return std::unique_ptr<QueuePair>(std::move(qp));
+}
+
+}  // namespace soft
+
+Result<std::unique_ptr<Device>> OpenSoftDevice(const DeviceOptions& options) {
+  return std::unique_ptr<Device>(std::make_unique<soft::SoftDevice>(options));
+}
+
+}  // namespace dpmfs::transport

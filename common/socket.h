@@ -1,0 +1,55 @@
+// Small TCP helpers over POSIX sockets, shared by the soft transport and the
+// benchmarks' raw-TCP baselines. Thread-safety: free functions; a UniqueFd is a value
+// owned by one thread at a time.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+
+namespace dpmfs {
+
+// Owns a file descriptor; closes it on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// Connects with a deadline; TCP_NODELAY set. Unavailable when refused/unreachable.
+Result<UniqueFd> TcpConnect(const Endpoint& peer, std::chrono::milliseconds timeout);
+// Binds and listens (SO_REUSEADDR). Port 0 picks a free port: see LocalEndpoint.
+Result<UniqueFd> TcpListen(const Endpoint& local, int backlog = 128);
+Result<Endpoint> LocalEndpoint(int fd);
+std::string PeerName(int fd);  // "127.0.0.1:4711" or "?"
+void SetNoDelay(int fd);
+
+// Blocking full transfers. Unavailable on EOF / reset (the peer went away).
+Status SendAll(int fd, const void* data, size_t n);
+Status RecvAll(int fd, void* data, size_t n);
+// Waits for readability up to `timeout`; TimedOut if nothing arrived.
+Status WaitReadable(int fd, std::chrono::milliseconds timeout);
+
+}  // namespace dpmfs

@@ -1,0 +1,207 @@
+// Internals of the soft transport: a software RNIC over TCP (see datapath/README.md).
+//
+// Per device (one "NIC"):
+//   - a memory-region table (lkey == rkey, random, never 0), checked on every access;
+//   - one drain thread that copies buffered WRITE payloads into registered memory once
+//     their drain delay has passed: the volatile NIC buffer that persist methods close.
+// Per queue pair (one TCP connection; each side is both initiator and target):
+//   - an rx thread that reads every frame: requests it executes as the target,
+//     responses it matches against its own outstanding requests as the initiator;
+//   - an output path: whoever has a frame to send writes it with a non-blocking send
+//     when nothing is queued before it, otherwise queues it for a tx thread that is
+//     started on first need. The rx thread therefore never blocks on a full socket,
+//     which is what keeps two peers from deadlocking each other.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/socket.h"
+#include "datapath/soft_completion_queue.h"
+#include "datapath/soft_wire.h"
+#include "datapath/transport.h"
+
+namespace dpmfs::transport::soft {
+
+using Clock = std::chrono::steady_clock;
+
+struct RegionEntry {
+  uint8_t* addr = nullptr;
+  uint64_t length = 0;
+  uint32_t access = 0;
+  bool is_pmem = false;
+};
+
+class SoftDevice;
+
+// WRITE payloads acknowledged but not yet in memory, in arrival order, for one QP.
+// Shared with the drain thread, which may outlive the QP: acknowledged data still
+// reaches memory after a disconnect (only killing the process loses it).
+// Thread-safety: all members under mu.
+struct PendingWrites {
+  struct Entry {
+    uint8_t* dst;
+    std::unique_ptr<uint8_t[]> data;
+    uint32_t length;
+    Clock::time_point due;
+  };
+  std::mutex mu;
+  std::deque<Entry> entries;
+
+  // Copies entries whose due time passed (all of them if `all`) into memory, in order.
+  // Returns the bytes drained.
+  uint64_t Drain(bool all, Clock::time_point now);
+};
+
+class SoftQueuePair final : public QueuePair {
+ public:
+  SoftQueuePair(SoftDevice* device, UniqueFd fd, const QueuePairOptions& options);
+  ~SoftQueuePair() override;
+
+  // Starts the rx thread once the handshake is done.
+  void Start(std::vector<uint8_t> peer_private_data);
+
+  Status PostSend(std::span<const WorkRequest> chain) override;
+  Status PostRecv(std::span<const WorkRequest> recvs) override;
+  size_t PollSend(std::span<Completion> out) override { return send_cq_.Poll(out); }
+  size_t PollRecv(std::span<Completion> out) override { return recv_cq_.Poll(out); }
+  size_t WaitSend(std::span<Completion> out, Duration t) override { return send_cq_.Wait(out, t); }
+  size_t WaitRecv(std::span<Completion> out, Duration t) override { return recv_cq_.Wait(out, t); }
+  QpState state() const override {
+    return error_.load(std::memory_order_acquire) ? QpState::kError : QpState::kConnected;
+  }
+  std::span<const uint8_t> peer_private_data() const override { return peer_private_data_; }
+  std::string peer_description() const override { return peer_; }
+  void Disconnect() override;
+
+ private:
+  // ---- output path (soft_queue_pair.cc) ----
+  struct OutFrame {
+    uint8_t header[kHeaderSize];
+    const uint8_t* payload = nullptr;  // borrowed (registered memory) unless `owned`
+    uint32_t payload_len = 0;
+    std::unique_ptr<uint8_t[]> owned;
+    size_t sent = 0;  // bytes of header + payload already written
+  };
+  // Sends frames in order without ever blocking the caller on the socket.
+  // `copy_payload_if_queued`: snapshot the payload when it cannot go out at once
+  // (target responses); requests borrow the caller's registered memory instead.
+  void Output(std::span<OutFrame> frames, bool copy_payload_if_queued);
+  void TxLoop();
+
+  // ---- rx path ----
+  void RxLoop();
+  Status ReadExact(void* dst, size_t n);
+  Status SkipBytes(size_t n);
+  Status HandleRequest(const FrameHeader& h);
+  Status HandleResponse(const FrameHeader& h);
+  void Respond(FrameType type, uint64_t seq, uint32_t imm, const uint8_t* payload,
+               uint32_t len);
+  // Target refuses request `seq`: NAK it and take the QP down (as an RC QP does).
+  Status RefuseRequest(uint64_t seq, CompletionStatus why, const std::string& reason);
+
+  // ---- initiator bookkeeping ----
+  struct Outstanding {
+    uint64_t seq;
+    uint64_t context;
+    Opcode opcode;
+    bool signaled;
+    uint8_t* local_addr;
+    uint32_t length;
+  };
+  // Retires outstanding requests with seq < `seq` (success, completions for signaled).
+  void RetireBeforeLocked(uint64_t seq);
+  // Moves the QP to error: outstanding requests complete with `first` (the failed one,
+  // if any) then kFlushed; posted receives are flushed too.
+  void EnterError(CompletionStatus first_status);
+
+  SoftDevice* device_;
+  UniqueFd fd_;
+  std::string peer_;
+  QueuePairOptions options_;
+  std::vector<uint8_t> peer_private_data_;
+  std::atomic<bool> error_{false};
+  std::atomic<bool> stopping_{false};
+
+  CompletionQueue send_cq_;
+  CompletionQueue recv_cq_;
+
+  std::mutex send_mu_;  // guards outstanding_, next_seq_
+  std::deque<Outstanding> outstanding_;
+  uint64_t next_seq_ = 1;
+
+  std::mutex recv_mu_;  // guards posted_recvs_
+  struct PostedRecv {
+    uint64_t context;
+    uint8_t* addr;
+    uint32_t length;
+  };
+  std::deque<PostedRecv> posted_recvs_;
+
+  std::mutex out_mu_;  // guards the socket's write side and out_queue_
+  std::condition_variable out_cv_;
+  std::deque<OutFrame> out_queue_;
+  std::thread tx_thread_;
+
+  std::shared_ptr<PendingWrites> pending_ = std::make_shared<PendingWrites>();
+
+  std::thread rx_thread_;
+  // rx read buffer: bulk reads cut syscalls; large payloads bypass it.
+  std::unique_ptr<uint8_t[]> rx_buf_;
+  size_t rx_begin_ = 0, rx_end_ = 0;
+};
+
+class SoftDevice final : public Device {
+ public:
+  explicit SoftDevice(const DeviceOptions& options);
+  ~SoftDevice() override;
+
+  Backend backend() const override { return Backend::kSoft; }
+  Result<MemoryRegion> RegisterMemory(void* addr, uint64_t length, uint32_t access) override;
+  Status DeregisterMemory(const MemoryRegion& region) override;
+  Result<std::unique_ptr<Listener>> Listen(const Endpoint& local) override;
+  Result<std::unique_ptr<QueuePair>> Connect(const Endpoint& peer,
+                                             std::span<const uint8_t> private_data,
+                                             const QueuePairOptions& options,
+                                             Duration timeout) override;
+  bool SupportsFlush() const override { return true; }
+
+  // Looks up `key` and checks [addr, addr+len) lies inside with `access`. On success
+  // returns the host pointer (and the region in `*region` if given).
+  uint8_t* Check(uint32_t key, uint64_t addr, uint64_t len, uint32_t access,
+                 RegionEntry* region = nullptr) const;
+  // Queues a received WRITE payload for the drain thread.
+  void Buffer(const std::shared_ptr<PendingWrites>& pending, PendingWrites::Entry entry);
+  // Drains every pending write of every QP (used before deregistering and at exit).
+  void DrainAll();
+  Clock::duration drain_delay() const { return drain_delay_; }
+
+ private:
+  void DrainLoop();
+
+  mutable std::shared_mutex regions_mu_;
+  std::unordered_map<uint32_t, RegionEntry> regions_;
+
+  Clock::duration drain_delay_;
+  uint64_t buffer_limit_;
+  std::mutex drain_mu_;
+  std::condition_variable drain_cv_;
+  struct Due {
+    Clock::time_point due;
+    std::shared_ptr<PendingWrites> pending;
+  };
+  std::deque<Due> due_;  // FIFO: the delay is constant, so due times are ordered
+  std::atomic<uint64_t> buffered_bytes_{0};
+  bool drain_idle_ = true;
+  bool stop_ = false;
+  std::thread drain_thread_;
+};
+
+}  // namespace dpmfs::transport::soft

@@ -1,0 +1,515 @@
+// The soft RNIC's per-QP engine: posting, the output path, the rx thread that executes
+// requests as the target and matches responses as the initiator. See soft_internal.h.
+#include <libpmem.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "datapath/soft_internal.h"
+
+namespace dpmfs::transport::soft {
+namespace {
+
+constexpr size_t kRxBufferSize = 64 * 1024;
+// Payloads at least this large are read straight into their destination.
+constexpr size_t kDirectReadThreshold = 16 * 1024;
+constexpr size_t kMaxIov = 256;
+
+bool IsRequest(FrameType t) { return static_cast<uint8_t>(t) <= 5; }
+
+FrameType RequestType(Opcode op) {
+  switch (op) {
+    case Opcode::kWrite: return FrameType::kWrite;
+    case Opcode::kWriteWithImm: return FrameType::kWriteWithImm;
+    case Opcode::kRead: return FrameType::kRead;
+    case Opcode::kSend: return FrameType::kSend;
+    default: return FrameType::kFlush;
+  }
+}
+
+}  // namespace
+
+SoftQueuePair::SoftQueuePair(SoftDevice* device, UniqueFd fd, const QueuePairOptions& options)
+    : device_(device), fd_(std::move(fd)), peer_(PeerName(fd_.get())), options_(options) {}
+
+SoftQueuePair::~SoftQueuePair() { Disconnect(); }
+
+void SoftQueuePair::Start(std::vector<uint8_t> peer_private_data) {
+  peer_private_data_ = std::move(peer_private_data);
+  rx_buf_ = std::make_unique<uint8_t[]>(kRxBufferSize);
+  rx_thread_ = std::thread([this] { RxLoop(); });
+}
+
+void SoftQueuePair::Disconnect() {
+  if (stopping_.exchange(true)) return;
+  ::shutdown(fd_.get(), SHUT_RDWR);
+  if (rx_thread_.joinable()) rx_thread_.join();
+  out_cv_.notify_all();
+  if (tx_thread_.joinable()) tx_thread_.join();
+  EnterError(CompletionStatus::kFlushed);
+}
+
+// ---------------------------------------------------------------- posting
+
+Status SoftQueuePair::PostSend(std::span<const WorkRequest> chain) {
+  if (chain.empty()) return Status::OK();
+  for (const WorkRequest& wr : chain) {
+    switch (wr.opcode) {
+      case Opcode::kWrite:
+      case Opcode::kWriteWithImm:
+      case Opcode::kRead:
+      case Opcode::kSend:
+      case Opcode::kFlush:
+        break;
+      default:
+        return Status::InvalidArgument(std::string(OpcodeName(wr.opcode)) +
+                                       " cannot be posted on a send queue");
+    }
+    if (wr.length > kMaxTransferSize) {
+      return Status::InvalidArgument("work request of " + std::to_string(wr.length) +
+                                     " bytes exceeds the transfer limit");
+    }
+    if (wr.opcode != Opcode::kFlush && wr.length > 0) {
+      uint32_t need = wr.opcode == Opcode::kRead ? uint32_t{kLocalWrite} : 0u;
+      if (device_->Check(wr.lkey, reinterpret_cast<uint64_t>(wr.local_addr), wr.length, need) ==
+          nullptr) {
+        return Status::PermissionDenied(
+            std::string(OpcodeName(wr.opcode)) + " local buffer is not inside a region "
+            "registered with lkey " + std::to_string(wr.lkey) +
+            (need ? " with local write access" : ""));
+      }
+    }
+  }
+
+  std::lock_guard lock(send_mu_);
+  if (error_.load(std::memory_order_acquire)) {
+    return Status::FailedPrecondition("queue pair to " + peer_ + " is in the error state");
+  }
+  if (outstanding_.size() + chain.size() > options_.max_send_wr) {
+    return Status::ResourceExhausted("send queue full (" + std::to_string(outstanding_.size()) +
+                                     " outstanding, max_send_wr " +
+                                     std::to_string(options_.max_send_wr) + ")");
+  }
+  // Small chains (the common persist chains) are built on the stack.
+  OutFrame stack_frames[4];
+  std::vector<OutFrame> heap_frames;
+  std::span<OutFrame> frames;
+  if (chain.size() <= 4) {
+    frames = std::span<OutFrame>(stack_frames, chain.size());
+  } else {
+    heap_frames.resize(chain.size());
+    frames = heap_frames;
+  }
+  for (size_t i = 0; i < chain.size(); ++i) {
+    const WorkRequest& wr = chain[i];
+    uint64_t seq = next_seq_++;
+    outstanding_.push_back(Outstanding{seq, wr.context, wr.opcode, wr.signaled,
+                                       static_cast<uint8_t*>(wr.local_addr), wr.length});
+    FrameHeader h;
+    h.type = RequestType(wr.opcode);
+    h.flags = wr.signaled ? kFlagSignaled : 0;
+    h.seq = seq;
+    h.remote_addr = wr.remote_addr;
+    h.rkey = wr.rkey;
+    h.imm = wr.imm;
+    h.length = wr.length;
+    bool carries = wr.opcode == Opcode::kWrite || wr.opcode == Opcode::kWriteWithImm ||
+                   wr.opcode == Opcode::kSend;
+    h.payload_len = carries ? wr.length : 0;
+    EncodeHeader(h, frames[i].header);
+    frames[i].payload = carries ? static_cast<const uint8_t*>(wr.local_addr) : nullptr;
+    frames[i].payload_len = h.payload_len;
+  }
+  Output(frames, /*copy_payload_if_queued=*/false);
+  return Status::OK();
+}
+
+Status SoftQueuePair::PostRecv(std::span<const WorkRequest> recvs) {
+  for (const WorkRequest& wr : recvs) {
+    if (wr.opcode != Opcode::kRecv) {
+      return Status::InvalidArgument("only RECV requests can be posted on a receive queue");
+    }
+    if (wr.length > 0 && device_->Check(wr.lkey, reinterpret_cast<uint64_t>(wr.local_addr),
+                                        wr.length, kLocalWrite) == nullptr) {
+      return Status::PermissionDenied("RECV buffer is not inside a region registered with lkey " +
+                                      std::to_string(wr.lkey) + " with local write access");
+    }
+  }
+  std::lock_guard lock(recv_mu_);
+  if (error_.load(std::memory_order_acquire)) {
+    return Status::FailedPrecondition("queue pair to " + peer_ + " is in the error state");
+  }
+  if (posted_recvs_.size() + recvs.size() > options_.max_recv_wr) {
+    return Status::ResourceExhausted("receive queue full (max_recv_wr " +
+                                     std::to_string(options_.max_recv_wr) + ")");
+  }
+  for (const WorkRequest& wr : recvs) {
+    posted_recvs_.push_back(PostedRecv{wr.context, static_cast<uint8_t*>(wr.local_addr), wr.length});
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- output path
+
+void SoftQueuePair::Output(std::span<OutFrame> frames, bool copy_payload_if_queued) {
+  std::unique_lock lock(out_mu_);
+  if (stopping_.load(std::memory_order_acquire)) return;
+  size_t first_unsent = 0;
+  if (out_queue_.empty()) {
+    // Fast path: write directly, without blocking.
+    iovec iov[kMaxIov];
+    size_t n = 0;
+    for (size_t i = 0; i < frames.size() && n + 2 <= kMaxIov; ++i) {
+      iov[n++] = {frames[i].header, kHeaderSize};
+      if (frames[i].payload_len > 0) {
+        iov[n++] = {const_cast<uint8_t*>(frames[i].payload), frames[i].payload_len};
+      }
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    ssize_t w = ::sendmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      return;  // the connection is broken; the rx thread sees it and fails the QP
+    }
+    size_t written = w > 0 ? static_cast<size_t>(w) : 0;
+    while (first_unsent < frames.size()) {
+      size_t total = kHeaderSize + frames[first_unsent].payload_len;
+      if (written >= total) {
+        written -= total;
+        ++first_unsent;
+      } else {
+        frames[first_unsent].sent = written;
+        break;
+      }
+    }
+    if (first_unsent == frames.size()) return;
+  }
+  for (size_t i = first_unsent; i < frames.size(); ++i) {
+    OutFrame& f = frames[i];
+    if (copy_payload_if_queued && f.payload_len > 0 && !f.owned) {
+      f.owned = std::make_unique<uint8_t[]>(f.payload_len);
+      std::memcpy(f.owned.get(), f.payload, f.payload_len);
+      f.payload = f.owned.get();
+    }
+    out_queue_.push_back(std::move(f));
+  }
+  if (!tx_thread_.joinable()) tx_thread_ = std::thread([this] { TxLoop(); });
+  out_cv_.notify_one();
+}
+
+void SoftQueuePair::TxLoop() {
+  std::unique_lock lock(out_mu_);
+  while (true) {
+    out_cv_.wait(lock, [&] { return !out_queue_.empty() || stopping_.load(); });
+    if (stopping_.load()) return;
+    iovec iov[kMaxIov];
+    size_t n = 0;
+    for (size_t i = 0; i < out_queue_.size() && n + 2 <= kMaxIov; ++i) {
+      OutFrame& f = out_queue_[i];
+      if (f.sent < kHeaderSize) iov[n++] = {f.header + f.sent, kHeaderSize - f.sent};
+      size_t pay_off = f.sent > kHeaderSize ? f.sent - kHeaderSize : 0;
+      if (f.payload_len > pay_off) {
+        iov[n++] = {const_cast<uint8_t*>(f.payload) + pay_off, f.payload_len - pay_off};
+      }
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    ssize_t w = ::sendmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        lock.unlock();
+        pollfd p{fd_.get(), POLLOUT, 0};
+        ::poll(&p, 1, 100);
+        lock.lock();
+        continue;
+      }
+      out_queue_.clear();  // broken connection: the rx thread fails the QP
+      continue;
+    }
+    size_t written = static_cast<size_t>(w);
+    while (!out_queue_.empty() && written > 0) {
+      OutFrame& f = out_queue_.front();
+      size_t left = kHeaderSize + f.payload_len - f.sent;
+      if (written >= left) {
+        written -= left;
+        out_queue_.pop_front();
+      } else {
+        f.sent += written;
+        written = 0;
+      }
+    }
+  }
+}
+
+void SoftQueuePair::Respond(FrameType type, uint64_t seq, uint32_t imm, const uint8_t* payload,
+                            uint32_t len) {
+  OutFrame f;
+  FrameHeader h;
+  h.type = type;
+  h.seq = seq;
+  h.imm = imm;
+  h.payload_len = len;
+  h.length = len;
+  EncodeHeader(h, f.header);
+  f.payload = payload;
+  f.payload_len = len;
+  Output(std::span<OutFrame>(&f, 1), /*copy_payload_if_queued=*/true);
+}
+
+// ---------------------------------------------------------------- rx path
+
+Status SoftQueuePair::ReadExact(void* dst, size_t n) {
+  auto* out = static_cast<uint8_t*>(dst);
+  while (n > 0) {
+    if (rx_begin_ < rx_end_) {
+      size_t take = std::min(n, rx_end_ - rx_begin_);
+      std::memcpy(out, rx_buf_.get() + rx_begin_, take);
+      rx_begin_ += take;
+      out += take;
+      n -= take;
+      continue;
+    }
+    if (n >= kDirectReadThreshold) return RecvAll(fd_.get(), out, n);
+    ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, 0);
+    if (r == 0) return Status::Unavailable("connection closed by " + peer_);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Status::Unavailable("connection to " + peer_ + " failed: " + std::strerror(errno));
+    }
+    rx_begin_ = 0;
+    rx_end_ = static_cast<size_t>(r);
+  }
+  return Status::OK();
+}
+
+void SoftQueuePair::RxLoop() {
+  CompletionStatus why = CompletionStatus::kTransportError;
+  while (true) {
+    uint8_t raw[kHeaderSize];
+    Status st = ReadExact(raw, kHeaderSize);
+    if (!st.ok()) {
+      if (!stopping_.load()) spdlog::debug("soft transport: {}", st.ToString());
+      break;
+    }
+    auto h = DecodeHeader(std::span<const uint8_t, kHeaderSize>(raw));
+    if (!h.ok()) {
+      spdlog::warn("soft transport: malformed frame from {}: {}; closing the connection", peer_,
+                   h.status().message());
+      break;
+    }
+    if (IsRequest(h->type)) {
+      st = HandleRequest(*h);
+    } else if (h->type == FrameType::kAck || h->type == FrameType::kReadResponse ||
+               h->type == FrameType::kNak) {
+      st = HandleResponse(*h);
+      if (h->type == FrameType::kNak) why = CompletionStatus::kFlushed;
+    } else {
+      st = Status::Corruption("handshake frame on an established connection");
+    }
+    if (!st.ok()) {
+      if (st.code() == StatusCode::kCorruption) {
+        spdlog::warn("soft transport: protocol error from {}: {}; closing the connection", peer_,
+                     st.message());
+      }
+      break;
+    }
+  }
+  EnterError(why);
+  // Let a NAK queued before the failure go out, then close our side: FIN, not RST.
+  {
+    std::unique_lock lock(out_mu_);
+    auto deadline = Clock::now() + std::chrono::milliseconds(200);
+    while (!out_queue_.empty() && !stopping_.load() && Clock::now() < deadline) {
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      lock.lock();
+    }
+  }
+  ::shutdown(fd_.get(), SHUT_WR);
+}
+
+Status SoftQueuePair::RefuseRequest(uint64_t seq, CompletionStatus why,
+                                    const std::string& reason) {
+  spdlog::warn("soft transport: refusing request {} from {}: {}", seq, peer_, reason);
+  Respond(FrameType::kNak, seq, static_cast<uint32_t>(why), nullptr, 0);
+  return Status::Aborted(reason);
+}
+
+Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
+  switch (h.type) {
+    case FrameType::kWrite:
+    case FrameType::kWriteWithImm: {
+      uint8_t* dst = device_->Check(h.rkey, h.remote_addr, h.length, kRemoteWrite);
+      if (dst == nullptr) {
+        return RefuseRequest(h.seq, CompletionStatus::kRemoteAccessError,
+                             "WRITE outside a remotely writable region (rkey " +
+                                 std::to_string(h.rkey) + ")");
+      }
+      if (h.type == FrameType::kWriteWithImm) {
+        std::lock_guard lock(recv_mu_);
+        if (posted_recvs_.empty()) {
+          return RefuseRequest(h.seq, CompletionStatus::kRnrRetryExceeded,
+                               "WRITE_WITH_IMM with no receive posted");
+        }
+      }
+      std::unique_ptr<uint8_t[]> data;
+      if (h.length > 0) {
+        data = std::make_unique<uint8_t[]>(h.length);
+        DPMFS_RETURN_IF_ERROR(ReadExact(data.get(), h.length));
+      }
+      device_->Buffer(pending_, PendingWrites::Entry{dst, std::move(data), h.length,
+                                                     Clock::now() + device_->drain_delay()});
+      if (h.type == FrameType::kWriteWithImm) {
+        // The receive completion is delivered after the data (and all before it) is placed.
+        pending_->Drain(true, Clock::now());
+        PostedRecv r;
+        {
+          std::lock_guard lock(recv_mu_);
+          r = posted_recvs_.front();
+          posted_recvs_.pop_front();
+        }
+        recv_cq_.Push(Completion{r.context, Opcode::kRecvWithImm, CompletionStatus::kSuccess,
+                                 h.length, h.imm, true});
+      }
+      break;
+    }
+    case FrameType::kRead: {
+      uint8_t* src = device_->Check(h.rkey, h.remote_addr, h.length, kRemoteRead);
+      if (src == nullptr) {
+        return RefuseRequest(h.seq, CompletionStatus::kRemoteAccessError,
+                             "READ outside a remotely readable region (rkey " +
+                                 std::to_string(h.rkey) + ")");
+      }
+      // A READ waits for every earlier WRITE of its QP to be placed, at once.
+      pending_->Drain(true, Clock::now());
+      Respond(FrameType::kReadResponse, h.seq, 0, src, h.length);
+      return Status::OK();  // the response is the acknowledgement
+    }
+    case FrameType::kSend: {
+      PostedRecv r;
+      {
+        std::lock_guard lock(recv_mu_);
+        if (posted_recvs_.empty()) {
+          return RefuseRequest(h.seq, CompletionStatus::kRnrRetryExceeded,
+                               "SEND with no receive posted");
+        }
+        r = posted_recvs_.front();
+        posted_recvs_.pop_front();
+      }
+      if (r.length < h.length) {
+        recv_cq_.Push(Completion{r.context, Opcode::kRecv, CompletionStatus::kLocalLengthError,
+                                 0, 0, false});
+        return RefuseRequest(h.seq, CompletionStatus::kRemoteInvalidRequest,
+                             "SEND of " + std::to_string(h.length) +
+                                 " bytes into a receive buffer of " + std::to_string(r.length));
+      }
+      if (h.length > 0) DPMFS_RETURN_IF_ERROR(ReadExact(r.addr, h.length));
+      pending_->Drain(true, Clock::now());  // earlier WRITEs are placed before the SEND is seen
+      recv_cq_.Push(Completion{r.context, Opcode::kRecv, CompletionStatus::kSuccess, h.length, 0,
+                               false});
+      break;
+    }
+    case FrameType::kFlush: {
+      RegionEntry region;
+      uint8_t* p = device_->Check(h.rkey, h.remote_addr, h.length, kRemoteFlush, &region);
+      if (p == nullptr) {
+        return RefuseRequest(h.seq, CompletionStatus::kRemoteAccessError,
+                             "FLUSH outside a region registered for remote flush (rkey " +
+                                 std::to_string(h.rkey) + ")");
+      }
+      pending_->Drain(true, Clock::now());
+      // Placed data on real PM still sits in CPU caches: persist it. On ordinary memory
+      // (tmpfs, page cache) placed data already survives the soft model's power loss.
+      if (region.is_pmem && h.length > 0) pmem_persist(p, h.length);
+      break;
+    }
+    default:
+      return Status::Corruption("not a request");
+  }
+  if (h.signaled()) Respond(FrameType::kAck, h.seq, 0, nullptr, 0);
+  return Status::OK();
+}
+
+void SoftQueuePair::RetireBeforeLocked(uint64_t seq) {
+  while (!outstanding_.empty() && outstanding_.front().seq < seq) {
+    const Outstanding& o = outstanding_.front();
+    if (o.signaled) {
+      send_cq_.Push(Completion{o.context, o.opcode, CompletionStatus::kSuccess, o.length, 0, false});
+    }
+    outstanding_.pop_front();
+  }
+}
+
+Status SoftQueuePair::HandleResponse(const FrameHeader& h) {
+  std::unique_lock lock(send_mu_);
+  RetireBeforeLocked(h.seq);
+  if (outstanding_.empty() || outstanding_.front().seq != h.seq) {
+    return Status::Corruption("response for request " + std::to_string(h.seq) +
+                              " that is not outstanding");
+  }
+  Outstanding o = outstanding_.front();
+  switch (h.type) {
+    case FrameType::kAck:
+      if (o.opcode == Opcode::kRead) return Status::Corruption("ACK for a READ");
+      break;
+    case FrameType::kReadResponse: {
+      if (o.opcode != Opcode::kRead || h.length != o.length) {
+        return Status::Corruption("READ response does not match the READ posted");
+      }
+      // Only this thread pops outstanding entries, so `o` stays valid unlocked; the
+      // posting thread must not be held up by a large payload.
+      lock.unlock();
+      if (h.length > 0) DPMFS_RETURN_IF_ERROR(ReadExact(o.local_addr, h.length));
+      lock.lock();
+      if (outstanding_.empty() || outstanding_.front().seq != h.seq) {
+        return Status::Aborted("queue pair failed during a READ");
+      }
+      break;
+    }
+    case FrameType::kNak: {
+      auto why = static_cast<CompletionStatus>(h.imm);
+      if (h.imm == 0 || h.imm > static_cast<uint32_t>(CompletionStatus::kFlushed)) {
+        why = CompletionStatus::kRemoteInvalidRequest;
+      }
+      error_.store(true, std::memory_order_release);
+      send_cq_.Push(Completion{o.context, o.opcode, why, 0, 0, false});
+      outstanding_.pop_front();
+      return Status::Aborted("request refused by the target");
+    }
+    default:
+      return Status::Corruption("not a response");
+  }
+  if (o.signaled) {
+    send_cq_.Push(Completion{o.context, o.opcode, CompletionStatus::kSuccess, o.length, 0, false});
+  }
+  outstanding_.pop_front();
+  return Status::OK();
+}
+
+void SoftQueuePair::EnterError(CompletionStatus first_status) {
+  error_.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(send_mu_);
+    bool first = true;
+    for (const Outstanding& o : outstanding_) {
+      send_cq_.Push(Completion{o.context, o.opcode,
+                               first ? first_status : CompletionStatus::kFlushed, 0, 0, false});
+      first = false;
+    }
+    outstanding_.clear();
+  }
+  {
+    std::lock_guard lock(recv_mu_);
+    for (const PostedRecv& r : posted_recvs_) {
+      recv_cq_.Push(Completion{r.context, Opcode::kRecv, CompletionStatus::kFlushed, 0, 0, false});
+    }
+    posted_recvs_.clear();
+  }
+}
+
+}  // namespace dpmfs::transport::soft
