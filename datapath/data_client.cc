@@ -1,0 +1,367 @@
+#include "datapath/data_client.h"
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace dpmfs::datapath {
+namespace {
+
+using transport::Completion;
+using transport::Opcode;
+using transport::WorkRequest;
+
+// Per-slot layout inside the registered block.
+constexpr size_t kHeaderOff = 0;  // imm descriptor / rpc header (kDescriptorSize)
+constexpr size_t kDataOff = kDescriptorSize;
+constexpr size_t kScratchBytes = 64;  // READ target of read/read2
+constexpr size_t kReplyBytes = 64;    // reply receive buffer (kReplySize used)
+
+// Work request contexts: slot in the low 32 bits, what the completion means above.
+enum CtxKind : uint64_t {
+  kCtxFinish = 1,      // the slot's write is durable once this completes
+  kCtxRead2Write = 2,  // read2: the WRITE is acknowledged; now send the READ
+  kCtxIgnore = 3,      // a signaled send that only frees send-queue room (imm, rpc)
+  kCtxReply = 4,       // a reply receive buffer
+  kCtxRead = 5,        // a DataClient::Read
+};
+uint64_t Ctx(CtxKind kind, uint32_t slot) { return (uint64_t{kind} << 32) | slot; }
+CtxKind KindOf(uint64_t ctx) { return static_cast<CtxKind>(ctx >> 32); }
+uint32_t SlotOf(uint64_t ctx) { return static_cast<uint32_t>(ctx); }
+
+bool UsesReplies(PersistMethod m) { return m == PersistMethod::kImm || m == PersistMethod::kRpc; }
+
+Status CompletionError(const Completion& c, const std::string& peer) {
+  return Status::Unavailable(std::string(transport::OpcodeName(c.opcode)) + " to data server " +
+                             peer + " failed: " +
+                             std::string(transport::CompletionStatusName(c.status)));
+}
+
+}  // namespace
+
+DataClient::DataClient(transport::Device& device, const DataClientOptions& options)
+    : device_(device), options_(options) {}
+
+DataClient::~DataClient() {
+  if (qp_) qp_->Disconnect();
+  if (mr_.addr != nullptr) (void)device_.DeregisterMemory(mr_);
+}
+
+Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& device,
+                                                        const Endpoint& server,
+                                                        const DataClientOptions& options) {
+  if (options.queue_depth == 0 || options.queue_depth > kMaxQueueDepth) {
+    return Status::InvalidArgument("queue depth must be 1.." + std::to_string(kMaxQueueDepth));
+  }
+  if (options.max_io_size == 0 || options.max_io_size > kMaxIoSize) {
+    return Status::InvalidArgument("max I/O size must be 1.." + std::to_string(kMaxIoSize));
+  }
+  if (options.method == PersistMethod::kFlush && !device.SupportsFlush()) {
+    return Status::NotSupported(
+        "the flush persist method needs RDMA FLUSH, which this " +
+        std::string(transport::BackendName(device.backend())) +
+        " device/library lacks; choose read, read2, imm or rpc");
+  }
+  std::unique_ptr<DataClient> c(new DataClient(device, options));
+  DPMFS_RETURN_IF_ERROR(c->Setup());
+  transport::QueuePairOptions qpo;
+  // Room for every slot's chain plus the unsignaled sends not yet retired.
+  qpo.max_send_wr = 4 * options.queue_depth + 8;
+  qpo.max_recv_wr = options.queue_depth;
+  DataClient* self = c.get();
+  qpo.prepare = [self](transport::QueuePair& qp) -> Status {
+    if (!UsesReplies(self->options_.method)) return Status::OK();
+    for (uint32_t s = 0; s < self->options_.queue_depth; ++s) {
+      uint8_t* buf = self->memory_.data() + s * self->slot_stride_ + kDataOff +
+                     self->options_.max_io_size + kScratchBytes;
+      WorkRequest wr;
+      wr.opcode = Opcode::kRecv;
+      wr.context = Ctx(kCtxReply, s);
+      wr.local_addr = buf;
+      wr.length = kReplyBytes;
+      wr.lkey = self->mr_.lkey;
+      DPMFS_RETURN_IF_ERROR(qp.PostRecv({&wr, 1}));
+    }
+    return Status::OK();
+  };
+  ConnectRequest req{options.method, options.queue_depth, options.max_io_size};
+  auto qp = device.Connect(server, EncodeConnectRequest(req), qpo, options.timeout);
+  if (!qp.ok()) return qp.status().WithContext("connecting to data server " + server.ToString());
+  c->qp_ = std::move(qp).value();
+  auto info = DecodeServerInfo(c->qp_->peer_private_data());
+  if (!info.ok()) return info.status().WithContext("data server " + server.ToString());
+  c->server_ = *info;
+  if (options.method == PersistMethod::kImm &&
+      c->server_.ring.length < uint64_t{options.queue_depth} * kDescriptorSize) {
+    return Status::Corruption("data server " + server.ToString() +
+                              " offered a descriptor ring too small for the queue depth");
+  }
+  spdlog::debug("connected to data server {} (method {}, pool {} bytes, pmem {})",
+                server.ToString(), PersistMethodName(options.method), c->server_.pool.length,
+                c->server_.is_pmem);
+  return c;
+}
+
+Status DataClient::Setup() {
+  slot_stride_ = (kDataOff + options_.max_io_size + kScratchBytes + kReplyBytes + 63) & ~size_t{63};
+  // One extra stride serves Read().
+  memory_.assign(slot_stride_ * (options_.queue_depth + 1), 0);
+  DPMFS_ASSIGN_OR_RETURN(mr_, device_.RegisterMemory(memory_.data(), memory_.size(),
+                                                     transport::kLocalWrite));
+  slots_.assign(options_.queue_depth, Slot{});
+  return Status::OK();
+}
+
+uint8_t* DataClient::slot_buffer(uint32_t slot) {
+  return memory_.data() + slot * slot_stride_ + kDataOff;
+}
+
+Status DataClient::CheckRange(uint64_t offset, uint64_t len) const {
+  if (len > options_.max_io_size) {
+    return Status::InvalidArgument("I/O of " + std::to_string(len) + " bytes exceeds the " +
+                                   std::to_string(options_.max_io_size) + "-byte maximum");
+  }
+  if (offset > server_.pool.length || len > server_.pool.length - offset) {
+    return Status::OutOfRange("range [" + std::to_string(offset) + ", +" + std::to_string(len) +
+                              ") is outside the pool's " + std::to_string(server_.pool.length) +
+                              "-byte data area");
+  }
+  return Status::OK();
+}
+
+Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
+  if (failed_) return Status::FailedPrecondition(failure_.message());
+  if (slot >= slots_.size()) return Status::InvalidArgument("no slot " + std::to_string(slot));
+  Slot& s = slots_[slot];
+  if (s.busy) return Status::FailedPrecondition("slot " + std::to_string(slot) + " is busy");
+  DPMFS_RETURN_IF_ERROR(CheckRange(offset, len));
+
+  uint8_t* base = memory_.data() + slot * slot_stride_;
+  uint64_t remote = server_.pool.addr + offset;
+  WorkRequest wrs[2];
+  size_t n = 0;
+  auto write = [&](bool signaled, CtxKind kind) {
+    WorkRequest& w = wrs[n++];
+    w.opcode = Opcode::kWrite;
+    w.signaled = signaled;
+    w.context = Ctx(kind, slot);
+    w.local_addr = base + kDataOff;
+    w.length = len;
+    w.lkey = mr_.lkey;
+    w.remote_addr = remote;
+    w.rkey = server_.pool.rkey;
+  };
+  // Signal imm/rpc sends only now and then: their completion means nothing for the
+  // write (the reply does); it only frees send-queue room.
+  bool signal_send = (++sends_since_signal_ % (options_.queue_depth / 2 + 1)) == 0;
+  switch (options_.method) {
+    case PersistMethod::kNone:
+      write(true, kCtxFinish);
+      break;
+    case PersistMethod::kRead2:
+      write(true, kCtxRead2Write);
+      break;
+    case PersistMethod::kRead:
+    case PersistMethod::kFlush: {
+      write(false, kCtxFinish);
+      WorkRequest& r = wrs[n++];
+      r.signaled = true;
+      r.context = Ctx(kCtxFinish, slot);
+      r.remote_addr = remote;
+      r.rkey = server_.pool.rkey;
+      if (options_.method == PersistMethod::kRead) {
+        // A READ of the written range's last byte: the target executes it only after
+        // placing every earlier WRITE of this QP.
+        r.opcode = Opcode::kRead;
+        r.local_addr = base + kDataOff + options_.max_io_size;
+        r.length = len > 0 ? 1 : 0;
+        r.lkey = mr_.lkey;
+        r.remote_addr = remote + (len > 0 ? len - 1 : 0);
+      } else {
+        r.opcode = Opcode::kFlush;
+        r.length = len;
+      }
+      break;
+    }
+    case PersistMethod::kImm: {
+      write(false, kCtxIgnore);
+      EncodeDescriptor(WriteDescriptor{offset, len, slot}, base + kHeaderOff);
+      WorkRequest& d = wrs[n++];
+      d.opcode = Opcode::kWriteWithImm;
+      d.signaled = signal_send;
+      d.context = Ctx(kCtxIgnore, slot);
+      d.local_addr = base + kHeaderOff;
+      d.length = kDescriptorSize;
+      d.lkey = mr_.lkey;
+      d.remote_addr = server_.ring.addr + uint64_t{slot} * kDescriptorSize;
+      d.rkey = server_.ring.rkey;
+      d.imm = slot;
+      break;
+    }
+    case PersistMethod::kRpc: {
+      EncodeDescriptor(WriteDescriptor{offset, len, slot}, base + kHeaderOff);
+      WorkRequest& m = wrs[n++];
+      m.opcode = Opcode::kSend;
+      m.signaled = signal_send;
+      m.context = Ctx(kCtxIgnore, slot);
+      m.local_addr = base + kHeaderOff;
+      m.length = static_cast<uint32_t>(kDescriptorSize + len);
+      m.lkey = mr_.lkey;
+      break;
+    }
+  }
+  Status st = qp_->PostSend({wrs, n});
+  if (!st.ok()) return st.WithContext("posting a write to data server " + qp_->peer_description());
+  s = Slot{true, offset, len};
+  ++in_flight_;
+  return Status::OK();
+}
+
+void DataClient::Finish(uint32_t slot, Status st, std::vector<SlotResult>* done) {
+  Slot& s = slots_[slot];
+  if (!s.busy) return;
+  s.busy = false;
+  --in_flight_;
+  done->push_back(SlotResult{slot, std::move(st)});
+}
+
+Status DataClient::FailAll(const Status& st, std::vector<SlotResult>* done) {
+  if (!failed_) {
+    failed_ = true;
+    failure_ = st;
+    spdlog::warn("{}", st.ToString());
+  }
+  for (uint32_t i = 0; i < slots_.size(); ++i) Finish(i, failure_, done);
+  return failure_;
+}
+
+void DataClient::HandleCompletion(const Completion& c, bool recv_side,
+                                  std::vector<SlotResult>* done) {
+  if (!c.ok()) {
+    (void)FailAll(CompletionError(c, qp_->peer_description()), done);
+    return;
+  }
+  uint32_t slot = SlotOf(c.context);
+  switch (KindOf(c.context)) {
+    case kCtxFinish:
+      Finish(slot, Status::OK(), done);
+      break;
+    case kCtxRead2Write: {
+      // The WRITE was acknowledged by the NIC; the READ that follows makes it durable.
+      Slot& s = slots_[slot];
+      WorkRequest r;
+      r.opcode = Opcode::kRead;
+      r.context = Ctx(kCtxFinish, slot);
+      r.local_addr = slot_buffer(slot) + options_.max_io_size;
+      r.length = s.len > 0 ? 1 : 0;
+      r.lkey = mr_.lkey;
+      r.remote_addr = server_.pool.addr + s.offset + (s.len > 0 ? s.len - 1 : 0);
+      r.rkey = server_.pool.rkey;
+      Status st = qp_->PostSend({&r, 1});
+      if (!st.ok()) (void)FailAll(st.WithContext("posting the read2 READ"), done);
+      break;
+    }
+    case kCtxIgnore:
+      break;
+    case kCtxReply: {
+      if (!recv_side) break;
+      const uint8_t* buf = slot_buffer(slot) + options_.max_io_size + kScratchBytes;
+      auto reply = DecodeReply({buf, c.byte_len});
+      // Re-post the buffer before anything else can fail.
+      WorkRequest wr;
+      wr.opcode = Opcode::kRecv;
+      wr.context = c.context;
+      wr.local_addr = const_cast<uint8_t*>(buf);
+      wr.length = kReplyBytes;
+      wr.lkey = mr_.lkey;
+      if (!reply.ok() || reply->slot >= slots_.size()) {
+        (void)FailAll(Status::Corruption("malformed reply from data server " +
+                                         qp_->peer_description()),
+                      done);
+        break;
+      }
+      Status repost = qp_->PostRecv({&wr, 1});
+      Status result = reply->code == StatusCode::kOk
+                          ? Status::OK()
+                          : Status(reply->code, "data server " + qp_->peer_description() +
+                                                    " refused the write");
+      Finish(reply->slot, std::move(result), done);
+      if (!repost.ok()) (void)FailAll(repost, done);
+      break;
+    }
+    case kCtxRead:
+      break;  // handled in Read()
+  }
+}
+
+Status DataClient::Reap(std::vector<SlotResult>* done) {
+  if (failed_) return Status::Unavailable(failure_.message());
+  if (in_flight_ == 0) return Status::FailedPrecondition("no write in flight");
+  size_t before = done->size();
+  Completion comps[32];
+  auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  bool replies = UsesReplies(options_.method);
+  while (done->size() == before) {
+    if (failed_) return Status::Unavailable(failure_.message());
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      return Status::TimedOut("no write to data server " + qp_->peer_description() +
+                              " finished within " +
+                              std::to_string(options_.timeout.count() / 1000) + " ms");
+    }
+    auto left = std::chrono::duration_cast<transport::Duration>(deadline - now);
+    size_t n;
+    if (replies) {
+      for (size_t i = 0, k = qp_->PollSend(comps); i < k; ++i) HandleCompletion(comps[i], false, done);
+      n = qp_->WaitRecv(comps, std::min(left, transport::Duration(10000)));
+      for (size_t i = 0; i < n; ++i) HandleCompletion(comps[i], true, done);
+    } else {
+      n = qp_->WaitSend(comps, left);
+      for (size_t i = 0; i < n; ++i) HandleCompletion(comps[i], false, done);
+    }
+  }
+  return failed_ && done->size() == before ? Status::Unavailable(failure_.message()) : Status::OK();
+}
+
+Status DataClient::Write(uint64_t offset, const void* data, uint32_t len) {
+  DPMFS_RETURN_IF_ERROR(CheckRange(offset, len));
+  if (in_flight_ != 0) return Status::FailedPrecondition("Write() needs no write in flight");
+  std::memcpy(slot_buffer(0), data, len);
+  DPMFS_RETURN_IF_ERROR(Submit(0, offset, len));
+  std::vector<SlotResult> done;
+  while (done.empty()) DPMFS_RETURN_IF_ERROR(Reap(&done));
+  return done.front().status;
+}
+
+Status DataClient::Read(uint64_t offset, void* data, uint32_t len) {
+  if (failed_) return Status::Unavailable(failure_.message());
+  DPMFS_RETURN_IF_ERROR(CheckRange(offset, len));
+  if (in_flight_ != 0) return Status::FailedPrecondition("Read() needs no write in flight");
+  uint8_t* buf = memory_.data() + options_.queue_depth * slot_stride_;
+  WorkRequest r;
+  r.opcode = Opcode::kRead;
+  r.context = Ctx(kCtxRead, 0);
+  r.local_addr = buf;
+  r.length = len;
+  r.lkey = mr_.lkey;
+  r.remote_addr = server_.pool.addr + offset;
+  r.rkey = server_.pool.rkey;
+  DPMFS_RETURN_IF_ERROR(qp_->PostSend({&r, 1}));
+  auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  Completion comps[8];
+  std::vector<SlotResult> ignored;
+  while (true) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return Status::TimedOut("READ from data server timed out");
+    size_t n = qp_->WaitSend(comps, std::chrono::duration_cast<transport::Duration>(deadline - now));
+    for (size_t i = 0; i < n; ++i) {
+      if (!comps[i].ok()) return FailAll(CompletionError(comps[i], qp_->peer_description()), &ignored);
+      if (KindOf(comps[i].context) == kCtxRead) {
+        std::memcpy(data, buf, len);
+        return Status::OK();
+      }
+    }
+  }
+}
+
+}  // namespace dpmfs::datapath

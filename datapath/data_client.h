@@ -1,0 +1,98 @@
+// The client side of a data server: connects one QP with a chosen persist method and
+// makes writes into the server's pool durable before reporting them done; reads are
+// one-sided READs. Offsets are relative to the pool's data area.
+//
+// Two ways to use it:
+//   - synchronous: Write(offset, data, len) / Read(offset, data, len);
+//   - pipelined (queue depth > 1): fill slot_buffer(slot), Submit(slot, offset, len),
+//     and Reap() the slots whose writes are durable. A slot is free again once reaped.
+//
+// Thread-safety: none; one thread per DataClient (open one per thread).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+#include "datapath/data_protocol.h"
+#include "datapath/persist_method.h"
+#include "datapath/transport.h"
+
+namespace dpmfs::datapath {
+
+struct DataClientOptions {
+  PersistMethod method = PersistMethod::kRead;
+  uint32_t queue_depth = 16;          // slots: writes in flight at once
+  uint32_t max_io_size = 1u << 20;    // bytes per write / read
+  transport::Duration timeout = std::chrono::seconds(5);  // connect and each wait
+};
+
+struct SlotResult {
+  uint32_t slot = 0;
+  Status status;  // OK: durable under the method (none: merely acknowledged)
+};
+
+class DataClient {
+ public:
+  static Result<std::unique_ptr<DataClient>> Connect(transport::Device& device,
+                                                     const Endpoint& server,
+                                                     const DataClientOptions& options);
+  ~DataClient();
+
+  const ServerInfo& server() const { return server_; }
+  uint64_t data_size() const { return server_.pool.length; }
+  PersistMethod method() const { return options_.method; }
+  uint32_t queue_depth() const { return options_.queue_depth; }
+
+  // Registered buffer of `slot` (max_io_size bytes): put a write's data here.
+  uint8_t* slot_buffer(uint32_t slot);
+  // Starts a persistent write of the first `len` bytes of slot_buffer(slot) to pool
+  // data offset `offset`. OutOfRange if [offset, offset+len) leaves the data area;
+  // FailedPrecondition if the slot is busy or the connection failed.
+  Status Submit(uint32_t slot, uint64_t offset, uint32_t len);
+  // Waits up to the timeout for at least one submitted write to finish; appends the
+  // finished slots to `done`. TimedOut if none did; Unavailable once the QP failed
+  // (failed slots are reported in `done` with their error first).
+  Status Reap(std::vector<SlotResult>* done);
+  size_t in_flight() const { return in_flight_; }
+
+  // Copy + Submit + wait (queue depth 1 use).
+  Status Write(uint64_t offset, const void* data, uint32_t len);
+  // One-sided READ of [offset, offset+len) into `data`.
+  Status Read(uint64_t offset, void* data, uint32_t len);
+
+ private:
+  DataClient(transport::Device& device, const DataClientOptions& options);
+  Status Setup();
+  Status CheckRange(uint64_t offset, uint64_t len) const;
+  void Finish(uint32_t slot, Status st, std::vector<SlotResult>* done);
+  void HandleCompletion(const transport::Completion& c, bool recv_side,
+                        std::vector<SlotResult>* done);
+  Status FailAll(const Status& st, std::vector<SlotResult>* done);
+
+  struct Slot {
+    bool busy = false;
+    uint64_t offset = 0;
+    uint32_t len = 0;
+  };
+
+  transport::Device& device_;
+  DataClientOptions options_;
+  ServerInfo server_;
+  std::unique_ptr<transport::QueuePair> qp_;
+  // One registered block: slot data buffers, then per-slot scratch (READ targets,
+  // imm descriptors, rpc headers, reply receive buffers).
+  std::vector<uint8_t> memory_;
+  transport::MemoryRegion mr_;
+  size_t slot_stride_ = 0;
+  std::vector<Slot> slots_;
+  size_t in_flight_ = 0;
+  uint64_t sends_since_signal_ = 0;
+  bool failed_ = false;
+  Status failure_;
+};
+
+}  // namespace dpmfs::datapath

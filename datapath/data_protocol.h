@@ -1,0 +1,66 @@
+// What a data client and a data server say to each other: the connection handshake
+// (in the transport's private data) and the small messages of the `imm` and `rpc`
+// persist methods. All integers little-endian, fixed width; decoders validate every
+// field, since they come from the wire.
+//
+// Thread-safety: values and pure functions.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "datapath/persist_method.h"
+#include "datapath/transport.h"
+
+namespace dpmfs::datapath {
+
+inline constexpr uint32_t kDataProtocolMagic = 0x44504D44;  // "DPMD"
+inline constexpr uint16_t kDataProtocolVersion = 1;
+inline constexpr uint32_t kMaxQueueDepth = 1024;
+inline constexpr uint32_t kMaxIoSize = 16u << 20;
+
+// Client → server, in the connect private data (16 of 56 bytes).
+struct ConnectRequest {
+  PersistMethod method = PersistMethod::kRead;
+  uint32_t queue_depth = 16;
+  uint32_t max_io_size = 1u << 20;
+};
+std::vector<uint8_t> EncodeConnectRequest(const ConnectRequest& r);
+Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data);
+
+// Server → client, in the accept private data.
+struct ServerInfo {
+  transport::RemoteRegion pool;  // the pool's data area
+  transport::RemoteRegion ring;  // imm: descriptor ring (queue_depth slots); else empty
+  std::array<uint8_t, 16> cluster{};
+  uint32_t pool_index = 0;
+  uint32_t block_size = 0;
+  bool is_pmem = false;
+};
+std::vector<uint8_t> EncodeServerInfo(const ServerInfo& s);
+Result<ServerInfo> DecodeServerInfo(std::span<const uint8_t> data);
+
+// imm: the descriptor a client writes into ring slot `imm` before WRITE_WITH_IMM;
+// rpc: the header in front of the data of a SEND.
+struct WriteDescriptor {
+  uint64_t offset = 0;  // in the pool's data area
+  uint32_t length = 0;
+  uint32_t slot = 0;
+};
+inline constexpr size_t kDescriptorSize = 32;
+void EncodeDescriptor(const WriteDescriptor& d, uint8_t out[kDescriptorSize]);
+Result<WriteDescriptor> DecodeDescriptor(std::span<const uint8_t> in);
+
+// Server → client (SEND) after persisting an imm/rpc write.
+struct Reply {
+  uint32_t slot = 0;
+  StatusCode code = StatusCode::kOk;
+};
+inline constexpr size_t kReplySize = 16;
+void EncodeReply(const Reply& r, uint8_t out[kReplySize]);
+Result<Reply> DecodeReply(std::span<const uint8_t> in);
+
+}  // namespace dpmfs::datapath

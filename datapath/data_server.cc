@@ -1,0 +1,271 @@
+#include "datapath/data_server.h"
+
+#include <cstring>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "datapath/data_protocol.h"
+
+namespace dpmfs::datapath {
+
+using transport::Completion;
+using transport::Opcode;
+using transport::WorkRequest;
+
+// One client connection and the buffers its persist method needs.
+class DataServer::Connection {
+ public:
+  Connection(DataServer* server, const ConnectRequest& req) : server_(server), req_(req) {}
+
+  ~Connection() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+    if (qp_) qp_->Disconnect();
+    if (mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(mr_);
+    if (ring_mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(ring_mr_);
+  }
+
+  // Before accepting: allocate and register buffers, post receives.
+  Result<std::vector<uint8_t>> Prepare(transport::QueuePair& qp) {
+    uint32_t qd = req_.queue_depth;
+    bool imm = req_.method == PersistMethod::kImm;
+    bool rpc = req_.method == PersistMethod::kRpc;
+    recv_size_ = rpc ? kDescriptorSize + req_.max_io_size : 8;
+    // [receive buffers][reply buffers]
+    memory_.assign(uint64_t{qd} * recv_size_ + uint64_t{qd} * kReplySize, 0);
+    DPMFS_ASSIGN_OR_RETURN(mr_, server_->device_.RegisterMemory(memory_.data(), memory_.size(),
+                                                                transport::kLocalWrite));
+    ServerInfo info;
+    info.pool = {reinterpret_cast<uint64_t>(server_->pool_mr_.addr), server_->pool_.data_size(),
+                 server_->pool_mr_.rkey};
+    if (imm) {
+      ring_.assign(uint64_t{qd} * kDescriptorSize, 0);
+      DPMFS_ASSIGN_OR_RETURN(ring_mr_,
+                             server_->device_.RegisterMemory(ring_.data(), ring_.size(),
+                                                             transport::kLocalWrite |
+                                                                 transport::kRemoteWrite));
+      info.ring = {reinterpret_cast<uint64_t>(ring_.data()), ring_.size(), ring_mr_.rkey};
+    }
+    if (imm || rpc) {
+      for (uint32_t i = 0; i < qd; ++i) DPMFS_RETURN_IF_ERROR(PostRecv(qp, i));
+    }
+    const pool::PoolInfo& pi = server_->pool_.info();
+    info.cluster = pi.cluster.bytes;
+    info.pool_index = pi.index;
+    info.block_size = pi.block_size;
+    info.is_pmem = server_->pool_.is_pmem();
+    return EncodeServerInfo(info);
+  }
+
+  void Run(std::unique_ptr<transport::QueuePair> qp) {
+    qp_ = std::move(qp);
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  bool finished() const { return finished_.load(); }
+
+ private:
+  Status PostRecv(transport::QueuePair& qp, uint32_t i) {
+    WorkRequest wr;
+    wr.opcode = Opcode::kRecv;
+    wr.context = i;
+    wr.local_addr = memory_.data() + uint64_t{i} * recv_size_;
+    wr.length = recv_size_;
+    wr.lkey = mr_.lkey;
+    return qp.PostRecv({&wr, 1});
+  }
+
+  void Loop() {
+    Completion comps[32];
+    while (!stop_.load() && qp_->state() == transport::QpState::kConnected) {
+      size_t n = qp_->WaitRecv(comps, std::chrono::milliseconds(100));
+      for (size_t i = 0; i < n; ++i) {
+        if (!comps[i].ok()) break;  // the QP failed: the client went away
+        Handle(comps[i]);
+      }
+      // Reply sends only need reaping; a failure shows in the QP state.
+      Completion sc[32];
+      while (qp_->PollSend(sc) > 0) {
+      }
+    }
+    spdlog::info("client {} disconnected", qp_->peer_description());
+    finished_.store(true);
+  }
+
+  void Handle(const Completion& c) {
+    uint32_t buf_index = static_cast<uint32_t>(c.context);
+    const uint8_t* buf = memory_.data() + uint64_t{buf_index} * recv_size_;
+    WriteDescriptor d;
+    Status st;
+    if (c.opcode == Opcode::kRecvWithImm && req_.method == PersistMethod::kImm) {
+      // The immediate names a ring slot; never trust it or the descriptor.
+      if (c.imm >= req_.queue_depth) {
+        st = Status::OutOfRange("ring slot " + std::to_string(c.imm) + " out of range");
+        d.slot = c.imm;
+      } else {
+        auto dd = DecodeDescriptor({ring_.data() + uint64_t{c.imm} * kDescriptorSize,
+                                    kDescriptorSize});
+        if (dd.ok()) {
+          d = *dd;
+          st = d.slot == c.imm ? CheckRange(d) : Status::InvalidArgument("slot mismatch");
+        } else {
+          st = dd.status();
+        }
+        if (st.ok()) {
+          Persist(server_->pool_.data() + d.offset, d.length);
+          server_->n_imm_.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    } else if (c.opcode == Opcode::kRecv && req_.method == PersistMethod::kRpc) {
+      auto dd = DecodeDescriptor({buf, c.byte_len});
+      if (dd.ok()) {
+        d = *dd;
+        st = CheckRange(d);
+        if (st.ok() && c.byte_len != kDescriptorSize + d.length) {
+          st = Status::InvalidArgument("rpc write length does not match its message");
+        }
+      } else {
+        st = dd.status();
+      }
+      if (st.ok()) {
+        uint8_t* dst = server_->pool_.data() + d.offset;
+        std::memcpy(dst, buf + kDescriptorSize, d.length);
+        Persist(dst, d.length);
+        server_->n_rpc_.fetch_add(1, std::memory_order_relaxed);
+      }
+    } else {
+      st = Status::InvalidArgument("unexpected message for this connection's persist method");
+    }
+    if (!st.ok()) {
+      server_->n_refused_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("refusing a write from {}: {}", qp_->peer_description(), st.ToString());
+    }
+    // Repost the receive buffer before replying, so the client's next message has one.
+    Status rp = PostRecv(*qp_, buf_index);
+    if (!rp.ok()) return;
+    if (d.slot >= req_.queue_depth) return;  // cannot even name the slot: let it time out
+    uint8_t* reply = memory_.data() + uint64_t{req_.queue_depth} * recv_size_ +
+                     uint64_t{d.slot} * kReplySize;
+    EncodeReply(Reply{d.slot, st.code()}, reply);
+    WorkRequest wr;
+    wr.opcode = Opcode::kSend;
+    wr.signaled = (++sends_ % 16) == 0;  // reap now and then to free send-queue room
+    wr.local_addr = reply;
+    wr.length = kReplySize;
+    wr.lkey = mr_.lkey;
+    (void)qp_->PostSend({&wr, 1});
+  }
+
+  Status CheckRange(const WriteDescriptor& d) const {
+    uint64_t size = server_->pool_.data_size();
+    if (d.length > req_.max_io_size || d.offset > size || d.length > size - d.offset) {
+      return Status::OutOfRange("write [" + std::to_string(d.offset) + ", +" +
+                                std::to_string(d.length) + ") outside the pool's data area");
+    }
+    return Status::OK();
+  }
+
+  void Persist(uint8_t* p, size_t len) {
+    if (len == 0) return;
+    if (server_->options_.msync && !server_->pool_.is_pmem()) {
+      Status st = server_->pool_.Persist(p, len);
+      if (!st.ok()) spdlog::error("persisting a client write failed: {}", st.ToString());
+    } else {
+      server_->pool_.PersistAfterCrash(p, len);
+    }
+  }
+
+  DataServer* server_;
+  ConnectRequest req_;
+  std::unique_ptr<transport::QueuePair> qp_;
+  std::vector<uint8_t> memory_;
+  std::vector<uint8_t> ring_;
+  transport::MemoryRegion mr_, ring_mr_;
+  uint32_t recv_size_ = 0;
+  uint64_t sends_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+DataServer::DataServer(transport::Device& device, DataServerOptions options,
+                       pool::MappedPool pool)
+    : device_(device), options_(std::move(options)), pool_(std::move(pool)) {}
+
+Result<std::unique_ptr<DataServer>> DataServer::Start(transport::Device& device,
+                                                      const DataServerOptions& options) {
+  pool::OpenExpectations expect = options.expect;
+  expect.role = pool::Role::kData;
+  DPMFS_ASSIGN_OR_RETURN(pool::MappedPool pool, pool::MappedPool::Open(options.pool_path, expect));
+  std::unique_ptr<DataServer> s(new DataServer(device, options, std::move(pool)));
+  uint32_t access = transport::kLocalWrite | transport::kRemoteRead | transport::kRemoteWrite;
+  if (device.SupportsFlush()) access |= transport::kRemoteFlush;
+  auto mr = device.RegisterMemory(s->pool_.data(), s->pool_.data_size(), access);
+  if (!mr.ok()) return mr.status().WithContext("registering pool " + options.pool_path);
+  s->pool_mr_ = *mr;
+  auto listener = device.Listen(options.listen);
+  if (!listener.ok()) return listener.status();
+  s->listener_ = std::move(listener).value();
+  s->endpoint_ = s->listener_->local_endpoint();
+  s->accept_thread_ = std::thread([p = s.get()] { p->AcceptLoop(); });
+  spdlog::info("serving pool {} (index {}, {} MiB data, {}) on {}", options.pool_path,
+               s->pool_.info().index, s->pool_.data_size() >> 20,
+               s->pool_.is_pmem() ? "real PM" : "not PM: page cache", s->endpoint_.ToString());
+  return s;
+}
+
+DataServer::~DataServer() {
+  Stop();
+  if (pool_mr_.addr != nullptr) (void)device_.DeregisterMemory(pool_mr_);
+}
+
+void DataServer::Stop() {
+  if (stop_.exchange(true)) return;
+  if (listener_) listener_->Shutdown();
+  if (accept_thread_.joinable()) accept_thread_.join();
+  std::lock_guard lock(connections_mu_);
+  connections_.clear();
+}
+
+DataServerStats DataServer::stats() const {
+  return DataServerStats{n_connections_.load(), n_imm_.load(), n_rpc_.load(), n_refused_.load()};
+}
+
+void DataServer::AcceptLoop() {
+  while (!stop_.load()) {
+    std::unique_ptr<Connection> conn;
+    transport::AcceptHandler handler = [&](std::span<const uint8_t> data,
+                                           transport::QueuePair& qp) -> Result<std::vector<uint8_t>> {
+      DPMFS_ASSIGN_OR_RETURN(ConnectRequest req, DecodeConnectRequest(data));
+      if (req.method == PersistMethod::kFlush && !device_.SupportsFlush()) {
+        return Status::NotSupported("this data server's device has no RDMA FLUSH");
+      }
+      conn = std::make_unique<Connection>(this, req);
+      return conn->Prepare(qp);
+    };
+    transport::QueuePairOptions qpo;
+    qpo.max_send_wr = kMaxQueueDepth + 32;  // one reply per receive, reaped in batches
+    qpo.max_recv_wr = kMaxQueueDepth;
+    auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
+    {
+      // Reap connections whose clients went away.
+      std::lock_guard lock(connections_mu_);
+      connections_.remove_if([](const auto& c) { return c->finished(); });
+    }
+    if (!qp.ok()) {
+      if (qp.status().code() == StatusCode::kTimedOut) continue;
+      if (stop_.load()) break;
+      n_refused_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("connection refused: {}", qp.status().ToString());
+      continue;
+    }
+    n_connections_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("client {} connected", (*qp)->peer_description());
+    conn->Run(std::move(qp).value());
+    std::lock_guard lock(connections_mu_);
+    connections_.push_back(std::move(conn));
+  }
+}
+
+}  // namespace dpmfs::datapath

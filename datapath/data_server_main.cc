@@ -1,0 +1,88 @@
+// dpmfs-data: the data server daemon. Serves one data pool to clients over the chosen
+// transport until SIGTERM/SIGINT, then stops cleanly.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+
+#include "common/cli.h"
+#include "datapath/data_server.h"
+#include "datapath/persist_method.h"
+
+using namespace dpmfs;
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dpmfs-data: a dpmfs data server. Opens a data pool made by 'mkfs.dpmfs data', registers\n"
+      "its data area for one-sided RDMA READ/WRITE, and serves the persist methods that need\n"
+      "the server (imm, rpc; flush on devices with RDMA FLUSH). Prints 'READY HOST:PORT' on\n"
+      "stdout once it accepts clients; stops cleanly on SIGTERM or SIGINT.",
+      "dpmfs-data"};
+  CommonFlags common;
+  AddCommonFlags(app, &common);
+  datapath::DataServerOptions opts;
+  std::string listen = "127.0.0.1:7100", transport_name = "soft", cluster;
+  uint32_t index = 0;
+  transport::DeviceOptions dev;
+  app.add_option("--pool", opts.pool_path, "Path of the data pool file")->required();
+  app.add_option("--listen", listen, "Address to listen on, HOST:PORT (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--transport", transport_name, "RDMA transport: soft (software NIC over TCP) "
+                 "or verbs (rdma-core)")->capture_default_str();
+  app.add_option("--drain-delay-us", dev.soft_drain_delay_us,
+                 "soft transport: microseconds a WRITE stays in the volatile NIC buffer before "
+                 "it reaches the pool (a kill -9 loses what is still there)")
+      ->capture_default_str();
+  app.add_option("--verbs-device", dev.verbs_device, "verbs transport: RDMA device name");
+  auto* cluster_opt = app.add_option("--cluster", cluster,
+                                     "Refuse the pool unless it belongs to this cluster UUID");
+  auto* index_opt = app.add_option("--index", index, "Refuse the pool unless it has this index");
+  app.add_flag("--msync", opts.msync,
+               "imm/rpc on a pool that is not real PM: msync each write (survives an OS crash) "
+               "instead of relying on the page cache (survives a process crash)");
+  if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
+
+  auto fail = [](const Status& st) {
+    std::cerr << "dpmfs-data: error: " << st.ToString() << "\n";
+    return 1;
+  };
+  auto ep = Endpoint::Parse(listen);
+  if (!ep.ok()) return fail(ep.status());
+  opts.listen = *ep;
+  auto backend = transport::ParseBackend(transport_name);
+  if (!backend.ok()) return fail(backend.status());
+  dev.backend = *backend;
+  if (*cluster_opt) {
+    auto uuid = pool::ClusterUuid::Parse(cluster);
+    if (!uuid.ok()) return fail(uuid.status());
+    opts.expect.cluster = *uuid;
+  }
+  if (*index_opt) opts.expect.index = index;
+
+  // Block the stop signals before any thread starts, then wait for them synchronously.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto device = transport::OpenDevice(dev);
+  if (!device.ok()) return fail(device.status());
+  auto server = datapath::DataServer::Start(**device, opts);
+  if (!server.ok()) return fail(server.status());
+  std::printf("READY %s\n", (*server)->endpoint().ToString().c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("signal {} received; stopping", sig);
+  (*server)->Stop();
+  auto st = (*server)->stats();
+  spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused",
+               st.connections, st.imm_writes, st.rpc_writes, st.refused);
+  return 0;
+}

@@ -1,0 +1,622 @@
+// Soft-backend-only cases: the volatile NIC buffer (the hazard the persist methods
+// close) and robustness of the target against bad frames on its TCP port.
+#include <netinet/tcp.h>
+#include <poll.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "datapath/soft_wire.h"
+#include "datapath/transport.h"
+#include "tests/datapath/transport_test_util.h"
+
+namespace dpmfs::transport {
+namespace {
+
+using namespace testutil;  // NOLINT(build/namespaces)
+
+constexpr uint32_t kDelayUs = 200000;  // 200 ms in the NIC buffer
+constexpr double kDelayMs = kDelayUs / 1000.0;
+
+class SoftTransportTest : public ::testing::Test {
+ protected:
+  // Opens the rig with the given drain delay; skips while the soft backend is missing.
+  void Open(uint32_t drain_delay_us) {
+    DeviceOptions options;
+    options.backend = Backend::kSoft;
+    options.soft_drain_delay_us = drain_delay_us;
+    Status st = rig_.Open(options, Endpoint{"127.0.0.1", 0});
+    if (IsUnavailableHere(st)) GTEST_SKIP() << "soft backend: " << st.ToString();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  void TearDown() override { rig_.Close(); }
+
+  Rig rig_;
+};
+
+// Polls target memory (volatile loads) until it equals `want` or `timeout` passes;
+// returns the milliseconds it took, or a negative value on timeout.
+double WaitForMemory(const uint8_t* mem, const uint8_t* want, size_t n, Duration timeout) {
+  auto t0 = Clock::now();
+  while (Clock::now() - t0 < timeout) {
+    auto snap = Snapshot(mem, n);
+    if (std::memcmp(snap.data(), want, n) == 0) return MillisSince(t0);
+    std::this_thread::sleep_for(2ms);
+  }
+  return -1;
+}
+
+// The hazard: a signaled WRITE completes at once, yet target memory does not hold the
+// data then (it sits in the volatile NIC buffer); after the drain delay it does.
+TEST_F(SoftTransportTest, WriteCompletesBeforeItsDataReachesMemory) {
+  Open(kDelayUs);
+  if (IsSkipped()) return;
+  Buffer& target = rig_.NewBuffer(4096, 0);
+  Buffer& local = rig_.NewBuffer(4096, 0);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion tmr, rig_.Register(rig_.target(), target, kAllRemote));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion lmr, rig_.Register(rig_.initiator(), local, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(QpPair p, rig_.Connect());
+  FillPattern(local.data(), 4096, 1);
+  WorkRequest w = WriteWr(lmr, 0, ToRemote(tmr), 0, 4096, 1);
+  auto t0 = Clock::now();
+  DPMFS_ASSERT_OK(p.initiator->PostSend({&w, 1}));
+  auto c = CollectSend(*p.initiator, 1);
+  double completed_ms = MillisSince(t0);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_TRUE(c[0].ok()) << Describe(c[0]);
+  auto snap = Snapshot(target.data(), 4096);
+  EXPECT_LT(completed_ms, kDelayMs / 2) << "the WRITE was not acknowledged at once";
+  EXPECT_TRUE(AllBytesAre(snap.data(), 4096, 0))
+      << "data reached memory at the WRITE's completion: the NIC buffer is not modelled";
+  double visible_ms = WaitForMemory(target.data(), local.data(), 4096, std::chrono::seconds(3));
+  ASSERT_GE(visible_ms, 0) << "the WRITE never reached memory";
+  EXPECT_GE(completed_ms + visible_ms, kDelayMs / 2) << "drained long before the delay";
+}
+
+// A READ on the same QP right after a WRITE returns the new data, and takes far less
+// than the drain delay: it drains the QP's earlier WRITEs at once.
+TEST_F(SoftTransportTest, ReadAfterWriteDrainsAtOnce) {
+  Open(kDelayUs);
+  if (IsSkipped()) return;
+  Buffer& target = rig_.NewBuffer(4096, 0);
+  Buffer& local = rig_.NewBuffer(8192, 0);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion tmr, rig_.Register(rig_.target(), target, kAllRemote));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion lmr, rig_.Register(rig_.initiator(), local, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(QpPair p, rig_.Connect());
+  FillPattern(local.data(), 4096, 2);
+  WorkRequest w = WriteWr(lmr, 0, ToRemote(tmr), 0, 4096, 1);
+  DPMFS_ASSERT_OK(p.initiator->PostSend({&w, 1}));
+  auto c = CollectSend(*p.initiator, 1);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_TRUE(c[0].ok()) << Describe(c[0]);
+  auto t0 = Clock::now();
+  WorkRequest r = ReadWr(lmr, 4096, ToRemote(tmr), 0, 4096, 2);
+  DPMFS_ASSERT_OK(p.initiator->PostSend({&r, 1}));
+  c = CollectSend(*p.initiator, 1);
+  double read_ms = MillisSince(t0);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_TRUE(c[0].ok()) << Describe(c[0]);
+  EXPECT_TRUE(BytesEqual(local.data() + 4096, local.data(), 4096)) << "READ missed the WRITE";
+  EXPECT_TRUE(BytesEqual(Snapshot(target.data(), 4096).data(), local.data(), 4096))
+      << "memory does not hold the WRITE when the READ completes";
+  EXPECT_LT(read_ms, kDelayMs / 2) << "the READ waited for the drain delay";
+}
+
+enum class Drainer { kRead, kWriteWithImm, kFlush };
+
+// Three unsignaled WRITEs, then `how`: when its completion arrives (the target's receive
+// completion for WRITE_WITH_IMM) every earlier WRITE is in memory, well before the delay.
+void CheckDrainsEarlierWrites(Rig& rig, Drainer how) {
+  constexpr uint32_t kSizes[] = {100, 4096, 1 << 20};
+  constexpr size_t kOffs[] = {0, 8192, 65536};
+  constexpr size_t kEnd = 65536 + (1 << 20);
+  constexpr size_t kImmOff = kEnd + 4096;
+  Buffer& target = rig.NewBuffer(kImmOff + 4096, 0);
+  Buffer& recv = rig.NewBuffer(64, 0);
+  Buffer& local = rig.NewBuffer(kEnd + 8192, 0);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion tmr,
+                             rig.Register(rig.target(), target, kAllRemote | kRemoteFlush));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion rmr, rig.Register(rig.target(), recv, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion lmr, rig.Register(rig.initiator(), local, kLocalWrite));
+  ConnectArgs args;
+  args.target_options.prepare = [rmr](QueuePair& qp) {
+    WorkRequest r = RecvWr(rmr, 0, 64, 1);
+    return qp.PostRecv({&r, 1});
+  };
+  DPMFS_ASSERT_OK_AND_ASSIGN(QpPair p, rig.Connect(args));
+  FillPattern(local.data(), local.size(), 3);
+  std::vector<WorkRequest> writes;
+  for (int i = 0; i < 3; ++i) {
+    writes.push_back(WriteWr(lmr, kOffs[i], ToRemote(tmr), kOffs[i], kSizes[i], 10 + i, false));
+  }
+  DPMFS_ASSERT_OK(p.initiator->PostSend(writes));
+  WorkRequest op;
+  switch (how) {
+    case Drainer::kRead: op = ReadWr(lmr, kEnd, ToRemote(tmr), kImmOff, 8, 20); break;
+    case Drainer::kWriteWithImm:
+      op = WriteImmWr(lmr, kEnd, ToRemote(tmr), kImmOff, 512, 0xABCD, 20);
+      break;
+    case Drainer::kFlush: op = FlushWr(ToRemote(tmr), 0, kEnd, 20); break;
+  }
+  auto t0 = Clock::now();
+  DPMFS_ASSERT_OK(p.initiator->PostSend({&op, 1}));
+  auto c = how == Drainer::kWriteWithImm ? CollectRecv(*p.target, 1) : CollectSend(*p.initiator, 1);
+  double ms = MillisSince(t0);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_TRUE(c[0].ok()) << Describe(c[0]);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(BytesEqual(Snapshot(target.data() + kOffs[i], kSizes[i]).data(),
+                           local.data() + kOffs[i], kSizes[i]))
+        << "earlier WRITE " << i << " not in memory at the completion";
+  }
+  if (how == Drainer::kWriteWithImm) {
+    EXPECT_TRUE(BytesEqual(Snapshot(target.data() + kImmOff, 512).data(), local.data() + kEnd, 512))
+        << "the WRITE_WITH_IMM's own data is not in memory at its receive completion";
+  }
+  EXPECT_LT(ms, kDelayMs / 2) << "it waited for the drain delay instead of draining at once";
+}
+
+// A READ drains the QP's earlier WRITEs at once.
+TEST_F(SoftTransportTest, ReadDrainsEarlierWrites) {
+  Open(kDelayUs);
+  if (IsSkipped()) return;
+  CheckDrainsEarlierWrites(rig_, Drainer::kRead);
+}
+// A WRITE_WITH_IMM's receive completion comes after its and all earlier data is drained.
+TEST_F(SoftTransportTest, WriteWithImmDrainsEarlierWrites) {
+  Open(kDelayUs);
+  if (IsSkipped()) return;
+  CheckDrainsEarlierWrites(rig_, Drainer::kWriteWithImm);
+}
+// A FLUSH of the range drains the QP's earlier WRITEs at once.
+TEST_F(SoftTransportTest, FlushDrainsEarlierWrites) {
+  Open(kDelayUs);
+  if (IsSkipped()) return;
+  ASSERT_TRUE(rig_.initiator().SupportsFlush()) << "soft must always support FLUSH";
+  CheckDrainsEarlierWrites(rig_, Drainer::kFlush);
+}
+
+// --- bad frames ---------------------------------------------------------------------------
+
+using soft::FrameHeader;
+using soft::FrameType;
+
+// Encodes a frame; `patch` may then corrupt the header bytes.
+std::vector<uint8_t> Frame(const FrameHeader& h, const std::vector<uint8_t>& payload = {}) {
+  std::vector<uint8_t> out(soft::kHeaderSize);
+  soft::EncodeHeader(h, out.data());
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+FrameHeader Header(FrameType type, uint32_t payload_len = 0, uint32_t length = 0) {
+  FrameHeader h;
+  h.type = type;
+  h.payload_len = payload_len;
+  h.length = length;
+  return h;
+}
+
+// A raw TCP connection, for speaking (bad) soft wire protocol by hand.
+class RawConnection {
+ public:
+  explicit RawConnection(const Endpoint& to) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(to.port);
+    inet_pton(AF_INET, to.host.c_str(), &a.sin_addr);
+    if (fd_ >= 0 && connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+    Init();
+  }
+  explicit RawConnection(int fd) : fd_(fd) { Init(); }
+  ~RawConnection() {
+    if (fd_ >= 0) close(fd_);
+  }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+  bool ok() const { return fd_ >= 0; }
+
+  // Sends what it can within the send timeout (the peer may close on us).
+  void Send(const std::vector<uint8_t>& bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      done += static_cast<size_t>(n);
+    }
+  }
+  void ShutdownWrite() { shutdown(fd_, SHUT_WR); }
+
+  // Reads exactly n bytes within `timeout`.
+  bool RecvExact(void* dst, size_t n, Duration timeout) {
+    auto deadline = Clock::now() + timeout;
+    auto* p = static_cast<uint8_t*>(dst);
+    size_t done = 0;
+    while (done < n) {
+      if (!WaitReadable(deadline)) return false;
+      ssize_t r = recv(fd_, p + done, n - done, 0);
+      if (r <= 0) return false;
+      done += static_cast<size_t>(r);
+    }
+    return true;
+  }
+
+  // Reads one frame (header + payload) within `timeout`.
+  Result<std::pair<FrameHeader, std::vector<uint8_t>>> RecvFrame(Duration timeout = kWaitTimeout) {
+    uint8_t raw[soft::kHeaderSize];
+    if (!RecvExact(raw, sizeof raw, timeout)) return Status::Unavailable("no frame");
+    auto h = soft::DecodeHeader(std::span<const uint8_t, soft::kHeaderSize>(raw));
+    if (!h.ok()) return h.status();
+    std::vector<uint8_t> payload(h->payload_len);
+    if (!RecvExact(payload.data(), payload.size(), timeout)) return Status::Unavailable("payload");
+    return std::make_pair(*h, std::move(payload));
+  }
+
+  // Plays the initiator's side of the handshake; true if the target accepted.
+  bool Handshake() {
+    Send(Frame(Header(FrameType::kConnect)));
+    auto f = RecvFrame();
+    return f.ok() && f->first.type == FrameType::kAccept;
+  }
+
+  // Whether the peer closes the connection (EOF or reset) within `timeout`; frames it
+  // sends first are read and ignored.
+  bool PeerCloses(Duration timeout) {
+    auto deadline = Clock::now() + timeout;
+    char buf[4096];
+    while (WaitReadable(deadline)) {
+      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n == 0) return true;
+      if (n < 0 && errno != EINTR && errno != EAGAIN) return true;  // reset
+    }
+    return false;
+  }
+
+ private:
+  void Init() {
+    if (fd_ < 0) return;
+    timeval tv{2, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  }
+  bool WaitReadable(Clock::time_point deadline) {
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd pfd{fd_, POLLIN, 0};
+      int rc = poll(&pfd, 1, static_cast<int>(left.count()));
+      if (rc > 0) return true;
+      if (rc < 0 && errno != EINTR) return false;
+    }
+  }
+
+  int fd_ = -1;
+};
+
+// The soft listener with an accept loop, one properly connected QP (the bystander)
+// and a region on the target, for feeding the target bad frames.
+class SoftBadFrameTest : public SoftTransportTest {
+ protected:
+  void SetUp() override {
+    Open(100);
+    if (IsSkipped() || HasFatalFailure()) return;
+    target_buf_ = &rig_.NewBuffer(1 << 20, 0);
+    local_buf_ = &rig_.NewBuffer(1 << 20, 0);
+    DPMFS_ASSERT_OK_AND_ASSIGN(tmr_, rig_.Register(rig_.target(), *target_buf_, kAllRemote));
+    DPMFS_ASSERT_OK_AND_ASSIGN(lmr_, rig_.Register(rig_.initiator(), *local_buf_, kLocalWrite));
+    loop_ = std::make_unique<AcceptLoop>(rig_.listener());
+    ASSERT_NO_FATAL_FAILURE(ConnectGood(good_));
+  }
+  void TearDown() override {
+    good_.reset();
+    loop_.reset();
+    SoftTransportTest::TearDown();
+  }
+
+  void ConnectGood(std::unique_ptr<QueuePair>& qp) {
+    auto r = rig_.initiator().Connect(rig_.listener().local_endpoint(), {}, {}, kConnectTimeout);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    qp = std::move(r).value();
+  }
+
+  // The bystander QP, and a fresh one, both still move data correctly.
+  void CheckGoodQpsWork(uint32_t seed) {
+    ASSERT_NE(good_, nullptr);
+    CheckQp(*good_, seed);
+    std::unique_ptr<QueuePair> fresh;
+    ASSERT_NO_FATAL_FAILURE(ConnectGood(fresh));
+    CheckQp(*fresh, seed + 1);
+  }
+
+  void CheckQp(QueuePair& qp, uint32_t seed) {
+    constexpr uint32_t kLen = 64 << 10;
+    FillPattern(local_buf_->data(), kLen, seed);
+    WorkRequest chain[] = {WriteWr(lmr_, 0, ToRemote(tmr_), seed % 8 * kLen, kLen, 1, false),
+                           ReadWr(lmr_, kLen, ToRemote(tmr_), seed % 8 * kLen, kLen, 2)};
+    DPMFS_ASSERT_OK(qp.PostSend(chain));
+    auto c = CollectSend(qp, 1);
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_TRUE(c[0].ok()) << Describe(c[0]);
+    EXPECT_TRUE(BytesEqual(local_buf_->data() + kLen, local_buf_->data(), kLen));
+  }
+
+  // Sends `bytes` on a fresh raw connection (after a proper handshake if `handshake`),
+  // half-closes if asked, and expects the target to close that connection.
+  void ExpectClosed(const std::vector<uint8_t>& bytes, bool handshake, bool half_close) {
+    RawConnection raw(rig_.listener().local_endpoint());
+    ASSERT_TRUE(raw.ok()) << "cannot connect to the soft listener";
+    QueuePair* accepted = nullptr;
+    if (handshake) {
+      size_t before = loop_->accepted_count();
+      ASSERT_TRUE(raw.Handshake()) << "the target refused a valid CONNECT";
+      accepted = loop_->WaitAccepted(before + 1);
+      ASSERT_NE(accepted, nullptr);
+    }
+    raw.Send(bytes);
+    if (half_close) raw.ShutdownWrite();
+    EXPECT_TRUE(raw.PeerCloses(3s)) << "the target kept a bad connection open";
+    if (accepted != nullptr) {
+      EXPECT_EQ(accepted->state(), QpState::kError) << "the target QP of a bad connection";
+    }
+  }
+
+  Buffer* target_buf_ = nullptr;
+  Buffer* local_buf_ = nullptr;
+  MemoryRegion tmr_, lmr_;
+  std::unique_ptr<AcceptLoop> loop_;
+  std::unique_ptr<QueuePair> good_;
+};
+
+// Connections that close without sending anything leave the target working.
+TEST_F(SoftBadFrameTest, EmptyConnectionIsHarmless) {
+  if (IsSkipped()) return;
+  for (int i = 0; i < 5; ++i) {
+    RawConnection raw(rig_.listener().local_endpoint());
+    ASSERT_TRUE(raw.ok());
+  }
+  CheckGoodQpsWork(1);
+}
+
+// Random bytes instead of a CONNECT: the target closes that connection; others work.
+TEST_F(SoftBadFrameTest, RandomBytesCloseOnlyThatConnection) {
+  if (IsSkipped()) return;
+  std::mt19937 rng(12345);
+  for (size_t len : {1, 7, 64, 4096, 65536}) {
+    SCOPED_TRACE("length " + std::to_string(len));
+    std::vector<uint8_t> bytes(len);
+    for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+    ExpectClosed(bytes, false, true);
+  }
+  CheckGoodQpsWork(2);
+}
+
+// 1 MiB of 0xFF, and of 0x00, before and after a handshake: closed, others unaffected.
+TEST_F(SoftBadFrameTest, FloodsAreClosed) {
+  if (IsSkipped()) return;
+  for (bool handshake : {false, true}) {
+    SCOPED_TRACE(handshake ? "after handshake" : "instead of CONNECT");
+    ExpectClosed(std::vector<uint8_t>(1 << 20, 0xFF), handshake, false);
+    ExpectClosed(std::vector<uint8_t>(1 << 20, 0x00), handshake, false);
+  }
+  CheckGoodQpsWork(3);
+}
+
+// A header cut short (then EOF), before and after the handshake: closed.
+TEST_F(SoftBadFrameTest, TruncatedHeaderIsClosed) {
+  if (IsSkipped()) return;
+  auto frame = Frame(Header(FrameType::kWrite, 8, 8));
+  frame.resize(soft::kHeaderSize / 2);
+  ExpectClosed(frame, false, true);
+  ExpectClosed(frame, true, true);
+  CheckGoodQpsWork(4);
+}
+
+// Headers that fail validation are refused from the header alone (no half-close: the
+// target must not wait for a payload it would never accept).
+TEST_F(SoftBadFrameTest, InvalidHeadersAreClosed) {
+  if (IsSkipped()) return;
+  struct Case {
+    const char* name;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<Case> cases;
+  FrameHeader huge = Header(FrameType::kWrite, 0xFFFFFFFFu, 0xFFFFFFFFu);
+  huge.rkey = tmr_.rkey;
+  huge.remote_addr = reinterpret_cast<uint64_t>(tmr_.addr);
+  cases.push_back({"WRITE of 4 GiB", Frame(huge)});
+  cases.push_back({"payload_len != length", Frame(Header(FrameType::kWrite, 16, 8))});
+  cases.push_back({"READ with payload", Frame(Header(FrameType::kRead, 8, 8))});
+  cases.push_back({"unknown type 9", Frame(Header(static_cast<FrameType>(9)))});
+  cases.push_back({"unknown type 255", Frame(Header(static_cast<FrameType>(255)))});
+  auto bad_magic = Frame(Header(FrameType::kWrite, 8, 8));
+  bad_magic[0] ^= 0xFF;
+  cases.push_back({"bad magic", bad_magic});
+  auto reserved = Frame(Header(FrameType::kWrite, 0, 0));
+  reserved[6] = 1;
+  cases.push_back({"reserved bits", reserved});
+  FrameHeader flags = Header(FrameType::kWrite, 0, 0);
+  flags.flags = 0x80;
+  cases.push_back({"unknown flag", Frame(flags)});
+  cases.push_back({"second CONNECT", Frame(Header(FrameType::kConnect))});
+  cases.push_back({"ACK for nothing", Frame(Header(FrameType::kAck))});
+  FrameHeader rr = Header(FrameType::kReadResponse, 64, 64);
+  rr.seq = 1;
+  cases.push_back({"READ response for nothing", Frame(rr, std::vector<uint8_t>(64, 0xEE))});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ExpectClosed(c.bytes, true, false);
+  }
+  // Before a handshake too: a CONNECT whose private data is far too long, and a request.
+  ExpectClosed(Frame(Header(FrameType::kConnect, 0x7FFFFFFF, 0)), false, false);
+  ExpectClosed(Frame(Header(FrameType::kWrite, 8, 8), std::vector<uint8_t>(8, 1)), false, false);
+  EXPECT_TRUE(AllBytesAre(target_buf_->data() + (512 << 10), 512 << 10, 0));
+  EXPECT_TRUE(target_buf_->GuardsIntact());
+  CheckGoodQpsWork(5);
+}
+
+// A well-formed WRITE frame whose range the target refuses: a NAK (remote access error)
+// for its seq comes back, then the connection is closed; memory is untouched.
+TEST_F(SoftBadFrameTest, RefusedWriteIsNakedAndClosed) {
+  if (IsSkipped()) return;
+  RawConnection raw(rig_.listener().local_endpoint());
+  ASSERT_TRUE(raw.ok());
+  ASSERT_TRUE(raw.Handshake());
+  FrameHeader h = Header(FrameType::kWrite, 64, 64);
+  h.seq = 1;
+  h.flags = soft::kFlagSignaled;
+  h.rkey = tmr_.rkey;
+  h.remote_addr = reinterpret_cast<uint64_t>(tmr_.addr) + tmr_.length - 32;  // crosses the end
+  raw.Send(Frame(h, std::vector<uint8_t>(64, 0xEE)));
+  auto f = raw.RecvFrame();
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->first.type, FrameType::kNak);
+  EXPECT_EQ(f->first.seq, 1u);
+  EXPECT_EQ(f->first.imm, static_cast<uint32_t>(CompletionStatus::kRemoteAccessError));
+  EXPECT_TRUE(raw.PeerCloses(3s));
+  EXPECT_TRUE(target_buf_->GuardsIntact());
+  CheckGoodQpsWork(6);
+}
+
+// A peer that connects and then says nothing (or half a header) does not stall the
+// listener: Accept still honours its own timeout, and others can connect meanwhile.
+TEST_F(SoftBadFrameTest, SilentPeerDoesNotBlockAccept) {
+  if (IsSkipped()) return;
+  RawConnection silent(rig_.listener().local_endpoint());
+  ASSERT_TRUE(silent.ok());
+  RawConnection partial(rig_.listener().local_endpoint());
+  ASSERT_TRUE(partial.ok());
+  partial.Send({0x44, 0x50});  // the start of a header, then silence
+  auto t0 = Clock::now();
+  auto r = rig_.initiator().Connect(rig_.listener().local_endpoint(), {}, {}, 2s);
+  EXPECT_TRUE(r.ok()) << "a silent peer blocked a proper connection for " << MillisSince(t0)
+                      << " ms: " << r.status().ToString();
+  if (r.ok()) CheckQp(*r.value(), 7);
+}
+
+// Accept(timeout) returns within about its timeout even when a connected peer never
+// sends its CONNECT.
+TEST_F(SoftTransportTest, AcceptHonoursItsTimeoutWithASilentPeer) {
+  Open(100);
+  if (IsSkipped()) return;
+  RawConnection silent(rig_.listener().local_endpoint());
+  ASSERT_TRUE(silent.ok());
+  auto t0 = Clock::now();
+  auto a = rig_.listener().Accept(AcceptAll, {}, 200ms);
+  double ms = MillisSince(t0);
+  EXPECT_FALSE(a.ok());
+  EXPECT_LT(ms, 1000.0) << "Accept(200 ms) took " << ms << " ms: " << a.status().ToString();
+}
+
+// --- a fake target feeding a real initiator bad responses ------------------------------
+
+// A plain TCP listener that plays the target's side of the handshake by hand.
+class FakeTarget {
+ public:
+  FakeTarget() {
+    lfd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    socklen_t len = sizeof(a);
+    if (bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(lfd_, 4) != 0 ||
+        getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ADD_FAILURE() << "fake target cannot listen";
+    }
+    port_ = ntohs(a.sin_port);
+  }
+  ~FakeTarget() { close(lfd_); }
+  Endpoint endpoint() const { return Endpoint{"127.0.0.1", port_}; }
+
+  // Connects `dev` to this fake and accepts it; returns the initiator QP and the raw side.
+  std::unique_ptr<QueuePair> ConnectFrom(Device& dev, std::unique_ptr<RawConnection>* raw) {
+    auto connecting = std::async(std::launch::async, [&] {
+      return dev.Connect(endpoint(), {}, {}, kConnectTimeout);
+    });
+    pollfd pfd{lfd_, POLLIN, 0};
+    if (poll(&pfd, 1, 5000) == 1) {
+      *raw = std::make_unique<RawConnection>(accept(lfd_, nullptr, nullptr));
+      auto f = (*raw)->RecvFrame();
+      if (f.ok() && f->first.type == FrameType::kConnect) {
+        (*raw)->Send(Frame(Header(FrameType::kAccept)));
+      }
+    }
+    auto r = connecting.get();
+    if (!r.ok()) {
+      ADD_FAILURE() << "connect to the fake target: " << r.status().ToString();
+      return nullptr;
+    }
+    return std::move(r).value();
+  }
+
+ private:
+  int lfd_ = -1;
+  uint16_t port_ = 0;
+};
+
+// A READ response longer than the READ posted: the initiator does not write past its
+// buffer, the READ completes with an error and the QP goes to kError.
+TEST_F(SoftTransportTest, OversizedReadResponseDoesNotOverflow) {
+  Open(100);
+  if (IsSkipped()) return;
+  Buffer& local = rig_.NewBuffer(64, 0x22);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion lmr, rig_.Register(rig_.initiator(), local, kLocalWrite));
+  FakeTarget fake;
+  std::unique_ptr<RawConnection> raw;
+  std::unique_ptr<QueuePair> qp = fake.ConnectFrom(rig_.initiator(), &raw);
+  ASSERT_NE(qp, nullptr);
+  RemoteRegion remote{0x10000, 4096, 1234};
+  WorkRequest r = ReadWr(lmr, 0, remote, 0, 64, 1);
+  DPMFS_ASSERT_OK(qp->PostSend({&r, 1}));
+  auto req = raw->RecvFrame();
+  ASSERT_TRUE(req.ok()) << req.status().ToString();
+  ASSERT_EQ(req->first.type, FrameType::kRead);
+  FrameHeader resp = Header(FrameType::kReadResponse, 8192, 8192);
+  resp.seq = req->first.seq;
+  raw->Send(Frame(resp, std::vector<uint8_t>(8192, 0xEE)));
+  auto c = CollectSend(*qp, 1);
+  ASSERT_EQ(c.size(), 1u) << "the READ never completed";
+  EXPECT_FALSE(c[0].ok()) << Describe(c[0]);
+  EXPECT_TRUE(AllBytesAre(local.data(), 64, 0x22)) << "a bad response was placed";
+  EXPECT_TRUE(local.GuardsIntact()) << "READ response overflowed the local buffer";
+  EXPECT_EQ(qp->state(), QpState::kError);
+}
+
+// An ACK that skips an outstanding READ (whose response never came) must not complete
+// that READ with success: its buffer holds no data.
+TEST_F(SoftTransportTest, AckSkippingAReadDoesNotCompleteItSuccessfully) {
+  Open(100);
+  if (IsSkipped()) return;
+  Buffer& local = rig_.NewBuffer(128, 0x22);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion lmr, rig_.Register(rig_.initiator(), local, kLocalWrite));
+  FakeTarget fake;
+  std::unique_ptr<RawConnection> raw;
+  std::unique_ptr<QueuePair> qp = fake.ConnectFrom(rig_.initiator(), &raw);
+  ASSERT_NE(qp, nullptr);
+  RemoteRegion remote{0x10000, 4096, 1234};
+  WorkRequest chain[] = {ReadWr(lmr, 0, remote, 0, 64, 1), WriteWr(lmr, 64, remote, 64, 64, 2)};
+  DPMFS_ASSERT_OK(qp->PostSend(chain));
+  auto rd = raw->RecvFrame();
+  auto wr = raw->RecvFrame();
+  ASSERT_TRUE(rd.ok() && wr.ok());
+  ASSERT_EQ(rd->first.type, FrameType::kRead);
+  ASSERT_EQ(wr->first.type, FrameType::kWrite);
+  FrameHeader ack = Header(FrameType::kAck);
+  ack.seq = wr->first.seq;
+  raw->Send(Frame(ack));
+  auto c = CollectSend(*qp, 2, 2s);
+  ASSERT_GE(c.size(), 1u) << "nothing completed (and no error either)";
+  EXPECT_EQ(c[0].context, 1u);
+  EXPECT_FALSE(c[0].ok()) << "READ completed with success without its response: " << Describe(c[0]);
+}
+
+}  // namespace
+}  // namespace dpmfs::transport

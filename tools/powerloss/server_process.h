@@ -1,0 +1,83 @@
+// A dpmfs-data daemon run as a child process of dpmfs-powerloss: started with fork/exec,
+// ready once it printed its `READY <host:port>` line, killed with SIGKILL (the simulated
+// power loss) and reaped. The child never outlives the tool: the destructor kills and
+// reaps it, the child asks the kernel for SIGKILL when the tool dies
+// (PR_SET_PDEATHSIG), and KillAllServersFromSignalHandler covers SIGINT/SIGTERM.
+//
+// The daemon's stdout and stderr go to files in `log_dir` (not pipes: a pipe nobody
+// reads could block the daemon, and a closed one would kill it with SIGPIPE); the
+// stderr tail goes into every error message about the daemon.
+//
+// Thread-safety: one thread owns a ServerProcess; SendKill() may be called from any
+// thread while the owner is not calling Wait/destroying it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+
+namespace dpmfs::powerloss {
+
+struct ServerOptions {
+  std::string data_bin;              // the dpmfs-data executable
+  std::string pool;                  // pool file
+  std::string listen = "127.0.0.1:0";  // port 0: the daemon picks one and reports it
+  std::optional<uint32_t> drain_delay_us;  // passed as --drain-delay-us when set
+  std::string log_dir;               // where the daemon's stdout/stderr files go
+  bool keep_logs = false;            // leave the log files behind
+  std::chrono::milliseconds start_timeout{10000};
+};
+
+class ServerProcess {
+ public:
+  // Spawns the daemon and waits for its READY line. `generation` numbers the log files.
+  // Errors name the command and carry the daemon's stderr tail.
+  static Result<std::unique_ptr<ServerProcess>> Start(const ServerOptions& options,
+                                                      uint64_t generation);
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  const Endpoint& endpoint() const { return endpoint_; }
+  const std::string& command() const { return command_; }
+
+  // kill(pid, SIGKILL); async-signal-safe and callable from another thread.
+  void SendKill();
+  // Reaps the child (after SendKill or when it exited by itself) within `timeout`.
+  // Returns how it ended ("killed by signal 9", "exited with status 1").
+  Result<std::string> Wait(std::chrono::milliseconds timeout);
+  // Whether the child has exited (reaping it if so), without blocking.
+  bool Exited();
+  // After Wait/Exited returned true: whether SIGKILL ended it (and not a crash or exit).
+  bool KilledBySigkill() const;
+  // The last `max_bytes` of the daemon's stderr, for error messages.
+  std::string StderrTail(size_t max_bytes = 4096) const;
+
+ private:
+  ServerProcess() = default;
+  Status WaitReady(std::chrono::milliseconds timeout);
+
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int wait_status_ = 0;
+  Endpoint endpoint_;
+  std::string command_;
+  std::string out_path_;
+  std::string err_path_;
+  bool keep_logs_ = false;
+};
+
+// Installs SIGINT/SIGTERM/SIGHUP handlers that SIGKILL every running server, then
+// re-raise the signal with its default action. Call once, early in main.
+void InstallSignalCleanup();
+
+}  // namespace dpmfs::powerloss
