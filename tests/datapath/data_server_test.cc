@@ -1,0 +1,184 @@
+// The data server never trusts its clients: malformed handshakes are refused, forged
+// imm descriptors and rpc headers that point outside the pool are answered with an
+// error and change nothing, and the server keeps serving well-behaved clients.
+// Also: the pool checks at start (wrong role / cluster) surface as clear errors.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "common/pool.h"
+#include "datapath/data_client.h"
+#include "datapath/data_protocol.h"
+#include "datapath/data_server.h"
+
+namespace dpmfs::datapath {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace transport;
+
+class DataServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("dpmfs-ds-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    pool_path_ = (dir_ / "data0.pool").string();
+    cluster_ = pool::ClusterUuid::Generate();
+    pool::FormatOptions fo;
+    fo.geometry = {pool::Role::kData, cluster_, 3, 4096, 16ull << 20};
+    ASSERT_TRUE(pool::FormatPool(pool_path_, fo).ok());
+    device_ = std::move(OpenDevice(DeviceOptions{})).value();
+    DataServerOptions so;
+    so.pool_path = pool_path_;
+    so.listen = Endpoint{"127.0.0.1", 0};
+    auto s = DataServer::Start(*device_, so);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(s).value();
+  }
+  void TearDown() override {
+    server_.reset();
+    device_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // A well-behaved client still gets durable writes through.
+  void ExpectServing() {
+    DataClientOptions o;
+    o.method = PersistMethod::kImm;
+    auto c = DataClient::Connect(*device_, server_->endpoint(), o);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    uint8_t data[64];
+    std::memset(data, 0x5A, sizeof data);
+    EXPECT_TRUE((*c)->Write(4096, data, sizeof data).ok());
+  }
+
+  fs::path dir_;
+  std::string pool_path_;
+  pool::ClusterUuid cluster_;
+  std::unique_ptr<Device> device_;
+  std::unique_ptr<DataServer> server_;
+};
+
+TEST_F(DataServerTest, HandshakeCarriesPoolIdentity) {
+  DataClientOptions o;
+  auto c = DataClient::Connect(*device_, server_->endpoint(), o);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->server().cluster, cluster_.bytes);
+  EXPECT_EQ((*c)->server().pool_index, 3u);
+  EXPECT_EQ((*c)->server().block_size, 4096u);
+  EXPECT_EQ((*c)->data_size(), server_->pool_info().data_size);
+}
+
+TEST_F(DataServerTest, MalformedConnectRequestsAreRefused) {
+  QueuePairOptions qpo;
+  std::vector<std::vector<uint8_t>> bad = {
+      {},                                  // empty
+      {1, 2, 3},                           // short
+      std::vector<uint8_t>(16, 0xFF),      // bad magic
+  };
+  ConnectRequest huge_qd{PersistMethod::kImm, 1u << 30, 4096};
+  bad.push_back(EncodeConnectRequest(huge_qd));
+  ConnectRequest huge_io{PersistMethod::kRpc, 4, 1u << 31};
+  bad.push_back(EncodeConnectRequest(huge_io));
+  auto bad_method = EncodeConnectRequest(ConnectRequest{});
+  bad_method[6] = 99;
+  bad.push_back(bad_method);
+  for (const auto& pd : bad) {
+    auto qp = device_->Connect(server_->endpoint(), pd, qpo, std::chrono::seconds(5));
+    ASSERT_FALSE(qp.ok());
+    EXPECT_EQ(qp.status().code(), StatusCode::kPermissionDenied) << qp.status().ToString();
+  }
+  ExpectServing();
+}
+
+// Forges imm and rpc messages by hand on a raw QP and checks the replies.
+TEST_F(DataServerTest, ForgedDescriptorsAreAnsweredWithErrorsAndChangeNothing) {
+  for (PersistMethod method : {PersistMethod::kImm, PersistMethod::kRpc}) {
+    SCOPED_TRACE(std::string(PersistMethodName(method)));
+    constexpr uint32_t kQd = 4;
+    std::vector<uint8_t> mem(64 * 1024);
+    auto mr = device_->RegisterMemory(mem.data(), mem.size(), kLocalWrite);
+    ASSERT_TRUE(mr.ok());
+    uint8_t* reply_buf = mem.data() + 60 * 1024;
+    QueuePairOptions qpo;
+    qpo.prepare = [&](QueuePair& qp) {
+      WorkRequest r;
+      r.opcode = Opcode::kRecv;
+      r.local_addr = reply_buf;
+      r.length = 64;
+      r.lkey = mr->lkey;
+      return qp.PostRecv({&r, 1});
+    };
+    auto qp = device_->Connect(server_->endpoint(),
+                               EncodeConnectRequest(ConnectRequest{method, kQd, 8192}), qpo,
+                               std::chrono::seconds(5));
+    ASSERT_TRUE(qp.ok()) << qp.status().ToString();
+    auto info = DecodeServerInfo((*qp)->peer_private_data());
+    ASSERT_TRUE(info.ok());
+
+    // A descriptor whose range runs past the pool end by one byte.
+    WriteDescriptor d{info->pool.length - 100, 101, 1};
+    EncodeDescriptor(d, mem.data());
+    WorkRequest wr;
+    wr.lkey = mr->lkey;
+    wr.local_addr = mem.data();
+    if (method == PersistMethod::kImm) {
+      wr.opcode = Opcode::kWriteWithImm;
+      wr.length = kDescriptorSize;
+      wr.remote_addr = info->ring.addr + 1 * kDescriptorSize;
+      wr.rkey = info->ring.rkey;
+      wr.imm = 1;
+    } else {
+      wr.opcode = Opcode::kSend;
+      wr.length = kDescriptorSize + 101;
+    }
+    ASSERT_TRUE((*qp)->PostSend({&wr, 1}).ok());
+    Completion c;
+    ASSERT_EQ((*qp)->WaitRecv({&c, 1}, std::chrono::seconds(5)), 1u);
+    ASSERT_TRUE(c.ok());
+    auto reply = DecodeReply({reply_buf, c.byte_len});
+    ASSERT_TRUE(reply.ok());
+    EXPECT_EQ(reply->slot, 1u);
+    EXPECT_EQ(reply->code, StatusCode::kOutOfRange);
+    (*qp)->Disconnect();
+    ASSERT_TRUE(device_->DeregisterMemory(*mr).ok());
+  }
+  EXPECT_EQ(server_->stats().refused, 2u);
+  // Nothing was written: the pool's tail is still zero.
+  auto c = DataClient::Connect(*device_, server_->endpoint(), DataClientOptions{});
+  ASSERT_TRUE(c.ok());
+  std::vector<uint8_t> tail(100, 0xEE);
+  ASSERT_TRUE((*c)->Read((*c)->data_size() - 100, tail.data(), 100).ok());
+  EXPECT_EQ(tail, std::vector<uint8_t>(100, 0));
+  ExpectServing();
+}
+
+TEST(DataServerStartTest, RefusesWrongRoleAndForeignCluster) {
+  fs::path dir = fs::temp_directory_path() / ("dpmfs-ds-start-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string meta = (dir / "meta.pool").string();
+  pool::FormatOptions fo;
+  fo.geometry = {pool::Role::kMetadata, pool::ClusterUuid::Generate(), 0, 4096, 8ull << 20};
+  ASSERT_TRUE(pool::FormatPool(meta, fo).ok());
+  auto device = std::move(OpenDevice(DeviceOptions{})).value();
+  DataServerOptions so;
+  so.pool_path = meta;
+  so.listen = Endpoint{"127.0.0.1", 0};
+  auto s = DataServer::Start(*device, so);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("metadata"), std::string::npos) << s.status().ToString();
+
+  std::string data = (dir / "data.pool").string();
+  fo.geometry.role = pool::Role::kData;
+  ASSERT_TRUE(pool::FormatPool(data, fo).ok());
+  so.pool_path = data;
+  so.expect.cluster = pool::ClusterUuid::Generate();
+  s = DataServer::Start(*device, so);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("cluster"), std::string::npos) << s.status().ToString();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace dpmfs::datapath
