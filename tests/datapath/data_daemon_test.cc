@@ -1,0 +1,135 @@
+// dpmfs-data as a user meets it: the real binary, started as a process. Bad pools and
+// bad flags give a clear message and a non-zero exit; a good pool gives a READY line;
+// SIGTERM stops it cleanly (exit 0).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/pool.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ProcessRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs dpmfs-data with `args` to completion (it must exit by itself).
+ProcessRun RunDaemon(const std::vector<std::string>& args, const fs::path& dir) {
+  std::string cmd = std::string(DPMFS_DATA_BIN);
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " >" + (dir / "out").string() + " 2>" + (dir / "err").string();
+  int rc = std::system(("timeout 20 " + cmd).c_str());
+  ProcessRun r;
+  r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  std::ifstream o(dir / "out"), e(dir / "err");
+  r.out.assign(std::istreambuf_iterator<char>(o), {});
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  return r;
+}
+
+class DataDaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("dpmfs-daemon-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    pool_ = (dir_ / "data0.pool").string();
+    dpmfs::pool::FormatOptions fo;
+    fo.geometry = {dpmfs::pool::Role::kData, dpmfs::pool::ClusterUuid::Generate(), 0, 4096,
+                   8ull << 20};
+    ASSERT_TRUE(dpmfs::pool::FormatPool(pool_, fo).ok());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+  std::string pool_;
+};
+
+TEST_F(DataDaemonTest, HelpAnswersAndBadFlagsAreUsageErrors) {
+  ProcessRun help = RunDaemon({"--help"}, dir_);
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--drain-delay-us"), std::string::npos);
+  EXPECT_NE(help.out.find("--pool"), std::string::npos);
+  EXPECT_EQ(RunDaemon({}, dir_).exit_code, 2);  // --pool is required
+  ProcessRun bad = RunDaemon({"--pool", pool_, "--listen", "nonsense"}, dir_);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("expected HOST:PORT"), std::string::npos) << bad.err;
+  ProcessRun bad_transport = RunDaemon({"--pool", pool_, "--transport", "carrier-pigeon"}, dir_);
+  EXPECT_NE(bad_transport.exit_code, 0);
+  EXPECT_NE(bad_transport.err.find("soft or verbs"), std::string::npos) << bad_transport.err;
+}
+
+TEST_F(DataDaemonTest, RefusesMissingCorruptAndWrongPools) {
+  ProcessRun missing = RunDaemon({"--pool", (dir_ / "nope.pool").string()}, dir_);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("does not exist"), std::string::npos) << missing.err;
+
+  ProcessRun wrong_index = RunDaemon({"--pool", pool_, "--index", "7", "--listen", "127.0.0.1:0"}, dir_);
+  EXPECT_EQ(wrong_index.exit_code, 1);
+  EXPECT_NE(wrong_index.err.find("index"), std::string::npos) << wrong_index.err;
+
+  // Flip one byte inside the header.
+  {
+    std::fstream f(pool_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(40);
+    char c;
+    f.get(c);
+    f.seekp(40);
+    f.put(static_cast<char>(c ^ 0x10));
+  }
+  ProcessRun corrupt = RunDaemon({"--pool", pool_, "--listen", "127.0.0.1:0"}, dir_);
+  EXPECT_EQ(corrupt.exit_code, 1);
+  EXPECT_NE(corrupt.err.find("checksum"), std::string::npos) << corrupt.err;
+}
+
+TEST_F(DataDaemonTest, VerbsWithoutDeviceSaysWhy) {
+  ProcessRun r = RunDaemon({"--pool", pool_, "--transport", "verbs", "--listen", "127.0.0.1:0"}, dir_);
+  if (r.exit_code == 0) GTEST_SKIP() << "this machine has an RDMA device";
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("RDMA"), std::string::npos) << r.err;
+}
+
+TEST_F(DataDaemonTest, ReadyThenCleanStopOnSigterm) {
+  std::string out = (dir_ / "ready").string();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    FILE* f = std::freopen(out.c_str(), "w", stdout);
+    (void)f;
+    execl(DPMFS_DATA_BIN, DPMFS_DATA_BIN, "--pool", pool_.c_str(), "--listen", "127.0.0.1:0",
+          "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string ready;
+  for (int i = 0; i < 100 && ready.find("READY 127.0.0.1:") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream f(out);
+    ready.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  EXPECT_NE(ready.find("READY 127.0.0.1:"), std::string::npos) << ready;
+  kill(pid, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 100; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (i == 99) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      FAIL() << "dpmfs-data did not stop within 5 s of SIGTERM";
+    }
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
