@@ -54,6 +54,7 @@ struct PendingWrites {
   };
   std::mutex mu;
   std::deque<Entry> entries;
+  bool armed = false;  // the drain thread holds a notice for the oldest entry
 
   // Copies entries whose due time passed (all of them if `all`) into memory, in order.
   // Returns the bytes drained.
@@ -177,8 +178,12 @@ class SoftDevice final : public Device {
   // returns the host pointer (and the region in `*region` if given).
   uint8_t* Check(uint32_t key, uint64_t addr, uint64_t len, uint32_t access,
                  RegionEntry* region = nullptr) const;
-  // Queues a received WRITE payload for the drain thread.
+  // Queues a received WRITE payload in the QP's volatile buffer.
   void Buffer(const std::shared_ptr<PendingWrites>& pending, PendingWrites::Entry entry);
+  // Makes sure the drain thread will place `pending`'s oldest entry when it is due.
+  // The rx thread calls it once per received batch, before it blocks: a WRITE that a
+  // READ of the same batch already placed costs the drain thread nothing.
+  void Arm(const std::shared_ptr<PendingWrites>& pending);
   // Drains every pending write of every QP (used before deregistering and at exit).
   void DrainAll();
   Clock::duration drain_delay() const { return drain_delay_; }
@@ -197,7 +202,7 @@ class SoftDevice final : public Device {
     Clock::time_point due;
     std::shared_ptr<PendingWrites> pending;
   };
-  std::deque<Due> due_;  // FIFO: the delay is constant, so due times are ordered
+  std::deque<Due> due_;  // ~FIFO: the delay is constant, so due times are ordered
   std::atomic<uint64_t> buffered_bytes_{0};
   bool drain_idle_ = true;
   bool stop_ = false;

@@ -274,6 +274,8 @@ Status SoftQueuePair::ReadExact(void* dst, size_t n) {
       n -= take;
       continue;
     }
+    // About to block: hand this batch's still-buffered WRITEs to the drain thread.
+    device_->Arm(pending_);
     if (n >= kDirectReadThreshold) return RecvAll(fd_.get(), out, n);
     ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, 0);
     if (r == 0) return Status::Unavailable("connection closed by " + peer_);
@@ -319,6 +321,7 @@ void SoftQueuePair::RxLoop() {
       break;
     }
   }
+  device_->Arm(pending_);  // acknowledged data still reaches memory after a disconnect
   EnterError(why);
   // Let a NAK queued before the failure go out, then close our side: FIN, not RST.
   {

@@ -66,14 +66,23 @@ void SoftDevice::DrainLoop() {
     due_.pop_front();
     lock.unlock();
     buffered_bytes_.fetch_sub(pending->Drain(false, now), std::memory_order_relaxed);
-    pending.reset();
+    // Re-arm for the next entry of this QP, if any.
+    Clock::time_point next{};
+    {
+      std::lock_guard pl(pending->mu);
+      if (pending->entries.empty()) {
+        pending->armed = false;
+      } else {
+        next = pending->entries.front().due;
+      }
+    }
     lock.lock();
+    if (next != Clock::time_point{}) due_.push_back(Due{next, std::move(pending)});
   }
 }
 
 void SoftDevice::Buffer(const std::shared_ptr<PendingWrites>& pending,
                         PendingWrites::Entry entry) {
-  Clock::time_point due = entry.due;
   uint64_t len = entry.length;
   {
     std::lock_guard lock(pending->mu);
@@ -84,12 +93,22 @@ void SoftDevice::Buffer(const std::shared_ptr<PendingWrites>& pending,
     // NIC that stops taking packets.
     buffered_bytes_.fetch_sub(pending->Drain(true, Clock::now()), std::memory_order_relaxed);
   }
+}
+
+void SoftDevice::Arm(const std::shared_ptr<PendingWrites>& pending) {
+  Clock::time_point due;
+  {
+    std::lock_guard lock(pending->mu);
+    if (pending->armed || pending->entries.empty()) return;
+    pending->armed = true;
+    due = pending->entries.front().due;
+  }
   bool wake;
   {
     std::lock_guard lock(drain_mu_);
     due_.push_back(Due{due, pending});
     // Only an idle drain thread needs waking: a sleeping one already waits for an
-    // earlier due time (the delay is constant), so the hot path skips the syscall.
+    // earlier due time (the delay is constant).
     wake = drain_idle_;
     drain_idle_ = false;
   }
@@ -100,7 +119,7 @@ void SoftDevice::DrainAll() {
   std::deque<Due> all;
   {
     std::lock_guard lock(drain_mu_);
-    all = due_;  // leave them: the drain thread finds them empty and moves on
+    all = due_;  // leave them: the drain thread finds them empty and disarms
   }
   for (auto& d : all) {
     buffered_bytes_.fetch_sub(d.pending->Drain(true, Clock::now()), std::memory_order_relaxed);
