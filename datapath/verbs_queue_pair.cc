@@ -9,12 +9,11 @@
 // (the usual verbs rule, stated here because this is where it bites).
 #include <arpa/inet.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
-
-#include <spdlog/spdlog.h>
 
 #include "datapath/verbs_internal.h"
 
@@ -32,14 +31,22 @@ constexpr int kPollBatch = 32;
 
 CompletionStatus MapStatus(ibv_wc_status s) {
   switch (s) {
-    case IBV_WC_SUCCESS: return CompletionStatus::kSuccess;
-    case IBV_WC_LOC_LEN_ERR: return CompletionStatus::kLocalLengthError;
-    case IBV_WC_LOC_PROT_ERR: return CompletionStatus::kLocalProtectionError;
-    case IBV_WC_REM_ACCESS_ERR: return CompletionStatus::kRemoteAccessError;
-    case IBV_WC_REM_INV_REQ_ERR: return CompletionStatus::kRemoteInvalidRequest;
-    case IBV_WC_RNR_RETRY_EXC_ERR: return CompletionStatus::kRnrRetryExceeded;
-    case IBV_WC_WR_FLUSH_ERR: return CompletionStatus::kFlushed;
-    default: return CompletionStatus::kTransportError;  // RETRY_EXC_ERR and the rest
+    case IBV_WC_SUCCESS:
+      return CompletionStatus::kSuccess;
+    case IBV_WC_LOC_LEN_ERR:
+      return CompletionStatus::kLocalLengthError;
+    case IBV_WC_LOC_PROT_ERR:
+      return CompletionStatus::kLocalProtectionError;
+    case IBV_WC_REM_ACCESS_ERR:
+      return CompletionStatus::kRemoteAccessError;
+    case IBV_WC_REM_INV_REQ_ERR:
+      return CompletionStatus::kRemoteInvalidRequest;
+    case IBV_WC_RNR_RETRY_EXC_ERR:
+      return CompletionStatus::kRnrRetryExceeded;
+    case IBV_WC_WR_FLUSH_ERR:
+      return CompletionStatus::kFlushed;
+    default:
+      return CompletionStatus::kTransportError;  // RETRY_EXC_ERR and the rest
   }
 }
 
@@ -81,8 +88,7 @@ VerbsQueuePair::~VerbsQueuePair() {
     spdlog::warn("verbs: destroying the send CQ of {} failed: {}", Describe(), ErrnoText(errno));
   }
   if (recv_cq_ != nullptr && ibv_destroy_cq(recv_cq_) != 0) {
-    spdlog::warn("verbs: destroying the receive CQ of {} failed: {}", Describe(),
-                 ErrnoText(errno));
+    spdlog::warn("verbs: destroying the receive CQ of {} failed: {}", Describe(), ErrnoText(errno));
   }
   if (send_channel_ != nullptr) ibv_destroy_comp_channel(send_channel_);
   if (recv_channel_ != nullptr) ibv_destroy_comp_channel(recv_channel_);
@@ -98,9 +104,8 @@ Status VerbsQueuePair::CreateQp(const QueuePairOptions& options) {
   uint32_t send_wr = std::clamp<uint32_t>(options.max_send_wr, 1, limit);
   uint32_t recv_wr = std::clamp<uint32_t>(options.max_recv_wr, 1, limit);
   if (send_wr != options.max_send_wr || recv_wr != options.max_recv_wr) {
-    spdlog::debug("verbs: {} queue depths clamped to {}/{} by device {} (asked {}/{})",
-                  Describe(), send_wr, recv_wr, dev_->name, options.max_send_wr,
-                  options.max_recv_wr);
+    spdlog::debug("verbs: {} queue depths clamped to {}/{} by device {} (asked {}/{})", Describe(),
+                  send_wr, recv_wr, dev_->name, options.max_send_wr, options.max_recv_wr);
   }
 
   // One completion channel per CQ, so the send-side and receive-side threads can each
@@ -115,13 +120,13 @@ Status VerbsQueuePair::CreateQp(const QueuePairOptions& options) {
   // A CQ entry exists only for an unretired request, so queue depth entries suffice.
   send_cq_ = ibv_create_cq(ctx, static_cast<int>(send_wr), nullptr, send_channel_, 0);
   if (send_cq_ == nullptr) {
-    return Status::FromErrno(errno, "ibv_create_cq(" + std::to_string(send_wr) + ") on " +
-                                        dev_->name);
+    return Status::FromErrno(errno,
+                             "ibv_create_cq(" + std::to_string(send_wr) + ") on " + dev_->name);
   }
   recv_cq_ = ibv_create_cq(ctx, static_cast<int>(recv_wr), nullptr, recv_channel_, 0);
   if (recv_cq_ == nullptr) {
-    return Status::FromErrno(errno, "ibv_create_cq(" + std::to_string(recv_wr) + ") on " +
-                                        dev_->name);
+    return Status::FromErrno(errno,
+                             "ibv_create_cq(" + std::to_string(recv_wr) + ") on " + dev_->name);
   }
 
   ibv_qp_init_attr_ex attr = {};
@@ -141,15 +146,14 @@ Status VerbsQueuePair::CreateQp(const QueuePairOptions& options) {
     // FLUSH exists only in the ibv_wr_* API, which needs every op we post declared here.
     attr.comp_mask |= IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
     attr.send_ops_flags = IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM |
-                          IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_SEND |
-                          IBV_QP_EX_WITH_FLUSH;
+                          IBV_QP_EX_WITH_RDMA_READ | IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_FLUSH;
   }
 #endif
   if (rdma_create_qp_ex(id_, &attr) != 0) {
     int err = errno;
     return Status::FromErrno(err, "rdma_create_qp (RC, " + std::to_string(send_wr) + "/" +
-                                      std::to_string(recv_wr) + " WRs) on " + dev_->name +
-                                      " for " + peer_);
+                                      std::to_string(recv_wr) + " WRs) on " + dev_->name + " for " +
+                                      peer_);
   }
   qp_ = id_->qp;
 #ifdef DPMFS_HAVE_IBV_WR_FLUSH
@@ -269,14 +273,21 @@ Status VerbsQueuePair::PostSendLegacy(std::span<const WorkRequest> chain) {
     wr.wr.rdma.remote_addr = r.remote_addr;
     wr.wr.rdma.rkey = r.rkey;
     switch (r.opcode) {
-      case Opcode::kWrite: wr.opcode = IBV_WR_RDMA_WRITE; break;
+      case Opcode::kWrite:
+        wr.opcode = IBV_WR_RDMA_WRITE;
+        break;
       case Opcode::kWriteWithImm:
         wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
         wr.imm_data = htonl(r.imm);  // immediates travel big-endian; PollRecv undoes it
         break;
-      case Opcode::kRead: wr.opcode = IBV_WR_RDMA_READ; break;
-      case Opcode::kSend: wr.opcode = IBV_WR_SEND; break;
-      default: return Status::Internal("unvalidated opcode in PostSendLegacy");
+      case Opcode::kRead:
+        wr.opcode = IBV_WR_RDMA_READ;
+        break;
+      case Opcode::kSend:
+        wr.opcode = IBV_WR_SEND;
+        break;
+      default:
+        return Status::Internal("unvalidated opcode in PostSendLegacy");
     }
   }
   ibv_send_wr* bad = nullptr;
@@ -313,12 +324,18 @@ Status VerbsQueuePair::PostSendExtended(std::span<const WorkRequest> chain) {
     qpx_->wr_flags = r.signaled ? IBV_SEND_SIGNALED : 0;
     bool has_sge = true;
     switch (r.opcode) {
-      case Opcode::kWrite: ibv_wr_rdma_write(qpx_, r.rkey, r.remote_addr); break;
+      case Opcode::kWrite:
+        ibv_wr_rdma_write(qpx_, r.rkey, r.remote_addr);
+        break;
       case Opcode::kWriteWithImm:
         ibv_wr_rdma_write_imm(qpx_, r.rkey, r.remote_addr, htonl(r.imm));
         break;
-      case Opcode::kRead: ibv_wr_rdma_read(qpx_, r.rkey, r.remote_addr); break;
-      case Opcode::kSend: ibv_wr_send(qpx_); break;
+      case Opcode::kRead:
+        ibv_wr_rdma_read(qpx_, r.rkey, r.remote_addr);
+        break;
+      case Opcode::kSend:
+        ibv_wr_send(qpx_);
+        break;
       case Opcode::kFlush:
         ibv_wr_flush(qpx_, r.rkey, r.remote_addr, r.length, IBV_FLUSH_GLOBAL, IBV_FLUSH_RANGE);
         has_sge = false;
@@ -359,8 +376,8 @@ Status VerbsQueuePair::PostRecv(std::span<const WorkRequest> recvs) {
     }
     if (r.length > kMaxTransferSize) {
       return Status::InvalidArgument(where + "length " + std::to_string(r.length) +
-                                     " exceeds the maximum of " +
-                                     std::to_string(kMaxTransferSize) + " bytes");
+                                     " exceeds the maximum of " + std::to_string(kMaxTransferSize) +
+                                     " bytes");
     }
     if (r.length > 0 && r.local_addr == nullptr) {
       return Status::InvalidArgument(where + "no buffer for " + std::to_string(r.length) +
@@ -369,8 +386,8 @@ Status VerbsQueuePair::PostRecv(std::span<const WorkRequest> recvs) {
   }
   uint64_t outstanding = recv_posted_ - recv_retired_;
   if (outstanding + recvs.size() > max_recv_wr_) {
-    return Status::ResourceExhausted("receive queue of " + Describe() + " is full: " +
-                                     std::to_string(outstanding) + " posted + " +
+    return Status::ResourceExhausted("receive queue of " + Describe() +
+                                     " is full: " + std::to_string(outstanding) + " posted + " +
                                      std::to_string(recvs.size()) + " new > max_recv_wr " +
                                      std::to_string(max_recv_wr_));
   }
@@ -456,9 +473,8 @@ size_t VerbsQueuePair::Poll(Side side, std::span<Completion> out) {
       }
       if (!c.ok()) {
         if (!error_.exchange(true, std::memory_order_acq_rel)) {
-          spdlog::debug("verbs: {} failed: {} completion with {} (vendor error {:#x})",
-                        Describe(), send ? "send" : "receive", ibv_wc_status_str(w.status),
-                        w.vendor_err);
+          spdlog::debug("verbs: {} failed: {} completion with {} (vendor error {:#x})", Describe(),
+                        send ? "send" : "receive", ibv_wc_status_str(w.status), w.vendor_err);
         }
       }
     }
@@ -492,13 +508,13 @@ size_t VerbsQueuePair::Wait(Side side, std::span<Completion> out, Duration timeo
     int rc = ibv_req_notify_cq(cq, 0);
     if ((n = Poll(side, out)) > 0) return n;
     if (deadline.expired()) return 0;
-    pollfd fds[2] = {{rc == 0 ? channel->fd : -1, POLLIN, 0},
-                     {established_.load(std::memory_order_acquire) ? cm_channel_->fd : -1,
-                      POLLIN, 0}};
+    pollfd fds[2] = {
+        {rc == 0 ? channel->fd : -1, POLLIN, 0},
+        {established_.load(std::memory_order_acquire) ? cm_channel_->fd : -1, POLLIN, 0}};
     // Without notification (arming failed) fall back to short sleeps.
-    timespec ts = ToTimespec(rc == 0 ? deadline.remaining()
-                                     : std::min<Duration>(deadline.remaining(),
-                                                          std::chrono::milliseconds(1)));
+    timespec ts = ToTimespec(
+        rc == 0 ? deadline.remaining()
+                : std::min<Duration>(deadline.remaining(), std::chrono::milliseconds(1)));
     int ready = ppoll(fds, 2, &ts, nullptr);
     if (ready < 0 && errno != EINTR) {
       spdlog::warn("verbs: ppoll on {} failed: {}", Describe(), ErrnoText(errno));
@@ -565,8 +581,7 @@ void VerbsQueuePair::EnterError(const char* why) const {
   ibv_qp_attr attr = {};
   attr.qp_state = IBV_QPS_ERR;
   if (ibv_modify_qp(qp_, &attr, IBV_QP_STATE) != 0) {
-    spdlog::debug("verbs: moving {} to the error state failed: {}", Describe(),
-                  ErrnoText(errno));
+    spdlog::debug("verbs: moving {} to the error state failed: {}", Describe(), ErrnoText(errno));
   }
 }
 

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -22,8 +23,6 @@
 #include <cstring>
 #include <system_error>
 #include <unordered_map>
-
-#include <spdlog/spdlog.h>
 
 #include "datapath/verbs_internal.h"
 
@@ -108,8 +107,7 @@ struct CmEvent {
 
 // Next event of `channel` before `deadline`. TimedOut when none came; Unavailable when
 // `wake_fd` (>= 0) became readable first.
-Result<CmEvent> NextCmEvent(rdma_event_channel* channel, const Deadline& deadline,
-                            int wake_fd) {
+Result<CmEvent> NextCmEvent(rdma_event_channel* channel, const Deadline& deadline, int wake_fd) {
   while (true) {
     rdma_cm_event* ev = nullptr;
     if (rdma_get_cm_event(channel, &ev) == 0) {
@@ -218,7 +216,10 @@ class VerbsListener final : public Listener {
  public:
   VerbsListener(std::shared_ptr<const DeviceContext> dev, rdma_event_channel* channel,
                 rdma_cm_id* id, Endpoint local, int wake_fd)
-      : dev_(std::move(dev)), channel_(channel), id_(id), local_(std::move(local)),
+      : dev_(std::move(dev)),
+        channel_(channel),
+        id_(id),
+        local_(std::move(local)),
         wake_fd_(wake_fd) {}
 
   ~VerbsListener() override {
@@ -268,8 +269,7 @@ class VerbsListener final : public Listener {
     return Status::Unavailable("listener on " + local_.ToString() + " shut down");
   }
 
-  Result<std::unique_ptr<QueuePair>> HandleRequest(const CmEvent& req,
-                                                   const AcceptHandler& handler,
+  Result<std::unique_ptr<QueuePair>> HandleRequest(const CmEvent& req, const AcceptHandler& handler,
                                                    const QueuePairOptions& options) {
     rdma_cm_id* id = req.id;
     const std::string peer = PeerName(id, "unknown peer");
@@ -339,8 +339,8 @@ class VerbsListener final : public Listener {
         case RDMA_CM_EVENT_REJECTED:
         case RDMA_CM_EVENT_DISCONNECTED:
         case RDMA_CM_EVENT_DEVICE_REMOVAL:
-          return Status::Unavailable("connection from " + peer + " failed during the handshake: " +
-                                     EventName(*ev));
+          return Status::Unavailable("connection from " + peer +
+                                     " failed during the handshake: " + EventName(*ev));
         default:
           spdlog::debug("verbs: accepting {}: ignoring CM event {}", peer, EventName(*ev));
       }
@@ -462,8 +462,9 @@ class VerbsDevice final : public Device {
       int err = errno;
       std::string msg = "binding RDMA listener to " + local.ToString() + ": " + ErrnoText(err);
       if (err == ENODEV || err == EADDRNOTAVAIL) {
-        msg += " (the address must belong to an interface with an RDMA device, e.g. the "
-               "netdev of an rxe link; 'rdma link show' lists them)";
+        msg +=
+            " (the address must belong to an interface with an RDMA device, e.g. the "
+            "netdev of an rxe link; 'rdma link show' lists them)";
       }
       return fail(err == EADDRINUSE ? Status::AlreadyExists(msg) : Status::Unavailable(msg));
     }
@@ -634,8 +635,8 @@ Result<std::unique_ptr<Device>> OpenVerbsDevice(const DeviceOptions& options) {
   dev->ctx = chosen;
   dev->name = ibv_get_device_name(chosen->device);
   if (options.verbs_device.empty() && names.size() > 1) {
-    spdlog::info("verbs: several RDMA devices ({}); using {} (set the verbs device to choose)",
-                 all, dev->name);
+    spdlog::info("verbs: several RDMA devices ({}); using {} (set the verbs device to choose)", all,
+                 dev->name);
   }
   ibv_device_attr_ex attr = {};
   if (ibv_query_device_ex(chosen, nullptr, &attr) != 0 &&
@@ -653,8 +654,7 @@ Result<std::unique_ptr<Device>> OpenVerbsDevice(const DeviceOptions& options) {
   dev->pd = ibv_alloc_pd(chosen);
   if (dev->pd == nullptr) return Status::FromErrno(errno, "ibv_alloc_pd on " + dev->name);
   spdlog::debug("verbs: opened {} (max_qp_wr {}, rd_atom {}/{}, flush {})", dev->name,
-                dev->max_qp_wr, dev->max_qp_rd_atom, dev->max_qp_init_rd_atom,
-                dev->supports_flush);
+                dev->max_qp_wr, dev->max_qp_rd_atom, dev->max_qp_init_rd_atom, dev->supports_flush);
   return std::unique_ptr<Device>(std::make_unique<verbs::VerbsDevice>(std::move(dev)));
 }
 

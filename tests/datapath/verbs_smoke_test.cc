@@ -8,6 +8,7 @@
 // $DPMFS_VERBS_TEST_IP the address to listen on (default: an IPv4 address of the
 // device's network interface).
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <ifaddrs.h>
 #include <infiniband/verbs.h>
 #include <netinet/in.h>
@@ -20,8 +21,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "datapath/transport.h"
 
@@ -119,8 +118,8 @@ TEST(VerbsSmokeTest, WriteReadBackAndWriteWithImm) {
   std::vector<uint8_t> recv_buf(64, 0);
   for (uint32_t i = 0; i < kSize; ++i) source[i] = static_cast<uint8_t>(i * 7 + 3);
 
-  auto target_mr = dev.RegisterMemory(target.data(), kSize, kLocalWrite | kRemoteWrite |
-                                                                kRemoteRead);
+  auto target_mr =
+      dev.RegisterMemory(target.data(), kSize, kLocalWrite | kRemoteWrite | kRemoteRead);
   ASSERT_TRUE(target_mr.ok()) << target_mr.status().ToString();
   auto source_mr = dev.RegisterMemory(source.data(), kSize, kLocalWrite);
   ASSERT_TRUE(source_mr.ok()) << source_mr.status().ToString();
@@ -156,9 +155,9 @@ TEST(VerbsSmokeTest, WriteReadBackAndWriteWithImm) {
   });
 
   const std::string greeting = "hello";
-  auto client = dev.Connect(
-      server, {reinterpret_cast<const uint8_t*>(greeting.data()), greeting.size()},
-      QueuePairOptions{}, kTimeout);
+  auto client =
+      dev.Connect(server, {reinterpret_cast<const uint8_t*>(greeting.data()), greeting.size()},
+                  QueuePairOptions{}, kTimeout);
   server_thread.join();
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   ASSERT_TRUE(accepted.has_value());
