@@ -118,7 +118,8 @@ class SoftQueuePair final : public QueuePair {
     uint32_t length;
   };
   // Retires outstanding requests with seq < `seq` (success, completions for signaled).
-  void RetireBeforeLocked(uint64_t seq);
+  // False, retiring nothing further, if that would skip an unanswered READ.
+  bool RetireBeforeLocked(uint64_t seq);
   // Moves the QP to error: outstanding requests complete with `first` (the failed one,
   // if any) then kFlushed; posted receives are flushed too.
   void EnterError(CompletionStatus first_status);

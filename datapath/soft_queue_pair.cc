@@ -322,6 +322,8 @@ void SoftQueuePair::RxLoop() {
     }
   }
   device_->Arm(pending_);  // acknowledged data still reaches memory after a disconnect
+  // Our own Disconnect() flushes what is outstanding; only a lost peer is an error.
+  if (stopping_.load()) why = CompletionStatus::kFlushed;
   EnterError(why);
   // Let a NAK queued before the failure go out, then close our side: FIN, not RST.
   {
@@ -438,19 +440,25 @@ Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
   return Status::OK();
 }
 
-void SoftQueuePair::RetireBeforeLocked(uint64_t seq) {
+bool SoftQueuePair::RetireBeforeLocked(uint64_t seq) {
   while (!outstanding_.empty() && outstanding_.front().seq < seq) {
     const Outstanding& o = outstanding_.front();
+    // A READ completes only with its response: a later response cannot stand for it.
+    if (o.opcode == Opcode::kRead) return false;
     if (o.signaled) {
       send_cq_.Push(Completion{o.context, o.opcode, CompletionStatus::kSuccess, o.length, 0, false});
     }
     outstanding_.pop_front();
   }
+  return true;
 }
 
 Status SoftQueuePair::HandleResponse(const FrameHeader& h) {
   std::unique_lock lock(send_mu_);
-  RetireBeforeLocked(h.seq);
+  if (!RetireBeforeLocked(h.seq)) {
+    return Status::Corruption("response for request " + std::to_string(h.seq) +
+                              " skips a READ that was never answered");
+  }
   if (outstanding_.empty() || outstanding_.front().seq != h.seq) {
     return Status::Corruption("response for request " + std::to_string(h.seq) +
                               " that is not outstanding");

@@ -1,6 +1,7 @@
 // The soft transport's device, listener and connection handshake. The per-QP engine
 // is in soft_queue_pair.cc; the design is in soft_internal.h and datapath/README.md.
 #include <libpmem.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -206,6 +207,10 @@ Result<std::pair<FrameHeader, std::vector<uint8_t>>> RecvFrame(int fd) {
   return std::make_pair(h, std::move(payload));
 }
 
+// Accepts connections. Handshakes in progress are polled together with the listening
+// socket, each with its own deadline, so a peer that connects and says nothing (or
+// garbage) delays nobody else: it is dropped when its deadline passes.
+// Thread-safety: Accept from one thread at a time (serialised); Shutdown from any.
 class SoftListener final : public Listener {
  public:
   SoftListener(SoftDevice* device, UniqueFd fd, Endpoint local)
@@ -215,50 +220,59 @@ class SoftListener final : public Listener {
   Result<std::unique_ptr<QueuePair>> Accept(const AcceptHandler& handler,
                                             const QueuePairOptions& options,
                                             Duration timeout) override {
-    pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-    int ms = static_cast<int>((timeout.count() + 999) / 1000);
-    int rc;
-    do {
-      rc = ::poll(fds, 2, ms);
-    } while (rc < 0 && errno == EINTR);
-    if (shutdown_.load()) return Status::Unavailable("listener on " + local_.ToString() + " shut down");
-    if (rc == 0) return Status::TimedOut("no connection request within the timeout");
-    if (rc < 0) return Status::FromErrno(errno, "poll on listener");
-    UniqueFd conn(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!conn.valid()) return Status::FromErrno(errno, "accept on " + local_.ToString());
-    SetNoDelay(conn.get());
-    std::string peer = PeerName(conn.get());
-    SetRecvTimeout(conn.get(), kHandshakeTimeout);
-    auto req = RecvFrame(conn.get());
-    if (!req.ok() || req->first.type != FrameType::kConnect) {
-      std::string why = req.ok() ? "expected CONNECT" : req.status().ToString();
-      spdlog::warn("soft transport: bad connection request from {}: {}", peer, why);
-      return Status::Corruption("bad connection request from " + peer + ": " + why);
-    }
-    SetRecvTimeout(conn.get(), std::chrono::microseconds(0));
-    int raw = conn.get();
-    auto qp = std::make_unique<SoftQueuePair>(device_, std::move(conn), options);
-    if (options.prepare) {
-      Status st = options.prepare(*qp);
-      if (!st.ok()) {
-        (void)SendFrame(raw, FrameType::kReject, {});
-        return st;
+    std::lock_guard serial(accept_mu_);
+    Clock::time_point deadline = Clock::now() + timeout;
+    while (true) {
+      if (shutdown_.load()) {
+        return Status::Unavailable("listener on " + local_.ToString() + " shut down");
+      }
+      Clock::time_point now = Clock::now();
+      std::erase_if(pending_, [&](const Handshake& h) {
+        if (h.deadline > now) return false;
+        spdlog::warn("soft transport: {} connected but sent no connection request; dropped",
+                     h.peer);
+        return true;
+      });
+      Clock::time_point wake_at = deadline;
+      std::vector<pollfd> fds = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      for (const Handshake& h : pending_) {
+        fds.push_back({h.fd.get(), POLLIN, 0});
+        wake_at = std::min(wake_at, h.deadline);
+      }
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(wake_at - now).count();
+      int rc = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(ms, 0)));
+      if (rc < 0 && errno != EINTR) return Status::FromErrno(errno, "poll on listener");
+      if (shutdown_.load()) {
+        return Status::Unavailable("listener on " + local_.ToString() + " shut down");
+      }
+      // Pending handshakes first (fds[2..] match pending_ as it was when polled).
+      for (size_t i = fds.size(); i-- > 2;) {
+        if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        Handshake& h = pending_[i - 2];
+        Status st = ReadSome(h);
+        if (!st.ok()) {
+          spdlog::warn("soft transport: bad connection request from {}: {}", h.peer,
+                       st.message());
+          pending_.erase(pending_.begin() + static_cast<ptrdiff_t>(i - 2));
+          continue;
+        }
+        if (!h.complete) continue;
+        Handshake done = std::move(h);
+        pending_.erase(pending_.begin() + static_cast<ptrdiff_t>(i - 2));
+        return Finish(std::move(done), handler, options);
+      }
+      if (fds[0].revents & POLLIN) {
+        UniqueFd conn(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (conn.valid()) {
+          SetNoDelay(conn.get());
+          std::string peer = PeerName(conn.get());
+          pending_.push_back(Handshake{std::move(conn), peer, Clock::now() + kHandshakeTimeout});
+        }
+      }
+      if (Clock::now() >= deadline) {
+        return Status::TimedOut("no connection request within the timeout");
       }
     }
-    Result<std::vector<uint8_t>> reply = handler(req->second, *qp);
-    if (!reply.ok() || reply->size() > kMaxAcceptPrivateData) {
-      std::string why = reply.ok() ? "accept private data longer than 196 bytes"
-                                   : reply.status().message();
-      std::string reason = why.substr(0, kMaxRejectReason);
-      (void)SendFrame(raw, FrameType::kReject,
-                      {reinterpret_cast<const uint8_t*>(reason.data()), reason.size()});
-      if (!reply.ok()) return reply.status();
-      return Status::InvalidArgument(why);
-    }
-    Status st = SendFrame(raw, FrameType::kAccept, *reply);
-    if (!st.ok()) return st.WithContext("accepting " + peer);
-    qp->Start(std::move(req->second));
-    return std::unique_ptr<QueuePair>(std::move(qp));
   }
 
   Endpoint local_endpoint() const override { return local_; }
@@ -270,11 +284,79 @@ class SoftListener final : public Listener {
   }
 
  private:
+  struct Handshake {
+    UniqueFd fd;
+    std::string peer;
+    Clock::time_point deadline;
+    std::vector<uint8_t> buf;
+    FrameHeader header;
+    bool complete = false;
+  };
+
+  // Reads what has arrived of a CONNECT frame, never more than the frame itself.
+  static Status ReadSome(Handshake& h) {
+    while (!h.complete) {
+      size_t want = h.buf.size() < kHeaderSize ? kHeaderSize
+                                               : kHeaderSize + h.header.payload_len;
+      size_t have = h.buf.size();
+      h.buf.resize(want);
+      ssize_t r = ::recv(h.fd.get(), h.buf.data() + have, want - have, MSG_DONTWAIT);
+      if (r <= 0) {
+        h.buf.resize(have);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+          return Status::OK();
+        }
+        return Status::Unavailable("connection closed during the handshake");
+      }
+      h.buf.resize(have + static_cast<size_t>(r));
+      if (h.buf.size() == kHeaderSize && have < kHeaderSize) {
+        DPMFS_ASSIGN_OR_RETURN(
+            h.header, DecodeHeader(std::span<const uint8_t, kHeaderSize>(h.buf.data(), kHeaderSize)));
+        if (h.header.type != FrameType::kConnect) return Status::Corruption("expected CONNECT");
+      }
+      if (h.buf.size() >= kHeaderSize && h.buf.size() == kHeaderSize + h.header.payload_len) {
+        h.complete = true;
+      }
+    }
+    return Status::OK();
+  }
+
+  Result<std::unique_ptr<QueuePair>> Finish(Handshake h, const AcceptHandler& handler,
+                                            const QueuePairOptions& options) {
+    int raw = h.fd.get();
+    ::fcntl(raw, F_SETFL, ::fcntl(raw, F_GETFL) & ~O_NONBLOCK);  // the QP uses blocking reads
+    std::vector<uint8_t> peer_data(h.buf.begin() + kHeaderSize, h.buf.end());
+    auto qp = std::make_unique<SoftQueuePair>(device_, std::move(h.fd), options);
+    if (options.prepare) {
+      Status st = options.prepare(*qp);
+      if (!st.ok()) {
+        (void)SendFrame(raw, FrameType::kReject, {});
+        return st;
+      }
+    }
+    Result<std::vector<uint8_t>> reply = handler(peer_data, *qp);
+    if (!reply.ok() || reply->size() > kMaxAcceptPrivateData) {
+      std::string why = reply.ok() ? "accept private data longer than 196 bytes"
+                                   : reply.status().message();
+      std::string reason = why.substr(0, kMaxRejectReason);
+      (void)SendFrame(raw, FrameType::kReject,
+                      {reinterpret_cast<const uint8_t*>(reason.data()), reason.size()});
+      if (!reply.ok()) return reply.status();
+      return Status::InvalidArgument(why);
+    }
+    Status st = SendFrame(raw, FrameType::kAccept, *reply);
+    if (!st.ok()) return st.WithContext("accepting " + h.peer);
+    qp->Start(std::move(peer_data));
+    return std::unique_ptr<QueuePair>(std::move(qp));
+  }
+
   SoftDevice* device_;
   UniqueFd fd_;
   Endpoint local_;
   UniqueFd wake_;
   std::atomic<bool> shutdown_{false};
+  std::mutex accept_mu_;
+  std::vector<Handshake> pending_;
 };
 
 }  // namespace

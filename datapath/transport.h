@@ -15,6 +15,11 @@
 //   - Completions of one QP's send queue are delivered in posting order, so the
 //     completion of a signaled request means every earlier request of that QP is done.
 //   - A lost connection completes everything outstanding with an error; never a hang.
+//   - Send-queue room (max_send_wr) is freed only when a signaled request completes
+//     and is polled: it retires itself and every unsignaled request posted before it.
+//     Callers must signal at least once every max_send_wr requests.
+//   - Private data: the verbs backend receives it zero-padded to the rdma_cm maximum
+//     (56 / 196 bytes), so formats carried in it must tolerate trailing zeros.
 //
 // Thread-safety: Device, Listener and MemoryRegion handles are thread-safe. A QueuePair
 // may have one thread posting/polling its send side and another its receive side at
@@ -92,7 +97,8 @@ struct WorkRequest {
   uint64_t context = 0;  // wr_id: returned in the completion
 
   // Local buffer: source of WRITE/SEND, destination of READ/RECV. Must lie in a region
-  // registered with this device (checked: a violation fails the post).
+  // registered with this device under `lkey`. soft checks at post time (the post
+  // fails); verbs reports kLocalProtectionError in a completion. Either way no byte moves.
   void* local_addr = nullptr;
   uint32_t length = 0;  // bytes to move; for FLUSH, bytes of the remote range
   uint32_t lkey = 0;
@@ -116,6 +122,8 @@ enum class CompletionStatus : uint8_t {
 };
 std::string_view CompletionStatusName(CompletionStatus s);
 
+// On the send side, `opcode` is the posted request's; byte_len is meaningful only for
+// receive completions.
 struct Completion {
   uint64_t context = 0;
   Opcode opcode = Opcode::kWrite;
@@ -174,7 +182,9 @@ class Listener {
  public:
   virtual ~Listener() = default;
   // Waits up to `timeout` for one connection request and handles it. Returns the
-  // connected QP; TimedOut when none came; Unavailable after Shutdown().
+  // connected QP; TimedOut when none came; Unavailable after Shutdown(); the handler's
+  // error when it rejected the request. Malformed or silent requests are dropped (and
+  // logged) without ending the wait. One Accept at a time per listener.
   virtual Result<std::unique_ptr<QueuePair>> Accept(const AcceptHandler& handler,
                                                     const QueuePairOptions& options,
                                                     Duration timeout) = 0;

@@ -1,9 +1,8 @@
 // Soft-backend-only cases: the volatile NIC buffer (the hazard the persist methods
 // close) and robustness of the target against bad frames on its TCP port.
+#include <gtest/gtest.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-
-#include <gtest/gtest.h>
 
 #include <cerrno>
 #include <chrono>
@@ -139,11 +138,15 @@ void CheckDrainsEarlierWrites(Rig& rig, Drainer how) {
   DPMFS_ASSERT_OK(p.initiator->PostSend(writes));
   WorkRequest op;
   switch (how) {
-    case Drainer::kRead: op = ReadWr(lmr, kEnd, ToRemote(tmr), kImmOff, 8, 20); break;
+    case Drainer::kRead:
+      op = ReadWr(lmr, kEnd, ToRemote(tmr), kImmOff, 8, 20);
+      break;
     case Drainer::kWriteWithImm:
       op = WriteImmWr(lmr, kEnd, ToRemote(tmr), kImmOff, 512, 0xABCD, 20);
       break;
-    case Drainer::kFlush: op = FlushWr(ToRemote(tmr), 0, kEnd, 20); break;
+    case Drainer::kFlush:
+      op = FlushWr(ToRemote(tmr), 0, kEnd, 20);
+      break;
   }
   auto t0 = Clock::now();
   DPMFS_ASSERT_OK(p.initiator->PostSend({&op, 1}));
@@ -322,10 +325,14 @@ class SoftBadFrameTest : public SoftTransportTest {
     SoftTransportTest::TearDown();
   }
 
+  // Connects a QP and waits until the accept loop holds its target side, so that
+  // accepted_count() is exact afterwards.
   void ConnectGood(std::unique_ptr<QueuePair>& qp) {
+    size_t before = loop_->accepted_count();
     auto r = rig_.initiator().Connect(rig_.listener().local_endpoint(), {}, {}, kConnectTimeout);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     qp = std::move(r).value();
+    ASSERT_NE(loop_->WaitAccepted(before + 1), nullptr) << "the accept loop lost the QP";
   }
 
   // The bystander QP, and a fresh one, both still move data correctly.
@@ -538,9 +545,8 @@ class FakeTarget {
 
   // Connects `dev` to this fake and accepts it; returns the initiator QP and the raw side.
   std::unique_ptr<QueuePair> ConnectFrom(Device& dev, std::unique_ptr<RawConnection>* raw) {
-    auto connecting = std::async(std::launch::async, [&] {
-      return dev.Connect(endpoint(), {}, {}, kConnectTimeout);
-    });
+    auto connecting = std::async(std::launch::async,
+                                 [&] { return dev.Connect(endpoint(), {}, {}, kConnectTimeout); });
     pollfd pfd{lfd_, POLLIN, 0};
     if (poll(&pfd, 1, 5000) == 1) {
       *raw = std::make_unique<RawConnection>(accept(lfd_, nullptr, nullptr));

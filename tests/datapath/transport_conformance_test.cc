@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +17,10 @@
 #include "tests/datapath/transport_test_util.h"
 
 namespace dpmfs::transport {
+
+// Lets gtest print the parameter by name ("soft") in failure messages.
+void PrintTo(Backend b, std::ostream* os) { *os << BackendName(b); }
+
 namespace {
 
 using namespace testutil;  // NOLINT(build/namespaces)
@@ -35,7 +40,8 @@ class TransportConformanceTest : public ::testing::TestWithParam<Backend> {
     DeviceOptions options;
     options.backend = backend;
     Status st = rig_.Open(options, Endpoint{host_, 0});
-    if (IsUnavailableHere(st)) GTEST_SKIP() << BackendName(backend) << " backend: " << st.ToString();
+    if (IsUnavailableHere(st))
+      GTEST_SKIP() << BackendName(backend) << " backend: " << st.ToString();
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
   void TearDown() override { rig_.Close(); }
@@ -58,7 +64,13 @@ class TransportConformanceTest : public ::testing::TestWithParam<Backend> {
     EXPECT_TRUE(BytesEqual(At(local, len), At(local, 0), len));
   }
 
-  enum class Violation { kWrongRkey, kPastEnd, kBeforeStart, kWriteNoRemoteWrite, kReadNoRemoteRead };
+  enum class Violation {
+    kWrongRkey,
+    kPastEnd,
+    kBeforeStart,
+    kWriteNoRemoteWrite,
+    kReadNoRemoteRead
+  };
   void CheckAccessViolation(Violation v);
   void CheckLocalViolation(bool read, int kind);
   void CheckPeerLoss(bool destroy_target);
@@ -185,8 +197,9 @@ TEST_P(TransportConformanceTest, CompletionsComeBackInPostingOrderWithContexts) 
     bool signaled = i % 3 != 1 || i == kN - 1;
     uint64_t ctx = 0xC000000000ull + 7919ull * i;
     uint32_t len = 1 + (i * 37) % kSlot;
-    WorkRequest wr = i % 2 == 0 ? WriteWr(lmr, i * kSlot, ToRemote(tmr), i * kSlot, len, ctx, signaled)
-                                : ReadWr(lmr, i * kSlot, ToRemote(tmr), i * kSlot, len, ctx, signaled);
+    WorkRequest wr = i % 2 == 0
+                         ? WriteWr(lmr, i * kSlot, ToRemote(tmr), i * kSlot, len, ctx, signaled)
+                         : ReadWr(lmr, i * kSlot, ToRemote(tmr), i * kSlot, len, ctx, signaled);
     wrs.push_back(wr);
     if (signaled) expected.push_back({ctx, wr.opcode});
   }
@@ -234,7 +247,8 @@ TEST_P(TransportConformanceTest, WriteWithImmDeliversImmediateAfterEarlierWrites
   // Check memory first: this is the moment the target's CPU would act on it.
   EXPECT_TRUE(BytesEqual(target.data(), local.data(), kA)) << "earlier WRITE A not visible";
   EXPECT_TRUE(BytesEqual(target.data() + kOffB, local.data() + kA, kB)) << "earlier WRITE B";
-  EXPECT_TRUE(BytesEqual(target.data() + kOffC, local.data() + kA + kB, kC)) << "WRITE_WITH_IMM data";
+  EXPECT_TRUE(BytesEqual(target.data() + kOffC, local.data() + kA + kB, kC))
+      << "WRITE_WITH_IMM data";
   EXPECT_EQ(rc[0].context, 4242u);
   EXPECT_EQ(rc[0].opcode, Opcode::kRecvWithImm);
   EXPECT_TRUE(rc[0].ok()) << Describe(rc[0]);
@@ -259,8 +273,10 @@ TEST_P(TransportConformanceTest, SendLandsInPostedRecvBuffers) {
   Buffer& isend = rig_.NewBuffer(4096, 0);
   DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion trmr, rig_.Register(rig_.target(), trecv, kLocalWrite));
   DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion tsmr, rig_.Register(rig_.target(), tsend, kLocalWrite));
-  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion irmr, rig_.Register(rig_.initiator(), irecv, kLocalWrite));
-  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion ismr, rig_.Register(rig_.initiator(), isend, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion irmr,
+                             rig_.Register(rig_.initiator(), irecv, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion ismr,
+                             rig_.Register(rig_.initiator(), isend, kLocalWrite));
   ConnectArgs args;
   // Target RECVs posted from the accept handler, initiator RECVs from prepare.
   args.handler = [trmr](std::span<const uint8_t>, QueuePair& qp) -> Result<std::vector<uint8_t>> {
@@ -321,7 +337,8 @@ TEST_P(TransportConformanceTest, RecvTooSmallIsLocalLengthError) {
   Buffer& trecv = rig_.NewBuffer(4096, 0x44);
   Buffer& isend = rig_.NewBuffer(4096, 0);
   DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion trmr, rig_.Register(rig_.target(), trecv, kLocalWrite));
-  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion ismr, rig_.Register(rig_.initiator(), isend, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion ismr,
+                             rig_.Register(rig_.initiator(), isend, kLocalWrite));
   ConnectArgs args;
   args.target_options.prepare = [trmr](QueuePair& qp) {
     WorkRequest r = RecvWr(trmr, 0, 16, 300);
@@ -392,10 +409,17 @@ void TransportConformanceTest::CheckAccessViolation(Violation v) {
       bad.rkey = rkey;
       break;
     }
-    case Violation::kPastEnd: bad.remote_addr = remote.addr + 4096 - 32; break;
-    case Violation::kBeforeStart: bad.remote_addr = remote.addr - 32; break;
-    case Violation::kWriteNoRemoteWrite: break;
-    case Violation::kReadNoRemoteRead: bad = ReadWr(lmr, 4096, remote, 0, 64, 66); break;
+    case Violation::kPastEnd:
+      bad.remote_addr = remote.addr + 4096 - 32;
+      break;
+    case Violation::kBeforeStart:
+      bad.remote_addr = remote.addr - 32;
+      break;
+    case Violation::kWriteNoRemoteWrite:
+      break;
+    case Violation::kReadNoRemoteRead:
+      bad = ReadWr(lmr, 4096, remote, 0, 64, 66);
+      break;
   }
   DPMFS_ASSERT_OK(p.initiator->PostSend({&bad, 1}));
   auto c = CollectSend(*p.initiator, 1);
@@ -509,8 +533,8 @@ void TransportConformanceTest::CheckLocalViolation(bool read, int kind) {
   DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion smr,
                              rig_.Register(rig_.initiator(), scratch, kLocalWrite));
   DPMFS_ASSERT_OK_AND_ASSIGN(QpPair p, rig_.Connect());
-  WorkRequest wr = RdmaWr(read ? Opcode::kRead : Opcode::kWrite, lmr, 0, ToRemote(tmr), 0, 64,
-                          30, true);
+  WorkRequest wr =
+      RdmaWr(read ? Opcode::kRead : Opcode::kWrite, lmr, 0, ToRemote(tmr), 0, 64, 30, true);
   uint8_t* watched = local.data();
   uint8_t watched_fill = 0x22;
   switch (kind) {
@@ -523,7 +547,9 @@ void TransportConformanceTest::CheckLocalViolation(bool read, int kind) {
       watched = unregistered.data();
       watched_fill = 0x23;
       break;
-    case 2: wr.local_addr = local.data() + 4096 - 32; break;
+    case 2:
+      wr.local_addr = local.data() + 4096 - 32;
+      break;
   }
   Status st = p.initiator->PostSend({&wr, 1});
   if (st.ok()) {
@@ -646,14 +672,10 @@ void TransportConformanceTest::CheckPeerLoss(bool destroy_target) {
 
 // The peer's Disconnect(): outstanding requests all complete (successes, then errors;
 // never a hang), later requests fail, and the QP goes to kError.
-TEST_P(TransportConformanceTest, PeerDisconnectFailsOutstandingRequests) {
-  CheckPeerLoss(false);
-}
+TEST_P(TransportConformanceTest, PeerDisconnectFailsOutstandingRequests) { CheckPeerLoss(false); }
 
 // The target side vanishing (its QP, listener and device destroyed): same as above.
-TEST_P(TransportConformanceTest, DestroyedTargetFailsOutstandingRequests) {
-  CheckPeerLoss(true);
-}
+TEST_P(TransportConformanceTest, DestroyedTargetFailsOutstandingRequests) { CheckPeerLoss(true); }
 
 // Our own Disconnect(): outstanding requests complete (kFlushed if not executed), the QP
 // is in kError and later posts fail or flush; the peer's posted RECVs complete with an
@@ -767,12 +789,12 @@ TEST_P(TransportConformanceTest, OverlongPrivateDataIsRejected) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
 
-  AcceptHandler too_much = [](std::span<const uint8_t>, QueuePair&) -> Result<std::vector<uint8_t>> {
+  AcceptHandler too_much = [](std::span<const uint8_t>,
+                              QueuePair&) -> Result<std::vector<uint8_t>> {
     return std::vector<uint8_t>(kMaxAcceptPrivateData + 1, 2);
   };
-  auto accepted = std::async(std::launch::async, [&] {
-    return rig_.listener().Accept(too_much, {}, kConnectTimeout);
-  });
+  auto accepted = std::async(std::launch::async,
+                             [&] { return rig_.listener().Accept(too_much, {}, kConnectTimeout); });
   auto r2 = rig_.initiator().Connect(at, {}, {}, kConnectTimeout);
   EXPECT_FALSE(r2.ok()) << "connected although the accept data was too long";
   rig_.listener().Shutdown();  // in case Accept kept waiting after refusing
@@ -788,9 +810,8 @@ TEST_P(TransportConformanceTest, RejectingHandlerMakesConnectPermissionDenied) {
     called = true;
     return Status::FailedPrecondition("test rejects every connection");
   };
-  auto accepted = std::async(std::launch::async, [&] {
-    return rig_.listener().Accept(reject, {}, kConnectTimeout);
-  });
+  auto accepted = std::async(std::launch::async,
+                             [&] { return rig_.listener().Accept(reject, {}, kConnectTimeout); });
   std::vector<uint8_t> data = {42};
   auto r = rig_.initiator().Connect(rig_.listener().local_endpoint(), data, {}, kConnectTimeout);
   ASSERT_FALSE(r.ok());
@@ -886,8 +907,8 @@ TEST_P(TransportConformanceTest, ManyQpsWorkConcurrently) {
   }
   for (auto& t : threads) t.join();
   for (int i = 0; i < kQps; ++i) {
-    EXPECT_TRUE(BytesEqual(target.data() + i * size_t{kSlice}, local.data() + 2 * i * size_t{kSlice},
-                           kSlice))
+    EXPECT_TRUE(BytesEqual(target.data() + i * size_t{kSlice},
+                           local.data() + 2 * i * size_t{kSlice}, kSlice))
         << "target slice " << i;
   }
 }

@@ -4,14 +4,13 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -30,22 +29,22 @@
 #include "datapath/transport.h"
 
 // ASSERT/EXPECT that a Status (or a Result's status) is OK, printing it otherwise.
-#define DPMFS_ASSERT_OK(expr)                                  \
-  do {                                                         \
-    const ::dpmfs::Status _dpmfs_s = (expr);                   \
+#define DPMFS_ASSERT_OK(expr)                                           \
+  do {                                                                  \
+    const ::dpmfs::Status _dpmfs_s = (expr);                            \
     ASSERT_TRUE(_dpmfs_s.ok()) << #expr << ": " << _dpmfs_s.ToString(); \
   } while (0)
-#define DPMFS_EXPECT_OK(expr)                                  \
-  do {                                                         \
-    const ::dpmfs::Status _dpmfs_s = (expr);                   \
+#define DPMFS_EXPECT_OK(expr)                                           \
+  do {                                                                  \
+    const ::dpmfs::Status _dpmfs_s = (expr);                            \
     EXPECT_TRUE(_dpmfs_s.ok()) << #expr << ": " << _dpmfs_s.ToString(); \
   } while (0)
 // `lhs = value of expr`, or a fatal failure naming the Status.
 #define DPMFS_ASSERT_OK_AND_ASSIGN(lhs, expr) \
   DPMFS_ASSERT_OK_AND_ASSIGN_IMPL(DPMFS_CONCAT(_dpmfs_r_, __LINE__), lhs, expr)
-#define DPMFS_ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)                      \
-  auto tmp = (expr);                                                         \
-  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status().ToString();         \
+#define DPMFS_ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)              \
+  auto tmp = (expr);                                                 \
+  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status().ToString(); \
   lhs = std::move(tmp).value()
 
 namespace dpmfs::transport::testutil {
@@ -124,9 +123,9 @@ inline ::testing::AssertionResult BytesEqual(const void* got, const void* want, 
   if (std::memcmp(g, w, n) == 0) return ::testing::AssertionSuccess();
   size_t i = 0;
   while (g[i] == w[i]) ++i;
-  return ::testing::AssertionFailure() << "first of " << n << " bytes to differ is at offset " << i
-                                       << ": got 0x" << std::hex << int(g[i]) << ", want 0x"
-                                       << int(w[i]);
+  return ::testing::AssertionFailure()
+         << "first of " << n << " bytes to differ is at offset " << i << ": got 0x" << std::hex
+         << int(g[i]) << ", want 0x" << int(w[i]);
 }
 
 // Whether all `n` bytes equal `value`, reporting the first that does not.
@@ -157,8 +156,7 @@ class Buffer {
  public:
   static constexpr uint8_t kGuardByte = 0xA5;
 
-  explicit Buffer(size_t size, uint8_t fill = 0, size_t guard = 4096)
-      : size_(size), guard_(guard) {
+  explicit Buffer(size_t size, uint8_t fill = 0, size_t guard = 4096) : size_(size), guard_(guard) {
     const size_t page = 4096;
     total_ = (size + 2 * guard + page - 1) / page * page;
     void* m = mmap(nullptr, total_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -182,9 +180,11 @@ class Buffer {
 
   ::testing::AssertionResult GuardsIntact() const {
     auto before = AllBytesAre(base_, guard_, kGuardByte);
-    if (!before) return ::testing::AssertionFailure() << "guard before the buffer: " << before.message();
+    if (!before)
+      return ::testing::AssertionFailure() << "guard before the buffer: " << before.message();
     auto after = AllBytesAre(data() + size_, total_ - guard_ - size_, kGuardByte);
-    if (!after) return ::testing::AssertionFailure() << "guard after the buffer: " << after.message();
+    if (!after)
+      return ::testing::AssertionFailure() << "guard after the buffer: " << after.message();
     return ::testing::AssertionSuccess();
   }
 
@@ -331,8 +331,7 @@ inline Result<QpPair> ConnectPair(Device& initiator, Listener& listener,
 // shut down), keeping every QP it accepted alive until then.
 class AcceptLoop {
  public:
-  AcceptLoop(Listener& listener, AcceptHandler handler = AcceptAll,
-             QueuePairOptions options = {})
+  AcceptLoop(Listener& listener, AcceptHandler handler = AcceptAll, QueuePairOptions options = {})
       : listener_(listener), handler_(std::move(handler)), options_(std::move(options)) {
     thread_ = std::thread([this] { Run(); });
   }
@@ -399,8 +398,7 @@ class Rig {
   // Opens both devices and listens on `listen_at`.
   Status Open(const DeviceOptions& options, const Endpoint& listen_at) {
     auto open = [&]() -> Result<std::unique_ptr<Device>> {
-      return options.backend == Backend::kSoft ? OpenSoftDevice(options)
-                                               : OpenVerbsDevice(options);
+      return options.backend == Backend::kSoft ? OpenSoftDevice(options) : OpenVerbsDevice(options);
     };
     DPMFS_ASSIGN_OR_RETURN(target_, open());
     DPMFS_ASSIGN_OR_RETURN(initiator_, open());
