@@ -71,12 +71,31 @@ class KillTimer {
   std::thread thread_;  // last: starts after the fields it uses exist
 };
 
+// The data client warns when its connection drops. After our own SIGKILL that is the
+// expected outcome of every trial, so below debug level it is hidden while streaming; a
+// failure before the kill still ends the trial with an error that carries the message.
+class QuietClientWarnings {
+ public:
+  QuietClientWarnings() : saved_(spdlog::get_level()) {
+    if (saved_ > spdlog::level::debug && saved_ < spdlog::level::err) {
+      spdlog::set_level(spdlog::level::err);
+    }
+  }
+  ~QuietClientWarnings() { spdlog::set_level(saved_); }
+  QuietClientWarnings(const QuietClientWarnings&) = delete;
+  QuietClientWarnings& operator=(const QuietClientWarnings&) = delete;
+
+ private:
+  spdlog::level::level_enum saved_;
+};
+
 }  // namespace
 
 Harness::Harness(ServerOptions server_options, RunOptions options, transport::Device& device)
     : server_options_(std::move(server_options)),
       options_(options),
       device_(device),
+      run_nonce_((uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
       rng_(Mix64(options.seed)) {}
 
 Harness::~Harness() = default;  // ~ServerProcess kills and reaps a running server
@@ -89,6 +108,9 @@ Status Harness::WithServerStderr(const Status& st, const ServerProcess* server) 
 }
 
 Status Harness::EnsureServer() {
+  if (int sig = InterruptSignal()) {
+    return Status::Aborted("interrupted by signal " + std::to_string(sig));
+  }
   if (server_ != nullptr) return Status::OK();
   DPMFS_ASSIGN_OR_RETURN(server_, ServerProcess::Start(server_options_, ++generation_));
   spdlog::debug("data server pid {} ready at {}", server_->pid(), server_->endpoint().ToString());
@@ -99,7 +121,13 @@ Status Harness::RunMethod(PersistMethod method, MethodStats* stats) {
   stats->method = method;
   const auto start = Clock::now();
   Status st;
-  for (uint32_t t = 0; t < options_.trials && st.ok(); ++t) st = RunTrial(method, t, stats);
+  for (uint32_t t = 0; t < options_.trials && st.ok(); ++t) {
+    st = RunTrial(method, t, stats);
+    // The signal handler killed the server: whatever failed next is not the server's fault.
+    if (int sig = InterruptSignal(); sig != 0 && !st.ok()) {
+      st = Status::Aborted("interrupted by signal " + std::to_string(sig));
+    }
+  }
   stats->seconds += std::chrono::duration<double>(Clock::now() - start).count();
   return st;
 }
@@ -118,17 +146,17 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
   co.timeout = options_.io_timeout;
   auto connected = DataClient::Connect(device_, server_->endpoint(), co);
   if (!connected.ok()) {
-    return WithServerStderr(connected.status().WithContext(name + " trial " + std::to_string(trial)),
-                            server_.get());
+    return WithServerStderr(
+        connected.status().WithContext(name + " trial " + std::to_string(trial)), server_.get());
   }
   std::unique_ptr<DataClient> client = std::move(connected).value();
   const uint64_t capacity = client->data_size() / rs;  // records the pool holds
   if (capacity < 2ull * qd) {
-    return Status::InvalidArgument("the pool's data area (" +
-                                   std::to_string(client->data_size()) +
+    return Status::InvalidArgument("the pool's data area (" + std::to_string(client->data_size()) +
                                    " bytes) is too small for this record size and queue depth");
   }
-  const uint64_t trial_id = std::max<uint64_t>(1, Mix64(options_.seed ^ Mix64(++trials_run_)));
+  const uint64_t trial_id =
+      std::max<uint64_t>(1, Mix64(options_.seed ^ run_nonce_ ^ Mix64(++trials_run_)));
   const uint64_t start_index = next_index_ % capacity;
   auto position_of = [&](uint64_t seq) { return ((start_index + seq) % capacity) * rs; };
   std::uniform_int_distribution<int64_t> kill_dist(options_.kill_min.count(),
@@ -147,6 +175,7 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
 
   const auto t0 = Clock::now();
   {
+    QuietClientWarnings quiet;
     KillTimer killer(server_.get(), t0, t0 + kill_after);
     while (true) {
       while (submitting && !free_slots.empty()) {
@@ -206,8 +235,8 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
     }
     killer.Cancel();  // no-op after it fired; stops it after a failure
     kill_ns = killer.kill_ns();
+    client.reset();
   }
-  client.reset();
   // The kill timer was cancelled after a failure: kill here so that the restart below
   // finds the pool free. Either way the old server must be gone before the new one runs.
   server_->SendKill();
@@ -220,9 +249,10 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
     return WithServerStderr(failure.WithContext(name + " trial " + std::to_string(trial)),
                             server_.get());
   }
-  spdlog::debug("{} trial {}: killed {} ({:.2f} ms after the first write; {} submitted, {} "
-                "acknowledged, {} failed)",
-                name, trial, *ended, kill_ns / 1e6, ack_ns.size(), acked, unacked);
+  spdlog::debug(
+      "{} trial {}: data server {} ({:.2f} ms after the first write; {} submitted, {} "
+      "acknowledged, {} failed)",
+      name, trial, *ended, kill_ns / 1e6, ack_ns.size(), acked, unacked);
   server_.reset();
 
   // ---- Power back on: restart on the same pool and read every record of the trial ----
@@ -253,9 +283,9 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
     const uint64_t n = std::min({per_read, submitted - seq, capacity - index});
     Status st = (*verifier)->Read(index * rs, buf.data(), static_cast<uint32_t>(n * rs));
     if (!st.ok()) {
-      return WithServerStderr(st.WithContext("reading back " + name + " trial " +
-                                             std::to_string(trial)),
-                              server_.get());
+      return WithServerStderr(
+          st.WithContext("reading back " + name + " trial " + std::to_string(trial)),
+          server_.get());
     }
     for (uint64_t i = 0; i < n; ++i, ++seq) {
       const RecordId want{options_.seed, trial_id, seq, position_of(seq), rs};
@@ -267,9 +297,15 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
       }
       if (c == RecordCheck::kOk) continue;
       ++lost;
-      Loss loss{trial, trial_id, seq, want.position,
-                (ack_ns[seq] - kill_ns) / 1000, acked, acked_after[seq + 1],
-                RecordCheckName(c), detail};
+      Loss loss{trial,
+                trial_id,
+                seq,
+                want.position,
+                (ack_ns[seq] - kill_ns) / 1000,
+                acked,
+                acked_after[seq + 1],
+                RecordCheckName(c),
+                detail};
       if (stats->losses.size() < options_.max_reported_losses) {
         // Expected for `none` (the baseline), a durability bug for every other method.
         auto level = datapath::IsDurable(method) ? spdlog::level::err : spdlog::level::debug;
@@ -294,8 +330,10 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
                 name, trial, lost, acked, kill_ns / 1e6, submitted);
   }
   if (stalled) {
-    spdlog::warn("{} trial {}: the pool's {} record positions filled up before the kill; use "
-                 "a larger pool or shorter kill times", name, trial, capacity);
+    spdlog::warn(
+        "{} trial {}: the pool's {} record positions filled up before the kill; use "
+        "a larger pool or shorter kill times",
+        name, trial, capacity);
   }
   next_index_ = start_index + submitted;
   stats->trials += 1;

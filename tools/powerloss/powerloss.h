@@ -34,16 +34,16 @@ struct RunOptions {
 
 // One acknowledged record that did not read back intact.
 struct Loss {
-  uint32_t trial = 0;        // trial number within the method, from 0
+  uint32_t trial = 0;  // trial number within the method, from 0
   uint64_t trial_id = 0;
   uint64_t seq = 0;
-  uint64_t position = 0;     // pool data offset
+  uint64_t position = 0;  // pool data offset
   // When the tool saw the acknowledgement, relative to the SIGKILL (negative: before).
   int64_t ack_us_relative_to_kill = 0;
-  uint64_t acked_in_trial = 0;      // acknowledged records of the trial
+  uint64_t acked_in_trial = 0;         // acknowledged records of the trial
   uint64_t acked_with_higher_seq = 0;  // of which were submitted after this one
-  std::string found;         // RecordCheckName
-  std::string detail;        // what was read instead
+  std::string found;                   // RecordCheckName
+  std::string detail;                  // what was read instead
 };
 
 struct MethodStats {
@@ -83,6 +83,10 @@ class Harness {
   transport::Device& device_;
   std::unique_ptr<ServerProcess> server_;
   uint64_t generation_ = 0;
+  // Trial ids mix a per-run random nonce into (seed, trial counter): with a kept --pool,
+  // a record left by an earlier run with the same seed must not pass for a lost write.
+  // Kill times and control flow depend on the seed only.
+  uint64_t run_nonce_;
   uint64_t trials_run_ = 0;  // over all methods: trial ids stay unique on the shared pool
   uint64_t next_index_ = 0;  // record index the next trial starts at (wraps around the pool)
   std::mt19937_64 rng_;

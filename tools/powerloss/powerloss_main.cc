@@ -37,7 +37,7 @@ namespace {
 
 // Exit statuses (README.md).
 constexpr int kExitPass = 0;
-constexpr int kExitFail = 1;   // the verdict: data lost (or, with --expect-loss, none lost)
+constexpr int kExitFail = 1;  // the verdict: data lost (or, with --expect-loss, none lost)
 constexpr int kExitUsage = 2;
 constexpr int kExitError = 3;  // the experiment could not be carried out
 
@@ -106,10 +106,18 @@ std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char esc[8];
@@ -125,7 +133,8 @@ std::string JsonString(const std::string& s) {
 
 void PrintSummary(const Flags& f, const std::optional<uint32_t>& drain,
                   const std::vector<MethodStats>& all, const std::vector<bool>& passed) {
-  std::printf("dpmfs-powerloss: seed %" PRIu64 ", queue depth %u, %u-byte records, kill %u-%u ms "
+  std::printf("dpmfs-powerloss: seed %" PRIu64
+              ", queue depth %u, %u-byte records, kill %u-%u ms "
               "after the first write, drain delay %s, expecting %s\n",
               f.seed, f.queue_depth, f.record_size, f.kill_min_ms, f.kill_max_ms,
               drain ? (std::to_string(*drain) + " us").c_str() : "(server default)",
@@ -137,8 +146,8 @@ void PrintSummary(const Flags& f, const std::optional<uint32_t>& drain,
     const MethodStats& s = all[i];
     std::printf("%-7s %6u %10" PRIu64 " %10" PRIu64 " %9" PRIu64 " %8" PRIu64 " %9" PRIu64
                 " %8" PRIu64 " %10u %8.1f %7.1f  %s\n",
-                std::string(datapath::PersistMethodName(s.method)).c_str(), s.trials,
-                s.submitted, s.acked, s.acked_after_kill, s.unacked, s.unacked_present, s.lost,
+                std::string(datapath::PersistMethodName(s.method)).c_str(), s.trials, s.submitted,
+                s.acked, s.acked_after_kill, s.unacked, s.unacked_present, s.lost,
                 s.trials_with_loss, s.trials ? s.kill_ms_sum / s.trials : 0.0, s.seconds,
                 passed[i] ? "PASS" : "FAIL");
   }
@@ -152,21 +161,21 @@ Status WriteJson(const std::string& path, const Flags& f, const std::optional<ui
   j << "{\n  \"tool\": \"dpmfs-powerloss\",\n  \"seed\": " << f.seed
     << ",\n  \"queue_depth\": " << f.queue_depth << ",\n  \"record_size\": " << f.record_size
     << ",\n  \"trials_per_method\": " << f.trials << ",\n  \"kill_min_ms\": " << f.kill_min_ms
-    << ",\n  \"kill_max_ms\": " << f.kill_max_ms << ",\n  \"drain_delay_us\": "
-    << (drain ? std::to_string(*drain) : "null") << ",\n  \"expect_loss\": "
-    << (f.expect_loss ? "true" : "false") << ",\n  \"methods\": [";
+    << ",\n  \"kill_max_ms\": " << f.kill_max_ms
+    << ",\n  \"drain_delay_us\": " << (drain ? std::to_string(*drain) : "null")
+    << ",\n  \"expect_loss\": " << (f.expect_loss ? "true" : "false") << ",\n  \"methods\": [";
   for (size_t i = 0; i < all.size(); ++i) {
     const MethodStats& s = all[i];
-    j << (i ? "," : "") << "\n    {\"method\": "
-      << JsonString(std::string(datapath::PersistMethodName(s.method)))
+    j << (i ? "," : "")
+      << "\n    {\"method\": " << JsonString(std::string(datapath::PersistMethodName(s.method)))
       << ", \"trials\": " << s.trials << ", \"submitted\": " << s.submitted
       << ", \"acked\": " << s.acked << ", \"acked_after_kill\": " << s.acked_after_kill
       << ", \"unacked\": " << s.unacked << ", \"unacked_present\": " << s.unacked_present
       << ", \"lost\": " << s.lost << ", \"trials_with_loss\": " << s.trials_with_loss
       << ", \"stalled_trials\": " << s.stalled_trials
       << ", \"avg_kill_ms\": " << (s.trials ? s.kill_ms_sum / s.trials : 0.0)
-      << ", \"seconds\": " << s.seconds << ", \"verdict\": \""
-      << (passed[i] ? "pass" : "fail") << "\",\n     \"losses\": [";
+      << ", \"seconds\": " << s.seconds << ", \"verdict\": \"" << (passed[i] ? "pass" : "fail")
+      << "\",\n     \"losses\": [";
     for (size_t k = 0; k < s.losses.size(); ++k) {
       const Loss& l = s.losses[k];
       j << (k ? "," : "") << "\n       {\"trial\": " << l.trial << ", \"trial_id\": " << l.trial_id
@@ -201,8 +210,7 @@ int Run(int argc, char** argv) {
   CommonFlags common;
   AddCommonFlags(app, &common);
   Flags f;
-  app.add_option("--data-bin", f.data_bin, "The dpmfs-data executable")
-      ->capture_default_str();
+  app.add_option("--data-bin", f.data_bin, "The dpmfs-data executable")->capture_default_str();
   app.add_option("--pool", f.pool,
                  "Use this existing data pool (default: format a fresh one in the scratch "
                  "directory, removed at the end)");
@@ -227,8 +235,7 @@ int Run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", f.seed, "Seed of kill times, trial ids and payloads")
       ->capture_default_str();
-  app.add_option("--kill-min-ms", f.kill_min_ms,
-                 "Earliest kill, in ms after a trial's first write")
+  app.add_option("--kill-min-ms", f.kill_min_ms, "Earliest kill, in ms after a trial's first write")
       ->capture_default_str();
   app.add_option("--kill-max-ms", f.kill_max_ms, "Latest kill, in ms after a trial's first write")
       ->capture_default_str();
@@ -267,7 +274,8 @@ int Run(int argc, char** argv) {
   }
   if (f.data_bin.empty()) return usage("--data-bin is required (this build knows no default)");
   if (::access(f.data_bin.c_str(), X_OK) != 0) {
-    return usage("--data-bin " + f.data_bin + " is not an executable file; build dpmfs-data "
+    return usage("--data-bin " + f.data_bin +
+                 " is not an executable file; build dpmfs-data "
                  "or name it with --data-bin");
   }
   auto pool_size = pool::ParseSize(f.pool_size);
@@ -343,7 +351,7 @@ int Run(int argc, char** argv) {
     if (!p) rc = kExitFail;
   }
   if (!error.ok()) rc = kExitError;
-  PrintSummary(f, drain, all, passed);
+  if (!all.empty() && (all.size() > 1 || all[0].trials > 0)) PrintSummary(f, drain, all, passed);
   if (!error.ok()) std::cerr << "dpmfs-powerloss: error: " << error.ToString() << "\n";
   if (!f.json.empty()) {
     Status st = WriteJson(f.json, f, drain, all, passed, error, rc);
@@ -364,4 +372,9 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace dpmfs::powerloss
 
-int main(int argc, char** argv) { return dpmfs::powerloss::Run(argc, argv); }
+int main(int argc, char** argv) {
+  int rc = dpmfs::powerloss::Run(argc, argv);
+  // Interrupted: everything is cleaned up by now; end the way the signal would have.
+  if (int sig = dpmfs::powerloss::InterruptSignal()) ::raise(sig);
+  return rc;
+}

@@ -63,13 +63,20 @@ void EncodeRecord(const RecordId& id, uint8_t* out) {
 
 const char* RecordCheckName(RecordCheck c) {
   switch (c) {
-    case RecordCheck::kOk: return "ok";
-    case RecordCheck::kZero: return "zeros";
-    case RecordCheck::kOtherTrial: return "other-trial";
-    case RecordCheck::kBadMagic: return "bad-magic";
-    case RecordCheck::kBadCrc: return "bad-crc";
-    case RecordCheck::kWrongIdentity: return "wrong-identity";
-    case RecordCheck::kBadPayload: return "bad-payload";
+    case RecordCheck::kOk:
+      return "ok";
+    case RecordCheck::kZero:
+      return "zeros";
+    case RecordCheck::kOtherTrial:
+      return "other-trial";
+    case RecordCheck::kBadMagic:
+      return "bad-magic";
+    case RecordCheck::kBadCrc:
+      return "bad-crc";
+    case RecordCheck::kWrongIdentity:
+      return "wrong-identity";
+    case RecordCheck::kBadPayload:
+      return "bad-payload";
   }
   return "?";
 }
@@ -84,9 +91,8 @@ RecordCheck CheckRecord(const RecordId& expected, const uint8_t* found, std::str
     size_t nonzero = 0;
     for (uint32_t i = 0; i < size; ++i) nonzero += found[i] != 0;
     if (nonzero == 0) return say(RecordCheck::kZero, "all zero bytes");
-    return say(RecordCheck::kBadMagic,
-               "no record magic; " + std::to_string(nonzero) + " of " + std::to_string(size) +
-                   " bytes non-zero");
+    return say(RecordCheck::kBadMagic, "no record magic; " + std::to_string(nonzero) + " of " +
+                                           std::to_string(size) + " bytes non-zero");
   }
   // A record of another size may sit here (runs with another --record-size on a kept
   // pool); only trust its fields after the CRC over its own claimed size matched.
@@ -105,8 +111,10 @@ RecordCheck CheckRecord(const RecordId& expected, const uint8_t* found, std::str
   const uint32_t stored_crc = Get<uint32_t>(found + size - 4);
   if (crc != stored_crc) {
     return say(RecordCheck::kBadCrc, "CRC mismatch (stored " + std::to_string(stored_crc) +
-                                         ", computed " + std::to_string(crc) + ") in a record "
-                                         "header claiming " + fields);
+                                         ", computed " + std::to_string(crc) +
+                                         ") in a record "
+                                         "header claiming " +
+                                         fields);
   }
   if (trial != expected.trial_id) return say(RecordCheck::kOtherTrial, "record of " + fields);
   if (seq != expected.seq || position != expected.position) {

@@ -23,14 +23,17 @@ namespace {
 // spare entries cover a start overlapping a not yet reaped predecessor.
 constexpr int kMaxServers = 8;
 std::atomic<pid_t> g_servers[kMaxServers];
+std::atomic<int> g_interrupt{0};
 
 void Register(pid_t pid) {
   for (auto& s : g_servers) {
     pid_t expected = 0;
     if (s.compare_exchange_strong(expected, pid)) return;
   }
-  spdlog::warn("more than {} data servers at once; pid {} is not covered by the signal "
-               "cleanup (PR_SET_PDEATHSIG still is)", kMaxServers, pid);
+  spdlog::warn(
+      "more than {} data servers at once; pid {} is not covered by the signal "
+      "cleanup (PR_SET_PDEATHSIG still is)",
+      kMaxServers, pid);
 }
 
 void Unregister(pid_t pid) {
@@ -45,8 +48,8 @@ void OnTerminatingSignal(int sig) {
     pid_t pid = s.load();
     if (pid > 0) ::kill(pid, SIGKILL);
   }
+  g_interrupt.store(sig);
   ::signal(sig, SIG_DFL);
-  ::raise(sig);
 }
 
 std::string ReadFile(const std::string& path) {
@@ -67,6 +70,8 @@ std::string DescribeWaitStatus(int status) {
 
 }  // namespace
 
+int InterruptSignal() { return g_interrupt.load(); }
+
 void InstallSignalCleanup() {
   struct sigaction sa {};
   sa.sa_handler = OnTerminatingSignal;
@@ -81,8 +86,8 @@ Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const ServerOptions&
   p->out_path_ = options.log_dir + "/server-" + std::to_string(generation) + ".out";
   p->err_path_ = options.log_dir + "/server-" + std::to_string(generation) + ".err";
 
-  std::vector<std::string> args = {options.data_bin, "--pool", options.pool, "--listen",
-                                   options.listen, "--transport", "soft"};
+  std::vector<std::string> args = {options.data_bin, "--pool",      options.pool, "--listen",
+                                   options.listen,   "--transport", "soft"};
   if (options.drain_delay_us) {
     args.push_back("--drain-delay-us");
     args.push_back(std::to_string(*options.drain_delay_us));
@@ -138,8 +143,7 @@ Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const ServerOptions&
     p->SendKill();
     (void)p->Wait(std::chrono::seconds(5));
     std::string tail = p->StderrTail();
-    return Status(st.code(), st.message() + "\n  command: " + p->command_ +
-                                 "\n  its stderr (" + p->err_path_ + "):\n" +
+    return Status(st.code(), st.message() + "\n  command: " + p->command_ + "\n  its stderr:\n" +
                                  (tail.empty() ? "  (empty)" : tail));
   }
   return p;
@@ -159,12 +163,13 @@ Status ServerProcess::WaitReady(std::chrono::milliseconds timeout) {
         std::string addr = out.substr(pos + 6, end - pos - 6);
         auto ep = Endpoint::Parse(addr);
         if (!ep.ok()) {
-          return Status::Corruption("data server printed a READY line with a bad address '" +
-                                    addr + "': " + ep.status().message());
+          return Status::Corruption("data server printed a READY line with a bad address '" + addr +
+                                    "': " + ep.status().message());
         }
         if (ep->port == 0) {
-          return Status::Corruption("data server reported port 0 in its READY line; it must "
-                                    "report the port it bound");
+          return Status::Corruption(
+              "data server reported port 0 in its READY line; it must "
+              "report the port it bound");
         }
         endpoint_ = *ep;
         return Status::OK();
@@ -204,8 +209,8 @@ Result<std::string> ServerProcess::Wait(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!Exited()) {
     if (std::chrono::steady_clock::now() >= deadline) {
-      return Status::TimedOut("data server pid " + std::to_string(pid_) +
-                              " did not exit within " + std::to_string(timeout.count()) + " ms");
+      return Status::TimedOut("data server pid " + std::to_string(pid_) + " did not exit within " +
+                              std::to_string(timeout.count()) + " ms");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }

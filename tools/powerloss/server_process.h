@@ -27,12 +27,12 @@
 namespace dpmfs::powerloss {
 
 struct ServerOptions {
-  std::string data_bin;              // the dpmfs-data executable
-  std::string pool;                  // pool file
-  std::string listen = "127.0.0.1:0";  // port 0: the daemon picks one and reports it
+  std::string data_bin;                    // the dpmfs-data executable
+  std::string pool;                        // pool file
+  std::string listen = "127.0.0.1:0";      // port 0: the daemon picks one and reports it
   std::optional<uint32_t> drain_delay_us;  // passed as --drain-delay-us when set
-  std::string log_dir;               // where the daemon's stdout/stderr files go
-  bool keep_logs = false;            // leave the log files behind
+  std::string log_dir;                     // where the daemon's stdout/stderr files go
+  bool keep_logs = false;                  // leave the log files behind
   std::chrono::milliseconds start_timeout{10000};
 };
 
@@ -76,8 +76,11 @@ class ServerProcess {
   bool keep_logs_ = false;
 };
 
-// Installs SIGINT/SIGTERM/SIGHUP handlers that SIGKILL every running server, then
-// re-raise the signal with its default action. Call once, early in main.
+// Installs SIGINT/SIGTERM/SIGHUP handlers that SIGKILL every running server and note
+// the signal, so that the run stops at the next check and cleans up (scratch directory)
+// on its way out. A second signal acts at once (default action). Call once, early.
 void InstallSignalCleanup();
+// The signal that asked the run to stop, or 0.
+int InterruptSignal();
 
 }  // namespace dpmfs::powerloss
