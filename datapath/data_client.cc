@@ -328,9 +328,9 @@ Status DataClient::Write(uint64_t offset, const void* data, uint32_t len) {
   if (in_flight_ != 0) return Status::FailedPrecondition("Write() needs no write in flight");
   std::memcpy(slot_buffer(0), data, len);
   DPMFS_RETURN_IF_ERROR(Submit(0, offset, len));
-  std::vector<SlotResult> done;
-  while (done.empty()) DPMFS_RETURN_IF_ERROR(Reap(&done));
-  return done.front().status;
+  sync_done_.clear();  // a member: the synchronous path allocates nothing per call
+  while (sync_done_.empty()) DPMFS_RETURN_IF_ERROR(Reap(&sync_done_));
+  return sync_done_.front().status;
 }
 
 Status DataClient::Read(uint64_t offset, void* data, uint32_t len) {

@@ -91,6 +91,7 @@ class DataClient {
   std::vector<Slot> slots_;
   size_t in_flight_ = 0;
   uint64_t sends_since_signal_ = 0;
+  std::vector<SlotResult> sync_done_;
   bool failed_ = false;
   Status failure_;
 };

@@ -103,8 +103,12 @@ class SoftQueuePair final : public QueuePair {
   Status SkipBytes(size_t n);
   Status HandleRequest(const FrameHeader& h);
   Status HandleResponse(const FrameHeader& h);
+  // Target responses are held while more requests sit in the rx buffer and sent
+  // together before the rx thread blocks (a NIC coalesces ACKs the same way): one
+  // sendmsg per received batch instead of one per request.
   void Respond(FrameType type, uint64_t seq, uint32_t imm, const uint8_t* payload,
                uint32_t len);
+  void FlushResponses();
   // Target refuses request `seq`: NAK it and take the QP down (as an RC QP does).
   Status RefuseRequest(uint64_t seq, CompletionStatus why, const std::string& reason);
 
@@ -158,6 +162,7 @@ class SoftQueuePair final : public QueuePair {
   // rx read buffer: bulk reads cut syscalls; large payloads bypass it.
   std::unique_ptr<uint8_t[]> rx_buf_;
   size_t rx_begin_ = 0, rx_end_ = 0;
+  std::vector<OutFrame> held_responses_;  // rx thread only
 };
 
 class SoftDevice final : public Device {

@@ -17,6 +17,9 @@ constexpr size_t kRxBufferSize = 64 * 1024;
 // Payloads at least this large are read straight into their destination.
 constexpr size_t kDirectReadThreshold = 16 * 1024;
 constexpr size_t kMaxIov = 256;
+// Responses held back for one batched send: at most this many, each at most this big.
+constexpr size_t kMaxHeldResponses = 64;
+constexpr uint32_t kMaxHeldPayload = 64 * 1024;
 
 bool IsRequest(FrameType t) { return static_cast<uint8_t>(t) <= 5; }
 
@@ -248,17 +251,37 @@ void SoftQueuePair::TxLoop() {
 
 void SoftQueuePair::Respond(FrameType type, uint64_t seq, uint32_t imm, const uint8_t* payload,
                             uint32_t len) {
-  OutFrame f;
-  FrameHeader h;
-  h.type = type;
-  h.seq = seq;
-  h.imm = imm;
-  h.payload_len = len;
-  h.length = len;
+  // Nothing else received (the QD1 case), or a large READ response: send at once,
+  // straight from memory, behind whatever was held.
+  bool last_of_batch = rx_begin_ == rx_end_;
+  if ((last_of_batch && held_responses_.empty()) || len > kMaxHeldPayload) {
+    FlushResponses();
+    OutFrame f;
+    FrameHeader h{type, 0, len, imm, seq, 0, 0, len};
+    EncodeHeader(h, f.header);
+    f.payload = payload;
+    f.payload_len = len;
+    Output(std::span<OutFrame>(&f, 1), /*copy_payload_if_queued=*/true);
+    return;
+  }
+  OutFrame& f = held_responses_.emplace_back();
+  FrameHeader h{type, 0, len, imm, seq, 0, 0, len};
   EncodeHeader(h, f.header);
-  f.payload = payload;
-  f.payload_len = len;
-  Output(std::span<OutFrame>(&f, 1), /*copy_payload_if_queued=*/true);
+  if (len > 0) {
+    // Snapshot: a later request of this batch may change the memory before we send.
+    f.owned = std::make_unique<uint8_t[]>(len);
+    std::memcpy(f.owned.get(), payload, len);
+    f.payload = f.owned.get();
+    f.payload_len = len;
+  }
+  // Nothing more received: answer now. Otherwise the next blocking read flushes.
+  if (last_of_batch || held_responses_.size() >= kMaxHeldResponses) FlushResponses();
+}
+
+void SoftQueuePair::FlushResponses() {
+  if (held_responses_.empty()) return;
+  Output(held_responses_, /*copy_payload_if_queued=*/true);
+  held_responses_.clear();
 }
 
 // ---------------------------------------------------------------- rx path
@@ -274,7 +297,8 @@ Status SoftQueuePair::ReadExact(void* dst, size_t n) {
       n -= take;
       continue;
     }
-    // About to block: hand this batch's still-buffered WRITEs to the drain thread.
+    // About to block: answer this batch, hand its still-buffered WRITEs to the drain thread.
+    FlushResponses();
     device_->Arm(pending_);
     if (n >= kDirectReadThreshold) return RecvAll(fd_.get(), out, n);
     ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, 0);
@@ -321,6 +345,7 @@ void SoftQueuePair::RxLoop() {
       break;
     }
   }
+  FlushResponses();        // e.g. the NAK that ended the loop
   device_->Arm(pending_);  // acknowledged data still reaches memory after a disconnect
   // Our own Disconnect() flushes what is outstanding; only a lost peer is an error.
   if (stopping_.load()) why = CompletionStatus::kFlushed;
