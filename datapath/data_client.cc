@@ -65,8 +65,9 @@ Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& devic
   std::unique_ptr<DataClient> c(new DataClient(device, options));
   DPMFS_RETURN_IF_ERROR(c->Setup());
   transport::QueuePairOptions qpo;
-  // Room for every slot's chain plus the unsignaled sends not yet retired.
+  // Room for every slot's chain; credits keep the client inside it.
   qpo.max_send_wr = 4 * options.queue_depth + 8;
+  c->credits_ = std::make_unique<SendQueueCredits>(qpo.max_send_wr);
   qpo.max_recv_wr = options.queue_depth;
   DataClient* self = c.get();
   qpo.prepare = [self](transport::QueuePair& qp) -> Status {
@@ -153,7 +154,7 @@ Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
   };
   // Signal imm/rpc sends only now and then: their completion means nothing for the
   // write (the reply does); it only frees send-queue room.
-  bool signal_send = (++sends_since_signal_ % (options_.queue_depth / 2 + 1)) == 0;
+  bool signal_send = credits_->ShouldSignal(2);
   switch (options_.method) {
     case PersistMethod::kNone:
       write(true, kCtxFinish);
@@ -210,10 +211,18 @@ Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
       break;
     }
   }
-  Status st = qp_->PostSend({wrs, n});
-  if (!st.ok()) return st.WithContext("posting a write to data server " + qp_->peer_description());
   s = Slot{true, offset, len};
   ++in_flight_;
+  Status st = PostChain(wrs, static_cast<uint32_t>(n));
+  if (!st.ok()) {
+    // Not posted: the caller learns it from this Status, not from Reap as well.
+    if (s.busy) {
+      s.busy = false;
+      --in_flight_;
+    }
+    std::erase_if(early_done_, [&](const SlotResult& r) { return r.slot == slot; });
+    return st.WithContext("posting a write to data server " + qp_->peer_description());
+  }
   return Status::OK();
 }
 
@@ -241,6 +250,7 @@ void DataClient::HandleCompletion(const Completion& c, bool recv_side,
     (void)FailAll(CompletionError(c, qp_->peer_description()), done);
     return;
   }
+  if (!recv_side) credits_->Completed();  // only signaled requests complete on success
   uint32_t slot = SlotOf(c.context);
   switch (KindOf(c.context)) {
     case kCtxFinish:
@@ -257,7 +267,9 @@ void DataClient::HandleCompletion(const Completion& c, bool recv_side,
       r.lkey = mr_.lkey;
       r.remote_addr = server_.pool.addr + s.offset + (s.len > 0 ? s.len - 1 : 0);
       r.rkey = server_.pool.rkey;
+      // The WRITE's completion just returned its credit, so the READ has room.
       Status st = qp_->PostSend({&r, 1});
+      if (st.ok()) credits_->Posted(1, true);
       if (!st.ok()) (void)FailAll(st.WithContext("posting the read2 READ"), done);
       break;
     }
@@ -296,8 +308,13 @@ void DataClient::HandleCompletion(const Completion& c, bool recv_side,
 
 Status DataClient::Reap(std::vector<SlotResult>* done) {
   if (failed_) return Status::Unavailable(failure_.message());
-  if (in_flight_ == 0) return Status::FailedPrecondition("no write in flight");
   size_t before = done->size();
+  if (!early_done_.empty()) {
+    done->insert(done->end(), early_done_.begin(), early_done_.end());
+    early_done_.clear();
+    return Status::OK();
+  }
+  if (in_flight_ == 0) return Status::FailedPrecondition("no write in flight");
   Completion comps[32];
   auto deadline = std::chrono::steady_clock::now() + options_.timeout;
   bool replies = UsesReplies(options_.method);
@@ -323,6 +340,21 @@ Status DataClient::Reap(std::vector<SlotResult>* done) {
   return failed_ && done->size() == before ? Status::Unavailable(failure_.message()) : Status::OK();
 }
 
+Status DataClient::PostChain(WorkRequest* wrs, uint32_t n) {
+  auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  Completion comps[32];
+  while (!credits_->CanPost(n)) {
+    if (failed_) return Status::Unavailable(failure_.message());
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return Status::TimedOut("send queue stayed full");
+    size_t k = qp_->WaitSend(comps, std::chrono::duration_cast<transport::Duration>(deadline - now));
+    for (size_t i = 0; i < k; ++i) HandleCompletion(comps[i], false, &early_done_);
+  }
+  DPMFS_RETURN_IF_ERROR(qp_->PostSend({wrs, n}));
+  credits_->Posted(n, wrs[n - 1].signaled);
+  return Status::OK();
+}
+
 Status DataClient::Write(uint64_t offset, const void* data, uint32_t len) {
   DPMFS_RETURN_IF_ERROR(CheckRange(offset, len));
   if (in_flight_ != 0) return Status::FailedPrecondition("Write() needs no write in flight");
@@ -346,20 +378,22 @@ Status DataClient::Read(uint64_t offset, void* data, uint32_t len) {
   r.lkey = mr_.lkey;
   r.remote_addr = server_.pool.addr + offset;
   r.rkey = server_.pool.rkey;
-  DPMFS_RETURN_IF_ERROR(qp_->PostSend({&r, 1}));
+  DPMFS_RETURN_IF_ERROR(PostChain(&r, 1));
   auto deadline = std::chrono::steady_clock::now() + options_.timeout;
   Completion comps[8];
-  std::vector<SlotResult> ignored;
   while (true) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return Status::TimedOut("READ from data server timed out");
     size_t n = qp_->WaitSend(comps, std::chrono::duration_cast<transport::Duration>(deadline - now));
     for (size_t i = 0; i < n; ++i) {
-      if (!comps[i].ok()) return FailAll(CompletionError(comps[i], qp_->peer_description()), &ignored);
-      if (KindOf(comps[i].context) == kCtxRead) {
+      if (comps[i].ok() && KindOf(comps[i].context) == kCtxRead) {
+        credits_->Completed();
         std::memcpy(data, buf, len);
         return Status::OK();
       }
+      // Anything else (a signaled imm/rpc send, an error) is ordinary bookkeeping.
+      HandleCompletion(comps[i], false, &early_done_);
+      if (failed_) return Status::Unavailable(failure_.message());
     }
   }
 }

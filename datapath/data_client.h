@@ -19,6 +19,7 @@
 #include "common/status.h"
 #include "datapath/data_protocol.h"
 #include "datapath/persist_method.h"
+#include "datapath/send_queue_credits.h"
 #include "datapath/transport.h"
 
 namespace dpmfs::datapath {
@@ -72,6 +73,9 @@ class DataClient {
   void HandleCompletion(const transport::Completion& c, bool recv_side,
                         std::vector<SlotResult>* done);
   Status FailAll(const Status& st, std::vector<SlotResult>* done);
+  // Posts a chain once the send queue has room for it, reaping send completions
+  // (into early_done_) while it waits.
+  Status PostChain(transport::WorkRequest* wrs, uint32_t n);
 
   struct Slot {
     bool busy = false;
@@ -90,7 +94,8 @@ class DataClient {
   size_t slot_stride_ = 0;
   std::vector<Slot> slots_;
   size_t in_flight_ = 0;
-  uint64_t sends_since_signal_ = 0;
+  std::unique_ptr<SendQueueCredits> credits_;
+  std::vector<SlotResult> early_done_;  // finished while Submit waited for credits
   std::vector<SlotResult> sync_done_;
   bool failed_ = false;
   Status failure_;

@@ -6,10 +6,14 @@
 #include <spdlog/spdlog.h>
 
 #include "datapath/data_protocol.h"
+#include "datapath/send_queue_credits.h"
 
 namespace dpmfs::datapath {
 
 using transport::Completion;
+
+// Send-queue size of a data server connection: it only sends replies.
+constexpr uint32_t kReplySendQueue = kMaxQueueDepth + 32;
 using transport::Opcode;
 using transport::WorkRequest;
 
@@ -84,10 +88,7 @@ class DataServer::Connection {
         if (!comps[i].ok()) break;  // the QP failed: the client went away
         Handle(comps[i]);
       }
-      // Reply sends only need reaping; a failure shows in the QP state.
-      Completion sc[32];
-      while (qp_->PollSend(sc) > 0) {
-      }
+      ReapSends();
     }
     spdlog::info("client {} disconnected", qp_->peer_description());
     finished_.store(true);
@@ -150,11 +151,26 @@ class DataServer::Connection {
     EncodeReply(Reply{d.slot, st.code()}, reply);
     WorkRequest wr;
     wr.opcode = Opcode::kSend;
-    wr.signaled = (++sends_ % 16) == 0;  // reap now and then to free send-queue room
+    wr.signaled = credits_.ShouldSignal(1);  // now and then, to get send-queue room back
     wr.local_addr = reply;
     wr.length = kReplySize;
     wr.lkey = mr_.lkey;
-    (void)qp_->PostSend({&wr, 1});
+    for (int i = 0; i < 1000 && !credits_.CanPost(1); ++i) {
+      if (qp_->state() != transport::QpState::kConnected) return;
+      Completion c;
+      if (qp_->WaitSend({&c, 1}, std::chrono::milliseconds(10)) == 1 && c.ok()) credits_.Completed();
+    }
+    if (qp_->PostSend({&wr, 1}).ok()) credits_.Posted(1, wr.signaled);
+  }
+
+  // Reply sends complete only to return send-queue room; a failure shows in the QP state.
+  void ReapSends() {
+    Completion sc[32];
+    while (size_t n = qp_->PollSend(sc)) {
+      for (size_t i = 0; i < n; ++i) {
+        if (sc[i].ok()) credits_.Completed();
+      }
+    }
   }
 
   Status CheckRange(const WriteDescriptor& d) const {
@@ -183,7 +199,7 @@ class DataServer::Connection {
   std::vector<uint8_t> ring_;
   transport::MemoryRegion mr_, ring_mr_;
   uint32_t recv_size_ = 0;
-  uint64_t sends_ = 0;
+  SendQueueCredits credits_{kReplySendQueue};
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
   std::thread thread_;
@@ -245,7 +261,7 @@ void DataServer::AcceptLoop() {
       return conn->Prepare(qp);
     };
     transport::QueuePairOptions qpo;
-    qpo.max_send_wr = kMaxQueueDepth + 32;  // one reply per receive, reaped in batches
+    qpo.max_send_wr = kReplySendQueue;
     qpo.max_recv_wr = kMaxQueueDepth;
     auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
     {

@@ -29,7 +29,8 @@ constexpr uint32_t kIdlePollsPerCmCheck = 1024;
 // Completions moved from the CQ per ibv_poll_cq call.
 constexpr int kPollBatch = 32;
 
-CompletionStatus MapStatus(ibv_wc_status s) {
+// `send`: the completion is of the send queue (else of the receive queue).
+CompletionStatus MapStatus(ibv_wc_status s, bool send) {
   switch (s) {
     case IBV_WC_SUCCESS:
       return CompletionStatus::kSuccess;
@@ -37,6 +38,13 @@ CompletionStatus MapStatus(ibv_wc_status s) {
       return CompletionStatus::kLocalLengthError;
     case IBV_WC_LOC_PROT_ERR:
       return CompletionStatus::kLocalProtectionError;
+    case IBV_WC_LOC_QP_OP_ERR:
+      // Soft-RoCE (rdma_rxe, seen on Linux 6.1) reports a local buffer it cannot use with
+      // this status where NICs say LOC_PROT_ERR / LOC_LEN_ERR: on the send queue a WRITE
+      // or SEND whose lkey names no region, on the receive queue an incoming message
+      // longer than the posted RECV buffer. Requests are validated before posting, so on
+      // an RC QP nothing else of ours raises it.
+      return send ? CompletionStatus::kLocalProtectionError : CompletionStatus::kLocalLengthError;
     case IBV_WC_REM_ACCESS_ERR:
       return CompletionStatus::kRemoteAccessError;
     case IBV_WC_REM_INV_REQ_ERR:
@@ -450,7 +458,7 @@ size_t VerbsQueuePair::Poll(Side side, std::span<Completion> out) {
       const ibv_wc& w = wc[i];
       Completion& c = out[filled++];
       c = Completion{};
-      c.status = MapStatus(w.status);
+      c.status = MapStatus(w.status, send);
       if (send) {
         const Slot& s = send_slots_[w.wr_id % max_send_wr_];
         c.context = s.context;

@@ -111,7 +111,7 @@ TEST_P(PersistMethodTest, CompletionMeansDataIsInThePool) {
 
 // Pipelined writes at queue depth 16 all complete, each durable, data intact.
 TEST_P(PersistMethodTest, PipelinedWritesAreEachDurable) {
-  constexpr uint32_t kQd = 16, kSize = 4096, kWrites = 400;
+  constexpr uint32_t kQd = 16, kSize = 4096, kWrites = 3000;
   auto client = Connect(kQd, kSize);
   ASSERT_NE(client, nullptr);
   std::vector<std::vector<uint8_t>> expect(kWrites);
