@@ -290,7 +290,9 @@ void PrintTable(const Report& report, std::FILE* out) {
     std::optional<double> lat, ops;
     if (cell.qd == 1) {
       const CellResult* ping = Find(report.baselines, "tcp-pingpong", cell.size, std::nullopt);
-      if (ping != nullptr && ping->median.p50_us > 0) lat = cell.median.p50_us / ping->median.p50_us;
+      if (ping != nullptr && ping->median.p50_us > 0) {
+        lat = cell.median.p50_us / ping->median.p50_us;
+      }
     } else {
       const CellResult* stream = Find(report.baselines, "tcp-stream", cell.size, std::nullopt);
       if (stream != nullptr && stream->median.ops_per_sec > 0) {
