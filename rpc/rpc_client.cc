@@ -1,0 +1,393 @@
+#include "rpc/rpc_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "datapath/send_queue_credits.h"
+
+namespace dpmfs::rpc {
+
+using transport::Completion;
+using transport::Opcode;
+using transport::WorkRequest;
+
+namespace {
+constexpr auto kRecvWait = std::chrono::milliseconds(50);
+
+uint64_t RandomSession() {
+  std::random_device rd;
+  uint64_t v = 0;
+  while (v == 0) v = (uint64_t{rd()} << 32) ^ rd();
+  return v;
+}
+}  // namespace
+
+// One connection: its QP and registered buffers
+// [depth receive buffers][depth request buffers], each max_message bytes as asked.
+struct RpcClient::Link {
+  transport::Device& device;
+  std::unique_ptr<transport::QueuePair> qp;
+  std::vector<uint8_t> memory;
+  transport::MemoryRegion mr;
+  uint32_t buffer_size = 0;  // what we asked for
+  uint32_t asked_depth = 0;
+  uint32_t max_message = 0;  // granted
+  uint32_t depth = 0;        // granted
+  datapath::SendQueueCredits credits;
+  std::vector<uint32_t> free_slots;
+
+  Link(transport::Device& d, uint32_t size, uint32_t asked)
+      : device(d), buffer_size(size), asked_depth(asked), credits(2 * asked + 8) {}
+  ~Link() {
+    if (qp) qp->Disconnect();
+    qp.reset();
+    if (mr.addr != nullptr) (void)device.DeregisterMemory(mr);
+  }
+  uint8_t* recv_buffer(uint64_t i) { return memory.data() + i * buffer_size; }
+  uint8_t* send_buffer(uint64_t slot) { return memory.data() + (asked_depth + slot) * buffer_size; }
+};
+
+struct RpcClient::Pending {
+  uint16_t opcode = 0;
+  uint64_t seq = 0;
+  std::vector<uint8_t> payload;
+  int64_t slot = -1;       // request buffer while sent and unanswered
+  bool abandoned = false;  // the caller timed out; the reply only returns the credit
+  bool done = false;
+  Status status;
+  std::vector<uint8_t> reply;
+};
+
+RpcClient::RpcClient(transport::Device& device, const Endpoint& server,
+                     const RpcClientOptions& options, uint64_t session)
+    : device_(device), server_(server), options_(options), session_(session) {}
+
+Result<std::unique_ptr<RpcClient>> RpcClient::Connect(transport::Device& device,
+                                                      const Endpoint& server,
+                                                      const RpcClientOptions& options) {
+  if (options.max_message < kMinMessageSize || options.max_message > kMaxMessageSizeCap) {
+    return Status::InvalidArgument("rpc max message size must be " +
+                                   std::to_string(kMinMessageSize) + ".." +
+                                   std::to_string(kMaxMessageSizeCap));
+  }
+  if (options.depth == 0 || options.depth > kMaxDepth) {
+    return Status::InvalidArgument("rpc depth must be 1.." + std::to_string(kMaxDepth));
+  }
+  uint64_t session = options.session != 0 ? options.session : RandomSession();
+  std::unique_ptr<RpcClient> c(new RpcClient(device, server, options, session));
+  DPMFS_ASSIGN_OR_RETURN(c->link_, c->MakeLink());
+  c->max_payload_ = c->link_->max_message - static_cast<uint32_t>(kHeaderSize);
+  c->thread_ = std::thread([p = c.get()] { p->CompletionLoop(); });
+  return c;
+}
+
+RpcClient::~RpcClient() {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
+  wake_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  link_.reset();
+}
+
+uint32_t RpcClient::max_payload() const {
+  std::lock_guard lock(mu_);
+  return max_payload_;
+}
+
+uint64_t RpcClient::reconnects() const {
+  std::lock_guard lock(mu_);
+  return reconnects_;
+}
+
+void RpcClient::DisconnectForTesting() {
+  std::lock_guard lock(mu_);
+  if (link_) link_->qp->Disconnect();
+}
+
+Result<std::unique_ptr<RpcClient::Link>> RpcClient::MakeLink() {
+  auto l = std::make_unique<Link>(device_, options_.max_message, options_.depth);
+  l->memory.assign(uint64_t{2} * options_.depth * options_.max_message, 0);
+  DPMFS_ASSIGN_OR_RETURN(
+      l->mr, device_.RegisterMemory(l->memory.data(), l->memory.size(), transport::kLocalWrite));
+  transport::QueuePairOptions qpo;
+  qpo.max_send_wr = 2 * options_.depth + 8;
+  qpo.max_recv_wr = options_.depth;
+  Link* raw = l.get();
+  qpo.prepare = [raw](transport::QueuePair& qp) -> Status {
+    for (uint32_t i = 0; i < raw->asked_depth; ++i) {
+      WorkRequest wr;
+      wr.opcode = Opcode::kRecv;
+      wr.context = i;
+      wr.local_addr = raw->recv_buffer(i);
+      wr.length = raw->buffer_size;
+      wr.lkey = raw->mr.lkey;
+      DPMFS_RETURN_IF_ERROR(qp.PostRecv({&wr, 1}));
+    }
+    return Status::OK();
+  };
+  ConnectRequest req{session_, options_.max_message, options_.depth};
+  auto qp =
+      device_.Connect(server_, EncodeConnectRequest(req), qpo,
+                      std::chrono::duration_cast<transport::Duration>(options_.connect_timeout));
+  if (!qp.ok()) return qp.status().WithContext("connecting to rpc server " + server_.ToString());
+  l->qp = std::move(qp).value();
+  auto reply = DecodeConnectReply(l->qp->peer_private_data());
+  if (!reply.ok()) return reply.status().WithContext("rpc server " + server_.ToString());
+  if (reply->max_message > options_.max_message || reply->depth > options_.depth) {
+    return Status::Corruption("rpc server " + server_.ToString() +
+                              " granted more than this client asked for");
+  }
+  l->max_message = reply->max_message;
+  l->depth = reply->depth;
+  for (uint32_t i = 0; i < l->depth; ++i) l->free_slots.push_back(l->depth - 1 - i);
+  return l;
+}
+
+Result<std::vector<uint8_t>> RpcClient::Call(uint16_t opcode, std::span<const uint8_t> payload,
+                                             std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(mu_);
+  if (payload.size() > max_payload_) {
+    return Status::InvalidArgument("rpc request of " + std::to_string(payload.size()) +
+                                   " bytes exceeds the " + std::to_string(max_payload_) +
+                                   "-byte maximum payload of server " + server_.ToString());
+  }
+  if (closed_) return Status::Unavailable("rpc client is closed");
+  if (broken_) {
+    broken_ = false;
+    reconnect_requested_ = true;
+    wake_cv_.notify_all();
+  }
+  auto p = std::make_shared<Pending>();
+  p->opcode = opcode;
+  p->seq = next_seq_++;
+  p->payload.assign(payload.begin(), payload.end());
+  pending_[p->seq] = p;
+  unsent_.push_back(p->seq);
+  Pump();
+  reply_cv_.wait_until(lock, deadline, [&] { return p->done; });
+  if (!p->done) {
+    if (p->slot < 0) {
+      pending_.erase(p->seq);
+      unsent_.erase(std::remove(unsent_.begin(), unsent_.end(), p->seq), unsent_.end());
+    } else {
+      p->abandoned = true;
+    }
+    return Status::TimedOut("rpc opcode " + std::to_string(opcode) + " to " + server_.ToString() +
+                            ": no reply within " + std::to_string(timeout.count()) + " ms");
+  }
+  if (!p->status.ok()) return p->status;
+  return std::move(p->reply);
+}
+
+void RpcClient::ReapSends(Link& link) {
+  Completion sc[32];
+  while (size_t n = link.qp->PollSend(sc)) {
+    for (size_t i = 0; i < n; ++i) {
+      if (sc[i].ok()) link.credits.Completed();
+    }
+  }
+}
+
+void RpcClient::Pump() {
+  if (!link_) return;
+  Link& link = *link_;
+  ReapSends(link);
+  while (!unsent_.empty() && !link.free_slots.empty() &&
+         link.qp->state() == transport::QpState::kConnected) {
+    if (!link.credits.CanPost(1)) break;  // the completion thread pumps again soon
+    auto it = pending_.find(unsent_.front());
+    if (it == pending_.end()) {
+      unsent_.pop_front();
+      continue;
+    }
+    Pending& p = *it->second;
+    if (p.payload.size() > link.max_message - kHeaderSize) {
+      // The server granted less after a reconnect.
+      p.done = true;
+      p.status = Status::InvalidArgument("rpc request of " + std::to_string(p.payload.size()) +
+                                         " bytes exceeds the server's maximum payload");
+      pending_.erase(it);
+      unsent_.pop_front();
+      reply_cv_.notify_all();
+      continue;
+    }
+    uint32_t slot = link.free_slots.back();
+    uint8_t* buf = link.send_buffer(slot);
+    MessageHeader h;
+    h.kind = MessageKind::kRequest;
+    h.opcode = p.opcode;
+    h.request_id = p.seq;
+    h.session = session_;
+    h.seq = p.seq;
+    h.payload_len = static_cast<uint32_t>(p.payload.size());
+    EncodeHeader(h, buf);
+    if (!p.payload.empty()) std::memcpy(buf + kHeaderSize, p.payload.data(), p.payload.size());
+    WorkRequest wr;
+    wr.opcode = Opcode::kSend;
+    wr.signaled = link.credits.ShouldSignal(1);
+    wr.context = slot;
+    wr.local_addr = buf;
+    wr.length = static_cast<uint32_t>(kHeaderSize + p.payload.size());
+    wr.lkey = link.mr.lkey;
+    if (!link.qp->PostSend({&wr, 1}).ok()) break;  // the completion thread sees the loss
+    link.credits.Posted(1, wr.signaled);
+    link.free_slots.pop_back();
+    p.slot = slot;
+    unsent_.pop_front();
+  }
+}
+
+void RpcClient::HandleReply(Link& link, const Completion& c) {
+  if (c.context >= link.asked_depth) return;
+  uint8_t* buf = link.recv_buffer(c.context);
+  bool id_readable = false;
+  MessageHeader h;
+  auto msg = DecodeMessage({buf, std::min(c.byte_len, link.buffer_size)}, link.max_message,
+                           &id_readable, &h);
+  if (!msg.ok()) {
+    spdlog::warn("rpc: ignoring a malformed reply from {}: {}", server_.ToString(),
+                 msg.status().ToString());
+  } else if (msg->header.kind != MessageKind::kResponse || msg->header.session != session_) {
+    spdlog::warn("rpc: ignoring a message from {} that is not a reply of this session",
+                 server_.ToString());
+  } else {
+    auto it = pending_.find(msg->header.request_id);
+    if (it == pending_.end() || it->second->slot < 0 || it->second->seq != msg->header.seq) {
+      spdlog::warn("rpc: ignoring a reply from {} to no outstanding request ({})",
+                   server_.ToString(), msg->header.request_id);
+    } else {
+      Pending& p = *it->second;
+      link.free_slots.push_back(static_cast<uint32_t>(p.slot));
+      p.slot = -1;
+      if (!p.abandoned) {
+        p.done = true;
+        if (msg->header.status == 0) {
+          p.reply.assign(msg->payload.begin(), msg->payload.end());
+        } else {
+          p.status = Status(static_cast<StatusCode>(msg->header.status),
+                            std::string(msg->payload.begin(), msg->payload.end()));
+        }
+        reply_cv_.notify_all();
+      }
+      pending_.erase(it);
+    }
+  }
+  WorkRequest wr;
+  wr.opcode = Opcode::kRecv;
+  wr.context = c.context;
+  wr.local_addr = buf;
+  wr.length = link.buffer_size;
+  wr.lkey = link.mr.lkey;
+  (void)link.qp->PostRecv({&wr, 1});  // a failure shows in the QP state
+}
+
+void RpcClient::CompletionLoop() {
+  Completion comps[32];
+  while (true) {
+    Link* link = nullptr;
+    {
+      std::unique_lock lock(mu_);
+      if (closed_) return;
+      if (!link_) {
+        if (reconnect_requested_) {
+          reconnect_requested_ = false;
+          lock.unlock();
+          Reconnect();
+        } else {
+          wake_cv_.wait_for(lock, std::chrono::milliseconds(100));
+        }
+        continue;
+      }
+      link = link_.get();  // only this thread replaces or destroys link_
+    }
+    size_t n = link->qp->WaitRecv(comps, kRecvWait);
+    bool lost = false;
+    {
+      std::lock_guard lock(mu_);
+      for (size_t i = 0; i < n; ++i) {
+        if (!comps[i].ok()) {
+          lost = true;
+          break;
+        }
+        HandleReply(*link, comps[i]);
+      }
+      if (link->qp->state() != transport::QpState::kConnected) lost = true;
+      if (!lost) Pump();
+    }
+    if (lost) {
+      HandleLoss();
+      Reconnect();
+    }
+  }
+}
+
+void RpcClient::HandleLoss() {
+  std::unique_ptr<Link> old;
+  {
+    std::lock_guard lock(mu_);
+    old = std::move(link_);
+    unsent_.clear();
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second->abandoned) {
+        it = pending_.erase(it);
+        continue;
+      }
+      it->second->slot = -1;
+      unsent_.push_back(it->first);  // in seq order: re-sent as first sent
+      ++it;
+    }
+  }
+  spdlog::warn("rpc: lost the connection to {}; reconnecting", server_.ToString());
+  old.reset();
+}
+
+void RpcClient::Reconnect() {
+  auto backoff = options_.reconnect_backoff_initial;
+  Status last;
+  for (uint32_t attempt = 0; attempt < options_.reconnect_attempts; ++attempt) {
+    {
+      std::lock_guard lock(mu_);
+      if (closed_) return;
+    }
+    auto l = MakeLink();
+    if (l.ok()) {
+      {
+        std::lock_guard lock(mu_);
+        link_ = std::move(l).value();
+        max_payload_ = link_->max_message - static_cast<uint32_t>(kHeaderSize);
+        ++reconnects_;
+        Pump();
+      }
+      spdlog::info("rpc: reconnected to {} (session {:#x})", server_.ToString(), session_);
+      return;
+    }
+    last = l.status();
+    spdlog::debug("rpc: reconnect attempt {} failed: {}", attempt + 1, last.ToString());
+    std::unique_lock lock(mu_);
+    wake_cv_.wait_for(lock, backoff, [&] { return closed_; });
+    backoff = std::min(backoff * 2, options_.reconnect_backoff_max);
+  }
+  std::lock_guard lock(mu_);
+  broken_ = true;
+  for (auto& [seq, p] : pending_) {
+    if (p->abandoned) continue;
+    p->done = true;
+    p->status =
+        Status::Unavailable("rpc server " + server_.ToString() + " unreachable after " +
+                            std::to_string(options_.reconnect_attempts) + " reconnect attempts (" +
+                            last.ToString() + "); the request may or may not have executed");
+  }
+  pending_.clear();
+  unsent_.clear();
+  reply_cv_.notify_all();
+  spdlog::warn("rpc: giving up reconnecting to {} for now", server_.ToString());
+}
+
+}  // namespace dpmfs::rpc

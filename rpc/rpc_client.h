@@ -1,0 +1,113 @@
+// RpcClient: the calling side of dpmfs RPC. One connection (one QP) to one RpcServer,
+// shared by any number of threads: Call() is thread-safe and many calls may be in
+// flight at once, up to the depth (credits) the server granted; further calls queue.
+//
+// Threads: one completion thread per client waits on the receive queue, matches
+// replies to calls, reposts receive buffers, sends queued calls when credits return,
+// and owns reconnection. Callers post their own SENDs (under the client's lock) and
+// sleep on a condition variable until their reply arrives or their deadline passes.
+//
+// Failures: a lost connection is re-established by the completion thread with bounded
+// retries and exponential backoff; every call still waiting is re-sent on the new
+// connection with the SAME session id and sequence number, so the server answers it
+// from its reply cache instead of executing it again. If every retry fails, waiting
+// calls end with Unavailable (they may or may not have executed) and the next Call
+// starts a new round of reconnection.
+//
+// Thread-safety: Call, session, max_payload and reconnects are thread-safe. The
+// destructor must not race with Call.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+#include "datapath/transport.h"
+#include "rpc/rpc_protocol.h"
+
+namespace dpmfs::rpc {
+
+struct RpcClientOptions {
+  uint64_t session = 0;                        // 0: a random non-zero 64-bit id
+  uint32_t max_message = kDefaultMessageSize;  // asked for; the server may grant less
+  uint32_t depth = 32;                         // calls in flight at once; the server may grant less
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds default_timeout{10000};
+  uint32_t reconnect_attempts = 20;
+  std::chrono::milliseconds reconnect_backoff_initial{10};
+  std::chrono::milliseconds reconnect_backoff_max{500};
+};
+
+class RpcClient {
+ public:
+  // Connects once (no retries: an unreachable server at start is an error).
+  static Result<std::unique_ptr<RpcClient>> Connect(transport::Device& device,
+                                                    const Endpoint& server,
+                                                    const RpcClientOptions& options);
+  ~RpcClient();
+  RpcClient(const RpcClient&) = delete;
+  RpcClient& operator=(const RpcClient&) = delete;
+
+  // Sends `payload` to the server's handler of `opcode` and returns its reply payload,
+  // or the handler's error Status (code and message as the handler gave them);
+  // InvalidArgument if the payload exceeds max_payload(); TimedOut after `timeout`;
+  // Unavailable when the server stayed unreachable through every reconnect attempt.
+  Result<std::vector<uint8_t>> Call(uint16_t opcode, std::span<const uint8_t> payload,
+                                    std::chrono::milliseconds timeout);
+  Result<std::vector<uint8_t>> Call(uint16_t opcode, std::span<const uint8_t> payload) {
+    return Call(opcode, payload, options_.default_timeout);
+  }
+
+  uint64_t session() const { return session_; }
+  // Largest request payload the current connection carries.
+  uint32_t max_payload() const;
+  uint64_t reconnects() const;
+
+  // Fault injection: tears the current connection down as if the network failed, so
+  // tests can exercise reconnection and re-sending against a server that stays up.
+  void DisconnectForTesting();
+
+ private:
+  struct Link;
+  struct Pending;
+
+  RpcClient(transport::Device& device, const Endpoint& server, const RpcClientOptions& options,
+            uint64_t session);
+  Result<std::unique_ptr<Link>> MakeLink();
+  void CompletionLoop();
+  void HandleReply(Link& link, const transport::Completion& c);  // mu_ held
+  void Pump();                                                   // mu_ held
+  void ReapSends(Link& link);                                    // mu_ held
+  void HandleLoss();
+  void Reconnect();
+
+  transport::Device& device_;
+  const Endpoint server_;
+  const RpcClientOptions options_;
+  const uint64_t session_;
+
+  mutable std::mutex mu_;
+  std::condition_variable reply_cv_;  // a call finished
+  std::condition_variable wake_cv_;   // the completion thread has something to do
+  std::unique_ptr<Link> link_;        // null while disconnected
+  std::map<uint64_t, std::shared_ptr<Pending>> pending_;  // by seq (= request id)
+  std::deque<uint64_t> unsent_;  // seqs waiting for a credit or a connection, in order
+  uint64_t next_seq_ = 1;
+  uint32_t max_payload_ = 0;
+  uint64_t reconnects_ = 0;
+  bool broken_ = false;  // reconnection gave up; the next Call restarts it
+  bool reconnect_requested_ = false;
+  bool closed_ = false;
+  std::thread thread_;
+};
+
+}  // namespace dpmfs::rpc

@@ -1,0 +1,460 @@
+#include "rpc/rpc_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "datapath/send_queue_credits.h"
+
+namespace dpmfs::rpc {
+
+using transport::Completion;
+using transport::Opcode;
+using transport::WorkRequest;
+
+namespace {
+// Reply buffers beyond the receive depth: a reply holds its buffer until its SEND
+// completion is polled, so a few spares keep workers from waiting on the poll.
+constexpr uint32_t kSpareReplySlots = 8;
+constexpr auto kRecvWait = std::chrono::milliseconds(100);
+// How long a worker waits for a reply buffer before it gives the reply up.
+constexpr int kReplySlotWaitRounds = 200;  // x 10 ms
+}  // namespace
+
+struct RpcServer::Task {
+  std::shared_ptr<Connection> conn;
+  MessageHeader header;
+  std::vector<uint8_t> payload;
+};
+
+// One cached reply, or a request still executing and who waits for its reply.
+struct CacheEntry {
+  bool done = false;
+  int32_t status = 0;
+  std::vector<uint8_t> reply;  // payload, or the error message for a non-zero status
+  std::vector<std::pair<std::weak_ptr<void>, uint64_t>> waiters;  // (connection, request id)
+};
+
+struct RpcServer::Session {
+  std::map<uint64_t, CacheEntry> entries;  // by seq
+  size_t done = 0;                         // entries with done == true
+  uint64_t evicted_max = 0;                // highest seq evicted from the cache
+};
+
+class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(RpcServer* server, const ConnectRequest& req)
+      : server_(server),
+        session_(req.session),
+        max_message_(std::min(req.max_message, server->options_.max_message)),
+        depth_(std::min(req.recv_depth, server->options_.depth)),
+        reply_slots_(depth_ + kSpareReplySlots),
+        credits_(depth_ + 2 * kSpareReplySlots) {}
+
+  ~Connection() {
+    Shutdown();
+    if (mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(mr_);
+  }
+
+  uint32_t send_queue_size() const { return depth_ + 2 * kSpareReplySlots; }
+  uint32_t depth() const { return depth_; }
+
+  // Before accepting: allocate and register the buffers, post every receive.
+  Result<std::vector<uint8_t>> Prepare(transport::QueuePair& qp) {
+    memory_.assign(uint64_t{depth_ + reply_slots_} * max_message_, 0);
+    DPMFS_ASSIGN_OR_RETURN(mr_, server_->device_.RegisterMemory(memory_.data(), memory_.size(),
+                                                                transport::kLocalWrite));
+    for (uint32_t i = 0; i < depth_; ++i) DPMFS_RETURN_IF_ERROR(PostRecv(qp, i));
+    for (uint32_t i = 0; i < reply_slots_; ++i) free_slots_.push_back(i);
+    return EncodeConnectReply(ConnectReply{max_message_, depth_});
+  }
+
+  void Run(std::unique_ptr<transport::QueuePair> qp) {
+    qp_ = std::move(qp);
+    peer_ = qp_->peer_description();
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  // Stops the receive thread and tears the connection down. Idempotent.
+  void Shutdown() {
+    stop_.store(true);
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+    Close();
+  }
+
+  // Tears the QP down; serialised with workers posting replies on its send side.
+  void Close() {
+    std::lock_guard lock(send_mu_);
+    if (qp_) qp_->Disconnect();
+  }
+
+  bool finished() const { return finished_.load(); }
+  const std::string& peer() const { return peer_; }
+
+  // Sends one response. A payload too large for this connection becomes an error reply.
+  // Thread-safe (serialised on the send side).
+  void SendReply(uint64_t request_id, uint16_t opcode, uint64_t seq, int32_t status,
+                 std::span<const uint8_t> payload) {
+    std::string too_big;
+    if (payload.size() > max_message_ - kHeaderSize) {
+      too_big = "reply of " + std::to_string(payload.size()) + " bytes exceeds the " +
+                std::to_string(max_message_ - kHeaderSize) + "-byte maximum payload";
+      status = static_cast<int32_t>(StatusCode::kResourceExhausted);
+      payload = {reinterpret_cast<const uint8_t*>(too_big.data()), too_big.size()};
+    }
+    std::lock_guard lock(send_mu_);
+    if (!qp_ || qp_->state() != transport::QpState::kConnected) return;
+    ReapSends(false);
+    for (int i = 0; i < kReplySlotWaitRounds && (free_slots_.empty() || !credits_.CanPost(1));
+         ++i) {
+      if (qp_->state() != transport::QpState::kConnected) return;
+      ReapSends(true);
+    }
+    if (free_slots_.empty() || !credits_.CanPost(1)) {
+      spdlog::warn("rpc: no reply buffer for {} after 2 s; dropping a reply", peer_);
+      return;
+    }
+    uint32_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    uint8_t* buf = reply_buffer(slot);
+    MessageHeader h;
+    h.kind = MessageKind::kResponse;
+    h.opcode = opcode;
+    h.request_id = request_id;
+    h.session = session_;
+    h.seq = seq;
+    h.status = status;
+    h.payload_len = static_cast<uint32_t>(payload.size());
+    EncodeHeader(h, buf);
+    if (!payload.empty()) std::memcpy(buf + kHeaderSize, payload.data(), payload.size());
+    WorkRequest wr;
+    wr.opcode = Opcode::kSend;
+    wr.signaled = true;  // its completion frees the reply buffer
+    wr.context = slot;
+    wr.local_addr = buf;
+    wr.length = static_cast<uint32_t>(kHeaderSize + payload.size());
+    wr.lkey = mr_.lkey;
+    if (qp_->PostSend({&wr, 1}).ok()) {
+      credits_.Posted(1, true);
+    } else {
+      free_slots_.push_back(slot);
+    }
+  }
+
+ private:
+  uint8_t* recv_buffer(uint32_t i) { return memory_.data() + uint64_t{i} * max_message_; }
+  uint8_t* reply_buffer(uint32_t slot) {
+    return memory_.data() + uint64_t{depth_ + slot} * max_message_;
+  }
+
+  Status PostRecv(transport::QueuePair& qp, uint32_t i) {
+    WorkRequest wr;
+    wr.opcode = Opcode::kRecv;
+    wr.context = i;
+    wr.local_addr = recv_buffer(i);
+    wr.length = max_message_;
+    wr.lkey = mr_.lkey;
+    return qp.PostRecv({&wr, 1});
+  }
+
+  // Caller holds send_mu_. Every reply SEND is signaled: each completion returns its
+  // buffer and its send-queue entry.
+  void ReapSends(bool wait) {
+    Completion sc[32];
+    size_t n = wait ? qp_->WaitSend(sc, std::chrono::milliseconds(10)) : qp_->PollSend(sc);
+    while (n > 0) {
+      for (size_t i = 0; i < n; ++i) {
+        credits_.Completed();
+        if (sc[i].context < reply_slots_)
+          free_slots_.push_back(static_cast<uint32_t>(sc[i].context));
+      }
+      n = qp_->PollSend(sc);
+    }
+  }
+
+  void Loop() {
+    Completion comps[32];
+    bool failed = false;
+    while (!stop_.load() && !failed && qp_->state() == transport::QpState::kConnected) {
+      size_t n = qp_->WaitRecv(comps, kRecvWait);
+      for (size_t i = 0; i < n && !failed; ++i) {
+        if (!comps[i].ok()) {
+          failed = true;  // the client went away (or sent more than a buffer holds)
+          break;
+        }
+        failed = !Handle(comps[i]);
+      }
+    }
+    spdlog::debug("rpc: client {} (session {:#x}) disconnected", peer_, session_);
+    finished_.store(true);
+  }
+
+  // Returns false when the connection must close.
+  bool Handle(const Completion& c) {
+    if (c.context >= depth_) return false;  // not one of ours: a transport bug
+    uint32_t index = static_cast<uint32_t>(c.context);
+    uint32_t len = std::min(c.byte_len, max_message_);
+    bool id_readable = false;
+    MessageHeader h;
+    auto msg = DecodeMessage({recv_buffer(index), len}, max_message_, &id_readable, &h);
+    Status st = msg.status();
+    if (st.ok() && msg->header.kind != MessageKind::kRequest) {
+      st = Status::InvalidArgument("rpc server received a response message");
+    } else if (st.ok() && msg->header.session != session_) {
+      st = Status::PermissionDenied("request names session " + std::to_string(h.session) +
+                                    " but this connection belongs to session " +
+                                    std::to_string(session_));
+    } else if (st.ok() && msg->header.seq == 0) {
+      st = Status::InvalidArgument("request with sequence number 0");
+    }
+    if (!st.ok()) {
+      server_->n_malformed_.fetch_add(1, std::memory_order_relaxed);
+      if (!id_readable) {
+        spdlog::warn("rpc: closing connection of {}: {}", peer_, st.ToString());
+        server_->n_dropped_.fetch_add(1, std::memory_order_relaxed);
+        Close();
+        return false;
+      }
+      spdlog::warn("rpc: refusing a request from {}: {}", peer_, st.ToString());
+      if (!PostRecv(*qp_, index).ok()) return false;
+      const std::string& m = st.message();
+      SendReply(h.request_id, h.opcode, h.seq, static_cast<int32_t>(st.code()),
+                {reinterpret_cast<const uint8_t*>(m.data()), m.size()});
+      return true;
+    }
+    Task t{shared_from_this(), msg->header,
+           std::vector<uint8_t>(msg->payload.begin(), msg->payload.end())};
+    // Repost before the request can be answered: the reply returns the client's credit.
+    if (!PostRecv(*qp_, index).ok()) return false;
+    server_->Enqueue(std::move(t));
+    return true;
+  }
+
+  RpcServer* server_;
+  const uint64_t session_;
+  const uint32_t max_message_;
+  const uint32_t depth_;
+  const uint32_t reply_slots_;
+  std::unique_ptr<transport::QueuePair> qp_;
+  std::string peer_;
+  std::vector<uint8_t> memory_;  // [depth_ receive buffers][reply_slots_ reply buffers]
+  transport::MemoryRegion mr_;
+  std::mutex send_mu_;
+  datapath::SendQueueCredits credits_;  // guarded by send_mu_
+  std::vector<uint32_t> free_slots_;    // guarded by send_mu_
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+RpcServer::RpcServer(transport::Device& device, RpcServerOptions options,
+                     std::map<uint16_t, RpcHandler> handlers)
+    : device_(device), options_(std::move(options)), handlers_(std::move(handlers)) {}
+
+Result<std::unique_ptr<RpcServer>> RpcServer::Start(transport::Device& device,
+                                                    const RpcServerOptions& options,
+                                                    std::map<uint16_t, RpcHandler> handlers) {
+  if (options.max_message < kMinMessageSize || options.max_message > kMaxMessageSizeCap) {
+    return Status::InvalidArgument("rpc max message size must be " +
+                                   std::to_string(kMinMessageSize) + ".." +
+                                   std::to_string(kMaxMessageSizeCap));
+  }
+  if (options.depth == 0 || options.depth > kMaxDepth) {
+    return Status::InvalidArgument("rpc depth must be 1.." + std::to_string(kMaxDepth));
+  }
+  if (options.worker_threads == 0 || options.reply_cache_per_session == 0) {
+    return Status::InvalidArgument("rpc server needs at least one worker and cache entry");
+  }
+  std::unique_ptr<RpcServer> s(new RpcServer(device, options, std::move(handlers)));
+  auto listener = device.Listen(options.listen);
+  if (!listener.ok()) {
+    return listener.status().WithContext("rpc server listening on " + options.listen.ToString());
+  }
+  s->listener_ = std::move(listener).value();
+  s->endpoint_ = s->listener_->local_endpoint();
+  for (uint32_t i = 0; i < options.worker_threads; ++i) {
+    s->workers_.emplace_back([p = s.get()] { p->WorkerLoop(); });
+  }
+  s->accept_thread_ = std::thread([p = s.get()] { p->AcceptLoop(); });
+  spdlog::info("rpc server on {} ({} workers, {} byte messages, depth {})", s->endpoint_.ToString(),
+               options.worker_threads, options.max_message, options.depth);
+  return s;
+}
+
+RpcServer::~RpcServer() { Stop(); }
+
+void RpcServer::Stop() {
+  if (stop_.exchange(true)) return;
+  if (listener_) listener_->Shutdown();
+  if (accept_thread_.joinable()) accept_thread_.join();
+  std::list<std::shared_ptr<Connection>> conns;
+  {
+    std::lock_guard lock(conns_mu_);
+    conns.swap(conns_);
+  }
+  for (auto& c : conns) c->Shutdown();
+  queue_cv_.notify_all();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.clear();
+  }
+  conns.clear();
+}
+
+RpcServerStats RpcServer::stats() const {
+  return RpcServerStats{n_connections_.load(), n_executed_.load(), n_cache_hits_.load(),
+                        n_malformed_.load(), n_dropped_.load()};
+}
+
+void RpcServer::DropSession(uint64_t session) {
+  std::lock_guard lock(sessions_mu_);
+  sessions_.erase(session);
+}
+
+void RpcServer::AcceptLoop() {
+  while (!stop_.load()) {
+    std::shared_ptr<Connection> conn;
+    transport::AcceptHandler handler =
+        [&](std::span<const uint8_t> data,
+            transport::QueuePair& qp) -> Result<std::vector<uint8_t>> {
+      DPMFS_ASSIGN_OR_RETURN(ConnectRequest req, DecodeConnectRequest(data));
+      conn = std::make_shared<Connection>(this, req);
+      return conn->Prepare(qp);
+    };
+    transport::QueuePairOptions qpo;
+    qpo.max_send_wr = options_.depth + 2 * kSpareReplySlots;
+    qpo.max_recv_wr = options_.depth;
+    auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
+    {
+      std::lock_guard lock(conns_mu_);
+      conns_.remove_if([](const auto& c) { return c->finished(); });
+    }
+    if (!qp.ok()) {
+      if (qp.status().code() == StatusCode::kTimedOut) continue;
+      if (stop_.load()) break;
+      spdlog::warn("rpc: connection refused: {}", qp.status().ToString());
+      continue;
+    }
+    n_connections_.fetch_add(1, std::memory_order_relaxed);
+    conn->Run(std::move(qp).value());
+    spdlog::debug("rpc: client {} connected", conn->peer());
+    std::lock_guard lock(conns_mu_);
+    conns_.push_back(std::move(conn));
+  }
+}
+
+void RpcServer::Enqueue(Task task) {
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back(std::move(task));
+  }
+  queue_cv_.notify_one();
+}
+
+void RpcServer::WorkerLoop() {
+  while (true) {
+    Task task;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [&] { return stop_.load() || !queue_.empty(); });
+      if (stop_.load()) return;
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Execute(task);
+  }
+}
+
+void RpcServer::Execute(Task& task) {
+  const MessageHeader& h = task.header;
+  auto reply_error = [&](const Status& st) {
+    const std::string& m = st.message();
+    task.conn->SendReply(h.request_id, h.opcode, h.seq, static_cast<int32_t>(st.code()),
+                         {reinterpret_cast<const uint8_t*>(m.data()), m.size()});
+  };
+  {
+    std::unique_lock lock(sessions_mu_);
+    std::unique_ptr<Session>& s = sessions_[h.session];
+    if (!s) s = std::make_unique<Session>();
+    auto it = s->entries.find(h.seq);
+    if (it != s->entries.end()) {
+      n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
+      if (!it->second.done) {
+        // A retry of a request still executing: answer it too when it finishes.
+        it->second.waiters.emplace_back(task.conn, h.request_id);
+        return;
+      }
+      int32_t status = it->second.status;
+      std::vector<uint8_t> reply = it->second.reply;
+      lock.unlock();
+      task.conn->SendReply(h.request_id, h.opcode, h.seq, status, reply);
+      return;
+    }
+    if (h.seq <= s->evicted_max) {
+      lock.unlock();
+      reply_error(Status::Aborted(
+          "request seq " + std::to_string(h.seq) + " of session " + std::to_string(h.session) +
+          " is older than the server's reply cache; it may or may not have executed"));
+      return;
+    }
+    CacheEntry& e = s->entries[h.seq];
+    e.waiters.emplace_back(task.conn, h.request_id);
+  }
+
+  Status st;
+  std::vector<uint8_t> reply;
+  auto handler = handlers_.find(h.opcode);
+  if (handler == handlers_.end()) {
+    st = Status::NotSupported("rpc server " + endpoint_.ToString() + " has no handler for opcode " +
+                              std::to_string(h.opcode));
+  } else {
+    RpcRequest req{h.opcode, h.session, h.seq, task.payload, task.conn->peer()};
+    n_executed_.fetch_add(1, std::memory_order_relaxed);
+    Result<std::vector<uint8_t>> r = handler->second(req);
+    if (r.ok()) {
+      reply = std::move(r).value();
+    } else {
+      st = r.status();
+    }
+  }
+  if (!st.ok()) reply.assign(st.message().begin(), st.message().end());
+  int32_t status = static_cast<int32_t>(st.code());
+
+  std::vector<std::pair<std::weak_ptr<void>, uint64_t>> waiters;
+  {
+    std::lock_guard lock(sessions_mu_);
+    auto sit = sessions_.find(h.session);
+    if (sit == sessions_.end()) {
+      waiters.emplace_back(task.conn, h.request_id);  // the session was dropped meanwhile
+    } else {
+      Session& s = *sit->second;
+      CacheEntry& e = s.entries[h.seq];
+      e.done = true;
+      e.status = status;
+      e.reply = reply;
+      waiters.swap(e.waiters);
+      ++s.done;
+      // Evict the oldest completed replies beyond the bound; executing ones stay.
+      for (auto it = s.entries.begin();
+           s.done > options_.reply_cache_per_session && it != s.entries.end();) {
+        if (it->second.done) {
+          s.evicted_max = std::max(s.evicted_max, it->first);
+          it = s.entries.erase(it);
+          --s.done;
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  for (auto& [weak, request_id] : waiters) {
+    if (auto c = std::static_pointer_cast<Connection>(weak.lock())) {
+      c->SendReply(request_id, h.opcode, h.seq, status, reply);
+    }
+  }
+}
+
+}  // namespace dpmfs::rpc

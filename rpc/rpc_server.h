@@ -1,0 +1,121 @@
+// RpcServer: the serving side of dpmfs RPC over a transport::Device (two-sided
+// SEND/RECV). One thread accepts connections, one thread per connection receives
+// requests, and a pool of worker threads runs the handlers and sends the replies.
+// Every request passes through a per-session reply cache, so a request re-sent after a
+// reconnect with the same (session, seq) is answered from the cache, never executed
+// twice (at-most-once; see rpc/README.md for eviction).
+//
+// Thread-safety: the handler table is fixed at Start (looked up without locking).
+// Stop(), stats() and DropSession() are thread-safe. Handlers run concurrently on the
+// worker threads and must be thread-safe themselves.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+#include "datapath/transport.h"
+#include "rpc/rpc_protocol.h"
+
+namespace dpmfs::rpc {
+
+struct RpcRequest {
+  uint16_t opcode = 0;
+  uint64_t session = 0;
+  uint64_t seq = 0;
+  std::span<const uint8_t> payload;  // valid only during the handler call
+  std::string peer;                  // "127.0.0.1:4711"
+};
+
+// A handler returns the reply payload or an error Status; the error's code and message
+// reach the caller's Call() as its Status. The result (either way) is cached for
+// at-most-once; a handler must not block forever (it holds a worker thread).
+using RpcHandler = std::function<Result<std::vector<uint8_t>>(const RpcRequest&)>;
+
+struct RpcServerOptions {
+  Endpoint listen{"0.0.0.0", 0};
+  uint32_t worker_threads = 2;
+  // Largest message (header + payload) this server accepts; a client asking for more is
+  // granted this. 256..kMaxMessageSizeCap.
+  uint32_t max_message = kDefaultMessageSize;
+  // Receive buffers per connection = requests a client may have outstanding (credits).
+  uint32_t depth = 32;
+  // Completed replies kept per session for at-most-once.
+  uint32_t reply_cache_per_session = 256;
+};
+
+struct RpcServerStats {
+  uint64_t connections = 0;          // accepted so far
+  uint64_t executed = 0;             // handler invocations
+  uint64_t cache_hits = 0;           // requests answered from the reply cache
+  uint64_t malformed = 0;            // messages refused by the decoder
+  uint64_t dropped_connections = 0;  // closed because a message was unreadable
+};
+
+class RpcServer {
+ public:
+  // Listens on options.listen and serves `handlers` (by opcode) at once.
+  static Result<std::unique_ptr<RpcServer>> Start(transport::Device& device,
+                                                  const RpcServerOptions& options,
+                                                  std::map<uint16_t, RpcHandler> handlers);
+  ~RpcServer();
+  RpcServer(const RpcServer&) = delete;
+  RpcServer& operator=(const RpcServer&) = delete;
+
+  // Closes the listener and every connection, waits for running handlers to return and
+  // drops queued requests. Idempotent.
+  void Stop();
+  Endpoint endpoint() const { return endpoint_; }
+  RpcServerStats stats() const;
+  // Forgets a session's reply cache (for the metadata server's lease expiry).
+  void DropSession(uint64_t session);
+
+ private:
+  class Connection;
+  struct Task;
+  struct Session;
+  friend class Connection;
+
+  RpcServer(transport::Device& device, RpcServerOptions options,
+            std::map<uint16_t, RpcHandler> handlers);
+  void AcceptLoop();
+  void WorkerLoop();
+  void Enqueue(Task task);
+  void Execute(Task& task);
+
+  transport::Device& device_;
+  const RpcServerOptions options_;
+  const std::map<uint16_t, RpcHandler> handlers_;
+  std::unique_ptr<transport::Listener> listener_;
+  Endpoint endpoint_;
+  std::atomic<bool> stop_{false};
+  std::thread accept_thread_;
+
+  std::mutex conns_mu_;
+  std::list<std::shared_ptr<Connection>> conns_;
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::list<Task> queue_;  // guarded by queue_mu_
+  std::vector<std::thread> workers_;
+
+  std::mutex sessions_mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+
+  std::atomic<uint64_t> n_connections_{0}, n_executed_{0}, n_cache_hits_{0}, n_malformed_{0},
+      n_dropped_{0};
+};
+
+}  // namespace dpmfs::rpc
