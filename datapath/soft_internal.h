@@ -46,19 +46,32 @@ class SoftDevice;
 // reaches memory after a disconnect (only killing the process loses it).
 // Thread-safety: all members under mu.
 struct PendingWrites {
+  // `buffered`: the device's count of buffer bytes in use, which Drain lowers itself so
+  // that no caller can forget to (the NIC buffer budget and backpressure rely on it).
+  explicit PendingWrites(std::atomic<uint64_t>* buffered) : buffered(buffered) {}
+
   struct Entry {
     uint8_t* dst;
     std::unique_ptr<uint8_t[]> data;
     uint32_t length;
     Clock::time_point due;
+    uint32_t capacity;  // bytes of `data`: what counts against the NIC buffer budget
   };
+  std::atomic<uint64_t>* const buffered;
   std::mutex mu;
   std::deque<Entry> entries;
   bool armed = false;  // the drain thread holds a notice for the oldest entry
 
-  // Copies entries whose due time passed (all of them if `all`) into memory, in order.
-  // Returns the bytes drained.
-  uint64_t Drain(bool all, Clock::time_point now);
+  // Buffers of small payloads (the common persist sizes) are recycled so the hot path
+  // allocates nothing per WRITE; larger payloads get an exact buffer of their own.
+  static constexpr uint32_t kSmallBuffer = 4096;
+  std::vector<std::unique_ptr<uint8_t[]>> free_small;
+
+  // A buffer for a payload of `length` bytes (length > 0) and its capacity.
+  std::unique_ptr<uint8_t[]> TakeBuffer(uint32_t length, uint32_t* capacity);
+  // Copies entries whose due time passed (all of them if `all`) into memory, in order,
+  // recycles their buffers and releases their bytes from the device's budget.
+  void Drain(bool all, Clock::time_point now);
 };
 
 class SoftQueuePair final : public QueuePair {
@@ -156,7 +169,7 @@ class SoftQueuePair final : public QueuePair {
   std::deque<OutFrame> out_queue_;
   std::thread tx_thread_;
 
-  std::shared_ptr<PendingWrites> pending_ = std::make_shared<PendingWrites>();
+  std::shared_ptr<PendingWrites> pending_;
 
   std::thread rx_thread_;
   // rx read buffer: bulk reads cut syscalls; large payloads bypass it.
@@ -193,6 +206,7 @@ class SoftDevice final : public Device {
   // Drains every pending write of every QP (used before deregistering and at exit).
   void DrainAll();
   Clock::duration drain_delay() const { return drain_delay_; }
+  std::atomic<uint64_t>* buffered_bytes() { return &buffered_bytes_; }
 
  private:
   void DrainLoop();

@@ -36,7 +36,8 @@ FrameType RequestType(Opcode op) {
 }  // namespace
 
 SoftQueuePair::SoftQueuePair(SoftDevice* device, UniqueFd fd, const QueuePairOptions& options)
-    : device_(device), fd_(std::move(fd)), peer_(PeerName(fd_.get())), options_(options) {}
+    : device_(device), fd_(std::move(fd)), peer_(PeerName(fd_.get())), options_(options),
+      pending_(std::make_shared<PendingWrites>(device->buffered_bytes())) {}
 
 SoftQueuePair::~SoftQueuePair() { Disconnect(); }
 
@@ -388,12 +389,14 @@ Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
         }
       }
       std::unique_ptr<uint8_t[]> data;
+      uint32_t capacity = 0;
       if (h.length > 0) {
-        data = std::make_unique<uint8_t[]>(h.length);
+        data = pending_->TakeBuffer(h.length, &capacity);
         DPMFS_RETURN_IF_ERROR(ReadExact(data.get(), h.length));
       }
       device_->Buffer(pending_, PendingWrites::Entry{dst, std::move(data), h.length,
-                                                     Clock::now() + device_->drain_delay()});
+                                                     Clock::now() + device_->drain_delay(),
+                                                     capacity});
       if (h.type == FrameType::kWriteWithImm) {
         // The receive completion is delivered after the data (and all before it) is placed.
         pending_->Drain(true, Clock::now());

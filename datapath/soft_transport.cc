@@ -18,16 +18,42 @@
 namespace dpmfs::transport {
 namespace soft {
 
-uint64_t PendingWrites::Drain(bool all, Clock::time_point now) {
+namespace {
+constexpr size_t kKeepSmall = 64;  // recycled small buffers kept per QP
+}  // namespace
+
+std::unique_ptr<uint8_t[]> PendingWrites::TakeBuffer(uint32_t length, uint32_t* capacity) {
+  if (length > kSmallBuffer) {
+    *capacity = length;
+    return std::make_unique<uint8_t[]>(length);
+  }
+  *capacity = kSmallBuffer;
+  {
+    std::lock_guard lock(mu);
+    if (!free_small.empty()) {
+      auto b = std::move(free_small.back());
+      free_small.pop_back();
+      return b;
+    }
+  }
+  return std::make_unique<uint8_t[]>(kSmallBuffer);
+}
+
+void PendingWrites::Drain(bool all, Clock::time_point now) {
   std::lock_guard lock(mu);
-  uint64_t bytes = 0;
+  uint64_t released = 0;
   while (!entries.empty() && (all || entries.front().due <= now)) {
     Entry& e = entries.front();
-    if (e.length > 0) std::memcpy(e.dst, e.data.get(), e.length);
-    bytes += e.length;
+    if (e.length > 0) {
+      std::memcpy(e.dst, e.data.get(), e.length);
+      if (e.capacity == kSmallBuffer && free_small.size() < kKeepSmall) {
+        free_small.push_back(std::move(e.data));
+      }
+    }
+    released += e.capacity;
     entries.pop_front();
   }
-  return bytes;
+  buffered->fetch_sub(released, std::memory_order_relaxed);
 }
 
 SoftDevice::SoftDevice(const DeviceOptions& options)
@@ -66,7 +92,7 @@ void SoftDevice::DrainLoop() {
     std::shared_ptr<PendingWrites> pending = std::move(due_.front().pending);
     due_.pop_front();
     lock.unlock();
-    buffered_bytes_.fetch_sub(pending->Drain(false, now), std::memory_order_relaxed);
+    pending->Drain(false, now);
     // Re-arm for the next entry of this QP, if any.
     Clock::time_point next{};
     {
@@ -90,7 +116,7 @@ void SoftDevice::DrainLoop() {
 
 void SoftDevice::Buffer(const std::shared_ptr<PendingWrites>& pending,
                         PendingWrites::Entry entry) {
-  uint64_t len = entry.length;
+  uint64_t len = entry.capacity;
   {
     std::lock_guard lock(pending->mu);
     pending->entries.push_back(std::move(entry));
@@ -98,7 +124,7 @@ void SoftDevice::Buffer(const std::shared_ptr<PendingWrites>& pending,
   if (buffered_bytes_.fetch_add(len, std::memory_order_relaxed) + len > buffer_limit_) {
     // The NIC buffer is full: stall this QP until its own writes are placed, like a
     // NIC that stops taking packets.
-    buffered_bytes_.fetch_sub(pending->Drain(true, Clock::now()), std::memory_order_relaxed);
+    pending->Drain(true, Clock::now());
   }
 }
 
@@ -129,7 +155,7 @@ void SoftDevice::DrainAll() {
     all = due_;  // leave them: the drain thread finds them empty and disarms
   }
   for (auto& d : all) {
-    buffered_bytes_.fetch_sub(d.pending->Drain(true, Clock::now()), std::memory_order_relaxed);
+    d.pending->Drain(true, Clock::now());
   }
 }
 

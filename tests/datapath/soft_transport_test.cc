@@ -626,3 +626,48 @@ TEST_F(SoftTransportTest, AckSkippingAReadDoesNotCompleteItSuccessfully) {
 
 }  // namespace
 }  // namespace dpmfs::transport
+
+namespace dpmfs::transport {
+namespace {
+
+using namespace testutil;  // NOLINT(build/namespaces)
+
+// Every drain gives its bytes back to the NIC buffer's budget, also the drains that
+// READs cause: after WRITE+READ traffic far beyond the budget, a lone WRITE still
+// waits in the volatile buffer (a leaked budget would place it at once, silently
+// removing the hazard the persist methods exist to close).
+TEST(SoftBufferBudgetTest, ReadDrainsReleaseTheBudget) {
+  Rig rig;
+  DeviceOptions options;
+  options.backend = Backend::kSoft;
+  options.soft_drain_delay_us = 200000;
+  options.soft_buffer_bytes = 256 * 1024;
+  DPMFS_ASSERT_OK(rig.Open(options, Endpoint{"127.0.0.1", 0}));
+  Buffer& target = rig.NewBuffer(4096, 0);
+  Buffer& local = rig.NewBuffer(8192, 0);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion tmr, rig.Register(rig.target(), target, kAllRemote));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion lmr, rig.Register(rig.initiator(), local, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(QpPair p, rig.Connect());
+  for (uint32_t i = 0; i < 200; ++i) {  // 800 KiB through a 256 KiB budget
+    FillPattern(local.data(), 4096, 10 + i);
+    WorkRequest chain[2] = {WriteWr(lmr, 0, ToRemote(tmr), 0, 4096, 2 * i),
+                            ReadWr(lmr, 4096, ToRemote(tmr), 0, 4096, 2 * i + 1)};
+    chain[0].signaled = false;
+    DPMFS_ASSERT_OK(p.initiator->PostSend(chain));
+    auto c = CollectSend(*p.initiator, 1);
+    ASSERT_EQ(c.size(), 1u);
+    ASSERT_TRUE(c[0].ok()) << Describe(c[0]);
+  }
+  FillPattern(local.data(), 4096, 7);
+  WorkRequest w = WriteWr(lmr, 0, ToRemote(tmr), 0, 4096, 1000);
+  DPMFS_ASSERT_OK(p.initiator->PostSend({&w, 1}));
+  auto c = CollectSend(*p.initiator, 1);
+  ASSERT_EQ(c.size(), 1u);
+  ASSERT_TRUE(c[0].ok()) << Describe(c[0]);
+  EXPECT_FALSE(BytesEqual(Snapshot(target.data(), 4096).data(), local.data(), 4096))
+      << "the lone WRITE reached memory at once: the NIC buffer budget leaked";
+  rig.Close();
+}
+
+}  // namespace
+}  // namespace dpmfs::transport
