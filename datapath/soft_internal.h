@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -67,6 +68,8 @@ struct PendingWrites {
   static constexpr uint32_t kSmallBuffer = 4096;
   std::vector<std::unique_ptr<uint8_t[]>> free_small;
 
+  // Due time of the oldest entry, or nullopt when nothing is buffered.
+  std::optional<Clock::time_point> OldestDue();
   // A buffer for a payload of `length` bytes (length > 0) and its capacity.
   std::unique_ptr<uint8_t[]> TakeBuffer(uint32_t length, uint32_t* capacity);
   // Copies entries whose due time passed (all of them if `all`) into memory, in order,
@@ -113,6 +116,10 @@ class SoftQueuePair final : public QueuePair {
   // ---- rx path ----
   void RxLoop();
   Status ReadExact(void* dst, size_t n);
+  // Before a blocking read: places this QP's buffered WRITEs as they come due, until
+  // data arrives (or the connection reports something) — the rx thread is this QP's
+  // drain engine while it lives, so no other thread wakes per WRITE.
+  void PlaceDueWhileIdle();
   Status SkipBytes(size_t n);
   Status HandleRequest(const FrameHeader& h);
   Status HandleResponse(const FrameHeader& h);
@@ -199,10 +206,12 @@ class SoftDevice final : public Device {
                  RegionEntry* region = nullptr) const;
   // Queues a received WRITE payload in the QP's volatile buffer.
   void Buffer(const std::shared_ptr<PendingWrites>& pending, PendingWrites::Entry entry);
-  // Makes sure the drain thread will place `pending`'s oldest entry when it is due.
-  // The rx thread calls it once per received batch, before it blocks: a WRITE that a
-  // READ of the same batch already placed costs the drain thread nothing.
+  // Makes sure the drain thread will place `pending`'s entries when they are due. While
+  // a QP's rx thread runs it places its own QP's due entries (it waits for data only
+  // until the oldest is due), so the drain thread serves QPs whose rx thread has ended.
   void Arm(const std::shared_ptr<PendingWrites>& pending);
+  // Every QP's buffer registers here, so DrainAll reaches all of them.
+  void Track(const std::shared_ptr<PendingWrites>& pending);
   // Drains every pending write of every QP (used before deregistering and at exit).
   void DrainAll();
   Clock::duration drain_delay() const { return drain_delay_; }
@@ -223,6 +232,7 @@ class SoftDevice final : public Device {
     std::shared_ptr<PendingWrites> pending;
   };
   std::deque<Due> due_;  // ~FIFO: the delay is constant, so due times are ordered
+  std::vector<std::weak_ptr<PendingWrites>> tracked_;  // under drain_mu_
   std::atomic<uint64_t> buffered_bytes_{0};
   bool drain_idle_ = true;
   bool stop_ = false;

@@ -2,6 +2,7 @@
 // requests as the target and matches responses as the initiator. See soft_internal.h.
 #include <libpmem.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -37,7 +38,9 @@ FrameType RequestType(Opcode op) {
 
 SoftQueuePair::SoftQueuePair(SoftDevice* device, UniqueFd fd, const QueuePairOptions& options)
     : device_(device), fd_(std::move(fd)), peer_(PeerName(fd_.get())), options_(options),
-      pending_(std::make_shared<PendingWrites>(device->buffered_bytes())) {}
+      pending_(std::make_shared<PendingWrites>(device->buffered_bytes())) {
+  device_->Track(pending_);
+}
 
 SoftQueuePair::~SoftQueuePair() { Disconnect(); }
 
@@ -298,9 +301,9 @@ Status SoftQueuePair::ReadExact(void* dst, size_t n) {
       n -= take;
       continue;
     }
-    // About to block: answer this batch, hand its still-buffered WRITEs to the drain thread.
+    // About to block: answer this batch, then place buffered WRITEs as they come due.
     FlushResponses();
-    device_->Arm(pending_);
+    PlaceDueWhileIdle();
     if (n >= kDirectReadThreshold) return RecvAll(fd_.get(), out, n);
     ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, 0);
     if (r == 0) return Status::Unavailable("connection closed by " + peer_);
@@ -314,7 +317,25 @@ Status SoftQueuePair::ReadExact(void* dst, size_t n) {
   return Status::OK();
 }
 
+void SoftQueuePair::PlaceDueWhileIdle() {
+  while (auto due = pending_->OldestDue()) {
+    auto now = Clock::now();
+    if (*due <= now) {
+      pending_->Drain(false, now);
+      continue;
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(*due - now);
+    timespec ts{static_cast<time_t>(wait.count() / 1000000000),
+                static_cast<long>(wait.count() % 1000000000)};
+    pollfd p{fd_.get(), POLLIN, 0};
+    int rc = ::ppoll(&p, 1, &ts, nullptr);
+    if (rc != 0) return;  // data (or an error/EOF for recv to report) arrived first
+  }
+}
+
 void SoftQueuePair::RxLoop() {
+  // Wake precisely at due times: the default 50 us timer slack would stretch the delay.
+  ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   CompletionStatus why = CompletionStatus::kTransportError;
   while (true) {
     uint8_t raw[kHeaderSize];

@@ -39,6 +39,12 @@ std::unique_ptr<uint8_t[]> PendingWrites::TakeBuffer(uint32_t length, uint32_t* 
   return std::make_unique<uint8_t[]>(kSmallBuffer);
 }
 
+std::optional<Clock::time_point> PendingWrites::OldestDue() {
+  std::lock_guard lock(mu);
+  if (entries.empty()) return std::nullopt;
+  return entries.front().due;
+}
+
 void PendingWrites::Drain(bool all, Clock::time_point now) {
   std::lock_guard lock(mu);
   uint64_t released = 0;
@@ -148,15 +154,22 @@ void SoftDevice::Arm(const std::shared_ptr<PendingWrites>& pending) {
   if (wake) drain_cv_.notify_one();
 }
 
+void SoftDevice::Track(const std::shared_ptr<PendingWrites>& pending) {
+  std::lock_guard lock(drain_mu_);
+  std::erase_if(tracked_, [](const auto& w) { return w.expired(); });
+  tracked_.push_back(pending);
+}
+
 void SoftDevice::DrainAll() {
-  std::deque<Due> all;
+  std::vector<std::shared_ptr<PendingWrites>> all;
   {
     std::lock_guard lock(drain_mu_);
-    all = due_;  // leave them: the drain thread finds them empty and disarms
+    for (const auto& w : tracked_) {
+      if (auto p = w.lock()) all.push_back(std::move(p));
+    }
+    for (const auto& d : due_) all.push_back(d.pending);  // orphans of ended QPs
   }
-  for (auto& d : all) {
-    d.pending->Drain(true, Clock::now());
-  }
+  for (auto& p : all) p->Drain(true, Clock::now());
 }
 
 Result<MemoryRegion> SoftDevice::RegisterMemory(void* addr, uint64_t length, uint32_t access) {
