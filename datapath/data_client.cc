@@ -138,6 +138,21 @@ Status DataClient::CheckRange(uint64_t offset, uint64_t len) const {
   return Status::OK();
 }
 
+WorkRequest DataClient::PersistingRead(uint32_t slot, uint64_t offset, uint32_t len) {
+  // A READ of the written range's last byte: the target executes it only after placing
+  // every earlier WRITE of this QP (read and read2 rely on exactly that).
+  WorkRequest r;
+  r.opcode = Opcode::kRead;
+  r.signaled = true;
+  r.context = Ctx(kCtxFinish, slot);
+  r.local_addr = slot_buffer(slot) + options_.max_io_size;
+  r.length = len > 0 ? 1 : 0;
+  r.lkey = mr_.lkey;
+  r.remote_addr = server_.pool.addr + offset + (len > 0 ? len - 1 : 0);
+  r.rkey = server_.pool.rkey;
+  return r;
+}
+
 Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
   if (failed_) return Status::FailedPrecondition(failure_.message());
   if (slot >= slots_.size()) return Status::InvalidArgument("no slot " + std::to_string(slot));
@@ -171,25 +186,18 @@ Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
       write(true, kCtxRead2Write);
       break;
     case PersistMethod::kRead:
+      write(false, kCtxFinish);
+      wrs[n++] = PersistingRead(slot, offset, len);
+      break;
     case PersistMethod::kFlush: {
       write(false, kCtxFinish);
-      WorkRequest& r = wrs[n++];
-      r.signaled = true;
-      r.context = Ctx(kCtxFinish, slot);
-      r.remote_addr = remote;
-      r.rkey = server_.pool.rkey;
-      if (options_.method == PersistMethod::kRead) {
-        // A READ of the written range's last byte: the target executes it only after
-        // placing every earlier WRITE of this QP.
-        r.opcode = Opcode::kRead;
-        r.local_addr = base + kDataOff + options_.max_io_size;
-        r.length = len > 0 ? 1 : 0;
-        r.lkey = mr_.lkey;
-        r.remote_addr = remote + (len > 0 ? len - 1 : 0);
-      } else {
-        r.opcode = Opcode::kFlush;
-        r.length = len;
-      }
+      WorkRequest& f = wrs[n++];
+      f.opcode = Opcode::kFlush;
+      f.signaled = true;
+      f.context = Ctx(kCtxFinish, slot);
+      f.remote_addr = remote;
+      f.rkey = server_.pool.rkey;
+      f.length = len;
       break;
     }
     case PersistMethod::kImm: {
@@ -266,18 +274,10 @@ void DataClient::HandleCompletion(const Completion& c, bool recv_side,
       break;
     case kCtxRead2Write: {
       // The WRITE was acknowledged by the NIC; the READ that follows makes it durable.
-      Slot& s = slots_[slot];
-      WorkRequest r;
-      r.opcode = Opcode::kRead;
-      r.context = Ctx(kCtxFinish, slot);
-      r.local_addr = slot_buffer(slot) + options_.max_io_size;
-      r.length = s.len > 0 ? 1 : 0;
-      r.lkey = mr_.lkey;
-      r.remote_addr = server_.pool.addr + s.offset + (s.len > 0 ? s.len - 1 : 0);
-      r.rkey = server_.pool.rkey;
-      // The WRITE's completion just returned its credit, so the READ has room.
-      Status st = qp_->PostSend({&r, 1});
-      if (st.ok()) credits_->Posted(1, true);
+      // Its credit just came back with the WRITE's completion, so PostChain won't wait.
+      const Slot& s = slots_[slot];
+      WorkRequest r = PersistingRead(slot, s.offset, s.len);
+      Status st = PostChain(&r, 1);
       if (!st.ok()) (void)FailAll(st.WithContext("posting the read2 READ"), done);
       break;
     }
@@ -333,13 +333,7 @@ Status DataClient::Reap(std::vector<SlotResult>* done) {
     // core is better left to them outright.
     auto spin_end = std::chrono::steady_clock::now() + kYieldPoll;
     while (std::chrono::steady_clock::now() < spin_end) {
-      size_t n = replies ? qp_->PollRecv(comps) : qp_->PollSend(comps);
-      for (size_t i = 0; i < n; ++i) HandleCompletion(comps[i], replies, done);
-      if (replies) {
-        for (size_t i = 0, k = qp_->PollSend(comps); i < k; ++i) {
-          HandleCompletion(comps[i], false, done);
-        }
-      }
+      PollCompletions(replies, done);
       if (done->size() != before || failed_) break;
       sched_yield();
     }
@@ -353,17 +347,22 @@ Status DataClient::Reap(std::vector<SlotResult>* done) {
                               std::to_string(options_.timeout.count() / 1000) + " ms");
     }
     auto left = std::chrono::duration_cast<transport::Duration>(deadline - now);
-    size_t n;
-    if (replies) {
-      for (size_t i = 0, k = qp_->PollSend(comps); i < k; ++i) HandleCompletion(comps[i], false, done);
-      n = qp_->WaitRecv(comps, std::min(left, transport::Duration(10000)));
-      for (size_t i = 0; i < n; ++i) HandleCompletion(comps[i], true, done);
-    } else {
-      n = qp_->WaitSend(comps, left);
-      for (size_t i = 0; i < n; ++i) HandleCompletion(comps[i], false, done);
-    }
+    // Sleep on the queue that finishes writes: replies (imm, rpc) or the send queue;
+    // send completions of reply methods only return credits and are polled in passing.
+    if (replies) PollCompletions(false, done);
+    size_t n = replies ? qp_->WaitRecv(comps, std::min(left, transport::Duration(10000)))
+                       : qp_->WaitSend(comps, left);
+    for (size_t i = 0; i < n; ++i) HandleCompletion(comps[i], replies, done);
   }
   return failed_ && done->size() == before ? Status::Unavailable(failure_.message()) : Status::OK();
+}
+
+void DataClient::PollCompletions(bool recv_too, std::vector<SlotResult>* done) {
+  Completion comps[32];
+  if (recv_too) {
+    for (size_t i = 0, n = qp_->PollRecv(comps); i < n; ++i) HandleCompletion(comps[i], true, done);
+  }
+  for (size_t i = 0, n = qp_->PollSend(comps); i < n; ++i) HandleCompletion(comps[i], false, done);
 }
 
 Status DataClient::PostChain(WorkRequest* wrs, uint32_t n) {

@@ -73,6 +73,10 @@ class DataClient {
   void HandleCompletion(const transport::Completion& c, bool recv_side,
                         std::vector<SlotResult>* done);
   Status FailAll(const Status& st, std::vector<SlotResult>* done);
+  // The signaled 1-byte READ behind a slot's write that makes it durable (read, read2).
+  transport::WorkRequest PersistingRead(uint32_t slot, uint64_t offset, uint32_t len);
+  // Handles whatever completions are there now, without waiting.
+  void PollCompletions(bool recv_too, std::vector<SlotResult>* done);
   // Posts a chain once the send queue has room for it, reaping send completions
   // (into early_done_) while it waits.
   Status PostChain(transport::WorkRequest* wrs, uint32_t n);
