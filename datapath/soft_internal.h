@@ -101,11 +101,23 @@ class SoftQueuePair final : public QueuePair {
  private:
   // ---- output path (soft_queue_pair.cc) ----
   struct OutFrame {
+    static constexpr uint32_t kInlinePayload = 16;  // e.g. the 1-byte persisting READ
+
     uint8_t header[kHeaderSize];
-    const uint8_t* payload = nullptr;  // borrowed (registered memory) unless `owned`
+    const uint8_t* payload = nullptr;  // borrowed (registered memory) unless owned
     uint32_t payload_len = 0;
-    std::unique_ptr<uint8_t[]> owned;
     size_t sent = 0;  // bytes of header + payload already written
+
+    // The payload to send. (Not `payload` once inline: a moved frame's inline bytes move.)
+    const uint8_t* bytes() const { return inline_payload ? inline_bytes : payload; }
+    // Makes the frame own a copy of its payload: inline when small, so snapshotting a
+    // small response allocates nothing.
+    void OwnPayload();
+
+   private:
+    bool inline_payload = false;
+    uint8_t inline_bytes[kInlinePayload];
+    std::unique_ptr<uint8_t[]> owned;
   };
   // Sends frames in order without ever blocking the caller on the socket.
   // `copy_payload_if_queued`: snapshot the payload when it cannot go out at once

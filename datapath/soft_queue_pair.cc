@@ -172,7 +172,7 @@ void SoftQueuePair::Output(std::span<OutFrame> frames, bool copy_payload_if_queu
     for (size_t i = 0; i < frames.size() && n + 2 <= kMaxIov; ++i) {
       iov[n++] = {frames[i].header, kHeaderSize};
       if (frames[i].payload_len > 0) {
-        iov[n++] = {const_cast<uint8_t*>(frames[i].payload), frames[i].payload_len};
+        iov[n++] = {const_cast<uint8_t*>(frames[i].bytes()), frames[i].payload_len};
       }
     }
     msghdr msg{};
@@ -197,11 +197,7 @@ void SoftQueuePair::Output(std::span<OutFrame> frames, bool copy_payload_if_queu
   }
   for (size_t i = first_unsent; i < frames.size(); ++i) {
     OutFrame& f = frames[i];
-    if (copy_payload_if_queued && f.payload_len > 0 && !f.owned) {
-      f.owned = std::make_unique<uint8_t[]>(f.payload_len);
-      std::memcpy(f.owned.get(), f.payload, f.payload_len);
-      f.payload = f.owned.get();
-    }
+    if (copy_payload_if_queued) f.OwnPayload();
     out_queue_.push_back(std::move(f));
   }
   if (!tx_thread_.joinable()) tx_thread_ = std::thread([this] { TxLoop(); });
@@ -220,7 +216,7 @@ void SoftQueuePair::TxLoop() {
       if (f.sent < kHeaderSize) iov[n++] = {f.header + f.sent, kHeaderSize - f.sent};
       size_t pay_off = f.sent > kHeaderSize ? f.sent - kHeaderSize : 0;
       if (f.payload_len > pay_off) {
-        iov[n++] = {const_cast<uint8_t*>(f.payload) + pay_off, f.payload_len - pay_off};
+        iov[n++] = {const_cast<uint8_t*>(f.bytes()) + pay_off, f.payload_len - pay_off};
       }
     }
     msghdr msg{};
@@ -253,31 +249,34 @@ void SoftQueuePair::TxLoop() {
   }
 }
 
+void SoftQueuePair::OutFrame::OwnPayload() {
+  if (payload_len == 0 || inline_payload || owned) return;
+  if (payload_len <= kInlinePayload) {
+    std::memcpy(inline_bytes, payload, payload_len);
+    inline_payload = true;
+  } else {
+    owned = std::make_unique<uint8_t[]>(payload_len);
+    std::memcpy(owned.get(), payload, payload_len);
+    payload = owned.get();
+  }
+}
+
 void SoftQueuePair::Respond(FrameType type, uint64_t seq, uint32_t imm, const uint8_t* payload,
                             uint32_t len) {
+  OutFrame f;
+  EncodeHeader(FrameHeader{type, 0, len, imm, seq, 0, 0, len}, f.header);
+  f.payload = payload;
+  f.payload_len = len;
   // Nothing else received (the QD1 case), or a large READ response: send at once,
   // straight from memory, behind whatever was held.
   bool last_of_batch = rx_begin_ == rx_end_;
   if ((last_of_batch && held_responses_.empty()) || len > kMaxHeldPayload) {
     FlushResponses();
-    OutFrame f;
-    FrameHeader h{type, 0, len, imm, seq, 0, 0, len};
-    EncodeHeader(h, f.header);
-    f.payload = payload;
-    f.payload_len = len;
     Output(std::span<OutFrame>(&f, 1), /*copy_payload_if_queued=*/true);
     return;
   }
-  OutFrame& f = held_responses_.emplace_back();
-  FrameHeader h{type, 0, len, imm, seq, 0, 0, len};
-  EncodeHeader(h, f.header);
-  if (len > 0) {
-    // Snapshot: a later request of this batch may change the memory before we send.
-    f.owned = std::make_unique<uint8_t[]>(len);
-    std::memcpy(f.owned.get(), payload, len);
-    f.payload = f.owned.get();
-    f.payload_len = len;
-  }
+  f.OwnPayload();  // snapshot: a later request of this batch may change the memory
+  held_responses_.push_back(std::move(f));
   // Nothing more received: answer now. Otherwise the next blocking read flushes.
   if (last_of_batch || held_responses_.size() >= kMaxHeldResponses) FlushResponses();
 }
