@@ -1,5 +1,7 @@
 #include "tools/bench/persist_bench.h"
 
+#include "tools/bench/measure_window.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -21,7 +23,6 @@
 namespace dpmfs::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using datapath::DataClient;
 using datapath::PersistMethod;
 using datapath::SlotResult;
@@ -53,14 +54,6 @@ class OffsetGenerator {
   uint64_t block_;
   uint64_t positions_;
 };
-
-uint64_t Nanos(Clock::duration d) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
-}
-
-Clock::duration ToDuration(double seconds) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
 
 std::string UtcNow() {
   std::time_t t = std::time(nullptr);
@@ -155,30 +148,17 @@ Result<Measurement> RunPersistCell(DataClient& client, uint32_t size, OffsetGene
     std::memcpy(client.slot_buffer(slot), payload, size);
     return client.Submit(slot, gen.Next(), size);
   };
-  hist->Reset();
-  uint64_t ops = 0;
-  bool measuring = false;
-  Clock::time_point start = Clock::now();
-  Clock::time_point warm_end = start + ToDuration(timing.warmup_seconds);
-  Clock::time_point end = warm_end + ToDuration(timing.seconds);
-  Clock::time_point mstart = warm_end, now = start;
+  MeasureWindow window(timing, hist);
   for (uint32_t s = 0; s < qd; ++s) DPMFS_RETURN_IF_ERROR(submit(s));
   while (true) {
     done->clear();
     DPMFS_RETURN_IF_ERROR(client.Reap(done));
-    now = Clock::now();
+    Clock::time_point now = Clock::now();
     for (const SlotResult& r : *done) {
       if (!r.status.ok()) return r.status;
-      if (measuring) {
-        hist->Record(Nanos(now - (*submitted)[r.slot]));
-        ++ops;
-      }
+      window.Record(now - (*submitted)[r.slot]);
     }
-    if (measuring && now >= end) break;
-    if (!measuring && now >= warm_end) {
-      measuring = true;
-      mstart = now;
-    }
+    if (!window.Advance(now)) break;
     for (const SlotResult& r : *done) DPMFS_RETURN_IF_ERROR(submit(r.slot));
   }
   // Leave the client idle for the next cell; these completions are not counted.
@@ -186,8 +166,7 @@ Result<Measurement> RunPersistCell(DataClient& client, uint32_t size, OffsetGene
     done->clear();
     DPMFS_RETURN_IF_ERROR(client.Reap(done));
   }
-  double seconds = std::chrono::duration<double>(now - mstart).count();
-  return Summarize(*hist, ops, seconds, size);
+  return window.Finish(size);
 }
 
 // Writes the whole window once, so that no measured cell pays the data server's first

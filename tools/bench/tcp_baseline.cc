@@ -1,5 +1,7 @@
 #include "tools/bench/tcp_baseline.h"
 
+#include "tools/bench/measure_window.h"
+
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -12,24 +14,12 @@
 namespace dpmfs::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr uint32_t kHelloMagic = 0x42545044;  // "DPTB"
 constexpr size_t kHelloSize = 8;               // magic, message size (u32 each, host order)
 constexpr size_t kReplySize = 8;
 constexpr size_t kServerReadBuffer = 256 * 1024;
 constexpr uint32_t kMaxMessage = 16u << 20;
 constexpr auto kConnectTimeout = std::chrono::milliseconds(2000);
-
-uint64_t Nanos(Clock::duration d) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
-}
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-Clock::duration ToDuration(double seconds) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
 
 Result<UniqueFd> ConnectAndHello(const Endpoint& server, uint32_t size) {
   if (size == 0 || size > kMaxMessage) {
@@ -120,28 +110,16 @@ Result<Measurement> RunTcpPingPong(const Endpoint& server, uint32_t size,
   DPMFS_ASSIGN_OR_RETURN(UniqueFd fd, ConnectAndHello(server, size));
   std::vector<uint8_t> msg(size, 0x5a);
   uint8_t reply[kReplySize];
-  hist->Reset();
-  uint64_t ops = 0;
-  bool measuring = false;
-  Clock::time_point start = Clock::now();
-  Clock::time_point warm_end = start + ToDuration(timing.warmup_seconds);
-  Clock::time_point end = warm_end + ToDuration(timing.seconds);
-  Clock::time_point mstart = warm_end, now = start;
+  MeasureWindow window(timing, hist);
   while (true) {
     Clock::time_point sent = Clock::now();
     DPMFS_RETURN_IF_ERROR(SendAll(fd.get(), msg.data(), size).WithContext("TCP ping-pong"));
     DPMFS_RETURN_IF_ERROR(RecvAll(fd.get(), reply, sizeof reply).WithContext("TCP ping-pong"));
-    now = Clock::now();
-    if (measuring) {
-      hist->Record(Nanos(now - sent));
-      ++ops;
-      if (now >= end) break;
-    } else if (now >= warm_end) {
-      measuring = true;
-      mstart = now;
-    }
+    Clock::time_point now = Clock::now();
+    window.Record(now - sent);
+    if (!window.Advance(now)) break;
   }
-  return Summarize(*hist, ops, Seconds(now - mstart), size);
+  return window.Finish(size);
 }
 
 Result<Measurement> RunTcpStream(const Endpoint& server, uint32_t size, uint32_t depth,
@@ -158,13 +136,7 @@ Result<Measurement> RunTcpStream(const Endpoint& server, uint32_t size, uint32_t
     ++outstanding;
     return SendAll(fd.get(), msg.data(), size);
   };
-  hist->Reset();
-  uint64_t ops = 0;
-  bool measuring = false;
-  Clock::time_point start = Clock::now();
-  Clock::time_point warm_end = start + ToDuration(timing.warmup_seconds);
-  Clock::time_point end = warm_end + ToDuration(timing.seconds);
-  Clock::time_point mstart = warm_end, now = start;
+  MeasureWindow window(timing, hist);
   for (uint32_t i = 0; i < depth; ++i) {
     DPMFS_RETURN_IF_ERROR(send_one().WithContext("TCP stream"));
   }
@@ -179,25 +151,18 @@ Result<Measurement> RunTcpStream(const Endpoint& server, uint32_t size, uint32_t
     have += static_cast<size_t>(r);
     size_t answers = have / kReplySize;
     have %= kReplySize;  // the answers' contents do not matter; keep the byte count only
-    now = Clock::now();
+    Clock::time_point now = Clock::now();
     for (size_t i = 0; i < answers; ++i) {
       if (outstanding == 0) return Status::Internal("TCP stream: more answers than messages");
-      if (measuring) {
-        hist->Record(Nanos(now - sent[head]));
-        ++ops;
-      }
+      window.Record(now - sent[head]);
       head = (head + 1) % depth;
       --outstanding;
     }
-    if (measuring && now >= end) break;
-    if (!measuring && now >= warm_end) {
-      measuring = true;
-      mstart = now;
-    }
+    if (!window.Advance(now)) break;
     while (outstanding < depth) DPMFS_RETURN_IF_ERROR(send_one().WithContext("TCP stream"));
   }
   // Closing with answers in flight is fine: the server sees EOF or a reset.
-  return Summarize(*hist, ops, Seconds(now - mstart), size);
+  return window.Finish(size);
 }
 
 }  // namespace dpmfs::bench
