@@ -1,0 +1,390 @@
+// The metadata RPC protocol: what a client (the FUSE client, tests, dpmfs-bench meta)
+// and dpmfs-meta say to each other over rpc/ (one opcode per operation).
+//
+// Every request payload is one of the *Request structs below, every reply payload is
+//   [int32 err][body]
+// where err is 0 or a positive Linux errno (ENOENT, EEXIST, ...) exactly as a kernel
+// would return it, and body is the operation's *Reply struct (present only when err==0).
+// A payload that does not decode is refused by the handler with an RPC-level
+// InvalidArgument (the RPC status), never with an errno: errno values are answers about
+// the namespace, RPC statuses are about the message.
+//
+// Encoding: little-endian, fixed-width integers, strings and byte arrays as u32 length +
+// bytes, vectors as u32 count + elements. Decoders check every length against what is
+// left of the buffer and against the limits below, reject trailing bytes, and never read
+// out of bounds: nothing from the wire is trusted.
+//
+// Thread-safety: free functions on values.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace dpmfs::meta {
+
+using InodeId = uint64_t;
+inline constexpr InodeId kRootInode = 1;
+
+// --- Limits (real ones: see the issue; Octopus had 50-byte names, we have 255) ---
+inline constexpr size_t kMaxNameLength = 255;        // bytes, like NAME_MAX
+inline constexpr size_t kMaxSymlinkLength = 4095;    // bytes, PATH_MAX - 1
+inline constexpr size_t kMaxXattrNameLength = 255;   // XATTR_NAME_MAX
+inline constexpr size_t kMaxXattrValueLength = 65536;  // XATTR_SIZE_MAX
+inline constexpr size_t kMaxXattrListLength = 65536;   // XATTR_LIST_MAX
+inline constexpr uint32_t kMaxLinks = 65000;         // EMLINK beyond (ext4's limit)
+inline constexpr uint32_t kMaxReaddirEntries = 1024;  // per Readdir reply
+inline constexpr uint32_t kMaxExtentsPerReply = 4096;
+inline constexpr uint32_t kMaxWrittenRanges = 1024;   // per Commit
+inline constexpr uint32_t kMaxDataServers = 256;
+inline constexpr uint64_t kMaxFileSize = 1ull << 44;  // 16 TiB of (sparse) address space
+// The RPC message size the metadata server grants (an xattr value of 64 KiB must fit).
+inline constexpr uint32_t kMetaMaxMessage = 256u << 10;
+
+enum class Opcode : uint16_t {
+  kRegister = 1,  // first call of a client: binds a lease to the RPC session
+  kHeartbeat = 2,
+  kUnregister = 3,
+  kLookup = 10,
+  kGetattr = 11,
+  kSetattr = 12,
+  kCreate = 13,
+  kMkdir = 14,
+  kMknod = 15,
+  kSymlink = 16,
+  kReadlink = 17,
+  kLink = 18,
+  kUnlink = 19,
+  kRmdir = 20,
+  kRename = 21,
+  kReaddir = 22,
+  kOpen = 23,
+  kRelease = 24,
+  kStatfs = 25,
+  kGetxattr = 26,
+  kSetxattr = 27,
+  kListxattr = 28,
+  kRemovexattr = 29,
+  kLayout = 30,
+  kAllocate = 31,
+  kCommit = 32,
+  kFallocate = 33,
+};
+std::string_view OpcodeName(Opcode op);  // "lookup", ...; "unknown" otherwise
+// True for opcodes that change the namespace (journaled, answered from the reply cache
+// when retried).
+bool IsMutation(Opcode op);
+
+struct Timespec {
+  int64_t sec = 0;
+  uint32_t nsec = 0;  // < 1e9 (validated)
+  bool operator==(const Timespec&) const = default;
+};
+
+// What stat(2) shows. mode carries the file type bits (S_IFREG, S_IFDIR, ...).
+struct InodeAttr {
+  InodeId ino = 0;
+  uint64_t generation = 0;  // never reused with the same ino
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 0;
+  uint64_t size = 0;
+  uint64_t blocks = 0;  // 512-byte units actually allocated
+  uint64_t rdev = 0;
+  Timespec atime, mtime, ctime;
+  bool operator==(const InodeAttr&) const = default;
+};
+
+// One piece of a file's data: [file_offset, file_offset+length) lives at pool_offset of
+// data server `server` (its index in ClusterInfo::servers; pool_offset is relative to
+// that pool's data area). Offsets and lengths are multiples of the block size; an extent
+// never crosses a stripe-unit boundary of the file.
+struct Extent {
+  uint64_t file_offset = 0;
+  uint64_t length = 0;
+  uint64_t pool_offset = 0;
+  uint32_t server = 0;
+  // Allocated but never written (fallocate, or allocated for a write that has not been
+  // committed): reads as zeros. A client writing into it writes whole blocks (zero
+  // padding) and names the blocks in Commit::written, which clears the flag.
+  static constexpr uint32_t kUnwritten = 1;
+  // Allocated by Allocate beyond what the write asked for (read-ahead of allocation for
+  // appends). Freed, while still unwritten and past EOF, at the file's last Release or
+  // when the allocating session's lease lapses. Fallocate'd blocks never carry it.
+  static constexpr uint32_t kSpeculative = 2;
+  uint32_t flags = 0;
+  bool operator==(const Extent&) const = default;
+};
+
+struct DataServerInfo {
+  uint32_t index = 0;
+  std::string endpoint;    // "host:port" as the metadata server was told
+  uint64_t data_size = 0;  // bytes of the pool's data area
+};
+
+struct ClusterInfo {
+  std::array<uint8_t, 16> cluster_uuid{};
+  uint32_t block_size = 0;   // allocation unit, bytes
+  uint32_t stripe_unit = 0;  // bytes, a multiple of block_size
+  std::vector<DataServerInfo> servers;
+};
+
+// ---- Requests and replies (field order = wire order) ----
+
+struct RegisterRequest {
+  std::string client_name;  // for logs and `dpmfs status` ("host:pid /mnt/x")
+};
+struct RegisterReply {
+  uint32_t lease_ms = 0;  // heartbeat at least every lease_ms/3
+  ClusterInfo cluster;
+};
+struct HeartbeatRequest {};
+struct HeartbeatReply {
+  // false: the server does not know this session (it expired): register again; open
+  // handles of the old session are gone.
+  bool known = false;
+};
+struct UnregisterRequest {};
+struct EmptyReply {};
+
+struct LookupRequest {
+  InodeId parent = 0;
+  std::string name;
+};
+// Lookup, Mkdir, Mknod, Symlink, Link reply with the entry's attributes.
+struct EntryReply {
+  InodeAttr attr;
+};
+struct GetattrRequest {
+  InodeId ino = 0;
+};
+struct AttrReply {
+  InodeAttr attr;
+};
+
+struct SetattrRequest {
+  InodeId ino = 0;
+  static constexpr uint32_t kMode = 1, kUid = 2, kGid = 4, kSize = 8, kAtime = 16,
+                            kMtime = 32, kAtimeNow = 64, kMtimeNow = 128, kCtime = 256;
+  uint32_t valid = 0;  // which of the fields below to apply
+  uint32_t mode = 0;   // permission bits only (07777); the type is immutable
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;   // truncate: shrinking frees blocks, growing makes a hole
+  Timespec atime, mtime, ctime;
+};
+
+struct CreateRequest {
+  InodeId parent = 0;
+  std::string name;
+  uint32_t mode = 0;   // S_IFREG | permission bits (umask already applied)
+  uint32_t uid = 0, gid = 0;
+  uint32_t flags = 0;  // open(2) flags: O_EXCL -> EEXIST if it exists; O_TRUNC
+};
+struct CreateReply {
+  InodeAttr attr;
+  uint64_t handle = 0;   // open handle, to pass to Release
+  bool created = false;  // false: it existed and was opened
+};
+struct MkdirRequest {
+  InodeId parent = 0;
+  std::string name;
+  uint32_t mode = 0;  // permission bits
+  uint32_t uid = 0, gid = 0;
+};
+struct MknodRequest {
+  InodeId parent = 0;
+  std::string name;
+  uint32_t mode = 0;  // S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK | permission bits
+  uint64_t rdev = 0;
+  uint32_t uid = 0, gid = 0;
+};
+struct SymlinkRequest {
+  InodeId parent = 0;
+  std::string name;
+  std::string target;
+  uint32_t uid = 0, gid = 0;
+};
+struct ReadlinkRequest {
+  InodeId ino = 0;
+};
+struct ReadlinkReply {
+  std::string target;
+};
+struct LinkRequest {
+  InodeId ino = 0;
+  InodeId new_parent = 0;
+  std::string new_name;
+};
+struct UnlinkRequest {  // also Rmdir
+  InodeId parent = 0;
+  std::string name;
+};
+struct RenameRequest {
+  InodeId parent = 0;
+  std::string name;
+  InodeId new_parent = 0;
+  std::string new_name;
+  uint32_t flags = 0;  // RENAME_NOREPLACE (1) | RENAME_EXCHANGE (2); others -> EINVAL
+};
+
+struct ReaddirRequest {
+  InodeId ino = 0;
+  uint64_t cookie = 0;  // 0: from the start; else the cookie of the last entry seen
+  uint32_t max_entries = 0;  // 1..kMaxReaddirEntries
+  bool plus = false;         // include attributes
+};
+struct DirEntry {
+  std::string name;
+  InodeId ino = 0;
+  uint32_t mode = 0;  // type bits at least; full mode when plus
+  // Stable: an entry keeps its cookie while it exists; entries added later get larger
+  // ones, so a readdir continuing from a cookie neither repeats nor skips survivors.
+  // "." and ".." are not returned (the client synthesizes them).
+  uint64_t cookie = 0;
+  InodeAttr attr;  // valid when the request had plus
+};
+struct ReaddirReply {
+  std::vector<DirEntry> entries;
+  bool eof = false;
+};
+
+struct OpenRequest {
+  InodeId ino = 0;
+  uint32_t flags = 0;  // open(2) flags; O_TRUNC truncates a regular file to 0
+};
+struct OpenReply {
+  InodeAttr attr;  // fresh, for close-to-open
+  uint64_t handle = 0;
+};
+struct ReleaseRequest {
+  InodeId ino = 0;
+  uint64_t handle = 0;
+};
+
+struct StatfsRequest {};
+struct StatfsReply {
+  uint32_t block_size = 0;
+  uint64_t total_blocks = 0;  // over every data pool
+  uint64_t free_blocks = 0;
+  uint64_t total_inodes = 0;
+  uint64_t free_inodes = 0;
+  uint32_t name_max = kMaxNameLength;
+};
+
+struct GetxattrRequest {
+  InodeId ino = 0;
+  std::string name;
+};
+struct GetxattrReply {
+  std::string value;  // bytes
+};
+struct SetxattrRequest {
+  InodeId ino = 0;
+  std::string name;
+  std::string value;
+  uint32_t flags = 0;  // XATTR_CREATE (1) / XATTR_REPLACE (2)
+};
+struct ListxattrRequest {
+  InodeId ino = 0;
+};
+struct ListxattrReply {
+  std::vector<std::string> names;
+};
+struct RemovexattrRequest {
+  InodeId ino = 0;
+  std::string name;
+};
+
+struct LayoutRequest {
+  InodeId ino = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;  // 0: to the end of the file's last extent
+};
+struct LayoutReply {
+  InodeAttr attr;
+  std::vector<Extent> extents;  // sorted by file_offset; holes are absent
+  // true when the reply stopped at kMaxExtentsPerReply before the range's end: ask
+  // again from the end of the last extent.
+  bool truncated = false;
+};
+// Extents for a write of [offset, offset+length): existing extents are returned as
+// they are, holes are allocated (kUnwritten) striped over the data servers. The server
+// may allocate more than asked past the range (to the end of the stripe unit) so that
+// small appends do not each need an Allocate; such blocks not committed by the time the
+// file's last handle is released (or its session's lease lapses) are freed.
+struct AllocateRequest {
+  InodeId ino = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+struct AllocateReply {
+  std::vector<Extent> extents;  // covering at least [offset, offset+length)
+};
+struct ByteRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+// After the data of a write is durable on the data servers: size = max(size, new_size)
+// when kSize is set, mtime/ctime set, and the blocks in `written` lose kUnwritten.
+struct CommitRequest {
+  InodeId ino = 0;
+  static constexpr uint32_t kSize = 1;
+  uint32_t valid = 0;
+  uint64_t new_size = 0;
+  Timespec mtime;
+  std::vector<ByteRange> written;  // block-aligned
+};
+struct FallocateRequest {
+  InodeId ino = 0;
+  uint32_t mode = 0;  // 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE,
+                      // FALLOC_FL_ZERO_RANGE; others -> EOPNOTSUPP
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// ---- Codec ----
+// EncodeRequest(x) is the request payload of x; DecodeRequest parses one (InvalidArgument
+// with what was wrong: truncated, trailing bytes, a length over its limit, a name with
+// '/' or NUL, nsec >= 1e9...). The same for replies, which carry the errno prefix.
+#define DPMFS_META_MESSAGES(X)                                                            \
+  X(RegisterRequest) X(RegisterReply) X(HeartbeatRequest) X(HeartbeatReply)              \
+  X(UnregisterRequest) X(EmptyReply) X(LookupRequest) X(EntryReply) X(GetattrRequest)    \
+  X(AttrReply) X(SetattrRequest) X(CreateRequest) X(CreateReply) X(MkdirRequest)         \
+  X(MknodRequest) X(SymlinkRequest) X(ReadlinkRequest) X(ReadlinkReply) X(LinkRequest)   \
+  X(UnlinkRequest) X(RenameRequest) X(ReaddirRequest) X(ReaddirReply) X(OpenRequest)     \
+  X(OpenReply) X(ReleaseRequest) X(StatfsRequest) X(StatfsReply) X(GetxattrRequest)      \
+  X(GetxattrReply) X(SetxattrRequest) X(ListxattrRequest) X(ListxattrReply)              \
+  X(RemovexattrRequest) X(LayoutRequest) X(LayoutReply) X(AllocateRequest)               \
+  X(AllocateReply) X(CommitRequest) X(FallocateRequest)
+
+#define DPMFS_DECLARE_CODEC(T)                                   \
+  std::vector<uint8_t> Encode(const T& m);                       \
+  void EncodeTo(const T& m, std::vector<uint8_t>* out);          \
+  Status Decode(std::span<const uint8_t> payload, T* m);
+DPMFS_META_MESSAGES(DPMFS_DECLARE_CODEC)
+#undef DPMFS_DECLARE_CODEC
+
+// A reply payload: [int32 err][Encode(body)] when err == 0, just [err] otherwise.
+template <class Body>
+std::vector<uint8_t> EncodeReply(const Body& body) {
+  std::vector<uint8_t> out(4, 0);
+  EncodeTo(body, &out);
+  return out;
+}
+std::vector<uint8_t> EncodeErrorReply(int err);  // err > 0
+// Splits a reply into its errno and body. InvalidArgument when shorter than 4 bytes, the
+// errno is negative, or an error reply carries a body.
+Status SplitReply(std::span<const uint8_t> payload, int* err, std::span<const uint8_t>* body);
+
+// Name checks shared by client and server: ENAMETOOLONG over kMaxNameLength, EINVAL for
+// "", ".", "..", or a name containing '/' or NUL. Returns 0 when valid.
+int CheckName(std::string_view name);
+
+}  // namespace dpmfs::meta
