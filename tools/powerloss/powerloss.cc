@@ -32,7 +32,7 @@ int64_t NsSince(Clock::time_point t0) {
 // mid-post), not only where the writer loop would check the clock.
 class KillTimer {
  public:
-  KillTimer(ServerProcess* server, Clock::time_point t0, Clock::time_point deadline)
+  KillTimer(DaemonProcess* server, Clock::time_point t0, Clock::time_point deadline)
       : server_(server), t0_(t0), deadline_(deadline), thread_([this] { Run(); }) {}
   ~KillTimer() {
     Cancel();
@@ -60,7 +60,7 @@ class KillTimer {
     server_->SendKill();
   }
 
-  ServerProcess* server_;
+  DaemonProcess* server_;
   Clock::time_point t0_;
   Clock::time_point deadline_;
   std::mutex mu_;
@@ -91,16 +91,16 @@ class QuietClientWarnings {
 
 }  // namespace
 
-Harness::Harness(ServerOptions server_options, RunOptions options, transport::Device& device)
+Harness::Harness(DaemonOptions server_options, RunOptions options, transport::Device& device)
     : server_options_(std::move(server_options)),
       options_(options),
       device_(device),
       run_nonce_((uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
       rng_(Mix64(options.seed)) {}
 
-Harness::~Harness() = default;  // ~ServerProcess kills and reaps a running server
+Harness::~Harness() = default;  // ~DaemonProcess kills and reaps a running server
 
-Status Harness::WithServerStderr(const Status& st, const ServerProcess* server) const {
+Status Harness::WithServerStderr(const Status& st, const DaemonProcess* server) const {
   if (server == nullptr) return st;
   std::string tail = server->StderrTail();
   return Status(st.code(), st.message() + "\n  data server: " + server->command() +
@@ -112,7 +112,7 @@ Status Harness::EnsureServer() {
     return Status::Aborted("interrupted by signal " + std::to_string(sig));
   }
   if (server_ != nullptr) return Status::OK();
-  DPMFS_ASSIGN_OR_RETURN(server_, ServerProcess::Start(server_options_, ++generation_));
+  DPMFS_ASSIGN_OR_RETURN(server_, DaemonProcess::Start(server_options_, ++generation_));
   spdlog::debug("data server pid {} ready at {}", server_->pid(), server_->endpoint().ToString());
   return Status::OK();
 }

@@ -16,7 +16,7 @@
 #include "common/status.h"
 #include "datapath/persist_method.h"
 #include "datapath/transport.h"
-#include "tools/powerloss/server_process.h"
+#include "common/daemon_process.h"
 
 namespace dpmfs::powerloss {
 
@@ -64,7 +64,7 @@ struct MethodStats {
 
 class Harness {
  public:
-  Harness(ServerOptions server_options, RunOptions options, transport::Device& device);
+  Harness(DaemonOptions server_options, RunOptions options, transport::Device& device);
   ~Harness();
 
   // Runs options.trials trials of `method`, accumulating into *stats. An error means the
@@ -76,12 +76,12 @@ class Harness {
   Status EnsureServer();
   Status RunTrial(datapath::PersistMethod method, uint32_t trial, MethodStats* stats);
   // Adds the data server's stderr tail to an error about it.
-  Status WithServerStderr(const Status& st, const ServerProcess* server) const;
+  Status WithServerStderr(const Status& st, const DaemonProcess* server) const;
 
-  ServerOptions server_options_;
+  DaemonOptions server_options_;
   RunOptions options_;
   transport::Device& device_;
-  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<DaemonProcess> server_;
   uint64_t generation_ = 0;
   // Trial ids mix a per-run random nonce into (seed, trial counter): with a kept --pool,
   // a record left by an earlier run with the same seed must not pass for a lost write.

@@ -294,28 +294,34 @@ int Run(int argc, char** argv) {
   };
   auto scratch = ScratchDir::Create(f.tmp_dir, f.keep);
   if (!scratch.ok()) return fail(scratch.status());
-  ServerOptions so;
-  so.data_bin = f.data_bin;
-  so.drain_delay_us = drain;
+  DaemonOptions so;
+  so.name = "data server";
+  so.log_prefix = "server";
   so.log_dir = scratch->path();
   so.keep_logs = f.keep;
   so.start_timeout = std::chrono::milliseconds(f.start_timeout_ms);
+  std::string pool_path;
   if (!f.pool.empty()) {
     auto info = pool::ReadPoolHeader(f.pool);
     if (!info.ok()) return fail(info.status());
     if (info->role != pool::Role::kData) {
       return fail(Status::InvalidArgument(f.pool + " is not a data pool"));
     }
-    so.pool = f.pool;
+    pool_path = f.pool;
   } else {
-    so.pool = scratch->path() + "/pool";
+    pool_path = scratch->path() + "/pool";
     pool::FormatOptions fo;
     fo.geometry.role = pool::Role::kData;
     fo.geometry.cluster = pool::ClusterUuid::Generate();
     fo.geometry.pool_size = *pool_size;
-    auto made = pool::FormatPool(so.pool, fo);
+    auto made = pool::FormatPool(pool_path, fo);
     if (!made.ok()) return fail(made.status());
-    spdlog::debug("formatted {} ({} data bytes)", so.pool, made->data_size);
+    spdlog::debug("formatted {} ({} data bytes)", pool_path, made->data_size);
+  }
+  so.argv = {f.data_bin, "--pool", pool_path, "--listen", "127.0.0.1:0", "--transport", "soft"};
+  if (drain) {
+    so.argv.push_back("--drain-delay-us");
+    so.argv.push_back(std::to_string(*drain));
   }
 
   transport::DeviceOptions dev;
@@ -375,6 +381,6 @@ int Run(int argc, char** argv) {
 int main(int argc, char** argv) {
   int rc = dpmfs::powerloss::Run(argc, argv);
   // Interrupted: everything is cleaned up by now; end the way the signal would have.
-  if (int sig = dpmfs::powerloss::InterruptSignal()) ::raise(sig);
+  if (int sig = dpmfs::InterruptSignal()) ::raise(sig);
   return rc;
 }

@@ -1,14 +1,14 @@
-// A dpmfs-data daemon run as a child process of dpmfs-powerloss: started with fork/exec,
-// ready once it printed its `READY <host:port>` line, killed with SIGKILL (the simulated
-// power loss) and reaped. The child never outlives the tool: the destructor kills and
-// reaps it, the child asks the kernel for SIGKILL when the tool dies
-// (PR_SET_PDEATHSIG), and KillAllServersFromSignalHandler covers SIGINT/SIGTERM.
+// A dpmfs daemon (dpmfs-data, dpmfs-meta) run as a child process of a tool or test:
+// started with fork/exec, ready once it printed its `READY <host:port>` line, killed with
+// SIGKILL (a crash / the simulated power loss) and reaped. The child never outlives its
+// parent: the destructor kills and reaps it, the child asks the kernel for SIGKILL when
+// the parent dies (PR_SET_PDEATHSIG), and InstallSignalCleanup covers SIGINT/SIGTERM.
 //
 // The daemon's stdout and stderr go to files in `log_dir` (not pipes: a pipe nobody
 // reads could block the daemon, and a closed one would kill it with SIGPIPE); the
 // stderr tail goes into every error message about the daemon.
 //
-// Thread-safety: one thread owns a ServerProcess; SendKill() may be called from any
+// Thread-safety: one thread owns a DaemonProcess; SendKill() may be called from any
 // thread while the owner is not calling Wait/destroying it.
 #pragma once
 
@@ -24,27 +24,26 @@
 #include "common/endpoint.h"
 #include "common/status.h"
 
-namespace dpmfs::powerloss {
+namespace dpmfs {
 
-struct ServerOptions {
-  std::string data_bin;                    // the dpmfs-data executable
-  std::string pool;                        // pool file
-  std::string listen = "127.0.0.1:0";      // port 0: the daemon picks one and reports it
-  std::optional<uint32_t> drain_delay_us;  // passed as --drain-delay-us when set
-  std::string log_dir;                     // where the daemon's stdout/stderr files go
-  bool keep_logs = false;                  // leave the log files behind
+struct DaemonOptions {
+  std::vector<std::string> argv;  // argv[0] is the executable's path
+  std::string name = "daemon";    // for messages: "data server", "metadata server"
+  std::string log_dir;            // where the daemon's stdout/stderr files go
+  std::string log_prefix = "daemon";  // files are <log_prefix>-<generation>.{out,err}
+  bool keep_logs = false;         // leave the log files behind
   std::chrono::milliseconds start_timeout{10000};
 };
 
-class ServerProcess {
+class DaemonProcess {
  public:
   // Spawns the daemon and waits for its READY line. `generation` numbers the log files.
   // Errors name the command and carry the daemon's stderr tail.
-  static Result<std::unique_ptr<ServerProcess>> Start(const ServerOptions& options,
+  static Result<std::unique_ptr<DaemonProcess>> Start(const DaemonOptions& options,
                                                       uint64_t generation);
-  ~ServerProcess();
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
+  ~DaemonProcess();
+  DaemonProcess(const DaemonProcess&) = delete;
+  DaemonProcess& operator=(const DaemonProcess&) = delete;
 
   pid_t pid() const { return pid_; }
   const Endpoint& endpoint() const { return endpoint_; }
@@ -63,7 +62,7 @@ class ServerProcess {
   std::string StderrTail(size_t max_bytes = 4096) const;
 
  private:
-  ServerProcess() = default;
+  DaemonProcess() = default;
   Status WaitReady(std::chrono::milliseconds timeout);
 
   pid_t pid_ = -1;
@@ -71,16 +70,17 @@ class ServerProcess {
   int wait_status_ = 0;
   Endpoint endpoint_;
   std::string command_;
+  std::string name_;
   std::string out_path_;
   std::string err_path_;
   bool keep_logs_ = false;
 };
 
-// Installs SIGINT/SIGTERM/SIGHUP handlers that SIGKILL every running server and note
+// Installs SIGINT/SIGTERM/SIGHUP handlers that SIGKILL every running daemon and note
 // the signal, so that the run stops at the next check and cleans up (scratch directory)
 // on its way out. A second signal acts at once (default action). Call once, early.
 void InstallSignalCleanup();
 // The signal that asked the run to stop, or 0.
 int InterruptSignal();
 
-}  // namespace dpmfs::powerloss
+}  // namespace dpmfs

@@ -1,4 +1,4 @@
-#include "tools/powerloss/server_process.h"
+#include "common/daemon_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -15,13 +15,13 @@
 
 #include <spdlog/spdlog.h>
 
-namespace dpmfs::powerloss {
+namespace dpmfs {
 namespace {
 
 // Pids of running servers, for the signal handler (which may only call kill()). A fixed
 // array of atomics: lock-free and async-signal-safe. One server runs at a time; a few
 // spare entries cover a start overlapping a not yet reaped predecessor.
-constexpr int kMaxServers = 8;
+constexpr int kMaxServers = 16;
 std::atomic<pid_t> g_servers[kMaxServers];
 std::atomic<int> g_interrupt{0};
 
@@ -31,7 +31,7 @@ void Register(pid_t pid) {
     if (s.compare_exchange_strong(expected, pid)) return;
   }
   spdlog::warn(
-      "more than {} data servers at once; pid {} is not covered by the signal "
+      "more than {} daemons at once; pid {} is not covered by the signal "
       "cleanup (PR_SET_PDEATHSIG still is)",
       kMaxServers, pid);
 }
@@ -79,19 +79,18 @@ void InstallSignalCleanup() {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
 }
 
-Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const ServerOptions& options,
+Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const DaemonOptions& options,
                                                             uint64_t generation) {
-  std::unique_ptr<ServerProcess> p(new ServerProcess());
+  std::unique_ptr<DaemonProcess> p(new DaemonProcess());
   p->keep_logs_ = options.keep_logs;
-  p->out_path_ = options.log_dir + "/server-" + std::to_string(generation) + ".out";
-  p->err_path_ = options.log_dir + "/server-" + std::to_string(generation) + ".err";
+  p->name_ = options.name;
+  p->out_path_ =
+      options.log_dir + "/" + options.log_prefix + "-" + std::to_string(generation) + ".out";
+  p->err_path_ =
+      options.log_dir + "/" + options.log_prefix + "-" + std::to_string(generation) + ".err";
+  if (options.argv.empty()) return Status::InvalidArgument("no command given for " + options.name);
 
-  std::vector<std::string> args = {options.data_bin, "--pool",      options.pool, "--listen",
-                                   options.listen,   "--transport", "soft"};
-  if (options.drain_delay_us) {
-    args.push_back("--drain-delay-us");
-    args.push_back(std::to_string(*options.drain_delay_us));
-  }
+  std::vector<std::string> args = options.argv;
   for (const auto& a : args) p->command_ += (p->command_.empty() ? "" : " ") + a;
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -111,7 +110,7 @@ Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const ServerOptions&
     int e = errno;
     ::close(out_fd);
     ::close(err_fd);
-    return Status::FromErrno(e, "fork for " + options.data_bin);
+    return Status::FromErrno(e, "fork for " + args[0]);
   }
   if (pid == 0) {
     // Child: only async-signal-safe calls until exec.
@@ -126,7 +125,7 @@ Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const ServerOptions&
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::execv(argv[0], argv.data());
-    const char* msg = "dpmfs-powerloss: exec of the data server failed: ";
+    const char* msg = "exec of the daemon failed: ";
     (void)!::write(STDERR_FILENO, msg, std::strlen(msg));
     const char* why = std::strerror(errno);
     (void)!::write(STDERR_FILENO, why, std::strlen(why));
@@ -137,7 +136,7 @@ Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const ServerOptions&
   ::close(err_fd);
   p->pid_ = pid;
   Register(pid);
-  spdlog::debug("started data server pid {}: {}", pid, p->command_);
+  spdlog::debug("started {} pid {}: {}", p->name_, pid, p->command_);
   Status st = p->WaitReady(options.start_timeout);
   if (!st.ok()) {
     p->SendKill();
@@ -149,7 +148,7 @@ Result<std::unique_ptr<ServerProcess>> ServerProcess::Start(const ServerOptions&
   return p;
 }
 
-Status ServerProcess::WaitReady(std::chrono::milliseconds timeout) {
+Status DaemonProcess::WaitReady(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Polling a file is cheap next to the daemon's start-up (mapping the pool) and keeps
   // this free of pipes (see the header).
@@ -163,12 +162,12 @@ Status ServerProcess::WaitReady(std::chrono::milliseconds timeout) {
         std::string addr = out.substr(pos + 6, end - pos - 6);
         auto ep = Endpoint::Parse(addr);
         if (!ep.ok()) {
-          return Status::Corruption("data server printed a READY line with a bad address '" + addr +
+          return Status::Corruption(name_ + " printed a READY line with a bad address '" + addr +
                                     "': " + ep.status().message());
         }
         if (ep->port == 0) {
           return Status::Corruption(
-              "data server reported port 0 in its READY line; it must "
+              name_ + " reported port 0 in its READY line; it must "
               "report the port it bound");
         }
         endpoint_ = *ep;
@@ -176,11 +175,11 @@ Status ServerProcess::WaitReady(std::chrono::milliseconds timeout) {
       }
     }
     if (Exited()) {
-      return Status::Unavailable("data server " + DescribeWaitStatus(wait_status_) +
+      return Status::Unavailable(name_ + " " + DescribeWaitStatus(wait_status_) +
                                  " before it was ready");
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      return Status::TimedOut("data server printed no READY line within " +
+      return Status::TimedOut(name_ + " printed no READY line within " +
                               std::to_string(timeout.count()) + " ms");
     }
     std::this_thread::sleep_for(sleep);
@@ -188,11 +187,11 @@ Status ServerProcess::WaitReady(std::chrono::milliseconds timeout) {
   }
 }
 
-void ServerProcess::SendKill() {
+void DaemonProcess::SendKill() {
   if (pid_ > 0 && !reaped_) ::kill(pid_, SIGKILL);
 }
 
-bool ServerProcess::Exited() {
+bool DaemonProcess::Exited() {
   if (reaped_) return true;
   int status = 0;
   pid_t r = ::waitpid(pid_, &status, WNOHANG);
@@ -205,11 +204,11 @@ bool ServerProcess::Exited() {
   return false;
 }
 
-Result<std::string> ServerProcess::Wait(std::chrono::milliseconds timeout) {
+Result<std::string> DaemonProcess::Wait(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!Exited()) {
     if (std::chrono::steady_clock::now() >= deadline) {
-      return Status::TimedOut("data server pid " + std::to_string(pid_) + " did not exit within " +
+      return Status::TimedOut(name_ + " pid " + std::to_string(pid_) + " did not exit within " +
                               std::to_string(timeout.count()) + " ms");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
@@ -217,11 +216,11 @@ Result<std::string> ServerProcess::Wait(std::chrono::milliseconds timeout) {
   return DescribeWaitStatus(wait_status_);
 }
 
-bool ServerProcess::KilledBySigkill() const {
+bool DaemonProcess::KilledBySigkill() const {
   return reaped_ && WIFSIGNALED(wait_status_) && WTERMSIG(wait_status_) == SIGKILL;
 }
 
-std::string ServerProcess::StderrTail(size_t max_bytes) const {
+std::string DaemonProcess::StderrTail(size_t max_bytes) const {
   std::string err = ReadFile(err_path_);
   if (err.size() > max_bytes) err = "..." + err.substr(err.size() - max_bytes);
   // Indent for embedding in a multi-line error message.
@@ -234,7 +233,7 @@ std::string ServerProcess::StderrTail(size_t max_bytes) const {
   return err.empty() ? std::string() : out;
 }
 
-ServerProcess::~ServerProcess() {
+DaemonProcess::~DaemonProcess() {
   if (pid_ > 0 && !reaped_) {
     SendKill();
     auto r = Wait(std::chrono::seconds(10));
@@ -246,4 +245,4 @@ ServerProcess::~ServerProcess() {
   }
 }
 
-}  // namespace dpmfs::powerloss
+}  // namespace dpmfs
