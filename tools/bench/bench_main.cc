@@ -1,6 +1,6 @@
 // dpmfs-bench: the benchmarks of dpmfs, one subcommand each. `persist` measures the
-// persist methods of the data path against a raw-TCP baseline; `meta` (metadata server)
-// and `fs` (through a mount) are to come.
+// persist methods of the data path against a raw-TCP baseline; `fs` runs fio and a
+// metadata profile through a mount beside bindfs and tmpfs.
 #include <signal.h>
 
 #include <iostream>
@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/cli.h"
+#include "tools/bench/fs_bench.h"
 #include "tools/bench/persist_bench.h"
 
 using namespace dpmfs;
@@ -23,7 +24,8 @@ int main(int argc, char** argv) {
 
   bench::PersistBenchOptions persist;
   CLI::App* persist_cmd = bench::AddPersistCommand(app, &persist);
-  // Later: bench::AddMetaCommand(app, ...), bench::AddFsCommand(app, ...).
+  bench::FsBenchOptions fs;
+  CLI::App* fs_cmd = bench::AddFsCommand(app, &fs);
 
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
   // A baseline peer that goes away must be an error value, not a signal.
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
 
   Status st;
   if (*persist_cmd) st = bench::RunPersistBench(persist);
+  if (*fs_cmd) st = bench::RunFsBench(fs);
   if (!st.ok()) {
     std::cerr << "dpmfs-bench: error: " << st.ToString() << "\n";
     return 1;
