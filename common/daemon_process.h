@@ -3,6 +3,8 @@
 // SIGKILL (a crash / the simulated power loss) and reaped. The child never outlives its
 // parent: the destructor kills and reaps it, the child asks the kernel for SIGKILL when
 // the parent dies (PR_SET_PDEATHSIG), and InstallSignalCleanup covers SIGINT/SIGTERM.
+// Note: PR_SET_PDEATHSIG fires when the THREAD that called Start exits, not only the
+// process: start long-lived daemons from a thread that outlives their use.
 //
 // The daemon's stdout and stderr go to files in `log_dir` (not pipes: a pipe nobody
 // reads could block the daemon, and a closed one would kill it with SIGPIPE); the
