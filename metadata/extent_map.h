@@ -2,6 +2,13 @@
 // kept sorted by file offset with no overlaps, adjacent compatible extents merged.
 // No fixed extent limit (Octopus allowed 20 per file); lookups are O(log n).
 //
+// Ranges: every (offset, length) argument is [offset, offset+length); a length running
+// past 2^64 is clipped there, so Remove(offset, UINT64_MAX, ...) means "to the end".
+// Output vectors are appended to, never cleared; `freed` may be null.
+// Asserted preconditions (Insert overlap, BlockAllocator::Free of free space, unaligned
+// Allocate lengths) are checked in every build type and abort the process: continuing
+// would map a block twice and corrupt files.
+//
 // Thread-safety: none; the namespace's lock for the inode guards it.
 #pragma once
 
@@ -28,13 +35,13 @@ class ExtentMap {
   // Extents overlapping [offset, offset+length), clipped to it, in file order; at most
   // `max` (returns true if it stopped early because of `max`). length 0 = to the end.
   bool Find(uint64_t offset, uint64_t length, size_t max, std::vector<Extent>* out) const;
-  // The uncovered sub-ranges of [offset, offset+length), in order.
+  // The uncovered sub-ranges of [offset, offset+length), in order (none when length 0).
   void Holes(uint64_t offset, uint64_t length, std::vector<ByteRange>* out) const;
   // Adds an extent that overlaps none present (asserted); merges with neighbours that
   // continue it (same server, contiguous file and pool offsets, same flags).
   void Insert(const Extent& e);
   // Removes [offset, offset+length) (splitting extents at the edges) and appends the pool
-  // ranges that became free to `freed`. Returns the bytes removed.
+  // ranges that became free to `freed`. Returns the bytes removed. length 0: nothing.
   uint64_t Remove(uint64_t offset, uint64_t length, std::vector<PoolRange>* freed);
   // Clears kUnwritten and kSpeculative on the allocated parts of [offset, offset+length),
   // splitting at the edges and merging afterwards. Returns the bytes changed.
@@ -53,8 +60,9 @@ class ExtentMap {
   void Clear() { extents_.clear(); allocated_bytes_ = 0; }
   // Every extent in file order (serialization, recovery, fsck).
   void ForEach(const std::function<void(const Extent&)>& fn) const;
-  // The next data or hole offset at/after `offset` (SEEK_DATA/SEEK_HOLE semantics for
-  // allocated, written-or-unwritten data); -1 when there is none before `size`.
+  // SEEK_DATA: the first offset >= `offset` that lies inside an extent (written or
+  // unwritten: both are allocated data) and is < `size`; -1 when there is none (also
+  // when offset >= size). SEEK_HOLE is answered from Holes (EOF counts as a hole).
   int64_t SeekData(uint64_t offset, uint64_t size) const;
 
  private:
@@ -69,19 +77,27 @@ class ExtentMap {
 // Thread-safety: none; guarded by the caller (one allocator lock per data pool).
 class BlockAllocator {
  public:
+  // data_size is rounded down to whole blocks; block_size must be > 0.
   BlockAllocator(uint32_t server, uint64_t data_size, uint32_t block_size);
+
+  // A hint that prefers nothing (any hint outside the pool does the same).
+  static constexpr uint64_t kNoHint = ~uint64_t{0};
 
   // Allocates exactly `length` bytes (a multiple of the block size) as one or more
   // ranges, preferring to start at `hint` (a pool offset, e.g. the end of the file's
   // previous extent on this server) so a growing file stays contiguous; otherwise the
   // first free range that fits (next-fit from a roving cursor), splitting only when no
   // single range fits. Returns false and allocates nothing when there is not enough free
-  // space (ENOSPC).
+  // space (ENOSPC). The hint is rounded down to a block; when its block is free the
+  // first range starts there and runs as far as both the free space and `length` allow,
+  // the rest placed as above. Only the next-fit placement moves the cursor (to the end
+  // of what it placed). length 0 succeeds with nothing.
   bool Allocate(uint64_t length, uint64_t hint, std::vector<PoolRange>* out);
   // Returns a range to the free pool (asserted: it was in use).
   void Free(uint64_t pool_offset, uint64_t length);
-  // Marks a range in use while rebuilding; false if any part was already in use or the
-  // range leaves the pool (a corrupt extent map).
+  // Marks a range in use while rebuilding; false if any part was already in use, the
+  // range leaves the pool or is not block-aligned (a corrupt extent map): then nothing
+  // changes.
   bool MarkUsed(uint64_t pool_offset, uint64_t length);
 
   uint32_t server() const { return server_; }
@@ -96,6 +112,9 @@ class BlockAllocator {
   uint64_t free_;
   uint64_t cursor_ = 0;
   std::map<uint64_t, uint64_t> free_ranges_;  // offset -> length, coalesced
+  // Every free range is shorter than this (a bound learnt from a failed next-fit scan,
+  // raised by Free): lets Allocate skip the O(ranges) scan on a fragmented pool.
+  uint64_t no_fit_ = ~uint64_t{0};
 };
 
 // Which data server holds stripe unit `unit` (file offset / stripe_unit) of inode `ino`:

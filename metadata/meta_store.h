@@ -5,12 +5,15 @@
 // Layout (inside the pool's data area; documented in metadata/README.md):
 //   superblock  4 KiB: magic "DPMFSMS1", version, stripe unit, the data pools of the
 //               cluster (index, block size, data size), region offsets/sizes, CRC32C.
-//   journal     a header (base LSN, generation, CRC) + an 8-byte durable-LSN word on its
-//               own cache line + records [magic u32][len u32][lsn u64][crc u32][pad]
-//               [payload], 8-byte aligned, appended linearly from the start.
-//   checkpoint  two slots, A and B; each [header: magic, through_lsn, length, crc of
-//               the blob, crc of the header][blob]. The valid slot with the highest
-//               through_lsn is current.
+//   journal     a header (base LSN, generation, CRC; two copies written alternately, so
+//               a torn header write never destroys the current one) + an 8-byte
+//               durable-LSN word on its own cache line + records [magic u32][len u32]
+//               [lsn u64][crc u32][pad][payload], 8-byte aligned, appended linearly from
+//               the start.
+//   checkpoint  two slots, A and B; each [header: magic, generation, through_lsn, length,
+//               crc of the blob, crc of the header][blob]. The slot with the highest
+//               generation is current and must be intact (an older one is no substitute:
+//               the journal that led from it is gone).
 //
 // Durability: Append returns after the record and then the durable-LSN word are
 // persisted (pmem_persist on real PM; on a non-PM file the page cache survives kill -9,
@@ -29,6 +32,8 @@
 // with anything else.
 #pragma once
 
+#include <array>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,6 +48,21 @@
 
 namespace dpmfs::meta {
 
+// Byte offsets inside the regions (full layout in metadata/README.md); exposed for tests,
+// crash tools and fsck, which look at the media directly.
+namespace store_layout {
+inline constexpr uint64_t kPage = 4096;                 // every region is page aligned
+inline constexpr uint64_t kSuperblockSize = 4096;       // at the start of the data area
+inline constexpr uint64_t kJournalHeaderCopy[2] = {0, 64};  // two copies, by generation % 2
+inline constexpr uint64_t kDurableLsnOffset = 128;      // u64 on its own 64-byte line
+inline constexpr uint64_t kReserveMarkOffset = 192;     // u64: no record byte at or past it
+inline constexpr uint64_t kReserveStep = 1 << 20;       // the mark moves in 1 MiB steps
+inline constexpr uint64_t kRecordAreaOffset = 4096;     // records start here in the journal
+inline constexpr uint64_t kRecordHeaderSize = 24;       // magic, len, lsn, crc, pad
+inline constexpr uint32_t kRecordMagic = 0x31524a44;    // "DJR1" little-endian
+inline constexpr uint64_t kSlotBlobOffset = 4096;       // blob after the slot header page
+}  // namespace store_layout
+
 struct DataPoolGeometry {
   uint32_t index = 0;
   uint32_t block_size = 0;
@@ -53,6 +73,12 @@ struct Superblock {
   uint32_t version = 1;
   uint32_t stripe_unit = 0;  // bytes; a multiple of every data pool's block size
   std::vector<DataPoolGeometry> data_pools;  // index order, 1..kMaxDataServers
+  // Where the regions lie, as byte offsets in the pool file (filled by Open and
+  // ReadSuperblock; mkfs show prints them). Layout in metadata/README.md.
+  uint64_t journal_offset = 0;
+  uint64_t journal_size = 0;                     // header page + record area
+  std::array<uint64_t, 2> checkpoint_offset{};  // slot A, slot B
+  uint64_t checkpoint_slot_size = 0;             // header page + blob area, per slot
 };
 
 struct MetaFormatOptions {
@@ -72,6 +98,10 @@ struct RecoveryStats {
   double seconds = 0;
 };
 
+// Checks `options` against a metadata pool data area of `data_area_size` bytes, as Format
+// does, without touching anything (mkfs calls it before it formats the pool file).
+Status ValidateFormatOptions(uint64_t data_area_size, const MetaFormatOptions& options);
+
 class MetaStore {
  public:
   // Writes a superblock and empty journal/checkpoints into a pool that mkfs already
@@ -81,6 +111,8 @@ class MetaStore {
 
   // Opens (maps) a metadata pool and validates its superblock: Corruption (with the
   // offset) / NotSupported (newer version) / InvalidArgument (not a metadata pool).
+  // The store holds an exclusive flock on the pool file while it lives: a second Open of
+  // the same pool (another dpmfs-meta, or the same process) is FailedPrecondition.
   static Result<std::unique_ptr<MetaStore>> Open(const std::string& path,
                                                  const pool::OpenExpectations& expect,
                                                  bool msync = false);
@@ -98,7 +130,10 @@ class MetaStore {
                  RecoveryStats* stats);
 
   // Appends one record and returns its LSN once it is durable. ResourceExhausted when
-  // the journal has no room (the caller checkpoints and retries).
+  // the journal has no room (the caller checkpoints and retries), or when the record is
+  // larger than the whole journal (then only a checkpoint can hold it). FailedPrecondition
+  // before Recover. After a failed persist (IOError, msync mode only) every later call
+  // fails too: the store cannot tell what reached the media.
   Result<uint64_t> Append(std::span<const uint8_t> record);
   // Fraction of the journal in use, 0..1: the caller checkpoints when it passes its
   // threshold.
@@ -107,7 +142,8 @@ class MetaStore {
   uint64_t journal_capacity() const;
   uint64_t checkpoint_capacity() const;  // largest blob a slot holds
 
-  // See the class comment. ResourceExhausted (with both sizes) if the blob does not fit.
+  // See the class comment. ResourceExhausted (with both sizes) if the blob does not fit;
+  // FailedPrecondition unless through_lsn == last_lsn() with no Append in flight.
   Status WriteCheckpoint(uint64_t through_lsn, std::span<const uint8_t> blob);
 
  private:
@@ -116,6 +152,41 @@ class MetaStore {
   std::optional<pool::MappedPool> pool_;
   Superblock superblock_;
   mutable std::mutex mu_;
+
+  // Makes a range durable: PersistAfterCrash, or Persist (msync) in msync mode.
+  Status PersistRange(const void* addr, size_t len);
+  // Starts journal generation `generation` at `base_lsn` (the last step of a checkpoint,
+  // also finished by Recover after a crash inside it). `used`: bytes of records to zero,
+  // UINT64_MAX to find them.
+  Status ResetJournal(uint64_t generation, uint64_t base_lsn, uint64_t used);
+  // Zeroes the record area in [from, limit) up to its last non-zero byte.
+  Status ZeroRecordTail(uint64_t from, uint64_t limit);
+  // Sets the reserve mark word (and reserve_mark_) to `mark` and persists it.
+  Status SetReserveMark(uint64_t mark);
+
+  // Fixed after Open.
+  int lock_fd_ = -1;
+  bool msync_ = false;
+  uint8_t* journal_ = nullptr;  // journal region (header page, then records)
+  uint8_t* records_ = nullptr;  // record area
+  uint64_t records_capacity_ = 0;
+  uint8_t* slots_[2] = {nullptr, nullptr};
+  uint64_t slot_capacity_ = 0;  // blob bytes per slot
+
+  // Journal state, guarded by mu_ (set by Recover).
+  static constexpr uint64_t kCompletionRing = 1024;  // appends in flight at most
+  std::condition_variable cv_;
+  bool recovered_ = false;
+  Status failed_;                  // sticky persist failure
+  uint64_t generation_ = 0;        // current journal generation
+  int current_slot_ = -1;          // slot of the current checkpoint; -1: none yet
+  uint64_t tail_ = 0;              // next free byte of the record area
+  uint64_t reserve_mark_ = 0;      // the reserve mark word on media holds this (>= tail_)
+  uint64_t next_lsn_ = 1;          // LSN the next Append gets
+  uint64_t written_lsn_ = 0;       // every record <= this is written and flushed
+  uint64_t durable_lsn_ = 0;       // the durable-LSN word on media holds this
+  bool persisting_ = false;        // a thread is persisting the durable-LSN word
+  std::array<uint8_t, kCompletionRing> done_{};  // written flags for LSNs > written_lsn_
 };
 
 // Reads the superblock of the metadata pool at `path` (for mkfs show / dpmfs status).

@@ -2,34 +2,52 @@
 //
 //   mkfs.dpmfs data PATH --size 1G [--block-size 4096] [--index N] [--cluster UUID]
 //                        [--force] [--no-zero]
+//   mkfs.dpmfs meta PATH --size 256M --data-pool DATA_POOL [--data-pool ...]
+//                        [--stripe-unit 1M] [--force]
+//   mkfs.dpmfs cluster CLUSTER_FILE [--force]
 //   mkfs.dpmfs show PATH
 //
 // Each subcommand is a small struct that registers its flags and runs once parsing
-// succeeded; `meta` (the metadata pool) and `cluster CLUSTER_FILE` (every pool named by a
-// cluster file) will be added the same way once the metadata server defines its layout.
+// succeeded. `meta` takes the cluster UUID and the data pools' geometry from the data
+// pools' headers, so the metadata pool can only describe pools that exist; `cluster`
+// formats every pool a cluster file names (common/cluster_file.h), data pools first.
 //
 // Exit codes: 0 success, 1 runtime failure ("mkfs.dpmfs: error: ..."), 2 usage error
-// (bad flags, or a geometry FormatPool rejects as invalid).
+// (bad flags, a bad cluster file, or a geometry FormatPool rejects as invalid).
 // Thread-safety: single-threaded program.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
-#include <exception>
 #include <ctime>
+#include <exception>
+#include <filesystem>
+#include <iomanip>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "common/cli.h"
+#include "common/cluster_file.h"
 #include "common/pool.h"
 #include "common/status.h"
+#include "metadata/meta_protocol.h"
+#include "metadata/meta_store.h"
 
 namespace dpmfs::mkfs {
 namespace {
 
+static_assert(kMaxClusterDataServers == meta::kMaxDataServers,
+              "a cluster file must not name more data pools than a superblock describes");
+
 constexpr char kProgram[] = "mkfs.dpmfs";
+// The metadata pool's allocation unit: it only holds the journal and checkpoints.
+constexpr uint32_t kMetaBlockSize = 4096;
 constexpr uint64_t kProgressThreshold = 256ull << 20;
 
 // Prints the error; returns 2 when it was the user's input that was invalid (asked for by
@@ -81,6 +99,60 @@ void PrintInfo(const std::string& path, const pool::PoolInfo& info) {
             << "data size:      " << sized(info.data_size) << ", "
             << info.data_size / info.block_size << " blocks\n"
             << "created:        " << FormatTime(info.created_unix_ns) << "\n";
+}
+
+void PrintSuperblock(const meta::Superblock& sb) {
+  auto sized = [](uint64_t v) { return std::to_string(v) + " (" + pool::FormatSize(v) + ")"; };
+  std::cout << "metadata superblock:\n"
+            << "  version:      " << sb.version << "\n"
+            << "  stripe unit:  " << sized(sb.stripe_unit) << "\n"
+            << "  journal:      " << sized(sb.journal_size) << " at offset " << sb.journal_offset
+            << "\n"
+            << "  checkpoints:  2 slots of " << sized(sb.checkpoint_slot_size) << " at offsets "
+            << sb.checkpoint_offset[0] << " and " << sb.checkpoint_offset[1] << "\n"
+            << "  data pools:   " << sb.data_pools.size() << "\n";
+  for (const meta::DataPoolGeometry& g : sb.data_pools) {
+    std::cout << "    index " << g.index << ": block size " << g.block_size << ", data size "
+              << sized(g.data_size) << ", " << g.data_size / g.block_size << " blocks\n";
+  }
+}
+
+// The data area FormatPool will give a pool of `pool_size` bytes with `block_size` blocks
+// (0 when the pool is too small, which FormatPool reports with the minimum).
+uint64_t DataSizeFor(uint64_t pool_size, uint32_t block_size) {
+  uint64_t offset = pool::DataOffsetFor(block_size);
+  return pool_size > offset ? (pool_size - offset) / block_size * block_size : 0;
+}
+
+// True when `path` starts with the dpmfs pool magic (a valid pool or a damaged one): the
+// files mkfs refuses to overwrite without --force.
+bool HoldsPool(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  Result<pool::PoolInfo> info = pool::ReadPoolHeader(path);
+  return info.ok() || info.status().code() == StatusCode::kCorruption ||
+         info.status().code() == StatusCode::kNotSupported;
+}
+
+// A running dpmfs-meta holds a flock on its pool (meta::MetaStore::Open): formatting it
+// under the server's feet would destroy the file system it is serving, --force or not.
+Status CheckMetaPoolNotInUse(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::OK();  // nothing there, or FormatPool reports why
+  Status st;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    st = Status::FailedPrecondition(path +
+                                    " is in use by a running metadata server; stop it first");
+  }
+  ::close(fd);
+  return st;
+}
+
+std::string DescribePool(const std::string& path) {
+  Result<pool::PoolInfo> info = pool::ReadPoolHeader(path);
+  if (!info.ok()) return "a damaged dpmfs pool (" + info.status().message() + ")";
+  return "a dpmfs " + std::string(pool::RoleName(info->role)) + " pool (cluster " +
+         info->cluster.ToString() + ", index " + std::to_string(info->index) + ")";
 }
 
 // Percentage on stderr, only when the wait is long enough to wonder about (large pools)
@@ -192,13 +264,283 @@ struct DataCommand {
   }
 };
 
+// Formats one pool file with a progress report; InvalidArgument means the geometry.
+Result<pool::PoolInfo> FormatWithProgress(const std::string& path, const pool::PoolGeometry& g,
+                                          bool force) {
+  pool::FormatOptions options;
+  options.geometry = g;
+  options.force = force;
+  options.zero_data = true;
+  Progress progress(path, g.pool_size);
+  options.progress = [&progress](uint64_t done, uint64_t total) { progress.Update(done, total); };
+  return pool::FormatPool(path, options);
+}
+
+// Formats the metadata pool at `path` (FormatPool, then the superblock and empty journal
+// and checkpoints). The caller validated `options` with meta::ValidateFormatOptions.
+Result<pool::PoolInfo> FormatMetaPool(const std::string& path, uint64_t pool_size,
+                                      const pool::ClusterUuid& cluster,
+                                      const meta::MetaFormatOptions& options, bool force) {
+  DPMFS_RETURN_IF_ERROR(CheckMetaPoolNotInUse(path));
+  DPMFS_ASSIGN_OR_RETURN(
+      pool::PoolInfo info,
+      FormatWithProgress(path, {pool::Role::kMetadata, cluster, 0, kMetaBlockSize, pool_size},
+                         force));
+  DPMFS_ASSIGN_OR_RETURN(pool::MappedPool mapped,
+                         pool::MappedPool::Open(path, {pool::Role::kMetadata, cluster, 0u}));
+  Status st = meta::MetaStore::Format(mapped, options);
+  if (!st.ok()) {
+    // The pool header is written but the superblock is not: every server refuses the
+    // pool ("superblock missing"), and --force formats it again.
+    return Status(st.code(), st.message() + " (the pool header of " + path +
+                                 " was written; rerun with --force)");
+  }
+  return info;
+}
+
+// Checks the geometry a metadata pool of `pool_size` bytes needs, before anything is
+// formatted. InvalidArgument (a usage error) when it cannot work.
+Status PrecheckMetaPool(uint64_t pool_size, const meta::MetaFormatOptions& options) {
+  uint64_t min = pool::MinPoolSize(kMetaBlockSize);
+  if (pool_size < min) {
+    return Status::InvalidArgument("metadata pool size " + std::to_string(pool_size) + " (" +
+                                   pool::FormatSize(pool_size) + ") is too small: the minimum is " +
+                                   std::to_string(min) + " bytes");
+  }
+  return meta::ValidateFormatOptions(DataSizeFor(pool_size, kMetaBlockSize), options);
+}
+
+// `mkfs.dpmfs meta PATH --size S --data-pool P [--data-pool P ...]`
+struct MetaCommand {
+  CLI::App* cmd = nullptr;
+  std::string path;
+  std::string size;
+  std::vector<std::string> data_pools;
+  std::string stripe_unit = "1M";
+  bool force = false;
+
+  void Register(CLI::App& app) {
+    cmd = app.add_subcommand(
+        "meta",
+        "Format the metadata pool of a cluster whose data pools are formatted already: the "
+        "cluster UUID and the data pools' geometry come from their headers");
+    cmd->add_option("PATH", path, "Metadata pool file to create (e.g. /dev/shm/dpmfs-meta)")
+        ->required();
+    cmd->add_option("--size", size,
+                    "Size of the whole pool file (binary suffixes K, M, G, T). A quarter of its "
+                    "data area holds the journal, the rest two checkpoint slots")
+        ->required()
+        ->check(SizeValidator());
+    cmd->add_option("--data-pool", data_pools,
+                    "A data pool of the cluster (repeat for each; all of them, indexes 0..N-1, "
+                    "one cluster UUID)")
+        ->required();
+    cmd->add_option("--stripe-unit", stripe_unit,
+                    "Bytes of a file placed on one data pool before the next: a multiple of "
+                    "every data pool's block size")
+        ->capture_default_str()
+        ->check(SizeValidator());
+    cmd->add_flag("--force", force,
+                  "Overwrite a file that already holds a dpmfs pool (its contents are lost)");
+  }
+
+  int Run() {
+    uint64_t pool_size = *pool::ParseSize(size);
+    uint64_t su = *pool::ParseSize(stripe_unit);
+    if (su == 0 || su > (1ull << 31)) {
+      return Fail(Status::InvalidArgument("--stripe-unit " + stripe_unit +
+                                          " is not between 1 byte and 2G"),
+                  true);
+    }
+    std::error_code ec;
+    std::vector<std::pair<std::string, pool::PoolInfo>> pools;
+    for (const std::string& p : data_pools) {
+      if (std::filesystem::equivalent(p, path, ec)) {
+        return Fail(Status::InvalidArgument("the metadata pool " + path +
+                                            " cannot also be a --data-pool"),
+                    true);
+      }
+      Result<pool::PoolInfo> info = pool::ReadPoolHeader(p);
+      if (!info.ok()) return Fail(info.status().WithContext("--data-pool " + p));
+      if (info->role != pool::Role::kData) {
+        return Fail(Status::InvalidArgument("--data-pool " + p + " is a " +
+                                            std::string(pool::RoleName(info->role)) +
+                                            " pool, not a data pool"));
+      }
+      if (!pools.empty() && info->cluster != pools.front().second.cluster) {
+        return Fail(Status::InvalidArgument(
+            "the data pools belong to different clusters: " + pools.front().first + " to " +
+            pools.front().second.cluster.ToString() + ", " + p + " to " +
+            info->cluster.ToString() + "; format them with one --cluster UUID"));
+      }
+      pools.emplace_back(p, *info);
+    }
+    std::sort(pools.begin(), pools.end(),
+              [](const auto& a, const auto& b) { return a.second.index < b.second.index; });
+    meta::MetaFormatOptions options;
+    options.stripe_unit = static_cast<uint32_t>(su);
+    for (size_t i = 0; i < pools.size(); ++i) {
+      const auto& [p, info] = pools[i];
+      if (i > 0 && info.index == pools[i - 1].second.index) {
+        return Fail(Status::InvalidArgument("--data-pool " + pools[i - 1].first + " and " + p +
+                                            " are both data pool index " +
+                                            std::to_string(info.index)));
+      }
+      if (info.index != i) {
+        return Fail(Status::InvalidArgument(
+            "--data-pool must name every data pool of the cluster, indexes 0 to N-1: data "
+            "pool index " + std::to_string(i) + " is missing (" + p + " has index " +
+            std::to_string(info.index) + ")"));
+      }
+      if (su % info.block_size != 0) {
+        return Fail(Status::InvalidArgument("--stripe-unit " + stripe_unit + " (" +
+                                            std::to_string(su) +
+                                            ") is not a multiple of the block size " +
+                                            std::to_string(info.block_size) + " of " + p),
+                    true);
+      }
+      options.data_pools.push_back({info.index, info.block_size, info.data_size});
+    }
+    if (Status st = PrecheckMetaPool(pool_size, options); !st.ok()) {
+      return Fail(st.WithContext("cannot format " + path), true);
+    }
+    const pool::ClusterUuid cluster = pools.front().second.cluster;
+    Result<pool::PoolInfo> info = FormatMetaPool(path, pool_size, cluster, options, force);
+    if (!info.ok()) return Fail(info.status(), true);
+    Result<meta::Superblock> sb = meta::ReadSuperblock(path);
+    if (!sb.ok()) return Fail(sb.status());
+    std::cout << "formatted metadata pool " << path << "\n";
+    PrintInfo(path, *info);
+    PrintSuperblock(*sb);
+    return 0;
+  }
+};
+
+// `mkfs.dpmfs cluster CLUSTER_FILE`
+struct ClusterCommand {
+  CLI::App* cmd = nullptr;
+  std::string file;
+  bool force = false;
+
+  void Register(CLI::App& app) {
+    cmd = app.add_subcommand("cluster",
+                             "Format every pool a cluster file names: each data pool (index = "
+                             "order of its line), then the metadata pool");
+    cmd->add_option("CLUSTER_FILE", file,
+                    "Cluster file (see 'Cluster file' below); mkfs.dpmfs never rewrites it")
+        ->required();
+    cmd->add_flag("--force", force,
+                  "Overwrite pool files that already hold dpmfs pools. Without it nothing is "
+                  "touched if any of them does");
+  }
+
+  int Run() {
+    Result<ClusterFile> parsed = ParseClusterFile(file);
+    if (!parsed.ok()) return Fail(parsed.status(), /*invalid_argument_is_usage=*/true);
+    const ClusterFile& cf = *parsed;
+
+    // Everything that can be checked is checked before the first pool is touched.
+    meta::MetaFormatOptions options;
+    options.stripe_unit = cf.stripe_unit;
+    for (size_t i = 0; i < cf.data.size(); ++i) {
+      options.data_pools.push_back({static_cast<uint32_t>(i), cf.block_size,
+                                    DataSizeFor(cf.data[i].pool_size, cf.block_size)});
+    }
+    if (Status st = PrecheckMetaPool(cf.meta.pool_size, options); !st.ok()) {
+      return Fail(st.WithContext(cf.Where(cf.meta) + ": cannot format metadata pool " +
+                                 cf.meta.pool_path),
+                  true);
+    }
+    std::vector<const ClusterFile::Daemon*> all;
+    for (const ClusterFile::Daemon& d : cf.data) all.push_back(&d);
+    all.push_back(&cf.meta);
+    if (Status st = CheckMetaPoolNotInUse(cf.meta.pool_path); !st.ok()) {
+      return Fail(st.WithContext("refusing to format the cluster of " + file));
+    }
+    if (!force) {
+      std::string existing;
+      for (const ClusterFile::Daemon* d : all) {
+        if (HoldsPool(d->pool_path)) {
+          existing += (existing.empty() ? "" : "; ") + d->pool_path + " already holds " +
+                      DescribePool(d->pool_path);
+        }
+      }
+      if (!existing.empty()) {
+        return Fail(Status::AlreadyExists("refusing to format the cluster of " + file + ": " +
+                                          existing +
+                                          ". Nothing was changed; use --force to overwrite "
+                                          "(destroys their contents)"));
+      }
+    }
+    for (const ClusterFile::Daemon* d : all) {
+      std::filesystem::path parent = std::filesystem::path(d->pool_path).parent_path();
+      std::error_code ec;
+      if (!parent.empty() && !std::filesystem::create_directories(parent, ec) && ec) {
+        return Fail(Status::IOError("cannot create directory " + parent.string() + " for pool " +
+                                    d->pool_path + " (" + cf.Where(*d) + "): " + ec.message()));
+      }
+    }
+
+    const bool generated = !cf.cluster.has_value();
+    const pool::ClusterUuid cluster = generated ? pool::ClusterUuid::Generate() : *cf.cluster;
+    for (size_t i = 0; i < cf.data.size(); ++i) {
+      const ClusterFile::Daemon& d = cf.data[i];
+      Result<pool::PoolInfo> info = FormatWithProgress(
+          d.pool_path,
+          {pool::Role::kData, cluster, static_cast<uint32_t>(i), cf.block_size, d.pool_size},
+          force);
+      if (!info.ok()) {
+        return Fail(info.status().WithContext(cf.Where(d) + ": data pool " + std::to_string(i)),
+                    true);
+      }
+    }
+    Result<pool::PoolInfo> meta_info =
+        FormatMetaPool(cf.meta.pool_path, cf.meta.pool_size, cluster, options, force);
+    if (!meta_info.ok()) {
+      return Fail(meta_info.status().WithContext(cf.Where(cf.meta) + ": metadata pool"), true);
+    }
+    Result<meta::Superblock> sb = meta::ReadSuperblock(cf.meta.pool_path);
+    if (!sb.ok()) return Fail(sb.status());
+
+    std::cout << "formatted cluster " << cluster.ToString() << " from " << file << "\n";
+    size_t width = 4;
+    for (const ClusterFile::Daemon* d : all) width = std::max(width, d->pool_path.size());
+    auto row = [&](const std::string& role, const std::string& index, const std::string& path,
+                   const std::string& pool_size, const std::string& endpoint) {
+      std::cout << std::left << std::setw(10) << role << std::setw(7) << index
+                << std::setw(static_cast<int>(width) + 2) << path << std::setw(12) << pool_size
+                << endpoint << "\n";
+    };
+    row("ROLE", "INDEX", "PATH", "SIZE", "ENDPOINT");
+    for (size_t i = 0; i < cf.data.size(); ++i) {
+      const ClusterFile::Daemon& d = cf.data[i];
+      row("data", std::to_string(i), d.pool_path, pool::FormatSize(d.pool_size),
+          d.endpoint.ToString());
+    }
+    row("metadata", "-", cf.meta.pool_path, pool::FormatSize(cf.meta.pool_size),
+        cf.meta.endpoint.ToString());
+    std::cout << "block size " << cf.block_size << ", stripe unit "
+              << pool::FormatSize(cf.stripe_unit) << ", journal "
+              << pool::FormatSize(sb->journal_size) << ", checkpoint slots 2 x "
+              << pool::FormatSize(sb->checkpoint_slot_size) << "\n";
+    if (generated) {
+      std::cout << "new cluster UUID " << cluster.ToString() << " (" << file
+                << " is left as it is; add 'cluster_uuid " << cluster.ToString()
+                << "' to it to keep this UUID when formatting again)\n";
+    }
+    return 0;
+  }
+};
+
 // `mkfs.dpmfs show PATH`
 struct ShowCommand {
   CLI::App* cmd = nullptr;
   std::string path;
 
   void Register(CLI::App& app) {
-    cmd = app.add_subcommand("show", "Validate a pool's header and print it");
+    cmd = app.add_subcommand("show",
+                             "Validate a pool's header (and a metadata pool's superblock) and "
+                             "print them");
     cmd->add_option("PATH", path, "Pool file")->required();
   }
 
@@ -206,6 +548,11 @@ struct ShowCommand {
     Result<pool::PoolInfo> info = pool::ReadPoolHeader(path);
     if (!info.ok()) return Fail(info.status());
     PrintInfo(path, *info);
+    if (info->role == pool::Role::kMetadata) {
+      Result<meta::Superblock> sb = meta::ReadSuperblock(path);
+      if (!sb.ok()) return Fail(sb.status());
+      PrintSuperblock(*sb);
+    }
     return 0;
   }
 };
@@ -218,15 +565,36 @@ Subcommands:
                           --force     overwrite a file that already holds a dpmfs pool
                           --no-zero   size the file only; skip discarding/allocating
                           --block-size, --index, --cluster: see 'mkfs.dpmfs data --help'
-  show PATH               Validate a pool's header and print its fields.
+  meta PATH --size SIZE --data-pool P [--data-pool P ...] [--stripe-unit 1M] [--force]
+                          Create the metadata pool of the cluster the data pools P belong
+                          to (one cluster UUID, indexes 0..N-1, block sizes dividing the
+                          stripe unit): header, superblock, empty journal and checkpoints.
+  cluster CLUSTER_FILE [--force]
+                          Create every pool the cluster file names, data pools first, with
+                          one cluster UUID (the file's cluster_uuid, else a new one), and
+                          print a table of them. Without --force nothing is touched if any
+                          pool file already holds a dpmfs pool.
+  show PATH               Validate a pool's header (and a metadata pool's superblock) and
+                          print their fields.
+
+Cluster file (one line each; '#' starts a comment; relative paths are relative to the file):
+  cluster_uuid 1b4e28ba-2fa1-41d2-883f-0016d3cca427   (optional)
+  block_size 4K                                        (optional, default 4K)
+  stripe_unit 1M                                       (optional, default 1M)
+  meta  127.0.0.1:7000  /dev/shm/dpmfs/meta.pool   256M
+  data  127.0.0.1:7001  /dev/shm/dpmfs/data0.pool  1G  (index = order of the data lines)
 
 mkfs.dpmfs never overwrites a dpmfs pool unless given --force. Sizes take binary
-suffixes K, M, G, T. Exit status: 0 success, 1 failure, 2 usage error.
+suffixes K, M, G, T. Exit status: 0 success, 1 failure, 2 usage error (bad flags, bad
+cluster file, impossible geometry).
 
 Examples:
   mkfs.dpmfs data /dev/shm/dpmfs-data0 --size 1G
   mkfs.dpmfs data /dev/shm/dpmfs-data1 --size 1G --index 1 --cluster <UUID printed above>
-  mkfs.dpmfs show /dev/shm/dpmfs-data0)";
+  mkfs.dpmfs meta /dev/shm/dpmfs-meta --size 256M --data-pool /dev/shm/dpmfs-data0 \
+             --data-pool /dev/shm/dpmfs-data1
+  mkfs.dpmfs cluster /etc/dpmfs/cluster.conf
+  mkfs.dpmfs show /dev/shm/dpmfs-meta)";
 
 int Main(int argc, char** argv) {
   CLI::App app{"Format dpmfs persistent-memory pools and inspect their headers.", kProgram};
@@ -236,13 +604,19 @@ int Main(int argc, char** argv) {
   app.fallthrough();  // --log-level may follow the subcommand
 
   DataCommand data;
+  MetaCommand meta;
+  ClusterCommand cluster;
   ShowCommand show;
   data.Register(app);
+  meta.Register(app);
+  cluster.Register(app);
   show.Register(app);
   app.footer(kFooter);  // after the subcommands, which would otherwise inherit it
 
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
   if (data.cmd->parsed()) return data.Run();
+  if (meta.cmd->parsed()) return meta.Run();
+  if (cluster.cmd->parsed()) return cluster.Run();
   if (show.cmd->parsed()) return show.Run();
   return 2;  // unreachable: require_subcommand(1)
 }

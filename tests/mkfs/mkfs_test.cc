@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "common/pool.h"
+#include "metadata/meta_store.h"
 
 #ifndef MKFS_BIN
 #error "MKFS_BIN must name the mkfs.dpmfs binary"
@@ -89,6 +90,9 @@ class MkfsTest : public ::testing::Test {
   std::string dir_;
 };
 
+constexpr char kUuid[] = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
+constexpr char kOtherUuid[] = "2c5f39cb-3fb2-42e3-994f-1127e4ddb538";
+
 TEST_F(MkfsTest, HelpExplainsEverything) {
   RunResult r = Run({"--help"});
   EXPECT_EQ(r.code, 0) << r.err;
@@ -103,6 +107,19 @@ TEST_F(MkfsTest, HelpExplainsEverything) {
        {"--size", "--block-size", "--index", "--cluster", "--force", "--no-zero"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
+
+  r = Run({"--help"});
+  EXPECT_THAT(r.out, HasSubstr("meta PATH"));
+  EXPECT_THAT(r.out, HasSubstr("cluster CLUSTER_FILE"));
+  EXPECT_THAT(r.out, HasSubstr("cluster_uuid"));
+  r = Run({"meta", "--help"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  for (const char* flag : {"--size", "--data-pool", "--stripe-unit", "--force"}) {
+    EXPECT_THAT(r.out, HasSubstr(flag));
+  }
+  r = Run({"cluster", "--help"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--force"));
 }
 
 TEST_F(MkfsTest, UsageErrorsExitTwo) {
@@ -272,6 +289,286 @@ TEST_F(MkfsTest, LogLevelAfterSubcommand) {
   EXPECT_THAT(r.err, HasSubstr("formatted data pool"));
   r = Run({"--log-level", "nonsense", "show", Path()});
   EXPECT_EQ(r.code, 2);
+}
+
+// --- meta ---
+
+class MkfsMetaTest : public MkfsTest {
+ protected:
+  // Data pools 0..n-1 of cluster `uuid` (4 MiB each unless sized otherwise).
+  void MakeDataPools(int n, const std::string& uuid = kUuid, const std::string& size = "4M",
+                     const std::string& block_size = "4K") {
+    for (int i = 0; i < n; ++i) {
+      RunResult r = Run({"data", Data(i), "--size", size, "--index", std::to_string(i),
+                         "--cluster", uuid, "--block-size", block_size});
+      ASSERT_EQ(r.code, 0) << r.err;
+    }
+  }
+  std::string Data(int i) const { return Path("data" + std::to_string(i)); }
+};
+
+TEST_F(MkfsMetaTest, FormatsFromDataPools) {
+  MakeDataPools(2);
+  // Data pools may be listed in any order; the superblock lists them by index.
+  RunResult r = Run({"meta", Path("meta"), "--size", "8M", "--data-pool", Data(1),
+                     "--data-pool", Data(0), "--stripe-unit", "256K"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("formatted metadata pool " + Path("meta")));
+  EXPECT_THAT(r.out, HasSubstr("role:           metadata"));
+  EXPECT_THAT(r.out, HasSubstr("cluster:        " + std::string(kUuid)));
+  EXPECT_THAT(r.out, HasSubstr("stripe unit:  262144 (256 KiB)"));
+  EXPECT_THAT(r.out, HasSubstr("data pools:   2"));
+  EXPECT_THAT(r.out, HasSubstr("index 1: block size 4096, data size 2097152 (2 MiB), 512 blocks"));
+  EXPECT_THAT(r.out, HasSubstr("journal:"));
+  EXPECT_THAT(r.out, HasSubstr("checkpoints:  2 slots of"));
+
+  Result<pool::PoolInfo> info = pool::ReadPoolHeader(Path("meta"));
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->role, pool::Role::kMetadata);
+  EXPECT_EQ(info->cluster.ToString(), kUuid);
+  Result<meta::Superblock> sb = meta::ReadSuperblock(Path("meta"));
+  ASSERT_TRUE(sb.ok()) << sb.status().ToString();
+  EXPECT_EQ(sb->stripe_unit, 256u << 10);
+  ASSERT_EQ(sb->data_pools.size(), 2u);
+  EXPECT_EQ(sb->data_pools[0].index, 0u);
+  EXPECT_EQ(sb->data_pools[1].data_size, 2u << 20);
+
+  // The pool is ready for the metadata server: it opens and recovers empty.
+  auto store = meta::MetaStore::Open(Path("meta"), {pool::Role::kMetadata, info->cluster, {}});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  meta::RecoveryStats stats;
+  Status st = (*store)->Recover([](std::span<const uint8_t>) { return Status::OK(); },
+                                [](uint64_t, std::span<const uint8_t>) { return Status::OK(); },
+                                &stats);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(stats.last_lsn, 0u);
+  store->reset();
+
+  // show prints the superblock too.
+  r = Run({"show", Path("meta")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("role:           metadata"));
+  EXPECT_THAT(r.out, HasSubstr("metadata superblock:"));
+  EXPECT_THAT(r.out, HasSubstr("stripe unit:  262144 (256 KiB)"));
+  EXPECT_THAT(r.out, HasSubstr("index 0: block size 4096"));
+  // ... and says so when it is damaged.
+  {
+    std::fstream f(Path("meta"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(pool::DataOffsetFor(4096) + 20));
+    f.put('\x7f');
+  }
+  r = Run({"show", Path("meta")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.out, HasSubstr("role:           metadata"));
+  EXPECT_THAT(r.err, HasSubstr("metadata superblock of " + Path("meta")));
+  EXPECT_THAT(r.err, HasSubstr("checksum mismatch"));
+}
+
+TEST_F(MkfsMetaTest, RefusesExistingPoolWithoutForce) {
+  MakeDataPools(1);
+  ASSERT_EQ(Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0)}).code, 0);
+  auto before = pool::ReadPoolHeader(Path("meta"));
+  RunResult r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0)});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("already holds a dpmfs metadata pool"));
+  EXPECT_THAT(r.err, HasSubstr("--force"));
+  EXPECT_EQ(pool::ReadPoolHeader(Path("meta"))->created_unix_ns, before->created_unix_ns);
+  r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0), "--force"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  // Not while a metadata server has it open, even with --force.
+  {
+    auto store = meta::MetaStore::Open(Path("meta"), {});
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0), "--force"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_THAT(r.err, HasSubstr("in use by a running metadata server"));
+  }
+  // A data pool is never taken for the metadata pool, forced or not.
+  r = Run({"meta", Data(0), "--size", "4M", "--data-pool", Data(0), "--force"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("cannot also be a --data-pool"));
+  EXPECT_EQ(pool::ReadPoolHeader(Data(0))->role, pool::Role::kData);
+}
+
+TEST_F(MkfsMetaTest, RejectsMismatchedClusters) {
+  MakeDataPools(1, kUuid);
+  ASSERT_EQ(Run({"data", Data(1), "--size", "4M", "--index", "1", "--cluster", kOtherUuid}).code,
+            0);
+  RunResult r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0),
+                     "--data-pool", Data(1)});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("different clusters"));
+  EXPECT_THAT(r.err, HasSubstr(kUuid));
+  EXPECT_THAT(r.err, HasSubstr(kOtherUuid));
+  EXPECT_FALSE(std::filesystem::exists(Path("meta")));
+}
+
+TEST_F(MkfsMetaTest, RejectsBadIndexes) {
+  MakeDataPools(1);
+  ASSERT_EQ(Run({"data", Data(2), "--size", "4M", "--index", "2", "--cluster", kUuid}).code, 0);
+  RunResult r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0),
+                     "--data-pool", Data(2)});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("index 1 is missing"));
+  ASSERT_EQ(Run({"data", Data(3), "--size", "4M", "--index", "0", "--cluster", kUuid}).code, 0);
+  r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0), "--data-pool", Data(3)});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("are both data pool index 0"));
+  EXPECT_FALSE(std::filesystem::exists(Path("meta")));
+}
+
+TEST_F(MkfsMetaTest, RejectsBadInputs) {
+  MakeDataPools(1, kUuid, "4M", "64K");
+  // The stripe unit must be a multiple of every data pool's block size.
+  RunResult r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0),
+                     "--stripe-unit", "32K"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("not a multiple of the block size 65536"));
+  // Too small for the pool header area plus superblock, journal and checkpoints.
+  r = Run({"meta", Path("meta"), "--size", "2060K", "--data-pool", Data(0)});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("too small"));
+  // Missing data pool flag, missing data pool, a metadata pool as a data pool.
+  EXPECT_EQ(Run({"meta", Path("meta"), "--size", "4M"}).code, 2);
+  r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Path("nope")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("does not exist"));
+  EXPECT_FALSE(std::filesystem::exists(Path("meta")));
+  ASSERT_EQ(Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0)}).code, 0);
+  r = Run({"meta", Path("meta2"), "--size", "4M", "--data-pool", Path("meta")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("is a metadata pool, not a data pool"));
+}
+
+// --- cluster ---
+
+class MkfsClusterTest : public MkfsTest {
+ protected:
+  std::string WriteClusterFile(const std::string& text) {
+    std::string path = Path("cluster.conf");
+    std::ofstream(path) << text;
+    return path;
+  }
+};
+
+TEST_F(MkfsClusterTest, FormatsEveryPool) {
+  std::string conf = WriteClusterFile(std::string("# test cluster\n") +
+                                      "cluster_uuid " + kUuid + "\n"
+                                      "block_size 8K\n"
+                                      "stripe_unit 512K\n"
+                                      "meta 127.0.0.1:7100 pools/meta.pool 8M\n"
+                                      "data 127.0.0.1:7101 pools/data0.pool 4M\n"
+                                      "data 127.0.0.1:7102 " + Path("other/dir/data1.pool") +
+                                      " 6M\n");
+  RunResult r = Run({"cluster", conf});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("formatted cluster " + std::string(kUuid)));
+  EXPECT_THAT(r.out, HasSubstr("ROLE"));
+  EXPECT_THAT(r.out, HasSubstr("ENDPOINT"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("data +0 +" + Path("pools/data0.pool") +
+                                              " +4 MiB +127.0.0.1:7101"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("data +1 +" + Path("other/dir/data1.pool") +
+                                              " +6 MiB +127.0.0.1:7102"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("metadata +- +" + Path("pools/meta.pool") +
+                                              " +8 MiB +127.0.0.1:7100"));
+  EXPECT_THAT(r.out, Not(HasSubstr("new cluster")));
+
+  for (int i = 0; i < 2; ++i) {
+    std::string p = i == 0 ? Path("pools/data0.pool") : Path("other/dir/data1.pool");
+    Result<pool::PoolInfo> info = pool::ReadPoolHeader(p);
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    EXPECT_EQ(info->role, pool::Role::kData);
+    EXPECT_EQ(info->index, static_cast<uint32_t>(i));
+    EXPECT_EQ(info->block_size, 8192u);
+    EXPECT_EQ(info->cluster.ToString(), kUuid);
+  }
+  Result<pool::PoolInfo> meta_info = pool::ReadPoolHeader(Path("pools/meta.pool"));
+  ASSERT_TRUE(meta_info.ok());
+  EXPECT_EQ(meta_info->role, pool::Role::kMetadata);
+  EXPECT_EQ(meta_info->cluster.ToString(), kUuid);
+  Result<meta::Superblock> sb = meta::ReadSuperblock(Path("pools/meta.pool"));
+  ASSERT_TRUE(sb.ok()) << sb.status().ToString();
+  EXPECT_EQ(sb->stripe_unit, 512u << 10);
+  ASSERT_EQ(sb->data_pools.size(), 2u);
+  EXPECT_EQ(sb->data_pools[1].block_size, 8192u);
+  EXPECT_EQ(sb->data_pools[1].data_size, pool::ReadPoolHeader(Path("other/dir/data1.pool"))->data_size);
+}
+
+TEST_F(MkfsClusterTest, GeneratesUuidWithoutTouchingTheFile) {
+  std::string text =
+      "meta 127.0.0.1:7100 " + Path("meta.pool") + " 4M\n"
+      "data 127.0.0.1:7101 " + Path("data0.pool") + " 4M\n";
+  std::string conf = WriteClusterFile(text);
+  RunResult r = Run({"cluster", conf});
+  ASSERT_EQ(r.code, 0) << r.err;
+  Result<pool::PoolInfo> data = pool::ReadPoolHeader(Path("data0.pool"));
+  Result<pool::PoolInfo> meta = pool::ReadPoolHeader(Path("meta.pool"));
+  ASSERT_TRUE(data.ok() && meta.ok());
+  EXPECT_EQ(data->cluster, meta->cluster);
+  EXPECT_THAT(r.out, HasSubstr("formatted cluster " + data->cluster.ToString()));
+  EXPECT_THAT(r.out, HasSubstr("new cluster UUID " + data->cluster.ToString()));
+  EXPECT_EQ(Slurp(conf), text);
+}
+
+TEST_F(MkfsClusterTest, RefusesBeforeTouchingAnything) {
+  std::string conf = WriteClusterFile(
+      "meta 127.0.0.1:7100 " + Path("new/meta.pool") + " 4M\n"
+      "data 127.0.0.1:7101 " + Path("new/data0.pool") + " 4M\n"
+      "data 127.0.0.1:7102 " + Path("data1.pool") + " 4M\n");
+  // The last data pool's path already holds a pool of another cluster.
+  ASSERT_EQ(Run({"data", Path("data1.pool"), "--size", "4M", "--cluster", kOtherUuid}).code, 0);
+  auto before = pool::ReadPoolHeader(Path("data1.pool"));
+  RunResult r = Run({"cluster", conf});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(Path("data1.pool") + " already holds a dpmfs data pool"));
+  EXPECT_THAT(r.err, HasSubstr(kOtherUuid));
+  EXPECT_THAT(r.err, HasSubstr("Nothing was changed"));
+  EXPECT_THAT(r.err, HasSubstr("--force"));
+  EXPECT_FALSE(std::filesystem::exists(Path("new")));
+  EXPECT_EQ(pool::ReadPoolHeader(Path("data1.pool"))->cluster, before->cluster);
+
+  r = Run({"cluster", conf, "--force"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto after = pool::ReadPoolHeader(Path("data1.pool"));
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE(after->cluster, before->cluster);
+  EXPECT_EQ(after->index, 1u);
+  EXPECT_EQ(pool::ReadPoolHeader(Path("new/meta.pool"))->cluster, after->cluster);
+}
+
+TEST_F(MkfsClusterTest, BadClusterFileNamesTheLine) {
+  std::string conf = WriteClusterFile(
+      "# comment\n"
+      "meta 127.0.0.1:7100 " + Path("meta.pool") + " 4M\n"
+      "dta 127.0.0.1:7101 " + Path("data0.pool") + " 4M\n");
+  RunResult r = Run({"cluster", conf});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("mkfs.dpmfs: error: " + conf + ":3: unknown keyword 'dta'"));
+
+  conf = WriteClusterFile("meta 127.0.0.1:7100 " + Path("meta.pool") + " 4M\n"
+                          "data 127.0.0.1:71x " + Path("data0.pool") + " 4M\n");
+  r = Run({"cluster", conf});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr(conf + ":2: bad address"));
+
+  conf = WriteClusterFile("meta 127.0.0.1:7100 " + Path("meta.pool") + " 4M\n");
+  r = Run({"cluster", conf});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr(conf + ": no 'data"));
+
+  // A metadata pool too small for its superblock, journal and checkpoints: caught before
+  // any pool is formatted.
+  conf = WriteClusterFile("meta 127.0.0.1:7100 " + Path("meta.pool") + " 2060K\n"
+                          "data 127.0.0.1:7101 " + Path("data0.pool") + " 4M\n");
+  r = Run({"cluster", conf});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr(conf + ":1: cannot format metadata pool"));
+  EXPECT_THAT(r.err, HasSubstr("too small"));
+  EXPECT_FALSE(std::filesystem::exists(Path("data0.pool")));
+
+  r = Run({"cluster", Path("missing.conf")});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("does not exist"));
 }
 
 }  // namespace

@@ -1,0 +1,13 @@
+# Tests of the metadata pool's durable layer (metadata/meta_store.*) and of the cluster
+# file parser (common/cluster_file.*). Real pool files on tmpfs; the crash case forks a
+# writer and kill -9s it 20 times (~3 s).
+dpmfs_add_test(meta_store_test
+  SOURCES metadata/meta_store_test.cc
+  LIBS dpmfs_meta_store)
+
+dpmfs_add_test(cluster_file_test
+  SOURCES metadata/cluster_file_test.cc
+  LIBS dpmfs_common)
+
+# mkfs_test (tests/CMakeLists.txt) also checks the metadata superblock mkfs writes.
+target_link_libraries(mkfs_test PRIVATE dpmfs_meta_store)
