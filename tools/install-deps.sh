@@ -14,6 +14,8 @@ packages=(
   libboost-dev libcli11-dev                                  # intrusive lists, command lines
   uuid-dev                                                   # cluster UUIDs
   procps psmisc                                              # pkill/fuser for the launcher and tests
+  fio bindfs attr                                            # e2e tests and benchmarks (fio, a FUSE
+                                                             # passthrough to compare, getfattr/setfattr)
 )
 
 missing=()

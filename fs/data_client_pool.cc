@@ -1,0 +1,103 @@
+#include "fs/data_client_pool.h"
+
+#include <spdlog/spdlog.h>
+
+namespace dpmfs::fs {
+
+DataClientPool::DataClientPool(transport::Device& device, std::vector<Endpoint> servers,
+                               const DataClientPoolOptions& options)
+    : device_(device), servers_(std::move(servers)), options_(options), idle_(servers_.size()) {}
+
+DataClientPool::~DataClientPool() = default;
+
+DataClientPool::Lease& DataClientPool::Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    Release();
+    pool_ = other.pool_;
+    server_ = other.server_;
+    client_ = std::move(other.client_);
+    broken_ = other.broken_;
+    reused_ = other.reused_;
+    other.pool_ = nullptr;
+    other.broken_ = false;
+    other.reused_ = false;
+  }
+  return *this;
+}
+
+void DataClientPool::Lease::Release() {
+  if (client_ && pool_ != nullptr) {
+    if (broken_) {
+      pool_->DropIdle(server_);
+    } else {
+      pool_->Return(server_, std::move(client_));
+    }
+  }
+  client_.reset();
+  pool_ = nullptr;
+  broken_ = false;
+  reused_ = false;
+}
+
+Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server) {
+  if (server >= servers_.size()) {
+    return Status::InvalidArgument("no data server " + std::to_string(server) +
+                                   " (the cluster has " + std::to_string(servers_.size()) + ")");
+  }
+  Lease lease;
+  lease.pool_ = this;
+  lease.server_ = server;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& idle = idle_[server];
+    if (!idle.empty()) {
+      lease.client_ = std::move(idle.back());
+      lease.reused_ = true;
+      idle.pop_back();
+      return lease;
+    }
+    ++connects_;
+  }
+  // Connect outside the lock: other servers' operations must not wait behind it.
+  auto client = datapath::DataClient::Connect(device_, servers_[server], options_.client);
+  if (!client.ok()) {
+    return Status::Unavailable("data server " + std::to_string(server) + " (" +
+                               servers_[server].ToString() +
+                               ") unreachable: " + client.status().message());
+  }
+  lease.client_ = std::move(client).value();
+  return lease;
+}
+
+void DataClientPool::Return(uint32_t server, std::unique_ptr<datapath::DataClient> client) {
+  std::unique_ptr<datapath::DataClient> surplus;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& idle = idle_[server];
+    if (idle.size() < options_.max_idle_per_server) {
+      idle.push_back(std::move(client));
+      return;
+    }
+    surplus = std::move(client);
+  }
+  // Destroyed outside the lock (it disconnects a QP).
+}
+
+void DataClientPool::DropIdle(uint32_t server) {
+  std::vector<std::unique_ptr<datapath::DataClient>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    dropped.swap(idle_[server]);
+  }
+  if (!dropped.empty()) {
+    spdlog::debug("dropping {} idle connection(s) to data server {} after a failure",
+                  dropped.size(), servers_[server].ToString());
+  }
+}
+
+uint64_t DataClientPool::connects() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return connects_;
+}
+
+}  // namespace dpmfs::fs

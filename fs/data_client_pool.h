@@ -1,0 +1,92 @@
+// Connections from the FUSE client to the data servers. A DataClient (one QP) is not
+// thread-safe, so each file operation checks one out per data server it touches and
+// gives it back when done; idle connections are kept for the next operation.
+//
+// Failure model: a connection that failed (the server died, a timeout, a QP error) is
+// never given back: the lease is marked broken, the DataClient destroyed, and every
+// idle connection to the same server is dropped with it (they shared its fate). The
+// next checkout connects afresh, so while the server is down every operation on it
+// fails fast (connection refused), and once it is back they succeed again. A
+// connection that sat idle while its server restarted fails on first use; callers
+// retry once on a fresh one when Lease::reused() says it came from the idle list.
+//
+// Thread-safety: DataClientPool is thread-safe. A Lease belongs to one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+#include "datapath/data_client.h"
+#include "datapath/transport.h"
+
+namespace dpmfs::fs {
+
+struct DataClientPoolOptions {
+  datapath::DataClientOptions client;  // persist method, queue depth, max I/O, timeout
+  uint32_t max_idle_per_server = 16;   // idle connections kept per data server
+};
+
+class DataClientPool {
+ public:
+  // `servers[i]` is data server i (ClusterInfo order). The device outlives the pool.
+  DataClientPool(transport::Device& device, std::vector<Endpoint> servers,
+                 const DataClientPoolOptions& options);
+  ~DataClientPool();
+  DataClientPool(const DataClientPool&) = delete;
+  DataClientPool& operator=(const DataClientPool&) = delete;
+
+  // A checked-out connection. Returns it to the pool on destruction unless
+  // MarkBroken() was called (then it is closed).
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(Lease&& other) noexcept { *this = std::move(other); }
+    Lease& operator=(Lease&& other) noexcept;
+    ~Lease() { Release(); }
+    datapath::DataClient* operator->() const { return client_.get(); }
+    datapath::DataClient& operator*() const { return *client_; }
+    explicit operator bool() const { return client_ != nullptr; }
+    uint32_t server() const { return server_; }
+    // Whether the connection came from the idle list (it may have died while idle).
+    bool reused() const { return reused_; }
+    // The connection failed: do not reuse it.
+    void MarkBroken() { broken_ = true; }
+    void Release();
+
+   private:
+    friend class DataClientPool;
+    DataClientPool* pool_ = nullptr;
+    uint32_t server_ = 0;
+    std::unique_ptr<datapath::DataClient> client_;
+    bool broken_ = false;
+    bool reused_ = false;
+  };
+
+  // An idle connection to data server `server`, or a new one. Unavailable (naming the
+  // server) when it cannot be reached; InvalidArgument for an unknown index.
+  Result<Lease> Acquire(uint32_t server);
+
+  size_t num_servers() const { return servers_.size(); }
+  const Endpoint& endpoint(uint32_t server) const { return servers_[server]; }
+  const DataClientPoolOptions& options() const { return options_; }
+  // Connections made so far (for tests: reconnects after a failure are visible here).
+  uint64_t connects() const;
+
+ private:
+  void Return(uint32_t server, std::unique_ptr<datapath::DataClient> client);
+  void DropIdle(uint32_t server);
+
+  transport::Device& device_;
+  const std::vector<Endpoint> servers_;
+  const DataClientPoolOptions options_;
+  mutable std::mutex mu_;
+  std::vector<std::vector<std::unique_ptr<datapath::DataClient>>> idle_;  // per server
+  uint64_t connects_ = 0;
+};
+
+}  // namespace dpmfs::fs

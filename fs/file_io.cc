@@ -1,0 +1,484 @@
+#include "fs/file_io.h"
+
+#include <spdlog/spdlog.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <tuple>
+
+namespace dpmfs::fs {
+
+using meta::Extent;
+using meta::InodeAttr;
+using meta::Timespec;
+
+namespace {
+
+uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
+uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+bool Later(const Timespec& a, const Timespec& b) {
+  return std::tie(a.sec, a.nsec) > std::tie(b.sec, b.nsec);
+}
+
+bool AllWritten(const std::vector<Segment>& segs) {
+  for (const Segment& s : segs) {
+    if (s.kind != Segment::Kind::kWritten) return false;
+  }
+  return true;
+}
+
+bool AnyHole(const std::vector<Segment>& segs) {
+  for (const Segment& s : segs) {
+    if (s.kind == Segment::Kind::kHole) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Timespec Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return Timespec{ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+FileIo::FileIo(ExtentService& meta, DataClientPool& data, const meta::ClusterInfo& cluster,
+               const FileIoOptions& options)
+    : meta_(meta),
+      data_(data),
+      cluster_(cluster),
+      options_(options),
+      block_size_(cluster.block_size != 0 ? cluster.block_size : 4096),
+      stripe_unit_(cluster.stripe_unit != 0 ? cluster.stripe_unit : block_size_),
+      max_io_(data.options().client.max_io_size) {}
+
+int FileIo::ValidateExtents(meta::InodeId ino, const std::vector<Extent>& extents) const {
+  for (const Extent& e : extents) {
+    const char* why = nullptr;
+    if (e.length == 0) {
+      why = "is empty";
+    } else if (e.file_offset % block_size_ != 0 || e.length % block_size_ != 0 ||
+               e.pool_offset % block_size_ != 0) {
+      why = "is not block-aligned";
+    } else if (e.file_offset > meta::kMaxFileSize ||
+               e.length > meta::kMaxFileSize - e.file_offset) {
+      why = "lies past the largest file size";
+    } else if (e.server >= data_.num_servers()) {
+      why = "names an unknown data server";
+    } else if (e.server < cluster_.servers.size() && cluster_.servers[e.server].data_size != 0 &&
+               (e.pool_offset > cluster_.servers[e.server].data_size ||
+                e.length > cluster_.servers[e.server].data_size - e.pool_offset)) {
+      why = "lies outside its data server's pool";
+    }
+    if (why != nullptr) {
+      spdlog::error(
+          "inode {}: the metadata server sent an extent that {} (file offset {}, length {}, "
+          "server {}, pool offset {}); failing the operation with EIO",
+          ino, why, e.file_offset, e.length, e.server, e.pool_offset);
+      return EIO;
+    }
+  }
+  return 0;
+}
+
+int FileIo::FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
+                        uint64_t map_begin, uint64_t map_end) {
+  uint64_t epoch = inode.layout().epoch();
+  std::vector<Extent> all;
+  uint64_t pos = begin;
+  while (pos < end) {
+    meta::LayoutRequest req{inode.ino(), pos, end - pos};
+    meta::LayoutReply rep;
+    if (int err = meta_.Layout(req, &rep); err != 0) return err;
+    if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
+    uint64_t known_end = end;
+    if (rep.truncated) {
+      if (rep.extents.empty() ||
+          rep.extents.back().file_offset + rep.extents.back().length <= pos) {
+        spdlog::error(
+            "inode {}: the metadata server's layout reply stopped without progress "
+            "at offset {}",
+            inode.ino(), pos);
+        return EIO;
+      }
+      known_end = std::min(end, rep.extents.back().file_offset + rep.extents.back().length);
+    }
+    all.insert(all.end(), rep.extents.begin(), rep.extents.end());
+    pos = known_end;
+  }
+  if (inode.layout().InsertFetched(epoch, all, begin, end)) {
+    if (inode.layout().Map(map_begin, map_end, segs)) return 0;
+  }
+  // The inode's cache changed while the layout was on its way (a commit, a truncate):
+  // this reply may be older than the cache, so it serves this operation only.
+  LayoutCache scratch;
+  (void)scratch.InsertFetched(scratch.epoch(), all, begin, end);
+  if (!scratch.Map(map_begin, map_end, segs)) return EIO;  // cannot happen: all is known
+  return 0;
+}
+
+int FileIo::MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs) {
+  if (inode.layout().Map(begin, end, segs)) return 0;
+  uint64_t window = std::max<uint64_t>(AlignUp(options_.layout_window, stripe_unit_), stripe_unit_);
+  uint64_t wb = AlignDown(begin, window);
+  uint64_t we = std::min(AlignUp(end, window), AlignUp(meta::kMaxFileSize, window));
+  return FetchLayout(inode, wb, we, segs, begin, end);
+}
+
+int FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t* n) {
+  *n = 0;
+  uint64_t size = inode.size();
+  if (len == 0 || offset >= size) return 0;
+  uint64_t end = offset + std::min<uint64_t>(len, size - offset);
+  std::vector<Segment> segs;
+  if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
+
+  std::vector<DataClientPool::Lease> leases(data_.num_servers());
+  for (const Segment& s : segs) {
+    uint8_t* dst = buf + (s.file_offset - offset);
+    if (s.kind != Segment::Kind::kWritten) {
+      std::memset(dst, 0, s.length);
+      continue;
+    }
+    for (uint64_t done = 0; done < s.length;) {
+      uint32_t chunk = static_cast<uint32_t>(std::min<uint64_t>(max_io_, s.length - done));
+      for (int attempt = 0;; ++attempt) {
+        DataClientPool::Lease& lease = leases[s.server];
+        if (!lease) {
+          auto l = data_.Acquire(s.server);
+          if (!l.ok()) {
+            spdlog::warn("inode {}: read at {}: {}", inode.ino(), s.file_offset + done,
+                         l.status().ToString());
+            return EIO;
+          }
+          lease = std::move(l).value();
+        }
+        Status st = lease->Read(s.pool_offset + done, dst + done, chunk);
+        if (st.ok()) break;
+        // A connection that idled while its server restarted fails on first use: one
+        // more try on a fresh connection tells that apart from a server that is down.
+        bool retry = lease.reused() && attempt == 0;
+        lease.MarkBroken();
+        lease.Release();
+        if (!retry) {
+          spdlog::warn("inode {}: read of {} bytes at {} from data server {} failed: {}",
+                       inode.ino(), chunk, s.file_offset + done, s.server, st.ToString());
+          return EIO;
+        }
+      }
+      done += chunk;
+    }
+  }
+  *n = end - offset;
+  return 0;
+}
+
+void FileIo::AddChunks(uint32_t server, uint64_t pool_offset, uint64_t begin, uint64_t end,
+                       std::vector<Chunk>* chunks) const {
+  for (uint64_t pos = begin; pos < end;) {
+    uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(max_io_, end - pos));
+    // Continue the previous chunk when this one follows it on the same server.
+    if (!chunks->empty()) {
+      Chunk& last = chunks->back();
+      if (last.server == server && last.file_offset + last.length == pos &&
+          last.pool_offset + last.length == pool_offset + (pos - begin) &&
+          uint64_t{last.length} + len <= max_io_) {
+        last.length += len;
+        pos += len;
+        continue;
+      }
+    }
+    chunks->push_back(Chunk{server, pool_offset + (pos - begin), pos, len});
+    pos += len;
+  }
+}
+
+int FileIo::WriteChunksTo(uint32_t server, const std::vector<const Chunk*>& chunks,
+                          uint64_t data_offset, const uint8_t* data, size_t data_len,
+                          std::string* error) {
+  const uint64_t data_end = data_offset + data_len;
+  for (int attempt = 0;; ++attempt) {
+    auto acquired = data_.Acquire(server);
+    if (!acquired.ok()) {
+      *error = acquired.status().ToString();
+      return EIO;
+    }
+    DataClientPool::Lease lease = std::move(acquired).value();
+    const uint32_t qd = lease->queue_depth();
+    std::vector<int64_t> slot_chunk(qd, -1);
+    std::vector<datapath::SlotResult> results;
+    size_t next = 0, done = 0;
+    Status failure;
+    while (done < chunks.size() && failure.ok()) {
+      for (uint32_t slot = 0; slot < qd && next < chunks.size(); ++slot) {
+        if (slot_chunk[slot] >= 0) continue;
+        const Chunk& c = *chunks[next];
+        uint8_t* buf = lease->slot_buffer(slot);
+        // Bytes of the caller's data that fall in this chunk; zeros around them.
+        uint64_t lo = std::max(c.file_offset, data_offset);
+        uint64_t hi = std::min(c.file_offset + c.length, data_end);
+        if (data == nullptr || lo >= hi) {
+          std::memset(buf, 0, c.length);
+        } else {
+          std::memset(buf, 0, lo - c.file_offset);
+          std::memcpy(buf + (lo - c.file_offset), data + (lo - data_offset), hi - lo);
+          std::memset(buf + (hi - c.file_offset), 0, c.file_offset + c.length - hi);
+        }
+        failure = lease->Submit(slot, c.pool_offset, c.length);
+        if (!failure.ok()) break;
+        slot_chunk[slot] = static_cast<int64_t>(next++);
+      }
+      if (!failure.ok()) break;
+      results.clear();
+      failure = lease->Reap(&results);
+      for (const auto& r : results) {
+        if (!r.status.ok()) {
+          if (failure.ok()) failure = r.status;
+          continue;
+        }
+        if (r.slot < qd && slot_chunk[r.slot] >= 0) {
+          slot_chunk[r.slot] = -1;
+          ++done;
+        }
+      }
+    }
+    if (failure.ok()) return 0;
+    // Writes are idempotent (the same bytes to the same place): after a failure on a
+    // connection that may have died while idle, all of them go again on a fresh one.
+    bool retry = lease.reused() && attempt == 0;
+    lease.MarkBroken();
+    if (!retry) {
+      *error = failure.ToString();
+      return EIO;
+    }
+  }
+}
+
+int FileIo::WriteChunks(meta::InodeId ino, const std::vector<Chunk>& chunks, uint64_t data_offset,
+                        const uint8_t* data, size_t data_len) {
+  // One server at a time, each pipelined up to its connection's queue depth.
+  std::vector<const Chunk*> mine;
+  std::vector<bool> seen(data_.num_servers(), false);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    uint32_t server = chunks[i].server;
+    if (seen[server]) continue;
+    seen[server] = true;
+    mine.clear();
+    for (size_t j = i; j < chunks.size(); ++j) {
+      if (chunks[j].server == server) mine.push_back(&chunks[j]);
+    }
+    std::string error;
+    if (WriteChunksTo(server, mine, data_offset, data, data_len, &error) != 0) {
+      spdlog::warn("inode {}: write to data server {} ({}) failed: {}", ino, server,
+                   data_.endpoint(server).ToString(), error);
+      return EIO;
+    }
+  }
+  return 0;
+}
+
+int FileIo::Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len) {
+  if (len == 0) return 0;
+  if (offset > meta::kMaxFileSize || len > meta::kMaxFileSize - offset) return EFBIG;
+  const uint64_t end = offset + len;
+  const Timespec now = Now();
+  std::vector<Segment> segs;
+  if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
+  if (end <= inode.size() && AllWritten(segs)) {
+    // Overwrite of written blocks: data servers only (DESIGN.md "overwrite").
+    std::vector<Chunk> chunks;
+    for (const Segment& s : segs) {
+      AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
+    }
+    if (int err = WriteChunks(inode.ino(), chunks, offset, data, len); err != 0) return err;
+    inode.NoteOverwrite(now);
+    return 0;
+  }
+  std::lock_guard<std::mutex> lock(inode.write_mutex());
+  return SlowWrite(inode, offset, data, len, now);
+}
+
+int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t len,
+                      const Timespec& now) {
+  const uint64_t end = offset + len;
+  const uint64_t bstart = AlignDown(offset, block_size_);
+  const uint64_t bend = AlignUp(end, block_size_);
+  std::vector<Segment> segs;
+  // Under the mutex the cache may have moved on (another writer committed): look again.
+  if (!inode.layout().Map(offset, end, &segs) || AnyHole(segs)) {
+    meta::AllocateRequest req{inode.ino(), bstart, bend - bstart};
+    meta::AllocateReply rep;
+    if (int err = meta_.Allocate(req, &rep); err != 0) return err;
+    if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
+    inode.layout().Insert(rep.extents);
+    if (!inode.layout().Map(offset, end, &segs) || AnyHole(segs)) {
+      spdlog::error("inode {}: the metadata server's allocate reply does not cover [{}, {})",
+                    inode.ino(), bstart, bend);
+      return EIO;
+    }
+  }
+  std::vector<Chunk> chunks;
+  std::vector<meta::ByteRange> written;
+  // Extending a file whose size S is not block-aligned, past a gap: the bytes of S's
+  // block after S may hold anything (the server keeps that block on truncate, and an
+  // uncommitted write may have left bytes there), and they become part of the file
+  // now, so they are zeroed in the same pass (metadata/namespace_files.cc states
+  // this rule). A pure append (offset == S) overwrites them with data instead.
+  const uint64_t old_size = inode.size();
+  if (offset > old_size && old_size % block_size_ != 0) {
+    uint64_t zero_end = std::min(offset, AlignUp(old_size, block_size_));
+    std::vector<Segment> gap;
+    if (int err = MapRange(inode, old_size, zero_end, &gap); err != 0) return err;
+    for (const Segment& s : gap) {
+      if (s.kind == Segment::Kind::kWritten) {
+        AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
+      }
+    }
+  }
+  for (const Segment& s : segs) {
+    if (s.kind == Segment::Kind::kWritten) {
+      AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
+      continue;
+    }
+    // Unwritten: whole blocks, zero padding around the data. Extents are block-aligned,
+    // so the widened range stays inside the segment's extent.
+    uint64_t b0 = AlignDown(s.file_offset, block_size_);
+    uint64_t b1 = AlignUp(s.file_offset + s.length, block_size_);
+    AddChunks(s.server, s.pool_offset - (s.file_offset - b0), b0, b1, &chunks);
+    if (!written.empty() && written.back().offset + written.back().length == b0) {
+      written.back().length += b1 - b0;
+    } else {
+      written.push_back(meta::ByteRange{b0, b1 - b0});
+    }
+  }
+  if (written.size() > meta::kMaxWrittenRanges) {
+    spdlog::error("inode {}: a write of {} bytes spans {} unwritten ranges (limit {})", inode.ino(),
+                  len, written.size(), meta::kMaxWrittenRanges);
+    return EIO;
+  }
+  spdlog::trace("inode {}: write [{}, +{}): {} segments, {} chunks, {} unwritten ranges",
+                inode.ino(), offset, len, segs.size(), chunks.size(), written.size());
+  if (int err = WriteChunks(inode.ino(), chunks, offset, data, len); err != 0) return err;
+
+  const bool grows = end > old_size;
+  if (written.empty() && !grows) {
+    inode.NoteOverwrite(now);
+    return 0;
+  }
+  // The data is durable; now make it part of the file (DESIGN.md "append / hole fill").
+  meta::CommitRequest commit;
+  commit.ino = inode.ino();
+  commit.valid = grows ? meta::CommitRequest::kSize : 0;
+  commit.new_size = grows ? end : 0;
+  // Now, not `now`: a writer that queued for the mutex must not commit an mtime older
+  // than the one committed before it.
+  commit.mtime = Now();
+  commit.written = written;
+  InodeAttr attr;
+  if (int err = meta_.Commit(commit, &attr); err != 0) return err;
+  for (const meta::ByteRange& r : written)
+    inode.layout().MarkWritten(r.offset, r.offset + r.length);
+  inode.SetAttr(attr);
+  if (grows) inode.GrowSize(end);
+  return 0;
+}
+
+int FileIo::ZeroRange(Inode& inode, uint64_t offset, uint64_t len) {
+  std::lock_guard<std::mutex> lock(inode.write_mutex());
+  return ZeroRangeLocked(inode, offset, len);
+}
+
+int FileIo::ModifyLayout(Inode& inode, const std::vector<meta::ByteRange>& zero_before,
+                         const std::function<int()>& op,
+                         const std::vector<meta::ByteRange>& zero_after) {
+  std::lock_guard<std::mutex> lock(inode.write_mutex());
+  for (const meta::ByteRange& r : zero_before) {
+    if (int err = ZeroRangeLocked(inode, r.offset, r.length); err != 0) return err;
+  }
+  int err = op();
+  inode.layout().Clear();  // even on error: the server may have done part of it
+  if (err != 0) return err;
+  for (const meta::ByteRange& r : zero_after) {
+    if (int e = ZeroRangeLocked(inode, r.offset, r.length); e != 0) return e;
+  }
+  return 0;
+}
+
+int FileIo::ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len) {
+  if (len == 0 || offset >= meta::kMaxFileSize) return 0;
+  uint64_t end = offset + std::min(len, meta::kMaxFileSize - offset);
+  std::vector<Segment> segs;
+  if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
+  std::vector<Chunk> chunks;
+  for (const Segment& s : segs) {
+    if (s.kind != Segment::Kind::kWritten) continue;
+    AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
+  }
+  if (chunks.empty()) return 0;
+  return WriteChunks(inode.ino(), chunks, 0, nullptr, 0);
+}
+
+int FileIo::FlushMtime(Inode& inode) {
+  // Its reply carries the size: like every size this engine learns, it is taken under
+  // the write mutex (see Inode::SetAttr).
+  std::lock_guard<std::mutex> lock(inode.write_mutex());
+  Timespec t;
+  if (!inode.TakePendingMtime(&t)) return 0;
+  if (!Later(t, inode.server_attr().mtime)) return 0;
+  meta::CommitRequest commit;
+  commit.ino = inode.ino();
+  commit.mtime = t;
+  InodeAttr attr;
+  if (int err = meta_.Commit(commit, &attr); err != 0) {
+    inode.NoteOverwrite(t);  // still pending: the next flush tries again
+    return err;
+  }
+  inode.SetAttr(attr);
+  return 0;
+}
+
+int FileIo::Seek(Inode& inode, uint64_t offset, bool data, uint64_t* result) {
+  std::vector<Extent> extents;
+  uint64_t size = 0;
+  uint64_t pos = offset;
+  for (bool first = true;; first = false) {
+    meta::LayoutRequest req{inode.ino(), pos, 0};
+    meta::LayoutReply rep;
+    if (int err = meta_.Layout(req, &rep); err != 0) return err;
+    if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
+    if (first) size = rep.attr.size;
+    extents.insert(extents.end(), rep.extents.begin(), rep.extents.end());
+    if (!rep.truncated) break;
+    if (rep.extents.empty() || rep.extents.back().file_offset + rep.extents.back().length <= pos) {
+      return EIO;
+    }
+    pos = rep.extents.back().file_offset + rep.extents.back().length;
+  }
+  if (offset >= size) return ENXIO;
+  std::sort(extents.begin(), extents.end(),
+            [](const Extent& a, const Extent& b) { return a.file_offset < b.file_offset; });
+  auto is_data = [](const Extent& e) { return (e.flags & Extent::kUnwritten) == 0; };
+  if (data) {
+    for (const Extent& e : extents) {
+      if (!is_data(e) || e.file_offset + e.length <= offset) continue;
+      uint64_t at = std::max(e.file_offset, offset);
+      if (at >= size) return ENXIO;
+      *result = at;
+      return 0;
+    }
+    return ENXIO;
+  }
+  uint64_t hole = offset;
+  for (const Extent& e : extents) {
+    if (e.file_offset + e.length <= hole) continue;
+    if (e.file_offset > hole || !is_data(e)) break;
+    hole = e.file_offset + e.length;
+  }
+  *result = std::min(hole, size);
+  return 0;
+}
+
+}  // namespace dpmfs::fs

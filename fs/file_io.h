@@ -1,0 +1,132 @@
+// The client's striped I/O engine: reads and writes a byte range of a file over its
+// extents, one-sided to the data servers, with the metadata server involved only when
+// the layout must change (DESIGN.md, "Write, read and create").
+//
+// Read: the range is clipped at the cached size and split at extent boundaries; holes
+// and kUnwritten extents read as zeros; written extents are one-sided READs.
+//
+// Write:
+//   - overwrite: the cached layout covers the range with written extents and the file
+//     does not grow -> WRITE + persist to each data server, no metadata RPC. The mtime
+//     is kept locally and committed lazily (FlushMtime at flush/fsync/release).
+//   - otherwise (append, hole fill, unwritten blocks): under the inode's write mutex,
+//     Allocate (if the layout is unknown or has holes) -> WRITE + persist -> Commit
+//     (written blocks, new size if it grew, mtime). A write into a kUnwritten block is
+//     widened to whole blocks with zero padding, so the rest of the block reads as
+//     zeros once Commit clears the flag; the mutex keeps two writers of one unwritten
+//     block from zero-padding over each other.
+// Every write returns only after its data is durable under the persist method.
+//
+// Errors are errnos, ready for fuse_reply_err: the metadata server's answer as it
+// gave it; EIO for a data-path failure (a data server unreachable or failing the
+// request) and for a layout the server should never have sent (logged); EFBIG past
+// meta::kMaxFileSize.
+//
+// Thread-safety: thread-safe; any number of operations at once, on any inodes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fs/data_client_pool.h"
+#include "fs/inode_table.h"
+#include "fs/layout_cache.h"
+#include "metadata/meta_protocol.h"
+
+namespace dpmfs::fs {
+
+// The metadata operations the engine needs: MetaClient in the mount, a fake in tests.
+// Same contract as MetaClient: 0 or a positive errno. Must be thread-safe.
+class ExtentService {
+ public:
+  virtual ~ExtentService() = default;
+  virtual int Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) = 0;
+  virtual int Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) = 0;
+  virtual int Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) = 0;
+};
+
+struct FileIoOptions {
+  // Bytes of layout fetched around a read that misses the cache (rounded to stripe
+  // units): one Layout RPC then serves many later reads and overwrites.
+  uint64_t layout_window = 64ull << 20;
+};
+
+class FileIo {
+ public:
+  // `cluster` gives the block size, stripe unit and the data servers' sizes (the pool
+  // indexes them the same way). Both references outlive the engine.
+  FileIo(ExtentService& meta, DataClientPool& data, const meta::ClusterInfo& cluster,
+         const FileIoOptions& options = {});
+
+  // Reads up to `len` bytes at `offset` into `buf`; *n gets the bytes read (short at EOF).
+  int Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t* n);
+  // Writes `len` bytes at `offset`; durable on return.
+  int Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len);
+  // Makes [offset, offset+len) read as zeros where the file has written blocks (holes
+  // and unwritten blocks already do), with data writes. Used for the partial blocks
+  // at the edges of a truncate, punch hole or zero range.
+  int ZeroRange(Inode& inode, uint64_t offset, uint64_t len);
+  // Changes the file's layout on the server (truncate, fallocate, punch hole, zero
+  // range) with `op`, under the inode's write mutex: first makes `zero_before` read as
+  // zeros, then runs `op` (its errno is returned), drops the layout cache (the server
+  // freed or added blocks), then zeros `zero_after`. Growing a file whose size S is not
+  // block-aligned zeros [S, end of S's block) before (the server keeps whatever bytes
+  // that block held past S); punch hole and zero range zero their partial edge blocks
+  // after (the server frees or zeroes only whole blocks).
+  int ModifyLayout(Inode& inode, const std::vector<meta::ByteRange>& zero_before,
+                   const std::function<int()>& op, const std::vector<meta::ByteRange>& zero_after);
+  // Commits the mtime of lazily-committed overwrites, if one is pending and newer than
+  // the server's.
+  int FlushMtime(Inode& inode);
+  // lseek SEEK_DATA (data=true) / SEEK_HOLE from `offset`; kUnwritten counts as a hole.
+  // ENXIO at or past EOF, or (SEEK_DATA) when no data follows.
+  int Seek(Inode& inode, uint64_t offset, bool data, uint64_t* result);
+
+  uint32_t block_size() const { return block_size_; }
+
+ private:
+  // One data-server transfer: [file_offset, +length) at pool_offset of `server`.
+  struct Chunk {
+    uint32_t server = 0;
+    uint64_t pool_offset = 0;
+    uint64_t file_offset = 0;
+    uint32_t length = 0;
+  };
+
+  // Maps [begin, end) from the cache, fetching the layout around it on a miss.
+  int MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs);
+  // Layout RPCs over [begin, end) into `cache` (the inode's, at `epoch`, or a scratch
+  // one when the inode's moved on).
+  int FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
+                  uint64_t map_begin, uint64_t map_end);
+  // Checks extents from the server (alignment, bounds, server index); EIO if bad.
+  int ValidateExtents(meta::InodeId ino, const std::vector<meta::Extent>& extents) const;
+  int SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t len,
+                const meta::Timespec& now);
+  // Splits a segment's [begin, end) into chunks of at most max I/O size.
+  void AddChunks(uint32_t server, uint64_t pool_offset, uint64_t begin, uint64_t end,
+                 std::vector<Chunk>* chunks) const;
+  // Writes the chunks: bytes inside [data_offset, data_offset+data_len) come from
+  // `data`, all others are zeros (padding). EIO on any data-path failure.
+  int WriteChunks(meta::InodeId ino, const std::vector<Chunk>& chunks, uint64_t data_offset,
+                  const uint8_t* data, size_t data_len);
+  int ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len);
+  int WriteChunksTo(uint32_t server, const std::vector<const Chunk*>& chunks, uint64_t data_offset,
+                    const uint8_t* data, size_t data_len, std::string* error);
+
+  ExtentService& meta_;
+  DataClientPool& data_;
+  const meta::ClusterInfo& cluster_;
+  const FileIoOptions options_;
+  const uint32_t block_size_;
+  const uint32_t stripe_unit_;
+  const uint32_t max_io_;
+};
+
+// The current time as the metadata protocol carries it (CLOCK_REALTIME).
+meta::Timespec Now();
+
+}  // namespace dpmfs::fs

@@ -1,0 +1,817 @@
+#include "fs/fuse_ops.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace dpmfs::fs {
+namespace {
+
+using meta::InodeAttr;
+using meta::InodeId;
+
+// FALLOC_FL_* (linux/falloc.h), spelled out to avoid pulling in more kernel headers;
+// the other modes are passed to the server, which refuses what it does not support.
+constexpr int kFallocPunchHole = 0x02;
+constexpr int kFallocZeroRange = 0x10;
+
+// "." and ".." take directory offsets 1 and 2; a server entry with cookie c is at c + 2
+// (its successor continues from cookie c). Offset 0 is the start.
+constexpr off_t kDotOffsets = 2;
+
+// An open file: the inode (kept alive while open) and the server's open handle.
+struct Handle {
+  std::shared_ptr<Inode> inode;
+  uint64_t server_handle = 0;
+  int flags = 0;
+};
+
+Filesystem* Fs(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userdata(req)); }
+Handle* HandleOf(const fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+
+uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
+
+void ToStat(const InodeAttr& a, uint32_t block_size, struct stat* st) {
+  std::memset(st, 0, sizeof *st);
+  st->st_ino = a.ino;
+  st->st_mode = a.mode;
+  st->st_nlink = a.nlink;
+  st->st_uid = a.uid;
+  st->st_gid = a.gid;
+  st->st_size = static_cast<off_t>(a.size);
+  st->st_blocks = static_cast<blkcnt_t>(a.blocks);
+  st->st_rdev = a.rdev;
+  st->st_blksize = block_size;
+  st->st_atim = {a.atime.sec, a.atime.nsec};
+  st->st_mtim = {a.mtime.sec, a.mtime.nsec};
+  st->st_ctim = {a.ctime.sec, a.ctime.nsec};
+}
+
+meta::Timespec FromTimespec(const struct timespec& ts) {
+  return meta::Timespec{ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+void FillEntry(Filesystem* fs, const InodeAttr& a, fuse_entry_param* e) {
+  std::memset(e, 0, sizeof *e);
+  e->ino = a.ino;
+  e->generation = a.generation;
+  ToStat(a, fs->io().block_size(), &e->attr);
+  e->attr_timeout = fs->options().attr_timeout;
+  e->entry_timeout = fs->options().entry_timeout;
+}
+
+// Replies with a new entry the kernel will hold a lookup on. `seq` is AttrSequence()
+// from before the request that returned `attr` was sent.
+void ReplyEntry(fuse_req_t req, const InodeAttr& attr, uint64_t seq) {
+  Filesystem* fs = Fs(req);
+  if (attr.ino == 0) {
+    spdlog::error("the metadata server answered with inode number 0");
+    fuse_reply_err(req, EIO);
+    return;
+  }
+  auto inode = fs->inodes().AddLookup(attr, seq);
+  fuse_entry_param e;
+  FillEntry(fs, inode->attr(), &e);
+  // The kernel did not get the reply (the request was interrupted): no lookup to count.
+  if (fuse_reply_entry(req, &e) != 0) fs->inodes().Forget(attr.ino, 1);
+}
+
+void ReplyAttr(fuse_req_t req, const InodeAttr& attr) {
+  struct stat st;
+  ToStat(attr, Fs(req)->io().block_size(), &st);
+  fuse_reply_attr(req, &st, Fs(req)->options().attr_timeout);
+}
+
+// --- namespace ---
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  InodeAttr attr;
+  uint64_t seq = AttrSequence();
+  if (int err = Fs(req)->meta().Lookup(parent, name, &attr); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  ReplyEntry(req, attr, seq);
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Fs(req)->inodes().Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) Fs(req)->inodes().Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
+  Filesystem* fs = Fs(req);
+  InodeAttr attr;
+  uint64_t seq = AttrSequence();
+  if (int err = fs->meta().Getattr(ino, &attr); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  auto inode = fs->inodes().Find(ino);
+  if (inode == nullptr) {  // forgotten meanwhile: nothing cached to update
+    ReplyAttr(req, attr);
+    return;
+  }
+  inode->UpdateAttr(attr, seq);
+  ReplyAttr(req, inode->attr());  // with a pending local mtime laid over
+}
+
+// Growing a file to `new_size` from a size S that is not block-aligned: the bytes of
+// S's block past S keep whatever they held (the server keeps that block when a file
+// shrinks), so they are zeroed before they become part of the file. S is asked from
+// the server: truncate and fallocate are rare, and a stale S would zero live data.
+int GrowthZeroing(Filesystem* fs, Inode& inode, uint64_t new_size,
+                  std::vector<meta::ByteRange>* zero_before) {
+  InodeAttr now;
+  uint64_t seq = AttrSequence();
+  if (int err = fs->meta().Getattr(inode.ino(), &now); err != 0) return err;
+  inode.UpdateAttr(now, seq);
+  uint64_t bs = fs->io().block_size();
+  uint64_t s = inode.size();
+  if (new_size > s && s % bs != 0) zero_before->push_back({s, AlignUp(s, bs) - s});
+  return 0;
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+               fuse_file_info* /*fi*/) {
+  Filesystem* fs = Fs(req);
+  meta::SetattrRequest r;
+  r.ino = ino;
+  if (to_set & FUSE_SET_ATTR_MODE) {
+    r.valid |= meta::SetattrRequest::kMode;
+    r.mode = attr->st_mode & 07777;
+  }
+  if (to_set & FUSE_SET_ATTR_UID) {
+    r.valid |= meta::SetattrRequest::kUid;
+    r.uid = attr->st_uid;
+  }
+  if (to_set & FUSE_SET_ATTR_GID) {
+    r.valid |= meta::SetattrRequest::kGid;
+    r.gid = attr->st_gid;
+  }
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (attr->st_size < 0) {
+      fuse_reply_err(req, EINVAL);
+      return;
+    }
+    if (static_cast<uint64_t>(attr->st_size) > meta::kMaxFileSize) {
+      fuse_reply_err(req, EFBIG);
+      return;
+    }
+    r.valid |= meta::SetattrRequest::kSize;
+    r.size = static_cast<uint64_t>(attr->st_size);
+  }
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+    r.valid |= meta::SetattrRequest::kAtimeNow;
+  } else if (to_set & FUSE_SET_ATTR_ATIME) {
+    r.valid |= meta::SetattrRequest::kAtime;
+    r.atime = FromTimespec(attr->st_atim);
+  }
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+    r.valid |= meta::SetattrRequest::kMtimeNow;
+  } else if (to_set & FUSE_SET_ATTR_MTIME) {
+    r.valid |= meta::SetattrRequest::kMtime;
+    r.mtime = FromTimespec(attr->st_mtim);
+  }
+  if (to_set & FUSE_SET_ATTR_CTIME) {
+    r.valid |= meta::SetattrRequest::kCtime;
+    r.ctime = FromTimespec(attr->st_ctim);
+  }
+  auto inode = fs->inodes().Get(ino);
+  InodeAttr out;
+  int err = 0;
+  if (r.valid & meta::SetattrRequest::kSize) {
+    std::vector<meta::ByteRange> zero_before;
+    if (int e = GrowthZeroing(fs, *inode, r.size, &zero_before); e != 0) {
+      fuse_reply_err(req, e);
+      return;
+    }
+    err = fs->io().ModifyLayout(*inode, zero_before,
+                                [&] {
+                                  int e = fs->meta().Setattr(r, &out);
+                                  if (e == 0)
+                                    inode->SetAttr(out);  // under the write mutex: authoritative
+                                  return e;
+                                },
+                                {});
+  } else {
+    uint64_t seq = AttrSequence();
+    err = fs->meta().Setattr(r, &out);
+    if (err == 0) inode->UpdateAttr(out, seq);
+  }
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  if (r.valid & (meta::SetattrRequest::kSize | meta::SetattrRequest::kMtime |
+                 meta::SetattrRequest::kMtimeNow)) {
+    inode->ClearPendingMtime();  // the server's mtime is newer than any pending one
+  }
+  ReplyAttr(req, inode->attr());
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  std::string target;
+  if (int err = Fs(req)->meta().Readlink(ino, &target); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_readlink(req, target.c_str());
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  meta::MknodRequest r;
+  r.parent = parent;
+  r.name = name;
+  r.mode = mode;
+  r.rdev = rdev;
+  r.uid = ctx->uid;
+  r.gid = ctx->gid;
+  InodeAttr attr;
+  uint64_t seq = AttrSequence();
+  if (int err = Fs(req)->meta().Mknod(r, &attr); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  ReplyEntry(req, attr, seq);
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  meta::MkdirRequest r;
+  r.parent = parent;
+  r.name = name;
+  r.mode = mode & 07777;
+  r.uid = ctx->uid;
+  r.gid = ctx->gid;
+  InodeAttr attr;
+  uint64_t seq = AttrSequence();
+  if (int err = Fs(req)->meta().Mkdir(r, &attr); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  ReplyEntry(req, attr, seq);
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_reply_err(req, Fs(req)->meta().Unlink(parent, name));
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_reply_err(req, Fs(req)->meta().Rmdir(parent, name));
+}
+
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  meta::SymlinkRequest r;
+  r.parent = parent;
+  r.name = name;
+  r.target = link;
+  r.uid = ctx->uid;
+  r.gid = ctx->gid;
+  InodeAttr attr;
+  uint64_t seq = AttrSequence();
+  if (int err = Fs(req)->meta().Symlink(r, &attr); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  ReplyEntry(req, attr, seq);
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  meta::RenameRequest r;
+  r.parent = parent;
+  r.name = name;
+  r.new_parent = newparent;
+  r.new_name = newname;
+  r.flags = flags;
+  fuse_reply_err(req, Fs(req)->meta().Rename(r));
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  InodeAttr attr;
+  uint64_t seq = AttrSequence();
+  if (int err = Fs(req)->meta().Link(ino, newparent, newname, &attr); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  ReplyEntry(req, attr, seq);
+}
+
+// --- files ---
+
+// Finishes an open/create: a handle for fi->fh, direct I/O for O_DIRECT.
+Handle* NewHandle(Filesystem* fs, std::shared_ptr<Inode> inode, uint64_t server_handle,
+                  fuse_file_info* fi) {
+  auto* h = new Handle{std::move(inode), server_handle, fi->flags};
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  // O_DIRECT bypasses the page cache; everything else keeps it, so that shared
+  // writable mmap works (direct_io would refuse it).
+  fi->direct_io = (fi->flags & O_DIRECT) != 0;
+  fs->inodes().Opened(h->inode);
+  return h;
+}
+
+void DropHandle(Filesystem* fs, Handle* h) {
+  if (int err = fs->io().FlushMtime(*h->inode); err != 0) {
+    spdlog::warn("inode {}: committing the mtime at release failed: {}", h->inode->ino(),
+                 std::strerror(err));
+  }
+  if (int err = fs->meta().Release(h->inode->ino(), h->server_handle); err != 0) {
+    spdlog::debug("inode {}: release of handle {}: {}", h->inode->ino(), h->server_handle,
+                  std::strerror(err));
+  }
+  // The server frees a file's unwritten speculative blocks at its last release: a
+  // layout cached past that point could name blocks that are another file's by now.
+  if (fs->inodes().Closed(h->inode)) h->inode->layout().Clear();
+  delete h;
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Filesystem* fs = Fs(req);
+  auto inode = fs->inodes().Get(ino);
+  meta::OpenReply reply;
+  if (fi->flags & O_TRUNC) {
+    // The server truncates: a size change like a setattr, under the write mutex.
+    std::lock_guard<std::mutex> lock(inode->write_mutex());
+    inode->ClearPendingMtime();
+    if (int err = fs->meta().Open(ino, static_cast<uint32_t>(fi->flags), &reply); err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    inode->SetAttr(reply.attr);
+    inode->layout().Clear();
+    fi->keep_cache = 0;
+  } else {
+    uint64_t seq = AttrSequence();
+    if (int err = fs->meta().Open(ino, static_cast<uint32_t>(fi->flags), &reply); err != 0) {
+      fuse_reply_err(req, err);
+      return;
+    }
+    // Close-to-open: fresh attributes, no cached layout; the page cache stays only if
+    // nobody changed the file since this client last saw it.
+    fi->keep_cache = inode->RefreshAtOpen(reply.attr, seq);
+  }
+  Handle* h = NewHandle(fs, inode, reply.handle, fi);
+  if (fuse_reply_open(req, fi) != 0) DropHandle(fs, h);  // interrupted: no release will come
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  Filesystem* fs = Fs(req);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  meta::CreateRequest r;
+  r.parent = parent;
+  r.name = name;
+  r.mode = (mode & S_IFMT) == 0 ? (mode | S_IFREG) : mode;
+  r.uid = ctx->uid;
+  r.gid = ctx->gid;
+  r.flags = static_cast<uint32_t>(fi->flags);
+  meta::CreateReply reply;
+  uint64_t seq = AttrSequence();
+  if (int err = fs->meta().Create(r, &reply); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  if (reply.attr.ino == 0) {
+    spdlog::error("the metadata server created '{}' as inode number 0", name);
+    fuse_reply_err(req, EIO);
+    return;
+  }
+  auto inode = fs->inodes().AddLookup(reply.attr, seq);
+  inode->RefreshAtOpen(reply.attr, seq);
+  // A new file, or one the server just truncated: its size is exactly the reply's.
+  if (reply.created || (fi->flags & O_TRUNC)) inode->SetAttr(reply.attr);
+  if (reply.created) {
+    // A new file has no blocks: its whole layout is known without asking, which saves
+    // the first write a Layout RPC.
+    LayoutCache& layout = inode->layout();
+    (void)layout.InsertFetched(layout.epoch(), {}, 0, meta::kMaxFileSize);
+  }
+  Handle* h = NewHandle(fs, inode, reply.handle, fi);
+  fuse_entry_param e;
+  FillEntry(fs, inode->attr(), &e);
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    fs->inodes().Forget(reply.attr.ino, 1);
+    DropHandle(fs, h);
+  }
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* fi) {
+  Filesystem* fs = Fs(req);
+  if (off < 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  // One buffer per worker thread, kept between requests (no allocation per read).
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < size) buf.resize(size);
+  size_t n = 0;
+  if (int err =
+          fs->io().Read(*HandleOf(fi)->inode, static_cast<uint64_t>(off), size, buf.data(), &n);
+      err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t /*ino*/, const char* data, size_t size, off_t off,
+             fuse_file_info* fi) {
+  if (off < 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  int err = Fs(req)->io().Write(*HandleOf(fi)->inode, static_cast<uint64_t>(off),
+                                reinterpret_cast<const uint8_t*>(data), size);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_write(req, size);
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  // Data is durable at every write's return; what is left is the lazy mtime.
+  fuse_reply_err(req, Fs(req)->io().FlushMtime(*HandleOf(fi)->inode));
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  DropHandle(Fs(req), HandleOf(fi));
+  fuse_reply_err(req, 0);
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t /*ino*/, int datasync, fuse_file_info* fi) {
+  // Data and size are durable already; fsync (not fdatasync) also wants the mtime.
+  fuse_reply_err(req, datasync ? 0 : Fs(req)->io().FlushMtime(*HandleOf(fi)->inode));
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info* /*fi*/) {
+  Filesystem* fs = Fs(req);
+  if (offset < 0 || length <= 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  uint64_t off = static_cast<uint64_t>(offset), len = static_cast<uint64_t>(length);
+  if (off > meta::kMaxFileSize || len > meta::kMaxFileSize - off) {
+    fuse_reply_err(req, EFBIG);
+    return;
+  }
+  meta::FallocateRequest r{ino, static_cast<uint32_t>(mode), off, len};
+  // The server frees (punch) or zeroes (zero range) whole blocks; the partial blocks
+  // at the edges are zeroed here with data writes.
+  std::vector<meta::ByteRange> edges;
+  if (mode & (kFallocPunchHole | kFallocZeroRange)) {
+    uint64_t bs = fs->io().block_size(), end = off + len;
+    uint64_t head_end = std::min(AlignUp(off, bs), end);
+    if (head_end > off) edges.push_back({off, head_end - off});
+    uint64_t tail_begin = std::max(AlignDown(end, bs), head_end);
+    if (end > tail_begin) edges.push_back({tail_begin, end - tail_begin});
+  }
+  auto inode = fs->inodes().Get(ino);
+  std::vector<meta::ByteRange> zero_before;
+  // Only plain allocation and zero range can grow the file (without KEEP_SIZE).
+  if ((mode & ~kFallocZeroRange) == 0) {
+    if (int e = GrowthZeroing(fs, *inode, off + len, &zero_before); e != 0) {
+      fuse_reply_err(req, e);
+      return;
+    }
+  }
+  InodeAttr attr;
+  int err = fs->io().ModifyLayout(
+      *inode, zero_before,
+      [&] {
+        int e = fs->meta().Fallocate(r, &attr);
+        if (e == 0) inode->SetAttr(attr);  // under the write mutex: authoritative
+        return e;
+      },
+      edges);
+  fuse_reply_err(req, err);
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t /*ino*/, off_t off, int whence, fuse_file_info* fi) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+    fuse_reply_err(req, EINVAL);  // the kernel handles SEEK_SET/CUR/END itself
+    return;
+  }
+  if (off < 0) {
+    fuse_reply_err(req, ENXIO);
+    return;
+  }
+  uint64_t result = 0;
+  if (int err = Fs(req)->io().Seek(*HandleOf(fi)->inode, static_cast<uint64_t>(off),
+                                   whence == SEEK_DATA, &result);
+      err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  fuse_reply_lseek(req, static_cast<off_t>(result));
+}
+
+// --- directories ---
+
+void OpOpendir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  fi->fh = 0;  // readdir needs no state: offsets are the server's stable cookies
+  fuse_reply_open(req, fi);
+}
+
+void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  Filesystem* fs = Fs(req);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  auto add_dot = [&](const char* name, off_t next) -> bool {
+    struct stat st;
+    std::memset(&st, 0, sizeof st);
+    st.st_ino = ino;
+    st.st_mode = S_IFDIR;
+    size_t n;
+    if (plus) {
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof e);  // ino 0: the kernel takes no lookup for dot entries
+      e.attr = st;
+      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
+    } else {
+      n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+    }
+    if (n > size - used) return false;
+    used += n;
+    return true;
+  };
+  if (off < 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  if (off == 0 && !add_dot(".", 1)) {
+    fuse_reply_buf(req, buf.data(), used);
+    return;
+  }
+  if (off <= 1 && !add_dot("..", kDotOffsets)) {
+    fuse_reply_buf(req, buf.data(), used);
+    return;
+  }
+  uint64_t cookie = off > kDotOffsets ? static_cast<uint64_t>(off - kDotOffsets) : 0;
+  bool full = false;
+  while (!full) {
+    meta::ReaddirRequest r;
+    r.ino = ino;
+    r.cookie = cookie;
+    // Roughly what fits: an entry takes at least 24 (readdir) or ~150 (plus) bytes.
+    size_t per_entry = plus ? 160 : 32;
+    r.max_entries = static_cast<uint32_t>(
+        std::clamp<size_t>((size - used) / per_entry + 1, 1, meta::kMaxReaddirEntries));
+    r.plus = plus;
+    meta::ReaddirReply reply;
+    uint64_t seq = AttrSequence();
+    if (int err = fs->meta().Readdir(r, &reply); err != 0) {
+      if (used > 0) break;  // return what we have; the error comes again next time
+      fuse_reply_err(req, err);
+      return;
+    }
+    for (const meta::DirEntry& d : reply.entries) {
+      if (d.cookie > static_cast<uint64_t>(INT64_MAX) - kDotOffsets) {
+        spdlog::error("directory {}: the server sent cookie {} (too large for an offset)", ino,
+                      d.cookie);
+        full = true;
+        break;
+      }
+      off_t next = static_cast<off_t>(d.cookie) + kDotOffsets;
+      size_t n;
+      if (plus) {
+        InodeAttr a = d.attr;
+        if (a.ino != d.ino) a.ino = d.ino;
+        fuse_entry_param e;
+        FillEntry(fs, a, &e);
+        n = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &e, next);
+        if (n > size - used) {
+          full = true;
+          break;
+        }
+        fs->inodes().AddLookup(a, seq);  // the kernel holds a lookup on every plus entry
+      } else {
+        struct stat st;
+        std::memset(&st, 0, sizeof st);
+        st.st_ino = d.ino;
+        st.st_mode = d.mode;
+        n = fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(), &st, next);
+        if (n > size - used) {
+          full = true;
+          break;
+        }
+      }
+      used += n;
+      cookie = d.cookie;
+    }
+    if (reply.eof || reply.entries.empty()) break;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* /*fi*/) {
+  Readdir(req, ino, size, off, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* /*fi*/) {
+  Readdir(req, ino, size, off, true);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) {
+  fuse_reply_err(req, 0);
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t /*ino*/, int /*datasync*/, fuse_file_info* /*fi*/) {
+  fuse_reply_err(req, 0);  // every namespace change is durable when acknowledged
+}
+
+// --- file system ---
+
+void OpStatfs(fuse_req_t req, fuse_ino_t /*ino*/) {
+  meta::StatfsReply r;
+  if (int err = Fs(req)->meta().Statfs(&r); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  struct statvfs st;
+  std::memset(&st, 0, sizeof st);
+  st.f_bsize = r.block_size;
+  st.f_frsize = r.block_size;
+  st.f_blocks = r.total_blocks;
+  st.f_bfree = r.free_blocks;
+  st.f_bavail = r.free_blocks;
+  st.f_files = r.total_inodes;
+  st.f_ffree = r.free_inodes;
+  st.f_favail = r.free_inodes;
+  st.f_namemax = r.name_max;
+  fuse_reply_statfs(req, &st);
+}
+
+// --- extended attributes ---
+
+constexpr std::string_view kCapabilityXattr = "security.capability";
+
+// Forgets a learnt absence of security.capability (any xattr change may be it).
+void XattrChanged(Filesystem* fs, fuse_ino_t ino) {
+  if (auto inode = fs->inodes().Find(ino)) inode->XattrChanged();
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags) {
+  XattrChanged(Fs(req), ino);
+  meta::SetxattrRequest r;
+  r.ino = ino;
+  r.name = name;
+  r.value.assign(value, size);
+  r.flags = static_cast<uint32_t>(flags);
+  fuse_reply_err(req, Fs(req)->meta().Setxattr(r));
+}
+
+// getxattr/listxattr: size 0 asks for the length; a too small buffer is ERANGE.
+void ReplySized(fuse_req_t req, const std::string& bytes, size_t size) {
+  if (size == 0) {
+    fuse_reply_xattr(req, bytes.size());
+  } else if (bytes.size() > size) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, bytes.data(), bytes.size());
+  }
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Filesystem* fs = Fs(req);
+  // The kernel's check before every buffered write: answered here once known absent,
+  // which saves a metadata RPC per write.
+  std::shared_ptr<Inode> inode;
+  uint64_t epoch = 0;
+  if (name == kCapabilityXattr) {
+    inode = fs->inodes().Find(ino);
+    if (inode && inode->capability_absent()) {
+      fuse_reply_err(req, ENODATA);
+      return;
+    }
+    if (inode) epoch = inode->xattr_epoch();
+  }
+  std::string value;
+  if (int err = fs->meta().Getxattr(ino, name, &value); err != 0) {
+    if (err == ENODATA && inode) inode->MarkCapabilityAbsent(epoch);
+    fuse_reply_err(req, err);
+    return;
+  }
+  ReplySized(req, value, size);
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::vector<std::string> names;
+  if (int err = Fs(req)->meta().Listxattr(ino, &names); err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  std::string list;
+  for (const std::string& n : names) {
+    list += n;
+    list.push_back('\0');
+  }
+  ReplySized(req, list, size);
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  XattrChanged(Fs(req), ino);
+  fuse_reply_err(req, Fs(req)->meta().Removexattr(ino, name));
+}
+
+// --- session ---
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  auto* fs = static_cast<Filesystem*>(userdata);
+  const MountOptions& o = fs->options();
+  auto want = [&](unsigned cap, bool on) {
+    if (on && (conn->capable & cap)) {
+      conn->want |= cap;
+    } else {
+      conn->want &= ~cap;
+    }
+  };
+  want(FUSE_CAP_ATOMIC_O_TRUNC, true);    // open(O_TRUNC) in one RPC
+  want(FUSE_CAP_WRITEBACK_CACHE, false);  // write() must return only once durable
+  want(FUSE_CAP_HANDLE_KILLPRIV, false);  // the kernel clears suid/sgid on write
+  want(FUSE_CAP_PARALLEL_DIROPS, true);   // the server serializes what must be
+  want(FUSE_CAP_CACHE_SYMLINKS, true);    // symlinks never change
+  want(FUSE_CAP_ASYNC_DIO, true);
+  want(FUSE_CAP_AUTO_INVAL_DATA, true);  // drop stale pages when mtime/size change
+  want(FUSE_CAP_READDIRPLUS, true);
+  want(FUSE_CAP_READDIRPLUS_AUTO, true);
+  want(FUSE_CAP_EXPORT_SUPPORT, false);  // lookups of "." and ".." are not served
+  want(FUSE_CAP_POSIX_ACL, false);
+  conn->max_write = o.max_write;
+  conn->time_gran = 1;
+  spdlog::info("FUSE session: protocol {}.{}, max_write {}, max_readahead {}", conn->proto_major,
+               conn->proto_minor, conn->max_write, conn->max_readahead);
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops;
+  std::memset(&ops, 0, sizeof ops);
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.symlink = OpSymlink;
+  ops.rename = OpRename;
+  ops.link = OpLink;
+  ops.open = OpOpen;
+  ops.read = OpRead;
+  ops.write = OpWrite;
+  ops.flush = OpFlush;
+  ops.release = OpRelease;
+  ops.fsync = OpFsync;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.readdirplus = OpReaddirplus;
+  ops.releasedir = OpReleasedir;
+  ops.fsyncdir = OpFsyncdir;
+  ops.statfs = OpStatfs;
+  ops.setxattr = OpSetxattr;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.removexattr = OpRemovexattr;
+  ops.create = OpCreate;
+  ops.fallocate = OpFallocate;
+  ops.lseek = OpLseek;
+  // No getlk/setlk/flock: the kernel then keeps POSIX and BSD locks local to this
+  // mount, which is what a single-client lock needs.
+  return ops;
+}
+
+}  // namespace
+
+Filesystem::Filesystem(meta::MetaClient& meta, FileIo& io, const MountOptions& options)
+    : meta_(meta), io_(io), options_(options) {}
+
+const fuse_lowlevel_ops& Filesystem::Ops() {
+  static const fuse_lowlevel_ops ops = MakeOps();
+  return ops;
+}
+
+}  // namespace dpmfs::fs

@@ -1,0 +1,128 @@
+// The client's inodes: for every inode number the kernel knows, its cached attributes,
+// its layout cache, the write-side state of the I/O engine, and the two counts that
+// decide when it can be forgotten (kernel lookups, FUSE forget; open handles).
+//
+// Thread-safety: InodeTable is thread-safe. An Inode's methods are thread-safe (its own
+// mutex); write_mutex() is for the I/O engine's callers (see file_io.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "fs/layout_cache.h"
+#include "metadata/meta_protocol.h"
+
+namespace dpmfs::fs {
+
+// A counter of authoritative attribute changes over all inodes (see Inode::SetAttr).
+uint64_t AttrSequence();
+
+class Inode {
+ public:
+  explicit Inode(meta::InodeId ino) : ino_(ino) {}
+  Inode(const Inode&) = delete;
+  Inode& operator=(const Inode&) = delete;
+
+  meta::InodeId ino() const { return ino_; }
+
+  // The cached attributes with a not yet committed local mtime (overwrites commit it
+  // lazily, see file_io.h) laid over the server's. has_attr() false: never fetched.
+  meta::InodeAttr attr() const;
+  bool has_attr() const;
+  uint64_t size() const;
+  // The attributes exactly as the server last reported them (no local overlay).
+  meta::InodeAttr server_attr() const;
+  // Attributes from the server come in two kinds.
+  //  - Authoritative: the reply of a size change this client made while holding the
+  //    inode's write mutex (commit, truncate, fallocate, O_TRUNC open). SetAttr stores
+  //    it as is.
+  //  - Any other reply (getattr, lookup, readdirplus, open, chmod, ...) may have been
+  //    computed before a commit of this client that finished while it travelled; its
+  //    size would then move the cached size back, and the I/O engine decides from that
+  //    size whether a write grows the file and which bytes past EOF to zero. UpdateAttr
+  //    takes the size only if no authoritative change happened since `seq_before`
+  //    (AttrSequence() read before the request was sent); the other fields always.
+  // A different generation means the number now names another file: everything is
+  // taken and the layout cache dropped.
+  void SetAttr(const meta::InodeAttr& attr);
+  void UpdateAttr(const meta::InodeAttr& attr, uint64_t seq_before);
+  // Close-to-open: stores the attributes an open returned (as UpdateAttr), drops the
+  // layout cache, and says whether the kernel may keep its page cache (size and mtime
+  // are what this client had cached).
+  bool RefreshAtOpen(const meta::InodeAttr& fresh, uint64_t seq_before);
+  // A write grew the file (the server took max(size, new_size)); keeps the cache from
+  // showing a smaller size before the commit's reply attributes arrive.
+  void GrowSize(uint64_t new_size);
+
+  // Lazy mtime of overwrites (no metadata RPC on the write path).
+  void NoteOverwrite(const meta::Timespec& now);
+  // Takes the pending mtime, if any.
+  bool TakePendingMtime(meta::Timespec* mtime);
+  // The server now has a newer mtime (truncate, utimens, commit): drop the pending one.
+  void ClearPendingMtime();
+
+  // The kernel asks for the "security.capability" xattr before every buffered write
+  // (to drop file capabilities). Having learnt it is absent, this client answers
+  // ENODATA itself until it sets or removes an xattr of the file or re-opens it
+  // (close-to-open, like the rest of the cache).
+  bool capability_absent() const;
+  // An xattr of the file changed (or may have): forget the absence.
+  void XattrChanged();
+  // Read before asking the server; MarkCapabilityAbsent(epoch) after its ENODATA is
+  // ignored if an xattr changed meanwhile.
+  uint64_t xattr_epoch() const;
+  void MarkCapabilityAbsent(uint64_t epoch);
+
+  LayoutCache& layout() { return layout_; }
+  // Serializes this client's writes that allocate, pad unwritten blocks or commit (see
+  // file_io.h); pure overwrites of written blocks do not take it.
+  std::mutex& write_mutex() { return write_mu_; }
+
+ private:
+  friend class InodeTable;
+  const meta::InodeId ino_;
+  mutable std::mutex mu_;  // attr_, has_attr_, size_seq_, pending_*, xattr state
+  meta::InodeAttr attr_;
+  bool has_attr_ = false;
+  bool pending_mtime_ = false;
+  bool capability_absent_ = false;
+  uint64_t xattr_epoch_ = 0;
+  meta::Timespec pending_mtime_value_;
+  uint64_t size_seq_ = 0;  // AttrSequence() of the last authoritative size
+  LayoutCache layout_;
+  std::mutex write_mu_;
+  // Guarded by InodeTable::mu_.
+  uint64_t nlookup_ = 0;
+  uint64_t open_count_ = 0;
+};
+
+class InodeTable {
+ public:
+  InodeTable();  // holds the root inode (never forgotten)
+
+  // The inode, creating an entry (no lookup counted) if the table has none: the kernel
+  // only names inodes it learned from us, so that happens only after a race with forget.
+  std::shared_ptr<Inode> Get(meta::InodeId ino);
+  // The inode if the table has it, else nullptr.
+  std::shared_ptr<Inode> Find(meta::InodeId ino) const;
+  // The kernel learned `attr.ino` from a reply (lookup, create, mkdir, mknod, symlink,
+  // link, readdirplus): counts the lookup and stores the attributes.
+  std::shared_ptr<Inode> AddLookup(const meta::InodeAttr& attr, uint64_t seq_before);
+  // FUSE forget: drops `n` lookups; the entry goes once no lookup and no handle is left.
+  void Forget(meta::InodeId ino, uint64_t n);
+  void Opened(const std::shared_ptr<Inode>& inode);
+  // Returns whether that was this client's last open handle of the inode.
+  bool Closed(const std::shared_ptr<Inode>& inode);
+
+  size_t size() const;
+
+ private:
+  void MaybeEraseLocked(meta::InodeId ino);
+
+  mutable std::mutex mu_;
+  std::unordered_map<meta::InodeId, std::shared_ptr<Inode>> inodes_;
+};
+
+}  // namespace dpmfs::fs

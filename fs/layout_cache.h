@@ -1,0 +1,74 @@
+// The client's cache of one file's layout (its extent map, as the metadata server
+// reported it), so that reads and overwrites of mapped blocks need no metadata RPC.
+//
+// The cache is authoritative only for the ranges it was told about ("known" ranges):
+// there, cached extents are the file's extents and gaps are holes. Elsewhere the
+// caller must ask the server (Layout) first.
+//
+// Staleness: a Layout reply is computed before it arrives; if the cache changed
+// meanwhile (a commit cleared kUnwritten, a truncate cleared everything), inserting
+// the older reply could resurrect freed blocks or make written blocks look unwritten
+// (and a later write would then zero-pad over data). Every change bumps epoch(); a
+// reply fetched at an older epoch is not inserted (InsertFetched returns false).
+//
+// Thread-safety: thread-safe (one internal mutex).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "metadata/meta_protocol.h"
+
+namespace dpmfs::fs {
+
+// A piece of a file range and where its bytes are.
+struct Segment {
+  enum class Kind : uint8_t { kHole, kUnwritten, kWritten };
+  Kind kind = Kind::kHole;
+  uint64_t file_offset = 0;
+  uint64_t length = 0;
+  uint32_t server = 0;       // kUnwritten/kWritten: data server index
+  uint64_t pool_offset = 0;  // of file_offset, in that server's data area
+};
+
+class LayoutCache {
+ public:
+  uint64_t epoch() const;
+  // Forgets everything (open for close-to-open, truncate, fallocate, punch hole).
+  void Clear();
+
+  // Records extents the server reported together with the range [known_begin,
+  // known_end) the reply was authoritative for (extent ranges are always known), unless
+  // the cache changed since `epoch` was read. Returns whether it was inserted.
+  bool InsertFetched(uint64_t epoch, std::span<const meta::Extent> extents, uint64_t known_begin,
+                     uint64_t known_end);
+  // Records extents just returned by Allocate (the caller serializes writes that
+  // change extents, so these are current).
+  void Insert(std::span<const meta::Extent> extents);
+
+  bool IsKnown(uint64_t begin, uint64_t end) const;
+  // Splits [begin, end) into segments in file order (holes included). False if part
+  // of the range is not known.
+  bool Map(uint64_t begin, uint64_t end, std::vector<Segment>* out) const;
+  // The blocks of [begin, end) were committed as written: clear their flags.
+  void MarkWritten(uint64_t begin, uint64_t end);
+
+  size_t extent_count() const;
+
+ private:
+  void InsertLocked(const meta::Extent& e);
+  void MarkKnownLocked(uint64_t begin, uint64_t end);
+  // Splits the extent containing `offset` (if any, and not starting there) in two.
+  void SplitAtLocked(uint64_t offset);
+  void CoalesceLocked(uint64_t begin, uint64_t end);
+
+  mutable std::mutex mu_;
+  uint64_t epoch_ = 0;
+  std::map<uint64_t, meta::Extent> extents_;  // by file_offset; never overlapping
+  std::map<uint64_t, uint64_t> known_;        // begin -> end; merged, never overlapping
+};
+
+}  // namespace dpmfs::fs

@@ -1,0 +1,266 @@
+#include "fs/mount_options.h"
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+
+namespace dpmfs::fs {
+namespace {
+
+// Options libfuse 3.14's fuse_session_new understands (the FUSE and VFS mount options
+// of mount.fuse(8)); passed on unchanged. Names ending in '=' take a value. (blkdev and
+// blksize= are for fuseblk file systems on a block device: not ours, so unknown here.)
+// clang-format off
+constexpr std::array<std::string_view, 25> kFuseOptions = {
+    "rw",          "ro",           "suid",          "nosuid",     "dev",
+    "nodev",       "exec",         "noexec",        "async",      "sync",
+    "dirsync",     "atime",        "noatime",       "allow_other", "allow_root",
+    "auto_unmount", "default_permissions", "fsname=", "subtype=",  "max_read=",
+    "context=",    "fscontext=",   "defcontext=",   "rootcontext=", "user=",
+};
+
+// Dropped: mount(8)/fstab words that are not mount options (defaults, _netdev, auto,
+// nofail, user, ...), atime variants libfuse 3.14 refuses although mount(8) users
+// write them (FUSE leaves atime to the file system; dpmfs does not update it), and
+// FUSE-2 options. So an fstab line or an old habit never makes the mount fail.
+constexpr std::array<std::string_view, 26> kIgnoredOptions = {
+    "defaults", "_netdev", "auto",      "noauto",     "nofail",    "user",
+    "nouser",   "users",   "owner",     "group",      "silent",    "loud",
+    "relatime", "norelatime", "strictatime", "nostrictatime", "diratime", "nodiratime",
+    "lazytime", "nolazytime", "iversion", "noiversion",
+    "nonempty", "big_writes", "hard_remove", "use_ino",
+};
+// clang-format on
+
+bool Matches(std::string_view option, std::string_view pattern) {
+  if (pattern.ends_with('=')) return option.starts_with(pattern);
+  return option == pattern;
+}
+
+Status ParseSeconds(std::string_view name, std::string_view value, double* out) {
+  std::string s(value);
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v) || v < 0 || v > 86400 * 365) {
+    return Status::InvalidArgument("option " + std::string(name) + "=" + s +
+                                   ": expected a number of seconds >= 0 (e.g. 1 or 0.5)");
+  }
+  *out = v;
+  return Status::OK();
+}
+
+Status ParseUnsigned(std::string_view name, std::string_view value, uint64_t min, uint64_t max,
+                     uint64_t* out) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (value.empty() || ec != std::errc() || p != value.data() + value.size() || v < min ||
+      v > max) {
+    return Status::InvalidArgument("option " + std::string(name) + "=" + std::string(value) +
+                                   ": expected an integer in " + std::to_string(min) + ".." +
+                                   std::to_string(max));
+  }
+  *out = v;
+  return Status::OK();
+}
+
+// One option of a -o list.
+Status ApplyOption(std::string_view opt, MountOptions* o) {
+  if (opt.empty()) return Status::OK();
+  std::string_view name = opt, value;
+  bool has_value = false;
+  if (size_t eq = opt.find('='); eq != std::string_view::npos) {
+    name = opt.substr(0, eq);
+    value = opt.substr(eq + 1);
+    has_value = true;
+  }
+  auto need_value = [&]() -> Status {
+    if (!has_value) {
+      return Status::InvalidArgument("option " + std::string(name) + " needs a value (" +
+                                     std::string(name) + "=...)");
+    }
+    return Status::OK();
+  };
+  if (name == "persist") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    auto m = datapath::ParsePersistMethod(value);
+    if (!m.ok()) return m.status().WithContext("option persist");
+    o->persist = *m;
+    return Status::OK();
+  }
+  if (name == "transport") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    auto b = transport::ParseBackend(value);
+    if (!b.ok()) return b.status().WithContext("option transport");
+    o->transport = *b;
+    return Status::OK();
+  }
+  if (name == "attr_timeout") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    return ParseSeconds(name, value, &o->attr_timeout);
+  }
+  if (name == "entry_timeout") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    return ParseSeconds(name, value, &o->entry_timeout);
+  }
+  if (name == "max_threads") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    uint64_t v = 0;
+    DPMFS_RETURN_IF_ERROR(ParseUnsigned(name, value, 1, 1024, &v));
+    o->max_threads = static_cast<uint32_t>(v);
+    return Status::OK();
+  }
+  if (name == "max_write") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    uint64_t v = 0;
+    DPMFS_RETURN_IF_ERROR(ParseUnsigned(name, value, 4096, 1u << 20, &v));
+    o->max_write = static_cast<uint32_t>(v);
+    return Status::OK();
+  }
+  if (name == "log_level") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    o->log_level = std::string(value);
+    return Status::OK();
+  }
+  if (opt == "debug") {
+    o->debug = true;
+    return Status::OK();
+  }
+  if (opt == "clone_fd") {
+    o->clone_fd = true;
+    return Status::OK();
+  }
+  if (opt == "noclone_fd") {
+    o->clone_fd = false;
+    return Status::OK();
+  }
+  for (std::string_view p : kFuseOptions) {
+    if (Matches(opt, p)) {
+      o->fuse_options.emplace_back(opt);
+      return Status::OK();
+    }
+  }
+  for (std::string_view p : kIgnoredOptions) {
+    if (Matches(opt, p)) return Status::OK();
+  }
+  // fstab's x-systemd.automount, x-gvfs-show, comment=...: for other programs.
+  if (opt.starts_with("x-") || opt.starts_with("comment=")) return Status::OK();
+  return Status::InvalidArgument("unknown mount option '" + std::string(opt) +
+                                 "' (see dpmfs-mount --help)");
+}
+
+}  // namespace
+
+std::vector<std::string> SplitOptionList(std::string_view list) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (size_t i = 0; i < list.size(); ++i) {
+    char c = list[i];
+    if (c == '\\' && i + 1 < list.size()) {
+      cur.push_back(list[++i]);
+    } else if (c == ',') {
+      out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur.push_back(c);
+    }
+  }
+  out.push_back(std::move(cur));
+  return out;
+}
+
+Result<MountOptions> ParseMountArgs(int argc, const char* const* argv) {
+  MountOptions o;
+  std::vector<std::string> positional;
+  std::vector<std::string> option_lists;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "-h" || a == "--help") {
+      o.show_help = true;
+    } else if (a == "-V" || a == "--version") {
+      o.show_version = true;
+    } else if (a == "-f") {
+      o.foreground = true;
+    } else if (a == "-d" || a == "--debug") {
+      o.debug = true;
+      o.foreground = true;
+    } else if (a == "-s") {
+      o.single_thread = true;
+    } else if (a == "-o") {
+      if (i + 1 >= argc) return Status::InvalidArgument("-o needs an option list");
+      option_lists.emplace_back(argv[++i]);
+    } else if (a.starts_with("-o")) {
+      option_lists.emplace_back(a.substr(2));
+    } else if (a == "-n" || a == "-v") {
+      // mount(8) helper flags (no mtab / verbose) that mount.fuse3 may pass on.
+    } else if (a.size() > 1 && a[0] == '-') {
+      return Status::InvalidArgument("unknown flag '" + std::string(a) +
+                                     "' (see dpmfs-mount --help)");
+    } else {
+      positional.emplace_back(a);
+    }
+  }
+  for (const std::string& list : option_lists) {
+    for (const std::string& opt : SplitOptionList(list))
+      DPMFS_RETURN_IF_ERROR(ApplyOption(opt, &o));
+  }
+  if (o.show_help || o.show_version) return o;
+  if (positional.size() != 2) {
+    return Status::InvalidArgument(
+        "expected two arguments, the metadata server (HOST:PORT) and the mount point; got " +
+        std::to_string(positional.size()));
+  }
+  o.meta_server = positional[0];
+  o.mountpoint = positional[1];
+  // mount.fuse3 may hand us SOURCE as "dpmfs#HOST:PORT" (the FUSE-2 fstab spelling).
+  if (size_t hash = o.meta_server.find('#'); hash != std::string::npos) {
+    o.meta_server = o.meta_server.substr(hash + 1);
+  }
+  bool has_fsname = false, has_subtype = false;
+  for (const std::string& f : o.fuse_options) {
+    has_fsname |= f.starts_with("fsname=");
+    has_subtype |= f.starts_with("subtype=");
+  }
+  // /proc/mounts then reads "HOST:PORT /mnt fuse.dpmfs", which is what mount -t
+  // fuse.dpmfs and umount expect to see.
+  if (!has_fsname) o.fuse_options.push_back("fsname=" + o.meta_server);
+  if (!has_subtype) o.fuse_options.push_back("subtype=dpmfs");
+  return o;
+}
+
+std::string MountUsage(std::string_view program) {
+  std::string p(program);
+  return "Usage: " + p +
+         " MDS_HOST:PORT MOUNTPOINT [-f] [-d] [-s] [-o OPT[,OPT...]]\n"
+         "\n"
+         "Mounts the dpmfs file system served by the metadata server at MDS_HOST:PORT.\n"
+         "File data goes straight to the data servers (one-sided RDMA READ/WRITE); a write\n"
+         "returns only once its data is durable on the remote persistent memory.\n"
+         "Also works as a mount.fuse3 helper: mount -t fuse.dpmfs HOST:PORT /mnt -o ...\n"
+         "\n"
+         "Flags:\n"
+         "  -f                 stay in the foreground (default: daemonize once mounted)\n"
+         "  -d                 FUSE debug output (implies -f)\n"
+         "  -s                 single-threaded request loop\n"
+         "  -h, --help         this text\n"
+         "  -V, --version      version\n"
+         "\n"
+         "dpmfs options (-o):\n"
+         "  persist=METHOD     how writes are made durable: read (default), read2, imm, rpc,\n"
+         "                     flush, none (none is NOT durable; for comparison only)\n"
+         "  transport=soft|verbs   RDMA transport (default soft: software NIC over TCP)\n"
+         "  attr_timeout=SEC   kernel attribute cache time (default 1)\n"
+         "  entry_timeout=SEC  kernel name cache time (default 1)\n"
+         "  max_threads=N      request worker threads (default 10)\n"
+         "  max_write=BYTES    largest write request (4096..1048576, default 1048576)\n"
+         "  noclone_fd         share one /dev/fuse fd between workers\n"
+         "  log_level=LEVEL    trace|debug|info|warn|error (default $DPMFS_LOG_LEVEL or info)\n"
+         "  debug              as -d\n"
+         "\n"
+         "FUSE/VFS options passed to the kernel: allow_other, allow_root, default_permissions,\n"
+         "auto_unmount, ro, rw, nosuid, suid, nodev, dev, noexec, exec, sync, async, dirsync,\n"
+         "noatime, atime, relatime, fsname=, subtype=, max_read=, blksize=, ...\n"
+         "Ignored fstab words: defaults, _netdev, auto, noauto, nofail, user, users, x-*.\n";
+}
+
+}  // namespace dpmfs::fs

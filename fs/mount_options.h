@@ -1,0 +1,58 @@
+// The command line of dpmfs-mount, in both shapes it is invoked with:
+//   dpmfs-mount MDS_HOST:PORT MOUNTPOINT [-f] [-d] [-s] [-o opt,opt,...]   (a user)
+//   PROG SOURCE MOUNTPOINT -o opt,...                                      (mount.fuse3)
+// Options are ours (persist=, transport=, attr_timeout=, ...), FUSE/VFS mount options
+// handed to libfuse (ro, nosuid, allow_other, default_permissions, fsname=, ...), or
+// mount(8)/fstab words that mean nothing to a FUSE daemon (defaults, _netdev, auto,
+// nofail, x-systemd.*, ...) and are dropped so that an fstab line never makes the
+// mount fail. Anything else is an error naming the option.
+//
+// Thread-safety: values and pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "datapath/persist_method.h"
+#include "datapath/transport.h"
+
+namespace dpmfs::fs {
+
+struct MountOptions {
+  std::string meta_server;  // "host:port" of dpmfs-meta, as given
+  std::string mountpoint;
+
+  bool foreground = false;     // -f (and -d): do not daemonize
+  bool debug = false;          // -d or -o debug: libfuse prints every request
+  bool single_thread = false;  // -s: fuse_session_loop instead of the MT loop
+  bool show_help = false;
+  bool show_version = false;
+
+  datapath::PersistMethod persist = datapath::PersistMethod::kRead;
+  transport::Backend transport = transport::Backend::kSoft;
+  double attr_timeout = 1.0;      // seconds the kernel may cache attributes
+  double entry_timeout = 1.0;     // seconds the kernel may cache name -> inode
+  uint32_t max_threads = 10;      // worker threads of the multithreaded loop
+  bool clone_fd = true;           // one /dev/fuse fd per worker thread
+  uint32_t max_write = 1u << 20;  // largest WRITE request the kernel sends
+  std::string log_level;          // -o log_level=debug; empty: $DPMFS_LOG_LEVEL or info
+
+  // Options for libfuse's fuse_session_new ("-o" list, already validated), in order.
+  std::vector<std::string> fuse_options;
+};
+
+// Parses argv (argv[0] is the program). InvalidArgument with a message naming the bad
+// argument or option; a lone --help/-h or --version/-V returns with show_help /
+// show_version set and the positional arguments not required.
+Result<MountOptions> ParseMountArgs(int argc, const char* const* argv);
+
+// Splits one "-o" value at commas (a backslash escapes a comma, as mount(8) allows).
+std::vector<std::string> SplitOptionList(std::string_view list);
+
+// The --help text.
+std::string MountUsage(std::string_view program);
+
+}  // namespace dpmfs::fs

@@ -1,0 +1,379 @@
+#include "metadata/meta_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+// Which reply type decodes which opcode's answer: see the table at the top of
+// meta_protocol.cc.
+
+namespace dpmfs::meta {
+namespace {
+
+using std::chrono::milliseconds;
+
+// The errno a caller sees for an RPC-level failure (see meta_client.h).
+int ErrnoOfRpcStatus(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kTimedOut:
+      return ETIMEDOUT;
+    case StatusCode::kUnavailable:
+      return ENOTCONN;
+    default:
+      return EIO;
+  }
+}
+
+// Unregister at destruction is a courtesy (the lease would lapse anyway): never let it
+// hold up an unmount for long.
+constexpr milliseconds kUnregisterTimeout{1000};
+
+}  // namespace
+
+MetaClient::MetaClient(std::unique_ptr<rpc::RpcClient> rpc, const MetaClientOptions& options)
+    : rpc_(std::move(rpc)), options_(options) {}
+
+Result<std::unique_ptr<MetaClient>> MetaClient::Connect(transport::Device& device,
+                                                        const Endpoint& server,
+                                                        const MetaClientOptions& options) {
+  rpc::RpcClientOptions ro;
+  ro.max_message = kMetaMaxMessage;
+  ro.depth = options.depth;
+  ro.connect_timeout = options.connect_timeout;
+  ro.default_timeout = options.call_timeout;
+  ro.reconnect_attempts = options.reconnect_attempts;
+  auto rpc = rpc::RpcClient::Connect(device, server, ro);
+  if (!rpc.ok()) return rpc.status().WithContext("metadata server " + server.ToString());
+  std::unique_ptr<MetaClient> c(new MetaClient(std::move(rpc).value(), options));
+  if (int err = c->Register(); err != 0) {
+    std::string what = "registering with metadata server " + server.ToString() +
+                       " failed: " + std::strerror(err) + " (see the log for details)";
+    switch (err) {
+      case ETIMEDOUT:
+        return Status::TimedOut(std::move(what));
+      case ENOTCONN:
+        return Status::Unavailable(std::move(what));
+      default:
+        return Status::IOError(std::move(what));
+    }
+  }
+  if (options.heartbeat) c->heartbeat_ = std::thread([p = c.get()] { p->HeartbeatLoop(); });
+  return c;
+}
+
+MetaClient::~MetaClient() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (heartbeat_.joinable()) heartbeat_.join();
+  if (cluster_.block_size == 0) return;  // never registered (Connect failed)
+  auto payload = Encode(UnregisterRequest{});
+  auto r = rpc_->Call(static_cast<uint16_t>(Opcode::kUnregister), payload, kUnregisterTimeout);
+  if (!r.ok()) {
+    spdlog::debug("meta client: unregister of session {:#x} failed: {}", rpc_->session(),
+                  r.status().ToString());
+  }
+}
+
+uint64_t MetaClient::session() const { return rpc_->session(); }
+
+template <class Req, class Rep>
+int MetaClient::Call(Opcode op, const Req& req, Rep* reply) {
+  std::vector<uint8_t> payload = Encode(req);
+  auto r = rpc_->Call(static_cast<uint16_t>(op), payload, options_.call_timeout);
+  if (!r.ok()) {
+    int err = ErrnoOfRpcStatus(r.status());
+    spdlog::warn("meta client: {} failed ({}): {}", OpcodeName(op), std::strerror(err),
+                 r.status().ToString());
+    return err;
+  }
+  int err = 0;
+  std::span<const uint8_t> body;
+  if (Status s = SplitReply(*r, &err, &body); !s.ok()) {
+    spdlog::error("meta client: undecodable {} reply: {}", OpcodeName(op), s.ToString());
+    return EIO;
+  }
+  if (err != 0) return err;
+  if (Status s = Decode(body, reply); !s.ok()) {
+    spdlog::error("meta client: undecodable {} reply: {}", OpcodeName(op), s.ToString());
+    return EIO;
+  }
+  return 0;
+}
+
+int MetaClient::CallRaw(Opcode op, std::span<const uint8_t> payload, std::vector<uint8_t>* body) {
+  auto r = rpc_->Call(static_cast<uint16_t>(op), payload, options_.call_timeout);
+  if (!r.ok()) {
+    int err = ErrnoOfRpcStatus(r.status());
+    spdlog::warn("meta client: raw {} failed ({}): {}", OpcodeName(op), std::strerror(err),
+                 r.status().ToString());
+    return err;
+  }
+  int err = 0;
+  std::span<const uint8_t> b;
+  if (Status s = SplitReply(*r, &err, &b); !s.ok()) {
+    spdlog::error("meta client: undecodable raw {} reply: {}", OpcodeName(op), s.ToString());
+    return EIO;
+  }
+  if (body != nullptr) body->assign(b.begin(), b.end());
+  return err;
+}
+
+int MetaClient::Register() {
+  RegisterRequest req;
+  req.client_name = options_.client_name;
+  RegisterReply reply;
+  // Register runs at mount time: bound it by the connect timeout so that a server that
+  // accepts connections but does not answer fails the mount quickly.
+  auto r =
+      rpc_->Call(static_cast<uint16_t>(Opcode::kRegister), Encode(req), options_.connect_timeout);
+  if (!r.ok()) {
+    int err = ErrnoOfRpcStatus(r.status());
+    spdlog::error("meta client: register failed: {}", r.status().ToString());
+    return err;
+  }
+  int err = 0;
+  std::span<const uint8_t> body;
+  Status s = SplitReply(*r, &err, &body);
+  if (s.ok() && err != 0) {
+    spdlog::error("meta client: the metadata server refused to register this client: {}",
+                  std::strerror(err));
+    return err;
+  }
+  if (s.ok()) s = Decode(body, &reply);
+  if (!s.ok()) {
+    spdlog::error("meta client: undecodable register reply: {}", s.ToString());
+    return EIO;
+  }
+  if (cluster_.block_size == 0) {
+    // First registration (from Connect, before any other thread exists).
+    cluster_ = std::move(reply.cluster);
+    lease_ms_ = reply.lease_ms;
+    return 0;
+  }
+  // Re-registration by the heartbeat thread: cluster() and lease_ms() are read without
+  // a lock by other threads, so they stay as first learnt. A change means the server
+  // now serves a different file system, which a mounted client cannot follow.
+  if (reply.cluster.cluster_uuid != cluster_.cluster_uuid ||
+      reply.cluster.block_size != cluster_.block_size ||
+      reply.cluster.stripe_unit != cluster_.stripe_unit ||
+      reply.cluster.servers.size() != cluster_.servers.size()) {
+    spdlog::error(
+        "meta client: the metadata server now describes a different cluster than at "
+        "mount time; keeping the old description (remount to follow it)");
+  }
+  if (reply.lease_ms != lease_ms_) {
+    spdlog::warn(
+        "meta client: the server's lease changed from {} ms to {} ms; heartbeats "
+        "keep the old pace of {} ms",
+        lease_ms_, reply.lease_ms, std::max<uint32_t>(lease_ms_ / 3, 1));
+  }
+  return 0;
+}
+
+void MetaClient::HeartbeatLoop() {
+  // lease_ms_ is fixed after Connect. The call's own timeout is one period, so a lost
+  // server delays stopping (the destructor) by at most that.
+  const milliseconds period(std::max<uint32_t>(lease_ms_ / 3, 1));
+  const milliseconds call_timeout = std::max(period, milliseconds(100));
+  const std::vector<uint8_t> payload = Encode(HeartbeatRequest{});
+  std::unique_lock lock(mu_);
+  while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
+    lock.unlock();
+    auto r = rpc_->Call(static_cast<uint16_t>(Opcode::kHeartbeat), payload, call_timeout);
+    int err = 0;
+    std::span<const uint8_t> body;
+    HeartbeatReply reply;
+    Status s = r.ok() ? SplitReply(*r, &err, &body) : r.status();
+    if (s.ok() && err != 0) {
+      s = Status::IOError(std::string("heartbeat answered ") + std::strerror(err));
+    } else if (s.ok()) {
+      s = Decode(body, &reply);
+    }
+    if (!s.ok()) {
+      spdlog::warn("meta client: heartbeat of session {:#x} failed: {}", rpc_->session(),
+                   s.ToString());
+    } else if (!reply.known) {
+      spdlog::warn(
+          "meta client: the metadata server no longer knows session {:#x} (its lease "
+          "lapsed): registering again; files this client had open were closed by the server",
+          rpc_->session());
+      if (Register() != 0) spdlog::warn("meta client: re-registering failed; retrying later");
+    }
+    lock.lock();
+  }
+}
+
+void MetaClient::DisconnectForTesting() { rpc_->DisconnectForTesting(); }
+
+// ---- Typed operations ----
+// Names are checked here with the same rules as the server's, so that a caller gets
+// ENAMETOOLONG / EINVAL without a round trip (and never sends a name so long that the
+// server would refuse the whole message instead of answering with an errno).
+
+int MetaClient::Lookup(InodeId parent, std::string_view name, InodeAttr* attr) {
+  if (int err = CheckName(name); err != 0) return err;
+  LookupRequest req{parent, std::string(name)};
+  EntryReply reply;
+  int err = Call(Opcode::kLookup, req, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+int MetaClient::Getattr(InodeId ino, InodeAttr* attr) {
+  AttrReply reply;
+  int err = Call(Opcode::kGetattr, GetattrRequest{ino}, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+int MetaClient::Setattr(const SetattrRequest& req, InodeAttr* attr) {
+  AttrReply reply;
+  int err = Call(Opcode::kSetattr, req, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+int MetaClient::Create(const CreateRequest& req, CreateReply* reply) {
+  if (int err = CheckName(req.name); err != 0) return err;
+  return Call(Opcode::kCreate, req, reply);
+}
+
+int MetaClient::Mkdir(const MkdirRequest& req, InodeAttr* attr) {
+  if (int err = CheckName(req.name); err != 0) return err;
+  EntryReply reply;
+  int err = Call(Opcode::kMkdir, req, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+int MetaClient::Mknod(const MknodRequest& req, InodeAttr* attr) {
+  if (int err = CheckName(req.name); err != 0) return err;
+  EntryReply reply;
+  int err = Call(Opcode::kMknod, req, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+int MetaClient::Symlink(const SymlinkRequest& req, InodeAttr* attr) {
+  if (int err = CheckName(req.name); err != 0) return err;
+  if (req.target.size() > kMaxSymlinkLength) return ENAMETOOLONG;
+  EntryReply reply;
+  int err = Call(Opcode::kSymlink, req, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+int MetaClient::Readlink(InodeId ino, std::string* target) {
+  ReadlinkReply reply;
+  int err = Call(Opcode::kReadlink, ReadlinkRequest{ino}, &reply);
+  if (err == 0) *target = std::move(reply.target);
+  return err;
+}
+
+int MetaClient::Link(InodeId ino, InodeId new_parent, std::string_view new_name, InodeAttr* attr) {
+  if (int err = CheckName(new_name); err != 0) return err;
+  LinkRequest req{ino, new_parent, std::string(new_name)};
+  EntryReply reply;
+  int err = Call(Opcode::kLink, req, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+int MetaClient::Unlink(InodeId parent, std::string_view name) {
+  if (int err = CheckName(name); err != 0) return err;
+  EmptyReply reply;
+  return Call(Opcode::kUnlink, UnlinkRequest{parent, std::string(name)}, &reply);
+}
+
+int MetaClient::Rmdir(InodeId parent, std::string_view name) {
+  if (int err = CheckName(name); err != 0) return err;
+  EmptyReply reply;
+  return Call(Opcode::kRmdir, UnlinkRequest{parent, std::string(name)}, &reply);
+}
+
+int MetaClient::Rename(const RenameRequest& req) {
+  if (int err = CheckName(req.name); err != 0) return err;
+  if (int err = CheckName(req.new_name); err != 0) return err;
+  EmptyReply reply;
+  return Call(Opcode::kRename, req, &reply);
+}
+
+int MetaClient::Readdir(const ReaddirRequest& req, ReaddirReply* reply) {
+  int err = Call(Opcode::kReaddir, req, reply);
+  if (err == 0 && reply->entries.size() > req.max_entries) {
+    spdlog::error("meta client: readdir of inode {} returned {} entries for a request of {}",
+                  req.ino, reply->entries.size(), req.max_entries);
+    return EIO;
+  }
+  return err;
+}
+
+int MetaClient::Open(InodeId ino, uint32_t flags, OpenReply* reply) {
+  return Call(Opcode::kOpen, OpenRequest{ino, flags}, reply);
+}
+
+int MetaClient::Release(InodeId ino, uint64_t handle) {
+  EmptyReply reply;
+  return Call(Opcode::kRelease, ReleaseRequest{ino, handle}, &reply);
+}
+
+int MetaClient::Statfs(StatfsReply* reply) { return Call(Opcode::kStatfs, StatfsRequest{}, reply); }
+
+// Xattr names: the kernel answers ERANGE for names over XATTR_NAME_MAX.
+int MetaClient::Getxattr(InodeId ino, std::string_view name, std::string* value) {
+  if (name.size() > kMaxXattrNameLength) return ERANGE;
+  GetxattrReply reply;
+  int err = Call(Opcode::kGetxattr, GetxattrRequest{ino, std::string(name)}, &reply);
+  if (err == 0) *value = std::move(reply.value);
+  return err;
+}
+
+int MetaClient::Setxattr(const SetxattrRequest& req) {
+  if (req.name.size() > kMaxXattrNameLength) return ERANGE;
+  if (req.value.size() > kMaxXattrValueLength) return E2BIG;
+  EmptyReply reply;
+  return Call(Opcode::kSetxattr, req, &reply);
+}
+
+int MetaClient::Listxattr(InodeId ino, std::vector<std::string>* names) {
+  ListxattrReply reply;
+  int err = Call(Opcode::kListxattr, ListxattrRequest{ino}, &reply);
+  if (err == 0) *names = std::move(reply.names);
+  return err;
+}
+
+int MetaClient::Removexattr(InodeId ino, std::string_view name) {
+  if (name.size() > kMaxXattrNameLength) return ERANGE;
+  EmptyReply reply;
+  return Call(Opcode::kRemovexattr, RemovexattrRequest{ino, std::string(name)}, &reply);
+}
+
+int MetaClient::Layout(const LayoutRequest& req, LayoutReply* reply) {
+  return Call(Opcode::kLayout, req, reply);
+}
+
+int MetaClient::Allocate(const AllocateRequest& req, AllocateReply* reply) {
+  return Call(Opcode::kAllocate, req, reply);
+}
+
+int MetaClient::Commit(const CommitRequest& req, InodeAttr* attr) {
+  if (req.written.size() > kMaxWrittenRanges) return EINVAL;
+  AttrReply reply;
+  int err = Call(Opcode::kCommit, req, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+int MetaClient::Fallocate(const FallocateRequest& req, InodeAttr* attr) {
+  AttrReply reply;
+  int err = Call(Opcode::kFallocate, req, &reply);
+  if (err == 0) *attr = reply.attr;
+  return err;
+}
+
+}  // namespace dpmfs::meta

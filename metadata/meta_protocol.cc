@@ -1,0 +1,553 @@
+#include "metadata/meta_protocol.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cassert>
+#include <cerrno>
+
+#include "metadata/wire_codec.h"
+
+// Wire layout: each message's Fields() below lists its fields in wire order (the same
+// order as the struct in meta_protocol.h). Fixed sizes: Timespec 12 bytes, InodeAttr 92,
+// Extent 32, ByteRange 16, DirEntry 116 + name bytes (the attributes are always sent,
+// zero when the request had no `plus`, so every entry has one layout).
+//
+// Which reply answers which request (what MetaClient decodes and dpmfs-meta must send):
+//   register -> RegisterReply      heartbeat -> HeartbeatReply   unregister -> EmptyReply
+//   lookup, mkdir, mknod, symlink, link -> EntryReply
+//   getattr, setattr, commit, fallocate -> AttrReply
+//   create -> CreateReply   open -> OpenReply   readlink -> ReadlinkReply
+//   unlink, rmdir, rename, release, setxattr, removexattr -> EmptyReply
+//   readdir -> ReaddirReply   statfs -> StatfsReply   getxattr -> GetxattrReply
+//   listxattr -> ListxattrReply   layout -> LayoutReply   allocate -> AllocateReply
+//
+// What Decode refuses and what it leaves to the server: a request field the server must
+// answer with an errno (a 300-byte name -> ENAMETOOLONG, "." -> EINVAL, a 70 KiB xattr
+// value -> E2BIG, max_entries 0 -> EINVAL, unknown flags) decodes, as long as it is
+// structurally sound and below a hard cap that no legitimate request comes near. Only
+// structural garbage is refused: truncation, trailing bytes, a length or count over its
+// hard cap or past the end, a boolean byte other than 0/1, nsec >= 1e9. Replies are held
+// to the protocol's limits exactly (an entry name must pass CheckName, extents must be
+// sorted, ...): the client hands them to the kernel, which trusts them.
+
+namespace dpmfs::meta {
+namespace {
+
+using wire::WireReader;
+using wire::WireSizer;
+using wire::WireWriter;
+
+// Hard caps of request strings the server judges itself (see above). No kernel sends
+// more: NAME_MAX is 255 and PATH_MAX 4096.
+constexpr size_t kWireNameCap = 4096;  // entry names and xattr names in requests
+constexpr size_t kWirePathCap = 8192;  // symlink targets in requests
+constexpr size_t kClientNameCap = 1024;
+constexpr size_t kEndpointCap = 512;
+constexpr int kMaxErrno = 4095;  // Linux's MAX_ERRNO: larger "errnos" are garbage
+
+constexpr size_t kTimespecSize = 12;
+constexpr size_t kInodeAttrSize = 8 + 8 + 4 * 4 + 8 * 3 + 3 * kTimespecSize;
+constexpr size_t kExtentSize = 32;
+constexpr size_t kByteRangeSize = 16;
+constexpr size_t kDirEntryMinSize = wire::kLengthPrefix + 1 + 8 + 4 + 8 + kInodeAttrSize;
+constexpr size_t kServerInfoMinSize = 4 + wire::kLengthPrefix + 8;
+constexpr size_t kXattrNameMinSize = wire::kLengthPrefix + 1;
+
+bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// ---- Shared pieces ----
+
+template <class IO>
+void Fields(IO& io, Timespec& t, const char* field) {
+  io.I64(field, t.sec);
+  io.U32(field, t.nsec);
+  io.Require(t.nsec < 1000000000u, field, "has nsec >= 1000000000");
+}
+
+template <class IO>
+void Fields(IO& io, InodeAttr& a) {
+  io.U64("attr.ino", a.ino);
+  io.U64("attr.generation", a.generation);
+  io.U32("attr.mode", a.mode);
+  io.U32("attr.uid", a.uid);
+  io.U32("attr.gid", a.gid);
+  io.U32("attr.nlink", a.nlink);
+  io.U64("attr.size", a.size);
+  io.U64("attr.blocks", a.blocks);
+  io.U64("attr.rdev", a.rdev);
+  Fields(io, a.atime, "attr.atime");
+  Fields(io, a.mtime, "attr.mtime");
+  Fields(io, a.ctime, "attr.ctime");
+}
+
+template <class IO>
+void Fields(IO& io, Extent& e) {
+  io.U64("extents.file_offset", e.file_offset);
+  io.U64("extents.length", e.length);
+  io.U64("extents.pool_offset", e.pool_offset);
+  io.U32("extents.server", e.server);
+  io.U32("extents.flags", e.flags);
+  io.Require(e.length != 0, "extents.length", "is 0");
+  io.Require(e.file_offset + e.length > e.file_offset && e.pool_offset + e.length > e.pool_offset,
+             "extents", "wraps around 2^64");
+  io.Require((e.flags & ~(Extent::kUnwritten | Extent::kSpeculative)) == 0, "extents.flags",
+             "has unknown bits");
+}
+
+// A reply's extents: sorted by file offset, not overlapping.
+template <class IO>
+void ExtentList(IO& io, std::vector<Extent>& extents) {
+  io.Vector("extents", extents, kMaxExtentsPerReply, kExtentSize,
+            [](IO& sub, Extent& e) { Fields(sub, e); });
+  if constexpr (IO::kDecoding) {
+    for (size_t i = 1; i < extents.size() && io.ok(); ++i) {
+      const Extent& prev = extents[i - 1];
+      io.Require(extents[i].file_offset >= prev.file_offset + prev.length, "extents",
+                 "are not sorted by file offset or overlap");
+    }
+  }
+}
+
+template <class IO>
+void Fields(IO& io, ClusterInfo& c) {
+  io.Fixed("cluster.cluster_uuid", c.cluster_uuid);
+  io.U32("cluster.block_size", c.block_size);
+  io.Require(IsPowerOfTwo(c.block_size) && c.block_size >= 512 && c.block_size <= (1u << 20),
+             "cluster.block_size", "is not a power of two in 512..1M");
+  io.U32("cluster.stripe_unit", c.stripe_unit);
+  io.Require(c.stripe_unit != 0 && c.block_size != 0 && c.stripe_unit % c.block_size == 0,
+             "cluster.stripe_unit", "is not a non-zero multiple of block_size");
+  io.Vector("cluster.servers", c.servers, kMaxDataServers, kServerInfoMinSize,
+            [](IO& sub, DataServerInfo& s) {
+              sub.U32("cluster.servers.index", s.index);
+              sub.Bytes("cluster.servers.endpoint", s.endpoint, kEndpointCap);
+              sub.U64("cluster.servers.data_size", s.data_size);
+            });
+  if constexpr (IO::kDecoding) {
+    for (size_t i = 0; i < c.servers.size() && io.ok(); ++i) {
+      io.Require(c.servers[i].index == i, "cluster.servers.index",
+                 "does not match the server's position in the list");
+    }
+  }
+}
+
+template <class IO>
+void Fields(IO& io, DirEntry& e) {
+  io.Bytes("entries.name", e.name, kMaxNameLength);
+  io.Require(CheckName(e.name) == 0, "entries.name",
+             "is not a valid name (empty, \".\", \"..\", or contains '/' or NUL)");
+  io.U64("entries.ino", e.ino);
+  io.U32("entries.mode", e.mode);
+  io.U64("entries.cookie", e.cookie);
+  Fields(io, e.attr);
+}
+
+// ---- Messages (field order = wire order = struct order in meta_protocol.h) ----
+
+template <class IO>
+void Fields(IO& io, RegisterRequest& m) {
+  io.Bytes("client_name", m.client_name, kClientNameCap);
+}
+template <class IO>
+void Fields(IO& io, RegisterReply& m) {
+  io.U32("lease_ms", m.lease_ms);
+  io.Require(m.lease_ms != 0, "lease_ms", "is 0");
+  Fields(io, m.cluster);
+}
+template <class IO>
+void Fields(IO&, HeartbeatRequest&) {}
+template <class IO>
+void Fields(IO& io, HeartbeatReply& m) {
+  io.Bool("known", m.known);
+}
+template <class IO>
+void Fields(IO&, UnregisterRequest&) {}
+template <class IO>
+void Fields(IO&, EmptyReply&) {}
+
+template <class IO>
+void Fields(IO& io, LookupRequest& m) {
+  io.U64("parent", m.parent);
+  io.Bytes("name", m.name, kWireNameCap);
+}
+template <class IO>
+void Fields(IO& io, EntryReply& m) {
+  Fields(io, m.attr);
+}
+template <class IO>
+void Fields(IO& io, GetattrRequest& m) {
+  io.U64("ino", m.ino);
+}
+template <class IO>
+void Fields(IO& io, AttrReply& m) {
+  Fields(io, m.attr);
+}
+template <class IO>
+void Fields(IO& io, SetattrRequest& m) {
+  io.U64("ino", m.ino);
+  io.U32("valid", m.valid);
+  io.U32("mode", m.mode);
+  io.U32("uid", m.uid);
+  io.U32("gid", m.gid);
+  io.U64("size", m.size);
+  Fields(io, m.atime, "atime");
+  Fields(io, m.mtime, "mtime");
+  Fields(io, m.ctime, "ctime");
+}
+template <class IO>
+void Fields(IO& io, CreateRequest& m) {
+  io.U64("parent", m.parent);
+  io.Bytes("name", m.name, kWireNameCap);
+  io.U32("mode", m.mode);
+  io.U32("uid", m.uid);
+  io.U32("gid", m.gid);
+  io.U32("flags", m.flags);
+}
+template <class IO>
+void Fields(IO& io, CreateReply& m) {
+  Fields(io, m.attr);
+  io.U64("handle", m.handle);
+  io.Bool("created", m.created);
+}
+template <class IO>
+void Fields(IO& io, MkdirRequest& m) {
+  io.U64("parent", m.parent);
+  io.Bytes("name", m.name, kWireNameCap);
+  io.U32("mode", m.mode);
+  io.U32("uid", m.uid);
+  io.U32("gid", m.gid);
+}
+template <class IO>
+void Fields(IO& io, MknodRequest& m) {
+  io.U64("parent", m.parent);
+  io.Bytes("name", m.name, kWireNameCap);
+  io.U32("mode", m.mode);
+  io.U64("rdev", m.rdev);
+  io.U32("uid", m.uid);
+  io.U32("gid", m.gid);
+}
+template <class IO>
+void Fields(IO& io, SymlinkRequest& m) {
+  io.U64("parent", m.parent);
+  io.Bytes("name", m.name, kWireNameCap);
+  io.Bytes("target", m.target, kWirePathCap);
+  io.U32("uid", m.uid);
+  io.U32("gid", m.gid);
+}
+template <class IO>
+void Fields(IO& io, ReadlinkRequest& m) {
+  io.U64("ino", m.ino);
+}
+template <class IO>
+void Fields(IO& io, ReadlinkReply& m) {
+  io.Bytes("target", m.target, kMaxSymlinkLength);
+  io.Require(m.target.find('\0') == std::string::npos, "target", "contains a NUL byte");
+}
+template <class IO>
+void Fields(IO& io, LinkRequest& m) {
+  io.U64("ino", m.ino);
+  io.U64("new_parent", m.new_parent);
+  io.Bytes("new_name", m.new_name, kWireNameCap);
+}
+template <class IO>
+void Fields(IO& io, UnlinkRequest& m) {
+  io.U64("parent", m.parent);
+  io.Bytes("name", m.name, kWireNameCap);
+}
+template <class IO>
+void Fields(IO& io, RenameRequest& m) {
+  io.U64("parent", m.parent);
+  io.Bytes("name", m.name, kWireNameCap);
+  io.U64("new_parent", m.new_parent);
+  io.Bytes("new_name", m.new_name, kWireNameCap);
+  io.U32("flags", m.flags);
+}
+template <class IO>
+void Fields(IO& io, ReaddirRequest& m) {
+  io.U64("ino", m.ino);
+  io.U64("cookie", m.cookie);
+  io.U32("max_entries", m.max_entries);
+  io.Bool("plus", m.plus);
+}
+template <class IO>
+void Fields(IO& io, ReaddirReply& m) {
+  io.Vector("entries", m.entries, kMaxReaddirEntries, kDirEntryMinSize,
+            [](IO& sub, DirEntry& e) { Fields(sub, e); });
+  io.Bool("eof", m.eof);
+}
+template <class IO>
+void Fields(IO& io, OpenRequest& m) {
+  io.U64("ino", m.ino);
+  io.U32("flags", m.flags);
+}
+template <class IO>
+void Fields(IO& io, OpenReply& m) {
+  Fields(io, m.attr);
+  io.U64("handle", m.handle);
+}
+template <class IO>
+void Fields(IO& io, ReleaseRequest& m) {
+  io.U64("ino", m.ino);
+  io.U64("handle", m.handle);
+}
+template <class IO>
+void Fields(IO&, StatfsRequest&) {}
+template <class IO>
+void Fields(IO& io, StatfsReply& m) {
+  io.U32("block_size", m.block_size);
+  io.U64("total_blocks", m.total_blocks);
+  io.U64("free_blocks", m.free_blocks);
+  io.U64("total_inodes", m.total_inodes);
+  io.U64("free_inodes", m.free_inodes);
+  io.U32("name_max", m.name_max);
+}
+template <class IO>
+void Fields(IO& io, GetxattrRequest& m) {
+  io.U64("ino", m.ino);
+  io.Bytes("name", m.name, kWireNameCap);
+}
+template <class IO>
+void Fields(IO& io, GetxattrReply& m) {
+  io.Bytes("value", m.value, kMaxXattrValueLength);
+}
+template <class IO>
+void Fields(IO& io, SetxattrRequest& m) {
+  io.U64("ino", m.ino);
+  io.Bytes("name", m.name, kWireNameCap);
+  // Bounded by the message itself: the server answers E2BIG above kMaxXattrValueLength.
+  io.Bytes("value", m.value, kMetaMaxMessage);
+  io.U32("flags", m.flags);
+}
+template <class IO>
+void Fields(IO& io, ListxattrRequest& m) {
+  io.U64("ino", m.ino);
+}
+template <class IO>
+void Fields(IO& io, ListxattrReply& m) {
+  // listxattr(2) returns the names NUL-separated in at most kMaxXattrListLength bytes.
+  io.Vector("names", m.names, kMaxXattrListLength / 2, kXattrNameMinSize,
+            [](IO& sub, std::string& name) {
+              sub.Bytes("names", name, kMaxXattrNameLength);
+              sub.Require(!name.empty() && name.find('\0') == std::string::npos, "names",
+                          "has an empty name or one with a NUL byte");
+            });
+  if constexpr (IO::kDecoding) {
+    size_t total = 0;
+    for (const std::string& name : m.names) total += name.size() + 1;
+    io.Require(total <= kMaxXattrListLength, "names",
+               "add up to more than kMaxXattrListLength bytes");
+  }
+}
+template <class IO>
+void Fields(IO& io, RemovexattrRequest& m) {
+  io.U64("ino", m.ino);
+  io.Bytes("name", m.name, kWireNameCap);
+}
+template <class IO>
+void Fields(IO& io, LayoutRequest& m) {
+  io.U64("ino", m.ino);
+  io.U64("offset", m.offset);
+  io.U64("length", m.length);
+}
+template <class IO>
+void Fields(IO& io, LayoutReply& m) {
+  Fields(io, m.attr);
+  ExtentList(io, m.extents);
+  io.Bool("truncated", m.truncated);
+}
+template <class IO>
+void Fields(IO& io, AllocateRequest& m) {
+  io.U64("ino", m.ino);
+  io.U64("offset", m.offset);
+  io.U64("length", m.length);
+}
+template <class IO>
+void Fields(IO& io, AllocateReply& m) {
+  ExtentList(io, m.extents);
+}
+template <class IO>
+void Fields(IO& io, CommitRequest& m) {
+  io.U64("ino", m.ino);
+  io.U32("valid", m.valid);
+  io.U64("new_size", m.new_size);
+  Fields(io, m.mtime, "mtime");
+  io.Vector("written", m.written, kMaxWrittenRanges, kByteRangeSize, [](IO& sub, ByteRange& r) {
+    sub.U64("written.offset", r.offset);
+    sub.U64("written.length", r.length);
+  });
+}
+template <class IO>
+void Fields(IO& io, FallocateRequest& m) {
+  io.U64("ino", m.ino);
+  io.U32("mode", m.mode);
+  io.U64("offset", m.offset);
+  io.U64("length", m.length);
+}
+
+}  // namespace
+
+// ---- Codec entry points ----
+
+#define DPMFS_DEFINE_CODEC(T)                                    \
+  void EncodeTo(const T& m, std::vector<uint8_t>* out) {         \
+    T& mm = const_cast<T&>(m); /* read only: see wire_codec.h */ \
+    wire::WireSizer sizer;                                       \
+    Fields(sizer, mm);                                           \
+    size_t at = out->size();                                     \
+    out->resize(at + sizer.size()); /* the one allocation */     \
+    wire::WireWriter writer(out->data() + at);                   \
+    Fields(writer, mm);                                          \
+    assert(writer.position() == out->data() + out->size());      \
+  }                                                              \
+  std::vector<uint8_t> Encode(const T& m) {                      \
+    std::vector<uint8_t> out;                                    \
+    EncodeTo(m, &out);                                           \
+    return out;                                                  \
+  }                                                              \
+  Status Decode(std::span<const uint8_t> payload, T* m) {        \
+    wire::WireReader reader(payload, #T);                        \
+    Fields(reader, *m);                                          \
+    return reader.Finish();                                      \
+  }
+DPMFS_META_MESSAGES(DPMFS_DEFINE_CODEC)
+#undef DPMFS_DEFINE_CODEC
+
+std::string_view OpcodeName(Opcode op) {
+  switch (op) {
+    case Opcode::kRegister:
+      return "register";
+    case Opcode::kHeartbeat:
+      return "heartbeat";
+    case Opcode::kUnregister:
+      return "unregister";
+    case Opcode::kLookup:
+      return "lookup";
+    case Opcode::kGetattr:
+      return "getattr";
+    case Opcode::kSetattr:
+      return "setattr";
+    case Opcode::kCreate:
+      return "create";
+    case Opcode::kMkdir:
+      return "mkdir";
+    case Opcode::kMknod:
+      return "mknod";
+    case Opcode::kSymlink:
+      return "symlink";
+    case Opcode::kReadlink:
+      return "readlink";
+    case Opcode::kLink:
+      return "link";
+    case Opcode::kUnlink:
+      return "unlink";
+    case Opcode::kRmdir:
+      return "rmdir";
+    case Opcode::kRename:
+      return "rename";
+    case Opcode::kReaddir:
+      return "readdir";
+    case Opcode::kOpen:
+      return "open";
+    case Opcode::kRelease:
+      return "release";
+    case Opcode::kStatfs:
+      return "statfs";
+    case Opcode::kGetxattr:
+      return "getxattr";
+    case Opcode::kSetxattr:
+      return "setxattr";
+    case Opcode::kListxattr:
+      return "listxattr";
+    case Opcode::kRemovexattr:
+      return "removexattr";
+    case Opcode::kLayout:
+      return "layout";
+    case Opcode::kAllocate:
+      return "allocate";
+    case Opcode::kCommit:
+      return "commit";
+    case Opcode::kFallocate:
+      return "fallocate";
+  }
+  return "unknown";
+}
+
+bool IsMutation(Opcode op) {
+  switch (op) {
+    // Open and Release count: they create and drop open handles, which decide when an
+    // unlinked file's blocks are freed, and open(O_TRUNC) truncates.
+    case Opcode::kSetattr:
+    case Opcode::kCreate:
+    case Opcode::kMkdir:
+    case Opcode::kMknod:
+    case Opcode::kSymlink:
+    case Opcode::kLink:
+    case Opcode::kUnlink:
+    case Opcode::kRmdir:
+    case Opcode::kRename:
+    case Opcode::kOpen:
+    case Opcode::kRelease:
+    case Opcode::kSetxattr:
+    case Opcode::kRemovexattr:
+    case Opcode::kAllocate:
+    case Opcode::kCommit:
+    case Opcode::kFallocate:
+      return true;
+    case Opcode::kRegister:
+    case Opcode::kHeartbeat:
+    case Opcode::kUnregister:
+    case Opcode::kLookup:
+    case Opcode::kGetattr:
+    case Opcode::kReadlink:
+    case Opcode::kReaddir:
+    case Opcode::kStatfs:
+    case Opcode::kGetxattr:
+    case Opcode::kListxattr:
+    case Opcode::kLayout:
+      return false;
+  }
+  return false;
+}
+
+std::vector<uint8_t> EncodeErrorReply(int err) {
+  if (err <= 0 || err > kMaxErrno) {
+    // A caller bug: an "error" reply of 0 would read as success with a missing body.
+    // Answer EIO rather than something the client would misread, and say so.
+    spdlog::error("meta protocol: EncodeErrorReply({}) is not a positive errno; sending EIO", err);
+    err = EIO;
+  }
+  std::vector<uint8_t> out(4);
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<uint8_t>(static_cast<uint32_t>(err) >> (8 * i));
+  return out;
+}
+
+Status SplitReply(std::span<const uint8_t> payload, int* err, std::span<const uint8_t>* body) {
+  if (payload.size() < 4) {
+    return Status::InvalidArgument("metadata reply of " + std::to_string(payload.size()) +
+                                   " bytes is shorter than its 4-byte errno");
+  }
+  uint32_t raw = 0;
+  for (int i = 0; i < 4; ++i) raw |= uint32_t{payload[i]} << (8 * i);
+  int32_t e = static_cast<int32_t>(raw);
+  if (e < 0 || e > kMaxErrno) {
+    return Status::InvalidArgument("metadata reply with errno " + std::to_string(e) +
+                                   " outside 0.." + std::to_string(kMaxErrno));
+  }
+  if (e != 0 && payload.size() != 4) {
+    return Status::InvalidArgument("metadata error reply (errno " + std::to_string(e) +
+                                   ") carries " + std::to_string(payload.size() - 4) +
+                                   " body bytes");
+  }
+  *err = e;
+  *body = payload.subspan(4);
+  return Status::OK();
+}
+
+int CheckName(std::string_view name) {
+  if (name.size() > kMaxNameLength) return ENAMETOOLONG;
+  if (name.empty() || name == "." || name == "..") return EINVAL;
+  if (name.find_first_of(std::string_view("/\0", 2)) != std::string_view::npos) return EINVAL;
+  return 0;
+}
+
+}  // namespace dpmfs::meta

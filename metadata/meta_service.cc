@@ -1,0 +1,345 @@
+#include "metadata/meta_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "metadata/mutation.h"
+
+namespace dpmfs::meta {
+
+namespace {
+
+// Every opcode a client may send.
+constexpr Opcode kAllOpcodes[] = {
+    Opcode::kRegister, Opcode::kHeartbeat, Opcode::kUnregister,  Opcode::kLookup, Opcode::kGetattr,
+    Opcode::kSetattr,  Opcode::kCreate,    Opcode::kMkdir,       Opcode::kMknod,  Opcode::kSymlink,
+    Opcode::kReadlink, Opcode::kLink,      Opcode::kUnlink,      Opcode::kRmdir,  Opcode::kRename,
+    Opcode::kReaddir,  Opcode::kOpen,      Opcode::kRelease,     Opcode::kStatfs, Opcode::kGetxattr,
+    Opcode::kSetxattr, Opcode::kListxattr, Opcode::kRemovexattr, Opcode::kLayout, Opcode::kAllocate,
+    Opcode::kCommit,   Opcode::kFallocate,
+};
+
+// Memory is ahead of the pool and nothing can bring them back in step: stop, so that a
+// restart recovers exactly the durable state (whose replies were the only ones sent).
+[[noreturn]] void FailStop(const Status& st) {
+  spdlog::critical(
+      "metadata pool write failed: {}; stopping dpmfs-meta so that recovery "
+      "restores the last durable state",
+      st.ToString());
+  spdlog::shutdown();
+  std::_Exit(70);
+}
+
+}  // namespace
+
+MetaService::MetaService(std::unique_ptr<MetaStore> store, const MetaServiceOptions& options)
+    : store_(std::move(store)), options_(options) {}
+
+MetaService::~MetaService() { (void)Stop(); }
+
+int64_t MetaService::SteadyMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore> store,
+                                                       const MetaServiceOptions& options,
+                                                       RecoveryStats* stats) {
+  const Superblock& sb = store->superblock();
+  const pool::PoolInfo& info = store->pool_info();
+  const std::string path = "metadata pool (cluster " + info.cluster.ToString() + ")";
+  if (sb.data_pools.empty()) {
+    return Status::Corruption(path + " describes no data pools");
+  }
+  if (options.data_endpoints.size() != sb.data_pools.size()) {
+    return Status::InvalidArgument(
+        path + " describes " + std::to_string(sb.data_pools.size()) + " data pools but " +
+        std::to_string(options.data_endpoints.size()) +
+        " data server addresses were given; pass one --data HOST:PORT per data pool, in "
+        "index order");
+  }
+  NamespaceConfig cfg;
+  cfg.block_size = sb.data_pools[0].block_size;
+  for (const DataPoolGeometry& p : sb.data_pools) {
+    if (p.block_size != cfg.block_size) {
+      return Status::NotSupported(path + ": data pools with different block sizes (" +
+                                  std::to_string(cfg.block_size) + " and " +
+                                  std::to_string(p.block_size) + ") are not supported");
+    }
+  }
+  if (sb.stripe_unit == 0 || sb.stripe_unit % cfg.block_size != 0) {
+    return Status::Corruption(path + ": stripe unit " + std::to_string(sb.stripe_unit) +
+                              " is not a multiple of the block size");
+  }
+  cfg.stripe_unit = sb.stripe_unit;
+  cfg.pools = sb.data_pools;
+  cfg.root_time = Timespec{static_cast<int64_t>(info.created_unix_ns / 1000000000ull),
+                           static_cast<uint32_t>(info.created_unix_ns % 1000000000ull)};
+  // statfs's inode total: what the checkpoint slots could hold at ~256 bytes an inode.
+  cfg.max_inodes = std::max<uint64_t>(1024, store->checkpoint_capacity() / 256);
+  cfg.reply_cache_entries = options.reply_cache_entries;
+  cfg.lease_ms = options.lease_ms;
+  cfg.cluster.cluster_uuid = info.cluster.bytes;
+  cfg.cluster.block_size = cfg.block_size;
+  cfg.cluster.stripe_unit = cfg.stripe_unit;
+  for (size_t i = 0; i < sb.data_pools.size(); ++i) {
+    cfg.cluster.servers.push_back(DataServerInfo{sb.data_pools[i].index, options.data_endpoints[i],
+                                                 sb.data_pools[i].data_size});
+  }
+
+  std::unique_ptr<MetaService> svc(new MetaService(std::move(store), options));
+  svc->ns_ = std::make_unique<Namespace>(std::move(cfg));
+  RecoveryStats local;
+  if (stats == nullptr) stats = &local;
+  MetaService* s = svc.get();
+  Status st = s->store_->Recover(
+      [s](std::span<const uint8_t> blob) { return s->ns_->Load(blob); },
+      [s](uint64_t lsn, std::span<const uint8_t> rec) { return s->ReplayRecord(lsn, rec); }, stats);
+  if (!st.ok()) return st;
+  if (stats->records_replayed > 0) {
+    st = s->ns_->CheckInvariants();
+    if (!st.ok()) {
+      return Status::Corruption(
+          "the namespace recovered from the metadata journal does not "
+          "add up: " +
+          st.message());
+    }
+  }
+  // A checkpoint now makes the next recovery short, and on a fresh file system puts the
+  // root directory on the pool.
+  if (stats->checkpoint_lsn == 0 || stats->records_replayed > 0) {
+    std::unique_lock lock(s->mu_);
+    Status ck = s->CheckpointLocked();
+    if (ck.code() == StatusCode::kResourceExhausted) {
+      // The journal still holds everything: serve (growth refused with ENOSPC until
+      // removals make the namespace fit a checkpoint slot again).
+      spdlog::warn("{}; serving from the journal", ck.ToString());
+    } else if (!ck.ok()) {
+      return ck;
+    }
+  } else {
+    s->last_blob_bytes_ = stats->checkpoint_bytes;
+  }
+  s->ready_ = true;
+  // Grace: every session known before the restart gets a whole lease to come back.
+  s->ns_->RenewAllLeases(s->SteadyMs() + options.lease_ms);
+  return svc;
+}
+
+Status MetaService::ReplayRecord(uint64_t lsn, std::span<const uint8_t> bytes) {
+  return ApplyRecord(*ns_, lsn, bytes);
+}
+
+std::map<uint16_t, rpc::RpcHandler> MetaService::Handlers() {
+  std::map<uint16_t, rpc::RpcHandler> h;
+  for (Opcode op : kAllOpcodes) {
+    h[static_cast<uint16_t>(op)] = [this](const rpc::RpcRequest& r) { return Handle(r); };
+  }
+  return h;
+}
+
+void MetaService::AttachRpcServer(rpc::RpcServer* server) { rpc_ = server; }
+
+Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
+  const auto op = static_cast<Opcode>(req.opcode);
+  if (op == Opcode::kHeartbeat) {
+    HeartbeatRequest hb;
+    DPMFS_RETURN_IF_ERROR(Decode(req.payload, &hb));
+    HeartbeatReply reply;
+    std::shared_lock lock(mu_);
+    if (Session* s = ns_->FindSession(req.session)) {
+      s->lease_deadline_ms.store(SteadyMs() + options_.lease_ms, std::memory_order_relaxed);
+      reply.known = true;
+    }
+    return EncodeReply(reply);
+  }
+  if (op == Opcode::kRegister || op == Opcode::kUnregister || IsMutation(op)) {
+    return HandleMutation(req);
+  }
+  n_reads_.fetch_add(1, std::memory_order_relaxed);
+  std::shared_lock lock(mu_);
+  return ns_->Read(req.opcode, req.payload);
+}
+
+Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& req) {
+  std::unique_lock lock(mu_);
+  bool too_old = false;
+  if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
+    n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
+    return std::move(*cached);
+  }
+  if (too_old) {
+    return Status::Aborted("request seq " + std::to_string(req.seq) + " of session " +
+                           std::to_string(req.session) +
+                           " is older than the durable reply cache; it may or may not have "
+                           "executed");
+  }
+  OpContext ctx;
+  ctx.now = NowTimespec();
+  ctx.session = req.session;
+  ctx.seq = req.seq;
+  ctx.metadata_full = MetadataFull();
+  ctx.lease_deadline_ms = SteadyMs() + options_.lease_ms;
+  int err = 0;
+  auto reply = ns_->Mutate(req.opcode, req.payload, ctx, &err);
+  if (!reply.ok()) return reply.status();  // did not decode: nothing changed
+  Journal(req.opcode, ctx, err, req.payload);
+  lock.unlock();
+  n_mutations_.fetch_add(1, std::memory_order_relaxed);
+  if (static_cast<Opcode>(req.opcode) == Opcode::kUnregister && rpc_ != nullptr) {
+    rpc_->DropSession(req.session);
+  }
+  return reply;
+}
+
+void MetaService::Journal(uint16_t op, const OpContext& ctx, int err,
+                          std::span<const uint8_t> request) {
+  MutationRecord rec;
+  rec.op = op;
+  rec.session = ctx.session;
+  rec.seq = ctx.seq;
+  rec.now = ctx.now;
+  rec.err = err;
+  if (err == 0) {
+    rec.request = request;
+    rec.allocations = ctx.allocations;
+  }
+  EncodeMutation(rec, &record_buf_);
+  auto lsn = store_->Append(record_buf_);
+  if (!lsn.ok()) {
+    if (lsn.status().code() != StatusCode::kResourceExhausted) FailStop(lsn.status());
+    // The journal is full: a checkpoint captures this mutation (memory already has it)
+    // along with everything before it.
+    Status st = CheckpointLocked();
+    if (!st.ok()) FailStop(st);
+    return;
+  }
+  if (store_->journal_fill() > options_.checkpoint_fill) {
+    Status st = CheckpointLocked();
+    if (!st.ok()) {
+      // The journal still has room; MetadataFull() now refuses growth (ENOSPC), and a
+      // later append retries the checkpoint.
+      spdlog::error("checkpoint failed: {}", st.ToString());
+    }
+  }
+}
+
+Status MetaService::CheckpointLocked() {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<uint8_t> blob = ns_->Serialize();
+  Status st = store_->WriteCheckpoint(store_->last_lsn(), blob);
+  if (!st.ok()) {
+    if (st.code() == StatusCode::kResourceExhausted) {
+      last_blob_bytes_ = std::max<uint64_t>(last_blob_bytes_, blob.size());
+    }
+    return st;
+  }
+  last_blob_bytes_ = blob.size();
+  last_checkpoint_bytes_ = blob.size();
+  last_checkpoint_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Heartbeats waited for the lock meanwhile: the clients are not to blame.
+  ns_->ExtendAllLeases(static_cast<int64_t>(last_checkpoint_seconds_ * 1000) + 1);
+  n_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("checkpoint: {} bytes through LSN {} ({} inodes, {} sessions) in {:.3f} s",
+               blob.size(), store_->last_lsn(), ns_->inode_count(), ns_->session_count(),
+               last_checkpoint_seconds_);
+  return Status::OK();
+}
+
+Status MetaService::Checkpoint() {
+  std::unique_lock lock(mu_);
+  return CheckpointLocked();
+}
+
+bool MetaService::MetadataFull() const {
+  // The next checkpoint must fit a slot. It is at most the last one plus what the
+  // records since then added; a record adds less than twice its own size to the state.
+  const double journal_bytes = store_->journal_fill() * double(store_->journal_capacity());
+  return double(last_blob_bytes_) + 2 * journal_bytes > 0.9 * double(store_->checkpoint_capacity());
+}
+
+void MetaService::Start() {
+  std::lock_guard lock(lease_mu_);
+  if (lease_thread_.joinable() || stopped_) return;
+  lease_thread_ = std::thread([this] { LeaseLoop(); });
+}
+
+Status MetaService::Stop() {
+  {
+    std::lock_guard lock(lease_mu_);
+    if (stopped_) return Status::OK();
+    stopped_ = true;
+    stop_ = true;
+  }
+  lease_cv_.notify_all();
+  if (lease_thread_.joinable()) lease_thread_.join();
+  // Only a namespace that recovered completely is worth a checkpoint: one that failed
+  // its checks must not overwrite the evidence.
+  if (!ready_ || !options_.checkpoint_on_stop) return Status::OK();
+  return Checkpoint();
+}
+
+void MetaService::LeaseLoop() {
+  const auto period =
+      std::chrono::milliseconds(std::clamp<uint32_t>(options_.lease_ms / 4, 10, 1000));
+  std::unique_lock lk(lease_mu_);
+  while (!stop_) {
+    lease_cv_.wait_for(lk, period);
+    if (stop_) break;
+    lk.unlock();
+    std::vector<uint64_t> expired;
+    {
+      std::shared_lock lock(mu_);
+      expired = ns_->ExpiredSessions(SteadyMs());
+    }
+    for (uint64_t id : expired) {
+      size_t handles = 0;
+      std::string name;
+      {
+        std::unique_lock lock(mu_);
+        Session* s = ns_->FindSession(id);
+        // A heartbeat may have come in between.
+        if (s == nullptr || s->lease_deadline_ms.load() > SteadyMs()) continue;
+        handles = s->handles.size();
+        name = s->client_name;
+        OpContext ctx;
+        ctx.now = NowTimespec();
+        uint8_t payload[8];
+        for (int i = 0; i < 8; ++i) payload[i] = static_cast<uint8_t>(id >> (8 * i));
+        int err = 0;
+        auto r = ns_->Mutate(kOpExpireSession, payload, ctx, &err);
+        if (!r.ok()) {
+          spdlog::error("expiring session {}: {}", id, r.status().ToString());
+          continue;
+        }
+        Journal(kOpExpireSession, ctx, err, payload);
+      }
+      n_expired_.fetch_add(1, std::memory_order_relaxed);
+      if (rpc_ != nullptr) rpc_->DropSession(id);
+      spdlog::info("session {:#x} ({}) lease lapsed: ended it and released its {} open handles", id,
+                   name.empty() ? "unnamed" : name, handles);
+    }
+    lk.lock();
+  }
+}
+
+MetaServiceStats MetaService::stats() const {
+  MetaServiceStats s;
+  s.mutations = n_mutations_.load();
+  s.reads = n_reads_.load();
+  s.durable_cache_hits = n_cache_hits_.load();
+  s.checkpoints = n_checkpoints_.load();
+  s.expired_sessions = n_expired_.load();
+  std::shared_lock lock(mu_);
+  s.last_checkpoint_bytes = last_checkpoint_bytes_;
+  s.last_checkpoint_seconds = last_checkpoint_seconds_;
+  s.inodes = ns_->inode_count();
+  s.sessions = ns_->session_count();
+  return s;
+}
+
+}  // namespace dpmfs::meta

@@ -1,0 +1,126 @@
+// MetaService: dpmfs-meta's RPC service. Owns the Namespace and the MetaStore, runs
+// every metadata opcode, makes each mutation durable before its reply leaves, keeps
+// the durable reply cache, checkpoints, and expires lapsed client sessions.
+//
+// Request path:
+//   reads (lookup, getattr, readdir, ...): shared lock, Namespace::Read.
+//   heartbeat: shared lock, renews the session's lease (in memory only).
+//   mutations: exclusive lock; (session, seq) already answered -> the cached reply;
+//     else Namespace::Mutate (validate, then change memory), MetaStore::Append of the
+//     record (durable when it returns), reply. The exclusive section holds no RPC and
+//     no blocking I/O: the append is a memcpy and cache-line flushes into PM.
+//   Checkpoint: after an append that took the journal past `checkpoint_fill`, the same
+//     thread serializes the namespace and writes a checkpoint, still under the lock.
+// A durable write that fails leaves memory ahead of the pool; the service then stops
+// the process (fail-stop, exit status 70): restarting recovers the durable state.
+//
+// Thread-safety: Handle() and the handlers are thread-safe (called by the RPC workers);
+// Open/AttachRpcServer/Start/Stop are called by the owner, Stop once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "metadata/meta_store.h"
+#include "metadata/namespace.h"
+#include "rpc/rpc_server.h"
+
+namespace dpmfs::meta {
+
+struct MetaServiceOptions {
+  // Data server addresses, in data pool index order (their count must equal the
+  // superblock's data pools).
+  std::vector<std::string> data_endpoints;
+  uint32_t lease_ms = 10000;
+  // Checkpoint when the journal is fuller than this after an append.
+  double checkpoint_fill = 0.5;
+  uint32_t reply_cache_entries = 128;
+  // Stop() writes a checkpoint (a fast next start). Tests of replay turn it off.
+  bool checkpoint_on_stop = true;
+};
+
+struct MetaServiceStats {
+  uint64_t mutations = 0;  // journaled (successful or errno replies)
+  uint64_t reads = 0;
+  uint64_t durable_cache_hits = 0;  // mutations answered from the durable reply cache
+  uint64_t checkpoints = 0;
+  uint64_t last_checkpoint_bytes = 0;
+  double last_checkpoint_seconds = 0;
+  uint64_t expired_sessions = 0;
+  size_t inodes = 0;
+  size_t sessions = 0;
+};
+
+class MetaService {
+ public:
+  // Recovers the namespace from `store` (checkpoint + journal replay), checks it, writes
+  // a fresh checkpoint when anything was replayed, and gives every recovered session a
+  // fresh lease. Errors: InvalidArgument (endpoints do not match the pools), Corruption
+  // (journal/checkpoint damage or a namespace that does not add up, with the location).
+  static Result<std::unique_ptr<MetaService>> Open(std::unique_ptr<MetaStore> store,
+                                                   const MetaServiceOptions& options,
+                                                   RecoveryStats* stats);
+  ~MetaService();
+  MetaService(const MetaService&) = delete;
+  MetaService& operator=(const MetaService&) = delete;
+
+  // The handler table for rpc::RpcServer::Start (every opcode of meta_protocol.h).
+  std::map<uint16_t, rpc::RpcHandler> Handlers();
+  // Lets lease expiry drop the RPC layer's reply cache of an expired session. Call
+  // before Start; the server must outlive Stop().
+  void AttachRpcServer(rpc::RpcServer* server);
+  // Starts the lease-expiry thread.
+  void Start();
+  // Stops the lease thread and (checkpoint_on_stop) writes a checkpoint. Idempotent.
+  Status Stop();
+
+  Result<std::vector<uint8_t>> Handle(const rpc::RpcRequest& req);
+  // Serializes the namespace and writes a checkpoint now.
+  Status Checkpoint();
+  MetaServiceStats stats() const;
+  const ClusterInfo& cluster() const { return ns_->config().cluster; }
+
+ private:
+  MetaService(std::unique_ptr<MetaStore> store, const MetaServiceOptions& options);
+  Result<std::vector<uint8_t>> HandleMutation(const rpc::RpcRequest& req);
+  // Journals the mutation just applied (mu_ held exclusively); fail-stop on failure.
+  void Journal(uint16_t op, const OpContext& ctx, int err, std::span<const uint8_t> request);
+  Status CheckpointLocked();
+  Status ReplayRecord(uint64_t lsn, std::span<const uint8_t> bytes);
+  bool MetadataFull() const;
+  void LeaseLoop();
+  int64_t SteadyMs() const;
+
+  std::unique_ptr<MetaStore> store_;
+  const MetaServiceOptions options_;
+  std::unique_ptr<Namespace> ns_;
+  rpc::RpcServer* rpc_ = nullptr;
+  bool ready_ = false;  // Open completed: the namespace is whole
+
+  mutable std::shared_mutex mu_;     // the namespace lock
+  std::vector<uint8_t> record_buf_;  // guarded by mu_ (exclusive)
+  uint64_t last_blob_bytes_ = 0;     // guarded by mu_
+
+  std::atomic<uint64_t> n_mutations_{0}, n_reads_{0}, n_cache_hits_{0}, n_checkpoints_{0},
+      n_expired_{0};
+  uint64_t last_checkpoint_bytes_ = 0;  // guarded by mu_
+  double last_checkpoint_seconds_ = 0;  // guarded by mu_
+
+  std::mutex lease_mu_;
+  std::condition_variable lease_cv_;
+  bool stop_ = false;
+  bool stopped_ = false;
+  std::thread lease_thread_;
+};
+
+}  // namespace dpmfs::meta

@@ -1,0 +1,125 @@
+#include "metadata/mutation.h"
+
+#include <cstring>
+#include <string>
+
+#include "metadata/namespace.h"
+#include "metadata/namespace_internal.h"
+
+namespace dpmfs::meta {
+
+namespace {
+constexpr uint32_t kRecordMagic = 0x31524d44;  // "DMR1"
+constexpr size_t kRangeSize = 4 + 8 + 8;
+
+void Put(std::vector<uint8_t>* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+}  // namespace
+
+void EncodeMutation(const MutationRecord& rec, std::vector<uint8_t>* out) {
+  out->clear();
+  out->reserve(48 + rec.request.size() + rec.allocations.size() * kRangeSize);
+  Put(out, kRecordMagic, 4);
+  Put(out, rec.op, 2);
+  Put(out, rec.session, 8);
+  Put(out, rec.seq, 8);
+  Put(out, static_cast<uint64_t>(rec.now.sec), 8);
+  Put(out, rec.now.nsec, 4);
+  Put(out, static_cast<uint32_t>(rec.err), 4);
+  Put(out, rec.request.size(), 4);
+  out->insert(out->end(), rec.request.begin(), rec.request.end());
+  Put(out, rec.allocations.size(), 4);
+  for (const PoolRange& r : rec.allocations) {
+    Put(out, r.server, 4);
+    Put(out, r.pool_offset, 8);
+    Put(out, r.length, 8);
+  }
+}
+
+Status DecodeMutation(std::span<const uint8_t> bytes, MutationRecord* rec,
+                      std::vector<PoolRange>* ranges) {
+  ByteReader r(bytes, "journal record");
+  uint32_t magic = 0;
+  r.U32("magic", magic);
+  r.Require(magic == kRecordMagic, "has a bad magic (not a namespace mutation)");
+  r.U16("op", rec->op);
+  r.U64("session", rec->session);
+  r.U64("seq", rec->seq);
+  r.I64("now.sec", rec->now.sec);
+  r.U32("now.nsec", rec->now.nsec);
+  r.Require(rec->now.nsec < 1000000000u, "has nsec >= 1e9");
+  r.I32("err", rec->err);
+  r.Require(rec->err >= 0, "has a negative errno");
+  uint32_t req_len = 0;
+  r.U32("request length", req_len);
+  r.Require(req_len <= r.left(), "has a request longer than the record");
+  if (!r.ok()) return Status::Corruption(r.Finish().message());
+  const size_t req_at = bytes.size() - r.left();
+  rec->request = bytes.subspan(req_at, req_len);
+  ByteReader t(bytes.subspan(req_at + req_len), "journal record allocations");
+  uint32_t n = 0;
+  t.U32("count", n);
+  t.Require(uint64_t{n} * kRangeSize <= t.left(), "has more ranges than bytes");
+  ranges->clear();
+  if (t.ok()) ranges->resize(n);
+  for (uint32_t i = 0; i < n && t.ok(); ++i) {
+    t.U32("server", (*ranges)[i].server);
+    t.U64("pool_offset", (*ranges)[i].pool_offset);
+    t.U64("length", (*ranges)[i].length);
+  }
+  Status st = t.Finish();
+  if (!st.ok()) return Status::Corruption(st.message());
+  rec->allocations = *ranges;
+  return Status::OK();
+}
+
+namespace {
+std::string OpName(uint16_t op) {
+  if (op == kOpExpireSession) return "expire-session";
+  return std::string(OpcodeName(static_cast<Opcode>(op)));
+}
+}  // namespace
+
+Status ApplyRecord(Namespace& ns, uint64_t lsn, std::span<const uint8_t> bytes) {
+  MutationRecord rec;
+  std::vector<PoolRange> ranges;
+  Status st = DecodeMutation(bytes, &rec, &ranges);
+  if (!st.ok()) return st.WithContext("journal record LSN " + std::to_string(lsn));
+  const std::string what = "journal record LSN " + std::to_string(lsn) + " (" + OpName(rec.op) +
+                           " of session " + std::to_string(rec.session) + ", seq " +
+                           std::to_string(rec.seq) + ")";
+  if (rec.err != 0) {
+    if (rec.session != 0 && rec.op != static_cast<uint16_t>(Opcode::kUnregister)) {
+      ns.CacheReply(rec.session, rec.seq, EncodeErrorReply(rec.err));
+    }
+    return Status::OK();
+  }
+  OpContext ctx;
+  ctx.replay = true;
+  ctx.now = rec.now;
+  ctx.session = rec.session;
+  ctx.seq = rec.seq;
+  ctx.allocations = std::move(ranges);
+  int err = 0;
+  auto r = ns.Mutate(rec.op, rec.request, ctx, &err);
+  if (!r.ok()) return Status::Corruption(what + " does not decode: " + r.status().message());
+  if (!ctx.replay_error.empty()) {
+    return Status::Corruption(what +
+                              " does not apply to the recovered namespace: " + ctx.replay_error);
+  }
+  if (err != 0) {
+    return Status::Corruption(what +
+                              " succeeded when it was executed but fails on replay "
+                              "with errno " +
+                              std::to_string(err));
+  }
+  if (ctx.next_allocation != ctx.allocations.size()) {
+    return Status::Corruption(what + " records " + std::to_string(ctx.allocations.size()) +
+                              " allocated ranges but replay used " +
+                              std::to_string(ctx.next_allocation));
+  }
+  return Status::OK();
+}
+
+}  // namespace dpmfs::meta

@@ -1,0 +1,242 @@
+// Namespace: dpmfs-meta's in-memory file system state (inodes, directories, symlinks,
+// xattrs, extent maps, block allocators, client sessions with their open handles and
+// durable reply caches) and every metadata operation on it, with Linux's errnos.
+//
+// Durability model (see metadata/README.md, "Namespace and service"): MetaService runs
+// every mutation through Mutate() under its exclusive lock, then journals a record made
+// of the request as received plus the facts replay cannot re-decide (the time, and the
+// pool ranges the block allocators handed out). Replay feeds the record back through the
+// SAME Mutate() code with OpContext::replay set, which takes those facts from the record
+// instead of the clock and the allocators; everything else (inode numbers, handles,
+// cookies, generations) comes from counters that are part of the state, so replay
+// reproduces the state and the reply bit for bit. A mutation that fails is decided
+// entirely by validation before anything is changed ("validate, then mutate"), so a
+// failed mutation leaves no trace but its errno (journaled as a reply-only record, so a
+// retried request gets the same answer after a restart).
+//
+// Thread-safety: none. The owner (MetaService) serializes mutations against everything
+// and lets const reads run concurrently with each other (a std::shared_mutex);
+// Session::lease_deadline_ms is atomic so that a heartbeat may renew it under the
+// shared lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "metadata/extent_map.h"
+#include "metadata/meta_protocol.h"
+#include "metadata/meta_store.h"
+
+namespace dpmfs::meta {
+
+// Mutations that only the server issues (never accepted from the wire): a session's
+// lease lapsed. Payload: u64 session id.
+inline constexpr uint16_t kOpExpireSession = 0x8001;
+
+// Everything the namespace needs to know about the file system it serves.
+struct NamespaceConfig {
+  uint32_t block_size = 4096;
+  uint32_t stripe_unit = 1u << 20;
+  std::vector<DataPoolGeometry> pools;  // index order: the data servers
+  // Root directory's timestamps on a fresh file system (the metadata pool's creation
+  // time, so that replay without a checkpoint reproduces them).
+  Timespec root_time;
+  // Reported by statfs as total inodes (derived from the metadata pool's capacity).
+  uint64_t max_inodes = 1ull << 32;
+  // Mutation replies kept per session for retries after a restart.
+  uint32_t reply_cache_entries = 128;
+  // Handed out by Register.
+  uint32_t lease_ms = 10000;
+  ClusterInfo cluster;
+};
+
+// The per-mutation facts that replay takes from the journal rather than deciding anew.
+struct OpContext {
+  bool replay = false;
+  Timespec now;
+  uint64_t session = 0;  // 0 for server-internal mutations (no reply cache)
+  uint64_t seq = 0;
+  // Live: the pool ranges handed out, in order of allocation. Replay: the same ranges,
+  // consumed in the same order.
+  std::vector<PoolRange> allocations;
+  size_t next_allocation = 0;
+  // Live only: the metadata pool is nearly full; operations that grow the state fail
+  // with ENOSPC (replay never refuses what was acknowledged).
+  bool metadata_full = false;
+  // Live: the lease deadline (steady-clock ms) a session created or registered by this
+  // mutation gets. Replay leaves it 0; the service renews every lease after recovery.
+  int64_t lease_deadline_ms = 0;
+  // Replay: set when the record's facts do not fit the state (e.g. a recorded pool range
+  // is already in use): the journal does not match its checkpoint.
+  std::string replay_error;
+};
+
+// A client's session: registered with kRegister (or implicitly by its first mutation),
+// kept alive by heartbeats, ended by kUnregister or lease expiry.
+struct Session {
+  std::string client_name;
+  std::map<uint64_t, InodeId> handles;  // open handle -> inode
+  // The last NamespaceConfig::reply_cache_entries mutation replies, by seq.
+  std::map<uint64_t, std::vector<uint8_t>> replies;
+  uint64_t evicted_max = 0;  // highest seq dropped from `replies`
+  // Not durable: milliseconds on the steady clock when the lease lapses.
+  std::atomic<int64_t> lease_deadline_ms{0};
+};
+
+class Namespace {
+ public:
+  // A fresh file system: the root directory only (ino 1, generation 1).
+  explicit Namespace(NamespaceConfig config);
+  ~Namespace();
+  Namespace(const Namespace&) = delete;
+  Namespace& operator=(const Namespace&) = delete;
+
+  const NamespaceConfig& config() const { return config_; }
+
+  // Executes a mutation (IsMutation(op), or kRegister/kUnregister/kOpExpireSession).
+  // Returns the reply payload ([errno][body]). InvalidArgument when the payload does
+  // not decode (nothing changed); in replay, Corruption when the record does not apply
+  // as it did live (a journal that does not match its checkpoint). On success with
+  // ctx.session != 0, the reply is also stored in that session's reply cache.
+  // `*err_out` (optional) receives the errno of the reply.
+  Result<std::vector<uint8_t>> Mutate(uint16_t op, std::span<const uint8_t> payload, OpContext& ctx,
+                                      int* err_out = nullptr);
+  // Stores a reply in the session's reply cache (creating the session if needed): for a
+  // failed mutation, whose record carries only its errno.
+  void CacheReply(uint64_t session, uint64_t seq, std::vector<uint8_t> reply);
+  // A cached reply of (session, seq): the reply bytes, or nullopt. `*too_old` is set
+  // when seq is at or below what the cache already dropped (the request may or may not
+  // have executed).
+  std::optional<std::vector<uint8_t>> CachedReply(uint64_t session, uint64_t seq,
+                                                  bool* too_old) const;
+
+  // Executes a read-only operation (lookup, getattr, readlink, readdir, statfs,
+  // getxattr, listxattr, layout). InvalidArgument when the payload does not decode.
+  Result<std::vector<uint8_t>> Read(uint16_t op, std::span<const uint8_t> payload) const;
+
+  // ---- Sessions (for the service's lease handling) ----
+  Session* FindSession(uint64_t session);
+  const Session* FindSession(uint64_t session) const;
+  // Sessions whose lease deadline is at or before `now_ms`.
+  std::vector<uint64_t> ExpiredSessions(int64_t now_ms) const;
+  // Gives every session a lease ending at `deadline_ms` (after recovery: a grace period).
+  void RenewAllLeases(int64_t deadline_ms);
+  // Moves every lease deadline `ms` later (the server was not answering for that long:
+  // a checkpoint held the namespace lock, so heartbeats could not get through).
+  void ExtendAllLeases(int64_t ms);
+  size_t session_count() const { return sessions_.size(); }
+
+  // ---- Checkpoints (checkpoint_codec.cc) ----
+  // The whole state as one blob; deterministic (equal states give equal bytes).
+  std::vector<uint8_t> Serialize() const;
+  // Replaces the state with a blob from Serialize and rebuilds the block allocators
+  // from the extent maps. Corruption (naming what and where) for a blob that does not
+  // parse or describes an impossible state (overlapping extents, a dangling entry...).
+  Status Load(std::span<const uint8_t> blob);
+
+  // ---- Inspection (tests, statfs, dpmfs status) ----
+  size_t inode_count() const { return inodes_.size(); }
+  uint64_t free_bytes() const;
+  uint64_t total_bytes() const;
+  // Consistency check of the whole state: every entry names a live inode, link counts
+  // match the entries, parents match, open counts match the handles, allocator usage
+  // matches the extents. Internal error naming the first problem.
+  Status CheckInvariants() const;
+
+ private:
+  struct Directory;
+  struct Inode;
+
+  // namespace.cc: entry operations.
+  int DoRegister(const RegisterRequest& req, OpContext& ctx, RegisterReply* reply);
+  int DoUnregister(OpContext& ctx);
+  int DoExpire(uint64_t session, OpContext& ctx);
+  int DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* reply);
+  int DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* reply);
+  int DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* reply);
+  int DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* reply);
+  int DoSymlink(const SymlinkRequest& req, OpContext& ctx, EntryReply* reply);
+  int DoLink(const LinkRequest& req, OpContext& ctx, EntryReply* reply);
+  int DoUnlink(const UnlinkRequest& req, OpContext& ctx);
+  int DoRmdir(const UnlinkRequest& req, OpContext& ctx);
+  int DoRename(const RenameRequest& req, OpContext& ctx);
+  int DoOpen(const OpenRequest& req, OpContext& ctx, OpenReply* reply);
+  int DoRelease(const ReleaseRequest& req, OpContext& ctx);
+  int DoSetxattr(const SetxattrRequest& req, OpContext& ctx);
+  int DoRemovexattr(const RemovexattrRequest& req, OpContext& ctx);
+  int ReadLookup(const LookupRequest& req, EntryReply* reply) const;
+  int ReadGetattr(const GetattrRequest& req, AttrReply* reply) const;
+  int ReadReadlink(const ReadlinkRequest& req, ReadlinkReply* reply) const;
+  int ReadReaddir(const ReaddirRequest& req, ReaddirReply* reply) const;
+  int ReadGetxattr(const GetxattrRequest& req, GetxattrReply* reply) const;
+  int ReadListxattr(const ListxattrRequest& req, ListxattrReply* reply) const;
+
+  // namespace_files.cc: data operations.
+  int DoAllocate(const AllocateRequest& req, OpContext& ctx, AllocateReply* reply);
+  int DoCommit(const CommitRequest& req, OpContext& ctx, AttrReply* reply);
+  int DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrReply* reply);
+  int ReadLayout(const LayoutRequest& req, LayoutReply* reply) const;
+  int ReadStatfs(StatfsReply* reply) const;
+  // Sets the size of a regular file: shrinking frees every block past the block that
+  // holds the new EOF. No errors (validated by the caller).
+  void Truncate(Inode& inode, uint64_t size, OpContext& ctx);
+  // Allocates pool space for the holes of [start, end) (block aligned), split at stripe
+  // unit boundaries, with `flags`; ranges from [spec_from, end) get kSpeculative too.
+  // All or nothing: ENOSPC leaves no trace.
+  int AllocateHoles(Inode& inode, uint64_t start, uint64_t end, uint64_t spec_from, OpContext& ctx);
+  // One allocator call, live or from the record. False: ENOSPC (live) or the record
+  // does not match (replay; *bad_record set).
+  bool TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpContext& ctx,
+                 std::vector<PoolRange>* out);
+  void FreeRanges(const std::vector<PoolRange>& ranges);
+  // Frees unwritten kSpeculative extents past EOF (at the last release).
+  void TrimSpeculative(Inode& inode);
+
+  // Shared helpers.
+  Inode* Find(InodeId ino);
+  const Inode* Find(InodeId ino) const;
+  // The directory `ino` or an errno (ENOENT, ENOTDIR).
+  int FindDir(InodeId ino, Inode** out);
+  int FindDir(InodeId ino, const Inode** out) const;
+  InodeAttr AttrOf(const Inode& inode) const;
+  Inode& NewInode(uint32_t mode, uint32_t uid, uint32_t gid, uint64_t rdev, OpContext& ctx);
+  // Links `ino` into `dir` under `name` (a fresh cookie).
+  void AddEntry(Inode& dir, const std::string& name, InodeId ino);
+  void RemoveEntry(Inode& dir, const std::string& name);
+  // nlink dropped: frees the inode when no name and no open handle is left.
+  void MaybeFree(Inode& inode);
+  void FreeInode(InodeId ino);
+  // Opens a handle on `inode` for the context's session.
+  uint64_t OpenHandle(Inode& inode, OpContext& ctx);
+  // Closes `handle` of `session` (trim / free at the last close).
+  void CloseHandle(Session& session, uint64_t handle);
+  Session& SessionFor(uint64_t session);
+  // Whether `ancestor` is `ino` or one of its ancestors.
+  bool IsAncestor(InodeId ancestor, InodeId ino) const;
+  void Touch(Inode& inode, const Timespec& now, bool mtime, bool ctime);
+
+  NamespaceConfig config_;
+  std::unordered_map<InodeId, std::unique_ptr<Inode>> inodes_;
+  std::vector<BlockAllocator> allocators_;  // one per data pool, by index
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<uint64_t, uint64_t> handle_session_;  // open handle -> session
+  InodeId next_ino_ = kRootInode + 1;
+  uint64_t next_generation_ = 2;
+  uint64_t next_handle_ = 1;
+
+  friend class NamespaceCodec;  // checkpoint_codec.cc
+};
+
+// A clock reading for OpContext::now (CLOCK_REALTIME).
+Timespec NowTimespec();
+
+}  // namespace dpmfs::meta

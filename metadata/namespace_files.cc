@@ -1,0 +1,314 @@
+// Namespace: file data operations (layout, allocate, commit, truncate, fallocate,
+// statfs) and the block allocators behind them.
+//
+// The metadata server never touches file data; what that means for partial blocks:
+//   - Shrinking a file frees every block past the one holding the new EOF. The bytes of
+//     that last block past EOF keep whatever they held (reads are clipped at the size).
+//   - Whoever later extends a file whose size S is not block aligned (a write past EOF,
+//     a growing setattr or fallocate) must first make [S, round_up(S, block)) read as
+//     zeros when that block is allocated and written: the client zeroes it with a data
+//     write (the layout names the block). The server cannot, and un-writing the block
+//     would lose the bytes before S.
+//   - Punch hole and zero range work on whole blocks inside the range; the partial
+//     blocks at its edges are the client's to zero.
+#include <linux/falloc.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <limits>
+
+#include "metadata/namespace.h"
+#include "metadata/namespace_internal.h"
+
+namespace dpmfs::meta {
+
+namespace {
+constexpr uint64_t kNoHint = std::numeric_limits<uint64_t>::max();
+}  // namespace
+
+uint64_t Namespace::free_bytes() const {
+  uint64_t n = 0;
+  for (const BlockAllocator& a : allocators_) n += a.free_bytes();
+  return n;
+}
+
+uint64_t Namespace::total_bytes() const {
+  uint64_t n = 0;
+  for (const BlockAllocator& a : allocators_) n += a.total_bytes();
+  return n;
+}
+
+void Namespace::FreeRanges(const std::vector<PoolRange>& ranges) {
+  for (const PoolRange& r : ranges) {
+    if (r.server < allocators_.size() && r.length > 0) {
+      allocators_[r.server].Free(r.pool_offset, r.length);
+    }
+  }
+}
+
+bool Namespace::TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpContext& ctx,
+                          std::vector<PoolRange>* out) {
+  out->clear();
+  if (!ctx.replay) {
+    if (!allocators_[server].Allocate(length, hint, out)) return false;
+    for (PoolRange& r : *out) r.server = server;
+    ctx.allocations.insert(ctx.allocations.end(), out->begin(), out->end());
+    return true;
+  }
+  uint64_t got = 0;
+  while (got < length) {
+    if (ctx.next_allocation >= ctx.allocations.size()) {
+      ctx.replay_error = "the record has fewer allocated ranges than the operation needs";
+      break;
+    }
+    const PoolRange& r = ctx.allocations[ctx.next_allocation++];
+    if (r.server != server || r.length == 0 || r.length > length - got) {
+      ctx.replay_error = "a recorded range (server " + std::to_string(r.server) + ", " +
+                         std::to_string(r.length) + " bytes) does not fit the allocation of " +
+                         std::to_string(length) + " bytes on server " + std::to_string(server);
+      break;
+    }
+    if (!allocators_[server].MarkUsed(r.pool_offset, r.length)) {
+      ctx.replay_error = "recorded range at " + std::to_string(r.pool_offset) + "+" +
+                         std::to_string(r.length) + " of data pool " + std::to_string(server) +
+                         " is already in use or outside the pool";
+      break;
+    }
+    out->push_back(r);
+    got += r.length;
+  }
+  if (got == length) return true;
+  FreeRanges(*out);
+  out->clear();
+  return false;
+}
+
+int Namespace::AllocateHoles(Inode& inode, uint64_t start, uint64_t end, uint64_t spec_from,
+                             OpContext& ctx) {
+  if (end <= start) return 0;
+  const uint64_t su = config_.stripe_unit;
+  const uint32_t nservers = static_cast<uint32_t>(allocators_.size());
+  if (nservers == 0) return ENOSPC;
+  std::vector<ByteRange> holes;
+  inode.extents.Holes(start, end - start, &holes);
+  std::vector<Extent> inserted;
+  std::vector<PoolRange> ranges;
+  for (const ByteRange& hole : holes) {
+    uint64_t pos = hole.offset;
+    const uint64_t hole_end = hole.offset + hole.length;
+    while (pos < hole_end) {
+      // One piece: inside one stripe unit, and either all before or all after spec_from.
+      uint64_t piece_end = std::min(hole_end, RoundDown(pos, su) + su);
+      if (pos < spec_from && spec_from < piece_end) piece_end = spec_from;
+      const uint64_t unit = pos / su;
+      const uint32_t server = StripeServer(inode.attr.ino, unit, nservers);
+      // Keep the file contiguous on its server: continue after the extent holding the
+      // block before this piece (same unit), else after the last block this file has in
+      // its previous stripe unit on the same server.
+      uint64_t hint = kNoHint;
+      std::vector<Extent> prev;
+      if (pos % su != 0) {
+        inode.extents.Find(pos - config_.block_size, config_.block_size, 1, &prev);
+      } else if (unit >= nservers) {
+        inode.extents.Find((unit - nservers) * su + su - config_.block_size, config_.block_size, 1,
+                           &prev);
+      }
+      if (!prev.empty() && prev[0].server == server) hint = prev[0].pool_offset + prev[0].length;
+      if (!TakeSpace(server, piece_end - pos, hint, ctx, &ranges)) {
+        // All or nothing: give back what this call took.
+        std::vector<PoolRange> freed;
+        for (const Extent& e : inserted) inode.extents.Remove(e.file_offset, e.length, &freed);
+        FreeRanges(freed);
+        // (A failed mutation is journaled by its errno alone, so the ranges this call
+        // recorded in ctx.allocations are never written anywhere.)
+        return ENOSPC;
+      }
+      const uint32_t flags = Extent::kUnwritten | (pos >= spec_from ? Extent::kSpeculative : 0u);
+      uint64_t off = pos;
+      for (const PoolRange& r : ranges) {
+        Extent e{off, r.length, r.pool_offset, server, flags};
+        inode.extents.Insert(e);
+        inserted.push_back(e);
+        off += r.length;
+      }
+      pos = piece_end;
+    }
+  }
+  return 0;
+}
+
+void Namespace::TrimSpeculative(Inode& inode) {
+  std::vector<PoolRange> freed;
+  inode.extents.TrimSpeculative(RoundUp(inode.attr.size, config_.block_size), &freed);
+  FreeRanges(freed);
+}
+
+void Namespace::Truncate(Inode& inode, uint64_t size, OpContext&) {
+  if (size < inode.attr.size) {
+    const uint64_t keep = RoundUp(size, config_.block_size);
+    const uint64_t end = inode.extents.end();
+    if (end > keep) {
+      std::vector<PoolRange> freed;
+      inode.extents.Remove(keep, end - keep, &freed);
+      FreeRanges(freed);
+    }
+  }
+  inode.attr.size = size;
+}
+
+// Changes the flags of the allocated parts of [start, end) to (flags | set) & ~clear,
+// keeping their blocks.
+static void Reflag(ExtentMap& map, uint64_t start, uint64_t end, uint32_t set, uint32_t clear) {
+  if (end <= start) return;
+  std::vector<Extent> found;
+  map.Find(start, end - start, std::numeric_limits<size_t>::max(), &found);
+  for (Extent e : found) {
+    const uint32_t flags = (e.flags | set) & ~clear;
+    if (flags == e.flags) continue;
+    std::vector<PoolRange> ignored;  // the blocks stay with the file
+    map.Remove(e.file_offset, e.length, &ignored);
+    e.flags = flags;
+    map.Insert(e);
+  }
+}
+
+int Namespace::DoAllocate(const AllocateRequest& req, OpContext& ctx, AllocateReply* reply) {
+  Inode* in = Find(req.ino);
+  if (in == nullptr) return ENOENT;
+  if (in->is_dir()) return EISDIR;
+  if (!in->is_reg()) return EINVAL;
+  if (req.length == 0) return EINVAL;
+  if (req.offset > kMaxFileSize || req.length > kMaxFileSize - req.offset) return EFBIG;
+  const uint64_t bs = config_.block_size;
+  // One reply must be able to describe the range even if every block were its own
+  // extent.
+  const uint64_t max_len = uint64_t{kMaxExtentsPerReply / 2} * bs;
+  if (req.length > max_len) return EINVAL;
+  if (ctx.metadata_full) return ENOSPC;
+  const uint64_t start = RoundDown(req.offset, bs);
+  const uint64_t end = RoundUp(req.offset + req.length, bs);
+  uint64_t alloc_end = end;
+  if (req.offset + req.length > in->attr.size) {
+    // An append: allocate to the end of the stripe unit so that the next small appends
+    // need no Allocate.
+    alloc_end = std::min(RoundUp(end, config_.stripe_unit), RoundUp(kMaxFileSize, bs));
+    alloc_end = std::max(alloc_end, end);
+  }
+  // Blocks past EOF are speculative until committed: if the commit never comes, the last
+  // release (or the lease's expiry) gives them back.
+  const uint64_t spec_from = std::max(start, RoundUp(in->attr.size, bs));
+  if (int e = AllocateHoles(*in, start, alloc_end, spec_from, ctx)) return e;
+  bool truncated = in->extents.Find(start, alloc_end - start, kMaxExtentsPerReply, &reply->extents);
+  if (truncated) {
+    // Pathological fragmentation past the asked range: answer for the range itself.
+    reply->extents.clear();
+    in->extents.Find(start, end - start, kMaxExtentsPerReply, &reply->extents);
+  }
+  return 0;
+}
+
+int Namespace::DoCommit(const CommitRequest& req, OpContext& ctx, AttrReply* reply) {
+  Inode* in = Find(req.ino);
+  if (in == nullptr) return ENOENT;
+  if (in->is_dir()) return EISDIR;
+  if (!in->is_reg()) return EINVAL;
+  const uint64_t bs = config_.block_size;
+  if ((req.valid & CommitRequest::kSize) && req.new_size > kMaxFileSize) return EFBIG;
+  if (req.written.size() > kMaxWrittenRanges) return EINVAL;
+  std::vector<ByteRange> holes;
+  for (const ByteRange& r : req.written) {
+    if (r.length == 0 || r.offset % bs != 0 || r.length % bs != 0) return EINVAL;
+    if (r.offset > RoundUp(kMaxFileSize, bs) || r.length > RoundUp(kMaxFileSize, bs) - r.offset) {
+      return EFBIG;
+    }
+    // Only blocks allocated to this file can be committed (a stale layout after a
+    // truncate, or a confused client, must not mark anything).
+    holes.clear();
+    in->extents.Holes(r.offset, r.length, &holes);
+    if (!holes.empty()) return EINVAL;
+  }
+  for (const ByteRange& r : req.written) in->extents.MarkWritten(r.offset, r.length);
+  if (req.valid & CommitRequest::kSize) in->attr.size = std::max(in->attr.size, req.new_size);
+  const Timespec t = (req.mtime == Timespec{}) ? ctx.now : req.mtime;
+  in->attr.mtime = t;
+  in->attr.ctime = t;
+  reply->attr = AttrOf(*in);
+  return 0;
+}
+
+int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrReply* reply) {
+  const uint32_t mode = req.mode;
+  const bool keep = mode & FALLOC_FL_KEEP_SIZE;
+  const uint32_t kind = mode & ~uint32_t{FALLOC_FL_KEEP_SIZE};
+  if (kind != 0 && kind != FALLOC_FL_PUNCH_HOLE && kind != FALLOC_FL_ZERO_RANGE) return EOPNOTSUPP;
+  if (kind == FALLOC_FL_PUNCH_HOLE && !keep) return EOPNOTSUPP;  // as vfs_fallocate
+  Inode* in = Find(req.ino);
+  if (in == nullptr) return ENOENT;
+  if (in->is_dir()) return EISDIR;
+  if (!in->is_reg()) return ENODEV;
+  if (req.length == 0) return EINVAL;
+  if (req.offset > kMaxFileSize || req.length > kMaxFileSize - req.offset) return EFBIG;
+  const uint64_t bs = config_.block_size;
+  const uint64_t end = req.offset + req.length;
+  // Whole blocks inside the range (punch / zero) and the blocks touching it (allocate).
+  const uint64_t inner_start = RoundUp(req.offset, bs);
+  const uint64_t inner_end = RoundDown(end, bs);
+  const uint64_t outer_start = RoundDown(req.offset, bs);
+  const uint64_t outer_end = RoundUp(end, bs);
+  if (kind == FALLOC_FL_PUNCH_HOLE) {
+    if (inner_end > inner_start) {
+      std::vector<PoolRange> freed;
+      in->extents.Remove(inner_start, inner_end - inner_start, &freed);
+      FreeRanges(freed);
+    }
+  } else {
+    // A record lists every allocated range; keep one fallocate's record bounded.
+    const uint64_t pieces = (outer_end - outer_start) / config_.stripe_unit + 2;
+    if (pieces > (1u << 16)) return EFBIG;
+    if (ctx.metadata_full) return ENOSPC;
+    if (int e =
+            AllocateHoles(*in, outer_start, outer_end, std::numeric_limits<uint64_t>::max(), ctx)) {
+      return e;
+    }
+    // fallocate'd blocks are never reclaimed as speculative.
+    Reflag(in->extents, outer_start, outer_end, 0, Extent::kSpeculative);
+    if (kind == FALLOC_FL_ZERO_RANGE) {
+      Reflag(in->extents, inner_start, inner_end, Extent::kUnwritten, Extent::kSpeculative);
+    }
+    if (!keep) in->attr.size = std::max(in->attr.size, end);
+  }
+  in->attr.mtime = ctx.now;
+  in->attr.ctime = ctx.now;
+  reply->attr = AttrOf(*in);
+  return 0;
+}
+
+int Namespace::ReadLayout(const LayoutRequest& req, LayoutReply* reply) const {
+  const Inode* in = Find(req.ino);
+  if (in == nullptr) return ENOENT;
+  if (in->is_dir()) return EISDIR;
+  if (!in->is_reg()) return EINVAL;
+  reply->attr = AttrOf(*in);
+  uint64_t length = req.length;
+  if (length == 0) {
+    const uint64_t end = in->extents.end();
+    if (end <= req.offset) return 0;
+    length = end - req.offset;
+  }
+  reply->truncated = in->extents.Find(req.offset, length, kMaxExtentsPerReply, &reply->extents);
+  return 0;
+}
+
+int Namespace::ReadStatfs(StatfsReply* reply) const {
+  const uint64_t bs = config_.block_size;
+  reply->block_size = static_cast<uint32_t>(bs);
+  reply->total_blocks = total_bytes() / bs;
+  reply->free_blocks = free_bytes() / bs;
+  reply->total_inodes = config_.max_inodes;
+  reply->free_inodes =
+      config_.max_inodes > inodes_.size() ? config_.max_inodes - inodes_.size() : 0;
+  reply->name_max = kMaxNameLength;
+  return 0;
+}
+
+}  // namespace dpmfs::meta

@@ -1,0 +1,34 @@
+# End-to-end tests (tests/e2e/README.md): real daemons, real mounts, real syscalls.
+#
+# posix_test (a GoogleTest binary) runs in the directory $DPMFS_TEST_DIR names, and the
+# two-client cases in $DPMFS_TEST_DIR2 (the same directory through a second mount).
+# run_e2e.sh starts a cluster with tools/dpmfs into a temporary directory, runs one phase
+# against it, and always stops and deletes it. A phase that cannot run here (no
+# /dev/fuse, no fio, not root) exits 77, which ctest reports as skipped.
+add_executable(posix_test e2e/posix_test.cc e2e/two_client_test.cc e2e/e2e_util.cc)
+target_link_libraries(posix_test PRIVATE GTest::gtest GTest::gtest_main)
+add_executable(e2e_ns_workload e2e/ns_workload.cc)
+
+set(_e2e_run bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/run_e2e.sh)
+set(_e2e_env DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}
+             DPMFS_POSIX_TEST=$<TARGET_FILE:posix_test>
+             DPMFS_NS_WORKLOAD=$<TARGET_FILE:e2e_ns_workload>)
+
+# The tests checked against tmpfs: a failure here is a wrong test, not a dpmfs bug.
+add_test(NAME e2e_posix_tmpfs COMMAND ${_e2e_run} tmpfs)
+set_tests_properties(e2e_posix_tmpfs PROPERTIES
+  ENVIRONMENT "${_e2e_env}" SKIP_RETURN_CODE 77 TIMEOUT 120 LABELS e2e)
+
+if(TARGET dpmfs-mount AND TARGET dpmfs-meta AND TARGET mkfs.dpmfs AND TARGET dpmfs-data)
+  # Phases against a dpmfs cluster (~4 minutes in all on 2 cores). Each one has its own
+  # cluster; RESOURCE_LOCK keeps them one at a time: the crash phases are about timing,
+  # and two clusters at once on 2 cores only make each slower.
+  foreach(_phase posix fio two-clients crash-data crash-data-detects-loss crash-meta client-kill
+                 restart)
+    string(REPLACE "-" "_" _name ${_phase})
+    add_test(NAME e2e_${_name} COMMAND ${_e2e_run} ${_phase})
+    set_tests_properties(e2e_${_name} PROPERTIES
+      ENVIRONMENT "${_e2e_env}" SKIP_RETURN_CODE 77 TIMEOUT 240 LABELS e2e
+      RESOURCE_LOCK dpmfs_e2e)
+  endforeach()
+endif()

@@ -1,0 +1,176 @@
+// Two clients of one cluster: DPMFS_TEST_DIR and DPMFS_TEST_DIR2 name the same directory
+// through two different mounts (two dpmfs-mount processes). Close-to-open consistency,
+// concurrent appends, unlink while the other client holds the file open.
+// Skipped without DPMFS_TEST_DIR2; with DPMFS_TEST_DIR2 = DPMFS_TEST_DIR (one local file
+// system) the tests check themselves.
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/e2e/e2e_util.h"
+
+namespace dpmfs::e2e {
+namespace {
+
+constexpr size_t kMiB = 1u << 20;
+
+class TwoClientTest : public E2eTest {
+ protected:
+  void SetUp() override {
+    const char* second = std::getenv("DPMFS_TEST_DIR2");
+    if (second == nullptr || *second == '\0') {
+      GTEST_SKIP() << "DPMFS_TEST_DIR2 is not set: it names DPMFS_TEST_DIR through a second "
+                      "mount of the same cluster (tests/e2e/run_e2e.sh sets it)";
+    }
+    E2eTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir2_ = std::string(second) + "/" + info->test_suite_name() + "." + info->name();
+    // The second client sees the directory the first one created (open-time lookup).
+    struct stat st{};
+    ASSERT_EQ(::stat(dir2_.c_str(), &st), 0)
+        << dir2_ << " (the test directory through the second mount): " << std::strerror(errno);
+  }
+  // `name` through the second client.
+  std::string Q(const std::string& name) const { return dir2_ + "/" + name; }
+
+  std::string dir2_;
+};
+
+TEST_F(TwoClientTest, CloseToOpenVisibility) {
+  // Client 2 looks at the file first, so it holds cached attributes (size 0) and pages.
+  ASSERT_TRUE(WriteFile(P("f"), ""));
+  struct stat st{};
+  ASSERT_EQ(::stat(Q("f").c_str(), &st), 0) << std::strerror(errno);
+  EXPECT_EQ(st.st_size, 0);
+  EXPECT_TRUE(ReadFile(Q("f")).empty());
+  // Client 1 writes and closes; client 2 opens afterwards and must see all of it.
+  std::vector<uint8_t> d = Pattern(31, 0, 3 * kMiB + 5);
+  {
+    Fd fd(::open(P("f").c_str(), O_WRONLY));
+    ASSERT_TRUE(fd.ok());
+    ASSERT_TRUE(PwriteAll(fd.get(), d.data(), d.size(), 0));
+    ASSERT_EQ(fd.Close(), 0);
+  }
+  std::vector<uint8_t> seen = ReadFile(Q("f"));
+  EXPECT_EQ(seen.size(), d.size()) << "client 2 opened after client 1 closed and saw a stale size";
+  EXPECT_EQ(FirstDifference(seen, d), -1);
+  // An overwrite of cached pages: client 2 has just read them all.
+  std::vector<uint8_t> patch = Pattern(32, kMiB, 10000);
+  {
+    Fd fd(::open(P("f").c_str(), O_WRONLY));
+    ASSERT_TRUE(PwriteAll(fd.get(), patch.data(), patch.size(), kMiB));
+    ASSERT_EQ(fd.Close(), 0);
+  }
+  std::copy(patch.begin(), patch.end(), d.begin() + kMiB);
+  seen = ReadFile(Q("f"));
+  EXPECT_EQ(FirstDifference(seen, d), -1) << "client 2 read stale cached data after open";
+  // A shrink by client 1 is seen by client 2's next open.
+  ASSERT_EQ(::truncate(P("f").c_str(), 1000), 0);
+  seen = ReadFile(Q("f"));
+  EXPECT_EQ(seen.size(), 1000u);
+  // And the other way round, with a new file.
+  std::vector<uint8_t> back = Pattern(33, 0, 200000);
+  ASSERT_TRUE(WriteFile(Q("from2"), std::string(back.begin(), back.end())));
+  EXPECT_EQ(FirstDifference(ReadFile(P("from2")), back), -1);
+}
+
+TEST_F(TwoClientTest, NamespaceChangesAreSeen) {
+  ASSERT_TRUE(WriteFile(P("a"), "A"));
+  ASSERT_SYS(::mkdir(P("d").c_str(), 0755));
+  std::vector<std::string> names = ListDir(dir2_);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "d"}));
+  ASSERT_SYS(::rename(P("a").c_str(), P("d/b").c_str()));
+  EXPECT_EQ(ReadFileString(Q("d/b")), "A");
+  EXPECT_EQ(ListDir(Q("d")), std::vector<std::string>{"b"});
+  ASSERT_SYS(::chmod(P("d/b").c_str(), 0600));
+  // Attributes: client 2 sees the change within the attribute timeout (1 s by default).
+  bool seen = false;
+  for (int i = 0; i < 40 && !seen; ++i) {
+    struct stat st{};
+    seen = ::stat(Q("d/b").c_str(), &st) == 0 && (st.st_mode & 07777) == 0600;
+    if (!seen) ::usleep(100 * 1000);
+  }
+  EXPECT_TRUE(seen) << "chmod by client 1 not visible to client 2 after 4 s";
+}
+
+TEST_F(TwoClientTest, ConcurrentAppendsToDifferentFiles) {
+  constexpr int kRecords = 1500;
+  constexpr size_t kRecordSize = 100;
+  auto record = [](char who, int i) {
+    std::string r(kRecordSize, static_cast<char>('a' + i % 26));
+    std::snprintf(r.data(), 16, "%c%08d|", who, i);
+    r.back() = '\n';
+    return r;
+  };
+  std::atomic<int> errors{0};
+  auto appender = [&](const std::string& path, char who) {
+    Fd fd(::open(path.c_str(), O_CREAT | O_WRONLY | O_APPEND, 0644));
+    if (!fd.ok()) {
+      errors++;
+      return;
+    }
+    for (int i = 0; i < kRecords; ++i) {
+      std::string r = record(who, i);
+      if (::write(fd.get(), r.data(), r.size()) != static_cast<ssize_t>(r.size())) errors++;
+    }
+    if (fd.Close() != 0) errors++;
+  };
+  std::thread t1(appender, P("one"), '1');
+  std::thread t2(appender, Q("two"), '2');
+  t1.join();
+  t2.join();
+  ASSERT_EQ(errors.load(), 0);
+  // Each file read through the client that did not write it.
+  auto check = [&](const std::string& path, char who) {
+    std::string all = ReadFileString(path);
+    ASSERT_EQ(all.size(), kRecords * kRecordSize) << path;
+    for (int i = 0; i < kRecords; ++i) {
+      ASSERT_EQ(all.substr(i * kRecordSize, kRecordSize), record(who, i)) << path << " record " << i;
+    }
+  };
+  check(Q("one"), '1');
+  check(P("two"), '2');
+}
+
+TEST_F(TwoClientTest, UnlinkWhileOpenOnTheOther) {
+  std::vector<uint8_t> d = Pattern(41, 0, 4 * kMiB);
+  ASSERT_TRUE(WriteFile(P("victim"), std::string(d.begin(), d.end())));
+  Fd held(::open(Q("victim").c_str(), O_RDONLY));
+  ASSERT_TRUE(held.ok()) << std::strerror(errno);
+  ASSERT_SYS(::unlink(P("victim").c_str()));
+  struct stat st{};
+  EXPECT_ERRNO(::stat(P("victim").c_str(), &st), ENOENT);
+  // Client 1 writes a lot of new data, which an allocator would like to put in the
+  // blocks of the unlinked file: they must stay the open file's until its last close.
+  for (int i = 0; i < 4; ++i) {
+    std::vector<uint8_t> other = Pattern(100 + i, 0, 4 * kMiB);
+    ASSERT_TRUE(WriteFile(P("filler" + std::to_string(i)), std::string(other.begin(), other.end())));
+  }
+  ASSERT_TRUE(WriteFile(P("victim"), "a new file with the old name"));
+  std::vector<uint8_t> back(d.size());
+  size_t got = 0;
+  ASSERT_TRUE(PreadAll(held.get(), back.data(), back.size(), 0, &got)) << std::strerror(errno);
+  EXPECT_EQ(got, d.size());
+  EXPECT_EQ(FirstDifference(back, d), -1) << "the open, unlinked file's data changed under it";
+  EXPECT_EQ(held.Close(), 0);
+  // The new file of that name: client 2 may use its cached name -> old inode until the
+  // entry timeout (1 s by default) lapses.
+  bool new_seen = false;
+  for (int i = 0; i < 30 && !new_seen; ++i) {
+    Fd probe(::open(Q("victim").c_str(), O_RDONLY));
+    char buf[64];
+    ssize_t n = probe.ok() ? ::read(probe.get(), buf, sizeof(buf)) : -1;
+    new_seen = n >= 0 && std::string(buf, static_cast<size_t>(n)) == "a new file with the old name";
+    if (!new_seen) ::usleep(100 * 1000);
+  }
+  EXPECT_TRUE(new_seen) << "client 2 does not see the new file of the unlinked one's name after 3 s";
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(FirstDifference(ReadFile(Q("filler" + std::to_string(i))), Pattern(100 + i, 0, 4 * kMiB)), -1);
+  }
+}
+
+}  // namespace
+}  // namespace dpmfs::e2e

@@ -1,0 +1,497 @@
+// The striped I/O engine (fs/file_io.h) against two real dpmfs-data processes (pools
+// in /dev/shm, soft transport), with the metadata server replaced by an in-memory
+// extent service whose extents the tests build by hand.
+#include "fs/file_io.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "common/pool.h"
+#include "fs/data_client_pool.h"
+#include "fs/inode_table.h"
+#include "tests/fs/fs_test_util.h"
+
+namespace dpmfs::fs {
+namespace {
+
+using meta::Extent;
+using testing::Process;
+using testing::ScratchDir;
+
+constexpr uint32_t kBlock = 4096;
+constexpr uint32_t kStripe = 64 << 10;  // small, so that a few hundred KiB stripe over both
+constexpr uint64_t kPoolSize = 64ull << 20;
+
+// Extent maps in memory with the metadata server's semantics for the three calls the
+// engine makes. Allocate stripes new blocks over the servers by stripe unit.
+class FakeExtentService : public ExtentService {
+ public:
+  explicit FakeExtentService(uint32_t servers) : next_pool_(servers, 0) {}
+
+  int Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++layouts;
+    File& f = files_[req.ino];
+    reply->attr = f.attr;
+    reply->attr.ino = req.ino;
+    reply->extents.clear();
+    reply->truncated = false;
+    uint64_t end = req.length == 0 ? UINT64_MAX : req.offset + req.length;
+    for (const auto& [off, e] : f.extents) {
+      if (off + e.length <= req.offset || off >= end) continue;
+      if (reply->extents.size() == max_extents_per_reply) {
+        reply->truncated = true;
+        break;
+      }
+      reply->extents.push_back(e);
+    }
+    return 0;
+  }
+
+  int Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++allocates;
+    File& f = files_[req.ino];
+    reply->extents.clear();
+    for (uint64_t b = req.offset; b < req.offset + req.length; b += kBlock) {
+      const Extent* have = Find(f, b);
+      if (have == nullptr) {
+        uint32_t server = static_cast<uint32_t>((b / kStripe) % next_pool_.size());
+        Extent e{b, kBlock, next_pool_[server], server, Extent::kUnwritten};
+        next_pool_[server] += kBlock;
+        f.extents[b] = e;
+      }
+      reply->extents.push_back(*Find(f, b));
+    }
+    return 0;
+  }
+
+  int Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++commits;
+    File& f = files_[req.ino];
+    if (req.valid & meta::CommitRequest::kSize) f.attr.size = std::max(f.attr.size, req.new_size);
+    f.attr.mtime = req.mtime;
+    for (const auto& r : req.written) {
+      for (auto& [off, e] : f.extents) {
+        if (off >= r.offset && off + e.length <= r.offset + r.length) e.flags = 0;
+      }
+      committed_ranges.push_back(r);
+    }
+    *attr = f.attr;
+    attr->ino = req.ino;
+    return 0;
+  }
+
+  // Hand-made extent (any length), replacing nothing: tests do not overlap them.
+  void AddExtent(meta::InodeId ino, const Extent& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    files_[ino].extents[e.file_offset] = e;
+  }
+  void SetSize(meta::InodeId ino, uint64_t size) {
+    std::lock_guard<std::mutex> lock(mu_);
+    files_[ino].attr.size = size;
+  }
+  meta::InodeAttr attr(meta::InodeId ino) {
+    std::lock_guard<std::mutex> lock(mu_);
+    meta::InodeAttr a = files_[ino].attr;
+    a.ino = ino;
+    return a;
+  }
+  std::vector<Extent> extents(meta::InodeId ino) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Extent> out;
+    for (const auto& [off, e] : files_[ino].extents) out.push_back(e);
+    return out;
+  }
+  // Pool space of `server` no allocation has handed out yet (for hand-made extents).
+  uint64_t ReservePool(uint32_t server, uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t at = next_pool_[server];
+    next_pool_[server] += bytes;
+    return at;
+  }
+
+  std::atomic<int> layouts{0}, allocates{0}, commits{0};
+  size_t max_extents_per_reply = 4096;
+  std::vector<meta::ByteRange> committed_ranges;
+
+ private:
+  struct File {
+    meta::InodeAttr attr;
+    std::map<uint64_t, Extent> extents;
+  };
+  const Extent* Find(File& f, uint64_t off) {
+    auto it = f.extents.upper_bound(off);
+    if (it == f.extents.begin()) return nullptr;
+    --it;
+    if (it->first + it->second.length <= off) return nullptr;
+    return &it->second;
+  }
+  std::mutex mu_;
+  std::map<meta::InodeId, File> files_;
+  std::vector<uint64_t> next_pool_;
+};
+
+std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
+class FileIoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto uuid = pool::ClusterUuid::Generate();
+    for (uint32_t i = 0; i < 2; ++i) {
+      pools_[i] = (dir_.path() / ("data" + std::to_string(i) + ".pool")).string();
+      pool::FormatOptions fo;
+      fo.geometry = {pool::Role::kData, uuid, i, kBlock, kPoolSize};
+      ASSERT_TRUE(pool::FormatPool(pools_[i], fo).ok());
+      ASSERT_NO_FATAL_FAILURE(StartServer(i, "127.0.0.1:0"));
+    }
+    transport::DeviceOptions dopt;
+    dopt.backend = transport::Backend::kSoft;
+    auto dev = transport::OpenDevice(dopt);
+    ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+    device_ = std::move(dev).value();
+    cluster_.block_size = kBlock;
+    cluster_.stripe_unit = kStripe;
+    std::vector<Endpoint> eps;
+    for (uint32_t i = 0; i < 2; ++i) {
+      auto ep = Endpoint::Parse(endpoints_[i]);
+      ASSERT_TRUE(ep.ok());
+      eps.push_back(*ep);
+      cluster_.servers.push_back(meta::DataServerInfo{i, endpoints_[i], 0});
+    }
+    DataClientPoolOptions popt;
+    popt.client.method = datapath::PersistMethod::kRead;
+    popt.client.queue_depth = 2;
+    popt.client.max_io_size = 256 << 10;  // smaller than some writes: exercises splitting
+    popt.client.timeout = std::chrono::seconds(2);
+    pool_ = std::make_unique<DataClientPool>(*device_, eps, popt);
+    io_ = std::make_unique<FileIo>(meta_, *pool_, cluster_);
+  }
+
+  void StartServer(uint32_t i, const std::string& listen) {
+    servers_[i] = std::make_unique<Process>();
+    ASSERT_TRUE(servers_[i]->Start(
+        {DPMFS_DATA_BIN, "--pool", pools_[i], "--listen", listen, "--log-level", "warn"},
+        dir_.path() / ("data" + std::to_string(i) + ".out"),
+        dir_.path() / ("data" + std::to_string(i) + ".err")));
+    auto ready = servers_[i]->WaitReady();
+    ASSERT_TRUE(ready.has_value()) << servers_[i]->err_text();
+    endpoints_[i] = *ready;
+  }
+
+  // Direct access to a data server's pool, bypassing the engine.
+  void PoolWrite(uint32_t server, uint64_t off, const std::vector<uint8_t>& bytes) {
+    auto lease = pool_->Acquire(server);
+    ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+    ASSERT_TRUE((*lease)->Write(off, bytes.data(), static_cast<uint32_t>(bytes.size())).ok());
+  }
+  std::vector<uint8_t> PoolRead(uint32_t server, uint64_t off, size_t len) {
+    std::vector<uint8_t> out(len);
+    auto lease = pool_->Acquire(server);
+    EXPECT_TRUE(lease.ok()) << lease.status().ToString();
+    if (lease.ok()) {
+      EXPECT_TRUE((*lease)->Read(off, out.data(), static_cast<uint32_t>(len)).ok());
+    }
+    return out;
+  }
+
+  std::vector<uint8_t> ReadAll(Inode& inode, uint64_t off, size_t len, int* err = nullptr) {
+    std::vector<uint8_t> out(len, 0xEE);
+    size_t n = 0;
+    int e = io_->Read(inode, off, len, out.data(), &n);
+    if (err != nullptr) {
+      *err = e;
+    } else {
+      EXPECT_EQ(e, 0);
+    }
+    out.resize(n);
+    return out;
+  }
+
+  ScratchDir dir_{"fileio"};
+  std::string pools_[2];
+  std::string endpoints_[2];
+  std::unique_ptr<Process> servers_[2];
+  std::unique_ptr<transport::Device> device_;
+  meta::ClusterInfo cluster_;
+  FakeExtentService meta_{2};
+  std::unique_ptr<DataClientPool> pool_;
+  std::unique_ptr<FileIo> io_;
+};
+
+TEST_F(FileIoTest, StripedWriteReadRoundTrip) {
+  Inode inode(7);
+  // 1 MiB + change at an unaligned offset: 17 stripe units over both servers, pieces
+  // larger than max_io_size, partial blocks at both ends.
+  const uint64_t off = 1000;
+  auto data = RandomBytes((1 << 20) + 12345, 1);
+  ASSERT_EQ(io_->Write(inode, off, data.data(), data.size()), 0);
+  EXPECT_EQ(inode.size(), off + data.size());
+  EXPECT_EQ(meta_.attr(7).size, off + data.size());
+
+  auto back = ReadAll(inode, off, data.size());
+  ASSERT_EQ(back.size(), data.size());
+  EXPECT_TRUE(back == data);
+  // The head of the first block was never written: zeros, not garbage.
+  auto head = ReadAll(inode, 0, off);
+  EXPECT_EQ(head, std::vector<uint8_t>(off, 0));
+
+  // The bytes really are on the data servers, where the extents say.
+  bool used[2] = {false, false};
+  for (const Extent& e : meta_.extents(7)) {
+    EXPECT_EQ(e.flags, 0u) << "committed blocks must not stay unwritten";
+    used[e.server] = true;
+    if (e.file_offset == 64 << 10) {
+      auto raw = PoolRead(e.server, e.pool_offset, 100);
+      EXPECT_TRUE(std::equal(raw.begin(), raw.end(), data.begin() + ((64 << 10) - off)));
+    }
+  }
+  EXPECT_TRUE(used[0] && used[1]) << "the write should stripe over both servers";
+
+  // A read past EOF is short; one at EOF is empty.
+  EXPECT_EQ(ReadAll(inode, off + data.size() - 10, 4096).size(), 10u);
+  EXPECT_TRUE(ReadAll(inode, off + data.size(), 4096).empty());
+}
+
+TEST_F(FileIoTest, HolesAndUnwrittenExtentsReadAsZeros) {
+  const meta::InodeId ino = 8;
+  // [0,4K) written with known bytes on server 0; [4K,8K) a hole; [8K,16K) unwritten on
+  // server 1 whose pool bytes are garbage (they must never be shown); [16K,20K) written.
+  uint64_t p0 = meta_.ReservePool(0, 2 * kBlock);
+  uint64_t p1 = meta_.ReservePool(1, 2 * kBlock);
+  auto a = RandomBytes(kBlock, 2), b = RandomBytes(kBlock, 3);
+  PoolWrite(0, p0, a);
+  PoolWrite(0, p0 + kBlock, b);
+  PoolWrite(1, p1, std::vector<uint8_t>(2 * kBlock, 0xAB));
+  meta_.AddExtent(ino, Extent{0, kBlock, p0, 0, 0});
+  meta_.AddExtent(ino, Extent{8192, 2 * kBlock, p1, 1, Extent::kUnwritten});
+  meta_.AddExtent(ino, Extent{16384, kBlock, p0 + kBlock, 0, 0});
+  meta_.SetSize(ino, 18000);
+  Inode inode(ino);
+  inode.SetAttr(meta_.attr(ino));
+
+  auto all = ReadAll(inode, 0, 1 << 20);
+  ASSERT_EQ(all.size(), 18000u);  // clipped at the size
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), all.begin()));
+  EXPECT_TRUE(
+      std::all_of(all.begin() + 4096, all.begin() + 16384, [](uint8_t c) { return c == 0; }));
+  EXPECT_TRUE(std::equal(all.begin() + 16384, all.end(), b.begin()));
+  // An unaligned read inside the unwritten extent.
+  EXPECT_EQ(ReadAll(inode, 9000, 300), std::vector<uint8_t>(300, 0));
+}
+
+TEST_F(FileIoTest, WriteIntoUnwrittenBlockPadsWithZerosAndCommitsIt) {
+  const meta::InodeId ino = 9;
+  uint64_t p = meta_.ReservePool(1, kBlock);
+  PoolWrite(1, p, std::vector<uint8_t>(kBlock, 0xCD));  // stale bytes of a former file
+  meta_.AddExtent(ino, Extent{0, kBlock, p, 1, Extent::kUnwritten});
+  meta_.SetSize(ino, 0);
+  Inode inode(ino);
+  inode.SetAttr(meta_.attr(ino));
+
+  std::vector<uint8_t> x(10, 'x');
+  ASSERT_EQ(io_->Write(inode, 100, x.data(), x.size()), 0);
+  EXPECT_EQ(meta_.allocates.load(), 0) << "the block was allocated already";
+  ASSERT_EQ(meta_.committed_ranges.size(), 1u);
+  EXPECT_EQ(meta_.committed_ranges[0].offset, 0u);
+  EXPECT_EQ(meta_.committed_ranges[0].length, kBlock);
+  EXPECT_EQ(meta_.attr(ino).size, 110u);
+  // The whole block went to the server: zeros around the data, no 0xCD left.
+  auto raw = PoolRead(1, p, kBlock);
+  for (size_t i = 0; i < kBlock; ++i) {
+    ASSERT_EQ(raw[i], (i >= 100 && i < 110) ? 'x' : 0) << "at " << i;
+  }
+  // Past EOF within the block and then a second write: no padding any more (the block
+  // is written), so the first write's bytes survive.
+  std::vector<uint8_t> y(5, 'y');
+  ASSERT_EQ(io_->Write(inode, 200, y.data(), y.size()), 0);
+  auto back = ReadAll(inode, 0, 4096);
+  ASSERT_EQ(back.size(), 205u);
+  for (size_t i = 0; i < back.size(); ++i) {
+    uint8_t want = (i >= 100 && i < 110) ? 'x' : (i >= 200 ? 'y' : 0);
+    ASSERT_EQ(back[i], want) << "at " << i;
+  }
+}
+
+TEST_F(FileIoTest, ExtendingPastAGapZeroesTheStaleTailOfTheLastBlock) {
+  // Size 100 in a written block whose other bytes are stale (a truncate left them, as
+  // the server's rule allows): a write past a gap must not expose them.
+  const meta::InodeId ino = 18;
+  uint64_t p = meta_.ReservePool(0, kBlock);
+  std::vector<uint8_t> stale(kBlock, 0xCD);
+  PoolWrite(0, p, stale);
+  meta_.AddExtent(ino, Extent{0, kBlock, p, 0, 0});
+  meta_.SetSize(ino, 100);
+  Inode inode(ino);
+  inode.SetAttr(meta_.attr(ino));
+  std::vector<uint8_t> x(10, 'x');
+  ASSERT_EQ(io_->Write(inode, 3 * kBlock + 7, x.data(), x.size()), 0);
+  auto back = ReadAll(inode, 0, 3 * kBlock + 17);
+  ASSERT_EQ(back.size(), 3u * kBlock + 17);
+  for (size_t i = 0; i < back.size(); ++i) {
+    uint8_t want = i < 100 ? 0xCD : (i >= 3 * kBlock + 7 ? 'x' : 0);
+    ASSERT_EQ(back[i], want) << "at " << i;
+  }
+}
+
+TEST_F(FileIoTest, OverwriteOfWrittenBlocksNeedsNoMetadataCall) {
+  Inode inode(10);
+  auto data = RandomBytes(300 << 10, 4);
+  ASSERT_EQ(io_->Write(inode, 0, data.data(), data.size()), 0);
+  int layouts = meta_.layouts, allocates = meta_.allocates, commits = meta_.commits;
+  auto patch = RandomBytes(70000, 5);  // crosses a stripe unit
+  ASSERT_EQ(io_->Write(inode, 50000, patch.data(), patch.size()), 0);
+  EXPECT_EQ(meta_.layouts.load(), layouts);
+  EXPECT_EQ(meta_.allocates.load(), allocates);
+  EXPECT_EQ(meta_.commits.load(), commits);
+  std::copy(patch.begin(), patch.end(), data.begin() + 50000);
+  EXPECT_TRUE(ReadAll(inode, 0, data.size()) == data);
+
+  // The mtime is committed lazily, once, and shows in attr() meanwhile.
+  meta::Timespec before = meta_.attr(10).mtime;
+  EXPECT_TRUE(inode.attr().mtime.sec > before.sec ||
+              (inode.attr().mtime.sec == before.sec && inode.attr().mtime.nsec > before.nsec));
+  ASSERT_EQ(io_->FlushMtime(inode), 0);
+  EXPECT_EQ(meta_.commits.load(), commits + 1);
+  ASSERT_EQ(io_->FlushMtime(inode), 0);
+  EXPECT_EQ(meta_.commits.load(), commits + 1) << "nothing pending any more";
+}
+
+TEST_F(FileIoTest, LayoutFetchedInPiecesWhenTheReplyIsTruncated) {
+  Inode inode(11);
+  auto data = RandomBytes(256 << 10, 6);
+  ASSERT_EQ(io_->Write(inode, 0, data.data(), data.size()), 0);
+  Inode fresh(11);  // a new open: nothing cached
+  fresh.SetAttr(meta_.attr(11));
+  meta_.max_extents_per_reply = 5;  // the fake hands out 4 KiB extents: many replies
+  int before = meta_.layouts;
+  EXPECT_TRUE(ReadAll(fresh, 0, data.size()) == data);
+  EXPECT_GT(meta_.layouts.load() - before, 1);
+}
+
+TEST_F(FileIoTest, ConcurrentWritersIntoOneUnwrittenBlockKeepEachOthersBytes) {
+  const meta::InodeId ino = 12;
+  uint64_t p = meta_.ReservePool(0, kBlock);
+  meta_.AddExtent(ino, Extent{0, kBlock, p, 0, Extent::kUnwritten});
+  meta_.SetSize(ino, kBlock);
+  Inode inode(ino);
+  inode.SetAttr(meta_.attr(ino));
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<uint8_t> v(64, static_cast<uint8_t>('a' + t));
+      if (io_->Write(inode, 512 * t, v.data(), v.size()) != 0) ++failures;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto back = ReadAll(inode, 0, kBlock);
+  for (int t = 0; t < 8; ++t) {
+    for (int i = 0; i < 64; ++i) ASSERT_EQ(back[512 * t + i], 'a' + t) << "writer " << t;
+  }
+}
+
+TEST_F(FileIoTest, KilledDataServerFailsWritesWithEioUntilItIsBack) {
+  Inode inode(13);
+  // Stripe unit 0 lives on server 0, stripe unit 1 on server 1.
+  auto first = RandomBytes(2 * kStripe, 7);
+  ASSERT_EQ(io_->Write(inode, 0, first.data(), first.size()), 0);
+
+  servers_[1]->Kill();
+  auto second = RandomBytes(1000, 8);
+  EXPECT_EQ(io_->Write(inode, kStripe + 100, second.data(), second.size()), EIO);
+  EXPECT_EQ(io_->Write(inode, kStripe + 100, second.data(), second.size()), EIO)
+      << "still down: still EIO, never a silent success";
+  // The other server is unaffected.
+  ASSERT_EQ(io_->Write(inode, 100, second.data(), second.size()), 0);
+  int err = 0;
+  ReadAll(inode, kStripe, 100, &err);
+  EXPECT_EQ(err, EIO);
+
+  ASSERT_NO_FATAL_FAILURE(StartServer(1, endpoints_[1]));  // same pool, same port
+  ASSERT_EQ(io_->Write(inode, kStripe + 100, second.data(), second.size()), 0);
+  std::copy(second.begin(), second.end(), first.begin() + 100);
+  std::copy(second.begin(), second.end(), first.begin() + kStripe + 100);
+  EXPECT_TRUE(ReadAll(inode, 0, first.size()) == first)
+      << "acknowledged writes are durable across the data server's kill -9";
+}
+
+TEST_F(FileIoTest, IdleConnectionToARestartedServerIsReplacedTransparently) {
+  Inode inode(14);
+  auto data = RandomBytes(2 * kStripe, 9);
+  ASSERT_EQ(io_->Write(inode, 0, data.data(), data.size()), 0);  // leaves idle connections
+  uint64_t connects = pool_->connects();
+  servers_[0]->Kill();
+  ASSERT_NO_FATAL_FAILURE(StartServer(0, endpoints_[0]));
+  auto patch = RandomBytes(5000, 10);
+  EXPECT_EQ(io_->Write(inode, 10, patch.data(), patch.size()), 0);
+  EXPECT_GT(pool_->connects(), connects);
+  std::copy(patch.begin(), patch.end(), data.begin() + 10);
+  EXPECT_TRUE(ReadAll(inode, 0, data.size()) == data);
+}
+
+TEST_F(FileIoTest, ZeroRangeAndSeek) {
+  Inode inode(15);
+  // Data in stripe units 0 and 2; unit 1 a hole; the file ends in unit 3.
+  auto a = RandomBytes(kStripe, 11);
+  ASSERT_EQ(io_->Write(inode, 0, a.data(), a.size()), 0);
+  ASSERT_EQ(io_->Write(inode, 2 * kStripe, a.data(), a.size()), 0);
+  std::vector<uint8_t> tail(10, 't');
+  ASSERT_EQ(io_->Write(inode, 3 * kStripe + 5000, tail.data(), tail.size()), 0);
+  const uint64_t size = 3 * kStripe + 5010;
+
+  ASSERT_EQ(io_->ZeroRange(inode, 100, 200), 0);
+  auto back = ReadAll(inode, 0, 400);
+  for (int i = 0; i < 400; ++i) ASSERT_EQ(back[i], (i >= 100 && i < 300) ? 0 : a[i]) << i;
+
+  uint64_t r = 0;
+  ASSERT_EQ(io_->Seek(inode, 0, true, &r), 0);
+  EXPECT_EQ(r, 0u);
+  ASSERT_EQ(io_->Seek(inode, 0, false, &r), 0);
+  EXPECT_EQ(r, uint64_t{kStripe});
+  ASSERT_EQ(io_->Seek(inode, kStripe + 10, true, &r), 0);
+  EXPECT_EQ(r, 2u * kStripe);
+  ASSERT_EQ(io_->Seek(inode, 2 * kStripe, false, &r), 0);
+  EXPECT_EQ(r, 3u * kStripe);
+  // The last block has data; the hole after it is EOF.
+  ASSERT_EQ(io_->Seek(inode, 3 * kStripe + 1, true, &r), 0);
+  EXPECT_EQ(r, 3u * kStripe + 4096);
+  ASSERT_EQ(io_->Seek(inode, 3 * kStripe + 4096, false, &r), 0);
+  EXPECT_EQ(r, size);
+  EXPECT_EQ(io_->Seek(inode, size, true, &r), ENXIO);
+  EXPECT_EQ(io_->Seek(inode, size, false, &r), ENXIO);
+}
+
+TEST_F(FileIoTest, BadExtentsFromTheServerAreEioNotACrash) {
+  const meta::InodeId ino = 16;
+  meta_.AddExtent(ino, Extent{0, kBlock, kPoolSize * 4, 0, 0});  // outside the pool
+  meta_.AddExtent(ino, Extent{kBlock, kBlock, 0, 9, 0});         // no server 9
+  meta_.SetSize(ino, 2 * kBlock);
+  Inode inode(ino);
+  inode.SetAttr(meta_.attr(ino));
+  int err = 0;
+  ReadAll(inode, 0, 100, &err);
+  EXPECT_EQ(err, EIO);
+  std::vector<uint8_t> x(10, 1);
+  EXPECT_EQ(io_->Write(inode, 0, x.data(), x.size()), EIO);
+}
+
+TEST_F(FileIoTest, WritesBeyondTheLargestFileSizeAreEfbig) {
+  Inode inode(17);
+  std::vector<uint8_t> x(10, 1);
+  EXPECT_EQ(io_->Write(inode, meta::kMaxFileSize - 5, x.data(), x.size()), EFBIG);
+}
+
+}  // namespace
+}  // namespace dpmfs::fs

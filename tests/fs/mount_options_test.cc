@@ -1,0 +1,136 @@
+// dpmfs-mount's command line (fs/mount_options.h): both invocation shapes, our options,
+// FUSE pass-through, fstab words that must not fail a mount, and clear errors.
+#include "fs/mount_options.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace dpmfs::fs {
+namespace {
+
+Result<MountOptions> Parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "dpmfs-mount");
+  return ParseMountArgs(static_cast<int>(args.size()), args.data());
+}
+
+bool HasFuseOption(const MountOptions& o, const std::string& opt) {
+  return std::find(o.fuse_options.begin(), o.fuse_options.end(), opt) != o.fuse_options.end();
+}
+
+TEST(MountOptions, DefaultsAndPositionals) {
+  auto o = Parse({"127.0.0.1:7000", "/mnt/x"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->meta_server, "127.0.0.1:7000");
+  EXPECT_EQ(o->mountpoint, "/mnt/x");
+  EXPECT_FALSE(o->foreground);
+  EXPECT_EQ(o->persist, datapath::PersistMethod::kRead);
+  EXPECT_EQ(o->transport, transport::Backend::kSoft);
+  EXPECT_DOUBLE_EQ(o->attr_timeout, 1.0);
+  EXPECT_DOUBLE_EQ(o->entry_timeout, 1.0);
+  EXPECT_EQ(o->max_write, 1u << 20);
+  EXPECT_TRUE(o->clone_fd);
+  // /proc/mounts shows the server and fuse.dpmfs.
+  EXPECT_TRUE(HasFuseOption(*o, "fsname=127.0.0.1:7000"));
+  EXPECT_TRUE(HasFuseOption(*o, "subtype=dpmfs"));
+}
+
+TEST(MountOptions, OurOptions) {
+  auto o = Parse({"h:1", "/m", "-f", "-o",
+                  "persist=imm,transport=verbs,attr_timeout=0.5,entry_timeout=0,max_threads=4",
+                  "-omax_write=131072,noclone_fd,log_level=debug"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_TRUE(o->foreground);
+  EXPECT_EQ(o->persist, datapath::PersistMethod::kImm);
+  EXPECT_EQ(o->transport, transport::Backend::kVerbs);
+  EXPECT_DOUBLE_EQ(o->attr_timeout, 0.5);
+  EXPECT_DOUBLE_EQ(o->entry_timeout, 0.0);
+  EXPECT_EQ(o->max_threads, 4u);
+  EXPECT_EQ(o->max_write, 131072u);
+  EXPECT_FALSE(o->clone_fd);
+  EXPECT_EQ(o->log_level, "debug");
+  for (const auto& f : o->fuse_options) {
+    EXPECT_EQ(f.find("persist"), std::string::npos) << "ours must not reach libfuse: " << f;
+  }
+}
+
+TEST(MountOptions, DebugImpliesForeground) {
+  auto o = Parse({"h:1", "/m", "-d"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->debug);
+  EXPECT_TRUE(o->foreground);
+  auto p = Parse({"h:1", "/m", "-o", "debug"});
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(p->debug);
+}
+
+TEST(MountOptions, MountFuse3InvocationWithFstabOptions) {
+  // What mount.fuse3 runs for an fstab line
+  //   127.0.0.1:7000 /mnt/dpmfs fuse.dpmfs defaults,_netdev,allow_other,noatime,nofail 0 0
+  auto o = Parse({"127.0.0.1:7000", "/mnt/dpmfs", "-o",
+                  "rw,defaults,_netdev,allow_other,default_permissions,noatime,nosuid,nodev,"
+                  "exec,suid,dev,atime,ro,nofail,auto,noauto,user,users,x-systemd.automount,"
+                  "comment=x,persist=read2,dev,relatime,async,sync,dirsync,auto_unmount"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->persist, datapath::PersistMethod::kRead2);
+  for (const char* kept : {"rw", "allow_other", "default_permissions", "noatime", "nosuid", "nodev",
+                           "exec", "suid", "dev", "atime", "ro", "auto_unmount"}) {
+    EXPECT_TRUE(HasFuseOption(*o, kept)) << kept;
+  }
+  for (const char* dropped : {"defaults", "_netdev", "nofail", "auto", "noauto", "user", "users",
+                              "x-systemd.automount", "comment=x", "relatime"}) {
+    EXPECT_FALSE(HasFuseOption(*o, dropped)) << dropped;
+  }
+  // The FUSE-2 "dpmfs#SOURCE" spelling.
+  auto old = Parse({"dpmfs#127.0.0.1:7000", "/m"});
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->meta_server, "127.0.0.1:7000");
+}
+
+TEST(MountOptions, FsnameAndSubtypeCanBeOverridden) {
+  auto o = Parse({"h:1", "/m", "-o", "fsname=mine,subtype=other"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(HasFuseOption(*o, "fsname=mine"));
+  EXPECT_FALSE(HasFuseOption(*o, "fsname=h:1"));
+  EXPECT_FALSE(HasFuseOption(*o, "subtype=dpmfs"));
+}
+
+TEST(MountOptions, ErrorsNameWhatIsWrong) {
+  auto expect_error = [](std::vector<const char*> args, const std::string& needle) {
+    auto o = Parse(args);
+    ASSERT_FALSE(o.ok()) << needle;
+    EXPECT_NE(o.status().message().find(needle), std::string::npos) << o.status().ToString();
+  };
+  expect_error({"h:1"}, "two arguments");
+  expect_error({"h:1", "/m", "/x"}, "two arguments");
+  expect_error({"h:1", "/m", "-o", "bogus_option"}, "bogus_option");
+  expect_error({"h:1", "/m", "-o", "persist=carrier-pigeon"}, "persist");
+  expect_error({"h:1", "/m", "-o", "transport=tcp"}, "transport");
+  expect_error({"h:1", "/m", "-o", "attr_timeout=abc"}, "attr_timeout");
+  expect_error({"h:1", "/m", "-o", "attr_timeout=-1"}, "attr_timeout");
+  expect_error({"h:1", "/m", "-o", "max_threads=0"}, "max_threads");
+  expect_error({"h:1", "/m", "-o", "max_write=99999999"}, "max_write");
+  expect_error({"h:1", "/m", "-o", "persist"}, "needs a value");
+  expect_error({"h:1", "/m", "-o"}, "-o");
+  expect_error({"h:1", "/m", "--frobnicate"}, "--frobnicate");
+  expect_error({"h:1", "/m", "-o", "blkdev"}, "blkdev");  // fuseblk only
+}
+
+TEST(MountOptions, HelpNeedsNoArguments) {
+  auto o = Parse({"--help"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->show_help);
+  std::string usage = MountUsage("dpmfs-mount");
+  for (const char* word : {"persist=", "transport=", "attr_timeout=", "entry_timeout=",
+                           "allow_other", "default_permissions", "max_threads="}) {
+    EXPECT_NE(usage.find(word), std::string::npos) << word;
+  }
+}
+
+TEST(MountOptions, SplitOptionListHonoursEscapedCommas) {
+  EXPECT_EQ(SplitOptionList("a,b\\,c,d"), (std::vector<std::string>{"a", "b,c", "d"}));
+  EXPECT_EQ(SplitOptionList(""), (std::vector<std::string>{""}));
+}
+
+}  // namespace
+}  // namespace dpmfs::fs

@@ -1,0 +1,453 @@
+// dpmfs-mount for real: a cluster of real processes (2 x dpmfs-data and dpmfs-meta over
+// pools in /dev/shm, soft transport), a real FUSE mount (/dev/fuse, as root), and real
+// syscalls through it. Every mount is unmounted and every daemon stopped, even when a
+// test fails. Skipped when /dev/fuse is missing or the test does not run as root.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <set>
+
+#include "common/pool.h"
+#include "tests/fs/fs_test_util.h"
+
+namespace dpmfs::fs {
+namespace {
+
+namespace stdfs = std::filesystem;
+using testing::Process;
+using testing::ReadFileText;
+using testing::ScratchDir;
+
+bool IsMounted(const std::string& mountpoint) {
+  std::string mounts = ReadFileText("/proc/self/mounts");
+  return mounts.find(" " + mountpoint + " fuse") != std::string::npos;
+}
+
+int Sh(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+void Unmount(const std::string& mountpoint) {
+  for (int i = 0; i < 50 && IsMounted(mountpoint); ++i) {
+    if (Sh("fusermount3 -u '" + mountpoint + "' 2>/dev/null") == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (IsMounted(mountpoint)) Sh("umount -l '" + mountpoint + "' 2>/dev/null");
+}
+
+std::vector<uint8_t> Pattern(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
+bool WriteFile(const std::string& path, const std::vector<uint8_t>& data, int flags = 0) {
+  int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC | flags, 0644);
+  if (fd < 0) return false;
+  ssize_t n = ::write(fd, data.data(), data.size());
+  bool ok = n == static_cast<ssize_t>(data.size());
+  return ::close(fd) == 0 && ok;
+}
+
+std::vector<uint8_t> ReadFile(const std::string& path) {
+  std::vector<uint8_t> out;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return out;
+  uint8_t buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.insert(out.end(), buf, buf + n);
+  ::close(fd);
+  return out;
+}
+
+std::set<std::string> List(const std::string& dir) {
+  std::set<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = ::readdir(d)) names.insert(e->d_name);
+  ::closedir(d);
+  return names;
+}
+
+class MountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0 || ::access("/dev/fuse", R_OK | W_OK) != 0) {
+      GTEST_SKIP() << "needs root and /dev/fuse";
+    }
+    auto uuid = pool::ClusterUuid::Generate();
+    std::vector<std::string> meta_args = {
+        DPMFS_MKFS_BIN,  "meta", (dir_.path() / "meta.pool").string(), "--size", "64M",
+        "--stripe-unit", "256K"};
+    for (uint32_t i = 0; i < 2; ++i) {
+      std::string pool = (dir_.path() / ("data" + std::to_string(i) + ".pool")).string();
+      pool::FormatOptions fo;
+      fo.geometry = {pool::Role::kData, uuid, i, 4096, 256ull << 20};
+      ASSERT_TRUE(pool::FormatPool(pool, fo).ok());
+      data_pools_.push_back(pool);
+      meta_args.push_back("--data-pool");
+      meta_args.push_back(pool);
+    }
+    std::string cmd;
+    for (const auto& a : meta_args) cmd += "'" + a + "' ";
+    ASSERT_EQ(Sh(cmd + ">" + (dir_.path() / "mkfs.out").string() + " 2>&1"), 0)
+        << ReadFileText(dir_.path() / "mkfs.out");
+    for (uint32_t i = 0; i < 2; ++i) ASSERT_NO_FATAL_FAILURE(StartData(i, "127.0.0.1:0"));
+    ASSERT_NO_FATAL_FAILURE(StartMeta("127.0.0.1:0"));
+    mnt_ = (dir_.path() / "mnt").string();
+    stdfs::create_directories(mnt_);
+  }
+
+  void TearDown() override {
+    if (!mnt_.empty()) Unmount(mnt_);
+    if (mount_) {
+      mount_->Signal(SIGTERM);
+      mount_->Wait(std::chrono::seconds(5));
+    }
+  }
+
+  void StartData(uint32_t i, const std::string& listen) {
+    data_[i] = std::make_unique<Process>();
+    ASSERT_TRUE(data_[i]->Start(
+        {DPMFS_DATA_BIN, "--pool", data_pools_[i], "--listen", listen, "--log-level", "warn"},
+        dir_.path() / ("data" + std::to_string(i) + ".out"),
+        dir_.path() / ("data" + std::to_string(i) + ".err")));
+    auto ready = data_[i]->WaitReady();
+    ASSERT_TRUE(ready.has_value()) << data_[i]->err_text();
+    data_ep_[i] = *ready;
+  }
+
+  void StartMeta(const std::string& listen) {
+    meta_ = std::make_unique<Process>();
+    ASSERT_TRUE(
+        meta_->Start({DPMFS_META_BIN, "--pool", (dir_.path() / "meta.pool").string(), "--listen",
+                      listen, "--data", data_ep_[0], "--data", data_ep_[1], "--log-level", "warn"},
+                     dir_.path() / "meta.out", dir_.path() / "meta.err"));
+    auto ready = meta_->WaitReady();
+    ASSERT_TRUE(ready.has_value()) << meta_->err_text();
+    meta_ep_ = *ready;
+  }
+
+  // dpmfs-mount in the foreground as a child; returns once the mount is visible.
+  void Mount(const std::vector<std::string>& extra = {}) {
+    mount_ = std::make_unique<Process>();
+    std::vector<std::string> args = {DPMFS_MOUNT_BIN, meta_ep_, mnt_, "-f"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ASSERT_TRUE(mount_->Start(args, dir_.path() / "mount.out", dir_.path() / "mount.err"));
+    for (int i = 0; i < 200 && !IsMounted(mnt_); ++i) {
+      ASSERT_FALSE(mount_->Exited()) << mount_->err_text();
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ASSERT_TRUE(IsMounted(mnt_)) << mount_->err_text();
+  }
+
+  std::string P(const std::string& name) const { return mnt_ + "/" + name; }
+
+  ScratchDir dir_{"mount"};
+  std::vector<std::string> data_pools_;
+  std::unique_ptr<Process> data_[2];
+  std::string data_ep_[2];
+  std::unique_ptr<Process> meta_;
+  std::string meta_ep_;
+  std::unique_ptr<Process> mount_;
+  std::string mnt_;
+};
+
+TEST_F(MountTest, CreateWriteReadListRemove) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto big = Pattern((3 << 20) + 777, 1);  // stripes over both servers (256 KiB units)
+  ASSERT_TRUE(WriteFile(P("big"), big));
+  ASSERT_TRUE(WriteFile(P("small"), {'h', 'i', '\n'}));
+  EXPECT_TRUE(ReadFile(P("big")) == big);
+  EXPECT_EQ(ReadFile(P("small")), (std::vector<uint8_t>{'h', 'i', '\n'}));
+  struct stat st;
+  ASSERT_EQ(::stat(P("big").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, static_cast<off_t>(big.size()));
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  EXPECT_EQ(List(mnt_), (std::set<std::string>{".", "..", "big", "small"}));
+
+  ASSERT_EQ(::mkdir(P("d").c_str(), 0755), 0);
+  ASSERT_EQ(::rename(P("small").c_str(), P("d/s2").c_str()), 0);
+  EXPECT_EQ(List(P("d")), (std::set<std::string>{".", "..", "s2"}));
+  EXPECT_EQ(::rmdir(P("d").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  ASSERT_EQ(::unlink(P("d/s2").c_str()), 0);
+  ASSERT_EQ(::rmdir(P("d").c_str()), 0);
+  ASSERT_EQ(::unlink(P("big").c_str()), 0);
+  EXPECT_EQ(List(mnt_), (std::set<std::string>{".", ".."}));
+  EXPECT_EQ(::open(P("big").c_str(), O_RDONLY), -1);
+  EXPECT_EQ(errno, ENOENT);
+
+  struct statvfs sv;
+  ASSERT_EQ(::statvfs(mnt_.c_str(), &sv), 0);
+  EXPECT_EQ(sv.f_bsize, 4096u);
+  EXPECT_GT(sv.f_blocks, 0u);
+  EXPECT_GT(sv.f_bfree, 0u);
+}
+
+TEST_F(MountTest, PosixSurfaceThroughTheMount) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  // O_EXCL, O_APPEND.
+  int fd = ::open(P("f").c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::open(P("f").c_str(), O_CREAT | O_EXCL | O_RDWR, 0600), -1);
+  EXPECT_EQ(errno, EEXIST);
+  ASSERT_EQ(::write(fd, "abc", 3), 3);
+  ::close(fd);
+  fd = ::open(P("f").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "def", 3), 3);
+  ::close(fd);
+  EXPECT_EQ(ReadFile(P("f")), (std::vector<uint8_t>{'a', 'b', 'c', 'd', 'e', 'f'}));
+
+  // Truncate down, then extend: the old tail reads as zeros.
+  auto data = Pattern(10000, 2);
+  ASSERT_TRUE(WriteFile(P("t"), data));
+  ASSERT_EQ(::truncate(P("t").c_str(), 5000), 0);
+  ASSERT_EQ(::truncate(P("t").c_str(), 9000), 0);
+  auto t = ReadFile(P("t"));
+  ASSERT_EQ(t.size(), 9000u);
+  EXPECT_TRUE(std::equal(t.begin(), t.begin() + 5000, data.begin()));
+  EXPECT_TRUE(std::all_of(t.begin() + 5000, t.end(), [](uint8_t c) { return c == 0; }));
+  // Same with a write past a gap instead of a growing truncate.
+  ASSERT_EQ(::truncate(P("t").c_str(), 3000), 0);
+  fd = ::open(P("t").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "Z", 1, 8191), 1);
+  ::close(fd);
+  t = ReadFile(P("t"));
+  ASSERT_EQ(t.size(), 8192u);
+  EXPECT_TRUE(std::all_of(t.begin() + 3000, t.begin() + 8191, [](uint8_t c) { return c == 0; }));
+
+  // Sparse file > 4 GiB: holes read as zeros; SEEK_DATA / SEEK_HOLE.
+  fd = ::open(P("sparse").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  const off_t far = 5ll << 30;
+  ASSERT_EQ(::pwrite(fd, "end", 3, far), 3);
+  struct stat st;
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, far + 3);
+  EXPECT_LT(st.st_blocks, 1024) << "a sparse file must not allocate its holes";
+  char buf[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  ASSERT_EQ(::pread(fd, buf, 8, far - 5), 8);
+  EXPECT_EQ(std::string(buf, 8), std::string("\0\0\0\0\0end", 8));
+  EXPECT_EQ(::lseek(fd, 0, SEEK_DATA), far / 4096 * 4096);
+  EXPECT_EQ(::lseek(fd, 0, SEEK_HOLE), 0);
+  EXPECT_EQ(::lseek(fd, far, SEEK_HOLE), far + 3);
+  // Punch a hole: whole blocks freed, partial edges zeroed.
+  auto p = Pattern(3 * 4096, 3);
+  ASSERT_EQ(::pwrite(fd, p.data(), p.size(), 0), static_cast<ssize_t>(p.size()));
+  ASSERT_EQ(::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 2 * 4096), 0);
+  std::vector<uint8_t> back(p.size());
+  ASSERT_EQ(::pread(fd, back.data(), back.size(), 0), static_cast<ssize_t>(back.size()));
+  for (size_t i = 0; i < back.size(); ++i) {
+    ASSERT_EQ(back[i], (i >= 100 && i < 100 + 2 * 4096) ? 0 : p[i]) << "at " << i;
+  }
+  ::close(fd);
+
+  // chmod, chown, utimens (incl. UTIME_NOW).
+  ASSERT_EQ(::chmod(P("f").c_str(), 0640), 0);
+  ASSERT_EQ(::chown(P("f").c_str(), 1234, 5678), 0);
+  struct timespec times[2] = {{1000, 5}, {2000, 7}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, P("f").c_str(), times, 0), 0);
+  ASSERT_EQ(::stat(P("f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  EXPECT_EQ(st.st_uid, 1234u);
+  EXPECT_EQ(st.st_gid, 5678u);
+  EXPECT_EQ(st.st_mtim.tv_sec, 2000);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 7);
+  struct timespec now_times[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, P("f").c_str(), now_times, 0), 0);
+  ASSERT_EQ(::stat(P("f").c_str(), &st), 0);
+  EXPECT_GT(st.st_mtim.tv_sec, 1000000000);
+
+  // Symlinks, hard links.
+  ASSERT_EQ(::symlink("f", P("l").c_str()), 0);
+  char target[64] = {};
+  ASSERT_EQ(::readlink(P("l").c_str(), target, sizeof target), 1);
+  EXPECT_STREQ(target, "f");
+  EXPECT_EQ(ReadFile(P("l")).size(), 6u);
+  ASSERT_EQ(::link(P("f").c_str(), P("f2").c_str()), 0);
+  ASSERT_EQ(::stat(P("f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u);
+
+  // Rename with flags.
+  EXPECT_EQ(::renameat2(AT_FDCWD, P("f").c_str(), AT_FDCWD, P("t").c_str(), RENAME_NOREPLACE), -1);
+  EXPECT_EQ(errno, EEXIST);
+  ASSERT_EQ(::renameat2(AT_FDCWD, P("f").c_str(), AT_FDCWD, P("t").c_str(), RENAME_EXCHANGE), 0);
+  EXPECT_EQ(ReadFile(P("t")).size(), 6u);
+
+  // xattrs, including the size probe and ERANGE.
+  ASSERT_EQ(::setxattr(P("t").c_str(), "user.k", "value", 5, 0), 0);
+  EXPECT_EQ(::getxattr(P("t").c_str(), "user.k", nullptr, 0), 5);
+  char small[2];
+  EXPECT_EQ(::getxattr(P("t").c_str(), "user.k", small, sizeof small), -1);
+  EXPECT_EQ(errno, ERANGE);
+  char val[16] = {};
+  EXPECT_EQ(::getxattr(P("t").c_str(), "user.k", val, sizeof val), 5);
+  EXPECT_STREQ(val, "value");
+  char list[64] = {};
+  EXPECT_EQ(::listxattr(P("t").c_str(), list, sizeof list), 7);
+  EXPECT_STREQ(list, "user.k");
+  ASSERT_EQ(::removexattr(P("t").c_str(), "user.k"), 0);
+  EXPECT_EQ(::getxattr(P("t").c_str(), "user.k", val, sizeof val), -1);
+  EXPECT_EQ(errno, ENODATA);
+
+  // security.capability: the client answers the kernel's per-write probe itself once
+  // it learnt the xattr is absent; setting it must still show (setcap after writes).
+  ASSERT_TRUE(WriteFile(P("cap"), {'x'}));
+  int cfd = ::open(P("cap").c_str(), O_WRONLY);
+  ASSERT_GE(cfd, 0);
+  ASSERT_EQ(::write(cfd, "y", 1), 1);  // the kernel probes security.capability here
+  uint32_t cap[5] = {0x02000000u /* VFS_CAP_REVISION_2 */, 1u << 10 /* CAP_NET_BIND_SERVICE */, 0,
+                     0, 0};
+  ASSERT_EQ(::fsetxattr(cfd, "security.capability", cap, sizeof cap, 0), 0) << strerror(errno);
+  EXPECT_EQ(::fgetxattr(cfd, "security.capability", nullptr, 0), static_cast<ssize_t>(sizeof cap));
+  ASSERT_EQ(::write(cfd, "z", 1), 1);  // a write by root drops the capability again
+  ::close(cfd);
+  EXPECT_EQ(::getxattr(P("cap").c_str(), "security.capability", nullptr, 0), -1);
+  EXPECT_EQ(errno, ENODATA);
+
+  // mknod (a FIFO).
+  ASSERT_EQ(::mkfifo(P("fifo").c_str(), 0600), 0);
+  ASSERT_EQ(::stat(P("fifo").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
+
+TEST_F(MountTest, SharedMmapODirectAndLocks) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  // Shared writable mmap: stores reach the file.
+  int fd = ::open(P("m").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 8192), 0);
+  void* map = ::mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(map, MAP_FAILED);
+  std::memcpy(static_cast<char*>(map) + 4000, "mapped", 6);
+  ASSERT_EQ(::msync(map, 8192, MS_SYNC), 0);
+  ::munmap(map, 8192);
+  ::close(fd);
+  auto m = ReadFile(P("m"));
+  ASSERT_EQ(m.size(), 8192u);
+  EXPECT_EQ(std::string(m.begin() + 4000, m.begin() + 4006), "mapped");
+
+  // O_DIRECT with aligned buffers.
+  fd = ::open(P("d").c_str(), O_CREAT | O_RDWR | O_DIRECT, 0644);
+  ASSERT_GE(fd, 0);
+  void* buf = nullptr;
+  ASSERT_EQ(::posix_memalign(&buf, 4096, 1 << 20), 0);
+  auto pat = Pattern(1 << 20, 4);
+  std::memcpy(buf, pat.data(), pat.size());
+  EXPECT_EQ(::pwrite(fd, buf, 1 << 20, 0), 1 << 20);
+  std::memset(buf, 0, 1 << 20);
+  EXPECT_EQ(::pread(fd, buf, 1 << 20, 0), 1 << 20);
+  EXPECT_EQ(std::memcmp(buf, pat.data(), pat.size()), 0);
+  std::free(buf);
+  ::close(fd);
+
+  // flock and fcntl locks work (locally): a second open file description conflicts.
+  int a = ::open(P("d").c_str(), O_RDWR), b = ::open(P("d").c_str(), O_RDWR);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(::flock(a, LOCK_EX | LOCK_NB), 0);
+  EXPECT_EQ(::flock(b, LOCK_EX | LOCK_NB), -1);
+  EXPECT_EQ(errno, EWOULDBLOCK);
+  EXPECT_EQ(::flock(a, LOCK_UN), 0);
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_len = 100;
+  EXPECT_EQ(::fcntl(a, F_OFD_SETLK, &fl), 0);
+  EXPECT_EQ(::fcntl(b, F_OFD_SETLK, &fl), -1);
+  ::close(a);
+  ::close(b);
+}
+
+TEST_F(MountTest, BackgroundMountAndMountFuse3Helper) {
+  // Without -f: returns once mounted; the daemon lives on until unmounted. Its output
+  // captured through a pipe (as a launcher does) must not keep the caller waiting.
+  std::string cmd = "timeout 20 sh -c 'out=$(" + std::string(DPMFS_MOUNT_BIN) + " " + meta_ep_ +
+                    " " + mnt_ + " 2>&1) || exit 1; echo \"$out\"' >" +
+                    (dir_.path() / "bg.out").string() + " 2>&1";
+  ASSERT_EQ(Sh(cmd), 0) << ReadFileText(dir_.path() / "bg.out");
+  EXPECT_NE(ReadFileText(dir_.path() / "bg.out").find("mounted dpmfs from " + meta_ep_),
+            std::string::npos);
+  ASSERT_TRUE(IsMounted(mnt_));
+  EXPECT_NE(ReadFileText("/proc/self/mounts").find(meta_ep_ + " " + mnt_ + " fuse.dpmfs"),
+            std::string::npos)
+      << ReadFileText("/proc/self/mounts");
+  ASSERT_TRUE(WriteFile(P("x"), {'1'}));
+  Unmount(mnt_);
+  ASSERT_FALSE(IsMounted(mnt_));
+
+  // mount -t fuse.dpmfs runs mount.fuse3, which runs "dpmfs SOURCE MOUNTPOINT -o OPTS"
+  // found in PATH (mount(8) itself resets PATH, so the helper is called directly here
+  // with a PATH holding a "dpmfs" that is dpmfs-mount). The fstab words it passes along
+  // must not make the mount fail.
+  stdfs::create_directories(dir_.path() / "bin");
+  stdfs::create_symlink(DPMFS_MOUNT_BIN, dir_.path() / "bin" / "dpmfs");
+  std::string mount_cmd =
+      "PATH=" + (dir_.path() / "bin").string() + ":$PATH timeout 20 mount.fuse3 " + meta_ep_ + " " +
+      mnt_ +
+      " -t fuse.dpmfs -o "
+      "defaults,_netdev,allow_other,noatime,relatime,nodiratime,nosuid,persist=read2 2>" +
+      (dir_.path() / "m.err").string();
+  ASSERT_EQ(Sh(mount_cmd), 0) << ReadFileText(dir_.path() / "m.err");
+  ASSERT_TRUE(IsMounted(mnt_));
+  EXPECT_EQ(ReadFile(P("x")), std::vector<uint8_t>{'1'});
+  Unmount(mnt_);
+}
+
+TEST_F(MountTest, UnreachableMetadataServerFailsFastWithAMessage) {
+  meta_->Kill();  // its port is now closed
+  for (bool foreground : {true, false}) {
+    auto start = std::chrono::steady_clock::now();
+    std::string err = (dir_.path() / "unreach.err").string();
+    int rc = Sh("timeout 20 " + std::string(DPMFS_MOUNT_BIN) + " " + meta_ep_ + " " + mnt_ +
+                (foreground ? " -f" : "") + " 2>" + err);
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_TRUE(WIFEXITED(rc));
+    EXPECT_EQ(WEXITSTATUS(rc), 1) << ReadFileText(err);
+    EXPECT_LT(secs, 5.0);
+    EXPECT_NE(ReadFileText(err).find("cannot reach the metadata server at " + meta_ep_),
+              std::string::npos)
+        << ReadFileText(err);
+    EXPECT_FALSE(IsMounted(mnt_));
+  }
+}
+
+TEST_F(MountTest, DataServerDeathFailsWritesWithEioThenRecovers) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  // 1 MiB over 256 KiB stripe units: both servers hold a part of the file.
+  auto data = Pattern(1 << 20, 5);
+  ASSERT_TRUE(WriteFile(P("f"), data));
+  int fd = ::open(P("f").c_str(), O_RDWR | O_DIRECT);
+  ASSERT_GE(fd, 0);
+  void* buf = nullptr;
+  ASSERT_EQ(::posix_memalign(&buf, 4096, 1 << 20), 0);
+  std::memcpy(buf, data.data(), data.size());
+  data_[1]->Kill();
+  EXPECT_EQ(::pwrite(fd, buf, 1 << 20, 0), -1);
+  EXPECT_EQ(errno, EIO);
+  ASSERT_NO_FATAL_FAILURE(StartData(1, data_ep_[1]));
+  EXPECT_EQ(::pwrite(fd, buf, 1 << 20, 0), 1 << 20) << std::strerror(errno);
+  std::memset(buf, 0, 1 << 20);
+  EXPECT_EQ(::pread(fd, buf, 1 << 20, 0), 1 << 20);
+  EXPECT_EQ(std::memcmp(buf, data.data(), data.size()), 0);
+  std::free(buf);
+  ::close(fd);
+}
+
+}  // namespace
+}  // namespace dpmfs::fs

@@ -1,0 +1,808 @@
+#include "tools/bench/meta_bench.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "common/daemon_process.h"
+#include "common/endpoint.h"
+#include "common/pool.h"
+#include "datapath/transport.h"
+#include "metadata/meta_client.h"
+#include "metadata/meta_store.h"
+#include "tools/bench/latency_histogram.h"
+#include "tools/bench/measure_window.h"
+#include "tools/bench/report.h"
+
+namespace dpmfs::bench {
+namespace {
+
+using meta::InodeId;
+using meta::MetaClient;
+using std::chrono::milliseconds;
+
+// An op function's "nothing left to do" (unlink ran out of files): the thread stops.
+constexpr int kExhausted = -1;
+// Files each thread renames round-robin (their names change, their number does not).
+constexpr uint32_t kRenameFiles = 64;
+// A benchmark does not ride through server restarts: a lost server (or Ctrl-C, which
+// kills a started one) ends the run within a second instead of after ~20 s of retries.
+constexpr uint32_t kReconnectAttempts = 3;
+
+enum class Op { kCreate, kStat, kUnlink, kMkdir, kRename };
+constexpr Op kAllOps[] = {Op::kCreate, Op::kStat, Op::kUnlink, Op::kMkdir, Op::kRename};
+
+std::string_view OpName(Op op) {
+  switch (op) {
+    case Op::kCreate:
+      return "create";
+    case Op::kStat:
+      return "stat";
+    case Op::kUnlink:
+      return "unlink";
+    case Op::kMkdir:
+      return "mkdir";
+    case Op::kRename:
+      return "rename";
+  }
+  return "?";
+}
+
+std::string UtcNow() {
+  time_t t = time(nullptr);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      out += fmt::format("\\u{:04x}", c);
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+std::string JsonNum(double v) { return std::isfinite(v) ? fmt::format("{:.3f}", v) : "null"; }
+
+// The latencies of one phase: every thread records into its own counts (no sharing, no
+// allocation per operation), merged after the phase. The buckets are LatencyHistogram's
+// (log-linear, < 0.4% error), which has no merge of its own.
+class LatencyCounts {
+ public:
+  LatencyCounts() : counts_(LatencyHistogram::kBuckets, 0) {}
+  void Record(uint64_t ns) {
+    ++counts_[LatencyHistogram::BucketOf(ns)];
+    ++n_;
+    sum_ += ns;
+    min_ = std::min(min_, ns);
+    max_ = std::max(max_, ns);
+  }
+  void Merge(const LatencyCounts& o) {
+    for (size_t b = 0; b < counts_.size(); ++b) counts_[b] += o.counts_[b];
+    n_ += o.n_;
+    sum_ += o.sum_;
+    min_ = std::min(min_, o.min_);
+    max_ = std::max(max_, o.max_);
+  }
+  // Nearest rank, the bucket's midpoint clamped to [min, max] (as LatencyHistogram).
+  double Percentile(double q) const {
+    if (n_ == 0) return 0;
+    uint64_t rank = std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(q * n_)));
+    uint64_t seen = 0;
+    for (size_t b = 0; b < counts_.size(); ++b) {
+      seen += counts_[b];
+      if (seen >= rank) {
+        double lower = static_cast<double>(LatencyHistogram::BucketLower(b));
+        uint64_t width = LatencyHistogram::BucketWidth(b);
+        double mid = width == 1 ? lower : lower + width / 2.0;
+        return std::clamp(mid, static_cast<double>(min_), static_cast<double>(max_));
+      }
+    }
+    return static_cast<double>(max_);
+  }
+  uint64_t count() const { return n_; }
+  double mean() const { return n_ ? static_cast<double>(sum_) / n_ : 0; }
+  uint64_t max() const { return max_; }
+
+ private:
+  std::vector<uint64_t> counts_;
+  uint64_t n_ = 0, sum_ = 0, min_ = UINT64_MAX, max_ = 0;
+};
+
+struct Plan {
+  std::vector<Op> ops;
+  std::vector<uint32_t> threads;
+  std::vector<bool> per_thread;  // client modes, in order
+  transport::DeviceOptions device;
+  uint64_t pool_size = 0;
+};
+
+Result<Plan> MakePlan(const MetaBenchOptions& o) {
+  Plan p;
+  for (const std::string& name : o.ops) {
+    if (name == "all") {
+      p.ops.assign(std::begin(kAllOps), std::end(kAllOps));
+      continue;
+    }
+    auto it = std::find_if(std::begin(kAllOps), std::end(kAllOps),
+                           [&](Op op) { return OpName(op) == name; });
+    if (it == std::end(kAllOps)) {
+      return Status::InvalidArgument("--ops: unknown op '" + name +
+                                     "' (create, stat, unlink, mkdir, rename or all)");
+    }
+    if (std::find(p.ops.begin(), p.ops.end(), *it) == p.ops.end()) p.ops.push_back(*it);
+  }
+  if (p.ops.empty()) return Status::InvalidArgument("--ops: nothing to measure");
+  std::sort(p.ops.begin(), p.ops.end());  // the phases run in this order (stat needs files)
+  for (uint32_t t : o.threads) {
+    if (t == 0 || t > 256) return Status::InvalidArgument("--threads: 1..256 each");
+    if (std::find(p.threads.begin(), p.threads.end(), t) == p.threads.end()) {
+      p.threads.push_back(t);
+    }
+  }
+  if (p.threads.empty()) return Status::InvalidArgument("--threads: nothing to measure");
+  for (const std::string& c : o.clients) {
+    if (c != "shared" && c != "per-thread") {
+      return Status::InvalidArgument("--clients: 'shared' or 'per-thread', not '" + c + "'");
+    }
+    bool per_thread = c == "per-thread";
+    if (std::find(p.per_thread.begin(), p.per_thread.end(), per_thread) == p.per_thread.end()) {
+      p.per_thread.push_back(per_thread);
+    }
+  }
+  if (p.per_thread.empty()) return Status::InvalidArgument("--clients: nothing to measure");
+  if (!(o.seconds > 0) || o.warmup_seconds < 0) {
+    return Status::InvalidArgument("--seconds must be > 0 and --warmup-seconds >= 0");
+  }
+  DPMFS_ASSIGN_OR_RETURN(p.device.backend, transport::ParseBackend(o.transport));
+  DPMFS_ASSIGN_OR_RETURN(p.pool_size, pool::ParseSize(o.pool_size));
+  return p;
+}
+
+// ---- A dpmfs-meta of our own, on a scratch pool ----
+
+class SpawnedServer {
+ public:
+  static Result<std::unique_ptr<SpawnedServer>> Start(const MetaBenchOptions& o, const Plan& plan) {
+    std::string bin = o.meta_bin;
+    if (bin.empty()) {
+      // dpmfs-bench lives in BUILD/tools/bench, dpmfs-meta in BUILD/metadata.
+      std::error_code ec;
+      auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (!ec) bin = (self.parent_path() / "../../metadata/dpmfs-meta").lexically_normal();
+    }
+    if (bin.empty() || ::access(bin.c_str(), X_OK) != 0) {
+      return Status::NotFound("no dpmfs-meta at '" + bin +
+                              "': pass --meta HOST:PORT (a running server) or --meta-bin PATH");
+    }
+    auto s = std::unique_ptr<SpawnedServer>(new SpawnedServer);
+    std::string tmpl = o.scratch_dir + "/dpmfs-bench-meta-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      return Status::FromErrno(errno, "creating a scratch directory in " + o.scratch_dir);
+    }
+    s->dir_ = tmpl;
+    s->pool_ = s->dir_ + "/meta.pool";
+
+    pool::FormatOptions fo;
+    fo.geometry.role = pool::Role::kMetadata;
+    fo.geometry.cluster = pool::ClusterUuid::Generate();
+    fo.geometry.block_size = 4096;
+    fo.geometry.pool_size = plan.pool_size;
+    fo.zero_data = false;
+    auto made = pool::FormatPool(s->pool_, fo);
+    if (!made.ok()) return made.status();
+    {
+      DPMFS_ASSIGN_OR_RETURN(auto mapped, pool::MappedPool::Open(s->pool_, {}));
+      // Two data pools that do not exist: the metadata server never talks to data
+      // servers, it only hands their addresses to clients (and allocates their blocks).
+      meta::MetaFormatOptions mo;
+      for (uint32_t i = 0; i < 2; ++i) mo.data_pools.push_back({i, 4096, 1ull << 30});
+      DPMFS_RETURN_IF_ERROR(meta::MetaStore::Format(mapped, mo));
+    }
+    DaemonOptions d;
+    d.name = "metadata server";
+    d.log_prefix = "meta";
+    d.log_dir = s->dir_;
+    d.argv = {bin,           "--pool", s->pool_,      "--listen",    "127.0.0.1:0", "--data",
+              "127.0.0.1:1", "--data", "127.0.0.1:2", "--transport", o.transport};
+    if (o.workers != 0) {
+      d.argv.push_back("--workers");
+      d.argv.push_back(std::to_string(o.workers));
+    }
+    if (o.msync) d.argv.push_back("--msync");
+    DPMFS_ASSIGN_OR_RETURN(s->proc_, DaemonProcess::Start(d, 1));
+    s->command_ = s->proc_->command();
+    return s;
+  }
+
+  ~SpawnedServer() {
+    proc_.reset();  // SIGKILL and reap: the pool is deleted next, nothing to keep
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+
+  Endpoint endpoint() const { return proc_->endpoint(); }
+  const std::string& command() const { return command_; }
+
+ private:
+  SpawnedServer() = default;
+  std::string dir_, pool_, command_;
+  std::unique_ptr<DaemonProcess> proc_;
+};
+
+// ---- Workers and phases ----
+
+// One client thread's state over the phases of one (threads, clients) configuration.
+struct Worker {
+  MetaClient* client = nullptr;
+  InodeId dir = 0;
+  std::vector<InodeId> files;     // created files "f<i>", in creation order
+  std::vector<uint64_t> handles;  // their open handles (released after the create phase)
+  size_t unlinked = 0;            // files[0, unlinked) are gone
+  uint64_t dirs = 0;              // "d<i>" made by the mkdir phase
+  uint64_t renames = 0;           // renames done over "r<k>.<generation>"
+  std::mt19937_64 rng;
+  // Results of the current phase.
+  LatencyCounts lat;
+  uint64_t ops = 0;
+  Clock::time_point last;
+  int err = 0;
+};
+
+struct Ids {
+  uint32_t uid = ::geteuid();
+  uint32_t gid = ::getegid();
+};
+
+std::string FileName(uint64_t i) { return fmt::format("f{}", i); }
+std::string DirName(uint64_t i) { return fmt::format("d{}", i); }
+// File k of the rename set after `gen` renames.
+std::string RenameName(uint64_t k, uint64_t gen) { return fmt::format("r{}.{}", k, gen); }
+uint64_t RenameGeneration(uint64_t k, uint64_t renames) {
+  return renames / kRenameFiles + (k < renames % kRenameFiles ? 1 : 0);
+}
+
+int DoCreate(Worker& w, const Ids& ids) {
+  meta::CreateRequest req;
+  req.parent = w.dir;
+  req.name = FileName(w.files.size());
+  req.mode = S_IFREG | 0644;
+  req.uid = ids.uid;
+  req.gid = ids.gid;
+  req.flags = O_CREAT | O_EXCL | O_WRONLY;
+  meta::CreateReply reply;
+  int err = w.client->Create(req, &reply);
+  if (err != 0) return err;
+  w.files.push_back(reply.attr.ino);
+  w.handles.push_back(reply.handle);
+  return 0;
+}
+
+int DoStat(Worker& w) {
+  if (w.files.size() == w.unlinked) return kExhausted;
+  InodeId ino = w.files[w.unlinked + w.rng() % (w.files.size() - w.unlinked)];
+  meta::InodeAttr attr;
+  return w.client->Getattr(ino, &attr);
+}
+
+int DoUnlink(Worker& w) {
+  if (w.unlinked == w.files.size()) return kExhausted;
+  int err = w.client->Unlink(w.dir, FileName(w.unlinked));
+  if (err == 0) ++w.unlinked;
+  return err;
+}
+
+int DoMkdir(Worker& w, const Ids& ids) {
+  meta::MkdirRequest req{w.dir, DirName(w.dirs), 0755, ids.uid, ids.gid};
+  meta::InodeAttr attr;
+  int err = w.client->Mkdir(req, &attr);
+  if (err == 0) ++w.dirs;
+  return err;
+}
+
+int DoRename(Worker& w) {
+  uint64_t k = w.renames % kRenameFiles;
+  uint64_t gen = w.renames / kRenameFiles;
+  meta::RenameRequest req{w.dir, RenameName(k, gen), w.dir, RenameName(k, gen + 1), 0};
+  int err = w.client->Rename(req);
+  if (err == 0) ++w.renames;
+  return err;
+}
+
+// Runs `fn` on every worker's own thread, all starting together: warm-up (not
+// recorded), then `seconds` measured. An operation counts when it started inside the
+// window; the window ends when the last thread's last operation does.
+template <class Fn>
+Result<Measurement> RunPhase(std::vector<Worker>& workers, const MetaBenchOptions& o,
+                             std::string_view what, Fn fn) {
+  const Clock::time_point start = Clock::now() + milliseconds(50);  // every thread is up
+  const Clock::time_point warm_end = start + ToDuration(o.warmup_seconds);
+  const Clock::time_point end = warm_end + ToDuration(o.seconds);
+  std::vector<std::thread> threads;
+  threads.reserve(workers.size());
+  for (Worker& w : workers) {
+    threads.emplace_back([&w, &fn, start, warm_end, end] {
+      w.lat = LatencyCounts();
+      w.ops = 0;
+      w.err = 0;
+      w.last = warm_end;
+      std::this_thread::sleep_until(start);
+      while (InterruptSignal() == 0) {
+        Clock::time_point t0 = Clock::now();
+        if (t0 >= end) break;
+        int err = fn(w);
+        Clock::time_point t1 = Clock::now();
+        if (err == kExhausted) break;
+        if (err != 0) {
+          w.err = err;
+          break;
+        }
+        if (t0 >= warm_end) {
+          w.lat.Record(Nanos(t1 - t0));
+          ++w.ops;
+          w.last = t1;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+
+  LatencyCounts all;
+  uint64_t ops = 0;
+  Clock::time_point last = warm_end;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i].err != 0) {
+      return Status::IOError(fmt::format("{} failed in client thread {} of {}: {}", what, i,
+                                         workers.size(), std::strerror(workers[i].err)));
+    }
+    all.Merge(workers[i].lat);
+    ops += workers[i].ops;
+    last = std::max(last, workers[i].last);
+  }
+  Measurement m;
+  m.ops = ops;
+  m.seconds = std::chrono::duration<double>(last - warm_end).count();
+  m.p50_us = all.Percentile(0.50) / 1000.0;
+  m.p99_us = all.Percentile(0.99) / 1000.0;
+  m.mean_us = all.mean() / 1000.0;
+  m.max_us = static_cast<double>(all.max()) / 1000.0;
+  m.ops_per_sec = m.seconds > 0 ? static_cast<double>(ops) / m.seconds : 0;
+  return m;
+}
+
+// Untimed work on every worker's thread (setup and cleanup); the first errno wins.
+template <class Fn>
+Status ForEachWorker(std::vector<Worker>& workers, std::string_view what, Fn fn) {
+  std::vector<int> errs(workers.size(), 0);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    threads.emplace_back([&, i] { errs[i] = fn(workers[i]); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < errs.size(); ++i) {
+    if (errs[i] != 0) {
+      return Status::IOError(
+          fmt::format("{} failed in client thread {}: {}", what, i, std::strerror(errs[i])));
+    }
+  }
+  return Status::OK();
+}
+
+struct Cell {
+  Op op;
+  uint32_t threads = 0;
+  bool per_thread = false;
+  std::vector<Measurement> runs;
+  Measurement median;
+};
+
+Cell* FindCell(std::vector<Cell>& cells, Op op, uint32_t threads, bool per_thread) {
+  for (Cell& c : cells) {
+    if (c.op == op && c.threads == threads && c.per_thread == per_thread) return &c;
+  }
+  return nullptr;
+}
+
+std::string_view ModeName(bool per_thread) { return per_thread ? "per-thread" : "shared"; }
+
+struct Context {
+  const MetaBenchOptions& opts;
+  const Plan& plan;
+  transport::Device& device;
+  Endpoint server;
+  MetaClient& setup;  // makes and removes the directories the workers work in
+  InodeId root = 0;   // the benchmark's directory
+  Ids ids;
+};
+
+Result<std::unique_ptr<MetaClient>> ConnectClient(Context& ctx, uint32_t depth,
+                                                  const std::string& name) {
+  meta::MetaClientOptions mo;
+  mo.client_name = name;
+  // A client needs 2 x depth x 256 KiB of message buffers: one call in flight per thread.
+  mo.depth = depth;
+  mo.reconnect_attempts = kReconnectAttempts;
+  return MetaClient::Connect(ctx.device, ctx.server, mo);
+}
+
+// One configuration (threads x client mode) of one repetition: every selected op.
+Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bool per_thread,
+                        std::vector<Cell>& cells) {
+  const MetaBenchOptions& o = ctx.opts;
+  std::vector<std::unique_ptr<MetaClient>> clients;
+  std::string base = fmt::format("dpmfs-bench meta {}", ::getpid());
+  if (per_thread) {
+    for (uint32_t i = 0; i < nthreads; ++i) {
+      DPMFS_ASSIGN_OR_RETURN(auto c, ConnectClient(ctx, 2, fmt::format("{} t{}", base, i)));
+      clients.push_back(std::move(c));
+    }
+  } else {
+    DPMFS_ASSIGN_OR_RETURN(auto c, ConnectClient(ctx, std::max<uint32_t>(nthreads, 2), base));
+    clients.push_back(std::move(c));
+  }
+
+  std::vector<Worker> workers(nthreads);
+  for (uint32_t i = 0; i < nthreads; ++i) {
+    Worker& w = workers[i];
+    w.client = clients[per_thread ? i : 0].get();
+    w.rng.seed(o.seed * 1000003 + repetition * 1009 + nthreads * 31 + i);
+    w.files.reserve(1 << 16);
+    w.handles.reserve(1 << 16);
+    std::string name =
+        fmt::format("run{}.t{}.{}.{}", repetition, nthreads, ModeName(per_thread), i);
+    meta::InodeAttr attr;
+    int err =
+        ctx.setup.Mkdir(meta::MkdirRequest{ctx.root, name, 0755, ctx.ids.uid, ctx.ids.gid}, &attr);
+    if (err != 0) {
+      return Status::IOError("mkdir of the worker directory " + name + ": " + std::strerror(err));
+    }
+    w.dir = attr.ino;
+  }
+
+  const Plan& plan = ctx.plan;
+  auto selected = [&](Op op) {
+    return std::find(plan.ops.begin(), plan.ops.end(), op) != plan.ops.end();
+  };
+  auto record = [&](Op op, const Measurement& m) {
+    Cell* c = FindCell(cells, op, nthreads, per_thread);
+    c->runs.push_back(m);
+    spdlog::info("{} x{} {}: {:.0f} ops/s, p50 {:.1f} us", OpName(op), nthreads,
+                 ModeName(per_thread), m.ops_per_sec, m.p50_us);
+  };
+  auto interrupted = [] {
+    return InterruptSignal() != 0 ? Status::Aborted("interrupted") : Status::OK();
+  };
+
+  // create (also when only stat or unlink is measured: they need the files).
+  if (selected(Op::kCreate) || selected(Op::kStat) || selected(Op::kUnlink)) {
+    const Ids ids = ctx.ids;
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "create",
+                                                   [&ids](Worker& w) { return DoCreate(w, ids); }));
+    if (selected(Op::kCreate)) record(Op::kCreate, m);
+    // Close them, as a create(2)+close(2) would: a file unlinked while open takes
+    // another path through the server, which is not what unlink should measure.
+    DPMFS_RETURN_IF_ERROR(ForEachWorker(workers, "releasing created files", [](Worker& w) {
+      for (size_t i = 0; i < w.handles.size(); ++i) {
+        if (int err = w.client->Release(w.files[i], w.handles[i]); err != 0) return err;
+      }
+      w.handles.clear();
+      return 0;
+    }));
+    DPMFS_RETURN_IF_ERROR(interrupted());
+  }
+  if (selected(Op::kStat)) {
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "stat", DoStat));
+    record(Op::kStat, m);
+    DPMFS_RETURN_IF_ERROR(interrupted());
+  }
+  if (selected(Op::kUnlink)) {
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "unlink", DoUnlink));
+    record(Op::kUnlink, m);
+    DPMFS_RETURN_IF_ERROR(interrupted());
+  }
+  if (selected(Op::kMkdir)) {
+    const Ids ids = ctx.ids;
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "mkdir",
+                                                   [&ids](Worker& w) { return DoMkdir(w, ids); }));
+    record(Op::kMkdir, m);
+    DPMFS_RETURN_IF_ERROR(interrupted());
+  }
+  if (selected(Op::kRename)) {
+    const Ids ids = ctx.ids;
+    DPMFS_RETURN_IF_ERROR(ForEachWorker(workers, "creating the rename set", [&ids](Worker& w) {
+      for (uint32_t k = 0; k < kRenameFiles; ++k) {
+        meta::MknodRequest req{w.dir, RenameName(k, 0), S_IFREG | 0644, 0, ids.uid, ids.gid};
+        meta::InodeAttr attr;
+        if (int err = w.client->Mknod(req, &attr); err != 0) return err;
+      }
+      return 0;
+    }));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "rename", DoRename));
+    record(Op::kRename, m);
+  }
+
+  // Leave nothing behind. (After an error the function returns early instead and the
+  // benchmark's directory stays; the error's context names it.)
+  DPMFS_RETURN_IF_ERROR(ForEachWorker(workers, "cleaning up", [&](Worker& w) {
+    for (; w.unlinked < w.files.size(); ++w.unlinked) {
+      if (int err = w.client->Unlink(w.dir, FileName(w.unlinked)); err != 0) return err;
+    }
+    for (uint64_t i = 0; i < w.dirs; ++i) {
+      if (int err = w.client->Rmdir(w.dir, DirName(i)); err != 0) return err;
+    }
+    if (selected(Op::kRename)) {
+      for (uint64_t k = 0; k < kRenameFiles; ++k) {
+        std::string name = RenameName(k, RenameGeneration(k, w.renames));
+        if (int err = w.client->Unlink(w.dir, name); err != 0) return err;
+      }
+    }
+    return 0;
+  }));
+  for (uint32_t i = 0; i < nthreads; ++i) {
+    std::string name =
+        fmt::format("run{}.t{}.{}.{}", repetition, nthreads, ModeName(per_thread), i);
+    if (int err = ctx.setup.Rmdir(ctx.root, name); err != 0) {
+      return Status::IOError("rmdir of the worker directory " + name + ": " + std::strerror(err));
+    }
+  }
+  return Status::OK();
+}
+
+// ---- Output ----
+
+void PrintTable(const MetaBenchOptions& o, const std::string& server_desc, const MachineInfo& mi,
+                const std::vector<Cell>& cells, std::FILE* out) {
+  fmt::print(out, "dpmfs-bench meta: server {} ({}), {:.2f} s/op, repeat {}{}\n", server_desc,
+             o.transport, o.seconds, o.repeat, o.repeat > 1 ? " (medians)" : "");
+  fmt::print(out, "machine: {} CPUs, {} {} {}\n\n", mi.nproc, mi.sysname, mi.kernel_release,
+             mi.machine);
+  fmt::print(out, "{:<8}{:>8}  {:<11}{:>11}{:>10}{:>10}{:>8}\n", "op", "threads", "clients",
+             "ops/s", "p50 us", "p99 us", "x1");
+  std::optional<Op> last;
+  for (const Cell& c : cells) {
+    if (c.runs.empty()) continue;
+    if (last && *last != c.op) fmt::print(out, "\n");
+    last = c.op;
+    // Scaling: this cell's ops/s over the same op's single-thread ops/s (same client mode).
+    std::string scale = "-";
+    for (const Cell& one : cells) {
+      if (one.op == c.op && one.threads == 1 && one.per_thread == c.per_thread &&
+          !one.runs.empty() && one.median.ops_per_sec > 0) {
+        scale = fmt::format("{:.2f}", c.median.ops_per_sec / one.median.ops_per_sec);
+      }
+    }
+    fmt::print(out, "{:<8}{:>8}  {:<11}{:>11.0f}{:>10.1f}{:>10.1f}{:>8}\n", OpName(c.op), c.threads,
+               ModeName(c.per_thread), c.median.ops_per_sec, c.median.p50_us, c.median.p99_us,
+               scale);
+  }
+  std::fflush(out);
+}
+
+std::string MeasurementJson(const Measurement& m) {
+  return fmt::format(
+      "{{\"ops\": {}, \"seconds\": {}, \"ops_per_sec\": {}, \"p50_us\": {}, \"p99_us\": {}, "
+      "\"mean_us\": {}, \"max_us\": {}}}",
+      m.ops, JsonNum(m.seconds), JsonNum(m.ops_per_sec), JsonNum(m.p50_us), JsonNum(m.p99_us),
+      JsonNum(m.mean_us), JsonNum(m.max_us));
+}
+
+Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string& started_at,
+                 double wall_seconds, const std::string& server_desc, bool spawned,
+                 const MachineInfo& mi, const std::vector<Cell>& cells) {
+  std::string j = "{\n";
+  j += "  \"benchmark\": \"dpmfs-bench meta\",\n";
+  j += fmt::format("  \"version\": {},\n", JsonString(DPMFS_VERSION));
+  j += fmt::format("  \"started_at\": {},\n", JsonString(started_at));
+  j += fmt::format("  \"wall_seconds\": {},\n", JsonNum(wall_seconds));
+  auto list = [](const auto& v, auto fmt_one) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + fmt_one(v[i]);
+    return s + "]";
+  };
+  j += "  \"config\": {";
+  j += fmt::format("\"server\": {}, \"spawned\": {}, \"transport\": {}, ", JsonString(server_desc),
+                   spawned ? "true" : "false", JsonString(o.transport));
+  j += fmt::format("\"ops\": {}, ", list(plan.ops, [](Op op) { return JsonString(OpName(op)); }));
+  j += fmt::format("\"threads\": {}, ",
+                   list(plan.threads, [](uint32_t t) { return std::to_string(t); }));
+  j += fmt::format("\"clients\": {}, ",
+                   list(plan.per_thread, [](bool p) { return JsonString(ModeName(p)); }));
+  j += fmt::format("\"seconds\": {}, \"warmup_seconds\": {}, \"repeat\": {}, \"seed\": {}",
+                   JsonNum(o.seconds), JsonNum(o.warmup_seconds), o.repeat, o.seed);
+  if (spawned) {
+    j += fmt::format(", \"pool_size\": {}, \"workers\": {}, \"msync\": {}", JsonString(o.pool_size),
+                     o.workers, o.msync ? "true" : "false");
+  }
+  j += "},\n";
+  j += fmt::format(
+      "  \"machine\": {{\"nproc\": {}, \"sysname\": {}, \"kernel\": {}, \"kernel_version\": {}, "
+      "\"machine\": {}, \"hostname\": {}, \"cpu_model\": {}}},\n",
+      mi.nproc, JsonString(mi.sysname), JsonString(mi.kernel_release),
+      JsonString(mi.kernel_version), JsonString(mi.machine), JsonString(mi.hostname),
+      JsonString(mi.cpu_model));
+  j += "  \"cells\": [";
+  bool first = true;
+  for (const Cell& c : cells) {
+    if (c.runs.empty()) continue;
+    j += first ? "\n" : ",\n";
+    first = false;
+    j += fmt::format(
+        "    {{\"op\": {}, \"threads\": {}, \"clients\": {}, \"ops_per_sec\": {}, \"p50_us\": "
+        "{}, \"p99_us\": {},\n     \"median\": {},\n     \"runs\": {}}}",
+        JsonString(OpName(c.op)), c.threads, JsonString(ModeName(c.per_thread)),
+        JsonNum(c.median.ops_per_sec), JsonNum(c.median.p50_us), JsonNum(c.median.p99_us),
+        MeasurementJson(c.median), list(c.runs, MeasurementJson));
+  }
+  j += "\n  ]\n}\n";
+  std::ofstream out(o.json_path);
+  out << j;
+  out.close();
+  if (!out) return Status::IOError("could not write the JSON report " + o.json_path);
+  return Status::OK();
+}
+
+}  // namespace
+
+CLI::App* AddMetaCommand(CLI::App& app, MetaBenchOptions* opts) {
+  CLI::App* cmd = app.add_subcommand(
+      "meta",
+      "Throughput and latency of metadata operations (create, stat, unlink, mkdir, rename) "
+      "through MetaClient with 1..N client threads sharing one client or having one each, "
+      "against a running dpmfs-meta (--meta) or one started on a scratch pool.");
+  cmd->fallthrough();  // --log-level may come after the subcommand
+  cmd->add_option("--meta", opts->meta,
+                  "A running metadata server, HOST:PORT (default: start one on a scratch pool)");
+  cmd->add_option("--meta-bin", opts->meta_bin,
+                  "The dpmfs-meta to start when --meta is not given (default: this build's)");
+  cmd->add_option("--scratch-dir", opts->scratch_dir,
+                  "Where the started server's pool and logs go (deleted at the end)")
+      ->capture_default_str();
+  cmd->add_option("--pool-size", opts->pool_size, "Size of the started server's metadata pool")
+      ->capture_default_str();
+  cmd->add_option("--workers", opts->workers, "The started server's --workers (0: its default)")
+      ->capture_default_str();
+  cmd->add_flag("--msync", opts->msync, "Start the server with --msync");
+  cmd->add_option("--transport", opts->transport, "RDMA transport: soft or verbs")
+      ->capture_default_str();
+  cmd->add_option("--ops", opts->ops, "Comma-separated: create, stat, unlink, mkdir, rename, all")
+      ->delimiter(',')
+      ->capture_default_str();
+  auto* threads =
+      cmd->add_option("--threads", opts->threads, "Comma-separated client thread counts")
+          ->delimiter(',')
+          ->capture_default_str();
+  cmd->add_option("--clients", opts->clients,
+                  "Comma-separated client modes: shared (one MetaClient for all threads), "
+                  "per-thread (one each)")
+      ->delimiter(',')
+      ->capture_default_str();
+  auto* seconds = cmd->add_option("--seconds", opts->seconds, "Measured seconds per op and cell")
+                      ->capture_default_str();
+  cmd->add_option("--warmup-seconds", opts->warmup_seconds,
+                  "Unrecorded warm-up before each measurement")
+      ->capture_default_str();
+  cmd->add_option("--repeat", opts->repeat, "Run everything K times and report medians")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--seed", opts->seed, "Seed of the stat targets")->capture_default_str();
+  cmd->add_option("--json", opts->json_path, "Where to write the JSON report")
+      ->capture_default_str();
+  cmd->add_flag("--quick", opts->quick,
+                "Smoke-test size: threads 1,4 and 0.3 s per op (unless --threads or --seconds "
+                "are given)");
+  cmd->callback([opts, threads, seconds] {
+    if (!opts->quick) return;
+    if (threads->count() == 0) opts->threads = {1, 4};
+    if (seconds->count() == 0) opts->seconds = 0.3;
+  });
+  return cmd;
+}
+
+Status RunMetaBench(const MetaBenchOptions& opts) {
+  DPMFS_ASSIGN_OR_RETURN(Plan plan, MakePlan(opts));
+  const Clock::time_point run_start = Clock::now();
+  const std::string started_at = UtcNow();
+
+  std::unique_ptr<SpawnedServer> spawned;
+  Endpoint server;
+  std::string server_desc;
+  if (!opts.meta.empty()) {
+    DPMFS_ASSIGN_OR_RETURN(server, Endpoint::Parse(opts.meta));
+    server_desc = server.ToString();
+  } else {
+    InstallSignalCleanup();
+    DPMFS_ASSIGN_OR_RETURN(spawned, SpawnedServer::Start(opts, plan));
+    server = spawned->endpoint();
+    server_desc = server.ToString() + " started by the benchmark";
+    spdlog::info("started {}", spawned->command());
+  }
+
+  DPMFS_ASSIGN_OR_RETURN(auto device, transport::OpenDevice(plan.device));
+  Ids ids;
+  DPMFS_ASSIGN_OR_RETURN(auto setup, [&]() -> Result<std::unique_ptr<MetaClient>> {
+    meta::MetaClientOptions mo;
+    mo.client_name = fmt::format("dpmfs-bench meta {} setup", ::getpid());
+    mo.depth = 2;
+    mo.reconnect_attempts = kReconnectAttempts;
+    auto c = MetaClient::Connect(*device, server, mo);
+    if (!c.ok()) return c.status().WithContext("dpmfs-bench meta");
+    return c;
+  }());
+
+  // The benchmark's own directory under the root, so that a shared file system is not
+  // disturbed and leftovers of an interrupted run are easy to find.
+  std::string root_name = fmt::format("dpmfs-bench-meta.{}", ::getpid());
+  meta::InodeAttr root_attr;
+  int err = setup->Mkdir(meta::MkdirRequest{meta::kRootInode, root_name, 0755, ids.uid, ids.gid},
+                         &root_attr);
+  if (err != 0) {
+    return Status::IOError("mkdir /" + root_name + " on " + server_desc + ": " +
+                           std::strerror(err));
+  }
+
+  std::vector<Cell> cells;
+  for (Op op : plan.ops) {
+    for (uint32_t t : plan.threads) {
+      for (bool per_thread : plan.per_thread) cells.push_back(Cell{op, t, per_thread, {}, {}});
+    }
+  }
+  Context ctx{opts, plan, *device, server, *setup, root_attr.ino, ids};
+  for (uint32_t r = 0; r < opts.repeat; ++r) {
+    for (uint32_t t : plan.threads) {
+      for (bool per_thread : plan.per_thread) {
+        Status st = RunConfiguration(ctx, r, t, per_thread, cells);
+        if (InterruptSignal() != 0) {
+          return Status::Aborted(fmt::format("interrupted by signal {}", InterruptSignal()));
+        }
+        if (!st.ok()) {
+          return st.WithContext(fmt::format("{} threads, {} clients (files may be left in /{})", t,
+                                            ModeName(per_thread), root_name));
+        }
+      }
+    }
+  }
+  if (int e = setup->Rmdir(meta::kRootInode, root_name); e != 0) {
+    spdlog::warn("rmdir /{}: {}", root_name, std::strerror(e));
+  }
+
+  for (Cell& c : cells) {
+    CellResult tmp;
+    tmp.runs = c.runs;
+    ComputeMedian(&tmp);
+    c.median = tmp.median;
+  }
+  MachineInfo mi = CollectMachineInfo();
+  PrintTable(opts, server_desc, mi, cells, stdout);
+  double wall = std::chrono::duration<double>(Clock::now() - run_start).count();
+  DPMFS_RETURN_IF_ERROR(
+      WriteJson(opts, plan, started_at, wall, server_desc, spawned != nullptr, mi, cells));
+  std::printf("\nJSON: %s\n", opts.json_path.c_str());
+  return Status::OK();
+}
+
+}  // namespace dpmfs::bench
