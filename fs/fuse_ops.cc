@@ -367,6 +367,14 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // Close-to-open: fresh attributes, no cached layout; the page cache stays only if
     // nobody changed the file since this client last saw it.
     fi->keep_cache = inode->RefreshAtOpen(reply.attr, seq);
+    if (!fi->keep_cache && fs->session() != nullptr) {
+      // Another client changed the file: the kernel may still hold its old size (from a
+      // stat within attr_timeout), and a read below a stale i_size never asks us. Drop
+      // its attributes (and pages) so the next access revalidates. Safe from here: the
+      // kernel holds no inode or page lock while it waits for an open reply.
+      int rc = fuse_lowlevel_notify_inval_inode(fs->session(), ino, 0, 0);
+      if (rc != 0 && rc != -ENOENT) spdlog::debug("inval_inode {}: {}", ino, strerror(-rc));
+    }
   }
   Handle* h = NewHandle(fs, inode, reply.handle, fi);
   if (fuse_reply_open(req, fi) != 0) DropHandle(fs, h);  // interrupted: no release will come

@@ -56,8 +56,13 @@ class Filesystem {
   FileIo& io() { return io_; }
   InodeTable& inodes() { return inodes_; }
   const MountOptions& options() const { return options_; }
+  // The session, for invalidation notices to the kernel; set once after
+  // fuse_session_new, before the loop runs.
+  void set_session(fuse_session* se) { session_ = se; }
+  fuse_session* session() const { return session_; }
 
  private:
+  fuse_session* session_ = nullptr;
   meta::MetaClient& meta_;
   FileIo& io_;
   const MountOptions& options_;

@@ -176,6 +176,7 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
     return fail("libfuse refused the mount options (see its message above): " +
                 fuse_argv_storage.back());
   }
+  filesystem.set_session(se);
   if (fuse_set_signal_handlers(se) != 0) {
     fuse_session_destroy(se);
     return fail("cannot install signal handlers");

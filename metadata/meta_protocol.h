@@ -103,8 +103,9 @@ struct InodeAttr {
 
 // One piece of a file's data: [file_offset, file_offset+length) lives at pool_offset of
 // data server `server` (its index in ClusterInfo::servers; pool_offset is relative to
-// that pool's data area). Offsets and lengths are multiples of the block size; an extent
-// never crosses a stripe-unit boundary of the file.
+// that pool's data area). Offsets and lengths are multiples of the block size. Allocation
+// places each stripe unit on its own server, but with one data server consecutive units
+// may merge into one extent: clients must not assume extents end at stripe boundaries.
 struct Extent {
   uint64_t file_offset = 0;
   uint64_t length = 0;
@@ -114,9 +115,11 @@ struct Extent {
   // committed): reads as zeros. A client writing into it writes whole blocks (zero
   // padding) and names the blocks in Commit::written, which clears the flag.
   static constexpr uint32_t kUnwritten = 1;
-  // Allocated by Allocate beyond what the write asked for (read-ahead of allocation for
-  // appends). Freed, while still unwritten and past EOF, at the file's last Release or
-  // when the allocating session's lease lapses. Fallocate'd blocks never carry it.
+  // Allocated by Allocate at or past EOF (the blocks the write asked for and the
+  // read-ahead of allocation to the end of the stripe unit). Freed, while still
+  // unwritten and past EOF, at the file's last Release or when the allocating session's
+  // lease lapses, so an append whose Commit never came leaks nothing. Fallocate'd blocks
+  // never carry it.
   static constexpr uint32_t kSpeculative = 2;
   uint32_t flags = 0;
   bool operator==(const Extent&) const = default;

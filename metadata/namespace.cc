@@ -38,6 +38,13 @@ int XattrNameError(const std::string& name) {
   if (name.empty() || name.size() > kMaxXattrNameLength) return ERANGE;
   // A C string cannot hold one; listxattr's NUL-separated list could not either.
   if (name.find('\0') != std::string::npos) return EINVAL;
+  // Only the namespaces Linux file systems store; "system." would be ACLs, which dpmfs
+  // does not implement, and an unknown prefix is EOPNOTSUPP as the VFS says for a local
+  // file system (FUSE leaves that check to us).
+  auto has_prefix = [&](std::string_view p) { return name.compare(0, p.size(), p) == 0; };
+  if (!has_prefix("user.") && !has_prefix("trusted.") && !has_prefix("security.")) {
+    return EOPNOTSUPP;
+  }
   return 0;
 }
 

@@ -289,13 +289,20 @@ int Namespace::ReadLayout(const LayoutRequest& req, LayoutReply* reply) const {
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return EINVAL;
   reply->attr = AttrOf(*in);
-  uint64_t length = req.length;
-  if (length == 0) {
-    const uint64_t end = in->extents.end();
-    if (end <= req.offset) return 0;
-    length = end - req.offset;
+  // Extents are block-aligned on the wire (meta_protocol.h): widen an unaligned range
+  // to whole blocks, since Find clips extents to the range it is given.
+  const uint64_t bs = config_.block_size;
+  const uint64_t start = req.offset / bs * bs;
+  uint64_t end;
+  if (req.length == 0) {
+    end = in->extents.end();
+    if (end <= start) return 0;
+  } else {
+    const uint64_t last = req.offset + std::min(req.length, ~uint64_t{0} - req.offset);
+    end = last > ~uint64_t{0} - (bs - 1) ? last / bs * bs : (last + bs - 1) / bs * bs;
+    if (end <= start) return 0;
   }
-  reply->truncated = in->extents.Find(req.offset, length, kMaxExtentsPerReply, &reply->extents);
+  reply->truncated = in->extents.Find(start, end - start, kMaxExtentsPerReply, &reply->extents);
   return 0;
 }
 

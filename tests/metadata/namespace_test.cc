@@ -775,12 +775,19 @@ TEST_F(NamespaceTest, Xattrs) {
   EXPECT_EQ(Setxattr(f, "", "x"), ERANGE);
   EXPECT_EQ(Setxattr(f, std::string(256, 'n'), "x"), ERANGE);
   EXPECT_EQ(Getxattr(f, std::string(256, 'n'), &v), ERANGE);
-  EXPECT_EQ(Setxattr(f, std::string(255, 'n'), "x"), 0);
+  const std::string longest = "user." + std::string(250, 'n');  // 255 bytes
+  EXPECT_EQ(Setxattr(f, longest, "x"), 0);
+  EXPECT_EQ(Setxattr(f, "bogus.a", "x"), EOPNOTSUPP);
+  EXPECT_EQ(Setxattr(f, "noprefix", "x"), EOPNOTSUPP);
+  EXPECT_EQ(Getxattr(f, "bogus.a", &v), EOPNOTSUPP);
+  EXPECT_EQ(Setxattr(f, "system.posix_acl_access", "x"), EOPNOTSUPP);
+  EXPECT_EQ(Setxattr(f, "trusted.t", "x"), 0);
+  EXPECT_EQ(Removexattr(f, "trusted.t"), 0);
   EXPECT_EQ(Setxattr(f, "user.c", "x", 4), EINVAL);
   EXPECT_EQ(Setxattr(4711, "user.c", "x"), ENOENT);
   auto names = Listxattr(f);
   EXPECT_EQ(names,
-            (std::vector<std::string>{std::string(255, 'n'), "user.a", "user.big", "user.empty"}));
+            (std::vector<std::string>{"user.a", "user.big", "user.empty", longest}));
   ASSERT_EQ(Removexattr(f, "user.a"), 0);
   EXPECT_EQ(Getxattr(f, "user.a", &v), ENODATA);
   // Directories carry xattrs too.
