@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> data;
   meta::MetaServiceOptions opts;
   uint32_t workers = 4;
+  bool inline_handlers = true;
   bool msync = false;
   transport::DeviceOptions dev;
   app.add_option("--pool", pool_path, "Path of the metadata pool file")->required();
@@ -51,6 +52,11 @@ int main(int argc, char** argv) {
   app.add_option("--verbs-device", dev.verbs_device, "verbs transport: RDMA device name");
   app.add_option("--workers", workers, "RPC worker threads")
       ->check(CLI::Range(1u, 256u))
+      ->capture_default_str();
+  app.add_option("--inline-handlers", inline_handlers,
+                 "Run requests on each connection's receive thread (true: one wake-up less "
+                 "per request, measured ~2x stat/s on 2 cores) or on the --workers pool (false: "
+                 "a connection's requests run concurrently)")
       ->capture_default_str();
   app.add_option("--lease-ms", opts.lease_ms,
                  "Client lease: a client silent this long loses its session and open files")
@@ -110,6 +116,7 @@ int main(int argc, char** argv) {
   rpc::RpcServerOptions ro;
   ro.listen = *ep;
   ro.worker_threads = workers;
+  ro.inline_handlers = inline_handlers;
   ro.max_message = meta::kMetaMaxMessage;
   auto server = rpc::RpcServer::Start(**device, ro, (*service)->Handlers());
   if (!server.ok()) return fail(server.status().WithContext("listening on " + listen));

@@ -227,7 +227,11 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
            std::vector<uint8_t>(msg->payload.begin(), msg->payload.end())};
     // Repost before the request can be answered: the reply returns the client's credit.
     if (!PostRecv(*qp_, index).ok()) return false;
-    server_->Enqueue(std::move(t));
+    if (server_->options_.inline_handlers) {
+      server_->Execute(t);
+    } else {
+      server_->Enqueue(std::move(t));
+    }
     return true;
   }
 
