@@ -22,6 +22,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/crc32c.h"
+#include "common/little_endian.h"
 
 namespace dpmfs::pool {
 namespace {
@@ -45,28 +46,12 @@ using Header = std::array<uint8_t, kHeaderSize>;
 
 // Explicit little-endian encoding, so the layout does not depend on the host or on struct
 // padding rules.
-void Put32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void Put64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint32_t Get32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
-  return v;
-}
-uint64_t Get64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
+using le::Get32;
+using le::Get64;
+using le::Put32;
+using le::Put64;
 
-std::string Hex32(uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof(buf), "0x%08" PRIx32, v);
-  return buf;
-}
+using le::Hex32;
 
 bool HasMagic(const uint8_t* p, size_t n) {
   return n >= kMagic.size() && std::memcmp(p, kMagic.data(), kMagic.size()) == 0;

@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "common/crc32c.h"
+#include "common/little_endian.h"
 #include "metadata/meta_protocol.h"
 
 namespace dpmfs::meta {
@@ -83,28 +84,12 @@ static_assert(kDurableLsnOffset % 64 == 0 && kDurableLsnOffset >= kJournalHeader
 static_assert(kReserveMarkOffset % 64 == 0 && kReserveMarkOffset >= kDurableLsnOffset + 64);
 static_assert(kJhSize <= 64 && kRecordAreaOffset >= kReserveMarkOffset + 64);
 
-void Put32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void Put64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint32_t Get32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
-  return v;
-}
-uint64_t Get64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
+using le::Get32;
+using le::Get64;
+using le::Put32;
+using le::Put64;
 
-std::string Hex32(uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof(buf), "0x%08" PRIx32, v);
-  return buf;
-}
+using le::Hex32;
 
 uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
