@@ -389,12 +389,17 @@ void Fields(IO& io, FallocateRequest& m) {
 // ---- Codec entry points ----
 
 #define DPMFS_DEFINE_CODEC(T)                                    \
-  void EncodeTo(const T& m, std::vector<uint8_t>* out) {         \
+  size_t EncodedSize(const T& m) {                               \
     T& mm = const_cast<T&>(m); /* read only: see wire_codec.h */ \
     wire::WireSizer sizer;                                       \
     Fields(sizer, mm);                                           \
+    return sizer.size();                                         \
+  }                                                              \
+  void EncodeTo(const T& m, std::vector<uint8_t>* out) {         \
+    T& mm = const_cast<T&>(m); /* read only: see wire_codec.h */ \
     size_t at = out->size();                                     \
-    out->resize(at + sizer.size()); /* the one allocation */     \
+    /* no allocation when the caller reserved (EncodeReply) */   \
+    out->resize(at + EncodedSize(m));                            \
     wire::WireWriter writer(out->data() + at);                   \
     Fields(writer, mm);                                          \
     assert(writer.position() == out->data() + out->size());      \

@@ -368,6 +368,7 @@ struct FallocateRequest {
   X(AllocateReply) X(CommitRequest) X(FallocateRequest)
 
 #define DPMFS_DECLARE_CODEC(T)                                   \
+  size_t EncodedSize(const T& m);                                \
   std::vector<uint8_t> Encode(const T& m);                       \
   void EncodeTo(const T& m, std::vector<uint8_t>* out);          \
   Status Decode(std::span<const uint8_t> payload, T* m);
@@ -377,7 +378,10 @@ DPMFS_META_MESSAGES(DPMFS_DECLARE_CODEC)
 // A reply payload: [int32 err][Encode(body)] when err == 0, just [err] otherwise.
 template <class Body>
 std::vector<uint8_t> EncodeReply(const Body& body) {
-  std::vector<uint8_t> out(4, 0);
+  // Sized once: every reply of the metadata server goes through here.
+  std::vector<uint8_t> out;
+  out.reserve(4 + EncodedSize(body));
+  out.resize(4);
   EncodeTo(body, &out);
   return out;
 }

@@ -370,6 +370,13 @@ void CheckOneAllocation() {
   EncodeTo(m, &buf);
   g_count_allocs = false;
   EXPECT_EQ(g_allocs, 0);
+  // A reply ([errno][body]) is sized once too: it is what every server call returns.
+  g_allocs = 0;
+  g_count_allocs = true;
+  std::vector<uint8_t> reply = EncodeReply(m);
+  g_count_allocs = false;
+  EXPECT_EQ(g_allocs, 1);
+  EXPECT_EQ(reply.size(), 4 + bytes.size());
 }
 
 TEST(MetaProtocol, EncodingAllocatesOnce) {
