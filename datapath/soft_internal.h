@@ -159,6 +159,10 @@ class SoftQueuePair final : public QueuePair {
   // Moves the QP to error: outstanding requests complete with `first` (the failed one,
   // if any) then kFlushed; posted receives are flushed too.
   void EnterError(CompletionStatus first_status);
+  // A receive completion (rx thread): held for options_.on_recv if set, else to the
+  // receive CQ. DeliverHeld hands the held ones over, after FlushResponses.
+  void DeliverRecv(const Completion& c);
+  void DeliverHeld();
 
   SoftDevice* device_;
   UniqueFd fd_;
@@ -191,10 +195,12 @@ class SoftQueuePair final : public QueuePair {
   std::shared_ptr<PendingWrites> pending_;
 
   std::thread rx_thread_;
+  std::mutex join_mu_;  // serialises Disconnect()s that join the threads
   // rx read buffer: bulk reads cut syscalls; large payloads bypass it.
   std::unique_ptr<uint8_t[]> rx_buf_;
   size_t rx_begin_ = 0, rx_end_ = 0;
   std::vector<OutFrame> held_responses_;  // rx thread only
+  std::vector<Completion> held_deliveries_;  // rx thread only
 };
 
 class SoftDevice final : public Device {

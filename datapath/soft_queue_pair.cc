@@ -51,12 +51,46 @@ void SoftQueuePair::Start(std::vector<uint8_t> peer_private_data) {
 }
 
 void SoftQueuePair::Disconnect() {
-  if (stopping_.exchange(true)) return;
-  ::shutdown(fd_.get(), SHUT_RDWR);
+  if (!stopping_.exchange(true)) ::shutdown(fd_.get(), SHUT_RDWR);
+  // An on_recv handler may disconnect from the rx thread itself: that thread cannot join
+  // itself; it leaves its loop once the handler returns (the socket is shut down) and
+  // fails what is outstanding there. The destructor joins it.
+  if (std::this_thread::get_id() == rx_thread_.get_id()) return;
+  std::lock_guard join_lock(join_mu_);
   if (rx_thread_.joinable()) rx_thread_.join();
+  // Output() starts the tx thread under out_mu_ only while not stopping: taken under
+  // the same lock, no thread can appear after this join.
+  std::thread tx;
+  {
+    std::lock_guard lock(out_mu_);
+    tx = std::move(tx_thread_);
+  }
   out_cv_.notify_all();
-  if (tx_thread_.joinable()) tx_thread_.join();
+  if (tx.joinable()) tx.join();
   EnterError(CompletionStatus::kFlushed);
+}
+
+void SoftQueuePair::DeliverRecv(const Completion& c) {
+  if (options_.on_recv) {
+    // Handed over once this batch's acknowledgements are out (DeliverHeld): a handler
+    // that makes the application send (an RPC caller woken by its reply posts its next
+    // request) must not get ahead of the ACKs this QP owes the peer for the same data,
+    // or the peer sees new requests while its sends still look outstanding.
+    held_deliveries_.push_back(c);
+  } else {
+    recv_cq_.Push(c);
+  }
+}
+
+void SoftQueuePair::DeliverHeld() {
+  if (held_deliveries_.empty()) return;
+  std::vector<Completion> batch;
+  batch.swap(held_deliveries_);
+  for (const Completion& c : batch) options_.on_recv(c);
+  if (held_deliveries_.empty()) {  // keep the capacity for the next batch
+    batch.clear();
+    held_deliveries_.swap(batch);
+  }
 }
 
 // ---------------------------------------------------------------- posting
@@ -273,12 +307,16 @@ void SoftQueuePair::Respond(FrameType type, uint64_t seq, uint32_t imm, const ui
   if ((last_of_batch && held_responses_.empty()) || len > kMaxHeldPayload) {
     FlushResponses();
     Output(std::span<OutFrame>(&f, 1), /*copy_payload_if_queued=*/true);
+    DeliverHeld();
     return;
   }
   f.OwnPayload();  // snapshot: a later request of this batch may change the memory
   held_responses_.push_back(std::move(f));
   // Nothing more received: answer now. Otherwise the next blocking read flushes.
-  if (last_of_batch || held_responses_.size() >= kMaxHeldResponses) FlushResponses();
+  if (last_of_batch || held_responses_.size() >= kMaxHeldResponses) {
+    FlushResponses();
+    DeliverHeld();
+  }
 }
 
 void SoftQueuePair::FlushResponses() {
@@ -302,6 +340,7 @@ Status SoftQueuePair::ReadExact(void* dst, size_t n) {
     }
     // About to block: answer this batch, then place buffered WRITEs as they come due.
     FlushResponses();
+    DeliverHeld();
     PlaceDueWhileIdle();
     if (n >= kDirectReadThreshold) return RecvAll(fd_.get(), out, n);
     ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, 0);
@@ -367,6 +406,7 @@ void SoftQueuePair::RxLoop() {
     }
   }
   FlushResponses();        // e.g. the NAK that ended the loop
+  DeliverHeld();
   device_->Arm(pending_);  // acknowledged data still reaches memory after a disconnect
   // Our own Disconnect() flushes what is outstanding; only a lost peer is an error.
   if (stopping_.load()) why = CompletionStatus::kFlushed;
@@ -426,8 +466,8 @@ Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
           r = posted_recvs_.front();
           posted_recvs_.pop_front();
         }
-        recv_cq_.Push(Completion{r.context, Opcode::kRecvWithImm, CompletionStatus::kSuccess,
-                                 h.length, h.imm, true});
+        DeliverRecv(Completion{r.context, Opcode::kRecvWithImm, CompletionStatus::kSuccess,
+                               h.length, h.imm, true});
       }
       break;
     }
@@ -455,16 +495,16 @@ Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
         posted_recvs_.pop_front();
       }
       if (r.length < h.length) {
-        recv_cq_.Push(Completion{r.context, Opcode::kRecv, CompletionStatus::kLocalLengthError,
-                                 0, 0, false});
+        DeliverRecv(Completion{r.context, Opcode::kRecv, CompletionStatus::kLocalLengthError, 0,
+                               0, false});
         return RefuseRequest(h.seq, CompletionStatus::kRemoteInvalidRequest,
                              "SEND of " + std::to_string(h.length) +
                                  " bytes into a receive buffer of " + std::to_string(r.length));
       }
       if (h.length > 0) DPMFS_RETURN_IF_ERROR(ReadExact(r.addr, h.length));
       pending_->Drain(true, Clock::now());  // earlier WRITEs are placed before the SEND is seen
-      recv_cq_.Push(Completion{r.context, Opcode::kRecv, CompletionStatus::kSuccess, h.length, 0,
-                               false});
+      DeliverRecv(Completion{r.context, Opcode::kRecv, CompletionStatus::kSuccess, h.length, 0,
+                             false});
       break;
     }
     case FrameType::kFlush: {
@@ -562,12 +602,19 @@ void SoftQueuePair::EnterError(CompletionStatus first_status) {
     }
     outstanding_.clear();
   }
+  std::deque<PostedRecv> flushed;
   {
     std::lock_guard lock(recv_mu_);
-    for (const PostedRecv& r : posted_recvs_) {
-      recv_cq_.Push(Completion{r.context, Opcode::kRecv, CompletionStatus::kFlushed, 0, 0, false});
+    flushed.swap(posted_recvs_);
+  }
+  // Outside recv_mu_: an on_recv handler may post receives.
+  for (const PostedRecv& r : flushed) {
+    Completion c{r.context, Opcode::kRecv, CompletionStatus::kFlushed, 0, 0, false};
+    if (options_.on_recv) {
+      options_.on_recv(c);
+    } else {
+      recv_cq_.Push(c);
     }
-    posted_recvs_.clear();
   }
 }
 

@@ -16,9 +16,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -165,6 +167,13 @@ class VerbsQueuePair final : public QueuePair {
   uint32_t recv_idle_polls_ = 0;
   std::vector<ibv_recv_wr> recv_wrs_;
   std::vector<ibv_sge> recv_sges_;
+
+  // QueuePairOptions::on_recv: a thread waits on the receive CQ and hands each
+  // completion to it (the receive-side thread, in the sense above).
+  std::function<void(const Completion&)> on_recv_;
+  std::thread recv_dispatch_;
+  std::atomic<bool> dispatch_stop_{false};
+  void DispatchRecvLoop();
 
   mutable std::atomic<bool> error_{false};
   std::atomic<bool> established_{false};

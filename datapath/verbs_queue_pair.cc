@@ -88,6 +88,9 @@ VerbsQueuePair::VerbsQueuePair(std::shared_ptr<const DeviceContext> dev,
 
 VerbsQueuePair::~VerbsQueuePair() {
   Disconnect();
+  // The dispatch thread delivers the flushed receives, then stops before the CQs go.
+  dispatch_stop_.store(true, std::memory_order_release);
+  if (recv_dispatch_.joinable()) recv_dispatch_.join();
   // Teardown order is the verbs one: QP, then its CQs, then their channels, then the
   // CM id and its event channel. Every CQ/CM event we read was acknowledged at once, so
   // none of these waits.
@@ -164,6 +167,7 @@ Status VerbsQueuePair::CreateQp(const QueuePairOptions& options) {
                                       peer_);
   }
   qp_ = id_->qp;
+  on_recv_ = options.on_recv;
 #ifdef DPMFS_HAVE_IBV_WR_FLUSH
   if (dev_->supports_flush) qpx_ = ibv_qp_to_qp_ex(qp_);
 #endif
@@ -203,6 +207,17 @@ void VerbsQueuePair::EnableRemoteFlush() {
 void VerbsQueuePair::MarkEstablished(std::vector<uint8_t> peer_private_data) {
   peer_private_data_ = std::move(peer_private_data);
   established_.store(true, std::memory_order_release);
+  if (on_recv_ && !recv_dispatch_.joinable()) {
+    recv_dispatch_ = std::thread([this] { DispatchRecvLoop(); });
+  }
+}
+
+void VerbsQueuePair::DispatchRecvLoop() {
+  Completion comps[32];
+  while (!dispatch_stop_.load(std::memory_order_acquire)) {
+    size_t n = Wait(Side::kRecv, comps, std::chrono::milliseconds(50));
+    for (size_t i = 0; i < n; ++i) on_recv_(comps[i]);
+  }
 }
 
 Status VerbsQueuePair::ValidateSend(const WorkRequest& wr, size_t index) const {

@@ -16,7 +16,9 @@ using transport::Opcode;
 using transport::WorkRequest;
 
 namespace {
-constexpr auto kRecvWait = std::chrono::milliseconds(50);
+// How often the maintenance thread looks for queued calls that could go out: credits
+// come back with send completions, which wake nobody.
+constexpr auto kMaintenancePeriod = std::chrono::milliseconds(5);
 
 uint64_t RandomSession() {
   std::random_device rd;
@@ -39,6 +41,7 @@ struct RpcClient::Link {
   uint32_t depth = 0;        // granted
   datapath::SendQueueCredits credits;
   std::vector<uint32_t> free_slots;
+  bool lost = false;  // a receive failed: the QP is going down (guarded by mu_)
 
   Link(transport::Device& d, uint32_t size, uint32_t asked)
       : device(d), buffer_size(size), asked_depth(asked), credits(2 * asked + 8) {}
@@ -58,8 +61,14 @@ struct RpcClient::Pending {
   int64_t slot = -1;       // request buffer while sent and unanswered
   bool abandoned = false;  // the caller timed out; the reply only returns the credit
   bool done = false;
+  std::condition_variable done_cv;  // the caller waits here, alone
   Status status;
   std::vector<uint8_t> reply;
+
+  void Finish() {
+    done = true;
+    done_cv.notify_one();
+  }
 };
 
 RpcClient::RpcClient(transport::Device& device, const Endpoint& server,
@@ -81,7 +90,7 @@ Result<std::unique_ptr<RpcClient>> RpcClient::Connect(transport::Device& device,
   std::unique_ptr<RpcClient> c(new RpcClient(device, server, options, session));
   DPMFS_ASSIGN_OR_RETURN(c->link_, c->MakeLink());
   c->max_payload_ = c->link_->max_message - static_cast<uint32_t>(kHeaderSize);
-  c->thread_ = std::thread([p = c.get()] { p->CompletionLoop(); });
+  c->thread_ = std::thread([p = c.get()] { p->MaintenanceLoop(); });
   return c;
 }
 
@@ -107,7 +116,8 @@ uint64_t RpcClient::reconnects() const {
 
 void RpcClient::DisconnectForTesting() {
   std::lock_guard lock(mu_);
-  if (link_) link_->qp->Disconnect();
+  disconnect_requested_ = true;
+  wake_cv_.notify_all();
 }
 
 Result<std::unique_ptr<RpcClient::Link>> RpcClient::MakeLink() {
@@ -119,6 +129,8 @@ Result<std::unique_ptr<RpcClient::Link>> RpcClient::MakeLink() {
   qpo.max_send_wr = 2 * options_.depth + 8;
   qpo.max_recv_wr = options_.depth;
   Link* raw = l.get();
+  // The link owns the QP, so it outlives every call of this handler.
+  qpo.on_recv = [this, raw](const Completion& c) { OnRecv(*raw, c); };
   qpo.prepare = [raw](transport::QueuePair& qp) -> Status {
     for (uint32_t i = 0; i < raw->asked_depth; ++i) {
       WorkRequest wr;
@@ -171,7 +183,7 @@ Result<std::vector<uint8_t>> RpcClient::Call(uint16_t opcode, std::span<const ui
   pending_[p->seq] = p;
   unsent_.push_back(p->seq);
   Pump();
-  reply_cv_.wait_until(lock, deadline, [&] { return p->done; });
+  p->done_cv.wait_until(lock, deadline, [&] { return p->done; });
   if (!p->done) {
     if (p->slot < 0) {
       pending_.erase(p->seq);
@@ -201,7 +213,7 @@ void RpcClient::Pump() {
   ReapSends(link);
   while (!unsent_.empty() && !link.free_slots.empty() &&
          link.qp->state() == transport::QpState::kConnected) {
-    if (!link.credits.CanPost(1)) break;  // the completion thread pumps again soon
+    if (!link.credits.CanPost(1)) break;  // the next reply or maintenance tick pumps again
     auto it = pending_.find(unsent_.front());
     if (it == pending_.end()) {
       unsent_.pop_front();
@@ -210,12 +222,11 @@ void RpcClient::Pump() {
     Pending& p = *it->second;
     if (p.payload.size() > link.max_message - kHeaderSize) {
       // The server granted less after a reconnect.
-      p.done = true;
       p.status = Status::InvalidArgument("rpc request of " + std::to_string(p.payload.size()) +
                                          " bytes exceeds the server's maximum payload");
+      p.Finish();
       pending_.erase(it);
       unsent_.pop_front();
-      reply_cv_.notify_all();
       continue;
     }
     uint32_t slot = link.free_slots.back();
@@ -236,7 +247,7 @@ void RpcClient::Pump() {
     wr.local_addr = buf;
     wr.length = static_cast<uint32_t>(kHeaderSize + p.payload.size());
     wr.lkey = link.mr.lkey;
-    if (!link.qp->PostSend({&wr, 1}).ok()) break;  // the completion thread sees the loss
+    if (!link.qp->PostSend({&wr, 1}).ok()) break;  // the maintenance thread sees the loss
     link.credits.Posted(1, wr.signaled);
     link.free_slots.pop_back();
     p.slot = slot;
@@ -267,14 +278,13 @@ void RpcClient::HandleReply(Link& link, const Completion& c) {
       link.free_slots.push_back(static_cast<uint32_t>(p.slot));
       p.slot = -1;
       if (!p.abandoned) {
-        p.done = true;
         if (msg->header.status == 0) {
           p.reply.assign(msg->payload.begin(), msg->payload.end());
         } else {
           p.status = Status(static_cast<StatusCode>(msg->header.status),
                             std::string(msg->payload.begin(), msg->payload.end()));
         }
-        reply_cv_.notify_all();
+        p.Finish();
       }
       pending_.erase(it);
     }
@@ -288,43 +298,45 @@ void RpcClient::HandleReply(Link& link, const Completion& c) {
   (void)link.qp->PostRecv({&wr, 1});  // a failure shows in the QP state
 }
 
-void RpcClient::CompletionLoop() {
-  Completion comps[32];
-  while (true) {
-    Link* link = nullptr;
-    {
-      std::unique_lock lock(mu_);
-      if (closed_) return;
-      if (!link_) {
-        if (reconnect_requested_) {
-          reconnect_requested_ = false;
-          lock.unlock();
-          Reconnect();
-        } else {
-          wake_cv_.wait_for(lock, std::chrono::milliseconds(100));
-        }
-        continue;
+void RpcClient::OnRecv(Link& link, const Completion& c) {
+  std::lock_guard lock(mu_);
+  if (link_.get() != &link || link.lost) return;  // a link being torn down
+  if (!c.ok()) {
+    link.lost = true;  // the maintenance thread reconnects
+    wake_cv_.notify_all();
+    return;
+  }
+  HandleReply(link, c);
+  Pump();
+}
+
+void RpcClient::MaintenanceLoop() {
+  std::unique_lock lock(mu_);
+  while (!closed_) {
+    if (!link_) {
+      if (reconnect_requested_) {
+        reconnect_requested_ = false;
+        lock.unlock();
+        Reconnect();
+        lock.lock();
+      } else {
+        wake_cv_.wait_for(lock, std::chrono::milliseconds(100));
       }
-      link = link_.get();  // only this thread replaces or destroys link_
+      continue;
     }
-    size_t n = link->qp->WaitRecv(comps, kRecvWait);
-    bool lost = false;
-    {
-      std::lock_guard lock(mu_);
-      for (size_t i = 0; i < n; ++i) {
-        if (!comps[i].ok()) {
-          lost = true;
-          break;
-        }
-        HandleReply(*link, comps[i]);
-      }
-      if (link->qp->state() != transport::QpState::kConnected) lost = true;
-      if (!lost) Pump();
+    if (disconnect_requested_) {
+      disconnect_requested_ = false;
+      link_->lost = true;
     }
-    if (lost) {
+    if (link_->lost || link_->qp->state() != transport::QpState::kConnected) {
+      lock.unlock();
       HandleLoss();
       Reconnect();
+      lock.lock();
+      continue;
     }
+    if (!unsent_.empty()) Pump();
+    wake_cv_.wait_for(lock, kMaintenancePeriod);
   }
 }
 
@@ -378,15 +390,14 @@ void RpcClient::Reconnect() {
   broken_ = true;
   for (auto& [seq, p] : pending_) {
     if (p->abandoned) continue;
-    p->done = true;
     p->status =
         Status::Unavailable("rpc server " + server_.ToString() + " unreachable after " +
                             std::to_string(options_.reconnect_attempts) + " reconnect attempts (" +
                             last.ToString() + "); the request may or may not have executed");
+    p->Finish();
   }
   pending_.clear();
   unsent_.clear();
-  reply_cv_.notify_all();
   spdlog::warn("rpc: giving up reconnecting to {} for now", server_.ToString());
 }
 

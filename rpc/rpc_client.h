@@ -2,12 +2,15 @@
 // shared by any number of threads: Call() is thread-safe and many calls may be in
 // flight at once, up to the depth (credits) the server granted; further calls queue.
 //
-// Threads: one completion thread per client waits on the receive queue, matches
-// replies to calls, reposts receive buffers, sends queued calls when credits return,
-// and owns reconnection. Callers post their own SENDs (under the client's lock) and
-// sleep on a condition variable until their reply arrives or their deadline passes.
+// Threads: replies arrive on the transport's receive thread (QueuePairOptions::on_recv),
+// which matches each to its call, reposts the receive buffer, sends queued calls as
+// credits return, and wakes exactly the one caller whose reply it was: a call costs its
+// caller one wake-up, no relay thread in between. Callers post their own SENDs (under
+// the client's lock) and sleep on their own condition variable until the reply arrives
+// or their deadline passes. One maintenance thread per client owns reconnection and
+// sends queued calls whose credits came back without a reply to carry them.
 //
-// Failures: a lost connection is re-established by the completion thread with bounded
+// Failures: a lost connection is re-established by the maintenance thread with bounded
 // retries and exponential backoff; every call still waiting is re-sent on the new
 // connection with the SAME session id and sequence number, so the server answers it
 // from its reply cache instead of executing it again. If every retry fails, waiting
@@ -72,8 +75,9 @@ class RpcClient {
   uint32_t max_payload() const;
   uint64_t reconnects() const;
 
-  // Fault injection: tears the current connection down as if the network failed, so
-  // tests can exercise reconnection and re-sending against a server that stays up.
+  // Fault injection: has the maintenance thread tear the current connection down as if
+  // the network failed (within milliseconds), so tests can exercise reconnection and
+  // re-sending against a server that stays up.
   void DisconnectForTesting();
 
  private:
@@ -83,7 +87,9 @@ class RpcClient {
   RpcClient(transport::Device& device, const Endpoint& server, const RpcClientOptions& options,
             uint64_t session);
   Result<std::unique_ptr<Link>> MakeLink();
-  void CompletionLoop();
+  void MaintenanceLoop();
+  // The QP's on_recv handler (on the transport's receive thread).
+  void OnRecv(Link& link, const transport::Completion& c);
   void HandleReply(Link& link, const transport::Completion& c);  // mu_ held
   void Pump();                                                   // mu_ held
   void ReapSends(Link& link);                                    // mu_ held
@@ -96,8 +102,7 @@ class RpcClient {
   const uint64_t session_;
 
   mutable std::mutex mu_;
-  std::condition_variable reply_cv_;  // a call finished
-  std::condition_variable wake_cv_;   // the completion thread has something to do
+  std::condition_variable wake_cv_;  // the maintenance thread has something to do
   std::unique_ptr<Link> link_;        // null while disconnected
   std::map<uint64_t, std::shared_ptr<Pending>> pending_;  // by seq (= request id)
   std::deque<uint64_t> unsent_;  // seqs waiting for a credit or a connection, in order
@@ -106,6 +111,7 @@ class RpcClient {
   uint64_t reconnects_ = 0;
   bool broken_ = false;  // reconnection gave up; the next Call restarts it
   bool reconnect_requested_ = false;
+  bool disconnect_requested_ = false;
   bool closed_ = false;
   std::thread thread_;
 };

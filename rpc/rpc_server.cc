@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "datapath/send_queue_credits.h"
 
@@ -17,7 +18,6 @@ namespace {
 // Reply buffers beyond the receive depth: a reply holds its buffer until its SEND
 // completion is polled, so a few spares keep workers from waiting on the poll.
 constexpr uint32_t kSpareReplySlots = 8;
-constexpr auto kRecvWait = std::chrono::milliseconds(100);
 // How long a worker waits for a reply buffer before it gives the reply up.
 constexpr int kReplySlotWaitRounds = 200;  // x 10 ms
 }  // namespace
@@ -26,6 +26,10 @@ struct RpcServer::Task {
   std::shared_ptr<Connection> conn;
   MessageHeader header;
   std::vector<uint8_t> payload;
+  // A reply the receive thread could not send (no free reply buffer, and it cannot wait
+  // for one: it is the thread that would see the buffers come back). A worker sends
+  // header.status and `payload` as the reply; nothing is executed.
+  bool deferred_reply = false;
 };
 
 // One cached reply, or a request still executing and who waits for its reply.
@@ -42,26 +46,34 @@ struct RpcServer::Session {
   uint64_t evicted_max = 0;                // highest seq evicted from the cache
 };
 
+// The connection whose receive completion the current thread is handling, if any: its
+// reply must not wait for a reply buffer (see Task::deferred_reply).
+thread_local const void* t_receiving_for = nullptr;
+
+// Requests arrive through the QP's on_recv handler (OnRecv), on the transport's
+// receive thread: with inline handlers they execute right there, so a request costs
+// no thread wake-up on the server beyond the one the data's arrival costs anyway.
 class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(RpcServer* server, const ConnectRequest& req)
-      : server_(server),
-        session_(req.session),
-        max_message_(std::min(req.max_message, server->options_.max_message)),
-        depth_(std::min(req.recv_depth, server->options_.depth)),
-        reply_slots_(depth_ + kSpareReplySlots),
-        credits_(depth_ + 2 * kSpareReplySlots) {}
+  // Made before the connection is accepted (its receive handler must exist by then);
+  // Prepare() sizes it from the client's request.
+  explicit Connection(RpcServer* server) : server_(server) {}
 
   ~Connection() {
     Shutdown();
+    owned_qp_.reset();  // joins the receive thread while every member is still alive
     if (mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(mr_);
   }
 
-  uint32_t send_queue_size() const { return depth_ + 2 * kSpareReplySlots; }
-  uint32_t depth() const { return depth_; }
-
   // Before accepting: allocate and register the buffers, post every receive.
-  Result<std::vector<uint8_t>> Prepare(transport::QueuePair& qp) {
+  Result<std::vector<uint8_t>> Prepare(const ConnectRequest& req, transport::QueuePair& qp) {
+    session_ = req.session;
+    max_message_ = std::min(req.max_message, server_->options_.max_message);
+    depth_ = std::min(req.recv_depth, server_->options_.depth);
+    reply_slots_ = depth_ + kSpareReplySlots;
+    credits_.emplace(depth_ + 2 * kSpareReplySlots);
+    qp_ = &qp;
+    peer_ = qp.peer_description();
     memory_.assign(uint64_t{depth_ + reply_slots_} * max_message_, 0);
     DPMFS_ASSIGN_OR_RETURN(mr_, server_->device_.RegisterMemory(memory_.data(), memory_.size(),
                                                                 transport::kLocalWrite));
@@ -70,27 +82,43 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     return EncodeConnectReply(ConnectReply{max_message_, depth_});
   }
 
+  // Takes ownership of the accepted QP (the one Prepare was given).
   void Run(std::unique_ptr<transport::QueuePair> qp) {
-    qp_ = std::move(qp);
-    peer_ = qp_->peer_description();
-    thread_ = std::thread([this] { Loop(); });
+    owned_qp_ = std::move(qp);
+    peer_ = owned_qp_->peer_description();
   }
 
-  // Stops the receive thread and tears the connection down. Idempotent.
+  // Tears the connection down; requests still arriving are dropped. Idempotent.
   void Shutdown() {
     stop_.store(true);
-    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
     Close();
   }
 
-  // Tears the QP down; serialised with workers posting replies on its send side.
+  // Tears the QP down. Not under send_mu_: a receive handler running a request may be
+  // waiting for that lock, and Disconnect waits for the receive thread. (Posting on a
+  // QP that is going down is safe; it fails.)
   void Close() {
-    std::lock_guard lock(send_mu_);
-    if (qp_) qp_->Disconnect();
+    if (qp_ != nullptr) qp_->Disconnect();
   }
 
-  bool finished() const { return finished_.load(); }
+  bool finished() const {
+    return finished_.load() || (qp_ != nullptr && qp_->state() != transport::QpState::kConnected);
+  }
   const std::string& peer() const { return peer_; }
+
+  // The QP's on_recv handler: one request (or the failure that ends the connection),
+  // on the transport's receive thread.
+  void OnRecv(const Completion& c) {
+    if (finished_.load() || stop_.load()) return;
+    t_receiving_for = this;
+    // A failed receive: the client went away (or sent more than a buffer holds).
+    bool ok = c.ok() && Handle(c);
+    t_receiving_for = nullptr;
+    if (!ok) {
+      spdlog::debug("rpc: client {} (session {:#x}) disconnected", peer_, session_);
+      finished_.store(true);
+    }
+  }
 
   // Sends one response. A payload too large for this connection becomes an error reply.
   // Thread-safe (serialised on the send side).
@@ -103,17 +131,35 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
       status = static_cast<int32_t>(StatusCode::kResourceExhausted);
       payload = {reinterpret_cast<const uint8_t*>(too_big.data()), too_big.size()};
     }
-    std::lock_guard lock(send_mu_);
-    if (!qp_ || qp_->state() != transport::QpState::kConnected) return;
-    ReapSends(false);
-    for (int i = 0; i < kReplySlotWaitRounds && (free_slots_.empty() || !credits_.CanPost(1));
-         ++i) {
-      if (qp_->state() != transport::QpState::kConnected) return;
-      ReapSends(true);
-    }
-    if (free_slots_.empty() || !credits_.CanPost(1)) {
-      spdlog::warn("rpc: no reply buffer for {} after 2 s; dropping a reply", peer_);
-      return;
+    const bool receiving = t_receiving_for == this;
+    std::unique_lock lock(send_mu_);
+    for (int round = 0;; ++round) {
+      if (!qp_ || qp_->state() != transport::QpState::kConnected) return;
+      ReapSends();
+      if (!free_slots_.empty() && credits_->CanPost(1)) break;
+      if (receiving) {
+        // This thread is the one that would read the completions that free a buffer.
+        lock.unlock();
+        spdlog::debug("rpc: no free reply buffer for {}; a worker sends the reply", peer_);
+        MessageHeader h;
+        h.request_id = request_id;
+        h.opcode = opcode;
+        h.seq = seq;
+        h.status = status;
+        server_->Enqueue(Task{shared_from_this(), h,
+                              std::vector<uint8_t>(payload.begin(), payload.end()), true});
+        return;
+      }
+      if (round == kReplySlotWaitRounds) {
+        spdlog::warn("rpc: no reply buffer for {} after 2 s; dropping a reply", peer_);
+        return;
+      }
+      // Wait without send_mu_: the receive thread may be answering a request meanwhile.
+      lock.unlock();
+      Completion sc[32];
+      size_t n = qp_->WaitSend(sc, std::chrono::milliseconds(10));
+      lock.lock();
+      Retire({sc, n});
     }
     uint32_t slot = free_slots_.back();
     free_slots_.pop_back();
@@ -136,7 +182,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     wr.length = static_cast<uint32_t>(kHeaderSize + payload.size());
     wr.lkey = mr_.lkey;
     if (qp_->PostSend({&wr, 1}).ok()) {
-      credits_.Posted(1, true);
+      credits_->Posted(1, true);
     } else {
       free_slots_.push_back(slot);
     }
@@ -160,34 +206,15 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
 
   // Caller holds send_mu_. Every reply SEND is signaled: each completion returns its
   // buffer and its send-queue entry.
-  void ReapSends(bool wait) {
+  void ReapSends() {
     Completion sc[32];
-    size_t n = wait ? qp_->WaitSend(sc, std::chrono::milliseconds(10)) : qp_->PollSend(sc);
-    while (n > 0) {
-      for (size_t i = 0; i < n; ++i) {
-        credits_.Completed();
-        if (sc[i].context < reply_slots_)
-          free_slots_.push_back(static_cast<uint32_t>(sc[i].context));
-      }
-      n = qp_->PollSend(sc);
-    }
+    while (size_t n = qp_->PollSend(sc)) Retire({sc, n});
   }
-
-  void Loop() {
-    Completion comps[32];
-    bool failed = false;
-    while (!stop_.load() && !failed && qp_->state() == transport::QpState::kConnected) {
-      size_t n = qp_->WaitRecv(comps, kRecvWait);
-      for (size_t i = 0; i < n && !failed; ++i) {
-        if (!comps[i].ok()) {
-          failed = true;  // the client went away (or sent more than a buffer holds)
-          break;
-        }
-        failed = !Handle(comps[i]);
-      }
+  void Retire(std::span<const Completion> done) {  // send_mu_ held
+    for (const Completion& c : done) {
+      credits_->Completed();
+      if (c.context < reply_slots_) free_slots_.push_back(static_cast<uint32_t>(c.context));
     }
-    spdlog::debug("rpc: client {} (session {:#x}) disconnected", peer_, session_);
-    finished_.store(true);
   }
 
   // Returns false when the connection must close.
@@ -224,7 +251,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
       return true;
     }
     Task t{shared_from_this(), msg->header,
-           std::vector<uint8_t>(msg->payload.begin(), msg->payload.end())};
+           std::vector<uint8_t>(msg->payload.begin(), msg->payload.end()), false};
     // Repost before the request can be answered: the reply returns the client's credit.
     if (!PostRecv(*qp_, index).ok()) return false;
     if (server_->options_.inline_handlers) {
@@ -236,20 +263,21 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   RpcServer* server_;
-  const uint64_t session_;
-  const uint32_t max_message_;
-  const uint32_t depth_;
-  const uint32_t reply_slots_;
-  std::unique_ptr<transport::QueuePair> qp_;
+  // Set by Prepare, before the QP can deliver anything.
+  uint64_t session_ = 0;
+  uint32_t max_message_ = 0;
+  uint32_t depth_ = 0;
+  uint32_t reply_slots_ = 0;
+  transport::QueuePair* qp_ = nullptr;             // from Prepare; owned_qp_ once accepted
+  std::unique_ptr<transport::QueuePair> owned_qp_;
   std::string peer_;
   std::vector<uint8_t> memory_;  // [depth_ receive buffers][reply_slots_ reply buffers]
   transport::MemoryRegion mr_;
   std::mutex send_mu_;
-  datapath::SendQueueCredits credits_;  // guarded by send_mu_
+  std::optional<datapath::SendQueueCredits> credits_;  // guarded by send_mu_
   std::vector<uint32_t> free_slots_;    // guarded by send_mu_
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
-  std::thread thread_;
 };
 
 RpcServer::RpcServer(transport::Device& device, RpcServerOptions options,
@@ -320,17 +348,18 @@ void RpcServer::DropSession(uint64_t session) {
 
 void RpcServer::AcceptLoop() {
   while (!stop_.load()) {
-    std::shared_ptr<Connection> conn;
+    auto conn = std::make_shared<Connection>(this);
     transport::AcceptHandler handler =
         [&](std::span<const uint8_t> data,
             transport::QueuePair& qp) -> Result<std::vector<uint8_t>> {
       DPMFS_ASSIGN_OR_RETURN(ConnectRequest req, DecodeConnectRequest(data));
-      conn = std::make_shared<Connection>(this, req);
-      return conn->Prepare(qp);
+      return conn->Prepare(req, qp);
     };
     transport::QueuePairOptions qpo;
     qpo.max_send_wr = options_.depth + 2 * kSpareReplySlots;
     qpo.max_recv_wr = options_.depth;
+    // The connection owns the QP, so it outlives every call of this handler.
+    qpo.on_recv = [c = conn.get()](const Completion& comp) { c->OnRecv(comp); };
     auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
     {
       std::lock_guard lock(conns_mu_);
@@ -368,7 +397,12 @@ void RpcServer::WorkerLoop() {
       task = std::move(queue_.front());
       queue_.pop_front();
     }
-    Execute(task);
+    if (task.deferred_reply) {
+      const MessageHeader& h = task.header;
+      task.conn->SendReply(h.request_id, h.opcode, h.seq, h.status, task.payload);
+    } else {
+      Execute(task);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // RpcServer: the serving side of dpmfs RPC over a transport::Device (two-sided
-// SEND/RECV). One thread accepts connections, one thread per connection receives
-// requests, and a pool of worker threads runs the handlers and sends the replies.
+// SEND/RECV). One thread accepts connections; each connection's requests arrive on
+// the transport's receive thread for its QP (QueuePairOptions::on_recv), which runs
+// them itself (inline_handlers) or hands them to a pool of worker threads.
 // Every request passes through a per-session reply cache, so a request re-sent after a
 // reconnect with the same (session, seq) is answered from the cache, never executed
 // twice (at-most-once; see rpc/README.md for eviction).
@@ -54,8 +55,8 @@ struct RpcServerOptions {
   uint32_t depth = 32;
   // Completed replies kept per session for at-most-once.
   uint32_t reply_cache_per_session = 256;
-  // Run handlers on the connection's receive thread instead of handing them to the
-  // worker pool: one thread wake-up less per request (what small-message throughput on a
+  // Run handlers on the connection's receive thread (the transport's) instead of
+  // handing them to the worker pool: one thread wake-up less per request (what small-message throughput on a
   // few cores is made of), at the price of executing one connection's requests one at a
   // time. For handlers that never block for long.
   bool inline_handlers = false;

@@ -211,6 +211,33 @@ TEST_F(RpcTest, ConcurrentCallsFromManyThreads) {
   EXPECT_EQ(server_->stats().executed, 4000u);
 }
 
+// Handlers run on the transport's receive thread: replies then cannot wait there for
+// a reply buffer, and many callers share one connection's credits and buffers.
+TEST_F(RpcTest, ConcurrentCallsWithInlineHandlers) {
+  server_.reset();
+  server_options_.inline_handlers = true;
+  StartServer(Endpoint{"127.0.0.1", 0});
+  RpcClientOptions o;
+  o.depth = 64;  // more than the server grants, as the metadata client asks
+  auto c = Client(o);
+  ASSERT_NE(c, nullptr);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  constexpr int kThreads = 16, kCalls = 1000;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        std::string msg = "t" + std::to_string(t) + " call " + std::to_string(i);
+        auto r = c->Call(kEcho, Bytes(msg), 3000ms);
+        if (!r.ok() || Str(*r) != msg) ++wrong;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(server_->stats().executed, uint64_t{kThreads} * kCalls);
+}
+
 TEST_F(RpcTest, MoreCallersThanCredits) {
   RpcClientOptions o;
   o.depth = 2;
