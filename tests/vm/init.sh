@@ -119,6 +119,23 @@ check() {
   fi
 }
 
+# wait_ready NAME: waits (30 s at most) for the daemon server_pid to print "READY
+# HOST:PORT" into /tmp/NAME.out; sets endpoint, or shows its output and returns 1.
+wait_ready() {
+  endpoint=""
+  i=0
+  while [ $i -lt 300 ] && [ -z "$endpoint" ]; do
+    endpoint=$(awk '$1 == "READY" { print $2; exit }' "/tmp/$1.out")
+    [ -n "$endpoint" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+    i=$((i + 1))
+  done
+  [ -n "$endpoint" ] && return 0
+  cat "/tmp/$1.out" "/tmp/$1.err"
+  return 1
+}
+
 # start_data_server NAME POOL [TRANSPORT]: starts dpmfs-data (default: verbs) at the rxe
 # address; sets server_pid and endpoint. Its log is /tmp/NAME.out and /tmp/NAME.err.
 start_data_server() {
@@ -126,23 +143,11 @@ start_data_server() {
   dpmfs-data --pool "$pool" --listen "$rdma_ip:0" --transport "$transport" \
     >"/tmp/$name.out" 2>"/tmp/$name.err" &
   server_pid=$!
-  endpoint=""
-  i=0
-  while [ $i -lt 300 ] && [ -z "$endpoint" ]; do
-    endpoint=$(awk '$1 == "READY" { print $2; exit }' "/tmp/$name.out")
-    [ -n "$endpoint" ] && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-  done
-  if [ -z "$endpoint" ]; then
-    cat "/tmp/$name.out" "/tmp/$name.err"
-    return 1
-  fi
+  wait_ready "$name" || return 1
   say "$name: dpmfs-data READY at $endpoint: $(grep -o 'serving pool.*' "/tmp/$name.err")"
 }
 
-stop_data_server() {
+stop_server() {
   kill "$server_pid" 2>/dev/null
   wait "$server_pid" 2>/dev/null
   server_pid=""
@@ -173,8 +178,39 @@ set_persist() {
     check persist "method flush refused cleanly: $(grep -o 'flush skipped[^"]*' /tmp/persist.json | head -n 1)" \
       grep -q 'flush skipped' /tmp/persist.json
   fi
-  stop_data_server
+  stop_server
   check persist "dpmfs-data served without errors" sh -c "! grep -q -E '\[(error|critical)\]' /tmp/persist-server.err"
+}
+
+# The metadata server and its clients on verbs: the RPC layer (SEND/RECV, requests and
+# replies handled by the verbs QP's receive dispatch thread), sessions and the namespace
+# operations of dpmfs-bench meta, with one client shared by 4 threads and one each.
+set_meta() {
+  say "=== meta: dpmfs-meta and MetaClient on verbs (dpmfs-bench meta --quick)"
+  { mkfs.dpmfs data /tmp/meta-data.pool --size 16M &&
+    mkfs.dpmfs meta /tmp/meta.pool --size 64M --data-pool /tmp/meta-data.pool; } \
+    >/tmp/mkfs.out 2>&1 || { cat /tmp/mkfs.out; setup_error "mkfs.dpmfs meta"; }
+  # The data server address is only handed to clients; these operations move no data.
+  dpmfs-meta --pool /tmp/meta.pool --listen "$rdma_ip:0" --data "$rdma_ip:1" \
+    --transport verbs >/tmp/meta-server.out 2>/tmp/meta-server.err &
+  server_pid=$!
+  if ! wait_ready meta-server; then
+    check meta "dpmfs-meta starts on verbs" false
+    return
+  fi
+  say "meta-server: dpmfs-meta READY at $endpoint"
+  timeout 300 dpmfs-bench meta --meta "$endpoint" --transport verbs --quick \
+    --json /tmp/meta.json >/tmp/meta-bench.out 2>/tmp/meta-bench.err
+  rc=$?
+  cat /tmp/meta-bench.out
+  grep -v '^\[.*\] \[info\]' /tmp/meta-bench.err
+  check meta "dpmfs-bench meta --transport verbs exits 0 (exit $rc)" [ "$rc" -eq 0 ]
+  for op in create stat unlink mkdir rename; do
+    check meta "op $op measured on verbs" grep -q "\"op\": *\"$op\"" /tmp/meta.json
+  done
+  stop_server
+  check meta "dpmfs-meta served without errors" \
+    sh -c "! grep -q -E '\[(error|critical)\]' /tmp/meta-server.err"
 }
 
 # The emulated NVDIMM as /dev/pmem0 in fsdax mode, ext4 -o dax on /mnt/pmem. The first
@@ -267,7 +303,7 @@ set_dax_check() {
     n=$(awk -v m="$m" '$1 == "method" && $2 == m":" { print $3 }' /tmp/check.out)
     check dax "method $m: ${n:-no} acknowledged records checked" [ "${n:-0}" -gt 0 ]
   done
-  stop_data_server
+  stop_server
 }
 
 say "boot $boot, kernel $(uname -r), sets: $sets"
@@ -275,6 +311,7 @@ for s in $sets; do
   case "$s" in
     verbs) set_verbs ;;
     persist) setup_rdma; set_persist ;;
+    meta) setup_rdma; set_meta ;;
     dax)
       setup_rdma
       setup_pmem

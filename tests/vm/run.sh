@@ -7,7 +7,8 @@
 #                        [--filter PATTERN] [SET...]
 #
 # Sets: verbs (transport conformance on verbs + verbs smoke test), persist (every persist
-# method through dpmfs-data and dpmfs-bench on verbs), dax (a pool on ext4 -o dax over an
+# method through dpmfs-data and dpmfs-bench on verbs), meta (dpmfs-meta and its RPC
+# clients on verbs, through dpmfs-bench meta), dax (a pool on ext4 -o dax over an
 # emulated NVDIMM takes persistent writes, the VM is powered off, a second boot checks
 # every acknowledged write), all (default). The exit status is 0 when every test passed;
 # the last line says "vm: N passed, N failed, N skipped".
@@ -25,7 +26,7 @@ verbose=0
 keep=0
 filter=""
 sets=()
-known_sets=(verbs persist dax)
+known_sets=(verbs persist meta dax)
 
 usage() {
   awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
@@ -185,7 +186,7 @@ prepare_kernel() {
 # Project binaries (path in the build dir); those not built are left out.
 project_bins=(tests/transport_conformance_test tests/verbs_smoke_test
   tests/persist_method_test tests/vm_powerloss datapath/dpmfs-data mkfs/mkfs.dpmfs
-  tools/bench/dpmfs-bench tools/powerloss/dpmfs-powerloss)
+  metadata/dpmfs-meta tools/bench/dpmfs-bench tools/powerloss/dpmfs-powerloss)
 # Host tools copied in (the first found of each name).
 host_tools=(ip rdma ndctl mkfs.ext4 ibv_devinfo ibv_devices rping kmod)
 
@@ -336,6 +337,7 @@ for s in "${sets[@]}"; do
   case "$s" in
     verbs) need=(tests/transport_conformance_test tests/verbs_smoke_test) ;;
     persist) need=(mkfs/mkfs.dpmfs datapath/dpmfs-data tools/bench/dpmfs-bench) ;;
+    meta) need=(mkfs/mkfs.dpmfs metadata/dpmfs-meta tools/bench/dpmfs-bench) ;;
     dax) need=(mkfs/mkfs.dpmfs datapath/dpmfs-data tests/vm_powerloss) ;;
   esac
   for b in "${need[@]}"; do
