@@ -84,40 +84,58 @@ int FileIo::ValidateExtents(meta::InodeId ino, const std::vector<Extent>& extent
   return 0;
 }
 
+void FileIo::KnowEmptyLayout(Inode& inode) {
+  LayoutCache& layout = inode.layout();
+  (void)layout.InsertFetched(layout.epoch(), {}, 0, meta::kMaxFileSize,
+                             LayoutCache::Clock::now() + options_.layout_ttl);
+}
+
 int FileIo::FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
                         uint64_t map_begin, uint64_t map_end) {
-  uint64_t epoch = inode.layout().epoch();
-  std::vector<Extent> all;
-  uint64_t pos = begin;
-  while (pos < end) {
-    meta::LayoutRequest req{inode.ino(), pos, end - pos};
-    meta::LayoutReply rep;
-    if (int err = meta_.Layout(req, &rep); err != 0) return err;
-    if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
-    uint64_t known_end = end;
-    if (rep.truncated) {
-      if (rep.extents.empty() ||
-          rep.extents.back().file_offset + rep.extents.back().length <= pos) {
-        spdlog::error(
-            "inode {}: the metadata server's layout reply stopped without progress "
-            "at offset {}",
-            inode.ino(), pos);
-        return EIO;
+  // A reply that takes longer than the layout TTL to arrive is expired on arrival (the
+  // server may have freed those blocks right after computing it): ask again.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    uint64_t epoch = inode.layout().epoch();
+    const auto valid_until = LayoutCache::Clock::now() + options_.layout_ttl;
+    std::vector<Extent> all;
+    uint64_t pos = begin;
+    while (pos < end) {
+      meta::LayoutRequest req{inode.ino(), pos, end - pos};
+      meta::LayoutReply rep;
+      if (int err = meta_.Layout(req, &rep); err != 0) return err;
+      if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
+      uint64_t known_end = end;
+      if (rep.truncated) {
+        if (rep.extents.empty() ||
+            rep.extents.back().file_offset + rep.extents.back().length <= pos) {
+          spdlog::error(
+              "inode {}: the metadata server's layout reply stopped without progress "
+              "at offset {}",
+              inode.ino(), pos);
+          return EIO;
+        }
+        known_end = std::min(end, rep.extents.back().file_offset + rep.extents.back().length);
       }
-      known_end = std::min(end, rep.extents.back().file_offset + rep.extents.back().length);
+      all.insert(all.end(), rep.extents.begin(), rep.extents.end());
+      pos = known_end;
     }
-    all.insert(all.end(), rep.extents.begin(), rep.extents.end());
-    pos = known_end;
+    if (LayoutCache::Clock::now() >= valid_until) {
+      if (attempt < kAttempts) continue;
+      spdlog::error("inode {}: layout replies take longer than the {} ms layout TTL; giving up",
+                    inode.ino(), options_.layout_ttl.count());
+      return EIO;
+    }
+    if (inode.layout().InsertFetched(epoch, all, begin, end, valid_until)) {
+      if (inode.layout().Map(map_begin, map_end, segs)) return 0;
+    }
+    // The inode's cache changed while the layout was on its way (a commit, a truncate):
+    // this reply may be older than the cache, so it serves this operation only.
+    LayoutCache scratch;
+    (void)scratch.InsertFetched(scratch.epoch(), all, begin, end);
+    if (!scratch.Map(map_begin, map_end, segs)) return EIO;  // cannot happen: all is known
+    return 0;
   }
-  if (inode.layout().InsertFetched(epoch, all, begin, end)) {
-    if (inode.layout().Map(map_begin, map_end, segs)) return 0;
-  }
-  // The inode's cache changed while the layout was on its way (a commit, a truncate):
-  // this reply may be older than the cache, so it serves this operation only.
-  LayoutCache scratch;
-  (void)scratch.InsertFetched(scratch.epoch(), all, begin, end);
-  if (!scratch.Map(map_begin, map_end, segs)) return EIO;  // cannot happen: all is known
-  return 0;
 }
 
 int FileIo::MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs) {
@@ -311,9 +329,10 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
   if (!inode.layout().Map(offset, end, &segs) || AnyHole(segs)) {
     meta::AllocateRequest req{inode.ino(), bstart, bend - bstart};
     meta::AllocateReply rep;
+    const auto valid_until = LayoutCache::Clock::now() + options_.layout_ttl;
     if (int err = meta_.Allocate(req, &rep); err != 0) return err;
     if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
-    inode.layout().Insert(rep.extents);
+    inode.layout().Insert(rep.extents, valid_until);
     if (!inode.layout().Map(offset, end, &segs) || AnyHole(segs)) {
       spdlog::error("inode {}: the metadata server's allocate reply does not cover [{}, {})",
                     inode.ino(), bstart, bend);

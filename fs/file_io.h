@@ -25,6 +25,7 @@
 // Thread-safety: thread-safe; any number of operations at once, on any inodes.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -52,6 +53,10 @@ struct FileIoOptions {
   // Bytes of layout fetched around a read that misses the cache (rounded to stripe
   // units): one Layout RPC then serves many later reads and overwrites.
   uint64_t layout_window = 64ull << 20;
+  // How long a layout the server reported is trusted, from the moment its request was
+  // sent (fs/layout_cache.h, "Expiry"). Must stay below the metadata server's
+  // --free-quarantine-ms (3 s by default): the margin covers writes in flight.
+  std::chrono::milliseconds layout_ttl{1000};
 };
 
 class FileIo {
@@ -60,6 +65,10 @@ class FileIo {
   // indexes them the same way). Both references outlive the engine.
   FileIo(ExtentService& meta, DataClientPool& data, const meta::ClusterInfo& cluster,
          const FileIoOptions& options = {});
+
+  // A file this client just created has no blocks: its whole layout is known without
+  // asking (saves the first write a Layout RPC).
+  void KnowEmptyLayout(Inode& inode);
 
   // Reads up to `len` bytes at `offset` into `buf`; *n gets the bytes read (short at EOF).
   int Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t* n);

@@ -406,12 +406,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   inode->RefreshAtOpen(reply.attr, seq);
   // A new file, or one the server just truncated: its size is exactly the reply's.
   if (reply.created || (fi->flags & O_TRUNC)) inode->SetAttr(reply.attr);
-  if (reply.created) {
-    // A new file has no blocks: its whole layout is known without asking, which saves
-    // the first write a Layout RPC.
-    LayoutCache& layout = inode->layout();
-    (void)layout.InsertFetched(layout.epoch(), {}, 0, meta::kMaxFileSize);
-  }
+  if (reply.created) fs->io().KnowEmptyLayout(*inode);
   Handle* h = NewHandle(fs, inode, reply.handle, fi);
   fuse_entry_param e;
   FillEntry(fs, inode->attr(), &e);

@@ -16,6 +16,21 @@ void LayoutCache::Clear() {
   ++epoch_;
   extents_.clear();
   known_.clear();
+  valid_until_ = Clock::time_point::max();
+}
+
+void LayoutCache::RenewLocked(Clock::time_point valid_until) {
+  if (known_.empty() && extents_.empty()) {
+    valid_until_ = valid_until;
+    return;
+  }
+  if (Clock::now() >= valid_until_) {
+    extents_.clear();
+    known_.clear();
+    valid_until_ = valid_until;
+    return;
+  }
+  valid_until_ = std::min(valid_until_, valid_until);
 }
 
 size_t LayoutCache::extent_count() const {
@@ -90,33 +105,39 @@ void LayoutCache::MarkKnownLocked(uint64_t begin, uint64_t end) {
 }
 
 bool LayoutCache::InsertFetched(uint64_t epoch, std::span<const Extent> extents,
-                                uint64_t known_begin, uint64_t known_end) {
+                                uint64_t known_begin, uint64_t known_end,
+                                Clock::time_point valid_until) {
   std::lock_guard<std::mutex> lock(mu_);
   if (epoch != epoch_) return false;
+  RenewLocked(valid_until);
   for (const Extent& e : extents) InsertLocked(e);
   MarkKnownLocked(known_begin, known_end);
   return true;
 }
 
-void LayoutCache::Insert(std::span<const Extent> extents) {
+void LayoutCache::Insert(std::span<const Extent> extents, Clock::time_point valid_until) {
   std::lock_guard<std::mutex> lock(mu_);
   ++epoch_;
+  RenewLocked(valid_until);
   for (const Extent& e : extents) InsertLocked(e);
 }
 
-bool LayoutCache::IsKnown(uint64_t begin, uint64_t end) const {
+bool LayoutCache::IsKnown(uint64_t begin, uint64_t end, Clock::time_point now) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (begin >= end) return true;
+  if (now >= valid_until_) return false;
   auto it = known_.upper_bound(begin);
   if (it == known_.begin()) return false;
   --it;
   return it->first <= begin && it->second >= end;
 }
 
-bool LayoutCache::Map(uint64_t begin, uint64_t end, std::vector<Segment>* out) const {
+bool LayoutCache::Map(uint64_t begin, uint64_t end, std::vector<Segment>* out,
+                      Clock::time_point now) const {
   out->clear();
   if (begin >= end) return true;
   std::lock_guard<std::mutex> lock(mu_);
+  if (now >= valid_until_) return false;
   {
     auto k = known_.upper_bound(begin);
     if (k == known_.begin()) return false;

@@ -11,9 +11,17 @@
 // (and a later write would then zero-pad over data). Every change bumps epoch(); a
 // reply fetched at an older epoch is not inserted (InsertFetched returns false).
 //
+// Expiry: what the server reported is trusted until `valid_until` (the caller passes
+// the time its request was SENT plus the layout TTL); after that the whole cache counts
+// as unknown and the next insert replaces it. Another client may truncate or delete the
+// file and the server reuse its blocks; it keeps freed blocks out of use for longer
+// than the TTL (metadata server --free-quarantine-ms), so a layout this old can no
+// longer name blocks of another file.
+//
 // Thread-safety: thread-safe (one internal mutex).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -36,6 +44,8 @@ struct Segment {
 
 class LayoutCache {
  public:
+  using Clock = std::chrono::steady_clock;
+
   uint64_t epoch() const;
   // Forgets everything (open for close-to-open, truncate, fallocate, punch hole).
   void Clear();
@@ -43,16 +53,19 @@ class LayoutCache {
   // Records extents the server reported together with the range [known_begin,
   // known_end) the reply was authoritative for (extent ranges are always known), unless
   // the cache changed since `epoch` was read. Returns whether it was inserted.
+  // Trusted until `valid_until` (see Expiry above).
   bool InsertFetched(uint64_t epoch, std::span<const meta::Extent> extents, uint64_t known_begin,
-                     uint64_t known_end);
+                     uint64_t known_end, Clock::time_point valid_until = Clock::time_point::max());
   // Records extents just returned by Allocate (the caller serializes writes that
   // change extents, so these are current).
-  void Insert(std::span<const meta::Extent> extents);
+  void Insert(std::span<const meta::Extent> extents,
+              Clock::time_point valid_until = Clock::time_point::max());
 
-  bool IsKnown(uint64_t begin, uint64_t end) const;
+  bool IsKnown(uint64_t begin, uint64_t end, Clock::time_point now = Clock::now()) const;
   // Splits [begin, end) into segments in file order (holes included). False if part
-  // of the range is not known.
-  bool Map(uint64_t begin, uint64_t end, std::vector<Segment>* out) const;
+  // of the range is not known (or the cache expired at `now`).
+  bool Map(uint64_t begin, uint64_t end, std::vector<Segment>* out,
+           Clock::time_point now = Clock::now()) const;
   // The blocks of [begin, end) were committed as written: clear their flags.
   void MarkWritten(uint64_t begin, uint64_t end);
 
@@ -60,6 +73,9 @@ class LayoutCache {
 
  private:
   void InsertLocked(const meta::Extent& e);
+  // Before an insert: an expired cache is emptied (nothing of it may survive into the
+  // fresh one), then the validity becomes the earliest of what the cache holds.
+  void RenewLocked(Clock::time_point valid_until);
   void MarkKnownLocked(uint64_t begin, uint64_t end);
   // Splits the extent containing `offset` (if any, and not starting there) in two.
   void SplitAtLocked(uint64_t offset);
@@ -69,6 +85,7 @@ class LayoutCache {
   uint64_t epoch_ = 0;
   std::map<uint64_t, meta::Extent> extents_;  // by file_offset; never overlapping
   std::map<uint64_t, uint64_t> known_;        // begin -> end; merged, never overlapping
+  Clock::time_point valid_until_ = Clock::time_point::max();  // of everything held
 };
 
 }  // namespace dpmfs::fs

@@ -367,6 +367,45 @@ TEST_F(FileIoTest, OverwriteOfWrittenBlocksNeedsNoMetadataCall) {
   EXPECT_EQ(meta_.commits.load(), commits + 1) << "nothing pending any more";
 }
 
+// Another client truncates the file and the server hands its blocks to someone else:
+// this client's cached layout must stop being used once the TTL has passed, or its
+// reads and overwrites would touch blocks that are another file's by now.
+TEST_F(FileIoTest, ExpiredLayoutIsFetchedAgainAndTheNewBlocksAreUsed) {
+  FileIoOptions o;
+  o.layout_ttl = std::chrono::milliseconds(200);
+  FileIo io(meta_, *pool_, cluster_, o);
+  constexpr meta::InodeId kIno = 12;
+  const uint64_t old_at = meta_.ReservePool(0, 4096);
+  const uint64_t new_at = meta_.ReservePool(0, 4096);
+  PoolWrite(0, old_at, std::vector<uint8_t>(4096, 'o'));
+  PoolWrite(0, new_at, std::vector<uint8_t>(4096, 'n'));
+  meta_.AddExtent(kIno, Extent{0, 4096, old_at, 0, 0});
+  meta_.SetSize(kIno, 4096);
+  Inode inode(kIno);
+  inode.SetAttr(meta_.attr(kIno));
+  std::vector<uint8_t> buf(4096);
+  size_t n = 0;
+  ASSERT_EQ(io.Read(inode, 0, 4096, buf.data(), &n), 0);
+  EXPECT_EQ(buf[0], 'o');
+  const int layouts = meta_.layouts;
+
+  // The "other client": the block moved (the fake's extent now points elsewhere).
+  meta_.AddExtent(kIno, Extent{0, 4096, new_at, 0, 0});
+  ASSERT_EQ(io.Read(inode, 0, 4096, buf.data(), &n), 0);
+  EXPECT_EQ(meta_.layouts.load(), layouts) << "within the TTL the cached layout serves";
+  std::this_thread::sleep_for(o.layout_ttl + std::chrono::milliseconds(50));
+  ASSERT_EQ(io.Read(inode, 0, 4096, buf.data(), &n), 0);
+  EXPECT_EQ(meta_.layouts.load(), layouts + 1) << "past the TTL the layout is fetched again";
+  EXPECT_EQ(buf[0], 'n');
+
+  // An overwrite past the TTL goes to the new block too, never the old one.
+  std::this_thread::sleep_for(o.layout_ttl + std::chrono::milliseconds(50));
+  std::vector<uint8_t> patch(100, 'w');
+  ASSERT_EQ(io.Write(inode, 0, patch.data(), patch.size()), 0);
+  EXPECT_EQ(PoolRead(0, new_at, 1)[0], 'w');
+  EXPECT_EQ(PoolRead(0, old_at, 1)[0], 'o');
+}
+
 TEST_F(FileIoTest, LayoutFetchedInPiecesWhenTheReplyIsTruncated) {
   Inode inode(11);
   auto data = RandomBytes(256 << 10, 6);

@@ -42,6 +42,38 @@ TEST(LayoutCache, StaleReplyIsNotInserted) {
   EXPECT_FALSE(c.IsKnown(0, 4096));
 }
 
+TEST(LayoutCache, ExpiresAndAFreshInsertDropsTheExpiredExtents) {
+  using Clock = LayoutCache::Clock;
+  LayoutCache c;
+  std::vector<Segment> segs;
+  const Clock::time_point t0 = Clock::now();
+  std::vector<Extent> old_ex = {{0, 4096, 7 * 4096, 0, 0}};
+  ASSERT_TRUE(c.InsertFetched(c.epoch(), old_ex, 0, 1 << 20, t0 + std::chrono::seconds(1)));
+  EXPECT_TRUE(c.Map(0, 4096, &segs, t0 + std::chrono::milliseconds(999)));
+  EXPECT_FALSE(c.Map(0, 4096, &segs, t0 + std::chrono::seconds(1)));
+  EXPECT_FALSE(c.IsKnown(0, 4096, t0 + std::chrono::seconds(2)));
+
+  // Already expired now: the next insert replaces everything, the old extent included.
+  LayoutCache d;
+  ASSERT_TRUE(d.InsertFetched(d.epoch(), old_ex, 0, 1 << 20, Clock::now() - std::chrono::milliseconds(1)));
+  std::vector<Extent> new_ex = {{8192, 4096, 9 * 4096, 1, 0}};
+  ASSERT_TRUE(d.InsertFetched(d.epoch(), new_ex, 4096, 1 << 20, Clock::now() + std::chrono::hours(1)));
+  EXPECT_FALSE(d.IsKnown(0, 4096)) << "the expired known range is gone";
+  ASSERT_TRUE(d.Map(4096, 12288, &segs));
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_EQ(segs[0].kind, Kind::kHole);
+  EXPECT_EQ(segs[1].server, 1u);
+
+  // Validity is the earliest of what the cache holds: a later fresh insert does not
+  // extend older extents' trust.
+  LayoutCache e;
+  const Clock::time_point t1 = Clock::now();
+  ASSERT_TRUE(e.InsertFetched(e.epoch(), old_ex, 0, 4096, t1 + std::chrono::hours(1)));
+  e.Insert(new_ex, t1 + std::chrono::hours(2));
+  EXPECT_TRUE(e.Map(0, 4096, &segs, t1 + std::chrono::minutes(59)));
+  EXPECT_FALSE(e.Map(8192, 12288, &segs, t1 + std::chrono::minutes(61)));
+}
+
 TEST(LayoutCache, MarkWrittenSplitsAndCoalesces) {
   LayoutCache c;
   std::vector<Extent> ex = {{0, 4 * 4096, 0, 0, Extent::kUnwritten | Extent::kSpeculative}};
