@@ -6,7 +6,10 @@
 //     their drain delay has passed: the volatile NIC buffer that persist methods close.
 // Per queue pair (one TCP connection; each side is both initiator and target):
 //   - an rx thread that reads every frame: requests it executes as the target,
-//     responses it matches against its own outstanding requests as the initiator;
+//     responses it matches against its own outstanding requests as the initiator.
+//     On a QP used only to initiate and waited on synchronously (a data client's),
+//     the caller waiting in WaitSend/PollSend reads its responses itself while the rx
+//     thread parks (soft_caller_rx.cc);
 //   - an output path: whoever has a frame to send writes it with a non-blocking send
 //     when nothing is queued before it, otherwise queues it for a tx thread that is
 //     started on first need. The rx thread therefore never blocks on a full socket,
@@ -87,9 +90,9 @@ class SoftQueuePair final : public QueuePair {
 
   Status PostSend(std::span<const WorkRequest> chain) override;
   Status PostRecv(std::span<const WorkRequest> recvs) override;
-  size_t PollSend(std::span<Completion> out) override { return send_cq_.Poll(out); }
+  size_t PollSend(std::span<Completion> out) override;    // soft_caller_rx.cc
   size_t PollRecv(std::span<Completion> out) override { return recv_cq_.Poll(out); }
-  size_t WaitSend(std::span<Completion> out, Duration t) override { return send_cq_.Wait(out, t); }
+  size_t WaitSend(std::span<Completion> out, Duration t) override;  // soft_caller_rx.cc
   size_t WaitRecv(std::span<Completion> out, Duration t) override { return recv_cq_.Wait(out, t); }
   QpState state() const override {
     return error_.load(std::memory_order_acquire) ? QpState::kError : QpState::kConnected;
@@ -123,10 +126,16 @@ class SoftQueuePair final : public QueuePair {
   // `copy_payload_if_queued`: snapshot the payload when it cannot go out at once
   // (target responses); requests borrow the caller's registered memory instead.
   void Output(std::span<OutFrame> frames, bool copy_payload_if_queued);
+  // The same with out_mu_ already held by `lock`.
+  void OutputLocked(std::unique_lock<std::mutex>& lock, std::span<OutFrame> frames,
+                    bool copy_payload_if_queued);
   void TxLoop();
 
   // ---- rx path ----
   void RxLoop();
+  // Reads and handles one frame (rx_mu_ held). False once the connection is done:
+  // `*why` then says how outstanding requests fail.
+  bool ReceiveFrame(CompletionStatus* why);
   Status ReadExact(void* dst, size_t n);
   // Before a blocking read: places this QP's buffered WRITEs as they come due, until
   // data arrives (or the connection reports something) — the rx thread is this QP's
@@ -197,10 +206,45 @@ class SoftQueuePair final : public QueuePair {
   std::thread rx_thread_;
   std::mutex join_mu_;  // serialises Disconnect()s that join the threads
   // rx read buffer: bulk reads cut syscalls; large payloads bypass it.
+  static constexpr size_t kRxBufferSize = 64 * 1024;
   std::unique_ptr<uint8_t[]> rx_buf_;
   size_t rx_begin_ = 0, rx_end_ = 0;
   std::vector<OutFrame> held_responses_;  // rx thread only
   std::vector<Completion> held_deliveries_;  // rx thread only
+
+  // ---- caller-driven reception (soft_caller_rx.cc) ----
+  // A caller waiting for its own send completion reads the socket itself instead of
+  // sleeping until the rx thread hands the completion over: one thread wake-up less per
+  // READ, which is most of its cost on a 2-CPU machine. Only on QPs where the rx thread
+  // has nothing else to do: the caller waits synchronously (WaitSend was used), no
+  // receive was ever posted (no SEND can arrive; the receive paths stay the rx thread's)
+  // and the peer never sent a request (no target role). There the rx thread parks
+  // between frames instead of blocking in recv. "rx thread only" state above means:
+  // whoever holds rx_mu_.
+  bool MayPark();
+  // Rx thread, rx_mu_ held by `rx`: parks until a caller hands the socket back or a
+  // check interval passes; returns holding rx_mu_ again, and whether the socket then
+  // has something to read.
+  bool ParkRx(std::unique_lock<std::timed_mutex>& rx);
+  // A caller holding rx_mu_: handles frames until a send completion is there
+  // (returned), `deadline` passes (blocking) or nothing more is readable (not
+  // blocking). Leaves rx_failed_ set if the connection ended.
+  size_t DriveSend(std::span<Completion> out, Clock::time_point deadline, bool block);
+  // A caller is done with the socket (rx_mu_ released): wakes the rx thread if it must
+  // take over (the connection ended, or the QP stopped qualifying).
+  void HandBack();
+  // A caller may read the socket itself (the QP qualifies; see above).
+  bool MayDrive() const;
+
+  std::timed_mutex rx_mu_;  // held by whoever reads the socket (the rx thread or a caller)
+  std::mutex park_mu_;
+  std::condition_variable park_cv_;
+  bool unpark_ = false;                        // under park_mu_
+  std::atomic<bool> waited_send_{false};       // sticky: WaitSend was called
+  std::atomic<bool> receives_posted_{false};   // sticky: a RECV was posted
+  std::atomic<bool> peer_initiated_{false};    // sticky: the peer sent a request frame
+  bool rx_failed_ = false;                     // under rx_mu_: a caller's read ended it
+  CompletionStatus rx_failed_why_ = CompletionStatus::kTransportError;
 };
 
 class SoftDevice final : public Device {

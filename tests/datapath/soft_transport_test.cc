@@ -207,6 +207,70 @@ FrameHeader Header(FrameType type, uint32_t payload_len = 0, uint32_t length = 0
 }
 
 // A raw TCP connection, for speaking (bad) soft wire protocol by hand.
+// A QP whose owner waits for its own completions synchronously has its caller read the
+// socket (datapath/soft_caller_rx.cc). Still: many READs in a row complete with the
+// right bytes; a request the peer then sends on that same QP is served (the rx thread
+// takes the socket back); and the peer going away fails a waiting caller, promptly.
+TEST_F(SoftTransportTest, CallerDrivenReceptionKeepsServingEverything) {
+  Open(100);
+  if (IsSkipped()) return;
+  Buffer& target = rig_.NewBuffer(1 << 16, 0);
+  Buffer& local = rig_.NewBuffer(1 << 16, 0);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion tmr, rig_.Register(rig_.target(), target, kAllRemote));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion lmr, rig_.Register(rig_.initiator(), local, kAllRemote));
+  DPMFS_ASSERT_OK_AND_ASSIGN(QpPair p, rig_.Connect());
+  FillPattern(target.data(), 1 << 16, 7);
+
+  for (uint64_t i = 0; i < 300; ++i) {
+    const size_t off = (i * 4096) % (1 << 16);
+    WorkRequest r = ReadWr(lmr, off, ToRemote(tmr), off, 4096, i);
+    DPMFS_ASSERT_OK(p.initiator->PostSend({&r, 1}));
+    auto c = CollectSend(*p.initiator, 1, std::chrono::seconds(5));
+    ASSERT_EQ(c.size(), 1u) << "READ " << i << " never completed";
+    ASSERT_TRUE(c[0].ok()) << Describe(c[0]);
+    ASSERT_TRUE(BytesEqual(local.data() + off, target.data() + off, 4096)) << "READ " << i;
+  }
+
+  // The peer now initiates on the same connection: WRITE then READ into our memory.
+  FillPattern(target.data(), 4096, 9);
+  WorkRequest w = WriteWr(tmr, 0, ToRemote(lmr), 0, 4096, 1);
+  WorkRequest back = ReadWr(tmr, 8192, ToRemote(lmr), 0, 4096, 2);
+  WorkRequest chain[] = {w, back};
+  chain[0].signaled = false;
+  DPMFS_ASSERT_OK(p.target->PostSend(chain));
+  auto c = CollectSend(*p.target, 1, std::chrono::seconds(5));
+  ASSERT_EQ(c.size(), 1u) << "the peer's request on a caller-driven QP was not served";
+  EXPECT_TRUE(c[0].ok()) << Describe(c[0]);
+  EXPECT_TRUE(BytesEqual(target.data() + 8192, target.data(), 4096));
+
+  // And our side still works after that.
+  WorkRequest r = ReadWr(lmr, 4096, ToRemote(tmr), 4096, 4096, 400);
+  DPMFS_ASSERT_OK(p.initiator->PostSend({&r, 1}));
+  c = CollectSend(*p.initiator, 1, std::chrono::seconds(5));
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_TRUE(c[0].ok()) << Describe(c[0]);
+
+  // A caller waiting when the peer disconnects gets a failed completion, not a hang.
+  std::vector<Completion> got;
+  std::thread waiter([&] {
+    Completion out[4];
+    auto t0 = Clock::now();
+    while (got.empty() && Clock::now() - t0 < std::chrono::seconds(5)) {
+      size_t n = p.initiator->WaitSend(out, std::chrono::milliseconds(100));
+      got.assign(out, out + n);
+      if (got.empty() && p.initiator->state() == QpState::kError) break;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto t0 = Clock::now();
+  p.target->Disconnect();
+  waiter.join();
+  EXPECT_LT(MillisSince(t0), 2000.0);
+  EXPECT_EQ(p.initiator->state(), QpState::kError);
+  r = ReadWr(lmr, 0, ToRemote(tmr), 0, 4096, 500);
+  EXPECT_FALSE(p.initiator->PostSend({&r, 1}).ok()) << "posting on a failed QP must fail";
+}
+
 class RawConnection {
  public:
   explicit RawConnection(const Endpoint& to) {
