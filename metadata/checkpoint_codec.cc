@@ -194,6 +194,8 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
   for (const DataPoolGeometry& p : ns.config_.pools) {
     ns.allocators_.emplace_back(p.index, p.data_size, p.block_size);
   }
+  // The quarantine is not state (see free_quarantine.h): what it held is free now.
+  ns.quarantine_.Reset(ns.config_.pools.size());
   r.U64("next_ino", ns.next_ino_);
   r.U64("next_generation", ns.next_generation_);
   r.U64("next_handle", ns.next_handle_);

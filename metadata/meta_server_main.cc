@@ -62,6 +62,13 @@ int main(int argc, char** argv) {
                  "Client lease: a client silent this long loses its session and open files")
       ->check(CLI::Range(100u, 3600000u))
       ->capture_default_str();
+  app.add_option("--free-quarantine-ms", opts.free_quarantine_ms,
+                 "Freed data blocks are not reused for this long, and nothing is allocated "
+                 "for this long after a start, because clients may still write them through "
+                 "cached layouts (valid 1 s). Keep it above 1000 plus the write latency and "
+                 "well below --lease-ms. 0: reuse at once (tests only)")
+      ->check(CLI::Range(0u, 600000u))
+      ->capture_default_str();
   app.add_flag("--msync", msync,
                "On a pool that is not real PM: msync every journal append (survives an OS "
                "crash) instead of relying on the page cache (survives a process crash)");
@@ -90,6 +97,14 @@ int main(int argc, char** argv) {
     if (!dep.ok()) return fail(dep.status().WithContext("--data " + d));
   }
   opts.data_endpoints = data;
+  if (opts.free_quarantine_ms >= opts.lease_ms) {
+    // An allocation waiting for quarantined space holds its connection (and with inline
+    // handlers that client's heartbeats) for up to a quarantine.
+    spdlog::warn(
+        "--free-quarantine-ms {} is not below --lease-ms {}: a client waiting for "
+        "quarantined space may lose its lease",
+        opts.free_quarantine_ms, opts.lease_ms);
+  }
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);

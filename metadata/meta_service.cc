@@ -82,6 +82,7 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   cfg.max_inodes = std::max<uint64_t>(1024, store->checkpoint_capacity() / 256);
   cfg.reply_cache_entries = options.reply_cache_entries;
   cfg.lease_ms = options.lease_ms;
+  cfg.free_quarantine_ms = options.free_quarantine_ms;
   cfg.cluster.cluster_uuid = info.cluster.bytes;
   cfg.cluster.block_size = cfg.block_size;
   cfg.cluster.stripe_unit = cfg.stripe_unit;
@@ -126,6 +127,21 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   s->ready_ = true;
   // Grace: every session known before the restart gets a whole lease to come back.
   s->ns_->RenewAllLeases(s->SteadyMs() + options.lease_ms);
+  // The restart rule. The quarantine is memory only, so we cannot tell which free
+  // blocks were freed just before the crash (and may still be written by clients,
+  // which keep their cached layouts across our restart). Treat every free block as
+  // freed now: allocate nothing until one quarantine has passed since we started
+  // serving. Any block freed before the stop was freed before now, so its quarantine
+  // ends before ours. An Allocate in that window waits for it (HandleMutation) rather
+  // than failing; reads and other mutations are not affected. Holding everything costs
+  // at most free_quarantine_ms of stalled appends per restart; remembering free times
+  // durably would cost a journal write per free, for a rare event.
+  // A file system that never journaled anything has never handed out a block, so no
+  // client can hold a layout naming one: no hold (a new cluster writes at once).
+  if (options.free_quarantine_ms > 0 && stats->last_lsn > 0) {
+    // (+1: SteadyMs truncates, see Namespace::FreeRanges.)
+    s->ns_->HoldAllocationsUntil(s->SteadyMs() + options.free_quarantine_ms + 1);
+  }
   return svc;
 }
 
@@ -177,15 +193,40 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
                            " is older than the durable reply cache; it may or may not have "
                            "executed");
   }
+  // An allocation that fails only because the space it needs is quarantined (or held
+  // after a start) gets ctx.retry_at_ms: we wait for that moment without the namespace
+  // lock (other requests go on; only this handler, i.e. this connection when handlers
+  // run inline, waits) and run the request again from scratch: a failed mutation
+  // changed nothing, was not journaled and not cached. We wait at most one quarantine
+  // from the request's arrival, which covers every range quarantined before it came; if
+  // even that space is not enough, the answer is ENOSPC at once, no waiting.
+  const int64_t wait_limit =
+      options_.free_quarantine_ms == 0 ? 0 : SteadyMs() + options_.free_quarantine_ms + 1;
   OpContext ctx;
-  ctx.now = NowTimespec();
-  ctx.session = req.session;
-  ctx.seq = req.seq;
-  ctx.metadata_full = MetadataFull();
-  ctx.lease_deadline_ms = SteadyMs() + options_.lease_ms;
   int err = 0;
-  auto reply = ns_->Mutate(req.opcode, req.payload, ctx, &err);
-  if (!reply.ok()) return reply.status();  // did not decode: nothing changed
+  Result<std::vector<uint8_t>> reply = Status::Internal("unset");
+  for (;;) {
+    ctx = OpContext{};
+    ctx.now = NowTimespec();
+    ctx.session = req.session;
+    ctx.seq = req.seq;
+    ctx.metadata_full = MetadataFull();
+    ctx.lease_deadline_ms = SteadyMs() + options_.lease_ms;
+    ctx.space_wait_limit_ms = StopRequested() ? 0 : wait_limit;
+    err = 0;
+    reply = ns_->Mutate(req.opcode, req.payload, ctx, &err);
+    if (!reply.ok()) return reply.status();  // did not decode: nothing changed
+    if (ctx.retry_at_ms == 0) break;
+    lock.unlock();
+    WaitUntil(ctx.retry_at_ms);
+    lock.lock();
+    // Nothing of this request was cached, but a re-send of it may have been answered
+    // meanwhile on another thread.
+    if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
+      n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
+      return std::move(*cached);
+    }
+  }
   Journal(req.opcode, ctx, err, req.payload);
   lock.unlock();
   n_mutations_.fetch_add(1, std::memory_order_relaxed);
@@ -292,9 +333,17 @@ void MetaService::LeaseLoop() {
     if (stop_) break;
     lk.unlock();
     std::vector<uint64_t> expired;
+    bool release = false;
     {
       std::shared_lock lock(mu_);
       expired = ns_->ExpiredSessions(SteadyMs());
+      release = ns_->next_quarantine_release_ms() <= SteadyMs();
+    }
+    if (release) {
+      // Allocations release what is due themselves; this keeps statfs's free count
+      // current (within a period) when nothing allocates.
+      std::unique_lock lock(mu_);
+      ns_->ReleaseQuarantine();
     }
     for (uint64_t id : expired) {
       size_t handles = 0;
@@ -325,6 +374,17 @@ void MetaService::LeaseLoop() {
     }
     lk.lock();
   }
+}
+
+bool MetaService::StopRequested() {
+  std::lock_guard lock(lease_mu_);
+  return stop_;
+}
+
+void MetaService::WaitUntil(int64_t steady_ms) {
+  const auto deadline = std::chrono::steady_clock::time_point(std::chrono::milliseconds(steady_ms));
+  std::unique_lock lk(lease_mu_);
+  lease_cv_.wait_until(lk, deadline, [this] { return stop_; });
 }
 
 MetaServiceStats MetaService::stats() const {

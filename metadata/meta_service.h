@@ -11,6 +11,9 @@
 //     no blocking I/O: the append is a memcpy and cache-line flushes into PM.
 //   Checkpoint: after an append that took the journal past `checkpoint_fill`, the same
 //     thread serializes the namespace and writes a checkpoint, still under the lock.
+//   Allocate / fallocate that find space only in the free quarantine (or in the hold
+//     after a restart): the handler waits OUTSIDE the lock until that space is released
+//     (at most free_quarantine_ms) and runs the request again; see HandleMutation.
 // A durable write that fails leaves memory ahead of the pool; the service then stops
 // the process (fail-stop, exit status 70): restarting recovers the durable state.
 //
@@ -47,6 +50,12 @@ struct MetaServiceOptions {
   uint32_t reply_cache_entries = 128;
   // Stop() writes a checkpoint (a fast next start). Tests of replay turn it off.
   bool checkpoint_on_stop = true;
+  // Freed blocks are not handed out again for this long, and after a start nothing is
+  // allocated for this long (metadata/README.md, "Freed blocks and cached layouts").
+  // Must exceed the clients' layout TTL (1 s) plus the time a WRITE may be in flight;
+  // well under lease_ms, since a waiting allocation holds its connection. 0: off (tests
+  // that need immediate reuse; unsafe with clients that cache layouts).
+  uint32_t free_quarantine_ms = 3000;
 };
 
 struct MetaServiceStats {
@@ -100,6 +109,9 @@ class MetaService {
   bool MetadataFull() const;
   void LeaseLoop();
   int64_t SteadyMs() const;
+  // Sleeps until `steady_ms` (steady clock) or until Stop().
+  void WaitUntil(int64_t steady_ms);
+  bool StopRequested();
 
   std::unique_ptr<MetaStore> store_;
   const MetaServiceOptions options_;

@@ -56,7 +56,8 @@ Timespec NowTimespec() {
   return Timespec{static_cast<int64_t>(ts.tv_sec), static_cast<uint32_t>(ts.tv_nsec)};
 }
 
-Namespace::Namespace(NamespaceConfig config) : config_(std::move(config)) {
+Namespace::Namespace(NamespaceConfig config)
+    : config_(std::move(config)), quarantine_(config_.pools.size()) {
   for (const DataPoolGeometry& p : config_.pools) {
     allocators_.emplace_back(p.index, p.data_size, p.block_size);
   }
@@ -167,6 +168,9 @@ Result<std::vector<uint8_t>> Namespace::Mutate(uint16_t op, std::span<const uint
   }
   if (!r.ok()) return r;
   if (err_out != nullptr) *err_out = err;
+  // An ENOSPC the caller will retry once quarantined space is released is not the
+  // answer yet: caching it would let a re-sent request see a reply never journaled.
+  if (ctx.retry_at_ms != 0) return r;
   // Unregister ended the session: caching its reply would bring it back.
   if (ctx.session != 0 && static_cast<Opcode>(op) != Opcode::kUnregister) {
     CacheReply(ctx.session, ctx.seq, *r);
@@ -280,11 +284,11 @@ int Namespace::DoRegister(const RegisterRequest& req, OpContext& ctx, RegisterRe
 
 int Namespace::DoUnregister(OpContext& ctx) { return DoExpire(ctx.session, ctx); }
 
-int Namespace::DoExpire(uint64_t id, OpContext&) {
+int Namespace::DoExpire(uint64_t id, OpContext& ctx) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return 0;
   Session& s = *it->second;
-  while (!s.handles.empty()) CloseHandle(s, s.handles.begin()->first);
+  while (!s.handles.empty()) CloseHandle(s, s.handles.begin()->first, ctx);
   sessions_.erase(it);
   return 0;
 }
@@ -298,7 +302,7 @@ uint64_t Namespace::OpenHandle(Inode& inode, OpContext& ctx) {
   return h;
 }
 
-void Namespace::CloseHandle(Session& s, uint64_t handle) {
+void Namespace::CloseHandle(Session& s, uint64_t handle, const OpContext& ctx) {
   auto it = s.handles.find(handle);
   if (it == s.handles.end()) return;
   InodeId ino = it->second;
@@ -307,8 +311,8 @@ void Namespace::CloseHandle(Session& s, uint64_t handle) {
   Inode* inode = Find(ino);
   if (inode == nullptr) return;
   if (--inode->open_count == 0) {
-    if (inode->is_reg()) TrimSpeculative(*inode);
-    MaybeFree(*inode);
+    if (inode->is_reg()) TrimSpeculative(*inode, ctx);
+    MaybeFree(*inode, ctx);
   }
 }
 
@@ -378,18 +382,18 @@ void Namespace::RemoveEntry(Inode& dir, const std::string& name) {
   d.by_name.erase(it);
 }
 
-void Namespace::MaybeFree(Inode& inode) {
-  if (inode.attr.nlink == 0 && inode.open_count == 0) FreeInode(inode.attr.ino);
+void Namespace::MaybeFree(Inode& inode, const OpContext& ctx) {
+  if (inode.attr.nlink == 0 && inode.open_count == 0) FreeInode(inode.attr.ino, ctx);
 }
 
-void Namespace::FreeInode(InodeId ino) {
+void Namespace::FreeInode(InodeId ino, const OpContext& ctx) {
   auto it = inodes_.find(ino);
   if (it == inodes_.end()) return;
   std::vector<PoolRange> freed;
   it->second->extents.ForEach([&](const Extent& e) {
     freed.push_back(PoolRange{e.server, e.pool_offset, e.length});
   });
-  FreeRanges(freed);
+  FreeRanges(freed, ctx);
   inodes_.erase(it);
 }
 
@@ -659,7 +663,7 @@ int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx) {
   --in->attr.nlink;
   in->attr.ctime = ctx.now;
   Touch(*dir, ctx.now, true, true);
-  MaybeFree(*in);
+  MaybeFree(*in, ctx);
   return 0;
 }
 
@@ -678,7 +682,7 @@ int Namespace::DoRmdir(const UnlinkRequest& req, OpContext& ctx) {
   in->attr.nlink = 0;
   in->attr.ctime = ctx.now;
   Touch(*dir, ctx.now, true, true);
-  MaybeFree(*in);
+  MaybeFree(*in, ctx);
   return 0;
 }
 
@@ -759,7 +763,7 @@ int Namespace::DoRename(const RenameRequest& req, OpContext& ctx) {
   src->attr.ctime = ctx.now;
   Touch(*sdir, ctx.now, true, true);
   Touch(*ddir, ctx.now, true, true);
-  if (dst != nullptr) MaybeFree(*dst);
+  if (dst != nullptr) MaybeFree(*dst, ctx);
   return 0;
 }
 
@@ -778,7 +782,7 @@ int Namespace::DoOpen(const OpenRequest& req, OpContext& ctx, OpenReply* reply) 
   return 0;
 }
 
-int Namespace::DoRelease(const ReleaseRequest& req, OpContext&) {
+int Namespace::DoRelease(const ReleaseRequest& req, OpContext& ctx) {
   auto hs = handle_session_.find(req.handle);
   if (hs == handle_session_.end()) return EBADF;
   Session* s = FindSession(hs->second);
@@ -786,7 +790,7 @@ int Namespace::DoRelease(const ReleaseRequest& req, OpContext&) {
   auto it = s->handles.find(req.handle);
   if (it == s->handles.end()) return EBADF;
   if (it->second != req.ino) return EINVAL;
-  CloseHandle(*s, req.handle);
+  CloseHandle(*s, req.handle, ctx);
   return 0;
 }
 
@@ -953,10 +957,13 @@ Status Namespace::CheckInvariants() const {
     }
   }
   for (size_t i = 0; i < allocators_.size(); ++i) {
-    const uint64_t in_use = allocators_[i].total_bytes() - allocators_[i].free_bytes();
+    // Quarantined ranges are out of the allocator but in no file.
+    const uint64_t in_use = allocators_[i].total_bytes() - allocators_[i].free_bytes() -
+                            quarantine_.bytes(static_cast<uint32_t>(i));
     if (in_use != used[i]) {
       return fail("data pool " + std::to_string(i) + " has " + std::to_string(in_use) +
-                  " bytes in use but the extent maps hold " + std::to_string(used[i]));
+                  " bytes in use (" + std::to_string(quarantine_.bytes(static_cast<uint32_t>(i))) +
+                  " more quarantined) but the extent maps hold " + std::to_string(used[i]));
     }
   }
   return Status::OK();

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,6 +34,7 @@
 
 #include "common/status.h"
 #include "metadata/extent_map.h"
+#include "metadata/free_quarantine.h"
 #include "metadata/meta_protocol.h"
 #include "metadata/meta_store.h"
 
@@ -57,6 +59,14 @@ struct NamespaceConfig {
   // Handed out by Register.
   uint32_t lease_ms = 10000;
   ClusterInfo cluster;
+  // Blocks freed while serving go back to the allocators only this long after the free
+  // (free_quarantine.h: clients may still write them through cached layouts): freed at
+  // clock reading t, they are released at t + free_quarantine_ms + 1. 0: at once.
+  // MetaService sets it from its options (default 3000); replay never quarantines.
+  uint32_t free_quarantine_ms = 0;
+  // The steady clock in milliseconds the quarantine runs on (the same clock as lease
+  // deadlines). Empty: std::chrono::steady_clock. Tests inject their own.
+  std::function<int64_t()> clock_ms;
 };
 
 // The per-mutation facts that replay takes from the journal rather than deciding anew.
@@ -75,6 +85,14 @@ struct OpContext {
   // Live: the lease deadline (steady-clock ms) a session created or registered by this
   // mutation gets. Replay leaves it 0; the service renews every lease after recovery.
   int64_t lease_deadline_ms = 0;
+  // Live: the caller is willing to retry an allocation that fails with ENOSPC only
+  // because space is quarantined (or held after a restart), if it can succeed by this
+  // time (steady-clock ms). 0: ENOSPC is final.
+  int64_t space_wait_limit_ms = 0;
+  // Set on such an ENOSPC (live, within space_wait_limit_ms): when to retry. The reply
+  // is then not final: Mutate does not put it in the reply cache and the caller must run
+  // the request again (or cache the reply itself if it gives up).
+  int64_t retry_at_ms = 0;
   // Replay: set when the record's facts do not fit the state (e.g. a recorded pool range
   // is already in use): the journal does not match its checkpoint.
   std::string replay_error;
@@ -135,6 +153,17 @@ class Namespace {
   void ExtendAllLeases(int64_t ms);
   size_t session_count() const { return sessions_.size(); }
 
+  // ---- The free quarantine (free_quarantine.h; memory only) ----
+  // Returns the ranges whose quarantine ended by now to the allocators (every
+  // allocation does this first; the service also calls it periodically so that statfs
+  // shows the space). Mutates allocator state only: nothing to journal.
+  void ReleaseQuarantine();
+  // The earliest quarantine release time (clock ms); INT64_MAX when nothing is held.
+  int64_t next_quarantine_release_ms() const { return quarantine_.next_release_ms(); }
+  // The restart rule: no allocation before `until_ms` (clock ms), since any free block
+  // may have been freed just before the restart.
+  void HoldAllocationsUntil(int64_t until_ms) { quarantine_.HoldAllUntil(until_ms); }
+
   // ---- Checkpoints (checkpoint_codec.cc) ----
   // The whole state as one blob; deterministic (equal states give equal bytes).
   std::vector<uint8_t> Serialize() const;
@@ -145,8 +174,10 @@ class Namespace {
 
   // ---- Inspection (tests, statfs, dpmfs status) ----
   size_t inode_count() const { return inodes_.size(); }
+  // Free in the allocators; quarantined bytes are neither free nor in a file.
   uint64_t free_bytes() const;
   uint64_t total_bytes() const;
+  uint64_t quarantined_bytes() const { return quarantine_.bytes(); }
   // Consistency check of the whole state: every entry names a live inode, link counts
   // match the entries, parents match, open counts match the handles, allocator usage
   // matches the extents. Internal error naming the first problem.
@@ -197,9 +228,16 @@ class Namespace {
   // does not match (replay; *bad_record set).
   bool TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpContext& ctx,
                  std::vector<PoolRange>* out);
-  void FreeRanges(const std::vector<PoolRange>& ranges);
+  // THE way blocks a file gave up are freed: while serving they go into the quarantine
+  // (a client may still write them through a cached layout); in replay, and with the
+  // quarantine off, straight back to the allocators.
+  void FreeRanges(const std::vector<PoolRange>& ranges, const OpContext& ctx);
+  // Back to the allocators at once: only for ranges no client has seen (an allocation
+  // undone within the mutation that made it).
+  void ReturnRanges(const std::vector<PoolRange>& ranges);
+  int64_t NowMs() const;
   // Frees unwritten kSpeculative extents past EOF (at the last release).
-  void TrimSpeculative(Inode& inode);
+  void TrimSpeculative(Inode& inode, const OpContext& ctx);
 
   // Shared helpers.
   Inode* Find(InodeId ino);
@@ -213,12 +251,12 @@ class Namespace {
   void AddEntry(Inode& dir, const std::string& name, InodeId ino);
   void RemoveEntry(Inode& dir, const std::string& name);
   // nlink dropped: frees the inode when no name and no open handle is left.
-  void MaybeFree(Inode& inode);
-  void FreeInode(InodeId ino);
+  void MaybeFree(Inode& inode, const OpContext& ctx);
+  void FreeInode(InodeId ino, const OpContext& ctx);
   // Opens a handle on `inode` for the context's session.
   uint64_t OpenHandle(Inode& inode, OpContext& ctx);
   // Closes `handle` of `session` (trim / free at the last close).
-  void CloseHandle(Session& session, uint64_t handle);
+  void CloseHandle(Session& session, uint64_t handle, const OpContext& ctx);
   Session& SessionFor(uint64_t session);
   // Whether `ancestor` is `ino` or one of its ancestors.
   bool IsAncestor(InodeId ancestor, InodeId ino) const;
@@ -227,6 +265,7 @@ class Namespace {
   NamespaceConfig config_;
   std::unordered_map<InodeId, std::unique_ptr<Inode>> inodes_;
   std::vector<BlockAllocator> allocators_;  // one per data pool, by index
+  FreeQuarantine quarantine_;               // freed, not yet back in allocators_
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::unordered_map<uint64_t, uint64_t> handle_session_;  // open handle -> session
   InodeId next_ino_ = kRootInode + 1;

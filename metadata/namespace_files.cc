@@ -1,5 +1,16 @@
 // Namespace: file data operations (layout, allocate, commit, truncate, fallocate,
-// statfs) and the block allocators behind them.
+// statfs) and the block allocators and free quarantine behind them.
+//
+// Freed blocks: clients overwrite file data through cached layouts without asking us
+// (for at most the layout TTL after they sent the request that fetched the layout), so
+// a block a file gives up may still receive WRITEs for a while. Every path that frees
+// blocks (truncate, open O_TRUNC, punch hole, unlink / rename-over / rmdir at the last
+// reference, the last release trimming speculative blocks, a lapsed session's handles)
+// ends in FreeRanges, which puts them in the quarantine while serving; only an
+// allocation undone inside its own mutation (never shown to a client) bypasses it.
+// Replay frees at once: the journal records the ranges every allocation got, so replay
+// re-applies them (MarkUsed) and never re-decides placement; a block the live server
+// held in quarantine is simply free during replay, which any recorded allocation fits.
 //
 // The metadata server never touches file data; what that means for partial blocks:
 //   - Shrinking a file frees every block past the one holding the new EOF. The bytes of
@@ -15,6 +26,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <limits>
 
 #include "metadata/namespace.h"
@@ -38,7 +50,14 @@ uint64_t Namespace::total_bytes() const {
   return n;
 }
 
-void Namespace::FreeRanges(const std::vector<PoolRange>& ranges) {
+int64_t Namespace::NowMs() const {
+  if (config_.clock_ms) return config_.clock_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void Namespace::ReturnRanges(const std::vector<PoolRange>& ranges) {
   for (const PoolRange& r : ranges) {
     if (r.server < allocators_.size() && r.length > 0) {
       allocators_[r.server].Free(r.pool_offset, r.length);
@@ -46,14 +65,40 @@ void Namespace::FreeRanges(const std::vector<PoolRange>& ranges) {
   }
 }
 
+void Namespace::FreeRanges(const std::vector<PoolRange>& ranges, const OpContext& ctx) {
+  if (ctx.replay || config_.free_quarantine_ms == 0) {
+    ReturnRanges(ranges);
+    return;
+  }
+  // A clock reading t stands for some moment in [t, t+1): +1 so that at least the full
+  // quarantine passes in real time.
+  const int64_t release = NowMs() + config_.free_quarantine_ms + 1;
+  for (const PoolRange& r : ranges) {
+    if (r.server < allocators_.size() && r.length > 0) quarantine_.Add(r, release);
+  }
+}
+
+void Namespace::ReleaseQuarantine() { quarantine_.Release(NowMs(), allocators_); }
+
 bool Namespace::TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpContext& ctx,
                           std::vector<PoolRange>* out) {
   out->clear();
   if (!ctx.replay) {
-    if (!allocators_[server].Allocate(length, hint, out)) return false;
-    for (PoolRange& r : *out) r.server = server;
-    ctx.allocations.insert(ctx.allocations.end(), out->begin(), out->end());
-    return true;
+    const int64_t now = NowMs();
+    quarantine_.Release(now, allocators_);
+    if (!quarantine_.Holding(now) && allocators_[server].Allocate(length, hint, out)) {
+      for (PoolRange& r : *out) r.server = server;
+      ctx.allocations.insert(ctx.allocations.end(), out->begin(), out->end());
+      return true;
+    }
+    // ENOSPC. If quarantined space (or the end of the restart hold) would make it fit
+    // soon enough, tell the caller when to retry instead of failing: an application that
+    // deleted a file and writes at once must not see ENOSPC for up to a quarantine.
+    // (Allocate fails only when fewer than `length` bytes are free, so SpaceAt's count
+    // is exact for this piece; a later piece may still fail, and gets its own answer.)
+    const int64_t at = quarantine_.SpaceAt(server, length, allocators_[server].free_bytes(), now);
+    if (at > now && at <= ctx.space_wait_limit_ms) ctx.retry_at_ms = at;
+    return false;
   }
   uint64_t got = 0;
   while (got < length) {
@@ -78,7 +123,7 @@ bool Namespace::TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpCon
     got += r.length;
   }
   if (got == length) return true;
-  FreeRanges(*out);
+  ReturnRanges(*out);
   out->clear();
   return false;
 }
@@ -118,7 +163,8 @@ int Namespace::AllocateHoles(Inode& inode, uint64_t start, uint64_t end, uint64_
         // All or nothing: give back what this call took.
         std::vector<PoolRange> freed;
         for (const Extent& e : inserted) inode.extents.Remove(e.file_offset, e.length, &freed);
-        FreeRanges(freed);
+        // Nobody has seen these blocks (the reply is ENOSPC): no quarantine.
+        ReturnRanges(freed);
         // (A failed mutation is journaled by its errno alone, so the ranges this call
         // recorded in ctx.allocations are never written anywhere.)
         return ENOSPC;
@@ -137,20 +183,21 @@ int Namespace::AllocateHoles(Inode& inode, uint64_t start, uint64_t end, uint64_
   return 0;
 }
 
-void Namespace::TrimSpeculative(Inode& inode) {
+void Namespace::TrimSpeculative(Inode& inode, const OpContext& ctx) {
   std::vector<PoolRange> freed;
   inode.extents.TrimSpeculative(RoundUp(inode.attr.size, config_.block_size), &freed);
-  FreeRanges(freed);
+  // The Allocate reply named these blocks: the client may be writing them.
+  FreeRanges(freed, ctx);
 }
 
-void Namespace::Truncate(Inode& inode, uint64_t size, OpContext&) {
+void Namespace::Truncate(Inode& inode, uint64_t size, OpContext& ctx) {
   if (size < inode.attr.size) {
     const uint64_t keep = RoundUp(size, config_.block_size);
     const uint64_t end = inode.extents.end();
     if (end > keep) {
       std::vector<PoolRange> freed;
       inode.extents.Remove(keep, end - keep, &freed);
-      FreeRanges(freed);
+      FreeRanges(freed, ctx);
     }
   }
   inode.attr.size = size;
@@ -259,7 +306,7 @@ int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrRepl
     if (inner_end > inner_start) {
       std::vector<PoolRange> freed;
       in->extents.Remove(inner_start, inner_end - inner_start, &freed);
-      FreeRanges(freed);
+      FreeRanges(freed, ctx);
     }
   } else {
     // A record lists every allocated range; keep one fallocate's record bounded.

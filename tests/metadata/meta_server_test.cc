@@ -1,8 +1,9 @@
 // The metadata server's semantics over real RPC: a dpmfs-meta process on loopback (soft
 // transport), driven by MetaClient. An operation sweep with errnos; state surviving a
 // clean stop (SIGTERM) and a kill -9; a retried mutation after a restart answered from
-// the durable reply cache; lease expiry freeing an unlinked open file; refused pools and
-// flags. Also measures single-client create and stat rates (recorded as properties).
+// the durable reply cache; lease expiry freeing an unlinked open file; the free
+// quarantine flag; refused pools and flags. Also measures single-client create and stat
+// rates (recorded as properties).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/falloc.h>
@@ -96,7 +97,9 @@ class MetaServerTest : public ::testing::Test {
     if (!HasFailure()) std::filesystem::remove_all(dir_, ec);
   }
 
-  void StartServer(uint32_t lease_ms = 10000) {
+  // quarantine_ms: --free-quarantine-ms. These tests are about other things and count
+  // free blocks right after freeing them, so the quarantine is off unless asked for.
+  void StartServer(uint32_t lease_ms = 10000, uint32_t quarantine_ms = 0) {
     DaemonOptions o;
     o.name = "metadata server";
     o.log_prefix = "meta";
@@ -104,6 +107,7 @@ class MetaServerTest : public ::testing::Test {
     o.keep_logs = true;
     o.argv = {DPMFS_META_BIN,          "--pool", pool_, "--listen", listen_, "--lease-ms",
               std::to_string(lease_ms)};
+    o.argv.insert(o.argv.end(), {"--free-quarantine-ms", std::to_string(quarantine_ms)});
     if (cluster_file_.empty()) {
       o.argv.insert(o.argv.end(), {"--data", "127.0.0.1:7101", "--data", "127.0.0.1:7102"});
     } else {
@@ -489,6 +493,57 @@ TEST_F(MetaServerTest, LapsedLeaseReleasesOpenFiles) {
   EXPECT_EQ(watcher->Getattr(g.attr.ino, &a), 0);
   EXPECT_EQ(watcher->Release(g.attr.ino, g.handle), 0);
   EXPECT_EQ(watcher->Getattr(g.attr.ino, &a), ENOENT);
+}
+
+// --free-quarantine-ms reaches the daemon: its first allocation after a restart waits out
+// the hold, and blocks a truncate frees stay counted as used for a quarantine. (The details
+// are in free_quarantine_test; bounds here are one-sided, so a slow machine passes.)
+TEST_F(MetaServerTest, FreeQuarantineFlag) {
+  constexpr uint32_t kQ = 800;
+  using std::chrono::steady_clock;
+  auto ms_since = [](steady_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t).count();
+  };
+  StartServer(10000, kQ);
+  {
+    auto c0 = Connect();
+    ASSERT_NE(c0, nullptr);
+    Mkdir(*c0, kRootInode, "d");  // no longer a new file system: restarts hold
+  }
+  StopServer();
+  const auto started = steady_clock::now();  // the daemon serves after this
+  StartServer(10000, kQ);
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  CreateReply f = Create(*c, kRootInode, "f");
+  AllocateReply al;
+  ASSERT_EQ(c->Allocate(AllocateRequest{f.attr.ino, 0, kBlock}, &al), 0);
+  EXPECT_GE(ms_since(started), kQ) << "allocated inside the hold after the start";
+  CommitRequest cr;
+  cr.ino = f.attr.ino;
+  cr.valid = CommitRequest::kSize;
+  cr.new_size = kUnit;
+  cr.written = {{0, kUnit}};
+  InodeAttr a;
+  ASSERT_EQ(c->Commit(cr, &a), 0);
+  StatfsReply s0, s1;
+  ASSERT_EQ(c->Statfs(&s0), 0);
+  const auto sent = steady_clock::now();  // the blocks are freed after this
+  SetattrRequest tr;
+  tr.ino = f.attr.ino;
+  tr.valid = SetattrRequest::kSize;
+  tr.size = 0;
+  ASSERT_EQ(c->Setattr(tr, &a), 0);
+  ASSERT_EQ(c->Statfs(&s1), 0);
+  if (ms_since(sent) < kQ) {
+    EXPECT_EQ(s1.free_blocks, s0.free_blocks) << "quarantined blocks must count as used";
+  }
+  for (int i = 0; i < 100 && s1.free_blocks != s0.free_blocks + kUnit / kBlock; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_EQ(c->Statfs(&s1), 0);
+  }
+  EXPECT_EQ(s1.free_blocks, s0.free_blocks + kUnit / kBlock);
+  EXPECT_GE(ms_since(sent), kQ);
 }
 
 TEST_F(MetaServerTest, RecoveredSessionsGetAGracePeriod) {

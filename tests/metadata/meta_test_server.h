@@ -68,6 +68,10 @@ class MetaServerFixture {
     o.argv = {DPMFS_META_BIN, "--pool",  pool_path_, "--listen",
               listen_,        "--data",  "127.0.0.1:1", "--data",
               "127.0.0.1:2",  "--lease-ms", "60000"};
+    // A short free quarantine: the quarantine and the restart hold stay in play (live
+    // placement avoids held blocks, replay must still match) without stalling the first
+    // allocation after each of many restarts for seconds.
+    o.argv.insert(o.argv.end(), {"--free-quarantine-ms", "100"});
     auto started = DaemonProcess::Start(o, ++generation_);
     if (!started.ok()) return started.status();
     server_ = std::move(*started);

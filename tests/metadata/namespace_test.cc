@@ -62,10 +62,18 @@ class NamespaceTest : public ::testing::Test {
     ctx.session = session_;
     ctx.seq = ++seq_;
     ctx.lease_deadline_ms = 1;
+    ctx.space_wait_limit_ms = wait_limit_ms_;
+    clock_ms_ += clock_step_ms_;
     int err = -1;
     auto r = ns_->Mutate(op, payload, ctx, &err);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (!r.ok()) return -1;
+    last_retry_at_ms_ = ctx.retry_at_ms;
+    if (ctx.retry_at_ms != 0) {
+      // Not an answer yet (MetaService waits and runs it again): not journaled.
+      EXPECT_EQ(err, ENOSPC);
+      return err;
+    }
     MutationRecord rec;
     rec.op = op;
     rec.session = ctx.session;
@@ -301,7 +309,9 @@ class NamespaceTest : public ::testing::Test {
     Status st = b.CheckInvariants();
     EXPECT_TRUE(st.ok()) << st.ToString();
     EXPECT_TRUE(b.Serialize() == ns_->Serialize()) << "replayed state differs from the live one";
-    EXPECT_EQ(b.free_bytes(), ns_->free_bytes());
+    // Replay quarantines nothing: what the live namespace still holds is free there.
+    EXPECT_EQ(b.quarantined_bytes(), 0u);
+    EXPECT_EQ(b.free_bytes(), ns_->free_bytes() + ns_->quarantined_bytes());
   }
   void ExpectCheckpointRoundTrip() {
     std::vector<uint8_t> blob = ns_->Serialize();
@@ -309,7 +319,7 @@ class NamespaceTest : public ::testing::Test {
     Status st = c.Load(blob);
     ASSERT_TRUE(st.ok()) << st.ToString();
     EXPECT_TRUE(c.Serialize() == blob);
-    EXPECT_EQ(c.free_bytes(), ns_->free_bytes());
+    EXPECT_EQ(c.free_bytes(), ns_->free_bytes() + ns_->quarantined_bytes());
   }
 
   NamespaceConfig config_ = MakeConfig();
@@ -318,6 +328,14 @@ class NamespaceTest : public ::testing::Test {
   uint64_t session_ = 0x5e55;
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
+  // The quarantine's clock (QuarantineTest hooks it into config_): each mutation first
+  // moves it clock_step_ms_ on.
+  int64_t clock_ms_ = 1000;
+  int64_t clock_step_ms_ = 0;
+  int64_t wait_limit_ms_ = 0;     // OpContext::space_wait_limit_ms of every mutation
+  int64_t last_retry_at_ms_ = 0;  // OpContext::retry_at_ms of the last mutation
+
+  void RandomWorkloadReplaysExactly(uint64_t seed);
 };
 
 // ---------------------------------------------------------------------------------------
@@ -1125,8 +1143,10 @@ TEST_F(NamespaceTest, UndecodableAndWrongOpcodes) {
 
 // A seeded random workload; replay from the start and from a mid-way checkpoint must
 // reproduce the live state byte for byte.
-TEST_F(NamespaceTest, RandomWorkloadReplaysExactly) {
-  std::mt19937_64 rng(42);
+// A seeded workload of every mutation (with a checkpoint half way); then replay from the
+// start and from the checkpoint must reproduce the live state exactly.
+void NamespaceTest::RandomWorkloadReplaysExactly(uint64_t seed) {
+  std::mt19937_64 rng(seed);
   std::vector<InodeId> dirs{kRootInode};
   std::vector<std::pair<InodeId, uint64_t>> open;
   std::vector<uint8_t> checkpoint;
@@ -1209,6 +1229,8 @@ TEST_F(NamespaceTest, RandomWorkloadReplaysExactly) {
   ExpectCheckpointRoundTrip();
 }
 
+TEST_F(NamespaceTest, RandomWorkloadReplaysExactly) { RandomWorkloadReplaysExactly(42); }
+
 TEST_F(NamespaceTest, CheckpointCorruptionIsDetected) {
   InodeAttr a, b;
   uint64_t ha = 0, hb = 0;
@@ -1262,6 +1284,215 @@ TEST_F(NamespaceTest, CheckpointCorruptionIsDetected) {
     if (!c.Load(bad).ok()) ++refused;
   }
   EXPECT_GT(refused, 10);
+}
+
+// ---------------------------------------------------------------------------------------
+// The free quarantine (free_quarantine.h), on an injected clock: freed blocks are not
+// handed out again until free_quarantine_ms has passed on it.
+
+class QuarantineTest : public NamespaceTest {
+ protected:
+  static constexpr int64_t kQuarantine = 200;
+  void SetUp() override {
+    // One data pool of 16 blocks, stripe unit 4 blocks: reuse is the only way to
+    // allocate once it is full, so "reused" and "not reused" show in the layouts.
+    Configure(16, 4);
+    NamespaceTest::SetUp();
+  }
+  void Configure(uint64_t pool_blocks, uint32_t unit_blocks) {
+    config_ = MakeConfig(pool_blocks * kBlock, 1);
+    config_.stripe_unit = config_.cluster.stripe_unit = unit_blocks * kBlock;
+    config_.free_quarantine_ms = kQuarantine;
+    config_.clock_ms = [this] { return clock_ms_; };
+  }
+  // A closed file whose blocks [0, blocks) are written, filling the pool from the front.
+  InodeId WrittenFile(const std::string& name, uint64_t blocks) {
+    InodeAttr a;
+    uint64_t h = 0;
+    EXPECT_EQ(Create(kRootInode, name, &a, &h), 0);
+    EXPECT_EQ(Allocate(a.ino, 0, blocks * kBlock), 0);
+    EXPECT_EQ(Commit(a.ino, blocks * kBlock, {{0, blocks * kBlock}}), 0);
+    EXPECT_EQ(Release(a.ino, h), 0);
+    return a.ino;
+  }
+  static std::set<uint64_t> Blocks(const std::vector<Extent>& extents) {
+    std::set<uint64_t> out;
+    for (const Extent& e : extents)
+      for (uint64_t b = 0; b < e.length; b += kBlock) out.insert(e.pool_offset + b);
+    return out;
+  }
+};
+
+TEST_F(QuarantineTest, FreedBlocksAreReusedOnlyAfterTheQuarantine) {
+  const InodeId a = WrittenFile("a", 16);
+  const std::set<uint64_t> a_blocks = Blocks(Layout(a));
+  ASSERT_EQ(a_blocks.size(), 16u);
+  EXPECT_EQ(Statfs().free_blocks, 0u);
+  // Truncate frees 12 blocks at t = 1000: held through 1200 (released at 1201, so that
+  // a whole quarantine passes whatever the clock's sub-millisecond part was).
+  const int64_t freed_at = clock_ms_;
+  ASSERT_EQ(Truncate(a, 4 * kBlock), 0);
+  EXPECT_EQ(ns_->quarantined_bytes(), 12u * kBlock);
+  EXPECT_EQ(ns_->free_bytes(), 0u);
+  EXPECT_EQ(Statfs().free_blocks, 0u) << "quarantined blocks count as used";
+  InodeAttr b;
+  uint64_t hb = 0;
+  ASSERT_EQ(Create(kRootInode, "b", &b, &hb), 0);
+  EXPECT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC);
+  clock_ms_ = freed_at + kQuarantine;
+  EXPECT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC) << "reused before the quarantine ended";
+  EXPECT_EQ(ns_->quarantined_bytes(), 12u * kBlock);
+  clock_ms_ = freed_at + kQuarantine + 1;
+  std::vector<Extent> got;
+  ASSERT_EQ(Allocate(b.ino, 0, kBlock, &got), 0);
+  EXPECT_EQ(ns_->quarantined_bytes(), 0u);
+  EXPECT_EQ(ns_->free_bytes(), 8u * kBlock);
+  // b got a stripe unit (4 blocks), all of them blocks a gave up.
+  const std::set<uint64_t> b_blocks = Blocks(got);
+  EXPECT_EQ(b_blocks.size(), 4u);
+  for (uint64_t blk : b_blocks) EXPECT_TRUE(a_blocks.count(blk)) << blk;
+  for (uint64_t blk : Blocks(Layout(a))) EXPECT_FALSE(b_blocks.count(blk)) << blk;
+  EXPECT_EQ(Release(b.ino, hb), 0);  // trims b's speculative blocks: quarantined again
+  EXPECT_EQ(ns_->quarantined_bytes(), 4u * kBlock);
+  EXPECT_EQ(Statfs().free_blocks, 8u);
+  clock_ms_ += kQuarantine + 1;
+  ns_->ReleaseQuarantine();  // what the service's lease thread does for statfs
+  EXPECT_EQ(Statfs().free_blocks, 12u);
+  ExpectReplayEqual();
+  ExpectCheckpointRoundTrip();
+}
+
+TEST_F(QuarantineTest, EveryWayOfFreeingQuarantines) {
+  // 12 blocks, stripe unit 2: six files of 2 blocks fill the pool; each step frees
+  // blocks one way, and none may reach the allocator at once.
+  Configure(12, 2);
+  ns_ = std::make_unique<Namespace>(config_);
+  auto expect_held = [&](const char* how, uint64_t blocks) {
+    SCOPED_TRACE(how);
+    EXPECT_EQ(ns_->quarantined_bytes(), blocks * kBlock);
+    EXPECT_EQ(ns_->free_bytes(), 0u);
+    Status st = ns_->CheckInvariants();
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  };
+  const InodeId f = WrittenFile("f", 2);
+  const InodeId t = WrittenFile("t", 2);
+  WrittenFile("g", 2);
+  WrittenFile("h", 2);
+  const InodeId e = WrittenFile("e", 2);
+  InodeAttr s;
+  uint64_t hs = 0;
+  ASSERT_EQ(Create(kRootInode, "s", &s, &hs), 0);
+  ASSERT_EQ(Allocate(s.ino, 0, kBlock), 0);  // 2 speculative blocks, never committed
+  ASSERT_EQ(ns_->free_bytes(), 0u);
+
+  ASSERT_EQ(Fallocate(f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, kBlock), 0);
+  expect_held("punch hole", 1);
+  ASSERT_EQ(Truncate(f, 0), 0);
+  expect_held("truncate", 2);
+  uint64_t ht = 0;
+  ASSERT_EQ(Open(t, O_RDWR | O_TRUNC, &ht), 0);
+  expect_held("open O_TRUNC", 4);
+  ASSERT_EQ(Release(t, ht), 0);
+  ASSERT_EQ(Release(s.ino, hs), 0);
+  expect_held("last release of speculative blocks", 6);
+  ASSERT_EQ(Rename(kRootInode, "g", kRootInode, "h"), 0);
+  expect_held("rename over a file", 8);
+  ASSERT_EQ(Unlink(kRootInode, "h"), 0);
+  expect_held("unlink", 10);
+  // Unlinked while open, then the session's lease lapses.
+  uint64_t he = 0;
+  ASSERT_EQ(Open(e, O_RDWR, &he), 0);
+  ASSERT_EQ(Unlink(kRootInode, "e"), 0);
+  expect_held("unlink while open", 10);
+  clock_ms_ += kQuarantine + 1;  // all of the above is due (nothing allocates meanwhile)
+  std::vector<uint8_t> payload(8);
+  for (int i = 0; i < 8; ++i) payload[i] = static_cast<uint8_t>(session_ >> (8 * i));
+  session_ = 0;
+  EmptyReply none;
+  ASSERT_EQ(MutRaw(kOpExpireSession, payload, &none), 0);
+  EXPECT_EQ(Getattr(e), ENOENT);
+  expect_held("lease expiry", 12);
+  ExpectReplayEqual();
+  // The first 10 are due; what the expiry freed is not.
+  ns_->ReleaseQuarantine();
+  EXPECT_EQ(ns_->free_bytes(), 10u * kBlock);
+  EXPECT_EQ(ns_->quarantined_bytes(), 2u * kBlock);
+}
+
+TEST_F(QuarantineTest, EnospcThatTheQuarantineWouldLiftAsksForARetry) {
+  const InodeId a = WrittenFile("a", 16);
+  InodeAttr b;
+  uint64_t hb = 0;
+  ASSERT_EQ(Create(kRootInode, "b", &b, &hb), 0);
+  ASSERT_EQ(Truncate(a, 14 * kBlock), 0);  // blocks 14, 15 released at 1201
+  wait_limit_ms_ = clock_ms_ + kQuarantine + 1;
+  bool too_old = false;
+  // b needs a stripe unit (4 blocks): even the whole quarantine would not do. Final.
+  ASSERT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC);
+  EXPECT_EQ(last_retry_at_ms_, 0);
+  EXPECT_TRUE(ns_->CachedReply(session_, seq_, &too_old).has_value());
+  clock_ms_ = 1100;
+  ASSERT_EQ(Truncate(a, 8 * kBlock), 0);  // blocks 8..13 released at 1301
+  // Now it fits once the second range is out: retry then, and nothing is cached.
+  wait_limit_ms_ = clock_ms_ + kQuarantine + 1;
+  ASSERT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC);
+  EXPECT_EQ(last_retry_at_ms_, 1301);
+  EXPECT_FALSE(ns_->CachedReply(session_, seq_, &too_old).has_value());
+  // A caller that would not wait that long gets a final ENOSPC.
+  wait_limit_ms_ = 1300;
+  ASSERT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC);
+  EXPECT_EQ(last_retry_at_ms_, 0);
+  EXPECT_TRUE(ns_->CachedReply(session_, seq_, &too_old).has_value());
+  // At 1201 the first range is out (2 blocks free): still 1301.
+  clock_ms_ = 1201;
+  wait_limit_ms_ = clock_ms_ + kQuarantine;
+  ASSERT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC);
+  EXPECT_EQ(last_retry_at_ms_, 1301);
+  EXPECT_EQ(ns_->free_bytes(), 2u * kBlock);
+  // At the announced time the retry succeeds.
+  clock_ms_ = 1301;
+  EXPECT_EQ(Allocate(b.ino, 0, kBlock), 0);
+  EXPECT_EQ(last_retry_at_ms_, 0);
+  EXPECT_EQ(Release(b.ino, hb), 0);
+  ExpectReplayEqual();
+}
+
+TEST_F(QuarantineTest, HoldAfterRestartStopsEveryAllocationUntilItEnds) {
+  const InodeId a = WrittenFile("a", 4);
+  // What MetaService::Open does after recovery.
+  const int64_t until = clock_ms_ + kQuarantine;
+  ns_->HoldAllocationsUntil(until);
+  // The hold delays allocation; it does not consume space, and statfs says so.
+  EXPECT_EQ(Statfs().free_blocks, 12u);
+  EXPECT_EQ(Allocate(a, 4 * kBlock, kBlock), ENOSPC);
+  EXPECT_EQ(last_retry_at_ms_, 0);
+  wait_limit_ms_ = until;
+  EXPECT_EQ(Allocate(a, 4 * kBlock, kBlock), ENOSPC);
+  EXPECT_EQ(last_retry_at_ms_, until);
+  // Everything else works meanwhile, frees included.
+  ASSERT_EQ(Truncate(a, kBlock), 0);
+  EXPECT_EQ(ns_->quarantined_bytes(), 3u * kBlock);
+  clock_ms_ = until - 1;
+  EXPECT_EQ(Allocate(a, 4 * kBlock, kBlock), ENOSPC);
+  EXPECT_EQ(last_retry_at_ms_, until);
+  clock_ms_ = until;
+  EXPECT_EQ(Allocate(a, 4 * kBlock, kBlock), 0);
+  ExpectReplayEqual();
+}
+
+TEST_F(QuarantineTest, ReplayOfAWorkloadUnderQuarantinePressure) {
+  // Four small pools (so frees and allocations compete for the same blocks), a clock
+  // that moves 7 ms per mutation against a 200 ms quarantine, and the seeded workload:
+  // live placement avoids quarantined blocks, replay re-applies what the journal says
+  // and must land on exactly the same state.
+  config_ = MakeConfig(8 * kUnit, 4);
+  config_.free_quarantine_ms = kQuarantine;
+  config_.clock_ms = [this] { return clock_ms_; };
+  ns_ = std::make_unique<Namespace>(config_);
+  clock_step_ms_ = 7;
+  // Part of the time the caller would wait (those ENOSPCs are not journaled).
+  wait_limit_ms_ = 0;
+  RandomWorkloadReplaysExactly(7);
 }
 
 }  // namespace
