@@ -329,10 +329,24 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
   if (!inode.layout().Map(offset, end, &segs) || AnyHole(segs)) {
     meta::AllocateRequest req{inode.ino(), bstart, bend - bstart};
     meta::AllocateReply rep;
-    const auto valid_until = LayoutCache::Clock::now() + options_.layout_ttl;
-    if (int err = meta_.Allocate(req, &rep); err != 0) return err;
-    if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
-    inode.layout().Insert(rep.extents, valid_until);
+    // The server may hold an Allocate back while the space it needs is quarantined
+    // (up to --free-quarantine-ms, longer than the layout TTL): a reply that arrives
+    // expired is asked for again, and the repeat finds the blocks allocated already.
+    constexpr int kAttempts = 3;
+    for (int attempt = 1;; ++attempt) {
+      const auto valid_until = LayoutCache::Clock::now() + options_.layout_ttl;
+      if (int err = meta_.Allocate(req, &rep); err != 0) return err;
+      if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
+      if (LayoutCache::Clock::now() < valid_until) {
+        inode.layout().Insert(rep.extents, valid_until);
+        break;
+      }
+      if (attempt == kAttempts) {
+        spdlog::error("inode {}: allocate replies take longer than the {} ms layout TTL",
+                      inode.ino(), options_.layout_ttl.count());
+        return EIO;
+      }
+    }
     if (!inode.layout().Map(offset, end, &segs) || AnyHole(segs)) {
       spdlog::error("inode {}: the metadata server's allocate reply does not cover [{}, {})",
                     inode.ino(), bstart, bend);
