@@ -130,6 +130,12 @@ class SoftQueuePair final : public QueuePair {
   void OutputLocked(std::unique_lock<std::mutex>& lock, std::span<OutFrame> frames,
                     bool copy_payload_if_queued);
   void TxLoop();
+  // One non-blocking sendmsg of out_queue_ (out_mu_ held); false if the socket is full.
+  bool WriteQueuedLocked();
+  // While corked, frames queue (whoever posts them) instead of going out; Uncork sends
+  // the queue in one sendmsg (the tx thread takes what the socket does not).
+  void Cork();
+  void Uncork();
 
   // ---- rx path ----
   void RxLoop();
@@ -200,6 +206,7 @@ class SoftQueuePair final : public QueuePair {
   std::condition_variable out_cv_;
   std::deque<OutFrame> out_queue_;
   std::thread tx_thread_;
+  bool corked_ = false;  // guarded by out_mu_
 
   std::shared_ptr<PendingWrites> pending_;
 

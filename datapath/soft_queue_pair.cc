@@ -90,7 +90,13 @@ void SoftQueuePair::DeliverHeld() {
   if (held_deliveries_.empty()) return;
   std::vector<Completion> batch;
   batch.swap(held_deliveries_);
+  // What the handlers of one batch send (an RPC server's replies) leaves in one
+  // sendmsg: one wake-up of the peer instead of one per message. Kept in posting
+  // order with anything other threads post meanwhile (it queues behind the cork).
+  const bool cork = batch.size() > 1;
+  if (cork) Cork();
   for (const Completion& c : batch) options_.on_recv(c);
+  if (cork) Uncork();
   if (held_deliveries_.empty()) {  // keep the capacity for the next batch
     batch.clear();
     held_deliveries_.swap(batch);
@@ -218,7 +224,7 @@ void SoftQueuePair::OutputLocked(std::unique_lock<std::mutex>& lock, std::span<O
   (void)lock;  // held: it guards the socket's write side and out_queue_
   if (stopping_.load(std::memory_order_acquire)) return;
   size_t first_unsent = 0;
-  if (out_queue_.empty()) {
+  if (out_queue_.empty() && !corked_) {
     // Fast path: write directly, without blocking.
     iovec iov[kMaxIov];
     size_t n = 0;
@@ -253,8 +259,59 @@ void SoftQueuePair::OutputLocked(std::unique_lock<std::mutex>& lock, std::span<O
     if (copy_payload_if_queued) f.OwnPayload();
     out_queue_.push_back(std::move(f));
   }
+  if (corked_) return;  // Uncork sends it
   if (!tx_thread_.joinable()) tx_thread_ = std::thread([this] { TxLoop(); });
   out_cv_.notify_one();
+}
+
+void SoftQueuePair::Cork() {
+  std::lock_guard lock(out_mu_);
+  corked_ = true;
+}
+
+void SoftQueuePair::Uncork() {
+  std::unique_lock lock(out_mu_);
+  corked_ = false;
+  if (out_queue_.empty() || stopping_.load(std::memory_order_acquire)) return;
+  WriteQueuedLocked();
+  if (out_queue_.empty()) return;
+  if (!tx_thread_.joinable()) tx_thread_ = std::thread([this] { TxLoop(); });
+  out_cv_.notify_one();
+}
+
+bool SoftQueuePair::WriteQueuedLocked() {
+  iovec iov[kMaxIov];
+  size_t n = 0;
+  for (size_t i = 0; i < out_queue_.size() && n + 2 <= kMaxIov; ++i) {
+    OutFrame& f = out_queue_[i];
+    if (f.sent < kHeaderSize) iov[n++] = {f.header + f.sent, kHeaderSize - f.sent};
+    size_t pay_off = f.sent > kHeaderSize ? f.sent - kHeaderSize : 0;
+    if (f.payload_len > pay_off) {
+      iov[n++] = {const_cast<uint8_t*>(f.bytes()) + pay_off, f.payload_len - pay_off};
+    }
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  ssize_t w = ::sendmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (w < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
+    out_queue_.clear();  // broken connection: the rx thread fails the QP
+    return true;
+  }
+  size_t written = static_cast<size_t>(w);
+  while (!out_queue_.empty() && written > 0) {
+    OutFrame& f = out_queue_.front();
+    size_t left = kHeaderSize + f.payload_len - f.sent;
+    if (written >= left) {
+      written -= left;
+      out_queue_.pop_front();
+    } else {
+      f.sent += written;
+      written = 0;
+    }
+  }
+  return true;
 }
 
 void SoftQueuePair::TxLoop() {
@@ -262,42 +319,11 @@ void SoftQueuePair::TxLoop() {
   while (true) {
     out_cv_.wait(lock, [&] { return !out_queue_.empty() || stopping_.load(); });
     if (stopping_.load()) return;
-    iovec iov[kMaxIov];
-    size_t n = 0;
-    for (size_t i = 0; i < out_queue_.size() && n + 2 <= kMaxIov; ++i) {
-      OutFrame& f = out_queue_[i];
-      if (f.sent < kHeaderSize) iov[n++] = {f.header + f.sent, kHeaderSize - f.sent};
-      size_t pay_off = f.sent > kHeaderSize ? f.sent - kHeaderSize : 0;
-      if (f.payload_len > pay_off) {
-        iov[n++] = {const_cast<uint8_t*>(f.bytes()) + pay_off, f.payload_len - pay_off};
-      }
-    }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = n;
-    ssize_t w = ::sendmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-        lock.unlock();
-        pollfd p{fd_.get(), POLLOUT, 0};
-        ::poll(&p, 1, 100);
-        lock.lock();
-        continue;
-      }
-      out_queue_.clear();  // broken connection: the rx thread fails the QP
-      continue;
-    }
-    size_t written = static_cast<size_t>(w);
-    while (!out_queue_.empty() && written > 0) {
-      OutFrame& f = out_queue_.front();
-      size_t left = kHeaderSize + f.payload_len - f.sent;
-      if (written >= left) {
-        written -= left;
-        out_queue_.pop_front();
-      } else {
-        f.sent += written;
-        written = 0;
-      }
+    if (!WriteQueuedLocked()) {  // the socket is full: wait until it drains
+      lock.unlock();
+      pollfd p{fd_.get(), POLLOUT, 0};
+      ::poll(&p, 1, 100);
+      lock.lock();
     }
   }
 }
