@@ -138,7 +138,14 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   // durably would cost a journal write per free, for a rare event.
   // A file system that never journaled anything has never handed out a block, so no
   // client can hold a layout naming one: no hold (a new cluster writes at once).
-  if (options.free_quarantine_ms > 0 && stats->last_lsn > 0) {
+  // Nor when no session survived: sessions end only by Unregister (the client is done,
+  // e.g. unmounted) or by lease expiry, a whole lease after the client's last contact;
+  // with the lease at least one quarantine long, every layout such a client fetched has
+  // expired, and its writes in flight have landed, by then. So a clean `dpmfs down`
+  // (clients unmount first) and `up` does not stall the first writes.
+  const bool clients_may_hold_layouts =
+      s->ns_->session_count() > 0 || options.lease_ms < options.free_quarantine_ms;
+  if (options.free_quarantine_ms > 0 && stats->last_lsn > 0 && clients_may_hold_layouts) {
     // (+1: SteadyMs truncates, see Namespace::FreeRanges.)
     s->ns_->HoldAllocationsUntil(s->SteadyMs() + options.free_quarantine_ms + 1);
   }

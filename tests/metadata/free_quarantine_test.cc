@@ -235,6 +235,21 @@ TEST_F(QuarantineServiceTest, NothingIsAllocatedForOneQuarantineAfterARestart) {
   EXPECT_GE(Ms(Clock::now() - opened), kQ);
 }
 
+// Every client unregistered before the stop (a clean unmount, then `dpmfs down`): no
+// client can hold a layout, so the restart does not hold allocations back.
+TEST_F(QuarantineServiceTest, NoHoldAfterARestartWithoutSessions) {
+  constexpr uint32_t kQ = 2000;
+  ASSERT_NO_FATAL_FAILURE(Open(kQ));
+  const InodeId f = Create("f");
+  ASSERT_EQ(Allocate(f, 0, kBlock), 0);
+  EmptyReply none;
+  ASSERT_EQ(Call(Opcode::kUnregister, UnregisterRequest{}, &none), 0);
+  auto opened = Clock::now();
+  ASSERT_NO_FATAL_FAILURE(Open(kQ));
+  ASSERT_EQ(Allocate(f, kUnit, kBlock), 0);
+  EXPECT_LT(Ms(Clock::now() - opened), kQ) << "held although no session survived";
+}
+
 TEST_F(QuarantineServiceTest, AllocateWaitsForQuarantinedSpaceAndStatfsCountsItUsed) {
   constexpr uint32_t kQ = 400;
   ASSERT_NO_FATAL_FAILURE(Open(kQ));
