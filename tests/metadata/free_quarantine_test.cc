@@ -21,6 +21,7 @@
 #include "metadata/meta_service.h"
 #include "metadata/meta_store.h"
 #include "rpc/rpc_server.h"
+#include "tests/metadata/meta_test_pool.h"
 
 namespace dpmfs::meta {
 namespace {
@@ -100,21 +101,12 @@ class QuarantineServiceTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
     pool_ = dir_ + "/meta.pool";
-    pool::FormatOptions fo;
-    fo.geometry.role = pool::Role::kMetadata;
-    fo.geometry.cluster = pool::ClusterUuid::Generate();
-    fo.geometry.block_size = kBlock;
-    fo.geometry.pool_size = 8ull << 20;
-    auto made = pool::FormatPool(pool_, fo);
-    ASSERT_TRUE(made.ok()) << made.status().ToString();
-    auto mapped = pool::MappedPool::Open(pool_, {});
-    ASSERT_TRUE(mapped.ok()) << mapped.status().ToString();
-    MetaFormatOptions mo;
-    mo.stripe_unit = kUnit;
-    for (uint32_t i = 0; i < 2; ++i)
-      mo.data_pools.push_back(DataPoolGeometry{i, kBlock, kPoolBytes});
-    Status st = MetaStore::Format(*mapped, mo);
-    ASSERT_TRUE(st.ok()) << st.ToString();
+    TestMetaPool p;
+    p.block_size = kBlock;
+    p.pool_size = 8ull << 20;
+    p.stripe_unit = kUnit;
+    p.data_pool_bytes = kPoolBytes;
+    ASSERT_NO_FATAL_FAILURE(FormatTestMetaPool(pool_, p));
   }
   void TearDown() override {
     if (svc_ != nullptr) {

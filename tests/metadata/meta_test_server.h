@@ -16,6 +16,7 @@
 #include "common/daemon_process.h"
 #include "common/pool.h"
 #include "metadata/meta_store.h"
+#include "tests/metadata/meta_test_pool.h"
 
 namespace dpmfs::meta {
 
@@ -35,28 +36,14 @@ class MetaServerFixture {
       : dir_(dir), journal_fraction_(journal_fraction) {}
 
   void Format() {
-    pool::ClusterUuid cluster = pool::ClusterUuid::Generate();
-    MetaFormatOptions mo;
-    mo.stripe_unit = 64 * 1024;
-    for (uint32_t i = 0; i < 2; ++i) {
-      mo.data_pools.push_back(DataPoolGeometry{i, kTestBlock, 64ull << 20});
-    }
-    pool::FormatOptions fo;
-    fo.geometry.role = pool::Role::kMetadata;
-    fo.geometry.cluster = cluster;
-    fo.geometry.index = 0;
-    fo.geometry.block_size = kTestBlock;
+    TestMetaPool p;
+    p.block_size = kTestBlock;
     // 6 MiB of data area, a 10% journal: a workload passes the checkpoint threshold
     // every ~1000 operations, so kills also land in and around checkpoints.
-    fo.geometry.pool_size = 8ull << 20;
+    p.pool_size = 8ull << 20;
+    p.journal_fraction = journal_fraction_;
     pool_path_ = dir_ + "/meta.pool";
-    auto made = pool::FormatPool(pool_path_, fo);
-    ASSERT_TRUE(made.ok()) << made.status().ToString();
-    auto mapped = pool::MappedPool::Open(pool_path_, {});
-    ASSERT_TRUE(mapped.ok()) << mapped.status().ToString();
-    mo.journal_fraction = journal_fraction_;
-    Status st = MetaStore::Format(*mapped, mo);
-    ASSERT_TRUE(st.ok()) << st.ToString();
+    FormatTestMetaPool(pool_path_, p);
   }
 
   Status Start() {
