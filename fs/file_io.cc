@@ -90,15 +90,29 @@ void FileIo::KnowEmptyLayout(Inode& inode) {
                              LayoutCache::Clock::now() + options_.layout_ttl);
 }
 
-int FileIo::FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
-                        uint64_t map_begin, uint64_t map_end) {
-  // A reply that takes longer than the layout TTL to arrive is expired on arrival (the
-  // server may have freed those blocks right after computing it): ask again.
+int FileIo::WithinLayoutTtl(meta::InodeId ino, const char* what,
+                            const std::function<int()>& request,
+                            LayoutCache::Clock::time_point* valid_until) {
   constexpr int kAttempts = 3;
   for (int attempt = 1;; ++attempt) {
-    uint64_t epoch = inode.layout().epoch();
-    const auto valid_until = LayoutCache::Clock::now() + options_.layout_ttl;
-    std::vector<Extent> all;
+    *valid_until = LayoutCache::Clock::now() + options_.layout_ttl;
+    if (int err = request(); err != 0) return err;
+    if (LayoutCache::Clock::now() < *valid_until) return 0;
+    if (attempt == kAttempts) {
+      spdlog::error("inode {}: {} replies take longer than the {} ms layout TTL; giving up",
+                    ino, what, options_.layout_ttl.count());
+      return EIO;
+    }
+  }
+}
+
+int FileIo::FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
+                        uint64_t map_begin, uint64_t map_end) {
+  uint64_t epoch = 0;
+  std::vector<Extent> all;
+  auto fetch = [&]() -> int {
+    epoch = inode.layout().epoch();
+    all.clear();
     uint64_t pos = begin;
     while (pos < end) {
       meta::LayoutRequest req{inode.ino(), pos, end - pos};
@@ -120,22 +134,21 @@ int FileIo::FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<
       all.insert(all.end(), rep.extents.begin(), rep.extents.end());
       pos = known_end;
     }
-    if (LayoutCache::Clock::now() >= valid_until) {
-      if (attempt < kAttempts) continue;
-      spdlog::error("inode {}: layout replies take longer than the {} ms layout TTL; giving up",
-                    inode.ino(), options_.layout_ttl.count());
-      return EIO;
-    }
-    if (inode.layout().InsertFetched(epoch, all, begin, end, valid_until)) {
-      if (inode.layout().Map(map_begin, map_end, segs)) return 0;
-    }
-    // The inode's cache changed while the layout was on its way (a commit, a truncate):
-    // this reply may be older than the cache, so it serves this operation only.
-    LayoutCache scratch;
-    (void)scratch.InsertFetched(scratch.epoch(), all, begin, end);
-    if (!scratch.Map(map_begin, map_end, segs)) return EIO;  // cannot happen: all is known
     return 0;
+  };
+  LayoutCache::Clock::time_point valid_until;
+  if (int err = WithinLayoutTtl(inode.ino(), "layout", fetch, &valid_until); err != 0) {
+    return err;
   }
+  if (inode.layout().InsertFetched(epoch, all, begin, end, valid_until)) {
+    if (inode.layout().Map(map_begin, map_end, segs)) return 0;
+  }
+  // The inode's cache changed while the layout was on its way (a commit, a truncate):
+  // this reply may be older than the cache, so it serves this operation only.
+  LayoutCache scratch;
+  (void)scratch.InsertFetched(scratch.epoch(), all, begin, end);
+  if (!scratch.Map(map_begin, map_end, segs)) return EIO;  // cannot happen: all is known
+  return 0;
 }
 
 int FileIo::MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs) {
@@ -330,23 +343,18 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
     meta::AllocateRequest req{inode.ino(), bstart, bend - bstart};
     meta::AllocateReply rep;
     // The server may hold an Allocate back while the space it needs is quarantined
-    // (up to --free-quarantine-ms, longer than the layout TTL): a reply that arrives
-    // expired is asked for again, and the repeat finds the blocks allocated already.
-    constexpr int kAttempts = 3;
-    for (int attempt = 1;; ++attempt) {
-      const auto valid_until = LayoutCache::Clock::now() + options_.layout_ttl;
-      if (int err = meta_.Allocate(req, &rep); err != 0) return err;
-      if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
-      if (LayoutCache::Clock::now() < valid_until) {
-        inode.layout().Insert(rep.extents, valid_until);
-        break;
-      }
-      if (attempt == kAttempts) {
-        spdlog::error("inode {}: allocate replies take longer than the {} ms layout TTL",
-                      inode.ino(), options_.layout_ttl.count());
-        return EIO;
-      }
-    }
+    // (up to --free-quarantine-ms, longer than the layout TTL); the repeat of a late
+    // reply finds the blocks allocated already and returns at once.
+    LayoutCache::Clock::time_point valid_until;
+    int err = WithinLayoutTtl(
+        inode.ino(), "allocate",
+        [&] {
+          if (int e = meta_.Allocate(req, &rep); e != 0) return e;
+          return ValidateExtents(inode.ino(), rep.extents);
+        },
+        &valid_until);
+    if (err != 0) return err;
+    inode.layout().Insert(rep.extents, valid_until);
     if (!inode.layout().Map(offset, end, &segs) || AnyHole(segs)) {
       spdlog::error("inode {}: the metadata server's allocate reply does not cover [{}, {})",
                     inode.ino(), bstart, bend);

@@ -109,6 +109,12 @@ class FileIo {
   int MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs);
   // Layout RPCs over [begin, end) into `cache` (the inode's, at `epoch`, or a scratch
   // one when the inode's moved on).
+  // Runs `request` (one metadata exchange whose reply names blocks: Layout, Allocate)
+  // until its reply arrives within the layout TTL, i.e. before *valid_until (request
+  // send time + TTL): a later reply may name blocks the server freed right after
+  // answering. Returns request's errno, or EIO after 3 late replies.
+  int WithinLayoutTtl(meta::InodeId ino, const char* what, const std::function<int()>& request,
+                      LayoutCache::Clock::time_point* valid_until);
   int FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
                   uint64_t map_begin, uint64_t map_end);
   // Checks extents from the server (alignment, bounds, server index); EIO if bad.
