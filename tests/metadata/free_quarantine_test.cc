@@ -96,10 +96,7 @@ constexpr uint64_t kPoolBytes = 64 * kBlock;  // per data pool; two pools
 class QuarantineServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string tmpl = base + "/dpmfs-quarantine-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    dir_ = MakeTestDir("quarantine-test");
     pool_ = dir_ + "/meta.pool";
     TestMetaPool p;
     p.block_size = kBlock;

@@ -66,10 +66,7 @@ class MetaServerTest : public ::testing::Test {
     if (getenv("DPMFS_LOG_LEVEL") != nullptr) {
       spdlog::set_level(spdlog::level::from_str(getenv("DPMFS_LOG_LEVEL")));
     }
-    std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string tmpl = base + "/dpmfs-meta-server-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
+    dir_ = MakeTestDir("meta-server-test");
     pool_ = dir_ + "/meta.pool";
     TestMetaPool p;
     p.block_size = kBlock;

@@ -1,9 +1,12 @@
-// A scratch metadata pool for tests: formats `path` (block size 4096) for two fictitious
-// data pools of `data_pool_bytes` each. The metadata server never talks to data servers,
-// so nothing else needs to exist.
+// Scratch space for metadata tests: a directory (MakeTestDir) and a formatted metadata
+// pool for two fictitious data pools (FormatTestMetaPool). The metadata server never
+// talks to data servers, so nothing else needs to exist.
 #pragma once
 
+#include <stdlib.h>
+
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -12,6 +15,15 @@
 #include "metadata/meta_store.h"
 
 namespace dpmfs::meta {
+
+// A new scratch directory, on tmpfs where there is one: /dev/shm/dpmfs-WHAT-XXXXXX.
+inline std::string MakeTestDir(const std::string& what) {
+  std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
+  std::string tmpl = base + "/dpmfs-" + what + "-XXXXXX";
+  char* made = ::mkdtemp(tmpl.data());
+  EXPECT_NE(made, nullptr);
+  return tmpl;
+}
 
 struct TestMetaPool {
   uint64_t pool_size = 8ull << 20;

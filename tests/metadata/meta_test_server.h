@@ -20,14 +20,6 @@
 
 namespace dpmfs::meta {
 
-inline std::string MakeTestDir(const std::string& what) {
-  std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
-  std::string tmpl = base + "/dpmfs-" + what + "-XXXXXX";
-  char* made = ::mkdtemp(tmpl.data());
-  EXPECT_NE(made, nullptr);
-  return tmpl;
-}
-
 inline constexpr uint32_t kTestBlock = 4096;
 
 class MetaServerFixture {
