@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -91,6 +92,18 @@ void ReplyAttr(fuse_req_t req, const InodeAttr& attr) {
   fuse_reply_attr(req, &st, Fs(req)->options().attr_timeout);
 }
 
+// A namespace change's reply named the directories it changed (EntryReply::dirs): they
+// answer the kernel's next getattr of those directories (Inode::NoteChangedDir). `sent`
+// is when the request was sent.
+void NoteChangedDirs(Filesystem* fs, const std::vector<InodeAttr>& dirs,
+                     Inode::Clock::time_point sent) {
+  auto valid_until = sent + std::chrono::duration_cast<Inode::Clock::duration>(
+                                std::chrono::duration<double>(fs->options().attr_timeout));
+  for (const InodeAttr& d : dirs) {
+    if (auto inode = fs->inodes().Find(d.ino)) inode->NoteChangedDir(d, valid_until);
+  }
+}
+
 // --- namespace ---
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -116,12 +129,20 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
   Filesystem* fs = Fs(req);
   InodeAttr attr;
+  auto inode = fs->inodes().Find(ino);
+  std::chrono::duration<double> remaining;
+  if (inode != nullptr && inode->FreshDirAttr(&attr, &remaining)) {
+    struct stat st;
+    ToStat(attr, fs->io().block_size(), &st);
+    fuse_reply_attr(req, &st, remaining.count());
+    return;
+  }
   uint64_t seq = AttrSequence();
   if (int err = fs->meta().Getattr(ino, &attr); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
-  auto inode = fs->inodes().Find(ino);
+  inode = fs->inodes().Find(ino);
   if (inode == nullptr) {  // forgotten meanwhile: nothing cached to update
     ReplyAttr(req, attr);
     return;
@@ -243,11 +264,14 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   r.uid = ctx->uid;
   r.gid = ctx->gid;
   InodeAttr attr;
+  std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
-  if (int err = Fs(req)->meta().Mknod(r, &attr); err != 0) {
+  auto sent = Inode::Clock::now();
+  if (int err = Fs(req)->meta().Mknod(r, &attr, &dirs); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
+  NoteChangedDirs(Fs(req), dirs, sent);
   ReplyEntry(req, attr, seq);
 }
 
@@ -260,20 +284,31 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   r.uid = ctx->uid;
   r.gid = ctx->gid;
   InodeAttr attr;
+  std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
-  if (int err = Fs(req)->meta().Mkdir(r, &attr); err != 0) {
+  auto sent = Inode::Clock::now();
+  if (int err = Fs(req)->meta().Mkdir(r, &attr, &dirs); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
+  NoteChangedDirs(Fs(req), dirs, sent);
   ReplyEntry(req, attr, seq);
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  fuse_reply_err(req, Fs(req)->meta().Unlink(parent, name));
+  std::vector<InodeAttr> dirs;
+  auto sent = Inode::Clock::now();
+  int err = Fs(req)->meta().Unlink(parent, name, &dirs);
+  if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
+  fuse_reply_err(req, err);
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  fuse_reply_err(req, Fs(req)->meta().Rmdir(parent, name));
+  std::vector<InodeAttr> dirs;
+  auto sent = Inode::Clock::now();
+  int err = Fs(req)->meta().Rmdir(parent, name, &dirs);
+  if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
+  fuse_reply_err(req, err);
 }
 
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
@@ -285,11 +320,14 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
   r.uid = ctx->uid;
   r.gid = ctx->gid;
   InodeAttr attr;
+  std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
-  if (int err = Fs(req)->meta().Symlink(r, &attr); err != 0) {
+  auto sent = Inode::Clock::now();
+  if (int err = Fs(req)->meta().Symlink(r, &attr, &dirs); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
+  NoteChangedDirs(Fs(req), dirs, sent);
   ReplyEntry(req, attr, seq);
 }
 
@@ -301,16 +339,23 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   r.new_parent = newparent;
   r.new_name = newname;
   r.flags = flags;
-  fuse_reply_err(req, Fs(req)->meta().Rename(r));
+  std::vector<InodeAttr> dirs;
+  auto sent = Inode::Clock::now();
+  int err = Fs(req)->meta().Rename(r, &dirs);
+  if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
+  fuse_reply_err(req, err);
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   InodeAttr attr;
+  std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
-  if (int err = Fs(req)->meta().Link(ino, newparent, newname, &attr); err != 0) {
+  auto sent = Inode::Clock::now();
+  if (int err = Fs(req)->meta().Link(ino, newparent, newname, &attr, &dirs); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
+  NoteChangedDirs(Fs(req), dirs, sent);
   ReplyEntry(req, attr, seq);
 }
 
@@ -393,10 +438,12 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   r.flags = static_cast<uint32_t>(fi->flags);
   meta::CreateReply reply;
   uint64_t seq = AttrSequence();
+  auto sent = Inode::Clock::now();
   if (int err = fs->meta().Create(r, &reply); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
+  NoteChangedDirs(fs, reply.dirs, sent);
   if (reply.attr.ino == 0) {
     spdlog::error("the metadata server created '{}' as inode number 0", name);
     fuse_reply_err(req, EIO);

@@ -64,6 +64,7 @@ void Inode::UpdateAttr(const InodeAttr& attr, uint64_t seq_before) {
       attr_.blocks = blocks;
     }
     has_attr_ = true;
+    dir_attr_valid_until_ = {};
     if (other_file) {
       pending_mtime_ = false;
       capability_absent_ = false;
@@ -71,6 +72,24 @@ void Inode::UpdateAttr(const InodeAttr& attr, uint64_t seq_before) {
     }
   }
   if (other_file) layout_.Clear();
+}
+
+void Inode::NoteChangedDir(const InodeAttr& attr, Clock::time_point valid_until) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const bool same_dir = has_attr_ && attr.generation == attr_.generation;
+  if (same_dir && Later(attr_.ctime, attr.ctime)) return;  // an older change's reply
+  attr_ = attr;
+  has_attr_ = true;
+  dir_attr_valid_until_ = valid_until;
+}
+
+bool Inode::FreshDirAttr(InodeAttr* attr, std::chrono::duration<double>* remaining) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto now = Clock::now();
+  if (!has_attr_ || now >= dir_attr_valid_until_) return false;
+  *attr = attr_;
+  *remaining = dir_attr_valid_until_ - now;
+  return true;
 }
 
 bool Inode::capability_absent() const {

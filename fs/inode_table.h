@@ -6,6 +6,7 @@
 // mutex); write_mutex() is for the I/O engine's callers (see file_io.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,18 @@ class Inode {
   // layout cache, and says whether the kernel may keep its page cache (size and mtime
   // are what this client had cached).
   bool RefreshAtOpen(const meta::InodeAttr& fresh, uint64_t seq_before);
+  // Directories. The kernel drops a directory's cached attributes after every change
+  // in it and asks for them again (with default_permissions, at the next path walk).
+  // The change's reply carried them (EntryReply::dirs): they answer that getattr until
+  // `valid_until`, the request's send time plus attr_timeout, i.e. as long as the kernel
+  // would have cached them itself. A reply older (by ctime) than the attributes held is
+  // ignored: concurrent changes in one directory may answer out of order. Any other
+  // attribute update ends the validity (the next getattr asks the server).
+  using Clock = std::chrono::steady_clock;
+  void NoteChangedDir(const meta::InodeAttr& attr, Clock::time_point valid_until);
+  // The attributes NoteChangedDir stored, while valid; `remaining` is the time left.
+  bool FreshDirAttr(meta::InodeAttr* attr, std::chrono::duration<double>* remaining) const;
+
   // A write grew the file (the server took max(size, new_size)); keeps the cache from
   // showing a smaller size before the commit's reply attributes arrive.
   void GrowSize(uint64_t new_size);
@@ -91,6 +104,7 @@ class Inode {
   uint64_t xattr_epoch_ = 0;
   meta::Timespec pending_mtime_value_;
   uint64_t size_seq_ = 0;  // AttrSequence() of the last authoritative size
+  Clock::time_point dir_attr_valid_until_{};  // see NoteChangedDir
   LayoutCache layout_;
   std::mutex write_mu_;
   // Guarded by InodeTable::mu_.

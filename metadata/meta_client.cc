@@ -105,6 +105,25 @@ int MetaClient::Call(Opcode op, const Req& req, Rep* reply) {
   return 0;
 }
 
+template <class Req>
+int MetaClient::CallEntry(Opcode op, const Req& req, InodeAttr* attr,
+                          std::vector<InodeAttr>* dirs) {
+  EntryReply reply;
+  int err = Call(op, req, &reply);
+  if (err != 0) return err;
+  *attr = reply.attr;
+  if (dirs != nullptr) *dirs = std::move(reply.dirs);
+  return 0;
+}
+
+template <class Req>
+int MetaClient::CallDirs(Opcode op, const Req& req, std::vector<InodeAttr>* dirs) {
+  DirsReply reply;
+  int err = Call(op, req, &reply);
+  if (err == 0 && dirs != nullptr) *dirs = std::move(reply.dirs);
+  return err;
+}
+
 int MetaClient::CallRaw(Opcode op, std::span<const uint8_t> payload, std::vector<uint8_t>* body) {
   auto r = rpc_->Call(static_cast<uint16_t>(op), payload, options_.call_timeout);
   if (!r.ok()) {
@@ -245,29 +264,20 @@ int MetaClient::Create(const CreateRequest& req, CreateReply* reply) {
   return Call(Opcode::kCreate, req, reply);
 }
 
-int MetaClient::Mkdir(const MkdirRequest& req, InodeAttr* attr) {
+int MetaClient::Mkdir(const MkdirRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs) {
   if (int err = CheckName(req.name); err != 0) return err;
-  EntryReply reply;
-  int err = Call(Opcode::kMkdir, req, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  return CallEntry(Opcode::kMkdir, req, attr, dirs);
 }
 
-int MetaClient::Mknod(const MknodRequest& req, InodeAttr* attr) {
+int MetaClient::Mknod(const MknodRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs) {
   if (int err = CheckName(req.name); err != 0) return err;
-  EntryReply reply;
-  int err = Call(Opcode::kMknod, req, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  return CallEntry(Opcode::kMknod, req, attr, dirs);
 }
 
-int MetaClient::Symlink(const SymlinkRequest& req, InodeAttr* attr) {
+int MetaClient::Symlink(const SymlinkRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs) {
   if (int err = CheckName(req.name); err != 0) return err;
   if (req.target.size() > kMaxSymlinkLength) return ENAMETOOLONG;
-  EntryReply reply;
-  int err = Call(Opcode::kSymlink, req, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  return CallEntry(Opcode::kSymlink, req, attr, dirs);
 }
 
 int MetaClient::Readlink(InodeId ino, std::string* target) {
@@ -277,32 +287,26 @@ int MetaClient::Readlink(InodeId ino, std::string* target) {
   return err;
 }
 
-int MetaClient::Link(InodeId ino, InodeId new_parent, std::string_view new_name, InodeAttr* attr) {
+int MetaClient::Link(InodeId ino, InodeId new_parent, std::string_view new_name, InodeAttr* attr,
+                     std::vector<InodeAttr>* dirs) {
   if (int err = CheckName(new_name); err != 0) return err;
-  LinkRequest req{ino, new_parent, std::string(new_name)};
-  EntryReply reply;
-  int err = Call(Opcode::kLink, req, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  return CallEntry(Opcode::kLink, LinkRequest{ino, new_parent, std::string(new_name)}, attr, dirs);
 }
 
-int MetaClient::Unlink(InodeId parent, std::string_view name) {
+int MetaClient::Unlink(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs) {
   if (int err = CheckName(name); err != 0) return err;
-  EmptyReply reply;
-  return Call(Opcode::kUnlink, UnlinkRequest{parent, std::string(name)}, &reply);
+  return CallDirs(Opcode::kUnlink, UnlinkRequest{parent, std::string(name)}, dirs);
 }
 
-int MetaClient::Rmdir(InodeId parent, std::string_view name) {
+int MetaClient::Rmdir(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs) {
   if (int err = CheckName(name); err != 0) return err;
-  EmptyReply reply;
-  return Call(Opcode::kRmdir, UnlinkRequest{parent, std::string(name)}, &reply);
+  return CallDirs(Opcode::kRmdir, UnlinkRequest{parent, std::string(name)}, dirs);
 }
 
-int MetaClient::Rename(const RenameRequest& req) {
+int MetaClient::Rename(const RenameRequest& req, std::vector<InodeAttr>* dirs) {
   if (int err = CheckName(req.name); err != 0) return err;
   if (int err = CheckName(req.new_name); err != 0) return err;
-  EmptyReply reply;
-  return Call(Opcode::kRename, req, &reply);
+  return CallDirs(Opcode::kRename, req, dirs);
 }
 
 int MetaClient::Readdir(const ReaddirRequest& req, ReaddirReply* reply) {

@@ -59,15 +59,18 @@ class MetaClient {
   int Lookup(InodeId parent, std::string_view name, InodeAttr* attr);
   int Getattr(InodeId ino, InodeAttr* attr);
   int Setattr(const SetattrRequest& req, InodeAttr* attr);
+  // Namespace changes. `dirs`, when given, receives the attributes of the directories
+  // the change touched, as the server had them right after it (see EntryReply::dirs).
   int Create(const CreateRequest& req, CreateReply* reply);
-  int Mkdir(const MkdirRequest& req, InodeAttr* attr);
-  int Mknod(const MknodRequest& req, InodeAttr* attr);
-  int Symlink(const SymlinkRequest& req, InodeAttr* attr);
+  int Mkdir(const MkdirRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs = nullptr);
+  int Mknod(const MknodRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs = nullptr);
+  int Symlink(const SymlinkRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs = nullptr);
   int Readlink(InodeId ino, std::string* target);
-  int Link(InodeId ino, InodeId new_parent, std::string_view new_name, InodeAttr* attr);
-  int Unlink(InodeId parent, std::string_view name);
-  int Rmdir(InodeId parent, std::string_view name);
-  int Rename(const RenameRequest& req);
+  int Link(InodeId ino, InodeId new_parent, std::string_view new_name, InodeAttr* attr,
+           std::vector<InodeAttr>* dirs = nullptr);
+  int Unlink(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs = nullptr);
+  int Rmdir(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs = nullptr);
+  int Rename(const RenameRequest& req, std::vector<InodeAttr>* dirs = nullptr);
   int Readdir(const ReaddirRequest& req, ReaddirReply* reply);
   int Open(InodeId ino, uint32_t flags, OpenReply* reply);
   int Release(InodeId ino, uint64_t handle);
@@ -92,6 +95,12 @@ class MetaClient {
   MetaClient(std::unique_ptr<rpc::RpcClient> rpc, const MetaClientOptions& options);
   template <class Req, class Rep>
   int Call(Opcode op, const Req& req, Rep* reply);
+  // Call for the ops answered with an EntryReply (attr and dirs to the caller).
+  template <class Req>
+  int CallEntry(Opcode op, const Req& req, InodeAttr* attr, std::vector<InodeAttr>* dirs);
+  // Call for the ops answered with a DirsReply.
+  template <class Req>
+  int CallDirs(Opcode op, const Req& req, std::vector<InodeAttr>* dirs);
   int Register();
   void HeartbeatLoop();
 

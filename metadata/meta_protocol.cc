@@ -1,6 +1,7 @@
 #include "metadata/meta_protocol.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <cassert>
 #include <cerrno>
@@ -17,7 +18,8 @@
 //   lookup, mkdir, mknod, symlink, link -> EntryReply
 //   getattr, setattr, commit, fallocate -> AttrReply
 //   create -> CreateReply   open -> OpenReply   readlink -> ReadlinkReply
-//   unlink, rmdir, rename, release, setxattr, removexattr -> EmptyReply
+//   unlink, rmdir, rename -> DirsReply
+//   release, setxattr, removexattr -> EmptyReply
 //   readdir -> ReaddirReply   statfs -> StatfsReply   getxattr -> GetxattrReply
 //   listxattr -> ListxattrReply   layout -> LayoutReply   allocate -> AllocateReply
 //
@@ -170,9 +172,24 @@ void Fields(IO& io, LookupRequest& m) {
   io.U64("parent", m.parent);
   io.Bytes("name", m.name, kWireNameCap);
 }
+// The directories a mutation changed (EntryReply, CreateReply, DirsReply).
+template <class IO>
+void ChangedDirs(IO& io, std::vector<InodeAttr>& dirs) {
+  io.Vector("dirs", dirs, kMaxChangedDirs, kInodeAttrSize, [](IO& sub, InodeAttr& a) {
+    Fields(sub, a);
+    sub.Require(a.ino != 0, "dirs.ino", "is 0");
+    sub.Require((a.mode & S_IFMT) == S_IFDIR, "dirs.mode", "is not a directory's");
+  });
+}
+
 template <class IO>
 void Fields(IO& io, EntryReply& m) {
   Fields(io, m.attr);
+  ChangedDirs(io, m.dirs);
+}
+template <class IO>
+void Fields(IO& io, DirsReply& m) {
+  ChangedDirs(io, m.dirs);
 }
 template <class IO>
 void Fields(IO& io, GetattrRequest& m) {
@@ -208,6 +225,7 @@ void Fields(IO& io, CreateReply& m) {
   Fields(io, m.attr);
   io.U64("handle", m.handle);
   io.Bool("created", m.created);
+  ChangedDirs(io, m.dirs);
 }
 template <class IO>
 void Fields(IO& io, MkdirRequest& m) {

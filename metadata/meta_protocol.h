@@ -160,9 +160,16 @@ struct LookupRequest {
   InodeId parent = 0;
   std::string name;
 };
+// The most directories one namespace change touches: rename's two parents.
+inline constexpr uint32_t kMaxChangedDirs = 2;
 // Lookup, Mkdir, Mknod, Symlink, Link reply with the entry's attributes.
 struct EntryReply {
   InodeAttr attr;
+  // Mutations: the parent directory's attributes after the change (its mtime, ctime,
+  // nlink moved). The kernel drops a directory's cached attributes after every change
+  // in it and, with default_permissions, asks for them again at the next path walk;
+  // with these the client answers that itself. Empty for Lookup.
+  std::vector<InodeAttr> dirs;
 };
 struct GetattrRequest {
   InodeId ino = 0;
@@ -194,6 +201,7 @@ struct CreateReply {
   InodeAttr attr;
   uint64_t handle = 0;   // open handle, to pass to Release
   bool created = false;  // false: it existed and was opened
+  std::vector<InodeAttr> dirs;  // as EntryReply::dirs (empty when nothing was created)
 };
 struct MkdirRequest {
   InodeId parent = 0;
@@ -228,6 +236,11 @@ struct LinkRequest {
 struct UnlinkRequest {  // also Rmdir
   InodeId parent = 0;
   std::string name;
+};
+// Unlink, Rmdir, Rename: the attributes of the directories the change touched (one,
+// or rename's two parents when they differ), as EntryReply::dirs.
+struct DirsReply {
+  std::vector<InodeAttr> dirs;
 };
 struct RenameRequest {
   InodeId parent = 0;
@@ -356,16 +369,18 @@ struct FallocateRequest {
 // EncodeRequest(x) is the request payload of x; DecodeRequest parses one (InvalidArgument
 // with what was wrong: truncated, trailing bytes, a length over its limit, a name with
 // '/' or NUL, nsec >= 1e9...). The same for replies, which carry the errno prefix.
-#define DPMFS_META_MESSAGES(X)                                                            \
-  X(RegisterRequest) X(RegisterReply) X(HeartbeatRequest) X(HeartbeatReply)              \
-  X(UnregisterRequest) X(EmptyReply) X(LookupRequest) X(EntryReply) X(GetattrRequest)    \
-  X(AttrReply) X(SetattrRequest) X(CreateRequest) X(CreateReply) X(MkdirRequest)         \
-  X(MknodRequest) X(SymlinkRequest) X(ReadlinkRequest) X(ReadlinkReply) X(LinkRequest)   \
-  X(UnlinkRequest) X(RenameRequest) X(ReaddirRequest) X(ReaddirReply) X(OpenRequest)     \
-  X(OpenReply) X(ReleaseRequest) X(StatfsRequest) X(StatfsReply) X(GetxattrRequest)      \
-  X(GetxattrReply) X(SetxattrRequest) X(ListxattrRequest) X(ListxattrReply)              \
-  X(RemovexattrRequest) X(LayoutRequest) X(LayoutReply) X(AllocateRequest)               \
-  X(AllocateReply) X(CommitRequest) X(FallocateRequest)
+// clang-format off
+#define DPMFS_META_MESSAGES(X)                                                             \
+  X(RegisterRequest) X(RegisterReply) X(HeartbeatRequest) X(HeartbeatReply)               \
+  X(UnregisterRequest) X(EmptyReply) X(LookupRequest) X(EntryReply) X(GetattrRequest)     \
+  X(AttrReply) X(SetattrRequest) X(CreateRequest) X(CreateReply) X(MkdirRequest)          \
+  X(MknodRequest) X(SymlinkRequest) X(ReadlinkRequest) X(ReadlinkReply) X(LinkRequest)    \
+  X(UnlinkRequest) X(DirsReply) X(RenameRequest) X(ReaddirRequest) X(ReaddirReply)        \
+  X(OpenRequest) X(OpenReply) X(ReleaseRequest) X(StatfsRequest) X(StatfsReply)           \
+  X(GetxattrRequest) X(GetxattrReply) X(SetxattrRequest) X(ListxattrRequest)              \
+  X(ListxattrReply) X(RemovexattrRequest) X(LayoutRequest) X(LayoutReply)                 \
+  X(AllocateRequest) X(AllocateReply) X(CommitRequest) X(FallocateRequest)
+// clang-format on
 
 #define DPMFS_DECLARE_CODEC(T)                                   \
   size_t EncodedSize(const T& m);                                \

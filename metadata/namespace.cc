@@ -119,13 +119,16 @@ Result<std::vector<uint8_t>> Namespace::Mutate(uint16_t op, std::span<const uint
                                          [&](const auto& q, auto* p) { return DoLink(q, ctx, p); });
       break;
     case Opcode::kUnlink:
-      r = empty(UnlinkRequest{}, [&](const auto& q) { return DoUnlink(q, ctx); });
+      r = RunOp<UnlinkRequest, DirsReply>(
+          payload, &err, [&](const auto& q, auto* p) { return DoUnlink(q, ctx, p); });
       break;
     case Opcode::kRmdir:
-      r = empty(UnlinkRequest{}, [&](const auto& q) { return DoRmdir(q, ctx); });
+      r = RunOp<UnlinkRequest, DirsReply>(
+          payload, &err, [&](const auto& q, auto* p) { return DoRmdir(q, ctx, p); });
       break;
     case Opcode::kRename:
-      r = empty(RenameRequest{}, [&](const auto& q) { return DoRename(q, ctx); });
+      r = RunOp<RenameRequest, DirsReply>(
+          payload, &err, [&](const auto& q, auto* p) { return DoRename(q, ctx, p); });
       break;
     case Opcode::kOpen:
       r = RunOp<OpenRequest, OpenReply>(payload, &err,
@@ -557,6 +560,7 @@ int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* r
   reply->handle = OpenHandle(in, ctx);
   reply->attr = AttrOf(in);
   reply->created = true;
+  reply->dirs = {AttrOf(*dir)};
   return 0;
 }
 
@@ -576,6 +580,7 @@ int Namespace::DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* repl
   ++dir->attr.nlink;
   Touch(*dir, ctx.now, true, true);
   reply->attr = AttrOf(in);
+  reply->dirs = {AttrOf(*dir)};
   return 0;
 }
 
@@ -608,6 +613,7 @@ int Namespace::DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* repl
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
   reply->attr = AttrOf(in);
+  reply->dirs = {AttrOf(*dir)};
   return 0;
 }
 
@@ -628,6 +634,7 @@ int Namespace::DoSymlink(const SymlinkRequest& req, OpContext& ctx, EntryReply* 
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
   reply->attr = AttrOf(in);
+  reply->dirs = {AttrOf(*dir)};
   return 0;
 }
 
@@ -647,10 +654,11 @@ int Namespace::DoLink(const LinkRequest& req, OpContext& ctx, EntryReply* reply)
   in->attr.ctime = ctx.now;
   Touch(*dir, ctx.now, true, true);
   reply->attr = AttrOf(*in);
+  reply->dirs = {AttrOf(*dir)};
   return 0;
 }
 
-int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx) {
+int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply) {
   Inode* dir = nullptr;
   if (int e = FindDir(req.parent, &dir)) return e;
   if (int e = CheckName(req.name)) return e;
@@ -664,10 +672,11 @@ int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx) {
   in->attr.ctime = ctx.now;
   Touch(*dir, ctx.now, true, true);
   MaybeFree(*in, ctx);
+  reply->dirs = {AttrOf(*dir)};
   return 0;
 }
 
-int Namespace::DoRmdir(const UnlinkRequest& req, OpContext& ctx) {
+int Namespace::DoRmdir(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply) {
   Inode* dir = nullptr;
   if (int e = FindDir(req.parent, &dir)) return e;
   if (int e = CheckName(req.name)) return e;
@@ -683,10 +692,17 @@ int Namespace::DoRmdir(const UnlinkRequest& req, OpContext& ctx) {
   in->attr.ctime = ctx.now;
   Touch(*dir, ctx.now, true, true);
   MaybeFree(*in, ctx);
+  reply->dirs = {AttrOf(*dir)};
   return 0;
 }
 
-int Namespace::DoRename(const RenameRequest& req, OpContext& ctx) {
+// A rename's changed directories: both parents, once when they are the same.
+std::vector<InodeAttr> Namespace::ChangedDirs(const Inode& sdir, const Inode& ddir) const {
+  if (&sdir == &ddir) return {AttrOf(sdir)};
+  return {AttrOf(sdir), AttrOf(ddir)};
+}
+
+int Namespace::DoRename(const RenameRequest& req, OpContext& ctx, DirsReply* reply) {
   constexpr uint32_t kNoReplace = 1, kExchange = 2;
   if ((req.flags & ~(kNoReplace | kExchange)) != 0) return EINVAL;
   if (req.flags == (kNoReplace | kExchange)) return EINVAL;
@@ -728,6 +744,7 @@ int Namespace::DoRename(const RenameRequest& req, OpContext& ctx) {
     dst->attr.ctime = ctx.now;
     Touch(*sdir, ctx.now, true, true);
     Touch(*ddir, ctx.now, true, true);
+    reply->dirs = ChangedDirs(*sdir, *ddir);
     return 0;
   }
 
@@ -764,6 +781,7 @@ int Namespace::DoRename(const RenameRequest& req, OpContext& ctx) {
   Touch(*sdir, ctx.now, true, true);
   Touch(*ddir, ctx.now, true, true);
   if (dst != nullptr) MaybeFree(*dst, ctx);
+  reply->dirs = ChangedDirs(*sdir, *ddir);
   return 0;
 }
 

@@ -197,9 +197,10 @@ class Namespace {
   int DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* reply);
   int DoSymlink(const SymlinkRequest& req, OpContext& ctx, EntryReply* reply);
   int DoLink(const LinkRequest& req, OpContext& ctx, EntryReply* reply);
-  int DoUnlink(const UnlinkRequest& req, OpContext& ctx);
-  int DoRmdir(const UnlinkRequest& req, OpContext& ctx);
-  int DoRename(const RenameRequest& req, OpContext& ctx);
+  int DoUnlink(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply);
+  int DoRmdir(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply);
+  int DoRename(const RenameRequest& req, OpContext& ctx, DirsReply* reply);
+  std::vector<InodeAttr> ChangedDirs(const Inode& sdir, const Inode& ddir) const;
   int DoOpen(const OpenRequest& req, OpContext& ctx, OpenReply* reply);
   int DoRelease(const ReleaseRequest& req, OpContext& ctx);
   int DoSetxattr(const SetxattrRequest& req, OpContext& ctx);

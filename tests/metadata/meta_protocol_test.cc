@@ -71,7 +71,7 @@ auto Tie(const HeartbeatReply& m) { return std::tie(m.known); }
 auto Tie(const UnregisterRequest&) { return std::tie(); }
 auto Tie(const EmptyReply&) { return std::tie(); }
 auto Tie(const LookupRequest& m) { return std::tie(m.parent, m.name); }
-auto Tie(const EntryReply& m) { return std::tie(m.attr); }
+auto Tie(const EntryReply& m) { return std::tie(m.attr, m.dirs); }
 auto Tie(const GetattrRequest& m) { return std::tie(m.ino); }
 auto Tie(const AttrReply& m) { return std::tie(m.attr); }
 auto Tie(const SetattrRequest& m) {
@@ -80,7 +80,7 @@ auto Tie(const SetattrRequest& m) {
 auto Tie(const CreateRequest& m) {
   return std::tie(m.parent, m.name, m.mode, m.uid, m.gid, m.flags);
 }
-auto Tie(const CreateReply& m) { return std::tie(m.attr, m.handle, m.created); }
+auto Tie(const CreateReply& m) { return std::tie(m.attr, m.handle, m.created, m.dirs); }
 auto Tie(const MkdirRequest& m) { return std::tie(m.parent, m.name, m.mode, m.uid, m.gid); }
 auto Tie(const MknodRequest& m) { return std::tie(m.parent, m.name, m.mode, m.rdev, m.uid, m.gid); }
 auto Tie(const SymlinkRequest& m) { return std::tie(m.parent, m.name, m.target, m.uid, m.gid); }
@@ -88,6 +88,7 @@ auto Tie(const ReadlinkRequest& m) { return std::tie(m.ino); }
 auto Tie(const ReadlinkReply& m) { return std::tie(m.target); }
 auto Tie(const LinkRequest& m) { return std::tie(m.ino, m.new_parent, m.new_name); }
 auto Tie(const UnlinkRequest& m) { return std::tie(m.parent, m.name); }
+auto Tie(const DirsReply& m) { return std::tie(m.dirs); }
 auto Tie(const RenameRequest& m) {
   return std::tie(m.parent, m.name, m.new_parent, m.new_name, m.flags);
 }
@@ -139,6 +140,12 @@ InodeAttr SampleAttr(uint64_t seed) {
   return a;
 }
 
+InodeAttr SampleDirAttr(uint64_t seed) {
+  InodeAttr a = SampleAttr(seed);
+  a.mode = 040750;
+  return a;
+}
+
 std::vector<Extent> SampleExtents() {
   return {Extent{0, 4096, 1ull << 30, 0, 0},
           Extent{1 << 20, 8192, 77 * 4096, 1, Extent::kUnwritten},
@@ -165,7 +172,10 @@ void Sample(HeartbeatReply* m) { m->known = true; }
 void Sample(UnregisterRequest*) {}
 void Sample(EmptyReply*) {}
 void Sample(LookupRequest* m) { *m = {77, "file.txt"}; }
-void Sample(EntryReply* m) { m->attr = SampleAttr(1); }
+void Sample(EntryReply* m) {
+  m->attr = SampleAttr(1);
+  m->dirs = {SampleDirAttr(11)};
+}
 void Sample(GetattrRequest* m) { m->ino = 0xFFFFFFFFFFFFFFF0ull; }
 void Sample(AttrReply* m) { m->attr = SampleAttr(2); }
 void Sample(SetattrRequest* m) {
@@ -184,6 +194,7 @@ void Sample(CreateReply* m) {
   m->attr = SampleAttr(3);
   m->handle = 0xABCDEF;
   m->created = true;
+  m->dirs = {SampleDirAttr(12)};
 }
 void Sample(MkdirRequest* m) { *m = {4, "dir", 0700, 11, 21}; }
 void Sample(MknodRequest* m) { *m = {5, "fifo", 010644, 0x0801, 12, 22}; }
@@ -192,6 +203,7 @@ void Sample(ReadlinkRequest* m) { m->ino = 14; }
 void Sample(ReadlinkReply* m) { m->target = "/abs/target"; }
 void Sample(LinkRequest* m) { *m = {15, 16, "hard"}; }
 void Sample(UnlinkRequest* m) { *m = {17, "gone"}; }
+void Sample(DirsReply* m) { m->dirs = {SampleDirAttr(13), SampleDirAttr(14)}; }
 void Sample(RenameRequest* m) { *m = {18, "from", 19, "to", 1}; }
 void Sample(ReaddirRequest* m) { *m = {20, 0x123456789ull, 512, true}; }
 void Sample(ReaddirReply* m) {
@@ -503,6 +515,9 @@ TEST(MetaProtocol, CountLimits) {
   ExpectCountLimit<CommitRequest>(kMaxWrittenRanges, [](CommitRequest* r, uint32_t n) {
     for (uint32_t i = 0; i < n; ++i) r->written.push_back({uint64_t{i} * 4096, 4096});
   });
+  ExpectCountLimit<DirsReply>(kMaxChangedDirs, [](DirsReply* r, uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) r->dirs.push_back(SampleDirAttr(i));
+  });
   ExpectCountLimit<RegisterReply>(kMaxDataServers, [](RegisterReply* r, uint32_t n) {
     r->lease_ms = 1;
     r->cluster.block_size = 4096;
@@ -548,6 +563,18 @@ TEST(MetaProtocol, ReplyValidation) {
   EXPECT_FALSE(with({{0, 4096, 0, 0, 4}}).ok());
   EXPECT_FALSE(with({{4096, 4096, 0, 0, 0}, {0, 4096, 0, 0, 0}}).ok());
   EXPECT_FALSE(with({{0, 8192, 0, 0, 0}, {4096, 4096, 0, 0, 0}}).ok());
+
+  // Changed directories: the client serves them as a directory's attributes, so they
+  // must be one (a directory's type, a real inode number).
+  auto dirs = [](InodeAttr a) { return DecodeAs<DirsReply>(Encode(DirsReply{{a}})); };
+  EXPECT_TRUE(dirs(SampleDirAttr(1)).ok());
+  EXPECT_FALSE(dirs(SampleAttr(1)).ok());
+  InodeAttr no_ino = SampleDirAttr(1);
+  no_ino.ino = 0;
+  EXPECT_FALSE(dirs(no_ino).ok());
+  EntryReply e = Make<EntryReply>();
+  e.dirs[0].mode = 0120777;
+  EXPECT_FALSE(DecodeAs<EntryReply>(Encode(e)).ok());
 
   // The cluster description.
   auto reg = [](auto change) {

@@ -166,18 +166,25 @@ class NamespaceTest : public ::testing::Test {
     if (e == 0 && attr) *attr = rep.attr;
     return e;
   }
+  // Unlink, Rmdir and Rename keep the changed directories of their reply in last_dirs_.
   int Unlink(InodeId parent, const std::string& name) {
-    EmptyReply rep;
-    return Mut(Opcode::kUnlink, UnlinkRequest{parent, name}, &rep);
+    DirsReply rep;
+    int e = Mut(Opcode::kUnlink, UnlinkRequest{parent, name}, &rep);
+    last_dirs_ = rep.dirs;
+    return e;
   }
   int Rmdir(InodeId parent, const std::string& name) {
-    EmptyReply rep;
-    return Mut(Opcode::kRmdir, UnlinkRequest{parent, name}, &rep);
+    DirsReply rep;
+    int e = Mut(Opcode::kRmdir, UnlinkRequest{parent, name}, &rep);
+    last_dirs_ = rep.dirs;
+    return e;
   }
   int Rename(InodeId p, const std::string& n, InodeId np, const std::string& nn,
              uint32_t flags = 0) {
-    EmptyReply rep;
-    return Mut(Opcode::kRename, RenameRequest{p, n, np, nn, flags}, &rep);
+    DirsReply rep;
+    int e = Mut(Opcode::kRename, RenameRequest{p, n, np, nn, flags}, &rep);
+    last_dirs_ = rep.dirs;
+    return e;
   }
   int Lookup(InodeId parent, const std::string& name, InodeAttr* attr = nullptr) {
     EntryReply rep;
@@ -328,6 +335,7 @@ class NamespaceTest : public ::testing::Test {
   uint64_t session_ = 0x5e55;
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
+  std::vector<InodeAttr> last_dirs_;  // of the last Unlink, Rmdir or Rename
   // The quarantine's clock (QuarantineTest hooks it into config_): each mutation first
   // moves it clock_step_ms_ on.
   int64_t clock_ms_ = 1000;
@@ -570,6 +578,54 @@ TEST_F(NamespaceTest, RenamePlain) {
   EXPECT_EQ(Rename(d2, "h", d2, "h", 4), EINVAL);
   // Onto itself: nothing happens.
   EXPECT_EQ(Rename(d2, "h", d2, "h"), 0);
+  ExpectReplayEqual();
+}
+
+// The client answers the kernel's getattr of a directory it just changed from the
+// change's reply: what the reply names must be exactly what a getattr would return.
+TEST_F(NamespaceTest, ChangesReplyWithTheirDirectoriesAttributes) {
+  InodeId d1 = Dir(kRootInode, "d1");
+  InodeId d2 = Dir(kRootInode, "d2");
+  auto expect_dirs = [&](const std::vector<InodeAttr>& dirs, std::vector<InodeId> want,
+                         const char* what) {
+    SCOPED_TRACE(what);
+    ASSERT_EQ(dirs.size(), want.size());
+    for (size_t i = 0; i < dirs.size(); ++i) {
+      EXPECT_EQ(dirs[i].ino, want[i]);
+      EXPECT_EQ(dirs[i], Attr(want[i]));  // every field, as getattr has it now
+    }
+  };
+  auto entry = [&](Opcode op, const auto& req) {
+    EntryReply rep;
+    EXPECT_EQ(Mut(op, req, &rep), 0);
+    return rep.dirs;
+  };
+  CreateReply created;
+  ASSERT_EQ(Mut(Opcode::kCreate, CreateRequest{d1, "f", 0644, 0, 0, 0}, &created), 0);
+  expect_dirs(created.dirs, {d1}, "create");
+  CreateReply reopened;  // it exists: nothing changed, nothing named
+  ASSERT_EQ(Mut(Opcode::kCreate, CreateRequest{d1, "f", 0644, 0, 0, 0}, &reopened), 0);
+  EXPECT_FALSE(reopened.created);
+  EXPECT_TRUE(reopened.dirs.empty());
+  expect_dirs(entry(Opcode::kMkdir, MkdirRequest{d1, "sub", 0755, 0, 0}), {d1}, "mkdir");
+  EXPECT_EQ(Attr(d1).nlink, 3u);
+  expect_dirs(entry(Opcode::kMknod, MknodRequest{d1, "fifo", S_IFIFO | 0644, 0, 0, 0}), {d1},
+              "mknod");
+  expect_dirs(entry(Opcode::kSymlink, SymlinkRequest{d1, "ln", "f", 0, 0}), {d1}, "symlink");
+  expect_dirs(entry(Opcode::kLink, LinkRequest{created.attr.ino, d2, "hard"}), {d2}, "link");
+  ASSERT_EQ(Unlink(d2, "hard"), 0);
+  expect_dirs(last_dirs_, {d2}, "unlink");
+  ASSERT_EQ(Rename(d1, "f", d1, "g"), 0);
+  expect_dirs(last_dirs_, {d1}, "rename within one directory");
+  ASSERT_EQ(Rename(d1, "sub", d2, "sub"), 0);
+  expect_dirs(last_dirs_, {d1, d2}, "rename across directories");
+  ASSERT_EQ(Rename(d1, "g", d2, "sub", 2 /* RENAME_EXCHANGE */), 0);
+  expect_dirs(last_dirs_, {d1, d2}, "exchange");
+  ASSERT_EQ(Rmdir(d1, "g"), 0);  // the directory, exchanged into d1 as "g"
+  expect_dirs(last_dirs_, {d1}, "rmdir");
+  // Failures change nothing and name nothing (the reply is only an errno).
+  EXPECT_EQ(Unlink(d1, "missing"), ENOENT);
+  EXPECT_TRUE(last_dirs_.empty());
   ExpectReplayEqual();
 }
 
