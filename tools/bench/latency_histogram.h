@@ -10,6 +10,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 
 namespace dpmfs::bench {
 
@@ -72,6 +73,12 @@ struct Measurement {
   double max_us = 0;
   double ops_per_sec = 0;
   double mib_per_sec = 0;  // ops_per_sec * bytes per op / 2^20
+  // CPU time (user + system, all threads) per operation over the measured window, in µs,
+  // of the server measured and of the benchmark process itself (`dpmfs-bench meta`);
+  // NaN where not measured (other benchmarks, or a server whose pid is unknown).
+  double server_cpu_us_per_op = std::numeric_limits<double>::quiet_NaN();
+  double client_cpu_us_per_op = std::numeric_limits<double>::quiet_NaN();
+  double cpu_window_seconds = 0;  // the window the two above were sampled over
 };
 
 Measurement Summarize(const LatencyHistogram& h, uint64_t ops, double seconds,

@@ -26,6 +26,7 @@
 #include "metadata/meta_store.h"
 #include "tools/bench/latency_histogram.h"
 #include "tools/bench/measure_window.h"
+#include "tools/bench/process_cpu.h"
 #include "tools/bench/report.h"
 
 namespace dpmfs::bench {
@@ -247,6 +248,7 @@ class SpawnedServer {
   }
 
   Endpoint endpoint() const { return proc_->endpoint(); }
+  pid_t pid() const { return proc_->pid(); }
   const std::string& command() const { return command_; }
 
  private:
@@ -334,12 +336,47 @@ int DoRename(Worker& w) {
   return err;
 }
 
+// The CPU clocks sampled around every measured window: the server's (when its pid is
+// known: started by the benchmark, or --meta-pid) and this process's.
+struct CpuClocks {
+  std::optional<ProcessCpu> server;
+  ProcessCpu self;
+};
+
+struct CpuSample {
+  std::optional<uint64_t> server_ns, self_ns;
+  Clock::time_point at;
+};
+
+CpuSample SampleCpu(const CpuClocks& cpu) {
+  CpuSample s;
+  s.at = Clock::now();
+  if (cpu.server) {
+    auto ns = cpu.server->ReadNanos();
+    if (ns.ok()) {
+      s.server_ns = *ns;
+    } else {
+      spdlog::warn("server CPU time: {}", ns.status().ToString());
+    }
+  }
+  if (auto ns = cpu.self.ReadNanos(); ns.ok()) s.self_ns = *ns;
+  return s;
+}
+
 // Runs `fn` on every worker's own thread, all starting together: warm-up (not
 // recorded), then `seconds` measured. An operation counts when it started inside the
 // window; the window ends when the last thread's last operation does.
+//
+// CPU per operation: the calling thread sleeps until warm_end and samples the CPU clocks
+// of the server and of this process, and samples them again once every worker has
+// joined. That window matches the measured one up to small edges, which are not
+// corrected: it starts when the sleep returns (a wake-up latency after warm_end, usually
+// well under a millisecond; operations in flight at warm_end are charged but not
+// counted), and it ends after the join, so the last operations' completion (counted) and
+// the threads' exit (not an operation) are inside it. At >= 1 s per window that is < 1%.
 template <class Fn>
 Result<Measurement> RunPhase(std::vector<Worker>& workers, const MetaBenchOptions& o,
-                             std::string_view what, Fn fn) {
+                             const CpuClocks& cpu, std::string_view what, Fn fn) {
   const Clock::time_point start = Clock::now() + milliseconds(50);  // every thread is up
   const Clock::time_point warm_end = start + ToDuration(o.warmup_seconds);
   const Clock::time_point end = warm_end + ToDuration(o.seconds);
@@ -370,7 +407,10 @@ Result<Measurement> RunPhase(std::vector<Worker>& workers, const MetaBenchOption
       }
     });
   }
+  std::this_thread::sleep_until(warm_end);
+  const CpuSample cpu_start = SampleCpu(cpu);
   for (std::thread& t : threads) t.join();
+  const CpuSample cpu_end = SampleCpu(cpu);
 
   LatencyCounts all;
   uint64_t ops = 0;
@@ -392,6 +432,13 @@ Result<Measurement> RunPhase(std::vector<Worker>& workers, const MetaBenchOption
   m.mean_us = all.mean() / 1000.0;
   m.max_us = static_cast<double>(all.max()) / 1000.0;
   m.ops_per_sec = m.seconds > 0 ? static_cast<double>(ops) / m.seconds : 0;
+  m.cpu_window_seconds = std::chrono::duration<double>(cpu_end.at - cpu_start.at).count();
+  auto per_op_us = [ops](const std::optional<uint64_t>& a, const std::optional<uint64_t>& b) {
+    if (!a || !b || ops == 0) return std::numeric_limits<double>::quiet_NaN();
+    return static_cast<double>(*b - *a) / 1000.0 / static_cast<double>(ops);
+  };
+  m.server_cpu_us_per_op = per_op_us(cpu_start.server_ns, cpu_end.server_ns);
+  m.client_cpu_us_per_op = per_op_us(cpu_start.self_ns, cpu_end.self_ns);
   return m;
 }
 
@@ -438,6 +485,7 @@ struct Context {
   MetaClient& setup;  // makes and removes the directories the workers work in
   InodeId root = 0;   // the benchmark's directory
   Ids ids;
+  const CpuClocks& cpu;
 };
 
 Result<std::unique_ptr<MetaClient>> ConnectClient(Context& ctx, uint32_t depth,
@@ -491,8 +539,10 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
   auto record = [&](Op op, const Measurement& m) {
     Cell* c = FindCell(cells, op, nthreads, per_thread);
     c->runs.push_back(m);
-    spdlog::info("{} x{} {}: {:.0f} ops/s, p50 {:.1f} us", OpName(op), nthreads,
-                 ModeName(per_thread), m.ops_per_sec, m.p50_us);
+    spdlog::info(
+        "{} x{} {}: {:.0f} ops/s, p50 {:.1f} us, CPU/op server {:.1f} us, client {:.1f} us",
+        OpName(op), nthreads, ModeName(per_thread), m.ops_per_sec, m.p50_us, m.server_cpu_us_per_op,
+        m.client_cpu_us_per_op);
   };
   auto interrupted = [] {
     return InterruptSignal() != 0 ? Status::Aborted("interrupted") : Status::OK();
@@ -501,7 +551,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
   // create (also when only stat or unlink is measured: they need the files).
   if (selected(Op::kCreate) || selected(Op::kStat) || selected(Op::kUnlink)) {
     const Ids ids = ctx.ids;
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "create",
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "create",
                                                    [&ids](Worker& w) { return DoCreate(w, ids); }));
     if (selected(Op::kCreate)) record(Op::kCreate, m);
     // Close them, as a create(2)+close(2) would: a file unlinked while open takes
@@ -516,18 +566,18 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
     DPMFS_RETURN_IF_ERROR(interrupted());
   }
   if (selected(Op::kStat)) {
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "stat", DoStat));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "stat", DoStat));
     record(Op::kStat, m);
     DPMFS_RETURN_IF_ERROR(interrupted());
   }
   if (selected(Op::kUnlink)) {
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "unlink", DoUnlink));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "unlink", DoUnlink));
     record(Op::kUnlink, m);
     DPMFS_RETURN_IF_ERROR(interrupted());
   }
   if (selected(Op::kMkdir)) {
     const Ids ids = ctx.ids;
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "mkdir",
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "mkdir",
                                                    [&ids](Worker& w) { return DoMkdir(w, ids); }));
     record(Op::kMkdir, m);
     DPMFS_RETURN_IF_ERROR(interrupted());
@@ -542,7 +592,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
       }
       return 0;
     }));
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, "rename", DoRename));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "rename", DoRename));
     record(Op::kRename, m);
   }
 
@@ -575,14 +625,26 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
 
 // ---- Output ----
 
-void PrintTable(const MetaBenchOptions& o, const std::string& server_desc, const MachineInfo& mi,
-                const std::vector<Cell>& cells, std::FILE* out) {
+// "-" for a value that was not measured (NaN).
+std::string FormatOr(double v, int precision) {
+  return std::isnan(v) ? std::string("-") : fmt::format("{:.{}f}", v, precision);
+}
+
+// What one server core would sustain if the clients ran elsewhere: 1e6 / server us/op.
+double ServerOpsPerCore(double server_cpu_us_per_op) {
+  return server_cpu_us_per_op > 0 ? 1e6 / server_cpu_us_per_op
+                                  : std::numeric_limits<double>::quiet_NaN();
+}
+
+void PrintTable(const MetaBenchOptions& o, const std::string& server_desc,
+                const std::string& cpu_desc, const MachineInfo& mi, const std::vector<Cell>& cells,
+                std::FILE* out) {
   fmt::print(out, "dpmfs-bench meta: server {} ({}), {:.2f} s/op, repeat {}{}\n", server_desc,
              o.transport, o.seconds, o.repeat, o.repeat > 1 ? " (medians)" : "");
   fmt::print(out, "machine: {} CPUs, {} {} {}\n\n", mi.nproc, mi.sysname, mi.kernel_release,
              mi.machine);
-  fmt::print(out, "{:<8}{:>8}  {:<11}{:>11}{:>10}{:>10}{:>8}\n", "op", "threads", "clients",
-             "ops/s", "p50 us", "p99 us", "x1");
+  fmt::print(out, "{:<8}{:>8}  {:<11}{:>11}{:>10}{:>10}{:>8}{:>11}{:>11}{:>10}\n", "op", "threads",
+             "clients", "ops/s", "p50 us", "p99 us", "x1", "srv us/op", "cli us/op", "srv/core");
   std::optional<Op> last;
   for (const Cell& c : cells) {
     if (c.runs.empty()) continue;
@@ -596,24 +658,34 @@ void PrintTable(const MetaBenchOptions& o, const std::string& server_desc, const
         scale = fmt::format("{:.2f}", c.median.ops_per_sec / one.median.ops_per_sec);
       }
     }
-    fmt::print(out, "{:<8}{:>8}  {:<11}{:>11.0f}{:>10.1f}{:>10.1f}{:>8}\n", OpName(c.op), c.threads,
-               ModeName(c.per_thread), c.median.ops_per_sec, c.median.p50_us, c.median.p99_us,
-               scale);
+    fmt::print(out, "{:<8}{:>8}  {:<11}{:>11.0f}{:>10.1f}{:>10.1f}{:>8}{:>11}{:>11}{:>10}\n",
+               OpName(c.op), c.threads, ModeName(c.per_thread), c.median.ops_per_sec,
+               c.median.p50_us, c.median.p99_us, scale, FormatOr(c.median.server_cpu_us_per_op, 1),
+               FormatOr(c.median.client_cpu_us_per_op, 1),
+               FormatOr(ServerOpsPerCore(c.median.server_cpu_us_per_op), 0));
   }
+  fmt::print(out,
+             "\nsrv us/op, cli us/op: CPU time (user+system, all threads) of the server / of this\n"
+             "benchmark process in the measured window, per operation ({}).\n"
+             "srv/core = 1e6 / srv us/op: an EXTRAPOLATION, the ops/s one core would sustain\n"
+             "for the server if the clients ran elsewhere; not a measurement.\n",
+             cpu_desc);
   std::fflush(out);
 }
 
 std::string MeasurementJson(const Measurement& m) {
   return fmt::format(
       "{{\"ops\": {}, \"seconds\": {}, \"ops_per_sec\": {}, \"p50_us\": {}, \"p99_us\": {}, "
-      "\"mean_us\": {}, \"max_us\": {}}}",
+      "\"mean_us\": {}, \"max_us\": {}, \"server_cpu_us_per_op\": {}, "
+      "\"client_cpu_us_per_op\": {}, \"cpu_window_seconds\": {}}}",
       m.ops, JsonNum(m.seconds), JsonNum(m.ops_per_sec), JsonNum(m.p50_us), JsonNum(m.p99_us),
-      JsonNum(m.mean_us), JsonNum(m.max_us));
+      JsonNum(m.mean_us), JsonNum(m.max_us), JsonNum(m.server_cpu_us_per_op),
+      JsonNum(m.client_cpu_us_per_op), JsonNum(m.cpu_window_seconds));
 }
 
 Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string& started_at,
                  double wall_seconds, const std::string& server_desc, bool spawned,
-                 const MachineInfo& mi, const std::vector<Cell>& cells) {
+                 const CpuClocks& cpu, const MachineInfo& mi, const std::vector<Cell>& cells) {
   std::string j = "{\n";
   j += "  \"benchmark\": \"dpmfs-bench meta\",\n";
   j += fmt::format("  \"version\": {},\n", JsonString(DPMFS_VERSION));
@@ -634,6 +706,11 @@ Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string&
                    list(plan.per_thread, [](bool p) { return JsonString(ModeName(p)); }));
   j += fmt::format("\"seconds\": {}, \"warmup_seconds\": {}, \"repeat\": {}, \"seed\": {}",
                    JsonNum(o.seconds), JsonNum(o.warmup_seconds), o.repeat, o.seed);
+  // Where the CPU columns come from: the server's pid (null: not measured) and the clock.
+  j += fmt::format(", \"server_pid\": {}, \"server_cpu_source\": {}, \"client_cpu_source\": {}",
+                   cpu.server ? std::to_string(cpu.server->pid()) : "null",
+                   cpu.server ? JsonString(cpu.server->source()) : "null",
+                   JsonString(cpu.self.source()));
   if (spawned) {
     j += fmt::format(", \"pool_size\": {}, \"workers\": {}, \"msync\": {}", JsonString(o.pool_size),
                      o.workers, o.msync ? "true" : "false");
@@ -653,10 +730,13 @@ Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string&
     first = false;
     j += fmt::format(
         "    {{\"op\": {}, \"threads\": {}, \"clients\": {}, \"ops_per_sec\": {}, \"p50_us\": "
-        "{}, \"p99_us\": {},\n     \"median\": {},\n     \"runs\": {}}}",
+        "{}, \"p99_us\": {}, \"server_cpu_us_per_op\": {}, \"client_cpu_us_per_op\": {}, "
+        "\"server_ops_per_core_extrapolated\": {},\n     \"median\": {},\n     \"runs\": {}}}",
         JsonString(OpName(c.op)), c.threads, JsonString(ModeName(c.per_thread)),
         JsonNum(c.median.ops_per_sec), JsonNum(c.median.p50_us), JsonNum(c.median.p99_us),
-        MeasurementJson(c.median), list(c.runs, MeasurementJson));
+        JsonNum(c.median.server_cpu_us_per_op), JsonNum(c.median.client_cpu_us_per_op),
+        JsonNum(ServerOpsPerCore(c.median.server_cpu_us_per_op)), MeasurementJson(c.median),
+        list(c.runs, MeasurementJson));
   }
   j += "\n  ]\n}\n";
   std::ofstream out(o.json_path);
@@ -677,6 +757,9 @@ CLI::App* AddMetaCommand(CLI::App& app, MetaBenchOptions* opts) {
   cmd->fallthrough();  // --log-level may come after the subcommand
   cmd->add_option("--meta", opts->meta,
                   "A running metadata server, HOST:PORT (default: start one on a scratch pool)");
+  cmd->add_option("--meta-pid", opts->meta_pid,
+                  "With --meta: the server's pid on this host, to report its CPU time per "
+                  "operation (without it those columns show '-')");
   cmd->add_option("--meta-bin", opts->meta_bin,
                   "The dpmfs-meta to start when --meta is not given (default: this build's)");
   cmd->add_option("--scratch-dir", opts->scratch_dir,
@@ -731,16 +814,48 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
   std::unique_ptr<SpawnedServer> spawned;
   Endpoint server;
   std::string server_desc;
+  if (opts.meta_pid != 0 && opts.meta.empty()) {
+    return Status::InvalidArgument(
+        "--meta-pid goes with --meta (the pid of a server the benchmark starts is known)");
+  }
+  if (opts.meta_pid < 0) {
+    return Status::InvalidArgument(fmt::format("--meta-pid {}: not a pid", opts.meta_pid));
+  }
+  DPMFS_ASSIGN_OR_RETURN(ProcessCpu self_cpu, ProcessCpu::Open(0));
+  CpuClocks cpu{std::nullopt, self_cpu};
   if (!opts.meta.empty()) {
     DPMFS_ASSIGN_OR_RETURN(server, Endpoint::Parse(opts.meta));
     server_desc = server.ToString();
+    if (opts.meta_pid != 0) {
+      auto server_cpu = ProcessCpu::Open(opts.meta_pid);
+      if (!server_cpu.ok()) {
+        return server_cpu.status().WithContext(
+            fmt::format("--meta-pid {} (the pid of the dpmfs-meta at {}, on this host)",
+                        opts.meta_pid, opts.meta));
+      }
+      cpu.server = *server_cpu;
+      // Only a hint: the pid could belong to a wrapper or a renamed binary.
+      std::ifstream comm_file(fmt::format("/proc/{}/comm", opts.meta_pid));
+      std::string comm;
+      if (std::getline(comm_file, comm) && comm != "dpmfs-meta") {
+        spdlog::warn(
+            "--meta-pid {} is '{}', not dpmfs-meta: its CPU time is reported as the "
+            "server's",
+            opts.meta_pid, comm);
+      }
+    }
   } else {
     InstallSignalCleanup();
     DPMFS_ASSIGN_OR_RETURN(spawned, SpawnedServer::Start(opts, plan));
     server = spawned->endpoint();
     server_desc = server.ToString() + " started by the benchmark";
     spdlog::info("started {}", spawned->command());
+    DPMFS_ASSIGN_OR_RETURN(cpu.server, ProcessCpu::Open(spawned->pid()));
   }
+  std::string cpu_desc =
+      cpu.server ? fmt::format("server pid {}, {}; client {}", cpu.server->pid(),
+                               cpu.server->source(), cpu.self.source())
+                 : fmt::format("server pid unknown: pass --meta-pid; client {}", cpu.self.source());
 
   DPMFS_ASSIGN_OR_RETURN(auto device, transport::OpenDevice(plan.device));
   Ids ids;
@@ -771,7 +886,7 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
       for (bool per_thread : plan.per_thread) cells.push_back(Cell{op, t, per_thread, {}, {}});
     }
   }
-  Context ctx{opts, plan, *device, server, *setup, root_attr.ino, ids};
+  Context ctx{opts, plan, *device, server, *setup, root_attr.ino, ids, cpu};
   for (uint32_t r = 0; r < opts.repeat; ++r) {
     for (uint32_t t : plan.threads) {
       for (bool per_thread : plan.per_thread) {
@@ -797,10 +912,10 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
     c.median = tmp.median;
   }
   MachineInfo mi = CollectMachineInfo();
-  PrintTable(opts, server_desc, mi, cells, stdout);
+  PrintTable(opts, server_desc, cpu_desc, mi, cells, stdout);
   double wall = std::chrono::duration<double>(Clock::now() - run_start).count();
   DPMFS_RETURN_IF_ERROR(
-      WriteJson(opts, plan, started_at, wall, server_desc, spawned != nullptr, mi, cells));
+      WriteJson(opts, plan, started_at, wall, server_desc, spawned != nullptr, cpu, mi, cells));
   std::printf("\nJSON: %s\n", opts.json_path.c_str());
   return Status::OK();
 }

@@ -17,7 +17,8 @@
 namespace dpmfs::bench {
 
 struct MetaBenchOptions {
-  std::string meta;                      // HOST:PORT of a running dpmfs-meta; empty: start one
+  std::string meta;  // HOST:PORT of a running dpmfs-meta; empty: start one
+  int meta_pid = 0;  // with `meta`: its pid on this host, for the server CPU columns; 0: unknown
   std::string meta_bin;                  // dpmfs-meta to start; empty: the one of this build tree
   std::string scratch_dir = "/dev/shm";  // where the started server's pool goes
   std::string pool_size = "256M";

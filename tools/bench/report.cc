@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -200,6 +201,17 @@ void ComputeMedian(CellResult* cell) {
   m.max_us = med([](const Measurement& x) { return x.max_us; });
   m.ops_per_sec = med([](const Measurement& x) { return x.ops_per_sec; });
   m.mib_per_sec = med([](const Measurement& x) { return x.mib_per_sec; });
+  // The CPU fields are NaN where not measured: the median of the runs that have them.
+  auto med_measured = [&](double Measurement::*field) {
+    std::vector<double> v;
+    for (const Measurement& x : cell->runs) {
+      if (!std::isnan(x.*field)) v.push_back(x.*field);
+    }
+    return v.empty() ? std::numeric_limits<double>::quiet_NaN() : MedianOf(std::move(v));
+  };
+  m.server_cpu_us_per_op = med_measured(&Measurement::server_cpu_us_per_op);
+  m.client_cpu_us_per_op = med_measured(&Measurement::client_cpu_us_per_op);
+  m.cpu_window_seconds = med([](const Measurement& x) { return x.cpu_window_seconds; });
 }
 
 std::string TargetRatio::Verdict() const {
