@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <optional>
 
 #include "datapath/send_queue_credits.h"
@@ -176,13 +177,20 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     if (!payload.empty()) std::memcpy(buf + kHeaderSize, payload.data(), payload.size());
     WorkRequest wr;
     wr.opcode = Opcode::kSend;
-    wr.signaled = true;  // its completion frees the reply buffer
+    // Signal one reply in several: its completion frees its buffer and those of the
+    // unsignaled replies before it (RC completes in order). Each signaled reply costs
+    // the client an acknowledgement and this connection a receive; most replies need
+    // neither. Signal early enough that the buffers held by unsignaled replies never
+    // starve the connection: a quarter of them at most.
+    wr.signaled = credits_->ShouldSignal(1) || unsignaled_ + 1 >= std::max(1u, reply_slots_ / 4);
     wr.context = slot;
     wr.local_addr = buf;
     wr.length = static_cast<uint32_t>(kHeaderSize + payload.size());
     wr.lkey = mr_.lkey;
     if (qp_->PostSend({&wr, 1}).ok()) {
-      credits_->Posted(1, true);
+      credits_->Posted(1, wr.signaled);
+      in_flight_.push_back(InFlightReply{slot, wr.signaled});
+      unsignaled_ = wr.signaled ? 0 : unsignaled_ + 1;
     } else {
       free_slots_.push_back(slot);
     }
@@ -204,16 +212,22 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     return qp.PostRecv({&wr, 1});
   }
 
-  // Caller holds send_mu_. Every reply SEND is signaled: each completion returns its
-  // buffer and its send-queue entry.
+  // Caller holds send_mu_. A signaled reply's completion returns its buffer and
+  // send-queue entry and those of the unsignaled replies posted before it.
   void ReapSends() {
     Completion sc[32];
     while (size_t n = qp_->PollSend(sc)) Retire({sc, n});
   }
   void Retire(std::span<const Completion> done) {  // send_mu_ held
     for (const Completion& c : done) {
+      (void)c;
       credits_->Completed();
-      if (c.context < reply_slots_) free_slots_.push_back(static_cast<uint32_t>(c.context));
+      while (!in_flight_.empty()) {
+        InFlightReply r = in_flight_.front();
+        in_flight_.pop_front();
+        free_slots_.push_back(r.slot);
+        if (r.signaled) break;
+      }
     }
   }
 
@@ -276,6 +290,13 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
   std::mutex send_mu_;
   std::optional<datapath::SendQueueCredits> credits_;  // guarded by send_mu_
   std::vector<uint32_t> free_slots_;    // guarded by send_mu_
+  // Replies posted and not yet known complete, in posting order; guarded by send_mu_.
+  struct InFlightReply {
+    uint32_t slot;
+    bool signaled;
+  };
+  std::deque<InFlightReply> in_flight_;
+  uint32_t unsignaled_ = 0;  // replies posted unsignaled since the last signaled one
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
 };
