@@ -104,16 +104,99 @@ void NoteChangedDirs(Filesystem* fs, const std::vector<InodeAttr>& dirs,
   }
 }
 
+// Keeps statahead listings (stat_ahead.h) in step with this client's namespace changes:
+// `name` in `dir` now names `attr`'s inode, or is gone. A failed change drops the
+// listing: the change may have happened (a lost reply), or the failure shows the
+// listing is out of date (EEXIST for a name it had as absent, ENOENT for one it had).
+void NoteAdded(Filesystem* fs, InodeId dir, const char* name, const InodeAttr& attr, int err) {
+  if (err == 0) {
+    fs->stat_ahead().NoteAdded(dir, name, attr);
+  } else {
+    fs->stat_ahead().NoteChanged(dir);
+  }
+}
+void NoteRemoved(Filesystem* fs, InodeId dir, const char* name, int err) {
+  if (err == 0) {
+    fs->stat_ahead().NoteRemoved(dir, name);
+  } else {
+    fs->stat_ahead().NoteChanged(dir);
+  }
+}
+
 // --- namespace ---
 
+// Lists directory `dir` with attributes for statahead (see stat_ahead.h), after this
+// worker has answered the lookup that triggered it.
+void FetchListing(Filesystem* fs, InodeId dir) {
+  StatAhead& sa = fs->stat_ahead();
+  std::vector<StatAhead::Entry> entries;
+  const uint64_t seq = AttrSequence();
+  const auto sent = StatAhead::Clock::now();
+  meta::ReaddirRequest r;
+  r.ino = dir;
+  r.max_entries = meta::kMaxReaddirEntries;
+  r.plus = true;
+  while (true) {
+    meta::ReaddirReply reply;
+    if (int err = fs->meta().Readdir(r, &reply); err != 0) {
+      spdlog::debug("statahead of directory {}: {}", dir, std::strerror(err));
+      sa.Abandon(dir);
+      return;
+    }
+    if (entries.size() + reply.entries.size() > sa.options().max_entries) {
+      spdlog::debug("statahead: directory {} has more than {} entries; not listed", dir,
+                    sa.options().max_entries);
+      sa.Abandon(dir);
+      return;
+    }
+    for (meta::DirEntry& d : reply.entries) {
+      InodeAttr a = d.attr;
+      a.ino = d.ino;
+      entries.push_back(StatAhead::Entry{std::move(d.name), a});
+      r.cookie = d.cookie;
+    }
+    if (reply.eof || reply.entries.empty()) break;
+  }
+  const size_t n = entries.size();
+  if (sa.Store(dir, std::move(entries), seq, sent)) {
+    spdlog::debug("statahead: listed directory {} ({} entries)", dir, n);
+  }
+}
+
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Filesystem* fs = Fs(req);
+  StatAhead::Found found;
+  switch (fs->stat_ahead().Lookup(parent, name, &found)) {
+    case StatAhead::Answer::kAbsent:
+      fuse_reply_err(req, ENOENT);
+      return;
+    case StatAhead::Answer::kFound: {
+      // The kernel caches what it is given no longer than the listing is valid.
+      auto inode = fs->inodes().AddLookup(found.attr, found.seq_before, found.as_of);
+      fuse_entry_param e;
+      FillEntry(fs, inode->attr(), &e);
+      const double left = std::chrono::duration<double>(found.remaining).count();
+      e.attr_timeout = std::min(e.attr_timeout, left);
+      e.entry_timeout = std::min(e.entry_timeout, left);
+      if (fuse_reply_entry(req, &e) != 0) fs->inodes().Forget(found.attr.ino, 1);
+      return;
+    }
+    case StatAhead::Answer::kUnknown:
+      break;
+  }
   InodeAttr attr;
   uint64_t seq = AttrSequence();
-  if (int err = Fs(req)->meta().Lookup(parent, name, &attr); err != 0) {
+  int err = fs->meta().Lookup(parent, name, &attr);
+  if (err != 0 && err != ENOENT) {
     fuse_reply_err(req, err);
     return;
   }
-  ReplyEntry(req, attr, seq);
+  if (err == ENOENT) {
+    fuse_reply_err(req, err);
+  } else {
+    ReplyEntry(req, attr, seq);
+  }
+  if (fs->stat_ahead().NoteLookupMiss(parent)) FetchListing(fs, parent);
 }
 
 void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -213,6 +296,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     r.ctime = FromTimespec(attr->st_ctim);
   }
   auto inode = fs->inodes().Get(ino);
+  fs->stat_ahead().NoteAttrChanged(ino);
   InodeAttr out;
   int err = 0;
   if (r.valid & meta::SetattrRequest::kSize) {
@@ -267,7 +351,9 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  if (int err = Fs(req)->meta().Mknod(r, &attr, &dirs); err != 0) {
+  int err = Fs(req)->meta().Mknod(r, &attr, &dirs);
+  NoteAdded(Fs(req), parent, name, attr, err);
+  if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
@@ -287,7 +373,9 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  if (int err = Fs(req)->meta().Mkdir(r, &attr, &dirs); err != 0) {
+  int err = Fs(req)->meta().Mkdir(r, &attr, &dirs);
+  NoteAdded(Fs(req), parent, name, attr, err);
+  if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
@@ -299,6 +387,7 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Unlink(parent, name, &dirs);
+  NoteRemoved(Fs(req), parent, name, err);
   if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
   fuse_reply_err(req, err);
 }
@@ -307,6 +396,7 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Rmdir(parent, name, &dirs);
+  NoteRemoved(Fs(req), parent, name, err);
   if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
   fuse_reply_err(req, err);
 }
@@ -323,7 +413,9 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  if (int err = Fs(req)->meta().Symlink(r, &attr, &dirs); err != 0) {
+  int err = Fs(req)->meta().Symlink(r, &attr, &dirs);
+  NoteAdded(Fs(req), parent, name, attr, err);
+  if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
@@ -342,16 +434,21 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Rename(r, &dirs);
+  Fs(req)->stat_ahead().NoteChanged(parent);  // entries moved (or, failed, may have)
+  Fs(req)->stat_ahead().NoteChanged(newparent);
   if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
   fuse_reply_err(req, err);
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  Fs(req)->stat_ahead().NoteAttrChanged(ino);  // its nlink
   InodeAttr attr;
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  if (int err = Fs(req)->meta().Link(ino, newparent, newname, &attr, &dirs); err != 0) {
+  int err = Fs(req)->meta().Link(ino, newparent, newname, &attr, &dirs);
+  NoteAdded(Fs(req), newparent, newname, attr, err);
+  if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
@@ -374,6 +471,8 @@ Handle* NewHandle(Filesystem* fs, std::shared_ptr<Inode> inode, uint64_t server_
 }
 
 void DropHandle(Filesystem* fs, Handle* h) {
+  // Writes changed size and mtime; a statahead listing may hold the old ones.
+  if ((h->flags & O_ACCMODE) != O_RDONLY) fs->stat_ahead().NoteAttrChanged(h->inode->ino());
   if (int err = fs->io().FlushMtime(*h->inode); err != 0) {
     spdlog::warn("inode {}: committing the mtime at release failed: {}", h->inode->ino(),
                  std::strerror(err));
@@ -394,6 +493,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   meta::OpenReply reply;
   if (fi->flags & O_TRUNC) {
     // The server truncates: a size change like a setattr, under the write mutex.
+    fs->stat_ahead().NoteAttrChanged(ino);
     std::lock_guard<std::mutex> lock(inode->write_mutex());
     inode->ClearPendingMtime();
     if (int err = fs->meta().Open(ino, static_cast<uint32_t>(fi->flags), &reply); err != 0) {
@@ -439,7 +539,9 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   meta::CreateReply reply;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  if (int err = fs->meta().Create(r, &reply); err != 0) {
+  int err = fs->meta().Create(r, &reply);
+  if (err != 0 || reply.created) NoteAdded(fs, parent, name, reply.attr, err);
+  if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
@@ -536,6 +638,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
     if (end > tail_begin) edges.push_back({tail_begin, end - tail_begin});
   }
   auto inode = fs->inodes().Get(ino);
+  fs->stat_ahead().NoteAttrChanged(ino);
   std::vector<meta::ByteRange> zero_before;
   // Only plain allocation and zero range can grow the file (without KEEP_SIZE).
   if ((mode & ~kFallocZeroRange) == 0) {
@@ -718,6 +821,7 @@ constexpr std::string_view kCapabilityXattr = "security.capability";
 // Forgets a learnt absence of security.capability (any xattr change may be it).
 void XattrChanged(Filesystem* fs, fuse_ino_t ino) {
   if (auto inode = fs->inodes().Find(ino)) inode->XattrChanged();
+  fs->stat_ahead().NoteAttrChanged(ino);  // its ctime
 }
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
@@ -856,8 +960,18 @@ fuse_lowlevel_ops MakeOps() {
 
 }  // namespace
 
+namespace {
+StatAhead::Options StatAheadOptions(const MountOptions& o) {
+  StatAhead::Options s;
+  s.trigger = o.statahead;
+  s.validity = std::chrono::duration_cast<StatAhead::Clock::duration>(
+      std::chrono::duration<double>(o.entry_timeout));
+  return s;
+}
+}  // namespace
+
 Filesystem::Filesystem(meta::MetaClient& meta, FileIo& io, const MountOptions& options)
-    : meta_(meta), io_(io), options_(options) {}
+    : meta_(meta), io_(io), options_(options), stat_ahead_(StatAheadOptions(options)) {}
 
 const fuse_lowlevel_ops& Filesystem::Ops() {
   static const fuse_lowlevel_ops ops = MakeOps();

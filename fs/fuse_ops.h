@@ -23,6 +23,7 @@
 #include "fs/file_io.h"
 #include "fs/inode_table.h"
 #include "fs/mount_options.h"
+#include "fs/stat_ahead.h"
 #include "metadata/meta_client.h"
 
 namespace dpmfs::fs {
@@ -55,6 +56,7 @@ class Filesystem {
   meta::MetaClient& meta() { return meta_; }
   FileIo& io() { return io_; }
   InodeTable& inodes() { return inodes_; }
+  StatAhead& stat_ahead() { return stat_ahead_; }
   const MountOptions& options() const { return options_; }
   // The session, for invalidation notices to the kernel; set once after
   // fuse_session_new, before the loop runs.
@@ -67,6 +69,7 @@ class Filesystem {
   FileIo& io_;
   const MountOptions& options_;
   InodeTable inodes_;
+  StatAhead stat_ahead_;
 };
 
 }  // namespace dpmfs::fs

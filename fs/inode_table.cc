@@ -47,9 +47,15 @@ uint64_t Inode::size() const {
 void Inode::SetAttr(const InodeAttr& attr) { UpdateAttr(attr, kAuthoritative); }
 
 void Inode::UpdateAttr(const InodeAttr& attr, uint64_t seq_before) {
+  UpdateAttrAsOf(attr, seq_before, Clock::time_point::max());
+}
+
+void Inode::UpdateAttrAsOf(const InodeAttr& attr, uint64_t seq_before, Clock::time_point as_of) {
   bool other_file = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (has_attr_ && attr_updated_at_ >= as_of) return;  // fresher than `attr` already
+    attr_updated_at_ = Clock::now();
     other_file = has_attr_ && attr.generation != attr_.generation;
     if (seq_before == kAuthoritative) {
       attr_ = attr;
@@ -78,6 +84,7 @@ void Inode::NoteChangedDir(const InodeAttr& attr, Clock::time_point valid_until)
   std::lock_guard<std::mutex> lock(mu_);
   const bool same_dir = has_attr_ && attr.generation == attr_.generation;
   if (same_dir && Later(attr_.ctime, attr.ctime)) return;  // an older change's reply
+  attr_updated_at_ = Clock::now();
   attr_ = attr;
   has_attr_ = true;
   dir_attr_valid_until_ = valid_until;
@@ -169,7 +176,8 @@ std::shared_ptr<Inode> InodeTable::Find(meta::InodeId ino) const {
   return it == inodes_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<Inode> InodeTable::AddLookup(const InodeAttr& attr, uint64_t seq_before) {
+std::shared_ptr<Inode> InodeTable::AddLookup(const InodeAttr& attr, uint64_t seq_before,
+                                             Inode::Clock::time_point as_of) {
   std::shared_ptr<Inode> inode;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -178,7 +186,7 @@ std::shared_ptr<Inode> InodeTable::AddLookup(const InodeAttr& attr, uint64_t seq
     ++slot->nlookup_;
     inode = slot;
   }
-  inode->UpdateAttr(attr, seq_before);
+  inode->UpdateAttrAsOf(attr, seq_before, as_of);
   return inode;
 }
 

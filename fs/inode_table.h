@@ -49,6 +49,10 @@ class Inode {
   // taken and the layout cache dropped.
   void SetAttr(const meta::InodeAttr& attr);
   void UpdateAttr(const meta::InodeAttr& attr, uint64_t seq_before);
+  // UpdateAttr for attributes the server had at `as_of` (a statahead listing, see
+  // stat_ahead.h): ignored when this inode's attributes were updated since.
+  using Clock = std::chrono::steady_clock;
+  void UpdateAttrAsOf(const meta::InodeAttr& attr, uint64_t seq_before, Clock::time_point as_of);
   // Close-to-open: stores the attributes an open returned (as UpdateAttr), drops the
   // layout cache, and says whether the kernel may keep its page cache (size and mtime
   // are what this client had cached).
@@ -60,7 +64,6 @@ class Inode {
   // would have cached them itself. A reply older (by ctime) than the attributes held is
   // ignored: concurrent changes in one directory may answer out of order. Any other
   // attribute update ends the validity (the next getattr asks the server).
-  using Clock = std::chrono::steady_clock;
   void NoteChangedDir(const meta::InodeAttr& attr, Clock::time_point valid_until);
   // The attributes NoteChangedDir stored, while valid; `remaining` is the time left.
   bool FreshDirAttr(meta::InodeAttr* attr, std::chrono::duration<double>* remaining) const;
@@ -105,6 +108,7 @@ class Inode {
   meta::Timespec pending_mtime_value_;
   uint64_t size_seq_ = 0;  // AttrSequence() of the last authoritative size
   Clock::time_point dir_attr_valid_until_{};  // see NoteChangedDir
+  Clock::time_point attr_updated_at_{};       // when attr_ last changed (UpdateAttrAsOf)
   LayoutCache layout_;
   std::mutex write_mu_;
   // Guarded by InodeTable::mu_.
@@ -123,7 +127,10 @@ class InodeTable {
   std::shared_ptr<Inode> Find(meta::InodeId ino) const;
   // The kernel learned `attr.ino` from a reply (lookup, create, mkdir, mknod, symlink,
   // link, readdirplus): counts the lookup and stores the attributes.
-  std::shared_ptr<Inode> AddLookup(const meta::InodeAttr& attr, uint64_t seq_before);
+  // `as_of`: see Inode::UpdateAttrAsOf (by default the attributes are taken).
+  std::shared_ptr<Inode> AddLookup(
+      const meta::InodeAttr& attr, uint64_t seq_before,
+      Inode::Clock::time_point as_of = Inode::Clock::time_point::max());
   // FUSE forget: drops `n` lookups; the entry goes once no lookup and no handle is left.
   void Forget(meta::InodeId ino, uint64_t n);
   void Opened(const std::shared_ptr<Inode>& inode);

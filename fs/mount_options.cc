@@ -110,6 +110,13 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     o->max_threads = static_cast<uint32_t>(v);
     return Status::OK();
   }
+  if (name == "statahead") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    uint64_t v = 0;
+    DPMFS_RETURN_IF_ERROR(ParseUnsigned(name, value, 0, 1000000, &v));
+    o->statahead = static_cast<uint32_t>(v);
+    return Status::OK();
+  }
   if (name == "max_write") {
     DPMFS_RETURN_IF_ERROR(need_value());
     uint64_t v = 0;
@@ -252,6 +259,9 @@ std::string MountUsage(std::string_view program) {
          "  attr_timeout=SEC   kernel attribute cache time (default 1)\n"
          "  entry_timeout=SEC  kernel name cache time (default 1)\n"
          "  max_threads=N      request worker threads (default 10)\n"
+         "  statahead=N        after N lookups in a row in one directory, list it with\n"
+         "                     attributes and answer its lookups from that for\n"
+         "                     entry_timeout (default 8; 0 = off)\n"
          "  max_write=BYTES    largest write request (4096..1048576, default 1048576)\n"
          "  noclone_fd         share one /dev/fuse fd between workers\n"
          "  log_level=LEVEL    trace|debug|info|warn|error (default $DPMFS_LOG_LEVEL or info)\n"

@@ -36,6 +36,8 @@ struct MountOptions {
   double attr_timeout = 1.0;      // seconds the kernel may cache attributes
   double entry_timeout = 1.0;     // seconds the kernel may cache name -> inode
   uint32_t max_threads = 10;      // worker threads of the multithreaded loop
+  uint32_t statahead = 8;         // lookups in a row in one directory before it is listed
+                                  // (fs/stat_ahead.h); 0: never
   bool clone_fd = true;           // one /dev/fuse fd per worker thread
   uint32_t max_write = 1u << 20;  // largest WRITE request the kernel sends
   std::string log_level;          // -o log_level=debug; empty: $DPMFS_LOG_LEVEL or info

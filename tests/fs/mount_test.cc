@@ -197,6 +197,73 @@ TEST_F(MountTest, CreateWriteReadListRemove) {
   EXPECT_GT(sv.f_bfree, 0u);
 }
 
+// The kernel forgets unused dentries and inodes (as under memory pressure): the next
+// stat is a LOOKUP again.
+void DropKernelCaches() {
+  std::FILE* f = std::fopen("/proc/sys/vm/drop_caches", "w");
+  if (f == nullptr) return;
+  std::fputs("2", f);
+  std::fclose(f);
+}
+
+off_t SizeOf(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+}
+
+// A stat sweep over one directory is answered from a statahead listing (see
+// fs/stat_ahead.h), and the listing never hides this client's own changes, even when
+// the kernel forgot the entries and asks again while the listing is still valid.
+TEST_F(MountTest, StatAheadAnswersASweepAndNeverHidesThisClientsChanges) {
+  ASSERT_NO_FATAL_FAILURE(
+      Mount({"-o", "statahead=4,entry_timeout=3,attr_timeout=3,log_level=debug"}));
+  ASSERT_EQ(::mkdir(P("d").c_str(), 0755), 0);
+  constexpr int kFiles = 40;
+  for (int i = 0; i < kFiles; ++i) {
+    ASSERT_TRUE(WriteFile(P("d/f" + std::to_string(i)), std::vector<uint8_t>(i * 10, 'x')));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(3100));  // the kernel's entries expire
+  for (int i = 0; i < kFiles; ++i) EXPECT_EQ(SizeOf(P("d/f" + std::to_string(i))), i * 10) << i;
+  EXPECT_NE(mount_->err_text().find("statahead: listed directory"), std::string::npos)
+      << "no listing was made; the test proves nothing";
+
+  // This client's changes while the listing is valid (3 s from the sweep's 4th lookup).
+  ASSERT_EQ(::truncate(P("d/f5").c_str(), 1000), 0);
+  ASSERT_EQ(::unlink(P("d/f6").c_str()), 0);
+  ASSERT_TRUE(WriteFile(P("d/new"), std::vector<uint8_t>(77, 'n')));
+  {
+    int fd = ::open(P("d/f8").c_str(), O_WRONLY | O_APPEND);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, "12345", 5), 5);
+    ASSERT_EQ(::close(fd), 0);
+  }
+  ASSERT_EQ(::chmod(P("d/f9").c_str(), 0600), 0);
+  DropKernelCaches();
+  // The kernel's forgets arrive asynchronously; once handled, the client has no
+  // attributes of its own for these inodes, only the listing's.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(SizeOf(P("d/f5")), 1000);
+  EXPECT_EQ(SizeOf(P("d/f6")), -1);
+  EXPECT_EQ(errno, ENOENT);
+  EXPECT_EQ(SizeOf(P("d/new")), 77);
+  EXPECT_EQ(SizeOf(P("d/f8")), 85);
+  struct stat st;
+  ASSERT_EQ(::stat(P("d/f9").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(SizeOf(P("d/f10")), 100);  // untouched: still right
+  // Creating where the listing holds the name still asks the server, which decides.
+  EXPECT_EQ(::open(P("d/f10").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644), -1);
+  EXPECT_EQ(errno, EEXIST);
+  // A rename: both names right at once.
+  ASSERT_EQ(::rename(P("d/f7").c_str(), P("d/f7b").c_str()), 0);
+  DropKernelCaches();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(SizeOf(P("d/f7")), -1);
+  EXPECT_EQ(SizeOf(P("d/f7b")), 70);
+  // . and .., kFiles - f6 + new (f7 only renamed)
+  EXPECT_EQ(List(P("d")).size(), static_cast<size_t>(kFiles) + 2);
+}
+
 TEST_F(MountTest, PosixSurfaceThroughTheMount) {
   ASSERT_NO_FATAL_FAILURE(Mount());
   // O_EXCL, O_APPEND.
