@@ -477,10 +477,7 @@ void DropHandle(Filesystem* fs, Handle* h) {
     spdlog::warn("inode {}: committing the mtime at release failed: {}", h->inode->ino(),
                  std::strerror(err));
   }
-  if (int err = fs->meta().Release(h->inode->ino(), h->server_handle); err != 0) {
-    spdlog::debug("inode {}: release of handle {}: {}", h->inode->ino(), h->server_handle,
-                  std::strerror(err));
-  }
+  fs->releases().Add(h->inode->ino(), h->server_handle);
   // The server frees a file's unwritten speculative blocks at its last release: a
   // layout cached past that point could name blocks that are another file's by now.
   if (fs->inodes().Closed(h->inode)) h->inode->layout().Clear();
@@ -795,6 +792,9 @@ void OpFsyncdir(fuse_req_t req, fuse_ino_t /*ino*/, int /*datasync*/, fuse_file_
 // --- file system ---
 
 void OpStatfs(fuse_req_t req, fuse_ino_t /*ino*/) {
+  // Blocks of unlinked files are in use until their last release: count them as freed
+  // once this client's closes are.
+  Fs(req)->releases().Flush();
   meta::StatfsReply r;
   if (int err = Fs(req)->meta().Statfs(&r); err != 0) {
     fuse_reply_err(req, err);
@@ -970,8 +970,25 @@ StatAhead::Options StatAheadOptions(const MountOptions& o) {
 }
 }  // namespace
 
+// Releases wait at most this long for company, in batches of at most this many.
+constexpr auto kReleaseDelay = std::chrono::milliseconds(2);
+constexpr size_t kReleaseBatch = 256;
+
 Filesystem::Filesystem(meta::MetaClient& meta, FileIo& io, const MountOptions& options)
-    : meta_(meta), io_(io), options_(options), stat_ahead_(StatAheadOptions(options)) {}
+    : meta_(meta),
+      io_(io),
+      options_(options),
+      stat_ahead_(StatAheadOptions(options)),
+      releases_(
+          [&meta](const std::vector<meta::ReleaseRequest>& batch) {
+            uint32_t refused = 0;
+            int err = meta.ReleaseMany(batch, &refused);
+            if (err == 0 && refused != 0) {
+              spdlog::debug("{} of {} released handles were not open", refused, batch.size());
+            }
+            return err;
+          },
+          kReleaseDelay, kReleaseBatch) {}
 
 const fuse_lowlevel_ops& Filesystem::Ops() {
   static const fuse_lowlevel_ops ops = MakeOps();

@@ -23,6 +23,7 @@
 #include "fs/file_io.h"
 #include "fs/inode_table.h"
 #include "fs/mount_options.h"
+#include "fs/release_batcher.h"
 #include "fs/stat_ahead.h"
 #include "metadata/meta_client.h"
 
@@ -57,6 +58,7 @@ class Filesystem {
   FileIo& io() { return io_; }
   InodeTable& inodes() { return inodes_; }
   StatAhead& stat_ahead() { return stat_ahead_; }
+  ReleaseBatcher& releases() { return releases_; }
   const MountOptions& options() const { return options_; }
   // The session, for invalidation notices to the kernel; set once after
   // fuse_session_new, before the loop runs.
@@ -70,6 +72,7 @@ class Filesystem {
   const MountOptions& options_;
   InodeTable inodes_;
   StatAhead stat_ahead_;
+  ReleaseBatcher releases_;  // last: flushed (through meta_) before the rest goes
 };
 
 }  // namespace dpmfs::fs

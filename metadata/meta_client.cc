@@ -328,6 +328,14 @@ int MetaClient::Release(InodeId ino, uint64_t handle) {
   return Call(Opcode::kRelease, ReleaseRequest{ino, handle}, &reply);
 }
 
+int MetaClient::ReleaseMany(const std::vector<ReleaseRequest>& handles, uint32_t* refused) {
+  if (handles.size() > kMaxReleasesPerRequest) return EINVAL;
+  ReleaseManyReply reply;
+  int err = Call(Opcode::kReleaseMany, ReleaseManyRequest{handles}, &reply);
+  if (err == 0 && refused != nullptr) *refused = reply.refused;
+  return err;
+}
+
 int MetaClient::Statfs(StatfsReply* reply) { return Call(Opcode::kStatfs, StatfsRequest{}, reply); }
 
 // Xattr names: the kernel answers ERANGE for names over XATTR_NAME_MAX.

@@ -74,6 +74,9 @@ class MetaClient {
   int Readdir(const ReaddirRequest& req, ReaddirReply* reply);
   int Open(InodeId ino, uint32_t flags, OpenReply* reply);
   int Release(InodeId ino, uint64_t handle);
+  // Releases up to kMaxReleasesPerRequest handles in one call; `refused` (optional) gets
+  // how many were not open.
+  int ReleaseMany(const std::vector<ReleaseRequest>& handles, uint32_t* refused = nullptr);
   int Statfs(StatfsReply* reply);
   int Getxattr(InodeId ino, std::string_view name, std::string* value);
   int Setxattr(const SetxattrRequest& req);

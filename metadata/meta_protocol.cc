@@ -19,7 +19,7 @@
 //   getattr, setattr, commit, fallocate -> AttrReply
 //   create -> CreateReply   open -> OpenReply   readlink -> ReadlinkReply
 //   unlink, rmdir, rename -> DirsReply
-//   release, setxattr, removexattr -> EmptyReply
+//   release, setxattr, removexattr -> EmptyReply   release_many -> ReleaseManyReply
 //   readdir -> ReaddirReply   statfs -> StatfsReply   getxattr -> GetxattrReply
 //   listxattr -> ListxattrReply   layout -> LayoutReply   allocate -> AllocateReply
 //
@@ -309,6 +309,15 @@ void Fields(IO& io, ReleaseRequest& m) {
   io.U64("handle", m.handle);
 }
 template <class IO>
+void Fields(IO& io, ReleaseManyRequest& m) {
+  io.Vector("handles", m.handles, kMaxReleasesPerRequest, 16,
+            [](IO& sub, ReleaseRequest& r) { Fields(sub, r); });
+}
+template <class IO>
+void Fields(IO& io, ReleaseManyReply& m) {
+  io.U32("refused", m.refused);
+}
+template <class IO>
 void Fields(IO&, StatfsRequest&) {}
 template <class IO>
 void Fields(IO& io, StatfsReply& m) {
@@ -491,6 +500,8 @@ std::string_view OpcodeName(Opcode op) {
       return "commit";
     case Opcode::kFallocate:
       return "fallocate";
+    case Opcode::kReleaseMany:
+      return "release_many";
   }
   return "unknown";
 }
@@ -510,6 +521,7 @@ bool IsMutation(Opcode op) {
     case Opcode::kRename:
     case Opcode::kOpen:
     case Opcode::kRelease:
+    case Opcode::kReleaseMany:
     case Opcode::kSetxattr:
     case Opcode::kRemovexattr:
     case Opcode::kAllocate:

@@ -74,6 +74,7 @@ enum class Opcode : uint16_t {
   kAllocate = 31,
   kCommit = 32,
   kFallocate = 33,
+  kReleaseMany = 34,  // several Releases, one journaled mutation (clients batch them)
 };
 std::string_view OpcodeName(Opcode op);  // "lookup", ...; "unknown" otherwise
 // True for opcodes that change the namespace (journaled, answered from the reply cache
@@ -284,6 +285,17 @@ struct ReleaseRequest {
   uint64_t handle = 0;
 };
 
+// Releases handles of this session in one mutation. Handles that are not open (or name
+// another inode) are skipped and counted: the reply is never an errno, so that what was
+// released is what the journal replays.
+inline constexpr uint32_t kMaxReleasesPerRequest = 1024;
+struct ReleaseManyRequest {
+  std::vector<ReleaseRequest> handles;
+};
+struct ReleaseManyReply {
+  uint32_t refused = 0;  // handles skipped (EBADF or EINVAL as a Release would say)
+};
+
 struct StatfsRequest {};
 struct StatfsReply {
   uint32_t block_size = 0;
@@ -376,7 +388,8 @@ struct FallocateRequest {
   X(AttrReply) X(SetattrRequest) X(CreateRequest) X(CreateReply) X(MkdirRequest)          \
   X(MknodRequest) X(SymlinkRequest) X(ReadlinkRequest) X(ReadlinkReply) X(LinkRequest)    \
   X(UnlinkRequest) X(DirsReply) X(RenameRequest) X(ReaddirRequest) X(ReaddirReply)        \
-  X(OpenRequest) X(OpenReply) X(ReleaseRequest) X(StatfsRequest) X(StatfsReply)           \
+  X(OpenRequest) X(OpenReply) X(ReleaseRequest) X(ReleaseManyRequest) X(ReleaseManyReply)  \
+  X(StatfsRequest) X(StatfsReply)                                                         \
   X(GetxattrRequest) X(GetxattrReply) X(SetxattrRequest) X(ListxattrRequest)              \
   X(ListxattrReply) X(RemovexattrRequest) X(LayoutRequest) X(LayoutReply)                 \
   X(AllocateRequest) X(AllocateReply) X(CommitRequest) X(FallocateRequest)

@@ -18,7 +18,7 @@ constexpr Opcode kAllOpcodes[] = {
     Opcode::kReadlink, Opcode::kLink,      Opcode::kUnlink,      Opcode::kRmdir,  Opcode::kRename,
     Opcode::kReaddir,  Opcode::kOpen,      Opcode::kRelease,     Opcode::kStatfs, Opcode::kGetxattr,
     Opcode::kSetxattr, Opcode::kListxattr, Opcode::kRemovexattr, Opcode::kLayout, Opcode::kAllocate,
-    Opcode::kCommit,   Opcode::kFallocate,
+    Opcode::kCommit,   Opcode::kFallocate, Opcode::kReleaseMany,
 };
 
 // Memory is ahead of the pool and nothing can bring them back in step: stop, so that a

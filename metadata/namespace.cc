@@ -137,6 +137,10 @@ Result<std::vector<uint8_t>> Namespace::Mutate(uint16_t op, std::span<const uint
     case Opcode::kRelease:
       r = empty(ReleaseRequest{}, [&](const auto& q) { return DoRelease(q, ctx); });
       break;
+    case Opcode::kReleaseMany:
+      r = RunOp<ReleaseManyRequest, ReleaseManyReply>(
+          payload, &err, [&](const auto& q, auto* p) { return DoReleaseMany(q, ctx, p); });
+      break;
     case Opcode::kSetxattr:
       r = empty(SetxattrRequest{}, [&](const auto& q) { return DoSetxattr(q, ctx); });
       break;
@@ -810,6 +814,14 @@ int Namespace::DoRelease(const ReleaseRequest& req, OpContext& ctx) {
   if (it->second != req.ino) return EINVAL;
   CloseHandle(*s, req.handle, ctx);
   return 0;
+}
+
+int Namespace::DoReleaseMany(const ReleaseManyRequest& req, OpContext& ctx,
+                             ReleaseManyReply* reply) {
+  for (const ReleaseRequest& r : req.handles) {
+    if (DoRelease(r, ctx) != 0) ++reply->refused;
+  }
+  return 0;  // never an errno: the journal must replay exactly what was released
 }
 
 int Namespace::DoSetxattr(const SetxattrRequest& req, OpContext& ctx) {

@@ -203,6 +203,7 @@ class Namespace {
   std::vector<InodeAttr> ChangedDirs(const Inode& sdir, const Inode& ddir) const;
   int DoOpen(const OpenRequest& req, OpContext& ctx, OpenReply* reply);
   int DoRelease(const ReleaseRequest& req, OpContext& ctx);
+  int DoReleaseMany(const ReleaseManyRequest& req, OpContext& ctx, ReleaseManyReply* reply);
   int DoSetxattr(const SetxattrRequest& req, OpContext& ctx);
   int DoRemovexattr(const RemovexattrRequest& req, OpContext& ctx);
   int ReadLookup(const LookupRequest& req, EntryReply* reply) const;

@@ -3,7 +3,7 @@
 if(TARGET dpmfs_fs_io)
   dpmfs_add_test(fs_unit_test
     SOURCES fs/mount_options_test.cc fs/layout_cache_test.cc fs/inode_table_test.cc
-            fs/stat_ahead_test.cc
+            fs/stat_ahead_test.cc fs/release_batcher_test.cc
     LIBS dpmfs_fs_io)
 
   dpmfs_add_test(fs_file_io_test

@@ -97,6 +97,9 @@ auto Tie(const ReaddirReply& m) { return std::tie(m.entries, m.eof); }
 auto Tie(const OpenRequest& m) { return std::tie(m.ino, m.flags); }
 auto Tie(const OpenReply& m) { return std::tie(m.attr, m.handle); }
 auto Tie(const ReleaseRequest& m) { return std::tie(m.ino, m.handle); }
+bool operator==(const ReleaseRequest& a, const ReleaseRequest& b) { return Tie(a) == Tie(b); }
+auto Tie(const ReleaseManyRequest& m) { return std::tie(m.handles); }
+auto Tie(const ReleaseManyReply& m) { return std::tie(m.refused); }
 auto Tie(const StatfsRequest&) { return std::tie(); }
 auto Tie(const StatfsReply& m) {
   return std::tie(m.block_size, m.total_blocks, m.free_blocks, m.total_inodes, m.free_inodes,
@@ -218,6 +221,8 @@ void Sample(OpenReply* m) {
   m->handle = 99;
 }
 void Sample(ReleaseRequest* m) { *m = {22, 98}; }
+void Sample(ReleaseManyRequest* m) { m->handles = {ReleaseRequest{1, 2}, ReleaseRequest{3, 4}}; }
+void Sample(ReleaseManyReply* m) { m->refused = 1; }
 void Sample(StatfsRequest*) {}
 void Sample(StatfsReply* m) { *m = {4096, 1000000, 999, 50000, 49000, kMaxNameLength}; }
 void Sample(GetxattrRequest* m) { *m = {23, "user.k"}; }
@@ -515,6 +520,11 @@ TEST(MetaProtocol, CountLimits) {
   ExpectCountLimit<CommitRequest>(kMaxWrittenRanges, [](CommitRequest* r, uint32_t n) {
     for (uint32_t i = 0; i < n; ++i) r->written.push_back({uint64_t{i} * 4096, 4096});
   });
+  ExpectCountLimit<ReleaseManyRequest>(kMaxReleasesPerRequest,
+                                       [](ReleaseManyRequest* r, uint32_t n) {
+                                         for (uint32_t i = 0; i < n; ++i)
+                                           r->handles.push_back({i + 1, i + 100});
+                                       });
   ExpectCountLimit<DirsReply>(kMaxChangedDirs, [](DirsReply* r, uint32_t n) {
     for (uint32_t i = 0; i < n; ++i) r->dirs.push_back(SampleDirAttr(i));
   });
@@ -685,19 +695,19 @@ TEST(MetaProtocol, OpcodeNamesAndMutations) {
     EXPECT_TRUE(names.insert(n).second) << "duplicate name " << n;
     mutations += IsMutation(op) ? 1 : 0;
   }
-  EXPECT_EQ(names.size(), 27u);  // every opcode of the enum has a name
+  EXPECT_EQ(names.size(), 28u);  // every opcode of the enum has a name
   EXPECT_EQ(OpcodeName(Opcode::kLookup), "lookup");
   EXPECT_EQ(OpcodeName(Opcode::kRemovexattr), "removexattr");
   EXPECT_EQ(OpcodeName(static_cast<Opcode>(999)), "unknown");
   for (Opcode op : {Opcode::kCreate, Opcode::kUnlink, Opcode::kRename, Opcode::kSetattr,
-                    Opcode::kCommit, Opcode::kAllocate, Opcode::kSetxattr}) {
+                    Opcode::kCommit, Opcode::kAllocate, Opcode::kSetxattr, Opcode::kReleaseMany}) {
     EXPECT_TRUE(IsMutation(op)) << OpcodeName(op);
   }
   for (Opcode op : {Opcode::kLookup, Opcode::kGetattr, Opcode::kReaddir, Opcode::kLayout,
                     Opcode::kHeartbeat, Opcode::kStatfs, Opcode::kGetxattr}) {
     EXPECT_FALSE(IsMutation(op)) << OpcodeName(op);
   }
-  EXPECT_EQ(mutations, 16);
+  EXPECT_EQ(mutations, 17);
 }
 
 }  // namespace

@@ -557,6 +557,33 @@ TEST_F(NamespaceTest, UnlinkWhileOpenKeepsBlocksUntilRelease) {
   ExpectReplayEqual();
 }
 
+// Clients batch their releases: one mutation releases many handles, skips (and counts)
+// the ones that are not open, and is never an errno, so the journal replays it exactly.
+TEST_F(NamespaceTest, ReleaseManyReleasesEveryOpenHandleAndCountsTheRest) {
+  InodeAttr a, b;
+  uint64_t ha = 0, hb = 0, hb2 = 0;
+  ASSERT_EQ(Create(kRootInode, "a", &a, &ha), 0);
+  ASSERT_EQ(Create(kRootInode, "b", &b, &hb), 0);
+  ASSERT_EQ(Open(b.ino, O_RDONLY, &hb2), 0);
+  const uint64_t free0 = Statfs().free_blocks;
+  ASSERT_EQ(Allocate(a.ino, 0, 2 * kBlock), 0);
+  ASSERT_EQ(Commit(a.ino, 2 * kBlock, {{0, 2 * kBlock}}), 0);
+  ASSERT_EQ(Unlink(kRootInode, "a"), 0);  // open: kept until released
+  EXPECT_LT(Statfs().free_blocks, free0);
+  ReleaseManyReply rep;
+  ReleaseManyRequest req{{{a.ino, ha}, {b.ino, hb}, {b.ino, 424242}, {a.ino, hb2}}};
+  ASSERT_EQ(Mut(Opcode::kReleaseMany, req, &rep), 0);
+  EXPECT_EQ(rep.refused, 2u);         // an unknown handle; a handle of another inode
+  EXPECT_EQ(Getattr(a.ino), ENOENT);  // its last handle went: freed
+  EXPECT_EQ(Statfs().free_blocks, free0);
+  EXPECT_EQ(Release(b.ino, hb), EBADF);  // released already
+  EXPECT_EQ(Release(b.ino, hb2), 0);     // the one refused above is still open
+  ReleaseManyReply none;
+  ASSERT_EQ(Mut(Opcode::kReleaseMany, ReleaseManyRequest{}, &none), 0);
+  EXPECT_EQ(none.refused, 0u);
+  ExpectReplayEqual();
+}
+
 TEST_F(NamespaceTest, RenamePlain) {
   InodeId d1 = Dir(kRootInode, "d1");
   InodeId d2 = Dir(kRootInode, "d2");
