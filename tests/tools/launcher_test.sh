@@ -112,6 +112,14 @@ expect_rc 0 "$dpmfs" up "$dir"
 expect_out 'mounted at'
 [ "$(cat "$dir/mnt/file")" = survives ] || fail "the data did not survive the failed start"
 
+step "pools that do not fit are refused before anything is written"
+expect_rc 1 "$dpmfs" up "$work/huge" --data-size 1000T --no-mount
+expect_out 'need .* free'
+expect_out "destroy DIR"
+big_pool=$(awk '$1 == "data" {print $3; exit}' "$work/huge/cluster.conf")
+[ ! -e "$big_pool" ] || fail "a pool was created although it does not fit"
+expect_rc 0 "$dpmfs" destroy "$work/huge"
+
 step "destroy"
 pool_dir=$(awk '$1 == "meta" {print $3}' "$dir/cluster.conf" | xargs dirname)
 expect_rc 0 "$dpmfs" destroy "$dir"
