@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 
 #include "datapath/soft_internal.h"
@@ -32,7 +33,11 @@ constexpr auto kParkMax = std::chrono::milliseconds(200);
 // thread may hold the socket in recv while it handles the caller's completion).
 constexpr auto kLockSlice = std::chrono::milliseconds(1);
 
+std::atomic<uint64_t> g_caller_frames{0};
+
 }  // namespace
+
+uint64_t CallerReceivedFrames() { return g_caller_frames.load(std::memory_order_relaxed); }
 
 bool SoftQueuePair::MayPark() {
   return waited_send_.load(std::memory_order_acquire) && MayDrive() && rx_begin_ == rx_end_ &&
@@ -101,6 +106,7 @@ size_t SoftQueuePair::DriveSend(std::span<Completion> out, Clock::time_point dea
       rx_failed_why_ = stopping_.load() ? CompletionStatus::kFlushed : why;
       return send_cq_.Poll(out);
     }
+    g_caller_frames.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

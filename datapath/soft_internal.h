@@ -308,4 +308,8 @@ class SoftDevice final : public Device {
   std::thread drain_thread_;
 };
 
+// Frames that waiting callers read themselves (soft_caller_rx.cc) rather than a QP's
+// rx thread, over every QP of the process: shows tests that the path is taken.
+uint64_t CallerReceivedFrames();
+
 }  // namespace dpmfs::transport::soft
