@@ -481,10 +481,18 @@ int Namespace::ReadReaddir(const ReaddirRequest& req, ReaddirReply* reply) const
   return 0;
 }
 
+// Linux keeps user.* xattrs to regular files and directories (fs/xattr.c,
+// xattr_permission): elsewhere setting or removing one is EPERM, reading one ENODATA.
+// The kernel checks this before a FUSE request is sent; this is for other clients.
+static bool UserXattrRefused(const std::string& name, uint32_t mode) {
+  return name.compare(0, 5, "user.") == 0 && !S_ISREG(mode) && !S_ISDIR(mode);
+}
+
 int Namespace::ReadGetxattr(const GetxattrRequest& req, GetxattrReply* reply) const {
   const Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   if (int e = XattrNameError(req.name)) return e;
+  if (UserXattrRefused(req.name, in->attr.mode)) return ENODATA;
   auto it = in->xattrs.find(req.name);
   if (it == in->xattrs.end()) return ENODATA;
   reply->value = it->second;
@@ -829,6 +837,7 @@ int Namespace::DoSetxattr(const SetxattrRequest& req, OpContext& ctx) {
   if (in == nullptr) return ENOENT;
   if (req.flags & ~uint32_t{XATTR_CREATE | XATTR_REPLACE}) return EINVAL;
   if (int e = XattrNameError(req.name)) return e;
+  if (UserXattrRefused(req.name, in->attr.mode)) return EPERM;
   if (req.value.size() > kMaxXattrValueLength) return E2BIG;
   auto it = in->xattrs.find(req.name);
   const bool exists = it != in->xattrs.end();
@@ -851,6 +860,7 @@ int Namespace::DoRemovexattr(const RemovexattrRequest& req, OpContext& ctx) {
   Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   if (int e = XattrNameError(req.name)) return e;
+  if (UserXattrRefused(req.name, in->attr.mode)) return EPERM;
   auto it = in->xattrs.find(req.name);
   if (it == in->xattrs.end()) return ENODATA;
   in->xattr_list_bytes -= it->first.size() + 1;

@@ -911,6 +911,27 @@ TEST_F(NamespaceTest, Xattrs) {
   ExpectCheckpointRoundTrip();
 }
 
+// As Linux: user.* xattrs only on regular files and directories.
+TEST_F(NamespaceTest, UserXattrsOnlyOnFilesAndDirectories) {
+  InodeAttr l, fifo;
+  ASSERT_EQ(Symlink(kRootInode, "ln", "target", &l), 0);
+  ASSERT_EQ(Mknod(kRootInode, "fifo", S_IFIFO | 0644, 0, &fifo), 0);
+  for (InodeId ino : {l.ino, fifo.ino}) {
+    EXPECT_EQ(Setxattr(ino, "user.a", "v"), EPERM);
+    std::string v;
+    EXPECT_EQ(Getxattr(ino, "user.a", &v), ENODATA);
+    EXPECT_EQ(Removexattr(ino, "user.a"), EPERM);
+    EXPECT_EQ(Setxattr(ino, "trusted.a", "v"), 0);  // other namespaces are not limited
+    ASSERT_EQ(Getxattr(ino, "trusted.a", &v), 0);
+    EXPECT_EQ(v, "v");
+  }
+  InodeId f = File(kRootInode, "f");
+  InodeId d = Dir(kRootInode, "d");
+  EXPECT_EQ(Setxattr(f, "user.a", "v"), 0);
+  EXPECT_EQ(Setxattr(d, "user.a", "v"), 0);
+  ExpectReplayEqual();
+}
+
 TEST_F(NamespaceTest, Setattr) {
   InodeId f = File(kRootInode, "f");
   SetattrRequest r;
