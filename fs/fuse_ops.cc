@@ -166,7 +166,9 @@ void FetchListing(Filesystem* fs, InodeId dir) {
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Filesystem* fs = Fs(req);
   StatAhead::Found found;
-  switch (fs->stat_ahead().Lookup(parent, name, &found)) {
+  // A listing holds no "." or ".." (the kernel only asks for those when exporting).
+  const bool dots = std::strcmp(name, ".") == 0 || std::strcmp(name, "..") == 0;
+  switch (dots ? StatAhead::Answer::kUnknown : fs->stat_ahead().Lookup(parent, name, &found)) {
     case StatAhead::Answer::kAbsent:
       fuse_reply_err(req, ENOENT);
       return;
