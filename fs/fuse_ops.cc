@@ -92,11 +92,26 @@ void ReplyAttr(fuse_req_t req, const InodeAttr& attr) {
   fuse_reply_attr(req, &st, Fs(req)->options().attr_timeout);
 }
 
-// A namespace change's reply named the directories it changed (EntryReply::dirs): they
-// answer the kernel's next getattr of those directories (Inode::NoteChangedDir). `sent`
-// is when the request was sent.
-void NoteChangedDirs(Filesystem* fs, const std::vector<InodeAttr>& dirs,
-                     Inode::Clock::time_point sent) {
+// After a namespace change of this client (`err`: the server's answer), keeps its caches
+// in step:
+//   - statahead listings (stat_ahead.h): `name` in `dir` now names `added`'s inode, or
+//     (added == nullptr) is gone. A failed change drops the listing: the change may
+//     have happened (a lost reply), or the failure shows the listing is out of date
+//     (EEXIST for a name it had as absent, ENOENT for one it had);
+//   - the changed directories' attributes from the reply (EntryReply::dirs), which
+//     answer the kernel's next getattr of them (Inode::NoteChangedDir) for attr_timeout
+//     from `sent`, when the request was sent.
+void NoteEntryChange(Filesystem* fs, InodeId dir, const char* name, const InodeAttr* added, int err,
+                     const std::vector<InodeAttr>& dirs, Inode::Clock::time_point sent) {
+  if (err != 0) {
+    fs->stat_ahead().NoteChanged(dir);
+    return;
+  }
+  if (added != nullptr) {
+    fs->stat_ahead().NoteAdded(dir, name, *added);
+  } else {
+    fs->stat_ahead().NoteRemoved(dir, name);
+  }
   auto valid_until = sent + std::chrono::duration_cast<Inode::Clock::duration>(
                                 std::chrono::duration<double>(fs->options().attr_timeout));
   for (const InodeAttr& d : dirs) {
@@ -104,23 +119,16 @@ void NoteChangedDirs(Filesystem* fs, const std::vector<InodeAttr>& dirs,
   }
 }
 
-// Keeps statahead listings (stat_ahead.h) in step with this client's namespace changes:
-// `name` in `dir` now names `attr`'s inode, or is gone. A failed change drops the
-// listing: the change may have happened (a lost reply), or the failure shows the
-// listing is out of date (EEXIST for a name it had as absent, ENOENT for one it had).
-void NoteAdded(Filesystem* fs, InodeId dir, const char* name, const InodeAttr& attr, int err) {
-  if (err == 0) {
-    fs->stat_ahead().NoteAdded(dir, name, attr);
-  } else {
-    fs->stat_ahead().NoteChanged(dir);
+// The end of mknod, mkdir, symlink and link: the caches, then the new entry (or error).
+void FinishNewEntry(fuse_req_t req, InodeId dir, const char* name, int err, const InodeAttr& attr,
+                    const std::vector<InodeAttr>& dirs, uint64_t seq,
+                    Inode::Clock::time_point sent) {
+  NoteEntryChange(Fs(req), dir, name, &attr, err, dirs, sent);
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
   }
-}
-void NoteRemoved(Filesystem* fs, InodeId dir, const char* name, int err) {
-  if (err == 0) {
-    fs->stat_ahead().NoteRemoved(dir, name);
-  } else {
-    fs->stat_ahead().NoteChanged(dir);
-  }
+  ReplyEntry(req, attr, seq);
 }
 
 // --- namespace ---
@@ -189,16 +197,16 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   InodeAttr attr;
   uint64_t seq = AttrSequence();
   int err = fs->meta().Lookup(parent, name, &attr);
-  if (err != 0 && err != ENOENT) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  if (err == ENOENT) {
-    fuse_reply_err(req, err);
-  } else {
+  if (err == 0) {
     ReplyEntry(req, attr, seq);
+  } else {
+    fuse_reply_err(req, err);
   }
-  if (fs->stat_ahead().NoteLookupMiss(parent)) FetchListing(fs, parent);
+  // Found or absent, the server answered about this directory: that counts toward a
+  // listing. Other errors say nothing about it.
+  if ((err == 0 || err == ENOENT) && fs->stat_ahead().NoteLookupMiss(parent)) {
+    FetchListing(fs, parent);
+  }
 }
 
 void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -227,8 +235,8 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
     fuse_reply_err(req, err);
     return;
   }
-  inode = fs->inodes().Find(ino);
-  if (inode == nullptr) {  // forgotten meanwhile: nothing cached to update
+  if (inode == nullptr) inode = fs->inodes().Find(ino);  // looked up meanwhile?
+  if (inode == nullptr) {                                // not known: nothing cached to update
     ReplyAttr(req, attr);
     return;
   }
@@ -354,13 +362,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Mknod(r, &attr, &dirs);
-  NoteAdded(Fs(req), parent, name, attr, err);
-  if (err != 0) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  NoteChangedDirs(Fs(req), dirs, sent);
-  ReplyEntry(req, attr, seq);
+  FinishNewEntry(req, parent, name, err, attr, dirs, seq, sent);
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
@@ -376,21 +378,14 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Mkdir(r, &attr, &dirs);
-  NoteAdded(Fs(req), parent, name, attr, err);
-  if (err != 0) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  NoteChangedDirs(Fs(req), dirs, sent);
-  ReplyEntry(req, attr, seq);
+  FinishNewEntry(req, parent, name, err, attr, dirs, seq, sent);
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Unlink(parent, name, &dirs);
-  NoteRemoved(Fs(req), parent, name, err);
-  if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
+  NoteEntryChange(Fs(req), parent, name, nullptr, err, dirs, sent);
   fuse_reply_err(req, err);
 }
 
@@ -398,8 +393,7 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Rmdir(parent, name, &dirs);
-  NoteRemoved(Fs(req), parent, name, err);
-  if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
+  NoteEntryChange(Fs(req), parent, name, nullptr, err, dirs, sent);
   fuse_reply_err(req, err);
 }
 
@@ -416,13 +410,7 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Symlink(r, &attr, &dirs);
-  NoteAdded(Fs(req), parent, name, attr, err);
-  if (err != 0) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  NoteChangedDirs(Fs(req), dirs, sent);
-  ReplyEntry(req, attr, seq);
+  FinishNewEntry(req, parent, name, err, attr, dirs, seq, sent);
 }
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
@@ -436,9 +424,11 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Rename(r, &dirs);
-  Fs(req)->stat_ahead().NoteChanged(parent);  // entries moved (or, failed, may have)
+  // Listings do not follow renames: both are dropped (also on failure: it may have
+  // happened). The directories' attributes are kept as for any change.
+  NoteEntryChange(Fs(req), parent, name, nullptr, err, dirs, sent);
+  Fs(req)->stat_ahead().NoteChanged(parent);
   Fs(req)->stat_ahead().NoteChanged(newparent);
-  if (err == 0) NoteChangedDirs(Fs(req), dirs, sent);
   fuse_reply_err(req, err);
 }
 
@@ -449,13 +439,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
   int err = Fs(req)->meta().Link(ino, newparent, newname, &attr, &dirs);
-  NoteAdded(Fs(req), newparent, newname, attr, err);
-  if (err != 0) {
-    fuse_reply_err(req, err);
-    return;
-  }
-  NoteChangedDirs(Fs(req), dirs, sent);
-  ReplyEntry(req, attr, seq);
+  FinishNewEntry(req, newparent, newname, err, attr, dirs, seq, sent);
 }
 
 // --- files ---
@@ -539,12 +523,14 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
   int err = fs->meta().Create(r, &reply);
-  if (err != 0 || reply.created) NoteAdded(fs, parent, name, reply.attr, err);
+  // An existing file opened changed nothing (and its reply names no directory).
+  if (err != 0 || reply.created) {
+    NoteEntryChange(fs, parent, name, &reply.attr, err, reply.dirs, sent);
+  }
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
-  NoteChangedDirs(fs, reply.dirs, sent);
   if (reply.attr.ino == 0) {
     spdlog::error("the metadata server created '{}' as inode number 0", name);
     fuse_reply_err(req, EIO);
@@ -960,9 +946,6 @@ fuse_lowlevel_ops MakeOps() {
   return ops;
 }
 
-}  // namespace
-
-namespace {
 StatAhead::Options StatAheadOptions(const MountOptions& o) {
   StatAhead::Options s;
   s.trigger = o.statahead;

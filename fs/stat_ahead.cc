@@ -16,12 +16,8 @@ StatAhead::Answer StatAhead::Lookup(meta::InodeId dir, std::string_view name, Fo
   }
   const Listing& l = it->second;
   auto e = l.entries.find(std::string(name));
-  if (e == l.entries.end()) {
-    ++answered_;
-    return Answer::kAbsent;
-  }
+  if (e == l.entries.end()) return Answer::kAbsent;
   if (l.stale.count(e->second.ino) != 0) return Answer::kUnknown;
-  ++answered_;
   found->attr = e->second;
   found->seq_before = l.seq_before;
   found->as_of = l.sent;
@@ -150,11 +146,6 @@ void StatAhead::DropExpiredLocked(Clock::time_point now) {
 uint64_t StatAhead::listings_stored() const {
   std::lock_guard lock(mu_);
   return stored_;
-}
-
-uint64_t StatAhead::answered() const {
-  std::lock_guard lock(mu_);
-  return answered_;
 }
 
 }  // namespace dpmfs::fs

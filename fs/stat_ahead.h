@@ -86,8 +86,7 @@ class StatAhead {
   void Abandon(meta::InodeId dir);
 
   const Options& options() const { return options_; }
-  uint64_t listings_stored() const;  // for tests and logs
-  uint64_t answered() const;         // lookups answered from listings
+  uint64_t listings_stored() const;  // for tests
 
  private:
   struct Listing {
@@ -116,7 +115,6 @@ class StatAhead {
   meta::InodeId run_dir_ = 0;  // the directory of the current run of lookups
   uint32_t run_ = 0;
   uint64_t stored_ = 0;
-  uint64_t answered_ = 0;
 };
 
 }  // namespace dpmfs::fs
