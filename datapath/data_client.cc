@@ -404,23 +404,44 @@ Status DataClient::Read(uint64_t offset, void* data, uint32_t len) {
   r.remote_addr = server_.pool.addr + offset;
   r.rkey = server_.pool.rkey;
   DPMFS_RETURN_IF_ERROR(PostChain(&r, 1));
-  auto deadline = std::chrono::steady_clock::now() + options_.timeout;
   Completion comps[8];
-  while (true) {
-    auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return Status::TimedOut("READ from data server timed out");
-    size_t n = qp_->WaitSend(comps, std::chrono::duration_cast<transport::Duration>(deadline - now));
+  bool read_done = false;
+  // True once the READ completed or the client failed; other completions (a signaled
+  // imm/rpc send, an error) are ordinary bookkeeping.
+  auto handle = [&](size_t n) {
     for (size_t i = 0; i < n; ++i) {
       if (comps[i].ok() && KindOf(comps[i].context) == kCtxRead) {
         credits_->Completed();
-        std::memcpy(data, buf, len);
-        return Status::OK();
+        read_done = true;
+      } else {
+        HandleCompletion(comps[i], false, &early_done_);
       }
-      // Anything else (a signaled imm/rpc send, an error) is ordinary bookkeeping.
-      HandleCompletion(comps[i], false, &early_done_);
-      if (failed_) return Status::Unavailable(failure_.message());
+    }
+    return read_done || failed_;
+  };
+  bool finished = false;
+  if (kFewCpus) {
+    // As for a lone write (Reap): poll, yielding the core, before sleeping. A sleeping
+    // reader is woken on another CPU, and waking an idle virtual CPU is much of what
+    // the wait costs. Measured through the mount on 2 vCPUs, 4 KiB random read, 5
+    // alternating runs: 15.2k -> 16.3k IOPS (medians), p50 61 -> 54 us. (Polling
+    // without yielding, or for 60 us, was no better.)
+    auto spin_end = std::chrono::steady_clock::now() + kYieldPoll;
+    while (!finished && std::chrono::steady_clock::now() < spin_end) {
+      finished = handle(qp_->PollSend(comps));
+      if (!finished) sched_yield();
     }
   }
+  auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  while (!finished) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return Status::TimedOut("READ from data server timed out");
+    finished = handle(
+        qp_->WaitSend(comps, std::chrono::duration_cast<transport::Duration>(deadline - now)));
+  }
+  if (!read_done) return Status::Unavailable(failure_.message());
+  std::memcpy(data, buf, len);
+  return Status::OK();
 }
 
 }  // namespace dpmfs::datapath
