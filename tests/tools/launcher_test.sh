@@ -122,6 +122,13 @@ expect_rc 0 "$dpmfs" destroy "$work/huge"
 
 step "destroy"
 pool_dir=$(awk '$1 == "meta" {print $3}' "$dir/cluster.conf" | xargs dirname)
+# Without mkfs.dpmfs it cannot tell the pools are pools: it keeps them, and keeps the
+# configuration that names them, rather than leaving pools nobody knows about.
+expect_rc 1 env DPMFS_BUILD_DIR="$work/no-build" PATH=/usr/bin:/bin "$dpmfs" destroy "$dir"
+expect_out 'mkfs.dpmfs .* is not found'
+expect_out 'kept .*configuration'
+[ -e "$pool_dir" ] || fail "destroy without mkfs.dpmfs deleted $pool_dir"
+[ -f "$dir/cluster.conf" ] || fail "destroy without mkfs.dpmfs forgot the pools' configuration"
 expect_rc 0 "$dpmfs" destroy "$dir"
 [ ! -e "$pool_dir" ] || fail "destroy left $pool_dir"
 [ ! -e "$dir" ] || fail "destroy left $dir"
