@@ -40,8 +40,11 @@ std::atomic<uint64_t> g_caller_frames{0};
 uint64_t CallerReceivedFrames() { return g_caller_frames.load(std::memory_order_relaxed); }
 
 bool SoftQueuePair::MayPark() {
-  return waited_send_.load(std::memory_order_acquire) && MayDrive() && rx_begin_ == rx_end_ &&
-         held_responses_.empty() && held_deliveries_.empty();
+  const bool callers_read =
+      (waited_send_.load(std::memory_order_acquire) && MayDrive()) ||
+      (drove_receives_.load(std::memory_order_acquire) && MayDriveReceives());
+  return callers_read && rx_begin_ == rx_end_ && held_responses_.empty() &&
+         held_deliveries_.empty();
 }
 
 bool SoftQueuePair::ParkRx(std::unique_lock<std::timed_mutex>& rx) {
@@ -148,6 +151,69 @@ size_t SoftQueuePair::WaitSend(std::span<Completion> out, Duration timeout) {
   auto now = Clock::now();
   return send_cq_.Wait(out, deadline > now ? std::chrono::duration_cast<Duration>(deadline - now)
                                            : Duration(0));
+}
+
+QueuePair::DriveResult SoftQueuePair::DriveReceives(Duration timeout,
+                                                    const std::function<bool()>& done) {
+  if (!MayDriveReceives()) return DriveResult::kUnsupported;
+  drove_receives_.store(true, std::memory_order_release);  // the rx thread parks from now on
+  std::unique_lock rx(rx_mu_, std::try_to_lock);
+  if (!rx) return DriveResult::kBusy;  // the rx thread (not parked yet) or another caller
+  const auto deadline = Clock::now() + timeout;
+  DriveResult result = DriveResult::kTimedOut;
+  while (true) {
+    if (rx_begin_ == rx_end_) {
+      // A batch boundary: acknowledge what was received and hand it to on_recv, which
+      // is where `done` becomes true (for this caller or, delivered on the way, others).
+      FlushResponses();
+      DeliverHeld();
+      if (done()) {
+        result = DriveResult::kDone;
+        break;
+      }
+      if (rx_failed_ || !MayDriveReceives()) {
+        result = DriveResult::kUnsupported;
+        break;
+      }
+      ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, MSG_DONTWAIT);
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        auto now = Clock::now();
+        if (now >= deadline) break;
+        auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
+        timespec ts{static_cast<time_t>(wait.count() / 1000000000),
+                    static_cast<long>(wait.count() % 1000000000)};
+        pollfd p{fd_.get(), POLLIN, 0};
+        (void)::ppoll(&p, 1, &ts, nullptr);
+        continue;
+      }
+      // Data, or EOF / an error that ReceiveFrame's own recv reports again.
+      if (r > 0) {
+        rx_begin_ = 0;
+        rx_end_ = static_cast<size_t>(r);
+      }
+    }
+    CompletionStatus why = CompletionStatus::kTransportError;
+    if (!ReceiveFrame(&why)) {
+      rx_failed_ = true;  // the rx thread winds the QP down once handed back
+      rx_failed_why_ = stopping_.load() ? CompletionStatus::kFlushed : why;
+      result = DriveResult::kUnsupported;
+      break;
+    }
+    g_caller_frames.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Nothing received may wait for the next reader: it could be the parked rx thread.
+  FlushResponses();
+  DeliverHeld();
+  if (result == DriveResult::kTimedOut && done()) result = DriveResult::kDone;
+  const bool hand_back = rx_failed_ || !MayDriveReceives();
+  rx.unlock();
+  if (hand_back) HandBack();
+  return result;
+}
+
+bool SoftQueuePair::MayDriveReceives() const {
+  return options_.caller_driven_receives && options_.on_recv && !peer_initiated_.load() &&
+         !stopping_.load() && !error_.load(std::memory_order_acquire);
 }
 
 bool SoftQueuePair::MayDrive() const {

@@ -94,6 +94,8 @@ class SoftQueuePair final : public QueuePair {
   size_t PollRecv(std::span<Completion> out) override { return recv_cq_.Poll(out); }
   size_t WaitSend(std::span<Completion> out, Duration t) override;  // soft_caller_rx.cc
   size_t WaitRecv(std::span<Completion> out, Duration t) override { return recv_cq_.Wait(out, t); }
+  DriveResult DriveReceives(Duration timeout,
+                            const std::function<bool()>& done) override;  // soft_caller_rx.cc
   QpState state() const override {
     return error_.load(std::memory_order_acquire) ? QpState::kError : QpState::kConnected;
   }
@@ -225,7 +227,9 @@ class SoftQueuePair final : public QueuePair {
   // READ, which is most of its cost on a 2-CPU machine. Only on QPs where the rx thread
   // has nothing else to do: the caller waits synchronously (WaitSend was used), no
   // receive was ever posted (no SEND can arrive; the receive paths stay the rx thread's)
-  // and the peer never sent a request (no target role). There the rx thread parks
+  // and the peer never sent a request (no target role). The same for a caller waiting
+  // for a message (DriveReceives) on a QP whose peer only SENDs (caller_driven_receives):
+  // it runs the target side of those SENDs and on_recv itself. There the rx thread parks
   // between frames instead of blocking in recv. "rx thread only" state above means:
   // whoever holds rx_mu_.
   bool MayPark();
@@ -242,12 +246,16 @@ class SoftQueuePair final : public QueuePair {
   void HandBack();
   // A caller may read the socket itself (the QP qualifies; see above).
   bool MayDrive() const;
+  // The same for DriveReceives: a QP opened with caller_driven_receives (and on_recv)
+  // to which the peer sent nothing but SENDs, not stopping or failed.
+  bool MayDriveReceives() const;
 
   std::timed_mutex rx_mu_;  // held by whoever reads the socket (the rx thread or a caller)
   std::mutex park_mu_;
   std::condition_variable park_cv_;
   bool unpark_ = false;                        // under park_mu_
   std::atomic<bool> waited_send_{false};       // sticky: WaitSend was called
+  std::atomic<bool> drove_receives_{false};    // sticky: DriveReceives was called
   std::atomic<bool> receives_posted_{false};   // sticky: a RECV was posted
   std::atomic<bool> peer_initiated_{false};    // sticky: the peer sent a request frame
   bool rx_failed_ = false;                     // under rx_mu_: a caller's read ended it

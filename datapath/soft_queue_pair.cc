@@ -430,7 +430,11 @@ bool SoftQueuePair::ReceiveFrame(CompletionStatus* why) {
     return false;
   }
   if (IsRequest(h->type)) {
-    peer_initiated_.store(true, std::memory_order_release);  // the rx thread serves it now
+    // The rx thread serves the peer's requests from now on; SENDs to a QP opened for
+    // caller-driven receives are what its callers wait for, and may read themselves.
+    if (h->type != FrameType::kSend || !options_.caller_driven_receives) {
+      peer_initiated_.store(true, std::memory_order_release);
+    }
     st = HandleRequest(*h);
   } else if (h->type == FrameType::kAck || h->type == FrameType::kReadResponse ||
              h->type == FrameType::kNak) {
@@ -458,6 +462,12 @@ void SoftQueuePair::RxLoop() {
     if (rx_failed_) {  // a caller reading the socket saw the connection end
       why = rx_failed_why_;
       break;
+    }
+    if (rx_begin_ == rx_end_) {
+      // A batch boundary: answer and deliver it now (ReadExact would, before blocking)
+      // so that nothing held keeps this thread from parking.
+      FlushResponses();
+      DeliverHeld();
     }
     if (MayPark() && !ParkRx(rx)) continue;
     if (!ReceiveFrame(&why)) break;

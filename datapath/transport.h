@@ -156,6 +156,18 @@ class QueuePair {
   virtual size_t WaitSend(std::span<Completion> out, Duration timeout) = 0;
   virtual size_t WaitRecv(std::span<Completion> out, Duration timeout) = 0;
 
+  // A caller waiting for something an on_recv handler will report (an RPC reply) may
+  // read the connection itself, on a QP opened with caller_driven_receives: the
+  // receive completions then reach on_recv on this thread, which spares the transport
+  // thread's wake-up per message. Reads until `done()` holds (asked after each batch of
+  // messages is handed over) or `timeout` passes. kBusy: another thread reads the
+  // connection now (wait another way, try again later); kUnsupported: callers cannot
+  // read this QP (backend, options, or the QP failed): wait another way for good.
+  enum class DriveResult : uint8_t { kDone, kTimedOut, kBusy, kUnsupported };
+  virtual DriveResult DriveReceives(Duration /*timeout*/, const std::function<bool()>& /*done*/) {
+    return DriveResult::kUnsupported;
+  }
+
   virtual QpState state() const = 0;
   // Private data the peer gave when connecting (target side) or accepting (initiator).
   virtual std::span<const uint8_t> peer_private_data() const = 0;
@@ -179,6 +191,10 @@ struct QueuePairOptions {
   // Disconnect, but must not wait for a completion of this same QP: the thread it runs
   // on may be the one that would deliver it.
   std::function<void(const Completion&)> on_recv;
+  // With on_recv: the peer only ever SENDs to this QP (as an RPC server answers), so
+  // waiting callers may read it themselves (DriveReceives); soft then parks its
+  // receive thread between messages while callers do. Verbs ignores it.
+  bool caller_driven_receives = false;
 };
 
 // Decides about an incoming connection. Gets the initiator's private data and the new

@@ -42,6 +42,9 @@ struct RpcClient::Link {
   datapath::SendQueueCredits credits;
   std::vector<uint32_t> free_slots;
   bool lost = false;  // a receive failed: the QP is going down (guarded by mu_)
+  // Callers may read the QP themselves (DriveReceives); false once the transport said
+  // they cannot (guarded by mu_).
+  bool drivable = true;
 
   Link(transport::Device& d, uint32_t size, uint32_t asked)
       : device(d), buffer_size(size), asked_depth(asked), credits(2 * asked + 8) {}
@@ -60,13 +63,15 @@ struct RpcClient::Pending {
   std::vector<uint8_t> payload;
   int64_t slot = -1;       // request buffer while sent and unanswered
   bool abandoned = false;  // the caller timed out; the reply only returns the credit
-  bool done = false;
+  // Set under mu_; read without it by a caller reading the connection (DriveReceives).
+  std::atomic<bool> done{false};
+  bool promoted = false;            // the caller is to read the connection (under mu_)
   std::condition_variable done_cv;  // the caller waits here, alone
   Status status;
   std::vector<uint8_t> reply;
 
   void Finish() {
-    done = true;
+    done.store(true, std::memory_order_release);
     done_cv.notify_one();
   }
 };
@@ -131,6 +136,7 @@ Result<std::unique_ptr<RpcClient::Link>> RpcClient::MakeLink() {
   Link* raw = l.get();
   // The link owns the QP, so it outlives every call of this handler.
   qpo.on_recv = [this, raw](const Completion& c) { OnRecv(*raw, c); };
+  qpo.caller_driven_receives = true;  // the server only answers: callers read replies
   qpo.prepare = [raw](transport::QueuePair& qp) -> Status {
     for (uint32_t i = 0; i < raw->asked_depth; ++i) {
       WorkRequest wr;
@@ -183,7 +189,7 @@ Result<std::vector<uint8_t>> RpcClient::Call(uint16_t opcode, std::span<const ui
   pending_[p->seq] = p;
   unsent_.push_back(p->seq);
   Pump();
-  p->done_cv.wait_until(lock, deadline, [&] { return p->done; });
+  AwaitReply(lock, *p, deadline);
   if (!p->done) {
     if (p->slot < 0) {
       pending_.erase(p->seq);
@@ -196,6 +202,62 @@ Result<std::vector<uint8_t>> RpcClient::Call(uint16_t opcode, std::span<const ui
   }
   if (!p->status.ok()) return p->status;
   return std::move(p->reply);
+}
+
+// Who reads the replies. A caller waiting for its reply reads the connection itself
+// (the transport hands it every reply that arrives meanwhile, through OnRecv), so the
+// reply wakes it directly instead of waking the transport's receive thread, which then
+// wakes the caller: at one call in flight, one thread wake-up less per call, which on a
+// machine with few cores is a large part of a small RPC's latency. One caller reads at
+// a time; the others sleep until OnRecv finishes their call or the reader, leaving
+// with its own reply, promotes one of them to read next.
+void RpcClient::AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
+                           std::chrono::steady_clock::time_point deadline) {
+  // A caller that found the connection busy (the transport's thread reading it before
+  // it parks) looks again this often; OnRecv still wakes it at once with its reply.
+  constexpr auto kBusyRetry = std::chrono::milliseconds(1);
+  using transport::QueuePair;
+  while (!p.done.load(std::memory_order_relaxed)) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) break;
+    Link* link = link_.get();
+    if (link != nullptr && link->drivable && driven_link_ == nullptr && !link->lost) {
+      driven_link_ = link;
+      p.promoted = false;
+      lock.unlock();
+      auto r = link->qp->DriveReceives(
+          std::chrono::duration_cast<transport::Duration>(deadline - now),
+          [&p] { return p.done.load(std::memory_order_acquire); });
+      lock.lock();
+      driven_link_ = nullptr;
+      drive_cv_.notify_all();
+      if (r == QueuePair::DriveResult::kUnsupported) link->drivable = false;
+      if (r == QueuePair::DriveResult::kBusy) {
+        p.done_cv.wait_until(lock, std::min(deadline, now + kBusyRetry),
+                             [&] { return p.done.load(std::memory_order_relaxed); });
+      }
+      continue;
+    }
+    // Another caller reads (it finishes this call or promotes this caller when it
+    // leaves), or callers cannot read this link: its receive thread finishes the call.
+    p.done_cv.wait_until(lock, deadline, [&] {
+      return p.done.load(std::memory_order_relaxed) || p.promoted ||
+             (driven_link_ == nullptr && link_ && link_->drivable && !link_->lost);
+    });
+    p.promoted = false;
+  }
+  PromoteWaiter();
+}
+
+void RpcClient::PromoteWaiter() {
+  if (driven_link_ != nullptr || !link_ || !link_->drivable) return;
+  for (auto& [seq, q] : pending_) {
+    if (!q->done.load(std::memory_order_relaxed) && !q->abandoned) {
+      q->promoted = true;
+      q->done_cv.notify_one();
+      return;
+    }
+  }
 }
 
 void RpcClient::ReapSends(Link& link) {
@@ -357,6 +419,13 @@ void RpcClient::HandleLoss() {
     }
   }
   spdlog::warn("rpc: lost the connection to {}; reconnecting", server_.ToString());
+  if (old) {
+    // A caller may be reading this QP: shut it down so the caller returns, and destroy
+    // it only once that caller has left it.
+    old->qp->Disconnect();
+    std::unique_lock lock(mu_);
+    drive_cv_.wait(lock, [&] { return driven_link_ != old.get(); });
+  }
   old.reset();
 }
 

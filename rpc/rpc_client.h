@@ -95,6 +95,13 @@ class RpcClient {
   void ReapSends(Link& link);                                    // mu_ held
   void HandleLoss();
   void Reconnect();
+  // Waits (mu_ held by `lock`) until `p` is answered or `deadline` passes, reading the
+  // connection itself when nobody else does (see rpc_client.cc).
+  void AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
+                  std::chrono::steady_clock::time_point deadline);
+  // Nobody reads the connection for callers any more: hands the role to one caller
+  // still waiting for its reply (mu_ held).
+  void PromoteWaiter();
 
   transport::Device& device_;
   const Endpoint server_;
@@ -113,6 +120,10 @@ class RpcClient {
   bool reconnect_requested_ = false;
   bool disconnect_requested_ = false;
   bool closed_ = false;
+  // A caller reads the connection for every caller (Link::drivable): which link, while
+  // it does. HandleLoss waits on drive_cv_ until it has left the link it tears down.
+  Link* driven_link_ = nullptr;
+  std::condition_variable drive_cv_;
   std::thread thread_;
 };
 

@@ -277,6 +277,118 @@ TEST_F(SoftTransportTest, CallerDrivenReceptionKeepsServingEverything) {
   EXPECT_FALSE(p.initiator->PostSend({&r, 1}).ok()) << "posting on a failed QP must fail";
 }
 
+// A QP opened with caller_driven_receives, whose peer only SENDs (an RPC client's):
+// a caller waiting for a message reads the socket itself and on_recv runs on the
+// caller's thread, every message arriving meanwhile included; DriveReceives reports a
+// timeout when nothing comes and kUnsupported on a QP not opened for it; the peer going
+// away ends a waiting caller promptly and flushes the posted receives.
+TEST_F(SoftTransportTest, CallerDrivenReceivesRunOnRecvOnTheCaller) {
+  Open(100);
+  if (IsSkipped()) return;
+  constexpr uint32_t kSlots = 8, kLen = 64;
+  Buffer& rbuf = rig_.NewBuffer(kSlots * kLen, 0);
+  Buffer& sbuf = rig_.NewBuffer(kLen, 0);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion rmr,
+                             rig_.Register(rig_.initiator(), rbuf, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion smr, rig_.Register(rig_.target(), sbuf, kLocalWrite));
+
+  std::mutex mu;
+  std::vector<std::thread::id> handler_threads;  // under mu
+  std::vector<uint8_t> first_bytes;              // under mu
+  std::atomic<uint64_t> delivered{0}, flushed{0};
+  QueuePair* qp = nullptr;
+  ConnectArgs args;
+  args.initiator_options.caller_driven_receives = true;
+  args.initiator_options.on_recv = [&](const Completion& c) {
+    if (!c.ok()) {
+      ++flushed;
+      return;
+    }
+    {
+      std::lock_guard lock(mu);
+      handler_threads.push_back(std::this_thread::get_id());
+      first_bytes.push_back(rbuf.data()[c.context * kLen]);
+    }
+    WorkRequest again = RecvWr(rmr, c.context * kLen, kLen, c.context);
+    (void)qp->PostRecv({&again, 1});
+    ++delivered;
+  };
+  args.initiator_options.prepare = [&](QueuePair& q) -> Status {
+    for (uint32_t i = 0; i < kSlots; ++i) {
+      WorkRequest r = RecvWr(rmr, i * kLen, kLen, i);
+      DPMFS_RETURN_IF_ERROR(q.PostRecv({&r, 1}));
+    }
+    return Status::OK();
+  };
+  DPMFS_ASSERT_OK_AND_ASSIGN(QpPair p, rig_.Connect(args));
+  qp = p.initiator.get();
+
+  // Nothing sent: the wait times out.
+  auto t0 = Clock::now();
+  auto r = p.initiator->DriveReceives(std::chrono::milliseconds(30), [] { return false; });
+  EXPECT_TRUE(r == QueuePair::DriveResult::kTimedOut || r == QueuePair::DriveResult::kBusy);
+  EXPECT_LT(MillisSince(t0), 1000.0);
+
+  // One message at a time, as an RPC caller waits for its reply. The first few may
+  // find the rx thread still reading (kBusy) and be delivered by it.
+  const uint64_t frames_before = soft::CallerReceivedFrames();
+  uint64_t driven = 0;
+  for (uint32_t i = 0; i < 200; ++i) {
+    sbuf.data()[0] = static_cast<uint8_t>(i);
+    WorkRequest s = SendWr(smr, 0, kLen, i);
+    s.signaled = false;
+    DPMFS_ASSERT_OK(p.target->PostSend({&s, 1}));
+    const uint64_t want = i + 1;
+    auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (delivered.load() < want && Clock::now() < deadline) {
+      auto got = p.initiator->DriveReceives(std::chrono::milliseconds(100),
+                                            [&] { return delivered.load() >= want; });
+      ASSERT_NE(got, QueuePair::DriveResult::kUnsupported) << "message " << i;
+      if (got == QueuePair::DriveResult::kDone) ++driven;
+      if (got == QueuePair::DriveResult::kBusy) std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_EQ(delivered.load(), want) << "message " << i << " never reached on_recv";
+  }
+  EXPECT_GE(driven, 190u) << "the waiting caller did not read the messages itself";
+  EXPECT_GE(soft::CallerReceivedFrames() - frames_before, 190u);
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(first_bytes.size(), 200u);
+    for (uint32_t i = 0; i < 200; ++i) EXPECT_EQ(first_bytes[i], static_cast<uint8_t>(i));
+    size_t on_caller = 0;
+    for (const auto& id : handler_threads) on_caller += id == std::this_thread::get_id();
+    EXPECT_GE(on_caller, 190u) << "on_recv did not run on the waiting caller's thread";
+  }
+
+  // A QP not opened for it refuses at once.
+  EXPECT_EQ(p.target->DriveReceives(std::chrono::milliseconds(10), [] { return false; }),
+            QueuePair::DriveResult::kUnsupported);
+
+  // The peer goes away while a caller waits: it returns promptly, the QP is failed and
+  // its posted receives are flushed to on_recv.
+  std::thread killer([&] {
+    std::this_thread::sleep_for(50ms);
+    p.target->Disconnect();
+  });
+  t0 = Clock::now();
+  QueuePair::DriveResult last = QueuePair::DriveResult::kBusy;
+  while (MillisSince(t0) < 5000.0) {
+    last = p.initiator->DriveReceives(std::chrono::milliseconds(100), [] { return false; });
+    if (last == QueuePair::DriveResult::kUnsupported) break;
+  }
+  killer.join();
+  EXPECT_EQ(last, QueuePair::DriveResult::kUnsupported);
+  EXPECT_LT(MillisSince(t0), 2000.0);
+  auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (p.initiator->state() != QpState::kError && Clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(p.initiator->state(), QpState::kError);
+  deadline = Clock::now() + std::chrono::seconds(5);
+  while (flushed.load() < kSlots && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(flushed.load(), kSlots) << "the posted receives were not flushed";
+}
+
 class RawConnection {
  public:
   explicit RawConnection(const Endpoint& to) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <thread>
 
+#include "datapath/soft_internal.h"
 #include "rpc/rpc_client.h"
 #include "rpc/rpc_server.h"
 
@@ -236,6 +237,47 @@ TEST_F(RpcTest, ConcurrentCallsWithInlineHandlers) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(server_->stats().executed, uint64_t{kThreads} * kCalls);
+}
+
+// One call at a time, the caller reads its reply from the connection itself
+// (DriveReceives) rather than being woken by the transport's receive thread.
+TEST_F(RpcTest, CallersReadTheirOwnReplies) {
+  auto c = Client();
+  ASSERT_NE(c, nullptr);
+  const uint64_t before = transport::soft::CallerReceivedFrames();
+  for (int i = 0; i < 300; ++i) ExpectEcho(*c, "call " + std::to_string(i));
+  // The first replies may come through the receive thread, before it parks.
+  EXPECT_GE(transport::soft::CallerReceivedFrames() - before, 250u)
+      << "the replies were not read by the waiting callers";
+}
+
+// Callers read the connection while it is torn down under them, again and again: every
+// call still gets its own reply, and no caller is left waiting on a destroyed link.
+TEST_F(RpcTest, ConnectionLossWhileCallersReadReplies) {
+  auto c = Client();
+  ASSERT_NE(c, nullptr);
+  std::atomic<int> wrong{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        std::string msg = "t" + std::to_string(t) + " call " + std::to_string(i);
+        auto r = c->Call(kEcho, Bytes(msg), 10000ms);
+        if (!r.ok() || Str(*r) != msg) ++wrong;
+      }
+    });
+  }
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(30ms);
+    c->DisconnectForTesting();
+  }
+  std::this_thread::sleep_for(50ms);
+  stop = true;
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GE(c->reconnects(), 5u);
+  ExpectEcho(*c, "after the losses");
 }
 
 TEST_F(RpcTest, MoreCallersThanCredits) {
