@@ -14,6 +14,7 @@
 // made the QP unsuitable), on Disconnect, and now and then to look for traffic nobody
 // asked for (a peer's request on a QP it was not expected on, an EOF on an idle QP).
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -153,13 +154,15 @@ size_t SoftQueuePair::WaitSend(std::span<Completion> out, Duration timeout) {
                                            : Duration(0));
 }
 
-QueuePair::DriveResult SoftQueuePair::DriveReceives(Duration timeout,
+QueuePair::DriveResult SoftQueuePair::DriveReceives(Duration timeout, Duration poll_first,
                                                     const std::function<bool()>& done) {
   if (!MayDriveReceives()) return DriveResult::kUnsupported;
   drove_receives_.store(true, std::memory_order_release);  // the rx thread parks from now on
   std::unique_lock rx(rx_mu_, std::try_to_lock);
   if (!rx) return DriveResult::kBusy;  // the rx thread (not parked yet) or another caller
-  const auto deadline = Clock::now() + timeout;
+  const auto start = Clock::now();
+  const auto deadline = start + timeout;
+  const auto poll_end = start + std::min(poll_first, timeout);
   DriveResult result = DriveResult::kTimedOut;
   while (true) {
     if (rx_begin_ == rx_end_) {
@@ -179,6 +182,10 @@ QueuePair::DriveResult SoftQueuePair::DriveReceives(Duration timeout,
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         auto now = Clock::now();
         if (now >= deadline) break;
+        if (now < poll_end) {
+          sched_yield();  // a core to the threads that bring the message, if they need it
+          continue;
+        }
         auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
         timespec ts{static_cast<time_t>(wait.count() / 1000000000),
                     static_cast<long>(wait.count() % 1000000000)};

@@ -94,7 +94,7 @@ class SoftQueuePair final : public QueuePair {
   size_t PollRecv(std::span<Completion> out) override { return recv_cq_.Poll(out); }
   size_t WaitSend(std::span<Completion> out, Duration t) override;  // soft_caller_rx.cc
   size_t WaitRecv(std::span<Completion> out, Duration t) override { return recv_cq_.Wait(out, t); }
-  DriveResult DriveReceives(Duration timeout,
+  DriveResult DriveReceives(Duration timeout, Duration poll_first,
                             const std::function<bool()>& done) override;  // soft_caller_rx.cc
   QpState state() const override {
     return error_.load(std::memory_order_acquire) ? QpState::kError : QpState::kConnected;

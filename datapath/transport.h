@@ -160,11 +160,15 @@ class QueuePair {
   // read the connection itself, on a QP opened with caller_driven_receives: the
   // receive completions then reach on_recv on this thread, which spares the transport
   // thread's wake-up per message. Reads until `done()` holds (asked after each batch of
-  // messages is handed over) or `timeout` passes. kBusy: another thread reads the
+  // messages is handed over) or `timeout` passes. For the first `poll_first` it polls
+  // rather than sleeps, yielding the core between tries (a lone caller expecting its
+  // message within a round trip: no wake-up then, and on a machine with few cores the
+  // threads bringing the message still run). kBusy: another thread reads the
   // connection now (wait another way, try again later); kUnsupported: callers cannot
   // read this QP (backend, options, or the QP failed): wait another way for good.
   enum class DriveResult : uint8_t { kDone, kTimedOut, kBusy, kUnsupported };
-  virtual DriveResult DriveReceives(Duration /*timeout*/, const std::function<bool()>& /*done*/) {
+  virtual DriveResult DriveReceives(Duration /*timeout*/, Duration /*poll_first*/,
+                                    const std::function<bool()>& /*done*/) {
     return DriveResult::kUnsupported;
   }
 

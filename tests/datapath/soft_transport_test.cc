@@ -325,7 +325,8 @@ TEST_F(SoftTransportTest, CallerDrivenReceivesRunOnRecvOnTheCaller) {
 
   // Nothing sent: the wait times out.
   auto t0 = Clock::now();
-  auto r = p.initiator->DriveReceives(std::chrono::milliseconds(30), [] { return false; });
+  auto r = p.initiator->DriveReceives(std::chrono::milliseconds(30), std::chrono::milliseconds(5),
+                                      [] { return false; });
   EXPECT_TRUE(r == QueuePair::DriveResult::kTimedOut || r == QueuePair::DriveResult::kBusy);
   EXPECT_LT(MillisSince(t0), 1000.0);
 
@@ -341,7 +342,9 @@ TEST_F(SoftTransportTest, CallerDrivenReceivesRunOnRecvOnTheCaller) {
     const uint64_t want = i + 1;
     auto deadline = Clock::now() + std::chrono::seconds(5);
     while (delivered.load() < want && Clock::now() < deadline) {
-      auto got = p.initiator->DriveReceives(std::chrono::milliseconds(100),
+      // Every other one polls first (the lone RPC caller's way), the rest sleep at once.
+      auto poll_first = i % 2 ? std::chrono::microseconds(200) : std::chrono::microseconds(0);
+      auto got = p.initiator->DriveReceives(std::chrono::milliseconds(100), poll_first,
                                             [&] { return delivered.load() >= want; });
       ASSERT_NE(got, QueuePair::DriveResult::kUnsupported) << "message " << i;
       if (got == QueuePair::DriveResult::kDone) ++driven;
@@ -361,7 +364,7 @@ TEST_F(SoftTransportTest, CallerDrivenReceivesRunOnRecvOnTheCaller) {
   }
 
   // A QP not opened for it refuses at once.
-  EXPECT_EQ(p.target->DriveReceives(std::chrono::milliseconds(10), [] { return false; }),
+  EXPECT_EQ(p.target->DriveReceives(std::chrono::milliseconds(10), Duration(0), [] { return false; }),
             QueuePair::DriveResult::kUnsupported);
 
   // The peer goes away while a caller waits: it returns promptly, the QP is failed and
@@ -373,7 +376,8 @@ TEST_F(SoftTransportTest, CallerDrivenReceivesRunOnRecvOnTheCaller) {
   t0 = Clock::now();
   QueuePair::DriveResult last = QueuePair::DriveResult::kBusy;
   while (MillisSince(t0) < 5000.0) {
-    last = p.initiator->DriveReceives(std::chrono::milliseconds(100), [] { return false; });
+    last = p.initiator->DriveReceives(std::chrono::milliseconds(100), Duration(0),
+                                      [] { return false; });
     if (last == QueuePair::DriveResult::kUnsupported) break;
   }
   killer.join();
