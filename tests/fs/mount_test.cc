@@ -441,6 +441,66 @@ TEST_F(MountTest, SharedMmapODirectAndLocks) {
   ::close(b);
 }
 
+// close() sends no FLUSH where there is nothing to flush: read-only handles and new
+// files written through write-only handles. A handle that can map the file shared, or
+// rewrote an existing file, still flushes. Whatever close skipped still becomes
+// durable: a rewrite's mtime is there after a remount (a fresh client asks the server).
+int CountFlushes(const std::string& debug_log) {
+  int n = 0;
+  for (size_t at = debug_log.find("opcode: FLUSH"); at != std::string::npos;
+       at = debug_log.find("opcode: FLUSH", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(MountTest, CloseFlushesOnlyWhatCanNeedIt) {
+  ASSERT_NO_FATAL_FAILURE(Mount({"-d"}));  // libfuse logs every request it gets
+  auto flushes = [&] { return CountFlushes(mount_->err_text()); };
+  auto pat = Pattern(8192, 5);
+
+  // A new file through a write-only handle, then rewritten at its start: the rewrite's
+  // mtime is left to the release.
+  int fd = ::open(P("new").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, pat.data(), pat.size(), 0), 8192);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later mtime
+  ASSERT_EQ(::pwrite(fd, pat.data(), 4096, 0), 4096);
+  struct stat written;
+  ASSERT_EQ(::fstat(fd, &written), 0);
+  const int before = flushes();
+  ASSERT_EQ(::close(fd), 0);
+  // Read-only opens of it.
+  for (int i = 0; i < 3; ++i) {
+    fd = ::open(P("new").c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::close(fd), 0);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the log is written
+  EXPECT_EQ(flushes(), before) << "close sent a FLUSH that had nothing to do";
+
+  // Read-write (may map it shared) and write-only on an existing file: FLUSH.
+  fd = ::open(P("new").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::close(fd), 0);
+  fd = ::open(P("new").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::close(fd), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(flushes(), before + 2) << "close of a handle that can need it did not FLUSH";
+
+  // What close skipped reached the server: a new client sees the rewrite's mtime.
+  Unmount(mnt_);
+  mount_->Wait(std::chrono::seconds(5));
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  struct stat st;
+  ASSERT_EQ(::stat(P("new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 8192);
+  EXPECT_EQ(st.st_mtim.tv_sec, written.st_mtim.tv_sec);
+  EXPECT_EQ(st.st_mtim.tv_nsec, written.st_mtim.tv_nsec);
+  EXPECT_TRUE(ReadFile(P("new")) == pat);
+}
+
 TEST_F(MountTest, BackgroundMountAndMountFuse3Helper) {
   // Without -f: returns once mounted; the daemon lives on until unmounted. Its output
   // captured through a pipe (as a launcher does) must not keep the caller waiting.
