@@ -1,9 +1,11 @@
 #include "fs/mount_options.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <thread>
 
 namespace dpmfs::fs {
 namespace {
@@ -158,6 +160,10 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
 
 }  // namespace
 
+uint32_t DefaultMaxThreads() {
+  return std::clamp(2 * std::thread::hardware_concurrency(), 4u, 64u);
+}
+
 std::vector<std::string> SplitOptionList(std::string_view list) {
   std::vector<std::string> out;
   std::string cur;
@@ -258,7 +264,7 @@ std::string MountUsage(std::string_view program) {
          "  transport=soft|verbs   RDMA transport (default soft: software NIC over TCP)\n"
          "  attr_timeout=SEC   kernel attribute cache time (default 1)\n"
          "  entry_timeout=SEC  kernel name cache time (default 1)\n"
-         "  max_threads=N      request worker threads (default 10)\n"
+         "  max_threads=N      request worker threads (default 2 per CPU, 4..64)\n"
          "  statahead=N        after N lookups in a row in one directory, list it with\n"
          "                     attributes and answer its lookups from that for\n"
          "                     entry_timeout (default 8; 0 = off)\n"

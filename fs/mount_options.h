@@ -21,6 +21,11 @@
 
 namespace dpmfs::fs {
 
+// Request worker threads unless -o max_threads= says otherwise: 2 per CPU, 4..64.
+// libfuse's 10 is more than 2 CPUs use: on 2 vCPUs, 4 threads measured 4-6% more
+// 4 KiB random-read and 4-job fdatasync-write IOPS than 10 (metadata unchanged).
+uint32_t DefaultMaxThreads();
+
 struct MountOptions {
   std::string meta_server;  // "host:port" of dpmfs-meta, as given
   std::string mountpoint;
@@ -35,7 +40,7 @@ struct MountOptions {
   transport::Backend transport = transport::Backend::kSoft;
   double attr_timeout = 1.0;      // seconds the kernel may cache attributes
   double entry_timeout = 1.0;     // seconds the kernel may cache name -> inode
-  uint32_t max_threads = 10;      // worker threads of the multithreaded loop
+  uint32_t max_threads = DefaultMaxThreads();  // worker threads of the multithreaded loop
   uint32_t statahead = 8;         // lookups in a row in one directory before it is listed
                                   // (fs/stat_ahead.h); 0: never
   bool clone_fd = true;           // one /dev/fuse fd per worker thread

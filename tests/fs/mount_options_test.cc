@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <thread>
 
 namespace dpmfs::fs {
 namespace {
@@ -30,6 +31,9 @@ TEST(MountOptions, DefaultsAndPositionals) {
   EXPECT_DOUBLE_EQ(o->entry_timeout, 1.0);
   EXPECT_EQ(o->max_write, 1u << 20);
   EXPECT_TRUE(o->clone_fd);
+  // Worker threads: 2 per CPU, at least 4, at most 64.
+  const uint32_t cpus = std::thread::hardware_concurrency();
+  EXPECT_EQ(o->max_threads, std::clamp(2 * cpus, 4u, 64u));
   // /proc/mounts shows the server and fuse.dpmfs.
   EXPECT_TRUE(HasFuseOption(*o, "fsname=127.0.0.1:7000"));
   EXPECT_TRUE(HasFuseOption(*o, "subtype=dpmfs"));
