@@ -82,36 +82,49 @@ size_t SoftQueuePair::DriveSend(std::span<Completion> out, Clock::time_point dea
   while (true) {
     if (size_t n = send_cq_.Poll(out); n > 0) return n;
     if (rx_failed_ || peer_initiated_.load() || error_.load(std::memory_order_acquire)) return 0;
-    if (rx_begin_ == rx_end_) {
-      // Wait for bytes here rather than in ReadExact's recv, so that the deadline holds.
-      ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, MSG_DONTWAIT);
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        if (!block) return 0;
-        auto now = Clock::now();
-        if (now >= deadline) return 0;
-        auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
-        timespec ts{static_cast<time_t>(wait.count() / 1000000000),
-                    static_cast<long>(wait.count() % 1000000000)};
-        pollfd p{fd_.get(), POLLIN, 0};
-        (void)::ppoll(&p, 1, &ts, nullptr);
-        continue;
-      }
-      // Data, or EOF / an error that ReceiveFrame's own recv reports again.
-      if (r > 0) {
-        rx_begin_ = 0;
-        rx_end_ = static_cast<size_t>(r);
-      }
+    if (rx_begin_ == rx_end_ && !TryFillRx()) {
+      if (!block || Clock::now() >= deadline) return 0;
+      WaitReadable(deadline);
+      continue;
     }
-    CompletionStatus why = CompletionStatus::kTransportError;
-    if (!ReceiveFrame(&why)) {
-      // The rx thread winds the QP down (EnterError) once handed back; a NAK's own
-      // completion is queued already.
-      rx_failed_ = true;
-      rx_failed_why_ = stopping_.load() ? CompletionStatus::kFlushed : why;
-      return send_cq_.Poll(out);
-    }
-    g_caller_frames.fetch_add(1, std::memory_order_relaxed);
+    // A NAK's own completion is queued already.
+    if (!CallerReceiveFrame()) return send_cq_.Poll(out);
   }
+}
+
+bool SoftQueuePair::TryFillRx() {
+  // Bytes are waited for by the caller (WaitReadable), not in ReadExact's blocking recv,
+  // so that its deadline holds.
+  ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, MSG_DONTWAIT);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+  // Data, or EOF / an error that ReceiveFrame's own recv reports again.
+  if (r > 0) {
+    rx_begin_ = 0;
+    rx_end_ = static_cast<size_t>(r);
+  }
+  return true;
+}
+
+void SoftQueuePair::WaitReadable(Clock::time_point deadline) {
+  auto now = Clock::now();
+  if (now >= deadline) return;
+  auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
+  timespec ts{static_cast<time_t>(wait.count() / 1000000000),
+              static_cast<long>(wait.count() % 1000000000)};
+  pollfd p{fd_.get(), POLLIN, 0};
+  (void)::ppoll(&p, 1, &ts, nullptr);
+}
+
+bool SoftQueuePair::CallerReceiveFrame() {
+  CompletionStatus why = CompletionStatus::kTransportError;
+  if (!ReceiveFrame(&why)) {
+    // The rx thread winds the QP down (EnterError) once handed back.
+    rx_failed_ = true;
+    rx_failed_why_ = stopping_.load() ? CompletionStatus::kFlushed : why;
+    return false;
+  }
+  g_caller_frames.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 size_t SoftQueuePair::PollSend(std::span<Completion> out) {
@@ -178,35 +191,21 @@ QueuePair::DriveResult SoftQueuePair::DriveReceives(Duration timeout, Duration p
         result = DriveResult::kUnsupported;
         break;
       }
-      ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, MSG_DONTWAIT);
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      if (!TryFillRx()) {
         auto now = Clock::now();
         if (now >= deadline) break;
         if (now < poll_end) {
           sched_yield();  // a core to the threads that bring the message, if they need it
-          continue;
+        } else {
+          WaitReadable(deadline);
         }
-        auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
-        timespec ts{static_cast<time_t>(wait.count() / 1000000000),
-                    static_cast<long>(wait.count() % 1000000000)};
-        pollfd p{fd_.get(), POLLIN, 0};
-        (void)::ppoll(&p, 1, &ts, nullptr);
         continue;
       }
-      // Data, or EOF / an error that ReceiveFrame's own recv reports again.
-      if (r > 0) {
-        rx_begin_ = 0;
-        rx_end_ = static_cast<size_t>(r);
-      }
     }
-    CompletionStatus why = CompletionStatus::kTransportError;
-    if (!ReceiveFrame(&why)) {
-      rx_failed_ = true;  // the rx thread winds the QP down once handed back
-      rx_failed_why_ = stopping_.load() ? CompletionStatus::kFlushed : why;
+    if (!CallerReceiveFrame()) {
       result = DriveResult::kUnsupported;
       break;
     }
-    g_caller_frames.fetch_add(1, std::memory_order_relaxed);
   }
   // Nothing received may wait for the next reader: it could be the parked rx thread.
   FlushResponses();

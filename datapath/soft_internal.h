@@ -241,6 +241,13 @@ class SoftQueuePair final : public QueuePair {
   // (returned), `deadline` passes (blocking) or nothing more is readable (not
   // blocking). Leaves rx_failed_ set if the connection ended.
   size_t DriveSend(std::span<Completion> out, Clock::time_point deadline, bool block);
+  // A caller holding rx_mu_, the rx buffer empty: reads what the socket has (false:
+  // nothing yet). WaitReadable sleeps until it has something or `deadline` passes.
+  bool TryFillRx();
+  void WaitReadable(Clock::time_point deadline);
+  // A caller holding rx_mu_ handles one frame; false once the connection ended (then
+  // rx_failed_ is set for the rx thread, which winds the QP down once handed back).
+  bool CallerReceiveFrame();
   // A caller is done with the socket (rx_mu_ released): wakes the rx thread if it must
   // take over (the connection ended, or the QP stopped qualifying).
   void HandBack();
