@@ -253,13 +253,14 @@ void RpcClient::AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
     });
     p.promoted = false;
   }
-  PromoteWaiter();
+  PromoteWaiter(p);
 }
 
-void RpcClient::PromoteWaiter() {
+void RpcClient::PromoteWaiter(const Pending& leaving) {
   if (driven_link_ != nullptr || !link_ || !link_->drivable) return;
   for (auto& [seq, q] : pending_) {
-    if (!q->done.load(std::memory_order_relaxed) && !q->abandoned) {
+    // Not the leaving caller's own call: it is still here when that one timed out.
+    if (q.get() != &leaving && !q->done.load(std::memory_order_relaxed) && !q->abandoned) {
       q->promoted = true;
       q->done_cv.notify_one();
       return;

@@ -100,8 +100,8 @@ class RpcClient {
   void AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
                   std::chrono::steady_clock::time_point deadline);
   // Nobody reads the connection for callers any more: hands the role to one caller
-  // still waiting for its reply (mu_ held).
-  void PromoteWaiter();
+  // still waiting for its reply, other than `leaving`'s (mu_ held).
+  void PromoteWaiter(const Pending& leaving);
 
   transport::Device& device_;
   const Endpoint server_;
