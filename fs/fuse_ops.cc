@@ -444,10 +444,10 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
 
 // --- files ---
 
-// Finishes an open/create: a handle for fi->fh, direct I/O for O_DIRECT. `created`:
-// the open made the file (it was empty).
+// Finishes an open/create: a handle for fi->fh, direct I/O for O_DIRECT. `emptied`:
+// the open left the file empty (it created or truncated it).
 Handle* NewHandle(Filesystem* fs, std::shared_ptr<Inode> inode, uint64_t server_handle,
-                  fuse_file_info* fi, bool created) {
+                  fuse_file_info* fi, bool emptied) {
   auto* h = new Handle{std::move(inode), server_handle, fi->flags};
   fi->fh = reinterpret_cast<uint64_t>(h);
   // O_DIRECT bypasses the page cache; everything else keeps it, so that shared
@@ -456,12 +456,13 @@ Handle* NewHandle(Filesystem* fs, std::shared_ptr<Inode> inode, uint64_t server_
   // close() waits for a FLUSH, which writes back dirty shared-mmap pages and commits
   // the lazy mtime of overwrites (OpFlush). The kernel skips it for handles that have
   // neither to do: a read-only handle writes nothing and cannot map the file shared
-  // and writable; a write-only one cannot map it at all, and if it created the file
-  // its writes extend it, so they commit their mtime with their size (only a rewrite
-  // of what it wrote leaves its mtime to the release, which the kernel sends as close()
-  // returns). Locks need no FLUSH: the kernel keeps them (no lock operations here).
+  // and writable; a write-only one cannot map it at all, and if it created or
+  // truncated the file its writes extend it, so they commit their mtime with their
+  // size (only a rewrite of what it wrote leaves its mtime to the release, which the
+  // kernel sends as close() returns). Locks need no FLUSH: the kernel keeps them (no
+  // lock operations here).
   const int access = fi->flags & O_ACCMODE;
-  fi->noflush = access == O_RDONLY || (created && access == O_WRONLY);
+  fi->noflush = access == O_RDONLY || (emptied && access == O_WRONLY);
   fs->inodes().Opened(h->inode);
   return h;
 }
@@ -514,7 +515,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       if (rc != 0 && rc != -ENOENT) spdlog::debug("inval_inode {}: {}", ino, strerror(-rc));
     }
   }
-  Handle* h = NewHandle(fs, inode, reply.handle, fi, /*created=*/false);
+  Handle* h = NewHandle(fs, inode, reply.handle, fi, /*emptied=*/(fi->flags & O_TRUNC) != 0);
   if (fuse_reply_open(req, fi) != 0) DropHandle(fs, h);  // interrupted: no release will come
 }
 
@@ -551,7 +552,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   // A new file, or one the server just truncated: its size is exactly the reply's.
   if (reply.created || (fi->flags & O_TRUNC)) inode->SetAttr(reply.attr);
   if (reply.created) fs->io().KnowEmptyLayout(*inode);
-  Handle* h = NewHandle(fs, inode, reply.handle, fi, reply.created);
+  Handle* h = NewHandle(fs, inode, reply.handle, fi, reply.created || (fi->flags & O_TRUNC));
   fuse_entry_param e;
   FillEntry(fs, inode->attr(), &e);
   if (fuse_reply_create(req, &e, fi) != 0) {

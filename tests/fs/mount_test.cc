@@ -479,6 +479,35 @@ TEST_F(MountTest, CloseFlushesOnlyWhatCanNeedIt) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the log is written
   EXPECT_EQ(flushes(), before) << "close sent a FLUSH that had nothing to do";
 
+  // What close skipped reached the server: a new client sees the rewrite's mtime.
+  auto expect_server_has = [&](const struct stat& want) {
+    Unmount(mnt_);
+    mount_->Wait(std::chrono::seconds(5));
+    ASSERT_NO_FATAL_FAILURE(Mount({"-d"}));
+    struct stat st;
+    ASSERT_EQ(::stat(P("new").c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 8192);
+    EXPECT_EQ(st.st_mtim.tv_sec, want.st_mtim.tv_sec);
+    EXPECT_EQ(st.st_mtim.tv_nsec, want.st_mtim.tv_nsec);
+    EXPECT_TRUE(ReadFile(P("new")) == pat);
+  };
+  ASSERT_NO_FATAL_FAILURE(expect_server_has(written));
+  const int before2 = flushes();
+
+  // Write-only with O_TRUNC empties it: its writes extend the file again, no FLUSH.
+  fd = ::open(P("new").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, pat.data(), pat.size()), 8192);
+  ASSERT_EQ(::close(fd), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(flushes(), before2) << "close after O_TRUNC sent a FLUSH";
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later mtime
+  fd = ::open(P("new").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, pat.data(), 4096, 0), 4096);  // an overwrite: a lazy mtime
+  ASSERT_EQ(::fstat(fd, &written), 0);
+  ASSERT_EQ(::close(fd), 0);  // flushes (counted below)
+
   // Read-write (may map it shared) and write-only on an existing file: FLUSH.
   fd = ::open(P("new").c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
@@ -487,18 +516,8 @@ TEST_F(MountTest, CloseFlushesOnlyWhatCanNeedIt) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::close(fd), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(flushes(), before + 2) << "close of a handle that can need it did not FLUSH";
-
-  // What close skipped reached the server: a new client sees the rewrite's mtime.
-  Unmount(mnt_);
-  mount_->Wait(std::chrono::seconds(5));
-  ASSERT_NO_FATAL_FAILURE(Mount());
-  struct stat st;
-  ASSERT_EQ(::stat(P("new").c_str(), &st), 0);
-  EXPECT_EQ(st.st_size, 8192);
-  EXPECT_EQ(st.st_mtim.tv_sec, written.st_mtim.tv_sec);
-  EXPECT_EQ(st.st_mtim.tv_nsec, written.st_mtim.tv_nsec);
-  EXPECT_TRUE(ReadFile(P("new")) == pat);
+  EXPECT_EQ(flushes(), before2 + 3) << "close of a handle that can need it did not FLUSH";
+  ASSERT_NO_FATAL_FAILURE(expect_server_has(written));  // the overwrite's mtime
 }
 
 TEST_F(MountTest, BackgroundMountAndMountFuse3Helper) {
