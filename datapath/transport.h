@@ -152,7 +152,11 @@ class QueuePair {
   virtual size_t PollSend(std::span<Completion> out) = 0;
   virtual size_t PollRecv(std::span<Completion> out) = 0;
   // Blocking: waits until at least one completion exists or `timeout` passes (then 0).
-  // Spins briefly before sleeping, so a waiting caller sees a completion quickly.
+  // Verbs, and soft on machines with more than 2 CPUs, spin briefly (40-50 us) before
+  // sleeping. Soft on 2 CPUs or fewer, and a soft caller reading its own READ responses,
+  // sleep at once: a spinner would take the core the reply needs. A caller that wants a
+  // yielding poll first does it itself (DataClient::Read and Reap; DriveReceives takes
+  // poll_first for messages).
   virtual size_t WaitSend(std::span<Completion> out, Duration timeout) = 0;
   virtual size_t WaitRecv(std::span<Completion> out, Duration timeout) = 0;
 
