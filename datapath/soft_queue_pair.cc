@@ -196,8 +196,15 @@ Status SoftQueuePair::PostRecv(std::span<const WorkRequest> recvs) {
                                       std::to_string(wr.lkey) + " with local write access");
     }
   }
-  // Before the receive can be used: from now on the rx thread keeps reading (MayPark).
-  if (!receives_posted_.exchange(true, std::memory_order_seq_cst)) HandBack();
+  // Before the receive can be used: from now on the rx thread keeps reading (MayPark) -
+  // unless callers read messages themselves (DriveReceives), which receives allow. A
+  // hand-back there would only be a stale wake-up: the rx thread's first park would
+  // end at once, and it would keep the socket in a blocking read until the next frame,
+  // turning every caller away meanwhile.
+  if (!receives_posted_.exchange(true, std::memory_order_seq_cst) &&
+      !options_.caller_driven_receives) {
+    HandBack();
+  }
   std::lock_guard lock(recv_mu_);
   if (error_.load(std::memory_order_acquire)) {
     return Status::FailedPrecondition("queue pair to " + peer_ + " is in the error state");
