@@ -280,6 +280,34 @@ TEST_F(RpcTest, ConnectionLossWhileCallersReadReplies) {
   ExpectEcho(*c, "after the losses");
 }
 
+// The caller reading replies times out and leaves while another caller still waits:
+// the role passes to the waiting caller, whose reply then reaches it as soon as it
+// arrives. (Passed to nobody, the reply waits for the parked receive thread's next look
+// at the socket, up to 200 ms later; three rounds make missing that unlikely.)
+TEST_F(RpcTest, ATimedOutReaderHandsTheRoleToAWaitingCaller) {
+  auto c = Client();
+  ASSERT_NE(c, nullptr);
+  ExpectEcho(*c, "warm up");  // the receive thread parks: callers read from here on
+  for (int round = 0; round < 3; ++round) {
+    std::thread reader([&] {
+      std::vector<uint8_t> ms = {50};  // the handler sleeps 500 ms
+      auto r = c->Call(kSleep, ms, 100ms);
+      EXPECT_EQ(r.status().code(), StatusCode::kTimedOut);
+    });
+    std::this_thread::sleep_for(20ms);  // the first call is the one reading
+    std::vector<uint8_t> ms = {30};     // 300 ms
+    auto start = std::chrono::steady_clock::now();
+    auto r = c->Call(kSleep, ms, 5000ms);
+    auto took = std::chrono::steady_clock::now() - start;
+    reader.join();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_LT(took, 390ms) << "round " << round << ": the reply waited for a reader";
+    // The server's two workers: the abandoned call's handler must be done before the
+    // next round, or the next round's second call queues behind it.
+    std::this_thread::sleep_for(250ms);
+  }
+}
+
 TEST_F(RpcTest, MoreCallersThanCredits) {
   RpcClientOptions o;
   o.depth = 2;
