@@ -81,28 +81,28 @@ MetaClient::~MetaClient() {
 
 uint64_t MetaClient::session() const { return rpc_->session(); }
 
-template <class Req, class Rep>
-int MetaClient::Call(Opcode op, const Req& req, Rep* reply) {
-  std::vector<uint8_t> payload = Encode(req);
-  auto r = rpc_->Call(static_cast<uint16_t>(op), payload, options_.call_timeout);
+MetaClient::Started MetaClient::StartRaw(Opcode op, std::span<const uint8_t> payload) {
+  return Started{op, rpc_->Start(static_cast<uint16_t>(op), payload, options_.call_timeout)};
+}
+
+int MetaClient::FinishRaw(Started& s, bool quiet, std::vector<uint8_t>* raw,
+                          std::span<const uint8_t>* body) {
+  auto r = rpc_->Wait(s.ticket);
   if (!r.ok()) {
     int err = ErrnoOfRpcStatus(r.status());
-    spdlog::warn("meta client: {} failed ({}): {}", OpcodeName(op), std::strerror(err),
-                 r.status().ToString());
+    spdlog::log(quiet ? spdlog::level::debug : spdlog::level::warn, "meta client: {} failed ({}): {}",
+                OpcodeName(s.op), std::strerror(err), r.status().ToString());
     return err;
   }
+  *raw = std::move(r).value();
   int err = 0;
-  std::span<const uint8_t> body;
-  if (Status s = SplitReply(*r, &err, &body); !s.ok()) {
-    spdlog::error("meta client: undecodable {} reply: {}", OpcodeName(op), s.ToString());
-    return EIO;
-  }
-  if (err != 0) return err;
-  if (Status s = Decode(body, reply); !s.ok()) {
-    spdlog::error("meta client: undecodable {} reply: {}", OpcodeName(op), s.ToString());
-    return EIO;
-  }
-  return 0;
+  if (Status st = SplitReply(*raw, &err, body); !st.ok()) return Undecodable(s.op, st);
+  return err;
+}
+
+int MetaClient::Undecodable(Opcode op, const Status& why) {
+  spdlog::error("meta client: undecodable {} reply: {}", OpcodeName(op), why.ToString());
+  return EIO;
 }
 
 template <class Req>
@@ -125,21 +125,12 @@ int MetaClient::CallDirs(Opcode op, const Req& req, std::vector<InodeAttr>* dirs
 }
 
 int MetaClient::CallRaw(Opcode op, std::span<const uint8_t> payload, std::vector<uint8_t>* body) {
-  auto r = rpc_->Call(static_cast<uint16_t>(op), payload, options_.call_timeout);
-  if (!r.ok()) {
-    int err = ErrnoOfRpcStatus(r.status());
-    // Debug, not warn: CallRaw's callers (the wire tests) send malformed bytes on
-    // purpose, and a refusal is the answer they expect; the errno tells them.
-    spdlog::debug("meta client: raw {} failed ({}): {}", OpcodeName(op), std::strerror(err),
-                  r.status().ToString());
-    return err;
-  }
-  int err = 0;
+  Started s = StartRaw(op, payload);
+  std::vector<uint8_t> raw;
   std::span<const uint8_t> b;
-  if (Status s = SplitReply(*r, &err, &b); !s.ok()) {
-    spdlog::error("meta client: undecodable raw {} reply: {}", OpcodeName(op), s.ToString());
-    return EIO;
-  }
+  // Quiet: CallRaw's callers (the wire tests) send malformed bytes on purpose, and a
+  // refusal is the answer they expect; the errno tells them.
+  int err = FinishRaw(s, /*quiet=*/true, &raw, &b);
   if (body != nullptr) body->assign(b.begin(), b.end());
   return err;
 }

@@ -12,7 +12,12 @@
 // number, so a metadata server restart is invisible to callers: the server answers a
 // mutation it already executed from its (durable) reply cache.
 //
-// Thread-safety: every method is thread-safe; any number of calls may run at once.
+// Pipelining: Start sends a request and returns at once, Finish waits for its reply and
+// returns what the typed call would have; one thread can keep several calls in flight
+// (dpmfs-bench meta --window drives the server so).
+//
+// Thread-safety: every method is thread-safe; any number of calls may run at once. A
+// Started call is finished by one thread, and before the MetaClient is destroyed.
 #pragma once
 
 #include <atomic>
@@ -87,6 +92,27 @@ class MetaClient {
   int Commit(const CommitRequest& req, InodeAttr* attr);
   int Fallocate(const FallocateRequest& req, InodeAttr* attr);
 
+  // A call sent by Start, to be collected by Finish.
+  struct Started {
+    Opcode op{};
+    rpc::RpcClient::Ticket ticket;
+  };
+  // Any request the typed calls send, as they send it (without their client-side checks,
+  // such as CheckName: the server checks everything again).
+  template <class Req>
+  Started Start(Opcode op, const Req& req) {
+    return StartRaw(op, Encode(req));
+  }
+  // The reply of `s` decoded into `reply` (the type the typed call decodes), or an errno.
+  template <class Rep>
+  int Finish(Started& s, Rep* reply) {
+    std::vector<uint8_t> raw;
+    std::span<const uint8_t> body;
+    if (int err = FinishRaw(s, /*quiet=*/false, &raw, &body); err != 0) return err;
+    if (Status st = Decode(body, reply); !st.ok()) return Undecodable(s.op, st);
+    return 0;
+  }
+
   // Sends any request (already encoded) and returns the reply's errno and body: for
   // tests and fuzzing that need to send what the typed calls would refuse to build.
   int CallRaw(Opcode op, std::span<const uint8_t> payload, std::vector<uint8_t>* body);
@@ -97,7 +123,15 @@ class MetaClient {
  private:
   MetaClient(std::unique_ptr<rpc::RpcClient> rpc, const MetaClientOptions& options);
   template <class Req, class Rep>
-  int Call(Opcode op, const Req& req, Rep* reply);
+  int Call(Opcode op, const Req& req, Rep* reply) {
+    Started s = Start(op, req);
+    return Finish(s, reply);
+  }
+  Started StartRaw(Opcode op, std::span<const uint8_t> payload);
+  // Waits for `s`'s reply: its errno, `raw` the whole reply and `body` what follows the
+  // errno in it. `quiet` logs RPC failures at debug level instead of warn.
+  int FinishRaw(Started& s, bool quiet, std::vector<uint8_t>* raw, std::span<const uint8_t>* body);
+  int Undecodable(Opcode op, const Status& why);  // logs; EIO
   // Call for the ops answered with an EntryReply (attr and dirs to the caller).
   template <class Req>
   int CallEntry(Opcode op, const Req& req, InodeAttr* attr, std::vector<InodeAttr>* dirs);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 
 #include "datapath/send_queue_credits.h"
 
@@ -68,7 +69,8 @@ struct RpcClient::Pending {
   bool abandoned = false;  // the caller timed out; the reply only returns the credit
   // Set under mu_; read without it by a caller reading the connection (DriveReceives).
   std::atomic<bool> done{false};
-  bool promoted = false;            // the caller is to read the connection (under mu_)
+  bool waiting = false;   // its caller is in AwaitReply (under mu_)
+  bool promoted = false;  // the caller is to read the connection (under mu_)
   std::condition_variable done_cv;  // the caller waits here, alone
   Status status;
   std::vector<uint8_t> reply;
@@ -170,16 +172,22 @@ Result<std::unique_ptr<RpcClient::Link>> RpcClient::MakeLink() {
   return l;
 }
 
-Result<std::vector<uint8_t>> RpcClient::Call(uint16_t opcode, std::span<const uint8_t> payload,
-                                             std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::unique_lock lock(mu_);
+RpcClient::Ticket RpcClient::Start(uint16_t opcode, std::span<const uint8_t> payload,
+                                   std::chrono::milliseconds timeout) {
+  Ticket t;
+  t.timeout_ = timeout;
+  t.deadline_ = std::chrono::steady_clock::now() + timeout;
+  std::lock_guard lock(mu_);
   if (payload.size() > max_payload_) {
-    return Status::InvalidArgument("rpc request of " + std::to_string(payload.size()) +
-                                   " bytes exceeds the " + std::to_string(max_payload_) +
-                                   "-byte maximum payload of server " + server_.ToString());
+    t.refused_ = Status::InvalidArgument("rpc request of " + std::to_string(payload.size()) +
+                                         " bytes exceeds the " + std::to_string(max_payload_) +
+                                         "-byte maximum payload of server " + server_.ToString());
+    return t;
   }
-  if (closed_) return Status::Unavailable("rpc client is closed");
+  if (closed_) {
+    t.refused_ = Status::Unavailable("rpc client is closed");
+    return t;
+  }
   if (broken_) {
     broken_ = false;
     reconnect_requested_ = true;
@@ -192,7 +200,19 @@ Result<std::vector<uint8_t>> RpcClient::Call(uint16_t opcode, std::span<const ui
   pending_[p->seq] = p;
   unsent_.push_back(p->seq);
   Pump();
-  AwaitReply(lock, *p, deadline);
+  t.client_ = this;
+  t.p_ = std::move(p);
+  return t;
+}
+
+Result<std::vector<uint8_t>> RpcClient::Wait(Ticket& t) {
+  if (t.client_ == nullptr) {
+    return t.refused_.ok() ? Status::InvalidArgument("rpc: waiting for no call") : t.refused_;
+  }
+  std::shared_ptr<Pending> p = std::move(t.p_);
+  t.client_ = nullptr;
+  std::unique_lock lock(mu_);
+  AwaitReply(lock, *p, t.deadline_);
   if (!p->done) {
     if (p->slot < 0) {
       pending_.erase(p->seq);
@@ -200,11 +220,41 @@ Result<std::vector<uint8_t>> RpcClient::Call(uint16_t opcode, std::span<const ui
     } else {
       p->abandoned = true;
     }
-    return Status::TimedOut("rpc opcode " + std::to_string(opcode) + " to " + server_.ToString() +
-                            ": no reply within " + std::to_string(timeout.count()) + " ms");
+    return Status::TimedOut("rpc opcode " + std::to_string(p->opcode) + " to " +
+                            server_.ToString() + ": no reply within " +
+                            std::to_string(t.timeout_.count()) + " ms");
   }
   if (!p->status.ok()) return p->status;
   return std::move(p->reply);
+}
+
+RpcClient::Ticket& RpcClient::Ticket::operator=(Ticket&& o) noexcept {
+  if (this != &o) {
+    Drop();
+    client_ = std::exchange(o.client_, nullptr);
+    p_ = std::move(o.p_);
+    deadline_ = o.deadline_;
+    timeout_ = o.timeout_;
+    refused_ = std::move(o.refused_);
+  }
+  return *this;
+}
+
+void RpcClient::Ticket::Drop() {
+  if (client_ != nullptr && p_) client_->Abandon(*p_);
+  client_ = nullptr;
+  p_.reset();
+}
+
+void RpcClient::Abandon(Pending& p) {
+  std::lock_guard lock(mu_);
+  if (p.done.load(std::memory_order_relaxed)) return;  // answered: already forgotten
+  if (p.slot < 0) {
+    pending_.erase(p.seq);
+    unsent_.erase(std::remove(unsent_.begin(), unsent_.end(), p.seq), unsent_.end());
+  } else {
+    p.abandoned = true;
+  }
 }
 
 // Who reads the replies. A caller waiting for its reply reads the connection itself
@@ -220,6 +270,7 @@ void RpcClient::AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
   // it parks) looks again this often; OnRecv still wakes it at once with its reply.
   constexpr auto kBusyRetry = std::chrono::milliseconds(1);
   using transport::QueuePair;
+  p.waiting = true;
   while (!p.done.load(std::memory_order_relaxed)) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) break;
@@ -253,14 +304,17 @@ void RpcClient::AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
     });
     p.promoted = false;
   }
+  p.waiting = false;
   PromoteWaiter(p);
 }
 
 void RpcClient::PromoteWaiter(const Pending& leaving) {
   if (driven_link_ != nullptr || !link_ || !link_->drivable) return;
   for (auto& [seq, q] : pending_) {
-    // Not the leaving caller's own call: it is still here when that one timed out.
-    if (q.get() != &leaving && !q->done.load(std::memory_order_relaxed) && !q->abandoned) {
+    // Only a call whose caller waits for it (a started call may not be waited for yet),
+    // and not the leaving caller's own: it is still here when that one timed out.
+    if (q.get() != &leaving && q->waiting && !q->done.load(std::memory_order_relaxed) &&
+        !q->abandoned) {
       q->promoted = true;
       q->done_cv.notify_one();
       return;

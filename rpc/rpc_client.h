@@ -17,8 +17,13 @@
 // calls end with Unavailable (they may or may not have executed) and the next Call
 // starts a new round of reconnection.
 //
-// Thread-safety: Call, session, max_payload and reconnects are thread-safe. The
-// destructor must not race with Call.
+// Pipelining: Start sends a call and returns at once; Wait collects its reply. One thread
+// can so keep several calls in flight (dpmfs-bench meta --window drives the server this
+// way); Call is Start then Wait.
+//
+// Thread-safety: Call, Start, session, max_payload and reconnects are thread-safe; a
+// Ticket is waited for by one thread. The destructor must not race with Call or Start,
+// and every Ticket must be gone before it runs.
 #pragma once
 
 #include <chrono>
@@ -51,7 +56,29 @@ struct RpcClientOptions {
 };
 
 class RpcClient {
+  struct Pending;
+
  public:
+  // A call started and not yet collected. Dropping it uncollected abandons the call: its
+  // reply, if one comes, is discarded.
+  class Ticket {
+   public:
+    Ticket() = default;
+    Ticket(Ticket&& o) noexcept { *this = std::move(o); }
+    Ticket& operator=(Ticket&& o) noexcept;
+    ~Ticket() { Drop(); }
+    bool valid() const { return client_ != nullptr; }
+
+   private:
+    friend class RpcClient;
+    void Drop();
+    RpcClient* client_ = nullptr;  // null: empty, or a call that failed to start
+    std::shared_ptr<Pending> p_;
+    std::chrono::steady_clock::time_point deadline_;
+    std::chrono::milliseconds timeout_{0};
+    Status refused_;  // why Start did not send it (Wait returns it)
+  };
+
   // Connects once (no retries: an unreachable server at start is an error).
   static Result<std::unique_ptr<RpcClient>> Connect(transport::Device& device,
                                                     const Endpoint& server,
@@ -65,10 +92,20 @@ class RpcClient {
   // InvalidArgument if the payload exceeds max_payload(); TimedOut after `timeout`;
   // Unavailable when the server stayed unreachable through every reconnect attempt.
   Result<std::vector<uint8_t>> Call(uint16_t opcode, std::span<const uint8_t> payload,
-                                    std::chrono::milliseconds timeout);
+                                    std::chrono::milliseconds timeout) {
+    Ticket t = Start(opcode, payload, timeout);
+    return Wait(t);
+  }
   Result<std::vector<uint8_t>> Call(uint16_t opcode, std::span<const uint8_t> payload) {
     return Call(opcode, payload, options_.default_timeout);
   }
+
+  // Call in two halves: Start queues the call and sends it as soon as a credit allows;
+  // Wait blocks until its reply (or `timeout` after Start) and returns what Call would.
+  // Calls are answered in any order; waiting for them in the order started is cheapest,
+  // because whoever waits reads every reply that arrives meanwhile.
+  Ticket Start(uint16_t opcode, std::span<const uint8_t> payload, std::chrono::milliseconds timeout);
+  Result<std::vector<uint8_t>> Wait(Ticket& ticket);
 
   uint64_t session() const { return session_; }
   // Largest request payload the current connection carries.
@@ -82,7 +119,6 @@ class RpcClient {
 
  private:
   struct Link;
-  struct Pending;
 
   RpcClient(transport::Device& device, const Endpoint& server, const RpcClientOptions& options,
             uint64_t session);
@@ -102,6 +138,9 @@ class RpcClient {
   // Nobody reads the connection for callers any more: hands the role to one caller
   // still waiting for its reply, other than `leaving`'s (mu_ held).
   void PromoteWaiter(const Pending& leaving);
+  // A ticket dropped uncollected: forgets its call, or lets its reply only return the
+  // credit when it is already sent (mu_ not held).
+  void Abandon(Pending& p);
 
   transport::Device& device_;
   const Endpoint server_;

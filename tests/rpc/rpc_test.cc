@@ -328,6 +328,56 @@ TEST_F(RpcTest, MoreCallersThanCredits) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+// One thread keeps many calls in flight, more than the credits: each Wait returns its
+// own call's reply, whatever order the calls are collected in.
+TEST_F(RpcTest, OneThreadPipelinesCallsBeyondTheCredits) {
+  RpcClientOptions o;
+  o.depth = 4;
+  auto c = Client(o);
+  ASSERT_NE(c, nullptr);
+  for (bool reverse : {false, true}) {
+    std::vector<RpcClient::Ticket> tickets;
+    for (int i = 0; i < 40; ++i) tickets.push_back(c->Start(kEcho, Bytes(std::to_string(i)), 5000ms));
+    for (int k = 0; k < 40; ++k) {
+      int i = reverse ? 39 - k : k;
+      auto r = c->Wait(tickets[i]);
+      ASSERT_TRUE(r.ok()) << "call " << i << ": " << r.status().ToString();
+      EXPECT_EQ(Str(*r), std::to_string(i));
+      EXPECT_FALSE(tickets[i].valid());
+    }
+  }
+  EXPECT_EQ(server_->stats().executed, 80u);
+  // A ticket is collected once.
+  RpcClient::Ticket t = c->Start(kEcho, Bytes("once"), 5000ms);
+  ASSERT_TRUE(c->Wait(t).ok());
+  EXPECT_EQ(c->Wait(t).status().code(), StatusCode::kInvalidArgument);
+}
+
+// A call that cannot be sent fails at Wait with the reason; a ticket dropped
+// uncollected gives its credit back when its reply comes, and one dropped before it was
+// sent is never sent.
+TEST_F(RpcTest, RefusedAndDroppedTickets) {
+  RpcClientOptions o;
+  o.depth = 1;
+  auto c = Client(o);
+  ASSERT_NE(c, nullptr);
+  std::vector<uint8_t> too_big(c->max_payload() + 1, 0);
+  RpcClient::Ticket refused = c->Start(kEcho, too_big, 5000ms);
+  EXPECT_FALSE(refused.valid());
+  EXPECT_EQ(c->Wait(refused).status().code(), StatusCode::kInvalidArgument);
+
+  {
+    std::vector<uint8_t> ms = {20};  // 200 ms: holds the only credit
+    RpcClient::Ticket sent = c->Start(kSleep, ms, 5000ms);
+    RpcClient::Ticket queued = c->Start(kCount, {}, 5000ms);  // waits for the credit
+  }  // both dropped
+  auto start = std::chrono::steady_clock::now();
+  ExpectEcho(*c, "after dropped tickets");  // needs the credit the sleeper returns
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms);
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(executions_.load(), 0) << "a dropped call that was never sent executed";
+}
+
 TEST_F(RpcTest, UnknownOpcodeIsAnError) {
   auto c = Client();
   ASSERT_NE(c, nullptr);

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -139,6 +140,7 @@ struct Plan {
   std::vector<Op> ops;
   std::vector<uint32_t> threads;
   std::vector<bool> per_thread;  // client modes, in order
+  std::vector<uint32_t> windows;
   transport::DeviceOptions device;
   uint64_t pool_size = 0;
 };
@@ -177,6 +179,16 @@ Result<Plan> MakePlan(const MetaBenchOptions& o) {
     }
   }
   if (p.per_thread.empty()) return Status::InvalidArgument("--clients: nothing to measure");
+  for (uint32_t win : o.windows) {
+    // Renames in flight must rename different files of a thread's rename set.
+    if (win == 0 || win > kRenameFiles) {
+      return Status::InvalidArgument(fmt::format("--window: 1..{} each", kRenameFiles));
+    }
+    if (std::find(p.windows.begin(), p.windows.end(), win) == p.windows.end()) {
+      p.windows.push_back(win);
+    }
+  }
+  if (p.windows.empty()) return Status::InvalidArgument("--window: nothing to measure");
   if (!(o.seconds > 0) || o.warmup_seconds < 0) {
     return Status::InvalidArgument("--seconds must be > 0 and --warmup-seconds >= 0");
   }
@@ -268,6 +280,7 @@ struct Worker {
   size_t unlinked = 0;            // files[0, unlinked) are gone
   uint64_t dirs = 0;              // "d<i>" made by the mkdir phase
   uint64_t renames = 0;           // renames done over "r<k>.<generation>"
+  uint64_t next = 0;              // the next name the current phase's Start hands out
   std::mt19937_64 rng;
   // Results of the current phase.
   LatencyCounts lat;
@@ -289,51 +302,108 @@ uint64_t RenameGeneration(uint64_t k, uint64_t renames) {
   return renames / kRenameFiles + (k < renames % kRenameFiles ? 1 : 0);
 }
 
-int DoCreate(Worker& w, const Ids& ids) {
+// Every op in two halves, so that a thread can keep --window of them in flight: Start
+// picks the op's target and sends the request (nullopt: nothing left to do, e.g. unlink
+// ran out of files), Finish collects the reply and does the op's bookkeeping. A thread
+// finishes its calls in the order it started them, so names handed out in order by
+// Start (f<i>, d<i>) are accounted in order by Finish. `w.next` is the next name Start
+// hands out; RunPhase sets it from the op's done count (OpFns::first) at the start.
+using Started = std::optional<MetaClient::Started>;
+
+struct OpFns {
+  uint64_t (*first)(const Worker& w);
+  Started (*start)(Worker& w, const Ids& ids);
+  int (*finish)(Worker& w, MetaClient::Started& call);
+};
+
+Started StartCreate(Worker& w, const Ids& ids) {
   meta::CreateRequest req;
   req.parent = w.dir;
-  req.name = FileName(w.files.size());
+  req.name = FileName(w.next++);
   req.mode = S_IFREG | 0644;
   req.uid = ids.uid;
   req.gid = ids.gid;
   req.flags = O_CREAT | O_EXCL | O_WRONLY;
+  return w.client->Start(meta::Opcode::kCreate, req);
+}
+
+int FinishCreate(Worker& w, MetaClient::Started& call) {
   meta::CreateReply reply;
-  int err = w.client->Create(req, &reply);
+  int err = w.client->Finish(call, &reply);
   if (err != 0) return err;
   w.files.push_back(reply.attr.ino);
   w.handles.push_back(reply.handle);
   return 0;
 }
 
-int DoStat(Worker& w) {
-  if (w.files.size() == w.unlinked) return kExhausted;
+Started StartStat(Worker& w, const Ids&) {
+  if (w.files.size() == w.unlinked) return std::nullopt;
   InodeId ino = w.files[w.unlinked + w.rng() % (w.files.size() - w.unlinked)];
-  meta::InodeAttr attr;
-  return w.client->Getattr(ino, &attr);
+  return w.client->Start(meta::Opcode::kGetattr, meta::GetattrRequest{ino});
 }
 
-int DoUnlink(Worker& w) {
-  if (w.unlinked == w.files.size()) return kExhausted;
-  int err = w.client->Unlink(w.dir, FileName(w.unlinked));
+int FinishStat(Worker& w, MetaClient::Started& call) {
+  meta::AttrReply reply;
+  return w.client->Finish(call, &reply);
+}
+
+Started StartUnlink(Worker& w, const Ids&) {
+  if (w.next == w.files.size()) return std::nullopt;
+  return w.client->Start(meta::Opcode::kUnlink, meta::UnlinkRequest{w.dir, FileName(w.next++)});
+}
+
+int FinishUnlink(Worker& w, MetaClient::Started& call) {
+  meta::DirsReply reply;
+  int err = w.client->Finish(call, &reply);
   if (err == 0) ++w.unlinked;
   return err;
 }
 
-int DoMkdir(Worker& w, const Ids& ids) {
-  meta::MkdirRequest req{w.dir, DirName(w.dirs), 0755, ids.uid, ids.gid};
-  meta::InodeAttr attr;
-  int err = w.client->Mkdir(req, &attr);
+Started StartMkdir(Worker& w, const Ids& ids) {
+  return w.client->Start(meta::Opcode::kMkdir,
+                         meta::MkdirRequest{w.dir, DirName(w.next++), 0755, ids.uid, ids.gid});
+}
+
+int FinishMkdir(Worker& w, MetaClient::Started& call) {
+  meta::EntryReply reply;
+  int err = w.client->Finish(call, &reply);
   if (err == 0) ++w.dirs;
   return err;
 }
 
-int DoRename(Worker& w) {
-  uint64_t k = w.renames % kRenameFiles;
-  uint64_t gen = w.renames / kRenameFiles;
-  meta::RenameRequest req{w.dir, RenameName(k, gen), w.dir, RenameName(k, gen + 1), 0};
-  int err = w.client->Rename(req);
+// The calls in flight rename different files as long as the window is at most
+// kRenameFiles (MakePlan checks).
+Started StartRename(Worker& w, const Ids&) {
+  uint64_t k = w.next % kRenameFiles;
+  uint64_t gen = w.next / kRenameFiles;
+  ++w.next;
+  return w.client->Start(meta::Opcode::kRename, meta::RenameRequest{w.dir, RenameName(k, gen),
+                                                                    w.dir, RenameName(k, gen + 1),
+                                                                    0});
+}
+
+int FinishRename(Worker& w, MetaClient::Started& call) {
+  meta::DirsReply reply;
+  int err = w.client->Finish(call, &reply);
   if (err == 0) ++w.renames;
   return err;
+}
+
+OpFns FnsOf(Op op) {
+  switch (op) {
+    case Op::kCreate:
+      return {[](const Worker& w) -> uint64_t { return w.files.size(); }, StartCreate,
+              FinishCreate};
+    case Op::kStat:
+      return {[](const Worker&) -> uint64_t { return 0; }, StartStat, FinishStat};
+    case Op::kUnlink:
+      return {[](const Worker& w) -> uint64_t { return w.unlinked; }, StartUnlink, FinishUnlink};
+    case Op::kMkdir:
+      return {[](const Worker& w) -> uint64_t { return w.dirs; }, StartMkdir, FinishMkdir};
+    case Op::kRename:
+      return {[](const Worker& w) -> uint64_t { return w.renames; }, StartRename, FinishRename};
+  }
+  return {};
 }
 
 // The CPU clocks sampled around every measured window: the server's (when its pid is
@@ -363,9 +433,11 @@ CpuSample SampleCpu(const CpuClocks& cpu) {
   return s;
 }
 
-// Runs `fn` on every worker's own thread, all starting together: warm-up (not
-// recorded), then `seconds` measured. An operation counts when it started inside the
-// window; the window ends when the last thread's last operation does.
+// Runs `op` on every worker's own thread, all starting together, each thread keeping
+// `window` calls in flight: warm-up (not recorded), then `seconds` measured. An
+// operation counts when it started inside the window, and its latency runs from its
+// start to its reply's collection (with a window, collected in the order started); the
+// window ends when the last thread's last operation does.
 //
 // CPU per operation: the calling thread sleeps until warm_end and samples the CPU clocks
 // of the server and of this process, and samples them again once every worker has
@@ -374,36 +446,54 @@ CpuSample SampleCpu(const CpuClocks& cpu) {
 // well under a millisecond; operations in flight at warm_end are charged but not
 // counted), and it ends after the join, so the last operations' completion (counted) and
 // the threads' exit (not an operation) are inside it. At >= 1 s per window that is < 1%.
-template <class Fn>
 Result<Measurement> RunPhase(std::vector<Worker>& workers, const MetaBenchOptions& o,
-                             const CpuClocks& cpu, std::string_view what, Fn fn) {
+                             uint32_t window, const CpuClocks& cpu, Op op, const Ids& ids) {
+  const std::string_view what = OpName(op);
+  const OpFns fns = FnsOf(op);
   const Clock::time_point start = Clock::now() + milliseconds(50);  // every thread is up
   const Clock::time_point warm_end = start + ToDuration(o.warmup_seconds);
   const Clock::time_point end = warm_end + ToDuration(o.seconds);
   std::vector<std::thread> threads;
   threads.reserve(workers.size());
   for (Worker& w : workers) {
-    threads.emplace_back([&w, &fn, start, warm_end, end] {
+    threads.emplace_back([&w, &fns, &ids, window, start, warm_end, end] {
       w.lat = LatencyCounts();
       w.ops = 0;
       w.err = 0;
       w.last = warm_end;
+      w.next = fns.first(w);
+      // Calls in flight, oldest first, with the time each was started.
+      std::deque<std::pair<MetaClient::Started, Clock::time_point>> flight;
+      bool starting = true;
       std::this_thread::sleep_until(start);
-      while (InterruptSignal() == 0) {
-        Clock::time_point t0 = Clock::now();
-        if (t0 >= end) break;
-        int err = fn(w);
+      for (;;) {
+        while (starting && flight.size() < window) {
+          Clock::time_point t0 = Clock::now();
+          if (t0 >= end || InterruptSignal() != 0) {
+            starting = false;
+            break;
+          }
+          Started call = fns.start(w, ids);
+          if (!call) {
+            starting = false;  // exhausted
+            break;
+          }
+          flight.emplace_back(std::move(*call), t0);
+        }
+        if (flight.empty()) break;
+        auto& [call, t0] = flight.front();
+        int err = fns.finish(w, call);
         Clock::time_point t1 = Clock::now();
-        if (err == kExhausted) break;
         if (err != 0) {
           w.err = err;
-          break;
+          break;  // the calls still in flight are abandoned
         }
         if (t0 >= warm_end) {
           w.lat.Record(Nanos(t1 - t0));
           ++w.ops;
           w.last = t1;
         }
+        flight.pop_front();
       }
     });
   }
@@ -464,13 +554,17 @@ struct Cell {
   Op op;
   uint32_t threads = 0;
   bool per_thread = false;
+  uint32_t window = 1;
   std::vector<Measurement> runs;
   Measurement median;
 };
 
-Cell* FindCell(std::vector<Cell>& cells, Op op, uint32_t threads, bool per_thread) {
+Cell* FindCell(std::vector<Cell>& cells, Op op, uint32_t threads, bool per_thread,
+               uint32_t window) {
   for (Cell& c : cells) {
-    if (c.op == op && c.threads == threads && c.per_thread == per_thread) return &c;
+    if (c.op == op && c.threads == threads && c.per_thread == per_thread && c.window == window) {
+      return &c;
+    }
   }
   return nullptr;
 }
@@ -492,25 +586,27 @@ Result<std::unique_ptr<MetaClient>> ConnectClient(Context& ctx, uint32_t depth,
                                                   const std::string& name) {
   meta::MetaClientOptions mo;
   mo.client_name = name;
-  // A client needs 2 x depth x 256 KiB of message buffers: one call in flight per thread.
-  mo.depth = depth;
+  // A client needs 2 x depth x 256 KiB of message buffers: it asks for what its threads
+  // keep in flight, up to 64 (the server grants 32 by default; more calls queue).
+  mo.depth = std::clamp<uint32_t>(depth, 2, 64);
   mo.reconnect_attempts = kReconnectAttempts;
   return MetaClient::Connect(ctx.device, ctx.server, mo);
 }
 
-// One configuration (threads x client mode) of one repetition: every selected op.
+// One configuration (threads x client mode x window) of one repetition: every selected op.
 Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bool per_thread,
-                        std::vector<Cell>& cells) {
+                        uint32_t window, std::vector<Cell>& cells) {
   const MetaBenchOptions& o = ctx.opts;
   std::vector<std::unique_ptr<MetaClient>> clients;
   std::string base = fmt::format("dpmfs-bench meta {}", ::getpid());
   if (per_thread) {
     for (uint32_t i = 0; i < nthreads; ++i) {
-      DPMFS_ASSIGN_OR_RETURN(auto c, ConnectClient(ctx, 2, fmt::format("{} t{}", base, i)));
+      DPMFS_ASSIGN_OR_RETURN(auto c,
+                             ConnectClient(ctx, window, fmt::format("{} t{}", base, i)));
       clients.push_back(std::move(c));
     }
   } else {
-    DPMFS_ASSIGN_OR_RETURN(auto c, ConnectClient(ctx, std::max<uint32_t>(nthreads, 2), base));
+    DPMFS_ASSIGN_OR_RETURN(auto c, ConnectClient(ctx, nthreads * window, base));
     clients.push_back(std::move(c));
   }
 
@@ -522,7 +618,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
     w.files.reserve(1 << 16);
     w.handles.reserve(1 << 16);
     std::string name =
-        fmt::format("run{}.t{}.{}.{}", repetition, nthreads, ModeName(per_thread), i);
+        fmt::format("run{}.t{}.{}.w{}.{}", repetition, nthreads, ModeName(per_thread), window, i);
     meta::InodeAttr attr;
     int err =
         ctx.setup.Mkdir(meta::MkdirRequest{ctx.root, name, 0755, ctx.ids.uid, ctx.ids.gid}, &attr);
@@ -537,11 +633,12 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
     return std::find(plan.ops.begin(), plan.ops.end(), op) != plan.ops.end();
   };
   auto record = [&](Op op, const Measurement& m) {
-    Cell* c = FindCell(cells, op, nthreads, per_thread);
+    Cell* c = FindCell(cells, op, nthreads, per_thread, window);
     c->runs.push_back(m);
     spdlog::info(
-        "{} x{} {}: {:.0f} ops/s, p50 {:.1f} us, CPU/op server {:.1f} us, client {:.1f} us",
-        OpName(op), nthreads, ModeName(per_thread), m.ops_per_sec, m.p50_us, m.server_cpu_us_per_op,
+        "{} x{} {} window {}: {:.0f} ops/s, p50 {:.1f} us, CPU/op server {:.1f} us, client "
+        "{:.1f} us",
+        OpName(op), nthreads, ModeName(per_thread), window, m.ops_per_sec, m.p50_us, m.server_cpu_us_per_op,
         m.client_cpu_us_per_op);
   };
   auto interrupted = [] {
@@ -550,9 +647,8 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
 
   // create (also when only stat or unlink is measured: they need the files).
   if (selected(Op::kCreate) || selected(Op::kStat) || selected(Op::kUnlink)) {
-    const Ids ids = ctx.ids;
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "create",
-                                                   [&ids](Worker& w) { return DoCreate(w, ids); }));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m,
+                           RunPhase(workers, o, window, ctx.cpu, Op::kCreate, ctx.ids));
     if (selected(Op::kCreate)) record(Op::kCreate, m);
     // Close them, as a create(2)+close(2) would: a file unlinked while open takes
     // another path through the server, which is not what unlink should measure.
@@ -566,19 +662,18 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
     DPMFS_RETURN_IF_ERROR(interrupted());
   }
   if (selected(Op::kStat)) {
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "stat", DoStat));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, window, ctx.cpu, Op::kStat, ctx.ids));
     record(Op::kStat, m);
     DPMFS_RETURN_IF_ERROR(interrupted());
   }
   if (selected(Op::kUnlink)) {
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "unlink", DoUnlink));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, window, ctx.cpu, Op::kUnlink, ctx.ids));
     record(Op::kUnlink, m);
     DPMFS_RETURN_IF_ERROR(interrupted());
   }
   if (selected(Op::kMkdir)) {
-    const Ids ids = ctx.ids;
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "mkdir",
-                                                   [&ids](Worker& w) { return DoMkdir(w, ids); }));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m,
+                           RunPhase(workers, o, window, ctx.cpu, Op::kMkdir, ctx.ids));
     record(Op::kMkdir, m);
     DPMFS_RETURN_IF_ERROR(interrupted());
   }
@@ -592,7 +687,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
       }
       return 0;
     }));
-    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, ctx.cpu, "rename", DoRename));
+    DPMFS_ASSIGN_OR_RETURN(Measurement m, RunPhase(workers, o, window, ctx.cpu, Op::kRename, ctx.ids));
     record(Op::kRename, m);
   }
 
@@ -615,7 +710,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
   }));
   for (uint32_t i = 0; i < nthreads; ++i) {
     std::string name =
-        fmt::format("run{}.t{}.{}.{}", repetition, nthreads, ModeName(per_thread), i);
+        fmt::format("run{}.t{}.{}.w{}.{}", repetition, nthreads, ModeName(per_thread), window, i);
     if (int err = ctx.setup.Rmdir(ctx.root, name); err != 0) {
       return Status::IOError("rmdir of the worker directory " + name + ": " + std::strerror(err));
     }
@@ -643,29 +738,33 @@ void PrintTable(const MetaBenchOptions& o, const std::string& server_desc,
              o.transport, o.seconds, o.repeat, o.repeat > 1 ? " (medians)" : "");
   fmt::print(out, "machine: {} CPUs, {} {} {}\n\n", mi.nproc, mi.sysname, mi.kernel_release,
              mi.machine);
-  fmt::print(out, "{:<8}{:>8}  {:<11}{:>11}{:>10}{:>10}{:>8}{:>11}{:>11}{:>10}\n", "op", "threads",
-             "clients", "ops/s", "p50 us", "p99 us", "x1", "srv us/op", "cli us/op", "srv/core");
+  fmt::print(out, "{:<8}{:>8}  {:<11}{:>4}{:>11}{:>10}{:>10}{:>8}{:>11}{:>11}{:>10}\n", "op",
+             "threads", "clients", "win", "ops/s", "p50 us", "p99 us", "x1", "srv us/op",
+             "cli us/op", "srv/core");
   std::optional<Op> last;
   for (const Cell& c : cells) {
     if (c.runs.empty()) continue;
     if (last && *last != c.op) fmt::print(out, "\n");
     last = c.op;
-    // Scaling: this cell's ops/s over the same op's single-thread ops/s (same client mode).
+    // Scaling: this cell's ops/s over the same op's single-thread ops/s (same client mode
+    // and window).
     std::string scale = "-";
     for (const Cell& one : cells) {
       if (one.op == c.op && one.threads == 1 && one.per_thread == c.per_thread &&
-          !one.runs.empty() && one.median.ops_per_sec > 0) {
+          one.window == c.window && !one.runs.empty() && one.median.ops_per_sec > 0) {
         scale = fmt::format("{:.2f}", c.median.ops_per_sec / one.median.ops_per_sec);
       }
     }
-    fmt::print(out, "{:<8}{:>8}  {:<11}{:>11.0f}{:>10.1f}{:>10.1f}{:>8}{:>11}{:>11}{:>10}\n",
-               OpName(c.op), c.threads, ModeName(c.per_thread), c.median.ops_per_sec,
+    fmt::print(out, "{:<8}{:>8}  {:<11}{:>4}{:>11.0f}{:>10.1f}{:>10.1f}{:>8}{:>11}{:>11}{:>10}\n",
+               OpName(c.op), c.threads, ModeName(c.per_thread), c.window, c.median.ops_per_sec,
                c.median.p50_us, c.median.p99_us, scale, FormatOr(c.median.server_cpu_us_per_op, 1),
                FormatOr(c.median.client_cpu_us_per_op, 1),
                FormatOr(ServerOpsPerCore(c.median.server_cpu_us_per_op), 0));
   }
   fmt::print(out,
-             "\nsrv us/op, cli us/op: CPU time (user+system, all threads) of the server / of this\n"
+             "\nwin: calls each client thread keeps in flight (--window); with more than 1 the\n"
+             "latency runs from a call's start to its collection, in the order started.\n"
+             "srv us/op, cli us/op: CPU time (user+system, all threads) of the server / of this\n"
              "benchmark process in the measured window, per operation ({}).\n"
              "srv/core = 1e6 / srv us/op: an EXTRAPOLATION, the ops/s one core would sustain\n"
              "for the server if the clients ran elsewhere; not a measurement.\n",
@@ -704,6 +803,8 @@ Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string&
                    list(plan.threads, [](uint32_t t) { return std::to_string(t); }));
   j += fmt::format("\"clients\": {}, ",
                    list(plan.per_thread, [](bool p) { return JsonString(ModeName(p)); }));
+  j += fmt::format("\"windows\": {}, ",
+                   list(plan.windows, [](uint32_t w) { return std::to_string(w); }));
   j += fmt::format("\"seconds\": {}, \"warmup_seconds\": {}, \"repeat\": {}, \"seed\": {}",
                    JsonNum(o.seconds), JsonNum(o.warmup_seconds), o.repeat, o.seed);
   // Where the CPU columns come from: the server's pid (null: not measured) and the clock.
@@ -729,10 +830,10 @@ Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string&
     j += first ? "\n" : ",\n";
     first = false;
     j += fmt::format(
-        "    {{\"op\": {}, \"threads\": {}, \"clients\": {}, \"ops_per_sec\": {}, \"p50_us\": "
-        "{}, \"p99_us\": {}, \"server_cpu_us_per_op\": {}, \"client_cpu_us_per_op\": {}, "
+"    {{\"op\": {}, \"threads\": {}, \"clients\": {}, \"window\": {}, \"ops_per_sec\": {}, "
+        "\"p50_us\": {}, \"p99_us\": {}, \"server_cpu_us_per_op\": {}, \"client_cpu_us_per_op\": {}, "
         "\"server_ops_per_core_extrapolated\": {},\n     \"median\": {},\n     \"runs\": {}}}",
-        JsonString(OpName(c.op)), c.threads, JsonString(ModeName(c.per_thread)),
+        JsonString(OpName(c.op)), c.threads, JsonString(ModeName(c.per_thread)), c.window,
         JsonNum(c.median.ops_per_sec), JsonNum(c.median.p50_us), JsonNum(c.median.p99_us),
         JsonNum(c.median.server_cpu_us_per_op), JsonNum(c.median.client_cpu_us_per_op),
         JsonNum(ServerOpsPerCore(c.median.server_cpu_us_per_op)), MeasurementJson(c.median),
@@ -779,6 +880,12 @@ CLI::App* AddMetaCommand(CLI::App& app, MetaBenchOptions* opts) {
       cmd->add_option("--threads", opts->threads, "Comma-separated client thread counts")
           ->delimiter(',')
           ->capture_default_str();
+  cmd->add_option("--window", opts->windows,
+                  "Comma-separated: calls each client thread keeps in flight (1: one call at a "
+                  "time, as the FUSE client's threads do; more loads the server the way many "
+                  "clients would)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--clients", opts->clients,
                   "Comma-separated client modes: shared (one MetaClient for all threads), "
                   "per-thread (one each)")
@@ -883,20 +990,25 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
   std::vector<Cell> cells;
   for (Op op : plan.ops) {
     for (uint32_t t : plan.threads) {
-      for (bool per_thread : plan.per_thread) cells.push_back(Cell{op, t, per_thread, {}, {}});
+      for (bool per_thread : plan.per_thread) {
+        for (uint32_t win : plan.windows) cells.push_back(Cell{op, t, per_thread, win, {}, {}});
+      }
     }
   }
   Context ctx{opts, plan, *device, server, *setup, root_attr.ino, ids, cpu};
   for (uint32_t r = 0; r < opts.repeat; ++r) {
     for (uint32_t t : plan.threads) {
       for (bool per_thread : plan.per_thread) {
-        Status st = RunConfiguration(ctx, r, t, per_thread, cells);
-        if (InterruptSignal() != 0) {
-          return Status::Aborted(fmt::format("interrupted by signal {}", InterruptSignal()));
-        }
-        if (!st.ok()) {
-          return st.WithContext(fmt::format("{} threads, {} clients (files may be left in /{})", t,
-                                            ModeName(per_thread), root_name));
+        for (uint32_t win : plan.windows) {
+          Status st = RunConfiguration(ctx, r, t, per_thread, win, cells);
+          if (InterruptSignal() != 0) {
+            return Status::Aborted(fmt::format("interrupted by signal {}", InterruptSignal()));
+          }
+          if (!st.ok()) {
+            return st.WithContext(
+                fmt::format("{} threads, {} clients, window {} (files may be left in /{})", t,
+                            ModeName(per_thread), win, root_name));
+          }
         }
       }
     }

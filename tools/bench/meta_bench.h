@@ -1,6 +1,7 @@
 // `dpmfs-bench meta`: throughput and latency of the metadata server's namespace
 // operations (create, stat, unlink, mkdir, rename) through MetaClient, with 1..N client
-// threads that either share one MetaClient (one RPC connection) or have one each. Runs
+// threads that either share one MetaClient (one RPC connection) or have one each, each
+// thread keeping 1..64 calls in flight (--window). Runs
 // against a running dpmfs-meta (--meta HOST:PORT) or starts its own on a scratch pool.
 // See tools/bench/README.md for what is measured and what the columns mean.
 //
@@ -28,6 +29,7 @@ struct MetaBenchOptions {
   std::vector<std::string> ops = {"create", "stat", "unlink", "mkdir", "rename"};
   std::vector<uint32_t> threads = {1, 4, 16};
   std::vector<std::string> clients = {"shared", "per-thread"};
+  std::vector<uint32_t> windows = {1};  // calls in flight per client thread
   double seconds = 1.0;
   double warmup_seconds = 0.1;
   uint32_t repeat = 1;
