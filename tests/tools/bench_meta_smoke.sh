@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Smoke test of `dpmfs-bench meta`: the benchmark starts its own dpmfs-meta on a scratch
+# pool (soft transport), runs every op with 1 and 2 threads, both client modes and
+# windows 1 and 4 (one call in flight per thread, and four pipelined), and the JSON
+# report must hold every cell with operations counted. It must also leave nothing behind
+# in its scratch directory. Performance is not judged here: benchmarks are programs.
+#
+# Usage: bench_meta_smoke.sh BENCH_BIN META_BIN
+set -euo pipefail
+
+bench=$1
+meta=$2
+
+base=/dev/shm
+[ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
+dir=$(mktemp -d "$base/dpmfs-bench-meta-smoke.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+
+fail() {
+  echo "bench_meta_smoke: FAIL: $*" >&2
+  exit 1
+}
+
+mkdir "$dir/scratch"
+json=$dir/meta.json
+"$bench" meta --meta-bin "$meta" --scratch-dir "$dir/scratch" --pool-size 64M --ops all \
+  --threads 1,2 --clients shared,per-thread --window 1,4 --seconds 0.2 --warmup-seconds 0.05 \
+  --json "$json" >"$dir/bench.out" 2>"$dir/bench.err" \
+  || { cat "$dir/bench.out" "$dir/bench.err" >&2; fail "dpmfs-bench meta failed"; }
+cat "$dir/bench.out"
+
+python3 - "$json" <<'PY' || fail "the JSON report is incomplete"
+import json, sys
+with open(sys.argv[1]) as f:
+    report = json.load(f)
+assert report["config"]["windows"] == [1, 4], report["config"]
+cells = {(c["op"], c["threads"], c["clients"], c["window"]): c for c in report["cells"]}
+want = {(op, t, mode, w) for op in ("create", "stat", "unlink", "mkdir", "rename")
+        for t in (1, 2) for mode in ("shared", "per-thread") for w in (1, 4)}
+missing = want - set(cells)
+assert not missing, f"missing cells: {sorted(missing)}"
+for key in want:
+    c = cells[key]
+    assert c["ops_per_sec"] > 0 and c["median"]["ops"] > 0, (key, c)
+    assert c["p50_us"] > 0 and c["p99_us"] >= c["p50_us"], (key, c)
+    assert c["server_cpu_us_per_op"] is not None, (key, c)
+PY
+
+leftovers=$(find "$dir/scratch" -mindepth 1 | head -n 5)
+[ -z "$leftovers" ] || fail "the benchmark left files behind: $leftovers"
+echo "bench_meta_smoke: OK"
