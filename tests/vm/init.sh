@@ -213,6 +213,227 @@ set_meta() {
     sh -c "! grep -q -E '\[(error|critical)\]' /tmp/meta-server.err"
 }
 
+# --- fs: a whole cluster on verbs, mounted with FUSE, fio through the mount ------------
+
+fs_mnt=/mnt/dpmfs
+fs_conf=/tmp/fs-cluster.conf
+fs_client_pid=""
+
+# fs_mount: dpmfs-mount in the foreground (its log stays ours) in the background; waits
+# (30 s at most) until the mount answers statfs. Appends to /tmp/fs-client.log.
+fs_mount() {
+  echo "=== dpmfs-mount $fs_meta $fs_mnt -f -o transport=verbs" >>/tmp/fs-client.log
+  dpmfs-mount "$fs_meta" "$fs_mnt" -f -o transport=verbs >>/tmp/fs-client.log 2>&1 &
+  fs_client_pid=$!
+  i=0
+  while [ $i -lt 300 ]; do
+    if grep -q " $fs_mnt fuse" /proc/mounts && timeout 5 stat -f "$fs_mnt" >/dev/null 2>&1; then
+      return 0
+    fi
+    kill -0 "$fs_client_pid" 2>/dev/null || break
+    sleep 0.1
+    i=$((i + 1))
+  done
+  tail -n 20 /tmp/fs-client.log
+  return 1
+}
+
+# fs_umount: unmounts and waits (30 s at most) for dpmfs-mount to exit; fails unless it
+# exits 0 and the mount is gone.
+fs_umount() {
+  umount "$fs_mnt" || { tail -n 20 /tmp/fs-client.log; return 1; }
+  i=0
+  while kill -0 "$fs_client_pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+  if kill -0 "$fs_client_pid" 2>/dev/null; then
+    say "fs: dpmfs-mount (pid $fs_client_pid) still runs 30 s after umount; killing it"
+    kill -9 "$fs_client_pid"
+    wait "$fs_client_pid"
+    fs_client_pid=""
+    return 1
+  fi
+  wait "$fs_client_pid"
+  rc=$?
+  fs_client_pid=""
+  [ "$rc" -eq 0 ] || { say "fs: dpmfs-mount exited with status $rc"; tail -n 20 /tmp/fs-client.log; }
+  [ "$rc" -eq 0 ] && ! grep -q " $fs_mnt fuse" /proc/mounts
+}
+
+# fio_totals FILE: "ERRORS READ_BYTES WRITE_BYTES JOBS" summed over the jobs of fio's
+# JSON output (verify reads count as reads).
+fio_totals() {
+  awk '
+    /"jobname" *:/ { jobs++ }
+    /^ *"error" *:/ { v = $0; gsub(/[^0-9]/, "", v); err += v }
+    /"(read|write|trim)" *: *\{/ { dir = $1; gsub(/[":]/, "", dir) }
+    /"io_bytes" *:/ && dir != "" {
+      v = $0; gsub(/[^0-9]/, "", v)
+      if (dir == "read") rd += v; else if (dir == "write") wr += v
+      dir = ""
+    }
+    END { print err + 0, rd + 0, wr + 0, jobs + 0 }' "$1"
+}
+
+# fs_fio NAME WRITE_BYTES VERIFY_BYTES FIO-ARGS...: one fio run (JSON into
+# /tmp/fio-NAME.json, at most 150 s) that must exit 0 with no job error, write exactly
+# WRITE_BYTES (- : not checked) and read back (verify) exactly VERIFY_BYTES: a job cut
+# short, or whose verify phase did not run, fails.
+fs_fio() {
+  fio_name=$1 want_wr=$2 want_rd=$3
+  shift 3
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  timeout 150 fio --name="$fio_name" --directory="$fs_mnt" --output-format=json \
+    --output="/tmp/fio-$fio_name.json" --verify_state_save=0 "$@" >"/tmp/fio-$fio_name.err" 2>&1
+  rc=$?
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  read -r errs rd wr jobs <<EOT
+$(fio_totals "/tmp/fio-$fio_name.json" 2>/dev/null)
+EOT
+  say "fio $fio_name: exit $rc, $jobs job(s), error sum $errs, wrote $wr B, read/verified $rd B in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+  if [ "$rc" -ne 0 ] || [ "${errs:-1}" -ne 0 ]; then
+    cat "/tmp/fio-$fio_name.err"
+    grep -E -i 'verify|error|bad|mismatch' "/tmp/fio-$fio_name.json" | head -n 20
+  fi
+  check fs "fio $fio_name: exit 0, no job error (exit $rc, errors ${errs:-?})" \
+    [ "$rc" -eq 0 -a "${errs:-1}" -eq 0 ]
+  # (--verify_only writes nothing but counts the bytes it would have written: "-".)
+  [ "$want_wr" = - ] ||
+    check fs "fio $fio_name: wrote $want_wr bytes (${wr:-0})" [ "${wr:-0}" -eq "$want_wr" ]
+  check fs "fio $fio_name: read back and verified $want_rd bytes (${rd:-0})" [ "${rd:-0}" -eq "$want_rd" ]
+}
+
+# posix_ops: create, read back, rename, unlink, mkdir/rmdir through the mount.
+posix_ops() {
+  d=$fs_mnt/posix
+  check fs "mkdir" mkdir "$d"
+  check fs "create a file with echo" sh -c "echo hello dpmfs >$d/a"
+  check fs "the file reads back" [ "$(cat "$d/a" 2>&1)" = "hello dpmfs" ]
+  check fs "stat size is 12" [ "$(stat -c %s "$d/a" 2>&1)" = 12 ]
+  check fs "rename a -> b" mv "$d/a" "$d/b"
+  check fs "ls shows b and not a" [ "$(ls "$d" 2>&1 | tr '\n' ' ')" = "b " ]
+  check fs "b holds what a held" [ "$(cat "$d/b" 2>&1)" = "hello dpmfs" ]
+  check fs "unlink b" rm "$d/b"
+  check fs "ls shows an empty directory" [ -z "$(ls -A "$d" 2>&1)" ]
+  check fs "rmdir" rmdir "$d"
+  check fs "the directory is gone" [ ! -e "$d" ]
+}
+
+set_fs() {
+  say "=== fs: a cluster on verbs (dpmfs-meta, 2 x dpmfs-data), dpmfs-mount, fio through FUSE"
+  if ! modprobe fuse || [ ! -c /dev/fuse ]; then
+    check fs "the fuse module loads and /dev/fuse exists" false
+    return
+  fi
+  # Fixed ports: nothing else listens in the guest. Pools on tmpfs, like 'dpmfs up'.
+  cat >"$fs_conf" <<EOT
+block_size 4K
+stripe_unit 1M
+meta  $rdma_ip:7000  /dev/shm/fs-meta.pool   64M
+data  $rdma_ip:7001  /dev/shm/fs-data0.pool  128M
+data  $rdma_ip:7002  /dev/shm/fs-data1.pool  128M
+EOT
+  mkfs.dpmfs cluster "$fs_conf" >/tmp/fs-mkfs.out 2>&1
+  rc=$?
+  [ "$rc" -eq 0 ] || cat /tmp/fs-mkfs.out
+  check fs "mkfs.dpmfs cluster: a metadata pool and 2 data pools on tmpfs (exit $rc)" [ "$rc" -eq 0 ]
+  [ "$rc" -eq 0 ] || { fs_cleanup; return; }
+  say "fs: memory before the daemons: $(free -m | awk '$1 == "Mem:" { print $2 " MiB total, " $7 " MiB available" }')"
+
+  fs_data_pids=""
+  # (wait_ready uses $i.)
+  for idx in 0 1; do
+    dpmfs-data --pool "/dev/shm/fs-data$idx.pool" --index "$idx" --listen "$rdma_ip:700$((idx + 1))" \
+      --transport verbs >"/tmp/fs-data$idx.out" 2>"/tmp/fs-data$idx.err" &
+    server_pid=$!
+    fs_data_pids="$fs_data_pids $server_pid"
+    wait_ready "fs-data$idx"
+    check fs "dpmfs-data $idx serves its pool on verbs at ${endpoint:-nothing}" [ -n "$endpoint" ]
+    [ -n "$endpoint" ] || { fs_cleanup; return; }
+  done
+  dpmfs-meta --pool /dev/shm/fs-meta.pool --listen "$rdma_ip:7000" --cluster-file "$fs_conf" \
+    --transport verbs >/tmp/fs-meta.out 2>/tmp/fs-meta.err &
+  server_pid=$!
+  fs_meta_pid=$server_pid
+  wait_ready fs-meta
+  check fs "dpmfs-meta serves on verbs at ${endpoint:-nothing}" [ -n "$endpoint" ]
+  [ -n "$endpoint" ] || { fs_cleanup; return; }
+  fs_meta=$endpoint
+
+  mkdir -p "$fs_mnt"
+  : >/tmp/fs-client.log
+  check fs "dpmfs-mount $fs_meta $fs_mnt -o transport=verbs: mounted" fs_mount
+  grep -q " $fs_mnt fuse" /proc/mounts || { fs_cleanup; return; }
+  say "fs: $(grep " $fs_mnt " /proc/mounts)"
+  df -h "$fs_mnt" | tail -n 1
+
+  posix_ops
+
+  # Buffered I/O (page cache, not O_DIRECT): a file copied in reads back the same.
+  dd if=/dev/urandom of=/tmp/fs-ref bs=1M count=8 2>/dev/null
+  check fs "cp of an 8 MiB file into the mount" cp /tmp/fs-ref "$fs_mnt/ref"
+  check fs "the copy reads back identical (cmp)" cmp /tmp/fs-ref "$fs_mnt/ref"
+
+  # fio with O_DIRECT (the client then answers with direct_io: every write and read goes
+  # to the data servers, not to the page cache). Write, then read back and verify.
+  common="--direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --runtime=120"
+  # shellcheck disable=SC2086
+  fs_fio rand4k $((16 << 20)) $((16 << 20)) $common --rw=randwrite --bs=4k --size=16M \
+    --ioengine=psync
+  # shellcheck disable=SC2086
+  fs_fio seq1m $((32 << 20)) $((32 << 20)) $common --rw=write --bs=1M --size=32M \
+    --ioengine=psync
+  # Two jobs at once, each on its own file, several writes in flight per job and block
+  # sizes 4 KiB-128 KiB: concurrent hole fills and appends.
+  # shellcheck disable=SC2086
+  fs_fio two $((2 * (16 << 20))) $((2 * (16 << 20))) $common --rw=randwrite \
+    --bsrange=4k-128k --size=16M --numjobs=2 --ioengine=libaio --iodepth=4
+
+  # Registered (pinned) memory after the fio runs: root is exempt from RLIMIT_MEMLOCK
+  # (CAP_IPC_LOCK), an unprivileged user is not (see README).
+  say "fs: pinned by dpmfs-mount: $(awk '$1 == "VmPin:" { print $2 " kB" }' "/proc/$fs_client_pid/status"); memory available: $(free -m | awk '$1 == "Mem:" { print $7 " MiB" }')"
+  # Everything acknowledged is on the data servers: a new client (after umount) reads it.
+  check fs "umount; dpmfs-mount exits 0" fs_umount
+  check fs "mount again" fs_mount
+  if grep -q " $fs_mnt fuse" /proc/mounts; then
+    check fs "after remount: the 8 MiB file is identical (cmp)" cmp /tmp/fs-ref "$fs_mnt/ref"
+    check fs "after remount: seq1m's file has its size" \
+      [ "$(stat -c %s "$fs_mnt/seq1m.0.0" 2>&1)" = $((32 << 20)) ]
+    # shellcheck disable=SC2086
+    fs_fio seq1m-again - $((32 << 20)) --direct=1 --verify=crc32c --verify_fatal=1 \
+      --verify_only --rw=write --bs=1M --size=32M --ioengine=psync --filename=seq1m.0.0
+    check fs "rm of every file" rm "$fs_mnt/ref" "$fs_mnt/rand4k.0.0" "$fs_mnt/seq1m.0.0" \
+      "$fs_mnt/two.0.0" "$fs_mnt/two.1.0"
+    check fs "the mount is empty" [ -z "$(ls -A "$fs_mnt" 2>&1)" ]
+    check fs "final umount; dpmfs-mount exits 0" fs_umount
+  fi
+  fs_cleanup
+  check fs "dpmfs-mount logged no errors" \
+    sh -c "! grep -E '\[(error|critical)\]' /tmp/fs-client.log"
+  check fs "dpmfs-meta exits 0 on SIGTERM (exit $fs_meta_rc) and logged no errors" \
+    sh -c "[ $fs_meta_rc -eq 0 ] && ! grep -E '\[(error|critical)\]' /tmp/fs-meta.err"
+  check fs "both dpmfs-data logged no errors" \
+    sh -c "! grep -E '\[(error|critical)\]' /tmp/fs-data0.err /tmp/fs-data1.err"
+}
+
+# Stops whatever of the fs set still runs, client first, and deletes its pools.
+fs_cleanup() {
+  if [ -n "$fs_client_pid" ]; then
+    umount "$fs_mnt" 2>/dev/null || umount -l "$fs_mnt" 2>/dev/null
+    kill "$fs_client_pid" 2>/dev/null
+    wait "$fs_client_pid" 2>/dev/null
+    fs_client_pid=""
+  fi
+  fs_meta_rc=none
+  if [ -n "${fs_meta_pid:-}" ]; then
+    kill "$fs_meta_pid" 2>/dev/null
+    wait "$fs_meta_pid"
+    fs_meta_rc=$?
+    fs_meta_pid=""
+  fi
+  for p in ${fs_data_pids:-}; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  fs_data_pids=""
+  rm -f /dev/shm/fs-meta.pool /dev/shm/fs-data0.pool /dev/shm/fs-data1.pool /tmp/fs-ref
+}
+
 # The emulated NVDIMM as /dev/pmem0 in fsdax mode, ext4 -o dax on /mnt/pmem. The first
 # boot of a run creates the namespace and the file system; later boots find both in the
 # NVDIMM's backing file.
@@ -312,6 +533,7 @@ for s in $sets; do
     verbs) set_verbs ;;
     persist) setup_rdma; set_persist ;;
     meta) setup_rdma; set_meta ;;
+    fs) setup_rdma; set_fs ;;
     dax)
       setup_rdma
       setup_pmem

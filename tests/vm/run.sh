@@ -8,7 +8,8 @@
 #
 # Sets: verbs (transport conformance on verbs + verbs smoke test), persist (every persist
 # method through dpmfs-data and dpmfs-bench on verbs), meta (dpmfs-meta and its RPC
-# clients on verbs, through dpmfs-bench meta), dax (a pool on ext4 -o dax over an
+# clients on verbs, through dpmfs-bench meta), fs (a cluster on verbs mounted with
+# dpmfs-mount: POSIX sanity and fio write+verify through FUSE), dax (a pool on ext4 -o dax over an
 # emulated NVDIMM takes persistent writes, the VM is powered off, a second boot checks
 # every acknowledged write), all (default). The exit status is 0 when every test passed;
 # the last line says "vm: N passed, N failed, N skipped".
@@ -26,7 +27,7 @@ verbose=0
 keep=0
 filter=""
 sets=()
-known_sets=(verbs persist meta dax)
+known_sets=(verbs persist meta fs dax)
 
 usage() {
   awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
@@ -83,7 +84,7 @@ apt_update() {
 
 host_packages=(qemu-system-x86 busybox-static cpio kmod binutils
   libibverbs1 librdmacm1 ibverbs-providers ibverbs-utils rdmacm-utils iproute2
-  ndctl libpmem1 e2fsprogs)
+  ndctl libpmem1 e2fsprogs fio fuse3 libfuse3-3)
 ensure_packages() {
   local missing=() p
   for p in "${host_packages[@]}"; do
@@ -186,9 +187,11 @@ prepare_kernel() {
 # Project binaries (path in the build dir); those not built are left out.
 project_bins=(tests/transport_conformance_test tests/verbs_smoke_test
   tests/persist_method_test tests/vm_powerloss datapath/dpmfs-data mkfs/mkfs.dpmfs
-  metadata/dpmfs-meta tools/bench/dpmfs-bench tools/powerloss/dpmfs-powerloss)
+  metadata/dpmfs-meta tools/bench/dpmfs-bench tools/powerloss/dpmfs-powerloss fs/dpmfs-mount)
 # Host tools copied in (the first found of each name).
-host_tools=(ip rdma ndctl mkfs.ext4 ibv_devinfo ibv_devices rping kmod)
+# fio: the fs set's I/O (its ldd closure, ~85 MB with librbd and friends, comes along);
+# fusermount3: libfuse falls back to it where mount(2) is refused.
+host_tools=(ip rdma ndctl mkfs.ext4 ibv_devinfo ibv_devices rping kmod fio fusermount3)
 
 copy_with_libs() {  # copy_with_libs FILE DEST_IN_ROOT
   local src=$1 dst=$2
@@ -338,6 +341,7 @@ for s in "${sets[@]}"; do
     verbs) need=(tests/transport_conformance_test tests/verbs_smoke_test) ;;
     persist) need=(mkfs/mkfs.dpmfs datapath/dpmfs-data tools/bench/dpmfs-bench) ;;
     meta) need=(mkfs/mkfs.dpmfs metadata/dpmfs-meta tools/bench/dpmfs-bench) ;;
+    fs) need=(mkfs/mkfs.dpmfs datapath/dpmfs-data metadata/dpmfs-meta fs/dpmfs-mount) ;;
     dax) need=(mkfs/mkfs.dpmfs datapath/dpmfs-data tests/vm_powerloss) ;;
   esac
   for b in "${need[@]}"; do
