@@ -75,9 +75,12 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     credits_.emplace(depth_ + 2 * kSpareReplySlots);
     qp_ = &qp;
     peer_ = qp.peer_description();
-    memory_.assign(uint64_t{depth_ + reply_slots_} * max_message_, 0);
-    DPMFS_ASSIGN_OR_RETURN(mr_, server_->device_.RegisterMemory(memory_.data(), memory_.size(),
-                                                                transport::kLocalWrite));
+    // Not zeroed: every buffer is written before it is read, and a connection's 16 MiB
+    // (at the metadata server's sizes) would otherwise be cleared at every connect.
+    const uint64_t bytes = uint64_t{depth_ + reply_slots_} * max_message_;
+    memory_ = std::make_unique_for_overwrite<uint8_t[]>(bytes);
+    DPMFS_ASSIGN_OR_RETURN(
+        mr_, server_->device_.RegisterMemory(memory_.get(), bytes, transport::kLocalWrite));
     for (uint32_t i = 0; i < depth_; ++i) DPMFS_RETURN_IF_ERROR(PostRecv(qp, i));
     for (uint32_t i = 0; i < reply_slots_; ++i) free_slots_.push_back(i);
     return EncodeConnectReply(ConnectReply{max_message_, depth_});
@@ -197,9 +200,9 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
-  uint8_t* recv_buffer(uint32_t i) { return memory_.data() + uint64_t{i} * max_message_; }
+  uint8_t* recv_buffer(uint32_t i) { return memory_.get() + uint64_t{i} * max_message_; }
   uint8_t* reply_buffer(uint32_t slot) {
-    return memory_.data() + uint64_t{depth_ + slot} * max_message_;
+    return memory_.get() + uint64_t{depth_ + slot} * max_message_;
   }
 
   Status PostRecv(transport::QueuePair& qp, uint32_t i) {
@@ -285,7 +288,8 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
   transport::QueuePair* qp_ = nullptr;             // from Prepare; owned_qp_ once accepted
   std::unique_ptr<transport::QueuePair> owned_qp_;
   std::string peer_;
-  std::vector<uint8_t> memory_;  // [depth_ receive buffers][reply_slots_ reply buffers]
+  // [depth_ receive buffers][reply_slots_ reply buffers], max_message_ bytes each
+  std::unique_ptr<uint8_t[]> memory_;
   transport::MemoryRegion mr_;
   std::mutex send_mu_;
   std::optional<datapath::SendQueueCredits> credits_;  // guarded by send_mu_
