@@ -3,7 +3,11 @@
 # pool (soft transport), runs every op with 1 and 2 threads, both client modes and
 # windows 1 and 4 (one call in flight per thread, and four pipelined), and the JSON
 # report must hold every cell with operations counted. It must also leave nothing behind
-# in its scratch directory. Performance is not judged here: benchmarks are programs.
+# in its scratch directory. Then the recovery measurement on its own (--ops none
+# --recovery-ops): the server is killed with SIGKILL after 3000 acknowledged mknods and
+# restarted, the benchmark checks the files are there, and the report must say how long
+# the restart took and what the server replayed. Performance is not judged here:
+# benchmarks are programs.
 #
 # Usage: bench_meta_smoke.sh BENCH_BIN META_BIN
 set -euo pipefail
@@ -48,4 +52,22 @@ PY
 
 leftovers=$(find "$dir/scratch" -mindepth 1 | head -n 5)
 [ -z "$leftovers" ] || fail "the benchmark left files behind: $leftovers"
+
+rjson=$dir/recovery.json
+"$bench" meta --meta-bin "$meta" --scratch-dir "$dir/scratch" --pool-size 64M --ops none \
+  --recovery-ops 3000 --json "$rjson" >"$dir/recovery.out" 2>"$dir/recovery.err" \
+  || { cat "$dir/recovery.out" "$dir/recovery.err" >&2; fail "dpmfs-bench meta --recovery-ops failed"; }
+cat "$dir/recovery.out"
+python3 - "$rjson" <<'PY' || fail "the recovery report is incomplete"
+import json, sys
+with open(sys.argv[1]) as f:
+    report = json.load(f)
+assert report["cells"] == [], report["cells"]
+r = report["recovery"]
+assert r["ops"] == 3000 and r["names_checked"] > 16, r
+assert r["log_seconds"] > 0 and r["restart_seconds"] > 0, r
+assert "journal records replayed" in r["server_report"], r
+PY
+leftovers=$(find "$dir/scratch" -mindepth 1 | head -n 5)
+[ -z "$leftovers" ] || fail "the recovery measurement left files behind: $leftovers"
 echo "bench_meta_smoke: OK"

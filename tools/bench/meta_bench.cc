@@ -148,6 +148,7 @@ struct Plan {
 Result<Plan> MakePlan(const MetaBenchOptions& o) {
   Plan p;
   for (const std::string& name : o.ops) {
+    if (name == "none") continue;
     if (name == "all") {
       p.ops.assign(std::begin(kAllOps), std::end(kAllOps));
       continue;
@@ -156,11 +157,18 @@ Result<Plan> MakePlan(const MetaBenchOptions& o) {
                            [&](Op op) { return OpName(op) == name; });
     if (it == std::end(kAllOps)) {
       return Status::InvalidArgument("--ops: unknown op '" + name +
-                                     "' (create, stat, unlink, mkdir, rename or all)");
+                                     "' (create, stat, unlink, mkdir, rename, all or none)");
     }
     if (std::find(p.ops.begin(), p.ops.end(), *it) == p.ops.end()) p.ops.push_back(*it);
   }
-  if (p.ops.empty()) return Status::InvalidArgument("--ops: nothing to measure");
+  if (p.ops.empty() && o.recovery_ops == 0) {
+    return Status::InvalidArgument("--ops: nothing to measure");
+  }
+  if (o.recovery_ops > 0 && !o.meta.empty()) {
+    return Status::InvalidArgument(
+        "--recovery-ops kills and restarts the server: it needs one the benchmark starts "
+        "(drop --meta)");
+  }
   std::sort(p.ops.begin(), p.ops.end());  // the phases run in this order (stat needs files)
   for (uint32_t t : o.threads) {
     if (t == 0 || t > 256) return Status::InvalidArgument("--threads: 1..256 each");
@@ -250,8 +258,26 @@ class SpawnedServer {
     if (o.msync) d.argv.push_back("--msync");
     DPMFS_ASSIGN_OR_RETURN(s->proc_, DaemonProcess::Start(d, 1));
     s->command_ = s->proc_->command();
+    s->options_ = d;
     return s;
   }
+
+  // kill -9, then starts the server again on the same pool and address (so that it is
+  // the same server to anyone who knew it) and waits up to `timeout` for its READY line.
+  Status CrashAndRestart(std::chrono::milliseconds timeout) {
+    const Endpoint ep = proc_->endpoint();
+    proc_->SendKill();
+    DPMFS_RETURN_IF_ERROR(proc_->Wait(std::chrono::seconds(10)).status());
+    proc_.reset();
+    DaemonOptions d = options_;
+    for (size_t i = 0; i + 1 < d.argv.size(); ++i) {
+      if (d.argv[i] == "--listen") d.argv[i + 1] = ep.ToString();
+    }
+    d.start_timeout = timeout;
+    DPMFS_ASSIGN_OR_RETURN(proc_, DaemonProcess::Start(d, ++generation_));
+    return Status::OK();
+  }
+  std::string StderrTail(size_t max_bytes) const { return proc_->StderrTail(max_bytes); }
 
   ~SpawnedServer() {
     proc_.reset();  // SIGKILL and reap: the pool is deleted next, nothing to keep
@@ -266,6 +292,8 @@ class SpawnedServer {
  private:
   SpawnedServer() = default;
   std::string dir_, pool_, command_;
+  DaemonOptions options_;
+  uint64_t generation_ = 1;
   std::unique_ptr<DaemonProcess> proc_;
 };
 
@@ -718,6 +746,150 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
   return Status::OK();
 }
 
+// ---- Recovery time after N logged operations ----
+
+// Who logs the operations: enough threads and calls in flight to log a million in
+// seconds rather than minutes (see the window columns for what they sustain).
+constexpr uint32_t kRecoveryThreads = 16;
+constexpr uint32_t kRecoveryWindow = 32;
+// Names checked per thread after the restart, besides each thread's last one.
+constexpr uint32_t kRecoveryChecksPerThread = 100;
+
+struct RecoveryResult {
+  uint64_t ops = 0;
+  double log_seconds = 0;      // logging them
+  double restart_seconds = 0;  // kill -9 until the restarted server printed READY
+  std::string server_report;   // what the server logged about its recovery
+  uint64_t names_checked = 0;
+};
+
+// The server's own account of its last recovery: its "recovered POOL: ..." log line
+// after the pool name, or "" when the log does not hold one.
+std::string RecoveryReport(const std::string& log) {
+  size_t at = log.rfind("recovered ");
+  if (at == std::string::npos) return "";
+  size_t end = log.find('\n', at);
+  std::string line = log.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  size_t colon = line.find(": ");
+  return colon == std::string::npos ? line : line.substr(colon + 2);
+}
+
+// Logs `n` mutations (mknod of empty files, each thread in its own directory under
+// `root`), kill -9s the server, restarts it on the same pool, and times the restart until
+// it serves again. Then checks that every thread's last file and a sample of the others
+// are there: recovery must have kept every acknowledged operation.
+Result<RecoveryResult> MeasureRecovery(const MetaBenchOptions& o, transport::Device& device,
+                                       SpawnedServer& server, InodeId root, const Ids& ids) {
+  RecoveryResult r;
+  r.ops = o.recovery_ops;
+  std::vector<std::unique_ptr<MetaClient>> clients;
+  std::vector<InodeId> dirs;
+  std::vector<uint64_t> share(kRecoveryThreads, o.recovery_ops / kRecoveryThreads);
+  for (uint32_t i = 0; i < o.recovery_ops % kRecoveryThreads; ++i) ++share[i];
+  for (uint32_t i = 0; i < kRecoveryThreads; ++i) {
+    meta::MetaClientOptions mo;
+    mo.client_name = fmt::format("dpmfs-bench meta {} recovery t{}", ::getpid(), i);
+    mo.depth = kRecoveryWindow;
+    mo.reconnect_attempts = kReconnectAttempts;
+    DPMFS_ASSIGN_OR_RETURN(auto c, MetaClient::Connect(device, server.endpoint(), mo));
+    meta::InodeAttr attr;
+    std::string name = fmt::format("recovery.t{}", i);
+    if (int err = c->Mkdir(meta::MkdirRequest{root, name, 0755, ids.uid, ids.gid}, &attr);
+        err != 0) {
+      return Status::IOError("mkdir " + name + ": " + std::strerror(err));
+    }
+    dirs.push_back(attr.ino);
+    clients.push_back(std::move(c));
+  }
+
+  spdlog::info("recovery: logging {} operations ({} threads x {} in flight)", o.recovery_ops,
+               kRecoveryThreads, kRecoveryWindow);
+  std::atomic<uint64_t> done{0};
+  std::atomic<uint32_t> running{kRecoveryThreads};
+  std::vector<int> errs(kRecoveryThreads, 0);
+  std::vector<std::thread> threads;
+  const Clock::time_point t0 = Clock::now();
+  for (uint32_t i = 0; i < kRecoveryThreads; ++i) {
+    threads.emplace_back([&, i] {
+      MetaClient& c = *clients[i];
+      std::deque<MetaClient::Started> flight;
+      uint64_t started = 0;
+      for (;;) {
+        while (flight.size() < kRecoveryWindow && started < share[i] && InterruptSignal() == 0) {
+          meta::MknodRequest req{dirs[i], FileName(started++), S_IFREG | 0644, 0, ids.uid,
+                                 ids.gid};
+          flight.push_back(c.Start(meta::Opcode::kMknod, req));
+        }
+        if (flight.empty()) break;
+        meta::EntryReply reply;
+        if (int err = c.Finish(flight.front(), &reply); err != 0) {
+          errs[i] = err;
+          break;
+        }
+        flight.pop_front();
+        done.fetch_add(1, std::memory_order_relaxed);
+      }
+      running.fetch_sub(1);
+    });
+  }
+  Clock::time_point next_report = Clock::now() + std::chrono::seconds(2);
+  while (running.load() > 0) {
+    std::this_thread::sleep_for(milliseconds(20));
+    if (Clock::now() >= next_report) {
+      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      spdlog::info("recovery: {} of {} operations logged ({:.0f}/s)", done.load(), o.recovery_ops,
+                   done.load() / secs);
+      next_report += std::chrono::seconds(2);
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  r.log_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (InterruptSignal() != 0) return Status::Aborted("interrupted");
+  for (uint32_t i = 0; i < kRecoveryThreads; ++i) {
+    if (errs[i] != 0) {
+      return Status::IOError(fmt::format(
+          "logging operations failed in thread {} after {} of {}: {}{}", i, done.load(),
+          o.recovery_ops, std::strerror(errs[i]),
+          errs[i] == ENOSPC ? " (a larger --pool-size holds more: about 1 GiB per million files)"
+                            : ""));
+    }
+  }
+  clients.clear();  // they unregister: the crash below loses no client's session
+
+  spdlog::info("recovery: {} operations logged in {:.1f} s; kill -9 and restart", o.recovery_ops,
+               r.log_seconds);
+  const Clock::time_point k0 = Clock::now();
+  DPMFS_RETURN_IF_ERROR(server.CrashAndRestart(std::chrono::minutes(10)));
+  r.restart_seconds = std::chrono::duration<double>(Clock::now() - k0).count();
+  r.server_report = RecoveryReport(server.StderrTail(16384));
+
+  meta::MetaClientOptions mo;
+  mo.client_name = fmt::format("dpmfs-bench meta {} recovery check", ::getpid());
+  DPMFS_ASSIGN_OR_RETURN(auto check, MetaClient::Connect(device, server.endpoint(), mo));
+  std::mt19937_64 rng(o.seed);
+  for (uint32_t i = 0; i < kRecoveryThreads; ++i) {
+    if (share[i] == 0) continue;
+    std::vector<uint64_t> names = {share[i] - 1};
+    for (uint32_t k = 0; k < kRecoveryChecksPerThread; ++k) names.push_back(rng() % share[i]);
+    for (uint64_t k : names) {
+      meta::InodeAttr attr;
+      if (int err = check->Lookup(dirs[i], FileName(k), &attr); err != 0) {
+        return Status::Corruption(fmt::format(
+            "after the restart, recovery.t{}/{} (acknowledged before the crash): {}", i,
+            FileName(k), std::strerror(err)));
+      }
+      ++r.names_checked;
+    }
+    meta::InodeAttr attr;
+    if (check->Lookup(dirs[i], FileName(share[i]), &attr) != ENOENT) {
+      return Status::Corruption(fmt::format("after the restart, recovery.t{}/{} exists, but "
+                                            "it was never created",
+                                            i, FileName(share[i])));
+    }
+  }
+  return r;
+}
+
 // ---- Output ----
 
 // "-" for a value that was not measured (NaN).
@@ -772,6 +944,20 @@ void PrintTable(const MetaBenchOptions& o, const std::string& server_desc,
   std::fflush(out);
 }
 
+void PrintRecovery(const RecoveryResult& r, std::FILE* out) {
+  fmt::print(out,
+             "\nrecovery: {} mutations logged (mknod; {} threads x {} in flight) in {:.1f} s "
+             "({:.0f}/s)\n"
+             "  kill -9 -> restarted server READY: {:.3f} s\n"
+             "  the server's account: {}\n"
+             "  {} names looked up after the restart, all there\n",
+             r.ops, kRecoveryThreads, kRecoveryWindow, r.log_seconds,
+             r.log_seconds > 0 ? r.ops / r.log_seconds : 0.0, r.restart_seconds,
+             r.server_report.empty() ? "(no 'recovered' line in its log)" : r.server_report,
+             r.names_checked);
+  std::fflush(out);
+}
+
 std::string MeasurementJson(const Measurement& m) {
   return fmt::format(
       "{{\"ops\": {}, \"seconds\": {}, \"ops_per_sec\": {}, \"p50_us\": {}, \"p99_us\": {}, "
@@ -784,7 +970,8 @@ std::string MeasurementJson(const Measurement& m) {
 
 Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string& started_at,
                  double wall_seconds, const std::string& server_desc, bool spawned,
-                 const CpuClocks& cpu, const MachineInfo& mi, const std::vector<Cell>& cells) {
+                 const CpuClocks& cpu, const MachineInfo& mi, const std::vector<Cell>& cells,
+                 const std::optional<RecoveryResult>& recovery) {
   std::string j = "{\n";
   j += "  \"benchmark\": \"dpmfs-bench meta\",\n";
   j += fmt::format("  \"version\": {},\n", JsonString(DPMFS_VERSION));
@@ -839,7 +1026,18 @@ Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string&
         JsonNum(ServerOpsPerCore(c.median.server_cpu_us_per_op)), MeasurementJson(c.median),
         list(c.runs, MeasurementJson));
   }
-  j += "\n  ]\n}\n";
+  j += "\n  ],\n";
+  if (recovery) {
+    j += fmt::format(
+        "  \"recovery\": {{\"ops\": {}, \"threads\": {}, \"window\": {}, \"log_seconds\": {}, "
+        "\"restart_seconds\": {}, \"server_report\": {}, \"names_checked\": {}}}\n",
+        recovery->ops, kRecoveryThreads, kRecoveryWindow, JsonNum(recovery->log_seconds),
+        JsonNum(recovery->restart_seconds), JsonString(recovery->server_report),
+        recovery->names_checked);
+  } else {
+    j += "  \"recovery\": null\n";
+  }
+  j += "}\n";
   std::ofstream out(o.json_path);
   out << j;
   out.close();
@@ -873,7 +1071,9 @@ CLI::App* AddMetaCommand(CLI::App& app, MetaBenchOptions* opts) {
   cmd->add_flag("--msync", opts->msync, "Start the server with --msync");
   cmd->add_option("--transport", opts->transport, "RDMA transport: soft or verbs")
       ->capture_default_str();
-  cmd->add_option("--ops", opts->ops, "Comma-separated: create, stat, unlink, mkdir, rename, all")
+  cmd->add_option("--ops", opts->ops,
+                  "Comma-separated: create, stat, unlink, mkdir, rename, all; none (with "
+                  "--recovery-ops: only the recovery measurement)")
       ->delimiter(',')
       ->capture_default_str();
   auto* threads =
@@ -901,6 +1101,11 @@ CLI::App* AddMetaCommand(CLI::App& app, MetaBenchOptions* opts) {
       ->capture_default_str();
   cmd->add_option("--seed", opts->seed, "Seed of the stat targets")->capture_default_str();
   cmd->add_option("--json", opts->json_path, "Where to write the JSON report")
+      ->capture_default_str();
+  cmd->add_option("--recovery-ops", opts->recovery_ops,
+                  "After the matrix, log N mutations (mknod), kill -9 the server the benchmark "
+                  "started, restart it and report how long it took to serve again (about 1 GiB "
+                  "of --pool-size per million)")
       ->capture_default_str();
   cmd->add_flag("--quick", opts->quick,
                 "Smoke-test size: threads 1,4 and 0.3 s per op (unless --threads or --seconds "
@@ -996,7 +1201,7 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
     }
   }
   Context ctx{opts, plan, *device, server, *setup, root_attr.ino, ids, cpu};
-  for (uint32_t r = 0; r < opts.repeat; ++r) {
+  for (uint32_t r = 0; r < opts.repeat && !plan.ops.empty(); ++r) {
     for (uint32_t t : plan.threads) {
       for (bool per_thread : plan.per_thread) {
         for (uint32_t win : plan.windows) {
@@ -1013,7 +1218,14 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
       }
     }
   }
-  if (int e = setup->Rmdir(meta::kRootInode, root_name); e != 0) {
+  std::optional<RecoveryResult> recovery;
+  if (opts.recovery_ops > 0) {
+    setup.reset();  // its session would only see the crash
+    auto rec = MeasureRecovery(opts, *device, *spawned, root_attr.ino, ids);
+    if (!rec.ok()) return rec.status().WithContext("recovery measurement");
+    recovery = std::move(rec).value();
+    // The files stay: the server's pool is deleted with it.
+  } else if (int e = setup->Rmdir(meta::kRootInode, root_name); e != 0) {
     spdlog::warn("rmdir /{}: {}", root_name, std::strerror(e));
   }
 
@@ -1024,10 +1236,12 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
     c.median = tmp.median;
   }
   MachineInfo mi = CollectMachineInfo();
-  PrintTable(opts, server_desc, cpu_desc, mi, cells, stdout);
+  if (!plan.ops.empty()) PrintTable(opts, server_desc, cpu_desc, mi, cells, stdout);
+  if (recovery) PrintRecovery(*recovery, stdout);
   double wall = std::chrono::duration<double>(Clock::now() - run_start).count();
   DPMFS_RETURN_IF_ERROR(
-      WriteJson(opts, plan, started_at, wall, server_desc, spawned != nullptr, cpu, mi, cells));
+      WriteJson(opts, plan, started_at, wall, server_desc, spawned != nullptr, cpu, mi, cells,
+                recovery));
   std::printf("\nJSON: %s\n", opts.json_path.c_str());
   return Status::OK();
 }

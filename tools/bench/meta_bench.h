@@ -36,6 +36,9 @@ struct MetaBenchOptions {
   uint64_t seed = 1;
   std::string json_path = "dpmfs-bench-meta.json";
   bool quick = false;
+  // > 0: after the matrix, log this many mutations, kill -9 the (started) server,
+  // restart it and time its recovery.
+  uint64_t recovery_ops = 0;
 };
 
 // Adds the `meta` subcommand, filling `opts` when it is parsed (--quick is applied then,
