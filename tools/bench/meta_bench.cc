@@ -41,6 +41,12 @@ using std::chrono::milliseconds;
 constexpr int kExhausted = -1;
 // Files each thread renames round-robin (their names change, their number does not).
 constexpr uint32_t kRenameFiles = 64;
+// The mkdir phase spreads a thread's directories over parents "m<k>" of this many each:
+// one directory holds at most kMaxLinks - 2 subdirectories (EMLINK), and a pipelined
+// thread makes more than that in a second. Made before the phase; a thread that filled
+// them all (a million directories) stops early.
+constexpr uint64_t kDirsPerParent = 50000;
+constexpr uint32_t kMkdirParents = 20;
 // A benchmark does not ride through server restarts: a lost server (or Ctrl-C, which
 // kills a started one) ends the run within a second instead of after ~20 s of retries.
 constexpr uint32_t kReconnectAttempts = 3;
@@ -306,7 +312,8 @@ struct Worker {
   std::vector<InodeId> files;     // created files "f<i>", in creation order
   std::vector<uint64_t> handles;  // their open handles (released after the create phase)
   size_t unlinked = 0;            // files[0, unlinked) are gone
-  uint64_t dirs = 0;              // "d<i>" made by the mkdir phase
+  uint64_t dirs = 0;              // "m<i / kDirsPerParent>/d<i>" made by the mkdir phase
+  std::vector<InodeId> mkdir_parents;  // m<k>, made before the mkdir phase
   uint64_t renames = 0;           // renames done over "r<k>.<generation>"
   uint64_t next = 0;              // the next name the current phase's Start hands out
   std::mt19937_64 rng;
@@ -388,8 +395,12 @@ int FinishUnlink(Worker& w, MetaClient::Started& call) {
 }
 
 Started StartMkdir(Worker& w, const Ids& ids) {
+  const uint64_t i = w.next;
+  if (i / kDirsPerParent >= w.mkdir_parents.size()) return std::nullopt;
+  ++w.next;
   return w.client->Start(meta::Opcode::kMkdir,
-                         meta::MkdirRequest{w.dir, DirName(w.next++), 0755, ids.uid, ids.gid});
+                         meta::MkdirRequest{w.mkdir_parents[i / kDirsPerParent], DirName(i), 0755,
+                                            ids.uid, ids.gid});
 }
 
 int FinishMkdir(Worker& w, MetaClient::Started& call) {
@@ -700,6 +711,16 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
     DPMFS_RETURN_IF_ERROR(interrupted());
   }
   if (selected(Op::kMkdir)) {
+    const Ids ids = ctx.ids;
+    DPMFS_RETURN_IF_ERROR(ForEachWorker(workers, "making the mkdir parents", [&ids](Worker& w) {
+      for (uint32_t k = 0; k < kMkdirParents; ++k) {
+        meta::InodeAttr attr;
+        meta::MkdirRequest req{w.dir, fmt::format("m{}", k), 0755, ids.uid, ids.gid};
+        if (int err = w.client->Mkdir(req, &attr); err != 0) return err;
+        w.mkdir_parents.push_back(attr.ino);
+      }
+      return 0;
+    }));
     DPMFS_ASSIGN_OR_RETURN(Measurement m,
                            RunPhase(workers, o, window, ctx.cpu, Op::kMkdir, ctx.ids));
     record(Op::kMkdir, m);
@@ -726,7 +747,11 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
       if (int err = w.client->Unlink(w.dir, FileName(w.unlinked)); err != 0) return err;
     }
     for (uint64_t i = 0; i < w.dirs; ++i) {
-      if (int err = w.client->Rmdir(w.dir, DirName(i)); err != 0) return err;
+      InodeId parent = w.mkdir_parents[i / kDirsPerParent];
+      if (int err = w.client->Rmdir(parent, DirName(i)); err != 0) return err;
+    }
+    for (size_t k = 0; k < w.mkdir_parents.size(); ++k) {
+      if (int err = w.client->Rmdir(w.dir, fmt::format("m{}", k)); err != 0) return err;
     }
     if (selected(Op::kRename)) {
       for (uint64_t k = 0; k < kRenameFiles; ++k) {
