@@ -15,6 +15,8 @@ mkdir -p /dev/pts /dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
+# libfuse and fusermount3 keep /etc/mtab up to date unless it is this link.
+ln -sf /proc/self/mounts /etc/mtab
 
 sets=$(sed -n 's/.*dpmfs\.sets=\([^ ]*\).*/\1/p' /proc/cmdline | tr ',' ' ')
 boot=$(sed -n 's/.*dpmfs\.boot=\([^ ]*\).*/\1/p' /proc/cmdline)
@@ -219,11 +221,12 @@ fs_mnt=/mnt/dpmfs
 fs_conf=/tmp/fs-cluster.conf
 fs_client_pid=""
 
-# fs_mount: dpmfs-mount in the foreground (its log stays ours) in the background; waits
-# (30 s at most) until the mount answers statfs. Appends to /tmp/fs-client.log.
+# fs_mount [OPTS]: dpmfs-mount -o transport=verbs[,OPTS] in the foreground (its log stays
+# ours) in the background; waits (30 s at most) until the mount answers statfs. Appends
+# to /tmp/fs-client.log.
 fs_mount() {
-  echo "=== dpmfs-mount $fs_meta $fs_mnt -f -o transport=verbs" >>/tmp/fs-client.log
-  dpmfs-mount "$fs_meta" "$fs_mnt" -f -o transport=verbs >>/tmp/fs-client.log 2>&1 &
+  echo "=== dpmfs-mount $fs_meta $fs_mnt -f -o transport=verbs${1:+,$1}" >>/tmp/fs-client.log
+  dpmfs-mount "$fs_meta" "$fs_mnt" -f -o "transport=verbs${1:+,$1}" >>/tmp/fs-client.log 2>&1 &
   fs_client_pid=$!
   i=0
   while [ $i -lt 300 ]; do
@@ -328,8 +331,8 @@ set_fs() {
 block_size 4K
 stripe_unit 1M
 meta  $rdma_ip:7000  /dev/shm/fs-meta.pool   64M
-data  $rdma_ip:7001  /dev/shm/fs-data0.pool  128M
-data  $rdma_ip:7002  /dev/shm/fs-data1.pool  128M
+data  $rdma_ip:7001  /dev/shm/fs-data0.pool  96M
+data  $rdma_ip:7002  /dev/shm/fs-data1.pool  96M
 EOT
   mkfs.dpmfs cluster "$fs_conf" >/tmp/fs-mkfs.out 2>&1
   rc=$?
@@ -363,6 +366,8 @@ EOT
   check fs "dpmfs-mount $fs_meta $fs_mnt -o transport=verbs: mounted" fs_mount
   grep -q " $fs_mnt fuse" /proc/mounts || { fs_cleanup; return; }
   say "fs: $(grep " $fs_mnt " /proc/mounts)"
+  check fs "the client says: persist read, transport verbs" \
+    grep -q 'persist read, transport verbs' /tmp/fs-client.log
   df -h "$fs_mnt" | tail -n 1
 
   posix_ops
@@ -392,20 +397,29 @@ EOT
   say "fs: pinned by dpmfs-mount: $(awk '$1 == "VmPin:" { print $2 " kB" }' "/proc/$fs_client_pid/status"); memory available: $(free -m | awk '$1 == "Mem:" { print $7 " MiB" }')"
   # Everything acknowledged is on the data servers: a new client (after umount) reads it.
   check fs "umount; dpmfs-mount exits 0" fs_umount
-  check fs "mount again" fs_mount
+  # The second client persists with imm (WRITE_WITH_IMM, the server CPU persists) instead
+  # of the default read.
+  check fs "mount again, -o persist=imm" fs_mount persist=imm
   if grep -q " $fs_mnt fuse" /proc/mounts; then
+    check fs "the client says: persist imm, transport verbs" \
+      grep -q 'persist imm, transport verbs' /tmp/fs-client.log
     check fs "after remount: the 8 MiB file is identical (cmp)" cmp /tmp/fs-ref "$fs_mnt/ref"
     check fs "after remount: seq1m's file has its size" \
       [ "$(stat -c %s "$fs_mnt/seq1m.0.0" 2>&1)" = $((32 << 20)) ]
     # shellcheck disable=SC2086
     fs_fio seq1m-again - $((32 << 20)) --direct=1 --verify=crc32c --verify_fatal=1 \
       --verify_only --rw=write --bs=1M --size=32M --ioengine=psync --filename=seq1m.0.0
+    # shellcheck disable=SC2086
+    fs_fio imm $((16 << 20)) $((16 << 20)) $common --rw=write --bs=256k --size=16M \
+      --ioengine=libaio --iodepth=2
     check fs "rm of every file" rm "$fs_mnt/ref" "$fs_mnt/rand4k.0.0" "$fs_mnt/seq1m.0.0" \
-      "$fs_mnt/two.0.0" "$fs_mnt/two.1.0"
+      "$fs_mnt/two.0.0" "$fs_mnt/two.1.0" "$fs_mnt/imm.0.0"
     check fs "the mount is empty" [ -z "$(ls -A "$fs_mnt" 2>&1)" ]
     check fs "final umount; dpmfs-mount exits 0" fs_umount
   fi
   fs_cleanup
+  grep -h -E '\[(warning|error|critical)\]' /tmp/fs-client.log /tmp/fs-meta.err \
+    /tmp/fs-data0.err /tmp/fs-data1.err | head -n 20
   check fs "dpmfs-mount logged no errors" \
     sh -c "! grep -E '\[(error|critical)\]' /tmp/fs-client.log"
   check fs "dpmfs-meta exits 0 on SIGTERM (exit $fs_meta_rc) and logged no errors" \
