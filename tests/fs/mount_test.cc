@@ -520,6 +520,76 @@ TEST_F(MountTest, CloseFlushesOnlyWhatCanNeedIt) {
   ASSERT_NO_FATAL_FAILURE(expect_server_has(written));  // the overwrite's mtime
 }
 
+int CountOpcode(const std::string& debug_log, const std::string& name) {
+  int n = 0;
+  const std::string key = "opcode: " + name + " (";  // libfuse -d: "opcode: NAME (N)"
+  for (size_t at = debug_log.find(key); at != std::string::npos; at = debug_log.find(key, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// copy_file_range(2) is answered by the client in one request (no READ/WRITE round trips
+// through the kernel), copies exactly the bytes asked for, stops at the source's end,
+// refuses overlapping ranges of one file, and what it copied is durable: a new client
+// reads the same bytes and sizes.
+TEST_F(MountTest, CopyFileRangeIsOneRequestAndDurable) {
+  ASSERT_NO_FATAL_FAILURE(Mount({"-d"}));
+  const auto src = Pattern((9 << 20) + 1234, 7);  // crosses the 4 MiB copy chunks
+  ASSERT_TRUE(WriteFile(P("src"), src));
+  std::vector<uint8_t> want2 = Pattern(1 << 20, 8);
+  ASSERT_TRUE(WriteFile(P("dst2"), want2));
+
+  int in = ::open(P("src").c_str(), O_RDONLY);
+  ASSERT_GE(in, 0);
+  int out1 = ::open(P("dst1").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  ASSERT_GE(out1, 0);
+  int out2 = ::open(P("dst2").c_str(), O_WRONLY);
+  ASSERT_GE(out2, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the log is written
+  const std::string log_before = mount_->err_text();
+
+  // The whole file and more: short at the source's end.
+  loff_t off_in = 0, off_out = 0;
+  EXPECT_EQ(::copy_file_range(in, &off_in, out1, &off_out, src.size() + 100, 0),
+            static_cast<ssize_t>(src.size()));
+  EXPECT_EQ(off_in, static_cast<loff_t>(src.size()));
+  // An unaligned piece into the middle of an existing file, extending it.
+  off_in = 4096 + 7;
+  off_out = (512 << 10) + 3;
+  const size_t piece = 2 << 20;
+  EXPECT_EQ(::copy_file_range(in, &off_in, out2, &off_out, piece, 0), static_cast<ssize_t>(piece));
+  want2.resize(std::max(want2.size(), (512u << 10) + 3 + piece));
+  std::copy(src.begin() + 4096 + 7, src.begin() + 4096 + 7 + piece, want2.begin() + (512 << 10) + 3);
+  // At or past the source's end: nothing.
+  off_in = static_cast<loff_t>(src.size());
+  EXPECT_EQ(::copy_file_range(in, &off_in, out2, nullptr, 4096, 0), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string log_after = mount_->err_text();
+  EXPECT_GE(CountOpcode(log_after, "COPY_FILE_RANGE") - CountOpcode(log_before, "COPY_FILE_RANGE"), 2)
+      << "the copies did not reach the client as COPY_FILE_RANGE";
+  EXPECT_EQ(CountOpcode(log_after, "WRITE"), CountOpcode(log_before, "WRITE"))
+      << "the kernel fell back to copying through READ and WRITE";
+
+  // Overlapping ranges of one file.
+  int rw = ::open(P("src").c_str(), O_RDWR);
+  ASSERT_GE(rw, 0);
+  off_in = 0;
+  off_out = 4096;
+  EXPECT_EQ(::copy_file_range(rw, &off_in, rw, &off_out, 8192, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  for (int fd : {in, out1, out2, rw}) ASSERT_EQ(::close(fd), 0);
+
+  EXPECT_TRUE(ReadFile(P("dst1")) == src);
+  EXPECT_TRUE(ReadFile(P("dst2")) == want2);
+  Unmount(mnt_);
+  mount_->Wait(std::chrono::seconds(5));
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_TRUE(ReadFile(P("dst1")) == src) << "after a remount";
+  EXPECT_TRUE(ReadFile(P("dst2")) == want2) << "after a remount";
+  EXPECT_TRUE(ReadFile(P("src")) == src) << "the source changed";
+}
+
 TEST_F(MountTest, BackgroundMountAndMountFuse3Helper) {
   // Without -f: returns once mounted; the daemon lives on until unmounted. Its output
   // captured through a pipe (as a launcher does) must not keep the caller waiting.
