@@ -47,19 +47,48 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server) {
   Lease lease;
   lease.pool_ = this;
   lease.server_ = server;
+  // Takes an idle connection to `server` (mu_ held).
+  auto take_idle = [&] {
+    lease.client_ = std::move(idle_[server].back());
+    lease.reused_ = true;
+    idle_[server].pop_back();
+  };
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto& idle = idle_[server];
-    if (!idle.empty()) {
-      lease.client_ = std::move(idle.back());
-      lease.reused_ = true;
-      idle.pop_back();
+    if (!idle_[server].empty()) {
+      take_idle();
       return lease;
     }
     ++connects_;
   }
   // Connect outside the lock: other servers' operations must not wait behind it.
   auto client = datapath::DataClient::Connect(device_, servers_[server], options_.client);
+  // Out of registrable memory (verbs: RLIMIT_MEMLOCK of an unprivileged client): close
+  // idle connections to other servers and try again, or take a connection to this one
+  // that comes back meanwhile, until the client timeout.
+  const auto deadline = std::chrono::steady_clock::now() + options_.client.timeout;
+  while (!client.ok() && client.status().code() == StatusCode::kResourceExhausted &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::vector<std::unique_ptr<datapath::DataClient>> freed;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      for (uint32_t s = 0; s < idle_.size(); ++s) {
+        if (s == server) continue;
+        for (auto& c : idle_[s]) freed.push_back(std::move(c));
+        idle_[s].clear();
+      }
+      if (freed.empty()) {
+        returned_.wait_for(lock, std::chrono::milliseconds(20),
+                           [&] { return !idle_[server].empty(); });
+      }
+      if (!idle_[server].empty()) {
+        take_idle();
+        return lease;
+      }
+    }
+    freed.clear();  // deregisters their memory (outside the lock: disconnects QPs)
+    client = datapath::DataClient::Connect(device_, servers_[server], options_.client);
+  }
   if (!client.ok()) {
     return Status::Unavailable("data server " + std::to_string(server) + " (" +
                                servers_[server].ToString() +
@@ -76,6 +105,7 @@ void DataClientPool::Return(uint32_t server, std::unique_ptr<datapath::DataClien
     auto& idle = idle_[server];
     if (idle.size() < options_.max_idle_per_server) {
       idle.push_back(std::move(client));
+      returned_.notify_all();  // one condition variable for every server
       return;
     }
     surplus = std::move(client);

@@ -10,9 +10,17 @@
 // connection that sat idle while its server restarted fails on first use; callers
 // retry once on a fresh one when Lease::reused() says it came from the idle list.
 //
+// Resource limits: every connection registers (pins) its buffers. When a new one cannot
+// (ResourceExhausted: RLIMIT_MEMLOCK for an unprivileged client on verbs), Acquire
+// closes the idle connections to other servers and tries again, or takes a connection
+// to the same server that another operation gives back, for up to the client timeout,
+// instead of failing the operation with EIO at once. Callers hold at most one lease
+// at a time, so two operations never wait for each other's connection.
+//
 // Thread-safety: DataClientPool is thread-safe. A Lease belongs to one thread.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -86,6 +94,7 @@ class DataClientPool {
   const DataClientPoolOptions options_;
   mutable std::mutex mu_;
   std::vector<std::vector<std::unique_ptr<datapath::DataClient>>> idle_;  // per server
+  std::condition_variable returned_;  // a connection went back to idle_
   uint64_t connects_ = 0;
 };
 

@@ -179,6 +179,10 @@ int FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t
       for (int attempt = 0;; ++attempt) {
         DataClientPool::Lease& lease = leases[s.server];
         if (!lease) {
+          // One connection at a time: a read that held one server's while it waited for
+          // another's could deadlock with a read doing the opposite when the pool cannot
+          // make more (DataClientPool: memlock).
+          for (auto& other : leases) other.Release();
           auto l = data_.Acquire(s.server);
           if (!l.ok()) {
             spdlog::warn("inode {}: read at {}: {}", inode.ino(), s.file_offset + done,

@@ -526,6 +526,89 @@ TEST_F(FileIoTest, BadExtentsFromTheServerAreEioNotACrash) {
   EXPECT_EQ(io_->Write(inode, 0, x.data(), x.size()), EIO);
 }
 
+// A device that refuses to register more than `limit` bytes at once, the way verbs does
+// for an unprivileged process at its RLIMIT_MEMLOCK (ibv_reg_mr: ENOMEM).
+class MemlockLimitedDevice : public transport::Device {
+ public:
+  MemlockLimitedDevice(transport::Device& real, uint64_t limit) : real_(real), limit_(limit) {}
+  transport::Backend backend() const override { return real_.backend(); }
+  Result<transport::MemoryRegion> RegisterMemory(void* addr, uint64_t length,
+                                                 uint32_t access) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (pinned_ + length > limit_) {
+        ++refused;
+        return Status::ResourceExhausted("registering " + std::to_string(length) +
+                                         " bytes: over the memlock limit");
+      }
+      pinned_ += length;
+    }
+    auto mr = real_.RegisterMemory(addr, length, access);
+    if (!mr.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      pinned_ -= length;
+    }
+    return mr;
+  }
+  Status DeregisterMemory(const transport::MemoryRegion& region) override {
+    Status st = real_.DeregisterMemory(region);
+    std::lock_guard<std::mutex> lock(mu_);
+    pinned_ -= region.length;
+    return st;
+  }
+  Result<std::unique_ptr<transport::Listener>> Listen(const Endpoint& local) override {
+    return real_.Listen(local);
+  }
+  Result<std::unique_ptr<transport::QueuePair>> Connect(
+      const Endpoint& peer, std::span<const uint8_t> private_data,
+      const transport::QueuePairOptions& options, transport::Duration timeout) override {
+    return real_.Connect(peer, private_data, options, timeout);
+  }
+  bool SupportsFlush() const override { return real_.SupportsFlush(); }
+  std::atomic<int> refused{0};
+
+ private:
+  transport::Device& real_;
+  const uint64_t limit_;
+  std::mutex mu_;
+  uint64_t pinned_ = 0;
+};
+
+TEST_F(FileIoTest, ConnectionsBeyondTheMemlockLimitWaitForOneInUseInsteadOfEio) {
+  // Room for one connection per server (plus change), as for an unprivileged verbs
+  // client whose RLIMIT_MEMLOCK is nearly used up by its metadata connection.
+  auto probe = pool_->Acquire(0);
+  ASSERT_TRUE(probe.ok());
+  const uint64_t per_connection = (*probe)->slot_buffer(1) - (*probe)->slot_buffer(0);
+  probe = Status::Unavailable("released");
+  MemlockLimitedDevice limited(*device_, 2 * 3 * per_connection + per_connection / 2);
+  std::vector<Endpoint> eps;
+  for (const auto& e : endpoints_) eps.push_back(*Endpoint::Parse(e));
+  DataClientPool pool(limited, eps, pool_->options());
+  FileIo io(meta_, pool, cluster_);
+
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      Inode inode(100 + t);
+      auto data = RandomBytes(256 << 10, 100 + t);  // 4 stripe units: both servers
+      for (int round = 0; round < 4; ++round) {
+        if (io.Write(inode, 0, data.data(), data.size()) != 0) ++failures;
+        std::vector<uint8_t> back(data.size());
+        size_t n = 0;
+        if (io.Read(inode, 0, back.size(), back.data(), &n) != 0 || n != back.size() ||
+            back != data) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(limited.refused.load(), 0) << "the limit was never reached: the test tests nothing";
+}
+
 TEST_F(FileIoTest, WritesBeyondTheLargestFileSizeAreEfbig) {
   Inode inode(17);
   std::vector<uint8_t> x(10, 1);
