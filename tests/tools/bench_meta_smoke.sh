@@ -65,7 +65,7 @@ with open(sys.argv[1]) as f:
 assert report["cells"] == [], report["cells"]
 r = report["recovery"]
 assert r["ops"] == 3000 and r["names_checked"] > 16, r
-assert r["log_seconds"] > 0 and r["restart_seconds"] > 0, r
+assert r["log_seconds"] > 0 and r["restart_seconds"] > 0 and r["kill_seconds"] >= 0, r
 assert "journal records replayed" in r["server_report"], r
 PY
 leftovers=$(find "$dir/scratch" -mindepth 1 | head -n 5)
