@@ -217,12 +217,7 @@ Result<std::vector<uint8_t>> RpcClient::Wait(Ticket& t) {
   std::unique_lock lock(mu_);
   AwaitReply(lock, *p, t.deadline_);
   if (!p->done) {
-    if (p->slot < 0) {
-      pending_.erase(p->seq);
-      unsent_.erase(std::remove(unsent_.begin(), unsent_.end(), p->seq), unsent_.end());
-    } else {
-      p->abandoned = true;
-    }
+    Forget(*p);
     return Status::TimedOut("rpc opcode " + std::to_string(p->opcode) + " to " +
                             server_.ToString() + ": no reply within " +
                             std::to_string(t.timeout_.count()) + " ms");
@@ -251,7 +246,10 @@ void RpcClient::Ticket::Drop() {
 
 void RpcClient::Abandon(Pending& p) {
   std::lock_guard lock(mu_);
-  if (p.done.load(std::memory_order_relaxed)) return;  // answered: already forgotten
+  if (!p.done.load(std::memory_order_relaxed)) Forget(p);  // answered: already forgotten
+}
+
+void RpcClient::Forget(Pending& p) {
   if (p.slot < 0) {
     pending_.erase(p.seq);
     unsent_.erase(std::remove(unsent_.begin(), unsent_.end(), p.seq), unsent_.end());

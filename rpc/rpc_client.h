@@ -138,9 +138,11 @@ class RpcClient {
   // Nobody reads the connection for callers any more: hands the role to one caller
   // still waiting for its reply, other than `leaving`'s (mu_ held).
   void PromoteWaiter(const Pending& leaving);
-  // A ticket dropped uncollected: forgets its call, or lets its reply only return the
-  // credit when it is already sent (mu_ not held).
+  // A ticket dropped uncollected (mu_ not held): Forget unless it was answered.
   void Abandon(Pending& p);
+  // An unanswered call nobody waits for any more (mu_ held): never sent if still queued;
+  // if sent, its reply only returns the credit.
+  void Forget(Pending& p);
 
   transport::Device& device_;
   const Endpoint server_;
