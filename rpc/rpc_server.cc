@@ -75,8 +75,9 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     credits_.emplace(depth_ + 2 * kSpareReplySlots);
     qp_ = &qp;
     peer_ = qp.peer_description();
-    // Not zeroed: every buffer is written before it is read, and a connection's 16 MiB
-    // (at the metadata server's sizes) would otherwise be cleared at every connect.
+    // Not zeroed: every buffer is written before it is read, and a connection's 18 MiB
+    // (the metadata server's: 32 receive + 40 reply buffers of 256 KiB) would otherwise
+    // be cleared at every connect.
     const uint64_t bytes = uint64_t{depth_ + reply_slots_} * max_message_;
     memory_ = std::make_unique_for_overwrite<uint8_t[]>(bytes);
     DPMFS_ASSIGN_OR_RETURN(
