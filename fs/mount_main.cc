@@ -105,6 +105,12 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
   (void)::gethostname(host, sizeof host - 1);
   mopts.client_name = std::string(host) + ":" + std::to_string(::getpid()) + " " + opts.mountpoint;
   auto meta_client = meta::MetaClient::Connect(**device, *endpoint, mopts);
+  if (!meta_client.ok() && meta_client.status().code() == StatusCode::kResourceExhausted) {
+    // A local limit (verbs: the connection's buffers cannot be pinned under
+    // RLIMIT_MEMLOCK), not the server: asking whether dpmfs-meta runs would mislead.
+    return fail("cannot set up the connection to the metadata server at " + opts.meta_server +
+                " on this host: " + meta_client.status().message());
+  }
   if (!meta_client.ok()) {
     return fail("cannot reach the metadata server at " + opts.meta_server + ": " +
                 meta_client.status().message() +

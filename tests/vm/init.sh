@@ -362,6 +362,16 @@ EOT
   fs_meta=$endpoint
 
   mkdir -p "$fs_mnt"
+  # An unprivileged user under the default 8 MiB RLIMIT_MEMLOCK cannot pin the metadata
+  # connection's buffers: the mount must fail at once and blame the limit on this host,
+  # not the server.
+  # (setpriv is util-linux's, copied in by run.sh: busybox's cannot change uids.)
+  (ulimit -l 8192 && exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+    timeout 60 dpmfs-mount "$fs_meta" "$fs_mnt" -f -o transport=verbs) >/tmp/fs-unpriv.out 2>&1
+  rc=$?
+  tail -n 3 /tmp/fs-unpriv.out
+  check fs "unprivileged mount under an 8 MiB memlock limit fails (exit $rc) naming RLIMIT_MEMLOCK on this host" \
+    sh -c "[ $rc -eq 1 ] && grep -q 'on this host: .*RLIMIT_MEMLOCK' /tmp/fs-unpriv.out"
   : >/tmp/fs-client.log
   check fs "dpmfs-mount $fs_meta $fs_mnt -o transport=verbs: mounted" fs_mount
   grep -q " $fs_mnt fuse" /proc/mounts || { fs_cleanup; return; }

@@ -191,7 +191,7 @@ project_bins=(tests/transport_conformance_test tests/verbs_smoke_test
 # Host tools copied in (the first found of each name).
 # fio: the fs set's I/O (its ldd closure, ~85 MB with librbd and friends, comes along);
 # fusermount3: libfuse falls back to it where mount(2) is refused.
-host_tools=(ip rdma ndctl mkfs.ext4 ibv_devinfo ibv_devices rping kmod fio fusermount3)
+host_tools=(ip rdma ndctl mkfs.ext4 ibv_devinfo ibv_devices rping kmod fio fusermount3 setpriv)
 
 copy_with_libs() {  # copy_with_libs FILE DEST_IN_ROOT
   local src=$1 dst=$2
