@@ -365,8 +365,9 @@ EOT
   # An unprivileged user under the default 8 MiB RLIMIT_MEMLOCK cannot pin the metadata
   # connection's buffers: the mount must fail at once and blame the limit on this host,
   # not the server.
-  # (setpriv is util-linux's, copied in by run.sh: busybox's cannot change uids.)
-  (ulimit -l 8192 && exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+  # util-linux setpriv, copied in by run.sh, by its path: busybox sh would run its own
+  # setpriv applet, which cannot change uids.
+  (ulimit -l 8192 && exec /usr/local/bin/setpriv --reuid=65534 --regid=65534 --clear-groups \
     timeout 60 dpmfs-mount "$fs_meta" "$fs_mnt" -f -o transport=verbs) >/tmp/fs-unpriv.out 2>&1
   rc=$?
   tail -n 3 /tmp/fs-unpriv.out
