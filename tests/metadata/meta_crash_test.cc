@@ -12,7 +12,10 @@
 //     one, a torn xattr value shows in the walk);
 //   - the call in flight at the kill, re-sent by the client with the same session and
 //     sequence number, executes exactly once: executing it twice would turn a create
-//     O_EXCL into EEXIST, an unlink into ENOENT, which the model rejects.
+//     O_EXCL into EEXIST, an unlink into ENOENT, which the model rejects, and a batch of
+//     releases (ReleaseMany) into one that finds its handles closed;
+//   - open handles survive the crash with their session: each released handle must
+//     still be open on the server.
 // Which errno a failing operation gets is the semantics suite's business; here a
 // failure must be predicted as a failure and a success as a success, and the errno is
 // compared only where Linux leaves no doubt (see ExpectResult).
@@ -121,7 +124,7 @@ class Workload {
   // Runs one random operation; returns false (with a gtest failure) on a mismatch.
   bool Step() {
     ++ops_;
-    switch (Pick(12)) {
+    switch (Pick(13)) {
       case 0: return Mkdir();
       case 1: case 2: return Create();
       case 3: return Unlink();
@@ -131,14 +134,34 @@ class Workload {
       case 8: return Symlink();
       case 9: return Chmod();
       case 10: return Xattr();
+      case 11: return ReleaseBatch();
       default: return Resize();
     }
+  }
+  // Releases every handle still open; each must still be open on the server.
+  bool ReleaseAll() {
+    std::vector<ReleaseRequest> all;
+    all.swap(open_);
+    return Released(all);
   }
   uint64_t ops() const { return ops_; }
   uint64_t errno_mismatches() const { return errno_mismatches_; }
   Model& model() { return m_; }
 
  private:
+  static constexpr size_t kMaxOpen = 32;
+
+  bool Released(const std::vector<ReleaseRequest>& batch) {
+    if (batch.empty()) return true;
+    uint32_t refused = 0;
+    if (!ExpectResult("release many", c_.ReleaseMany(batch, &refused), 0)) return false;
+    if (refused != 0) {
+      ADD_FAILURE() << "ReleaseMany of " << batch.size() << " open handles: " << refused
+                    << " were not open on the server (lost in a crash, or the batch ran twice)";
+      return false;
+    }
+    return true;
+  }
   uint32_t Pick(uint32_t n) { return std::uniform_int_distribution<uint32_t>(0, n - 1)(rng_); }
   std::string Name() { return std::string(1, static_cast<char>('a' + Pick(6))); }
   int AnyDir() {
@@ -216,7 +239,29 @@ class Workload {
     node.nlink = 1;
     node.ino = rep.attr.ino;
     m_.at(d).children[n] = m_.Add(node);
+    // Half of the files stay open for a while, to be released in a batch later.
+    if (open_.size() < kMaxOpen && Pick(2) == 0) {
+      open_.push_back({rep.attr.ino, rep.handle});
+      return true;
+    }
     return ExpectResult("release", c_.Release(rep.attr.ino, rep.handle), 0);
+  }
+
+  // ReleaseMany of 1..8 of the handles this client holds (the FUSE client's batched
+  // releases). Every one must still be open: handles survive a crash with their session,
+  // and a batch re-sent after a crash is answered from the reply cache, not run again
+  // (run twice, it would find its handles released already).
+  bool ReleaseBatch() {
+    if (open_.empty()) return Create();
+    std::vector<ReleaseRequest> batch;
+    const uint32_t k = 1 + Pick(static_cast<uint32_t>(std::min<size_t>(8, open_.size())));
+    for (uint32_t i = 0; i < k; ++i) {
+      size_t at = Pick(static_cast<uint32_t>(open_.size()));
+      batch.push_back(open_[at]);
+      open_[at] = open_.back();
+      open_.pop_back();
+    }
+    return Released(batch);
   }
 
   bool Unlink() {
@@ -433,6 +478,7 @@ class Workload {
   MetaClient& c_;
   std::mt19937 rng_;
   Model m_;
+  std::vector<ReleaseRequest> open_;  // handles of created files not released yet
   uint64_t ops_ = 0;
   uint64_t errno_mismatches_ = 0;
 };
@@ -594,6 +640,7 @@ TEST_P(MetaCrashTest, KillNineAtRandomPointsLosesNothingAcknowledged) {
   ASSERT_TRUE(st.ok()) << st.ToString();
   std::map<InodeId, int> seen;
   CompareTree(**client, w.model(), 0, "/", &seen);
+  EXPECT_TRUE(w.ReleaseAll());
   std::printf("seed %u: %llu operations, %u kill -9 crash points, %llu loose errno "
               "differences, final namespace %zu inodes: identical to the model\n",
               p.seed, static_cast<unsigned long long>(w.ops()), kills.load(),
