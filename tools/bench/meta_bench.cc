@@ -37,8 +37,6 @@ using meta::InodeId;
 using meta::MetaClient;
 using std::chrono::milliseconds;
 
-// An op function's "nothing left to do" (unlink ran out of files): the thread stops.
-constexpr int kExhausted = -1;
 // Files each thread renames round-robin (their names change, their number does not).
 constexpr uint32_t kRenameFiles = 64;
 // The mkdir phase spreads a thread's directories over parents "m<k>" of this many each:
