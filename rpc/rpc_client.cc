@@ -132,8 +132,8 @@ void RpcClient::DisconnectForTesting() {
 
 Result<std::unique_ptr<RpcClient::Link>> RpcClient::MakeLink() {
   auto l = std::make_unique<Link>(device_, options_.max_message, options_.depth);
-  // Every buffer is written before it is read: clearing them (32 MiB for MetaClient,
-  // which asks depth 64 of 256 KiB messages) only made connecting slow.
+  // Every buffer is written before it is read: clearing them (16 MiB for MetaClient,
+  // depth 32 of 256 KiB messages) only made connecting slow.
   const uint64_t bytes = uint64_t{2} * options_.depth * options_.max_message;
   l->memory = std::make_unique_for_overwrite<uint8_t[]>(bytes);
   DPMFS_ASSIGN_OR_RETURN(l->mr,

@@ -626,8 +626,8 @@ Result<std::unique_ptr<MetaClient>> ConnectClient(Context& ctx, uint32_t depth,
   meta::MetaClientOptions mo;
   mo.client_name = name;
   // A client needs 2 x depth x 256 KiB of message buffers: it asks for what its threads
-  // keep in flight, up to 64 (the server grants 32 by default; more calls queue).
-  mo.depth = std::clamp<uint32_t>(depth, 2, 64);
+  // keep in flight, up to the 32 the server grants (more calls queue in the client).
+  mo.depth = std::clamp<uint32_t>(depth, 2, 32);
   mo.reconnect_attempts = kReconnectAttempts;
   return MetaClient::Connect(ctx.device, ctx.server, mo);
 }
