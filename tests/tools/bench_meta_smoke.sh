@@ -67,6 +67,7 @@ r = report["recovery"]
 assert r["ops"] == 3000 and r["names_checked"] > 16, r
 assert r["log_seconds"] > 0 and r["restart_seconds"] > 0 and r["kill_seconds"] >= 0, r
 assert "journal records replayed" in r["server_report"], r
+assert r["server_checkpoint"].startswith("checkpoint: "), r  # taken after the replay
 PY
 leftovers=$(find "$dir/scratch" -mindepth 1 | head -n 5)
 [ -z "$leftovers" ] || fail "the recovery measurement left files behind: $leftovers"

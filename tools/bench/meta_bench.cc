@@ -785,19 +785,29 @@ struct RecoveryResult {
   double log_seconds = 0;      // logging them
   double kill_seconds = 0;     // kill -9 until the old process was reaped
   double restart_seconds = 0;  // starting the new one until it printed READY
-  std::string server_report;   // what the server logged about its recovery
+  std::string server_report;      // what the server logged about its recovery
+  std::string server_checkpoint;  // ... and about the checkpoint it took before serving
   uint64_t names_checked = 0;
 };
 
-// The server's own account of its last recovery: its "recovered POOL: ..." log line
-// after the pool name, or "" when the log does not hold one.
-std::string RecoveryReport(const std::string& log) {
+// The server's own account of its last recovery, from its log: the "recovered POOL: ..."
+// line after the pool name into `report`, and the "checkpoint: ..." line logged before
+// it (a recovery that replayed records checkpoints before it serves) into `checkpoint`;
+// "" for a line the log does not hold.
+void RecoveryReport(const std::string& log, std::string* report, std::string* checkpoint) {
+  auto line_at = [&](size_t at) {
+    size_t end = log.find('\n', at);
+    return log.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  };
+  report->clear();
+  checkpoint->clear();
   size_t at = log.rfind("recovered ");
-  if (at == std::string::npos) return "";
-  size_t end = log.find('\n', at);
-  std::string line = log.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  if (at == std::string::npos) return;
+  std::string line = line_at(at);
   size_t colon = line.find(": ");
-  return colon == std::string::npos ? line : line.substr(colon + 2);
+  *report = colon == std::string::npos ? line : line.substr(colon + 2);
+  size_t ck = log.rfind("checkpoint: ", at);
+  if (ck != std::string::npos) *checkpoint = line_at(ck);
 }
 
 // Logs `n` mutations (mknod of empty files, each thread in its own directory under
@@ -889,7 +899,7 @@ Result<RecoveryResult> MeasureRecovery(const MetaBenchOptions& o, transport::Dev
   DPMFS_RETURN_IF_ERROR(server.CrashAndRestart(std::chrono::minutes(10), &k1));
   r.kill_seconds = std::chrono::duration<double>(k1 - k0).count();
   r.restart_seconds = std::chrono::duration<double>(Clock::now() - k1).count();
-  r.server_report = RecoveryReport(server.StderrTail(16384));
+  RecoveryReport(server.StderrTail(16384), &r.server_report, &r.server_checkpoint);
 
   meta::MetaClientOptions mo;
   mo.client_name = fmt::format("dpmfs-bench meta {} recovery check", ::getpid());
@@ -978,10 +988,12 @@ void PrintRecovery(const RecoveryResult& r, std::FILE* out) {
              "({:.0f}/s)\n"
              "  restart until READY: {:.3f} s (after {:.3f} s for the killed process to go)\n"
              "  the server's account: {}\n"
+             "  its checkpoint before serving: {}\n"
              "  {} names looked up after the restart, all there\n",
              r.ops, kRecoveryThreads, kRecoveryWindow, r.log_seconds,
              r.log_seconds > 0 ? r.ops / r.log_seconds : 0.0, r.restart_seconds, r.kill_seconds,
              r.server_report.empty() ? "(no 'recovered' line in its log)" : r.server_report,
+             r.server_checkpoint.empty() ? "(none in its log)" : r.server_checkpoint,
              r.names_checked);
   std::fflush(out);
 }
@@ -1059,9 +1071,10 @@ Status WriteJson(const MetaBenchOptions& o, const Plan& plan, const std::string&
     j += fmt::format(
         "  \"recovery\": {{\"ops\": {}, \"threads\": {}, \"window\": {}, \"log_seconds\": {}, "
         "\"kill_seconds\": {}, \"restart_seconds\": {}, \"server_report\": {}, "
-        "\"names_checked\": {}}}\n",
+        "\"server_checkpoint\": {}, \"names_checked\": {}}}\n",
         recovery->ops, kRecoveryThreads, kRecoveryWindow, JsonNum(recovery->log_seconds),
-        JsonNum(recovery->kill_seconds), JsonNum(recovery->restart_seconds), JsonString(recovery->server_report),
+        JsonNum(recovery->kill_seconds), JsonNum(recovery->restart_seconds),
+        JsonString(recovery->server_report), JsonString(recovery->server_checkpoint),
         recovery->names_checked);
   } else {
     j += "  \"recovery\": null\n";
