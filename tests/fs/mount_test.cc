@@ -445,10 +445,11 @@ TEST_F(MountTest, SharedMmapODirectAndLocks) {
 // files written through write-only handles. A handle that can map the file shared, or
 // rewrote an existing file, still flushes. Whatever close skipped still becomes
 // durable: a rewrite's mtime is there after a remount (a fresh client asks the server).
-int CountFlushes(const std::string& debug_log) {
+// (How many requests of one kind libfuse's -d log shows.)
+int CountOpcode(const std::string& debug_log, const std::string& name) {
   int n = 0;
-  for (size_t at = debug_log.find("opcode: FLUSH"); at != std::string::npos;
-       at = debug_log.find("opcode: FLUSH", at + 1)) {
+  const std::string key = "opcode: " + name + " (";  // libfuse -d: "opcode: NAME (N)"
+  for (size_t at = debug_log.find(key); at != std::string::npos; at = debug_log.find(key, at + 1)) {
     ++n;
   }
   return n;
@@ -456,7 +457,7 @@ int CountFlushes(const std::string& debug_log) {
 
 TEST_F(MountTest, CloseFlushesOnlyWhatCanNeedIt) {
   ASSERT_NO_FATAL_FAILURE(Mount({"-d"}));  // libfuse logs every request it gets
-  auto flushes = [&] { return CountFlushes(mount_->err_text()); };
+  auto flushes = [&] { return CountOpcode(mount_->err_text(), "FLUSH"); };
   auto pat = Pattern(8192, 5);
 
   // A new file through a write-only handle, then rewritten at its start: the rewrite's
@@ -520,15 +521,6 @@ TEST_F(MountTest, CloseFlushesOnlyWhatCanNeedIt) {
   ASSERT_NO_FATAL_FAILURE(expect_server_has(written));  // the overwrite's mtime
 }
 
-int CountOpcode(const std::string& debug_log, const std::string& name) {
-  int n = 0;
-  const std::string key = "opcode: " + name + " (";  // libfuse -d: "opcode: NAME (N)"
-  for (size_t at = debug_log.find(key); at != std::string::npos; at = debug_log.find(key, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
 // copy_file_range(2) is answered by the client in one request (no READ/WRITE round trips
 // through the kernel), copies exactly the bytes asked for, stops at the source's end,
 // refuses overlapping ranges of one file, and what it copied is durable: a new client
@@ -566,7 +558,9 @@ TEST_F(MountTest, CopyFileRangeIsOneRequestAndDurable) {
   EXPECT_EQ(::copy_file_range(in, &off_in, out2, nullptr, 4096, 0), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const std::string log_after = mount_->err_text();
-  EXPECT_GE(CountOpcode(log_after, "COPY_FILE_RANGE") - CountOpcode(log_before, "COPY_FILE_RANGE"), 2)
+  EXPECT_GE(CountOpcode(log_after, "COPY_FILE_RANGE") -
+                CountOpcode(log_before, "COPY_FILE_RANGE"),
+            2)
       << "the copies did not reach the client as COPY_FILE_RANGE";
   EXPECT_EQ(CountOpcode(log_after, "WRITE"), CountOpcode(log_before, "WRITE"))
       << "the kernel fell back to copying through READ and WRITE";

@@ -445,6 +445,31 @@ OpFns FnsOf(Op op) {
   return {};
 }
 
+// One client thread's calls, `window` of them in flight: `start(now)` sends the next
+// (nullopt: no more), `finish(call, started_at)` collects the oldest and returns its
+// errno. Returns the first error (the calls still in flight are then abandoned), or 0
+// once everything started was finished.
+template <class StartFn, class FinishFn>
+int RunPipelined(uint32_t window, StartFn start, FinishFn finish) {
+  std::deque<std::pair<MetaClient::Started, Clock::time_point>> flight;  // oldest first
+  bool starting = true;
+  for (;;) {
+    while (starting && flight.size() < window) {
+      const Clock::time_point t0 = Clock::now();
+      Started call = start(t0);
+      if (!call) {
+        starting = false;
+        break;
+      }
+      flight.emplace_back(std::move(*call), t0);
+    }
+    if (flight.empty()) return 0;
+    auto& [call, t0] = flight.front();
+    if (int err = finish(call, t0); err != 0) return err;
+    flight.pop_front();
+  }
+}
+
 // The CPU clocks sampled around every measured window: the server's (when its pid is
 // known: started by the benchmark, or --meta-pid) and this process's.
 struct CpuClocks {
@@ -501,39 +526,23 @@ Result<Measurement> RunPhase(std::vector<Worker>& workers, const MetaBenchOption
       w.err = 0;
       w.last = warm_end;
       w.next = fns.first(w);
-      // Calls in flight, oldest first, with the time each was started.
-      std::deque<std::pair<MetaClient::Started, Clock::time_point>> flight;
-      bool starting = true;
       std::this_thread::sleep_until(start);
-      for (;;) {
-        while (starting && flight.size() < window) {
-          Clock::time_point t0 = Clock::now();
-          if (t0 >= end || InterruptSignal() != 0) {
-            starting = false;
-            break;
-          }
-          Started call = fns.start(w, ids);
-          if (!call) {
-            starting = false;  // exhausted
-            break;
-          }
-          flight.emplace_back(std::move(*call), t0);
-        }
-        if (flight.empty()) break;
-        auto& [call, t0] = flight.front();
-        int err = fns.finish(w, call);
-        Clock::time_point t1 = Clock::now();
-        if (err != 0) {
-          w.err = err;
-          break;  // the calls still in flight are abandoned
-        }
-        if (t0 >= warm_end) {
-          w.lat.Record(Nanos(t1 - t0));
-          ++w.ops;
-          w.last = t1;
-        }
-        flight.pop_front();
-      }
+      w.err = RunPipelined(
+          window,
+          [&](Clock::time_point t0) -> Started {
+            if (t0 >= end || InterruptSignal() != 0) return std::nullopt;
+            return fns.start(w, ids);
+          },
+          [&](MetaClient::Started& call, Clock::time_point t0) {
+            int err = fns.finish(w, call);
+            Clock::time_point t1 = Clock::now();
+            if (err == 0 && t0 >= warm_end) {
+              w.lat.Record(Nanos(t1 - t0));
+              ++w.ops;
+              w.last = t1;
+            }
+            return err;
+          });
     });
   }
   std::this_thread::sleep_until(warm_end);
@@ -848,23 +857,21 @@ Result<RecoveryResult> MeasureRecovery(const MetaBenchOptions& o, transport::Dev
   for (uint32_t i = 0; i < kRecoveryThreads; ++i) {
     threads.emplace_back([&, i] {
       MetaClient& c = *clients[i];
-      std::deque<MetaClient::Started> flight;
       uint64_t started = 0;
-      for (;;) {
-        while (flight.size() < kRecoveryWindow && started < share[i] && InterruptSignal() == 0) {
-          meta::MknodRequest req{dirs[i], FileName(started++), S_IFREG | 0644, 0, ids.uid,
-                                 ids.gid};
-          flight.push_back(c.Start(meta::Opcode::kMknod, req));
-        }
-        if (flight.empty()) break;
-        meta::EntryReply reply;
-        if (int err = c.Finish(flight.front(), &reply); err != 0) {
-          errs[i] = err;
-          break;
-        }
-        flight.pop_front();
-        done.fetch_add(1, std::memory_order_relaxed);
-      }
+      errs[i] = RunPipelined(
+          kRecoveryWindow,
+          [&](Clock::time_point) -> Started {
+            if (started == share[i] || InterruptSignal() != 0) return std::nullopt;
+            meta::MknodRequest req{dirs[i], FileName(started++), S_IFREG | 0644, 0, ids.uid,
+                                   ids.gid};
+            return c.Start(meta::Opcode::kMknod, req);
+          },
+          [&](MetaClient::Started& call, Clock::time_point) {
+            meta::EntryReply reply;
+            int err = c.Finish(call, &reply);
+            if (err == 0) done.fetch_add(1, std::memory_order_relaxed);
+            return err;
+          });
       running.fetch_sub(1);
     });
   }
