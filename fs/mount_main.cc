@@ -32,6 +32,7 @@
 #include "fs/file_io.h"
 #include "fs/fuse_ops.h"
 #include "fs/mount_options.h"
+#include "fs/session_loop.h"
 #include "metadata/meta_client.h"
 
 using namespace dpmfs;
@@ -209,16 +210,10 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
     Report(report_fd, 0);
   }
 
-  int rc;
-  if (opts.single_thread) {
-    rc = fuse_session_loop(se);
-  } else {
-    fuse_loop_config* cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_clone_fd(cfg, opts.clone_fd ? 1 : 0);
-    fuse_loop_cfg_set_max_threads(cfg, opts.max_threads);
-    rc = fuse_session_loop_mt(se, cfg);
-    fuse_loop_cfg_destroy(cfg);
-  }
+  fs::SessionLoopOptions loop;
+  loop.max_threads = opts.single_thread ? 1 : opts.max_threads;
+  loop.poll = std::chrono::microseconds(opts.poll_us);
+  int rc = fs::RunSessionLoop(se, loop);
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

@@ -135,12 +135,16 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     o->debug = true;
     return Status::OK();
   }
-  if (opt == "clone_fd") {
-    o->clone_fd = true;
+  if (name == "poll_us") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    uint64_t v = 0;
+    DPMFS_RETURN_IF_ERROR(ParseUnsigned(name, value, 0, 100000, &v));
+    o->poll_us = static_cast<uint32_t>(v);
     return Status::OK();
   }
-  if (opt == "noclone_fd") {
-    o->clone_fd = false;
+  if (opt == "clone_fd" || opt == "noclone_fd") {
+    // Options of libfuse's loop, which dpmfs-mount no longer runs (one thread reads
+    // /dev/fuse at a time): accepted so that existing fstab lines keep mounting.
     return Status::OK();
   }
   for (std::string_view p : kFuseOptions) {
@@ -269,7 +273,9 @@ std::string MountUsage(std::string_view program) {
          "                     attributes and answer its lookups from that for\n"
          "                     entry_timeout (default 8; 0 = off)\n"
          "  max_write=BYTES    largest write request (4096..1048576, default 1048576)\n"
-         "  noclone_fd         share one /dev/fuse fd between workers\n"
+         "  poll_us=N          microseconds the thread reading /dev/fuse keeps polling it\n"
+         "                     after a request before it sleeps: less latency for a CPU's\n"
+         "                     worth of polling while busy (default 200; 0 = off)\n"
          "  log_level=LEVEL    trace|debug|info|warn|error (default $DPMFS_LOG_LEVEL or info)\n"
          "  debug              as -d\n"
          "\n"

@@ -26,13 +26,16 @@ namespace dpmfs::fs {
 // 4 KiB random-read and 4-job fdatasync-write IOPS than 10 (metadata unchanged).
 uint32_t DefaultMaxThreads();
 
+// -o poll_us= unless given: see fs/README.md ("The request loop") for the measurement.
+inline constexpr uint32_t kDefaultPollUs = 200;
+
 struct MountOptions {
   std::string meta_server;  // "host:port" of dpmfs-meta, as given
   std::string mountpoint;
 
   bool foreground = false;     // -f (and -d): do not daemonize
   bool debug = false;          // -d or -o debug: libfuse prints every request
-  bool single_thread = false;  // -s: fuse_session_loop instead of the MT loop
+  bool single_thread = false;  // -s: one request thread (max_threads=1)
   bool show_help = false;
   bool show_version = false;
 
@@ -43,7 +46,9 @@ struct MountOptions {
   uint32_t max_threads = DefaultMaxThreads();  // worker threads of the multithreaded loop
   uint32_t statahead = 8;         // lookups in a row in one directory before it is listed
                                   // (fs/stat_ahead.h); 0: never
-  bool clone_fd = true;           // one /dev/fuse fd per worker thread
+  // Microseconds the thread reading /dev/fuse keeps polling it after a request before
+  // it sleeps (fs/session_loop.h); 0: sleep at once.
+  uint32_t poll_us = kDefaultPollUs;
   uint32_t max_write = 1u << 20;  // largest WRITE request the kernel sends
   std::string log_level;          // -o log_level=debug; empty: $DPMFS_LOG_LEVEL or info
 

@@ -30,7 +30,7 @@ TEST(MountOptions, DefaultsAndPositionals) {
   EXPECT_DOUBLE_EQ(o->attr_timeout, 1.0);
   EXPECT_DOUBLE_EQ(o->entry_timeout, 1.0);
   EXPECT_EQ(o->max_write, 1u << 20);
-  EXPECT_TRUE(o->clone_fd);
+  EXPECT_EQ(o->poll_us, kDefaultPollUs);
   // Worker threads: 2 per CPU, at least 4, at most 64.
   const uint32_t cpus = std::thread::hardware_concurrency();
   EXPECT_EQ(o->max_threads, std::clamp(2 * cpus, 4u, 64u));
@@ -42,7 +42,7 @@ TEST(MountOptions, DefaultsAndPositionals) {
 TEST(MountOptions, OurOptions) {
   auto o = Parse({"h:1", "/m", "-f", "-o",
                   "persist=imm,transport=verbs,attr_timeout=0.5,entry_timeout=0,max_threads=4",
-                  "-omax_write=131072,noclone_fd,log_level=debug"});
+                  "-omax_write=131072,noclone_fd,poll_us=0,log_level=debug"});
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_TRUE(o->foreground);
   EXPECT_EQ(o->persist, datapath::PersistMethod::kImm);
@@ -51,7 +51,7 @@ TEST(MountOptions, OurOptions) {
   EXPECT_DOUBLE_EQ(o->entry_timeout, 0.0);
   EXPECT_EQ(o->max_threads, 4u);
   EXPECT_EQ(o->max_write, 131072u);
-  EXPECT_FALSE(o->clone_fd);
+  EXPECT_EQ(o->poll_us, 0u);
   EXPECT_EQ(o->log_level, "debug");
   for (const auto& f : o->fuse_options) {
     EXPECT_EQ(f.find("persist"), std::string::npos) << "ours must not reach libfuse: " << f;

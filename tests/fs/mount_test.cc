@@ -659,5 +659,44 @@ TEST_F(MountTest, DataServerDeathFailsWritesWithEioThenRecovers) {
   ::close(fd);
 }
 
+// One request stuck on a data server that does not answer (SIGSTOP: the connection
+// stays up, nothing comes back) must not hold up the rest of the mount. The request
+// loop serves a request on the thread that read it and reads the next one afterwards
+// (fs/session_loop.h); this is the case where "afterwards" would be the 5 s timeout.
+TEST_F(MountTest, AStuckRequestDoesNotHoldUpOthers) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto data = Pattern(1 << 20, 9);  // on both data servers (256 KiB stripe units)
+  ASSERT_TRUE(WriteFile(P("f"), data));
+  int fd = ::open(P("f").c_str(), O_RDONLY | O_DIRECT);
+  ASSERT_GE(fd, 0);
+  void* buf = nullptr;
+  ASSERT_EQ(::posix_memalign(&buf, 4096, 1 << 20), 0);
+  ASSERT_EQ(::kill(data_[1]->pid(), SIGSTOP), 0);
+  const auto start = std::chrono::steady_clock::now();
+  std::thread stuck([&] { (void)::pread(fd, buf, 1 << 20, 0); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the read is out
+  // Metadata work on new names (nothing a kernel cache could answer, no file data).
+  std::vector<double> ms;
+  for (int i = 0; i < 20; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int f = ::open(P("other" + std::to_string(i)).c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+    ASSERT_GE(f, 0) << std::strerror(errno);
+    ASSERT_EQ(::close(f), 0);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                     .count());
+  }
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ::kill(data_[1]->pid(), SIGCONT);
+  stuck.join();
+  std::free(buf);
+  ::close(fd);
+  // The read is still out (it ends by the 5 s timeout or when the server runs again).
+  EXPECT_LT(waited, 3.0);
+  EXPECT_LT(*std::max_element(ms.begin(), ms.end()), 1000.0);
+  struct stat st;
+  EXPECT_EQ(::stat(P("other19").c_str(), &st), 0);
+}
+
 }  // namespace
 }  // namespace dpmfs::fs

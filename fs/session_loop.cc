@@ -1,0 +1,264 @@
+#include "fs/session_loop.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+namespace dpmfs::fs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A thread sleeping on the device looks at fuse_session_exited this often: libfuse's
+// signal handler only sets the flag, and the signal may have interrupted another thread.
+constexpr int kSleepSliceMs = 200;
+// The mode is chosen again after every kWindow requests: concurrent if at least
+// kWindow / kOverlapShare of them overlapped another (a lone request now and then looks
+// like one: its successor can be read just before its own thread has left libfuse).
+constexpr uint32_t kWindow = 64;
+constexpr uint32_t kOverlapShare = 8;
+// How long a request served by the leader may keep the device unread (a request that
+// blocks: a data server that does not answer, a metadata server restarting) before the
+// other threads are called in.
+constexpr auto kWatchTick = std::chrono::milliseconds(1);
+
+class SessionLoop {
+ public:
+  SessionLoop(fuse_session* se, const SessionLoopOptions& options)
+      : se_(se), fd_(fuse_session_fd(se)), options_(options) {
+    if (options_.max_threads == 0) options_.max_threads = 1;
+  }
+
+  int Run() {
+    // Non-blocking: the leader polls it, and every thread sleeps in poll/epoll instead
+    // of read so that it can look at the mode and at fuse_session_exited.
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
+    threads_ = 1;
+    std::thread watchdog;
+    if (options_.max_threads > 1) watchdog = std::thread([this] { Watch(); });
+    Work();
+    if (watchdog.joinable()) {
+      {
+        std::lock_guard lock(mu_);
+        watch_cv_.notify_all();
+      }
+      watchdog.join();
+    }
+    std::vector<std::thread> spawned;
+    {
+      std::lock_guard lock(mu_);
+      spawned.swap(spawned_);
+    }
+    for (auto& t : spawned) t.join();
+    return error_;
+  }
+
+ private:
+  enum class Role { kLeader, kArmed };
+
+  // Counts a request taken from the device and picks the mode at the end of a window.
+  // mu_ held.
+  void Count(bool overlapped) {
+    overlaps_ += overlapped ? 1 : 0;
+    if (++window_ < kWindow) {
+      if (concurrent_ && overlapped) CallIn();
+      return;
+    }
+    const bool concurrent = overlaps_ * kOverlapShare >= kWindow;
+    window_ = overlaps_ = 0;
+    if (concurrent) {
+      CallIn();
+    } else {
+      concurrent_ = false;
+    }
+  }
+
+  // Concurrent mode: parked followers go and wait on the device, and if nobody waits
+  // there a new thread is started. mu_ held.
+  void CallIn() {
+    concurrent_ = true;
+    if (parked_ > 0) cv_.notify_all();
+    if (parked_ + armed_ == 0 && threads_ < options_.max_threads) {
+      ++threads_;
+      spawned_.emplace_back([this] { Work(); });
+    }
+  }
+
+  void Work() {
+    fuse_buf buf{};
+    int epoll_fd = -1;  // this thread's, for waiting on the device with EPOLLEXCLUSIVE
+    std::unique_lock lock(mu_);
+    while (!done_) {
+      Role role;
+      if (concurrent_) {
+        role = Role::kArmed;
+        ++armed_;
+      } else if (!leader_) {
+        role = Role::kLeader;
+        leader_ = true;
+      } else {
+        ++parked_;
+        cv_.wait(lock, [&] { return done_ || !leader_ || concurrent_; });
+        --parked_;
+        continue;
+      }
+      lock.unlock();
+      bool backlog = false;
+      const int res = role == Role::kLeader ? ReceiveAsLeader(&buf, &backlog)
+                                            : ReceiveArmed(&buf, &epoll_fd);
+      lock.lock();
+      if (role == Role::kLeader) {
+        leader_ = false;
+      } else {
+        --armed_;
+      }
+      if (res == -EAGAIN) continue;  // an armed thread's slice ended: look at the mode
+      ++served_;
+      if (res <= 0) {
+        // 0: the session ended (unmounted, aborted, exited); < 0: the device failed.
+        if (res < 0) {
+          spdlog::error("reading /dev/fuse failed: {}", std::strerror(-res));
+          error_ = res;
+        }
+        done_ = true;
+        cv_.notify_all();
+        watch_cv_.notify_all();
+        break;
+      }
+      // Requests that overlap are served side by side, each on the thread that read
+      // it, the others waiting on the device. A lone request is served by the thread
+      // that read it, which reads on afterwards; the watchdog covers a long one.
+      Count(backlog || serving_ > 0);
+      ++serving_;
+      lock.unlock();
+      fuse_session_process_buf(se_, &buf);
+      lock.lock();
+      --serving_;
+    }
+    lock.unlock();
+    if (epoll_fd >= 0) ::close(epoll_fd);
+    std::free(buf.mem);
+  }
+
+  // The leader's read: tries the device for options_.poll, yielding the core between
+  // tries, then sleeps in poll(2) until it is readable. Returns what
+  // fuse_session_receive_buf returns (> 0: a request in buf); *backlog: the request
+  // was there at the first try (requests are queueing).
+  int ReceiveAsLeader(fuse_buf* buf, bool* backlog) {
+    const auto poll_end = Clock::now() + options_.poll;
+    bool polling = options_.poll.count() > 0;
+    bool first = true;
+    while (true) {
+      const int res = fuse_session_receive_buf(se_, buf);
+      if (res != -EAGAIN && res != -EINTR) {
+        *backlog = first;
+        return res;
+      }
+      first = false;
+      if (fuse_session_exited(se_)) return 0;
+      if (polling) {
+        if (Clock::now() < poll_end) {
+          sched_yield();  // the core to whoever brings the next request, if it needs it
+          continue;
+        }
+        polling = false;
+      }
+      {
+        std::lock_guard lock(mu_);
+        asleep_ = true;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      // Readable, POLLERR once unmounted, or the end of a slice (still asleep).
+      if (::poll(&p, 1, kSleepSliceMs) == 0 && !fuse_session_exited(se_)) continue;
+      std::lock_guard lock(mu_);
+      asleep_ = false;
+      watch_cv_.notify_one();
+    }
+  }
+
+  // An armed thread's read (concurrent mode): sleeps until the device is readable,
+  // woken alone (EPOLLEXCLUSIVE: one request wakes one sleeper, as read(2) on a
+  // blocking device would), for at most a slice. -EAGAIN: nothing in this slice.
+  int ReceiveArmed(fuse_buf* buf, int* epoll_fd) {
+    if (*epoll_fd < 0) {
+      *epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+      if (*epoll_fd < 0 || ::epoll_ctl(*epoll_fd, EPOLL_CTL_ADD, fd_, &ev) != 0) {
+        return -errno;
+      }
+    }
+    // Level-triggered: returns at once if a request is already waiting.
+    epoll_event ev;
+    if (::epoll_wait(*epoll_fd, &ev, 1, kSleepSliceMs) <= 0) {
+      return fuse_session_exited(se_) ? 0 : -EAGAIN;
+    }
+    const int res = fuse_session_receive_buf(se_, buf);
+    if (res == -EINTR) return -EAGAIN;
+    if (res == -EAGAIN && fuse_session_exited(se_)) return 0;
+    return res;  // -EAGAIN: another thread took it
+  }
+
+  // The leader serves its request itself, so while it does nobody reads the device. If
+  // that lasts a whole tick with a request still being served, the others are called
+  // in. Ticks only while requests come (not while the leader sleeps).
+  void Watch() {
+    std::unique_lock lock(mu_);
+    uint64_t seen = served_;
+    while (!done_) {
+      if (asleep_) {
+        watch_cv_.wait(lock, [&] { return !asleep_ || done_; });
+        seen = served_;
+        continue;
+      }
+      watch_cv_.wait_for(lock, kWatchTick);
+      if (!done_ && !leader_ && armed_ == 0 && serving_ > 0 && served_ == seen) CallIn();
+      seen = served_;
+    }
+  }
+
+  fuse_session* const se_;
+  const int fd_;
+  SessionLoopOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;        // the seat is free, the mode changed, or the end
+  std::condition_variable watch_cv_;  // the leader woke from sleeping, or the end
+  bool leader_ = false;               // the seat: a thread polls/sleeps on the device
+  bool asleep_ = false;               // ... and sleeps in poll(2)
+  bool done_ = false;
+  bool concurrent_ = false;           // the mode: see Count()
+  uint32_t window_ = 0;               // requests in this window
+  uint32_t overlaps_ = 0;             // ... that came while another was served
+  uint64_t served_ = 0;   // requests taken from the device
+  uint32_t parked_ = 0;   // followers waiting on cv_
+  uint32_t armed_ = 0;    // threads waiting on the device in concurrent mode
+  uint32_t serving_ = 0;  // threads serving a request
+  uint32_t threads_ = 0;  // workers, the calling thread included
+  int error_ = 0;
+  std::vector<std::thread> spawned_;
+};
+
+}  // namespace
+
+int RunSessionLoop(fuse_session* se, const SessionLoopOptions& options) {
+  return SessionLoop(se, options).Run();
+}
+
+}  // namespace dpmfs::fs
