@@ -84,8 +84,9 @@ class SessionLoop {
     window_ = overlaps_ = 0;
     if (concurrent) {
       CallIn();
-    } else {
+    } else if (concurrent_) {
       concurrent_ = false;
+      watch_cv_.notify_one();  // lone mode: the watchdog ticks again
     }
   }
 
@@ -215,15 +216,16 @@ class SessionLoop {
     return res;  // -EAGAIN: another thread took it
   }
 
-  // The leader serves its request itself, so while it does nobody reads the device. If
-  // that lasts a whole tick with a request still being served, the others are called
-  // in. Ticks only while requests come (not while the leader sleeps).
+  // In lone mode the leader serves its request itself, so while it does nobody reads
+  // the device. If that lasts a whole tick with a request still being served, the
+  // others are called in. Ticks only in lone mode while requests come.
   void Watch() {
     std::unique_lock lock(mu_);
     uint64_t seen = served_;
     while (!done_) {
-      if (asleep_) {
-        watch_cv_.wait(lock, [&] { return !asleep_ || done_; });
+      if (asleep_ || concurrent_) {
+        // Nothing to watch: the leader sleeps, or every idle thread waits on the device.
+        watch_cv_.wait(lock, [&] { return (!asleep_ && !concurrent_) || done_; });
         seen = served_;
         continue;
       }
