@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define FUSE_USE_VERSION 312
@@ -24,9 +27,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A thread sleeping on the device looks at fuse_session_exited this often: libfuse's
-// signal handler only sets the flag, and the signal may have interrupted another thread.
-constexpr int kSleepSliceMs = 200;
+// The calling thread looks at fuse_session_exited this often besides when a signal
+// interrupts it (fuse_session_exit may also be called from elsewhere).
+constexpr int kExitCheckMs = 1000;
 // The mode is chosen again after every kWindow requests: concurrent if at least
 // kWindow / kOverlapShare of them overlapped another (a lone request now and then looks
 // like one: its successor can be read just before its own thread has left libfuse).
@@ -45,32 +48,57 @@ class SessionLoop {
   }
 
   int Run() {
-    // Non-blocking: the leader polls it, and every thread sleeps in poll/epoll instead
-    // of read so that it can look at the mode and at fuse_session_exited.
+    // Non-blocking: the leader polls it. Every thread sleeps in poll/epoll on it and on
+    // stop_fd_, which Stop() makes readable for good.
     const int flags = ::fcntl(fd_, F_GETFL);
     if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
-    threads_ = 1;
+    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (stop_fd_ < 0) return -errno;
+    // libfuse's handlers of SIGHUP/INT/TERM mark the session exited. They run on this
+    // thread, which serves no request: the workers (and the threads they start) block
+    // them, so that no wait inside a request sees EINTR.
+    sigset_t exit_signals, old_mask;
+    sigemptyset(&exit_signals);
+    for (int sig : {SIGHUP, SIGINT, SIGTERM}) sigaddset(&exit_signals, sig);
+    pthread_sigmask(SIG_BLOCK, &exit_signals, &old_mask);
+    {
+      std::lock_guard lock(mu_);
+      threads_ = 1;
+      spawned_.emplace_back([this] { Work(); });
+    }
     std::thread watchdog;
     if (options_.max_threads > 1) watchdog = std::thread([this] { Watch(); });
-    Work();
-    if (watchdog.joinable()) {
-      {
-        std::lock_guard lock(mu_);
-        watch_cv_.notify_all();
-      }
-      watchdog.join();
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+
+    pollfd p{stop_fd_, POLLIN, 0};
+    while (!fuse_session_exited(se_) && ::poll(&p, 1, kExitCheckMs) <= 0) {
     }
+    Stop();
+    if (watchdog.joinable()) watchdog.join();
+    // Workers start workers, under mu_; none does once done_ is set.
     std::vector<std::thread> spawned;
     {
       std::lock_guard lock(mu_);
       spawned.swap(spawned_);
     }
     for (auto& t : spawned) t.join();
+    ::close(stop_fd_);
     return error_;
   }
 
  private:
   enum class Role { kLeader, kArmed };
+
+  // Ends the loop: every thread wakes up and leaves. Idempotent.
+  void Stop() {
+    std::lock_guard lock(mu_);
+    if (done_) return;
+    done_ = true;
+    cv_.notify_all();
+    watch_cv_.notify_all();
+    const uint64_t one = 1;
+    (void)!::write(stop_fd_, &one, sizeof one);
+  }
 
   // Counts a request taken from the device and picks the mode at the end of a window.
   // mu_ held.
@@ -97,7 +125,7 @@ class SessionLoop {
     if (parked_ > 0) cv_.notify_all();
     if (parked_ + armed_ == 0 && threads_ < options_.max_threads) {
       ++threads_;
-      spawned_.emplace_back([this] { Work(); });
+      spawned_.emplace_back([this] { Work(); });  // inherits the blocked exit signals
     }
   }
 
@@ -129,7 +157,7 @@ class SessionLoop {
       } else {
         --armed_;
       }
-      if (res == -EAGAIN) continue;  // an armed thread's slice ended: look at the mode
+      if (res == -EAGAIN) continue;  // another thread took it: look at the mode again
       ++served_;
       if (res <= 0) {
         // 0: the session ended (unmounted, aborted, exited); < 0: the device failed.
@@ -137,9 +165,9 @@ class SessionLoop {
           spdlog::error("reading /dev/fuse failed: {}", std::strerror(-res));
           error_ = res;
         }
-        done_ = true;
-        cv_.notify_all();
-        watch_cv_.notify_all();
+        lock.unlock();
+        Stop();
+        lock.lock();
         break;
       }
       // Requests that overlap are served side by side, each on the thread that read
@@ -184,36 +212,41 @@ class SessionLoop {
         std::lock_guard lock(mu_);
         asleep_ = true;
       }
-      pollfd p{fd_, POLLIN, 0};
-      // Readable, POLLERR once unmounted, or the end of a slice (still asleep).
-      if (::poll(&p, 1, kSleepSliceMs) == 0 && !fuse_session_exited(se_)) continue;
+      // The device readable (or POLLERR once unmounted), or Stop().
+      pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      (void)::poll(p, 2, -1);
       std::lock_guard lock(mu_);
       asleep_ = false;
+      if (done_) return 0;
       watch_cv_.notify_one();
     }
   }
 
   // An armed thread's read (concurrent mode): sleeps until the device is readable,
   // woken alone (EPOLLEXCLUSIVE: one request wakes one sleeper, as read(2) on a
-  // blocking device would), for at most a slice. -EAGAIN: nothing in this slice.
+  // blocking device would). -EAGAIN: another thread took the request.
   int ReceiveArmed(fuse_buf* buf, int* epoll_fd) {
     if (*epoll_fd < 0) {
       *epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-      if (*epoll_fd < 0 || ::epoll_ctl(*epoll_fd, EPOLL_CTL_ADD, fd_, &ev) != 0) {
+      if (*epoll_fd < 0) return -errno;
+      epoll_event dev{};
+      dev.events = EPOLLIN | EPOLLEXCLUSIVE;
+      dev.data.fd = fd_;
+      epoll_event stop{};
+      stop.events = EPOLLIN;  // wakes every thread
+      stop.data.fd = stop_fd_;
+      if (::epoll_ctl(*epoll_fd, EPOLL_CTL_ADD, fd_, &dev) != 0 ||
+          ::epoll_ctl(*epoll_fd, EPOLL_CTL_ADD, stop_fd_, &stop) != 0) {
         return -errno;
       }
     }
     // Level-triggered: returns at once if a request is already waiting.
     epoll_event ev;
-    if (::epoll_wait(*epoll_fd, &ev, 1, kSleepSliceMs) <= 0) {
-      return fuse_session_exited(se_) ? 0 : -EAGAIN;
-    }
+    const int n = ::epoll_wait(*epoll_fd, &ev, 1, -1);
+    if (n < 0) return errno == EINTR ? -EAGAIN : -errno;
+    if (ev.data.fd == stop_fd_) return 0;
     const int res = fuse_session_receive_buf(se_, buf);
-    if (res == -EINTR) return -EAGAIN;
-    if (res == -EAGAIN && fuse_session_exited(se_)) return 0;
-    return res;  // -EAGAIN: another thread took it
+    return res == -EINTR ? -EAGAIN : res;
   }
 
   // In lone mode the leader serves its request itself, so while it does nobody reads
@@ -254,6 +287,7 @@ class SessionLoop {
   uint32_t serving_ = 0;  // threads serving a request
   uint32_t threads_ = 0;  // workers, the calling thread included
   int error_ = 0;
+  int stop_fd_ = -1;  // eventfd, readable once Stop() ran
   std::vector<std::thread> spawned_;
 };
 
