@@ -123,7 +123,8 @@ class SessionLoop {
   void CallIn() {
     concurrent_ = true;
     if (parked_ > 0) cv_.notify_all();
-    if (parked_ + armed_ == 0 && threads_ < options_.max_threads) {
+    // Never once done_: Run() has taken the list of threads to join.
+    if (!done_ && parked_ + armed_ == 0 && threads_ < options_.max_threads) {
       ++threads_;
       spawned_.emplace_back([this] { Work(); });  // inherits the blocked exit signals
     }
