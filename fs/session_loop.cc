@@ -286,7 +286,7 @@ class SessionLoop {
   uint32_t parked_ = 0;   // followers waiting on cv_
   uint32_t armed_ = 0;    // threads waiting on the device in concurrent mode
   uint32_t serving_ = 0;  // threads serving a request
-  uint32_t threads_ = 0;  // workers, the calling thread included
+  uint32_t threads_ = 0;  // workers started (the calling thread is not one)
   int error_ = 0;
   int stop_fd_ = -1;  // eventfd, readable once Stop() ran
   std::vector<std::thread> spawned_;

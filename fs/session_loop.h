@@ -37,7 +37,7 @@ struct fuse_session;
 namespace dpmfs::fs {
 
 struct SessionLoopOptions {
-  uint32_t max_threads = 4;  // worker threads, including the calling one (>= 1)
+  uint32_t max_threads = 4;  // threads serving requests (>= 1); the caller is not one
   // How long the leader keeps trying the device before it sleeps. Zero: sleep at once.
   std::chrono::microseconds poll{0};
 };
