@@ -114,6 +114,8 @@ TEST(MountOptions, ErrorsNameWhatIsWrong) {
   expect_error({"h:1", "/m", "-o", "attr_timeout=-1"}, "attr_timeout");
   expect_error({"h:1", "/m", "-o", "max_threads=0"}, "max_threads");
   expect_error({"h:1", "/m", "-o", "max_write=99999999"}, "max_write");
+  expect_error({"h:1", "/m", "-o", "poll_us=100001"}, "poll_us");
+  expect_error({"h:1", "/m", "-o", "poll_us"}, "needs a value");
   expect_error({"h:1", "/m", "-o", "persist"}, "needs a value");
   expect_error({"h:1", "/m", "-o"}, "-o");
   expect_error({"h:1", "/m", "--frobnicate"}, "--frobnicate");
