@@ -1,11 +1,11 @@
 #include "datapath/data_client.h"
 
-#include <sched.h>
-
 #include <cstring>
 #include <thread>
 
 #include <spdlog/spdlog.h>
+
+#include "common/poll_yielding.h"
 
 namespace dpmfs::datapath {
 namespace {
@@ -36,18 +36,6 @@ uint32_t SlotOf(uint64_t ctx) { return static_cast<uint32_t>(ctx); }
 // that deliver its completion.
 const bool kFewCpus = std::thread::hardware_concurrency() <= 2;
 constexpr auto kYieldPoll = std::chrono::microseconds(30);
-
-// Calls `poll` (true: what the caller waits for is there) for up to kYieldPoll, yielding
-// the core between tries; returns its last answer.
-template <typename Poll>
-bool PollYielding(Poll poll) {
-  const auto end = std::chrono::steady_clock::now() + kYieldPoll;
-  while (!poll()) {
-    if (std::chrono::steady_clock::now() >= end) return false;
-    sched_yield();
-  }
-  return true;
-}
 
 bool UsesReplies(PersistMethod m) { return m == PersistMethod::kImm || m == PersistMethod::kRpc; }
 
@@ -343,7 +331,7 @@ Status DataClient::Reap(std::vector<SlotResult>* done) {
     // wake-up. Poll, yielding the core to the NIC threads that will deliver it
     // (measured on 2 vCPUs: 4 KiB read p50 48.6 -> 34.0 us). With more in flight the
     // core is better left to them outright.
-    PollYielding([&] {
+    PollYielding(kYieldPoll, [&] {
       PollCompletions(replies, done);
       return done->size() != before || failed_;
     });
@@ -435,7 +423,7 @@ Status DataClient::Read(uint64_t offset, void* data, uint32_t len) {
     // the wait costs. Measured through the mount on 2 vCPUs, 4 KiB random read, 5
     // alternating runs: 15.2k -> 16.3k IOPS (medians), p50 61 -> 54 us. (Polling
     // without yielding, or for 60 us, was no better.)
-    PollYielding([&] { return handle(qp_->PollSend(comps)); });
+    PollYielding(kYieldPoll, [&] { return handle(qp_->PollSend(comps)); });
   }
   auto deadline = std::chrono::steady_clock::now() + options_.timeout;
   while (!read_done && !failed_) {

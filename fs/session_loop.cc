@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -22,13 +21,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/poll_yielding.h"
+
 namespace dpmfs::fs {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // The calling thread looks at fuse_session_exited this often besides when a signal
-// interrupts it (fuse_session_exit may also be called from elsewhere).
+// interrupts it: the kernel may deliver the signal to a thread started before the loop
+// (transport, metadata client), which does not block it, and then the handler's mark is
+// all there is.
 constexpr int kExitCheckMs = 1000;
 // The mode is chosen again after every kWindow requests: concurrent if at least
 // kWindow / kOverlapShare of them overlapped another (a lone request now and then looks
@@ -63,7 +64,6 @@ class SessionLoop {
     pthread_sigmask(SIG_BLOCK, &exit_signals, &old_mask);
     {
       std::lock_guard lock(mu_);
-      threads_ = 1;
       spawned_.emplace_back([this] { Work(); });
     }
     std::thread watchdog;
@@ -124,8 +124,7 @@ class SessionLoop {
     concurrent_ = true;
     if (parked_ > 0) cv_.notify_all();
     // Never once done_: Run() has taken the list of threads to join.
-    if (!done_ && parked_ + armed_ == 0 && threads_ < options_.max_threads) {
-      ++threads_;
+    if (!done_ && parked_ + armed_ == 0 && spawned_.size() < options_.max_threads) {
       spawned_.emplace_back([this] { Work(); });  // inherits the blocked exit signals
     }
   }
@@ -188,27 +187,20 @@ class SessionLoop {
 
   // The leader's read: tries the device for options_.poll, yielding the core between
   // tries, then sleeps in poll(2) until it is readable. Returns what
-  // fuse_session_receive_buf returns (> 0: a request in buf); *backlog: the request
-  // was there at the first try (requests are queueing).
+  // fuse_session_receive_buf returns (> 0: a request in buf; 0: the session is over);
+  // *backlog: the request was there at the first try (requests are queueing).
   int ReceiveAsLeader(fuse_buf* buf, bool* backlog) {
-    const auto poll_end = Clock::now() + options_.poll;
-    bool polling = options_.poll.count() > 0;
-    bool first = true;
+    int res = 0;
+    auto take = [&] {  // true: a request, or the end
+      res = fuse_session_receive_buf(se_, buf);
+      if (res != -EAGAIN && res != -EINTR) return true;
+      if (!fuse_session_exited(se_)) return false;
+      res = 0;
+      return true;
+    };
+    *backlog = take();
+    if (*backlog || PollYielding(options_.poll, take)) return res;
     while (true) {
-      const int res = fuse_session_receive_buf(se_, buf);
-      if (res != -EAGAIN && res != -EINTR) {
-        *backlog = first;
-        return res;
-      }
-      first = false;
-      if (fuse_session_exited(se_)) return 0;
-      if (polling) {
-        if (Clock::now() < poll_end) {
-          sched_yield();  // the core to whoever brings the next request, if it needs it
-          continue;
-        }
-        polling = false;
-      }
       {
         std::lock_guard lock(mu_);
         asleep_ = true;
@@ -216,10 +208,13 @@ class SessionLoop {
       // The device readable (or POLLERR once unmounted), or Stop().
       pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
       (void)::poll(p, 2, -1);
-      std::lock_guard lock(mu_);
-      asleep_ = false;
-      if (done_) return 0;
-      watch_cv_.notify_one();
+      {
+        std::lock_guard lock(mu_);
+        asleep_ = false;
+        if (done_) return 0;
+        watch_cv_.notify_one();
+      }
+      if (take()) return res;
     }
   }
 
@@ -286,10 +281,9 @@ class SessionLoop {
   uint32_t parked_ = 0;   // followers waiting on cv_
   uint32_t armed_ = 0;    // threads waiting on the device in concurrent mode
   uint32_t serving_ = 0;  // threads serving a request
-  uint32_t threads_ = 0;  // workers started (the calling thread is not one)
   int error_ = 0;
   int stop_fd_ = -1;  // eventfd, readable once Stop() ran
-  std::vector<std::thread> spawned_;
+  std::vector<std::thread> spawned_;  // the workers (the calling thread is not one)
 };
 
 }  // namespace
