@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <set>
@@ -696,6 +697,52 @@ TEST_F(MountTest, AStuckRequestDoesNotHoldUpOthers) {
   EXPECT_LT(*std::max_element(ms.begin(), ms.end()), 1000.0);
   struct stat st;
   EXPECT_EQ(::stat(P("other19").c_str(), &st), 0);
+}
+
+// SIGTERM to a client (as 'dpmfs down' sends after a failed unmount, or an init system
+// at shutdown): the request loop's threads are woken and leave, the client unmounts
+// and exits 0. Twice: while a reader keeps it busy (the reader sees errors, not a
+// hang), and idle after parallel readers, when every worker sleeps on the device.
+TEST_F(MountTest, SigtermUnmountsAndExitsBusyOrIdle) {
+  for (const bool busy : {true, false}) {
+    SCOPED_TRACE(busy ? "busy" : "idle after parallel readers");
+    ASSERT_NO_FATAL_FAILURE(Mount());
+    if (busy) {
+      ASSERT_TRUE(WriteFile(P("f"), Pattern(1 << 20, 11)));
+    }
+    std::atomic<bool> stop{false};
+    std::atomic<int> reads{0};
+    auto read_loop = [&] {
+      std::vector<uint8_t> buf(1 << 16);
+      while (!stop) {
+        int fd = ::open(P("f").c_str(), O_RDONLY);
+        if (fd < 0) break;
+        const ssize_t n = ::pread(fd, buf.data(), buf.size(), (reads % 16) * buf.size());
+        ::close(fd);
+        if (n <= 0) break;
+        ++reads;
+      }
+    };
+    std::vector<std::thread> readers;
+    for (int i = 0; i < (busy ? 1 : 4); ++i) readers.emplace_back(read_loop);
+    for (int i = 0; i < 500 && reads < 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_GE(reads.load(), 200);
+    if (!busy) {
+      stop = true;
+      for (auto& t : readers) t.join();
+      readers.clear();
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all asleep
+    }
+    mount_->Signal(SIGTERM);
+    const auto code = mount_->Wait(std::chrono::seconds(5));
+    stop = true;
+    for (auto& t : readers) t.join();
+    ASSERT_TRUE(code.has_value()) << "dpmfs-mount still runs 5 s after SIGTERM";
+    EXPECT_EQ(*code, 0) << mount_->err_text();
+    EXPECT_FALSE(IsMounted(mnt_));
+  }
 }
 
 }  // namespace
