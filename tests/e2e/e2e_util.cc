@@ -1,5 +1,6 @@
 #include "tests/e2e/e2e_util.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -92,14 +93,20 @@ MountInfo MountOf(const std::string& path) {
   return best;
 }
 
+std::string CurrentTestDirName() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = std::string(info->test_suite_name()) + "." + info->name();
+  std::replace(name.begin(), name.end(), '/', '_');
+  return name;
+}
+
 void E2eTest::SetUp() {
   const char* base = std::getenv("DPMFS_TEST_DIR");
   if (base == nullptr || *base == '\0') {
     GTEST_SKIP() << "DPMFS_TEST_DIR is not set: point it at a directory on the file system "
                     "under test (tests/e2e/run_e2e.sh does, on a dpmfs mount)";
   }
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  dir_ = std::string(base) + "/" + info->test_suite_name() + "." + info->name();
+  dir_ = std::string(base) + "/" + CurrentTestDirName();
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
   ASSERT_FALSE(ec) << "cannot clear " << dir_ << ": " << ec.message();

@@ -176,6 +176,10 @@ struct MountInfo {
 };
 MountInfo MountOf(const std::string& path);
 
+// "<Suite>.<Test>" of the running test, '/' of parameterized names made '_': the name
+// of its directory under each DPMFS_TEST_DIR*.
+std::string CurrentTestDirName();
+
 // Base class of every test: a fresh directory $DPMFS_TEST_DIR/<Suite>.<Test> (mode 0755),
 // removed after a passing test (kept after a failure, or always with DPMFS_TEST_KEEP=1,
 // for a look). Skips when DPMFS_TEST_DIR is not set.

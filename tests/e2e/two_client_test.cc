@@ -25,8 +25,7 @@ class TwoClientTest : public E2eTest {
     }
     E2eTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir2_ = std::string(second) + "/" + info->test_suite_name() + "." + info->name();
+    dir2_ = std::string(second) + "/" + CurrentTestDirName();
     // The second client sees the directory the first one created (open-time lookup).
     struct stat st{};
     ASSERT_EQ(::stat(dir2_.c_str(), &st), 0)
@@ -34,6 +33,13 @@ class TwoClientTest : public E2eTest {
   }
   // `name` through the second client.
   std::string Q(const std::string& name) const { return dir2_ + "/" + name; }
+  // `name` through a third client that neither writer used (DPMFS_TEST_DIR3; without
+  // it, through the first): what the servers hold, not what a writer cached.
+  std::string R(const std::string& name) const {
+    const char* third = std::getenv("DPMFS_TEST_DIR3");
+    if (third == nullptr || *third == '\0') return P(name);
+    return std::string(third) + "/" + CurrentTestDirName() + "/" + name;
+  }
 
   std::string dir2_;
 };
@@ -134,6 +140,76 @@ TEST_F(TwoClientTest, ConcurrentAppendsToDifferentFiles) {
   check(Q("one"), '1');
   check(P("two"), '2');
 }
+
+// Both clients extend one file at once, each at its own offsets past the end of file as
+// it last saw it: every acknowledged record must survive (NFS keeps disjoint ranges
+// written by two clients). A client that zeroes "past its cached EOF" or pads a block it
+// believes unwritten destroys the other's records; `every` > 2 leaves records nobody
+// writes, which must read as zeros.
+struct InterleavedCase {
+  size_t record;  // bytes per record: unaligned, so records share blocks
+  int records;    // in all
+  int every;      // client 1 writes record i % every == 0, client 2 i % every == 1
+};
+
+void PrintTo(const InterleavedCase& c, std::ostream* os) {
+  *os << c.records << " records of " << c.record << " bytes, clients write 2 of every " << c.every;
+}
+
+class SharedFileExtension : public TwoClientTest,
+                            public ::testing::WithParamInterface<InterleavedCase> {};
+
+TEST_P(SharedFileExtension, EveryAcknowledgedRecordSurvives) {
+  const InterleavedCase c = GetParam();
+  ASSERT_TRUE(WriteFile(P("shared"), ""));
+  Fd f1(::open(P("shared").c_str(), O_WRONLY));
+  Fd f2(::open(Q("shared").c_str(), O_WRONLY));
+  ASSERT_TRUE(f1.ok() && f2.ok()) << std::strerror(errno);
+  auto record = [&](int i) { return Pattern(1000 + i, 0, c.record); };
+  std::atomic<int> errors{0};
+  auto writer = [&](int fd, int which) {
+    for (int i = which; i < c.records; i += c.every) {
+      std::vector<uint8_t> r = record(i);
+      if (!PwriteAll(fd, r.data(), r.size(), static_cast<off_t>(i * c.record))) errors++;
+    }
+  };
+  std::thread t1(writer, f1.get(), 0);
+  std::thread t2(writer, f2.get(), 1);
+  t1.join();
+  t2.join();
+  ASSERT_EQ(errors.load(), 0) << std::strerror(errno);
+  ASSERT_EQ(f1.Close(), 0);
+  ASSERT_EQ(f2.Close(), 0);
+  std::vector<uint8_t> all = ReadFile(R("shared"));
+  int last = c.records - 1;
+  while (last % c.every > 1) --last;  // the last record anyone wrote
+  ASSERT_EQ(all.size(), (last + 1) * c.record);
+  int lost = 0, first_lost = -1, dirty_gaps = 0;
+  const std::vector<uint8_t> zeros(c.record, 0);
+  for (int i = 0; i <= last; ++i) {
+    std::vector<uint8_t> got(all.begin() + i * c.record, all.begin() + (i + 1) * c.record);
+    if (i % c.every > 1) {
+      dirty_gaps += got != zeros;
+    } else if (got != record(i)) {
+      if (first_lost < 0) first_lost = i;
+      ++lost;
+    }
+  }
+  EXPECT_EQ(lost, 0) << lost << " acknowledged records of " << c.record
+                     << " bytes lost, the first at record " << first_lost << " (offset "
+                     << first_lost * static_cast<long>(c.record) << ")";
+  EXPECT_EQ(dirty_gaps, 0) << "records nobody wrote must read as zeros";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Sizes, SharedFileExtension,
+    ::testing::Values(InterleavedCase{100, 2000, 2}, InterleavedCase{1000, 600, 2},
+                      InterleavedCase{4097, 200, 2}, InterleavedCase{333, 1200, 3},
+                      InterleavedCase{5000, 150, 3}),
+    [](const ::testing::TestParamInfo<InterleavedCase>& info) {
+      return "Record" + std::to_string(info.param.record) + "Every" +
+             std::to_string(info.param.every);
+    });
 
 TEST_F(TwoClientTest, UnlinkWhileOpenOnTheOther) {
   std::vector<uint8_t> d = Pattern(41, 0, 4 * kMiB);
