@@ -154,7 +154,15 @@ WorkRequest DataClient::PersistingRead(uint32_t slot, uint64_t offset, uint32_t 
 }
 
 Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
+  return SubmitWithFlags(slot, offset, len, 0);
+}
+
+Status DataClient::SubmitWithFlags(uint32_t slot, uint64_t offset, uint32_t len,
+                                   uint32_t flags) {
   if (failed_) return Status::FailedPrecondition(failure_.message());
+  if (flags != 0 && options_.method != PersistMethod::kRpc) {
+    return Status::FailedPrecondition("zeroing a range needs a connection with the rpc method");
+  }
   if (slot >= slots_.size()) return Status::InvalidArgument("no slot " + std::to_string(slot));
   Slot& s = slots_[slot];
   if (s.busy) return Status::FailedPrecondition("slot " + std::to_string(slot) + " is busy");
@@ -216,13 +224,14 @@ Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
       break;
     }
     case PersistMethod::kRpc: {
-      EncodeDescriptor(WriteDescriptor{offset, len, slot}, base + kHeaderOff);
+      EncodeDescriptor(WriteDescriptor{offset, len, slot, flags}, base + kHeaderOff);
       WorkRequest& m = wrs[n++];
       m.opcode = Opcode::kSend;
       m.signaled = signal_send;
       m.context = Ctx(kCtxIgnore, slot);
       m.local_addr = base + kHeaderOff;
-      m.length = static_cast<uint32_t>(kDescriptorSize + len);
+      // A zero request carries no data: the header alone.
+      m.length = static_cast<uint32_t>(kDescriptorSize + (flags & kDescriptorZero ? 0 : len));
       m.lkey = mr_.lkey;
       break;
     }
@@ -384,6 +393,15 @@ Status DataClient::Write(uint64_t offset, const void* data, uint32_t len) {
   std::memcpy(slot_buffer(0), data, len);
   DPMFS_RETURN_IF_ERROR(Submit(0, offset, len));
   sync_done_.clear();  // a member: the synchronous path allocates nothing per call
+  while (sync_done_.empty()) DPMFS_RETURN_IF_ERROR(Reap(&sync_done_));
+  return sync_done_.front().status;
+}
+
+Status DataClient::Zero(uint64_t offset, uint32_t len) {
+  DPMFS_RETURN_IF_ERROR(CheckRange(offset, len));
+  if (in_flight_ != 0) return Status::FailedPrecondition("Zero() needs no write in flight");
+  DPMFS_RETURN_IF_ERROR(SubmitWithFlags(0, offset, len, kDescriptorZero));
+  sync_done_.clear();
   while (sync_done_.empty()) DPMFS_RETURN_IF_ERROR(Reap(&sync_done_));
   return sync_done_.front().status;
 }

@@ -62,12 +62,18 @@ class DataClient {
 
   // Copy + Submit + wait (queue depth 1 use).
   Status Write(uint64_t offset, const void* data, uint32_t len);
+  // Makes [offset, offset+len) of the pool read as zeros, durably, with no data on the
+  // wire (the server zeroes it: kDescriptorZero). Only with the rpc method
+  // (FailedPrecondition otherwise); queue depth 1 use, like Write.
+  Status Zero(uint64_t offset, uint32_t len);
   // One-sided READ of [offset, offset+len) into `data`.
   Status Read(uint64_t offset, void* data, uint32_t len);
 
  private:
   DataClient(transport::Device& device, const DataClientOptions& options);
   Status Setup();
+  // Submit; `flags` (kDescriptorZero) only with the rpc method.
+  Status SubmitWithFlags(uint32_t slot, uint64_t offset, uint32_t len, uint32_t flags);
   Status CheckRange(uint64_t offset, uint64_t len) const;
   void Finish(uint32_t slot, Status st, std::vector<SlotResult>* done);
   void HandleCompletion(const transport::Completion& c, bool recv_side,

@@ -142,6 +142,7 @@ void EncodeDescriptor(const WriteDescriptor& d, uint8_t out[kDescriptorSize]) {
   std::memcpy(out + 4, &d.slot, 4);
   std::memcpy(out + 8, &d.offset, 8);
   std::memcpy(out + 16, &d.length, 4);
+  std::memcpy(out + 20, &d.flags, 4);
 }
 
 Result<WriteDescriptor> DecodeDescriptor(std::span<const uint8_t> in) {
@@ -153,6 +154,10 @@ Result<WriteDescriptor> DecodeDescriptor(std::span<const uint8_t> in) {
   std::memcpy(&d.slot, in.data() + 4, 4);
   std::memcpy(&d.offset, in.data() + 8, 8);
   std::memcpy(&d.length, in.data() + 16, 4);
+  std::memcpy(&d.flags, in.data() + 20, 4);
+  if ((d.flags & ~kDescriptorZero) != 0) {
+    return Status::Corruption("write descriptor has unknown flags " + std::to_string(d.flags));
+  }
   return d;
 }
 

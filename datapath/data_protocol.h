@@ -45,10 +45,17 @@ Result<ServerInfo> DecodeServerInfo(std::span<const uint8_t> data);
 
 // imm: the descriptor a client writes into ring slot `imm` before WRITE_WITH_IMM;
 // rpc: the header in front of the data of a SEND.
+//
+// kDescriptorZero (rpc only): the SEND is the header alone and asks the server to make
+// [offset, offset+length) read as zeros, durably, before it replies. The metadata
+// server uses it to scrub freed blocks before they are allocated again
+// (metadata/block_scrubber.h): a client never pads blocks it did not write.
+inline constexpr uint32_t kDescriptorZero = 1;
 struct WriteDescriptor {
   uint64_t offset = 0;  // in the pool's data area
   uint32_t length = 0;
   uint32_t slot = 0;
+  uint32_t flags = 0;  // kDescriptorZero or 0; other bits are refused
 };
 inline constexpr size_t kDescriptorSize = 32;
 void EncodeDescriptor(const WriteDescriptor& d, uint8_t out[kDescriptorSize]);

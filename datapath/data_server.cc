@@ -1,5 +1,8 @@
 #include "datapath/data_server.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <vector>
 
@@ -110,6 +113,7 @@ class DataServer::Connection {
         if (dd.ok()) {
           d = *dd;
           st = d.slot == c.imm ? CheckRange(d) : Status::InvalidArgument("slot mismatch");
+          if (st.ok() && d.flags != 0) st = Status::InvalidArgument("imm descriptors take no flags");
         } else {
           st = dd.status();
         }
@@ -120,16 +124,20 @@ class DataServer::Connection {
       }
     } else if (c.opcode == Opcode::kRecv && req_.method == PersistMethod::kRpc) {
       auto dd = DecodeDescriptor({buf, c.byte_len});
+      const bool zero = dd.ok() && (dd->flags & kDescriptorZero) != 0;
       if (dd.ok()) {
         d = *dd;
         st = CheckRange(d);
-        if (st.ok() && c.byte_len != kDescriptorSize + d.length) {
+        if (st.ok() && c.byte_len != kDescriptorSize + (zero ? 0 : d.length)) {
           st = Status::InvalidArgument("rpc write length does not match its message");
         }
       } else {
         st = dd.status();
       }
-      if (st.ok()) {
+      if (st.ok() && zero) {
+        Zero(server_->pool_.data() + d.offset, d.length);
+        server_->n_zeroed_.fetch_add(d.length, std::memory_order_relaxed);
+      } else if (st.ok()) {
         uint8_t* dst = server_->pool_.data() + d.offset;
         std::memcpy(dst, buf + kDescriptorSize, d.length);
         Persist(dst, d.length);
@@ -180,6 +188,30 @@ class DataServer::Connection {
                                 std::to_string(d.length) + ") outside the pool's data area");
     }
     return Status::OK();
+  }
+
+  // Makes [p, p+len) read as zeros, as durably as Persist. Whole pages of a pool that
+  // is not real PM become a hole (MADV_REMOVE): a pool on tmpfs gives the memory back
+  // and a sparse one stays sparse; anything else (device DAX, partial pages) is
+  // overwritten with zeros.
+  void Zero(uint8_t* p, size_t len) {
+    if (len == 0) return;
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t lo = (begin + page - 1) / page * page;
+    const uintptr_t hi = (begin + len) / page * page;
+    if (!server_->pool_.is_pmem() && lo < hi &&
+        ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_REMOVE) == 0) {
+      ZeroBytes(p, lo - begin);
+      ZeroBytes(reinterpret_cast<uint8_t*>(hi), begin + len - hi);
+      return;
+    }
+    ZeroBytes(p, len);
+  }
+  void ZeroBytes(uint8_t* p, size_t len) {
+    if (len == 0) return;
+    std::memset(p, 0, len);
+    Persist(p, len);
   }
 
   void Persist(uint8_t* p, size_t len) {
@@ -245,7 +277,8 @@ void DataServer::Stop() {
 }
 
 DataServerStats DataServer::stats() const {
-  return DataServerStats{n_connections_.load(), n_imm_.load(), n_rpc_.load(), n_refused_.load()};
+  return DataServerStats{n_connections_.load(), n_imm_.load(), n_rpc_.load(), n_refused_.load(),
+                         n_zeroed_.load()};
 }
 
 void DataServer::AcceptLoop() {

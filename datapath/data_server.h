@@ -36,6 +36,7 @@ struct DataServerStats {
   uint64_t imm_writes = 0;
   uint64_t rpc_writes = 0;
   uint64_t refused = 0;
+  uint64_t zeroed_bytes = 0;  // rpc zero requests (kDescriptorZero)
 };
 
 class DataServer {
@@ -67,7 +68,8 @@ class DataServer {
   std::thread accept_thread_;
   std::mutex connections_mu_;
   std::list<std::unique_ptr<Connection>> connections_;
-  std::atomic<uint64_t> n_connections_{0}, n_imm_{0}, n_rpc_{0}, n_refused_{0};
+  std::atomic<uint64_t> n_connections_{0}, n_imm_{0}, n_rpc_{0}, n_refused_{0},
+      n_zeroed_{0};
 };
 
 }  // namespace dpmfs::datapath

@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   spdlog::info("signal {} received; stopping", sig);
   (*server)->Stop();
   auto st = (*server)->stats();
-  spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused",
-               st.connections, st.imm_writes, st.rpc_writes, st.refused);
+  spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused, {} bytes scrubbed",
+               st.connections, st.imm_writes, st.rpc_writes, st.refused, st.zeroed_bytes);
   return 0;
 }

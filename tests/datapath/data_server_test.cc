@@ -154,6 +154,36 @@ TEST_F(DataServerTest, ForgedDescriptorsAreAnsweredWithErrorsAndChangeNothing) {
   ExpectServing();
 }
 
+// The metadata server's scrub request: the server zeroes the range itself (whole pages
+// become a hole, partial ones are overwritten), bounds-checked like a write.
+TEST_F(DataServerTest, ZeroRequestsZeroExactlyTheirRangeAndAreBoundsChecked) {
+  DataClientOptions o;
+  o.method = PersistMethod::kRpc;
+  auto c = DataClient::Connect(*device_, server_->endpoint(), o);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::vector<uint8_t> data(3 * 4096, 0xAB);
+  ASSERT_TRUE((*c)->Write(8192, data.data(), static_cast<uint32_t>(data.size())).ok());
+  // Ten bytes into a page, across the next whole page, ten bytes into the third.
+  ASSERT_TRUE((*c)->Zero(8192 + 10, 8192).ok());
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE((*c)->Read(8192, back.data(), static_cast<uint32_t>(back.size())).ok());
+  std::vector<uint8_t> want = data;
+  std::fill(want.begin() + 10, want.begin() + 10 + 8192, 0);
+  EXPECT_EQ(back, want);
+  EXPECT_EQ(server_->stats().zeroed_bytes, 8192u);
+
+  // Past the end of the data area: refused, nothing zeroed.
+  Status past = (*c)->Zero((*c)->data_size() - 4096, 8192);
+  EXPECT_EQ(past.code(), StatusCode::kOutOfRange) << past.ToString();
+  EXPECT_EQ(server_->stats().zeroed_bytes, 8192u);
+  // A method without server messages cannot ask for it.
+  auto plain = DataClient::Connect(*device_, server_->endpoint(), DataClientOptions{});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ((*plain)->Zero(8192, 4096).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*plain)->Read(8192, back.data(), static_cast<uint32_t>(back.size())).ok());
+  EXPECT_EQ(back, want);
+}
+
 TEST(DataServerStartTest, RefusesWrongRoleAndForeignCluster) {
   fs::path dir = fs::temp_directory_path() / ("dpmfs-ds-start-" + std::to_string(::getpid()));
   fs::create_directories(dir);
