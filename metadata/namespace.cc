@@ -418,6 +418,19 @@ void Namespace::Touch(Inode& inode, const Timespec& now, bool mtime, bool ctime)
   if (ctime) inode.attr.ctime = now;
 }
 
+// Linux's inode_init_owner: in a set-group-ID directory a new inode takes the
+// directory's group rather than the creator's, and a new directory keeps the bit so
+// that the rule reaches the whole subtree. Decided here, not by the client, so every
+// client gets the same result. (The other half of the kernel's rule, dropping
+// set-group-ID from a new file whose creator is outside the group, needs the
+// creator's supplementary groups: the kernel applies it before the request is sent,
+// mode_strip_sgid.)
+static void InheritGroup(const InodeAttr& dir, uint32_t* mode, uint32_t* gid) {
+  if ((dir.mode & S_ISGID) == 0) return;
+  *gid = dir.gid;
+  if (S_ISDIR(*mode)) *mode |= S_ISGID;
+}
+
 // ---------------------------------------------------------------------------------------
 // Reads
 
@@ -565,7 +578,10 @@ int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* r
   }
   if (dir->attr.nlink == 0) return ENOENT;  // a removed directory takes no new names
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
-  Inode& in = NewInode(S_IFREG | (req.mode & kPermBits), req.uid, req.gid, 0, ctx);
+  uint32_t mode = S_IFREG | (req.mode & kPermBits);
+  uint32_t gid = req.gid;
+  InheritGroup(dir->attr, &mode, &gid);
+  Inode& in = NewInode(mode, req.uid, gid, 0, ctx);
   in.attr.nlink = 1;
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
@@ -584,7 +600,10 @@ int Namespace::DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* repl
   if (dir->attr.nlink == 0) return ENOENT;
   if (dir->attr.nlink >= kMaxLinks) return EMLINK;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
-  Inode& in = NewInode(S_IFDIR | (req.mode & kPermBits), req.uid, req.gid, 0, ctx);
+  uint32_t mode = S_IFDIR | (req.mode & kPermBits);
+  uint32_t gid = req.gid;
+  InheritGroup(dir->attr, &mode, &gid);
+  Inode& in = NewInode(mode, req.uid, gid, 0, ctx);
   in.attr.nlink = 2;
   in.parent = dir->attr.ino;
   in.dir = std::make_unique<Directory>();
@@ -620,7 +639,10 @@ int Namespace::DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* repl
   if (dir->attr.nlink == 0) return ENOENT;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
   const uint64_t rdev = (type == S_IFCHR || type == S_IFBLK) ? req.rdev : 0;
-  Inode& in = NewInode(type | (req.mode & kPermBits), req.uid, req.gid, rdev, ctx);
+  uint32_t mode = type | (req.mode & kPermBits);
+  uint32_t gid = req.gid;
+  InheritGroup(dir->attr, &mode, &gid);
+  Inode& in = NewInode(mode, req.uid, gid, rdev, ctx);
   in.attr.nlink = 1;
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
@@ -639,7 +661,10 @@ int Namespace::DoSymlink(const SymlinkRequest& req, OpContext& ctx, EntryReply* 
   if (dir->dir->by_name.count(req.name)) return EEXIST;
   if (dir->attr.nlink == 0) return ENOENT;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
-  Inode& in = NewInode(S_IFLNK | 0777, req.uid, req.gid, 0, ctx);
+  uint32_t mode = S_IFLNK | 0777;
+  uint32_t gid = req.gid;
+  InheritGroup(dir->attr, &mode, &gid);
+  Inode& in = NewInode(mode, req.uid, gid, 0, ctx);
   in.attr.nlink = 1;
   in.attr.size = req.target.size();
   in.symlink = req.target;

@@ -935,6 +935,47 @@ TEST_F(AttrTest, ChmodChown) {
   EXPECT_ERRNO(::chmod(P("missing").c_str(), 0644), ENOENT);
 }
 
+// A set-group-ID directory (Linux's inode_init_owner): what is made in it takes the
+// directory's group, not the creator's, and a new directory inherits the bit too, so
+// a shared project directory stays shared however deep it grows.
+TEST_F(AttrTest, SetgidDirectoryGivesItsGroup) {
+  constexpr gid_t kDirGid = 4242;  // not the creator's group
+  ASSERT_NE(::getegid(), kDirGid);
+  ASSERT_SYS(::mkdir(P("sg").c_str(), 0777));
+  ASSERT_SYS(::chown(P("sg").c_str(), static_cast<uid_t>(-1), kDirGid));
+  ASSERT_SYS(::chmod(P("sg").c_str(), 02777));
+  ASSERT_EQ(Stat(P("sg")).st_mode & 07777, 02777u);
+  Fd f(::open(P("sg/f").c_str(), O_CREAT | O_WRONLY, 0644));
+  ASSERT_TRUE(f.ok()) << std::strerror(errno);
+  ASSERT_SYS(::mkdir(P("sg/d").c_str(), 0755));
+  ASSERT_SYS(::mknod(P("sg/p").c_str(), S_IFIFO | 0644, 0));
+  ASSERT_SYS(::symlink("f", P("sg/l").c_str()));
+  struct stat st = Stat(P("sg/f"));
+  EXPECT_EQ(st.st_gid, kDirGid) << "a file in a set-group-ID directory";
+  EXPECT_EQ(st.st_mode & 07777, 0644u) << "a file does not inherit the bit";
+  st = Stat(P("sg/d"));
+  EXPECT_EQ(st.st_gid, kDirGid) << "a directory in a set-group-ID directory";
+  EXPECT_EQ(st.st_mode & 02000, 02000u) << "a new directory inherits set-group-ID";
+  EXPECT_EQ(Stat(P("sg/p")).st_gid, kDirGid) << "a node in a set-group-ID directory";
+  EXPECT_EQ(Lstat(P("sg/l")).st_gid, kDirGid) << "a symlink in a set-group-ID directory";
+  // The inherited bit carries the rule one level further down.
+  ASSERT_TRUE(WriteFile(P("sg/d/g"), "x"));
+  EXPECT_EQ(Stat(P("sg/d/g")).st_gid, kDirGid);
+  // A file created with set-group-ID by a member (root is) keeps it.
+  Fd k(::open(P("sg/keep").c_str(), O_CREAT | O_WRONLY, 02755));
+  ASSERT_TRUE(k.ok()) << std::strerror(errno);
+  ASSERT_SYS(::fchmod(k.get(), 02755));  // umask-proof
+  EXPECT_EQ(Stat(P("sg/keep")).st_mode & 07777, 02755u);
+  // Control: without the bit, the creator's group.
+  ASSERT_SYS(::mkdir(P("plain").c_str(), 0777));
+  ASSERT_SYS(::chown(P("plain").c_str(), static_cast<uid_t>(-1), kDirGid));
+  ASSERT_TRUE(WriteFile(P("plain/f"), "x"));
+  ASSERT_SYS(::mkdir(P("plain/d").c_str(), 0755));
+  EXPECT_EQ(Stat(P("plain/f")).st_gid, ::getegid());
+  EXPECT_EQ(Stat(P("plain/d")).st_gid, ::getegid());
+  EXPECT_EQ(Stat(P("plain/d")).st_mode & 02000, 0u);
+}
+
 TEST_F(AttrTest, Utimensat) {
   ASSERT_TRUE(WriteFile(P("f"), "x"));
   struct timespec ts[2] = {{1234567890, 123456789}, {987654321, 987654321}};
@@ -1272,6 +1313,47 @@ TEST_F(PermissionTest, NonRootUserWithDefaultPermissions) {
   ASSERT_SYS(::chown(P("public").c_str(), 65534, 65534));
   ASSERT_SYS(::chmod(P("public").c_str(), 0600));
   EXPECT_EQ(ReadFileString(P("public")), "everyone");
+}
+
+// The kernel's rule for a creator outside the set-group-ID directory's group: a new
+// file asked for with set-group-ID and group-execute does not get set-group-ID (it
+// would let the creator run code with a group it does not have); a member keeps it.
+TEST_F(PermissionTest, SetgidDirectoryNonMemberLosesSetgid) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (to become uid 65534)";
+  MountInfo m = MountOf(dir());
+  if (m.IsFuse() && !m.HasOption("allow_other")) {
+    GTEST_SKIP() << m.mountpoint << " is mounted without allow_other: no other user may use it";
+  }
+  constexpr gid_t kDirGid = 4242;
+  ASSERT_SYS(::mkdir(P("sg").c_str(), 0777));
+  ASSERT_SYS(::chown(P("sg").c_str(), static_cast<uid_t>(-1), kDirGid));
+  ASSERT_SYS(::chmod(P("sg").c_str(), 02777));
+  const std::string d = dir();
+  auto create_as = [&](bool member, const char* name) {
+    return InChild([&]() -> int {
+      gid_t groups[1] = {kDirGid};
+      if (::setgroups(member ? 1 : 0, groups) != 0) return 2;
+      if (::setresgid(65534, 65534, 65534) != 0) return 3;
+      if (::setresuid(65534, 65534, 65534) != 0) return 4;
+      ::umask(0);
+      int fd = ::open((d + "/sg/" + name).c_str(), O_CREAT | O_WRONLY, 02755);
+      if (fd < 0) return 5;
+      ::close(fd);
+      if (::mkdir((d + "/sg/" + name + ".d").c_str(), 0755) != 0) return 6;
+      return 0;
+    });
+  };
+  ASSERT_EQ(create_as(false, "outsider"), 0);
+  ASSERT_EQ(create_as(true, "member"), 0);
+  struct stat st = Stat(P("sg/outsider"));
+  EXPECT_EQ(st.st_gid, kDirGid);
+  EXPECT_EQ(st.st_mode & 07777, 0755u) << "a non-member's new file kept set-group-ID";
+  st = Stat(P("sg/member"));
+  EXPECT_EQ(st.st_gid, kDirGid);
+  EXPECT_EQ(st.st_mode & 07777, 02755u) << "a member's new file lost set-group-ID";
+  // Directories always inherit the bit, whoever makes them.
+  EXPECT_EQ(Stat(P("sg/outsider.d")).st_mode & 07777, 02755u);
+  EXPECT_EQ(Stat(P("sg/outsider.d")).st_gid, kDirGid);
 }
 
 }  // namespace

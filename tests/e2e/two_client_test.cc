@@ -248,5 +248,22 @@ TEST_F(TwoClientTest, UnlinkWhileOpenOnTheOther) {
   }
 }
 
+// The set-group-ID directory rule is the metadata server's: a file or directory made
+// by the other client gets the directory's group (and a directory the bit) as well.
+TEST_F(TwoClientTest, SetgidDirectoryRuleHoldsForTheOtherClient) {
+  constexpr gid_t kDirGid = 4242;
+  ASSERT_SYS(::mkdir(P("sg").c_str(), 0777));
+  ASSERT_SYS(::chown(P("sg").c_str(), static_cast<uid_t>(-1), kDirGid));
+  ASSERT_SYS(::chmod(P("sg").c_str(), 02777));
+  ASSERT_TRUE(WriteFile(Q("sg/f"), "x"));
+  ASSERT_SYS(::mkdir(Q("sg/d").c_str(), 0755));
+  for (const std::string& p : {P("sg/f"), Q("sg/f"), P("sg/d"), Q("sg/d")}) {
+    struct stat st{};
+    ASSERT_EQ(::stat(p.c_str(), &st), 0) << p << ": " << std::strerror(errno);
+    EXPECT_EQ(st.st_gid, kDirGid) << p;
+    EXPECT_EQ(st.st_mode & 02000, S_ISDIR(st.st_mode) ? 02000u : 0u) << p;
+  }
+}
+
 }  // namespace
 }  // namespace dpmfs::e2e
