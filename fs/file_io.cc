@@ -365,36 +365,24 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
       return EIO;
     }
   }
+  // Only the caller's bytes are written, also into unwritten blocks and past EOF: an
+  // allocated block reads as zeros wherever nobody wrote it, and bytes past EOF are
+  // zero (the metadata server keeps both so: metadata/namespace_files.cc). Zeroing
+  // anything here, on the strength of a cached size or a cached unwritten flag, could
+  // destroy what another client wrote and had acknowledged meanwhile.
+  const uint64_t old_size = inode.size();
   std::vector<Chunk> chunks;
   std::vector<meta::ByteRange> written;
-  // Extending a file whose size S is not block-aligned, past a gap: the bytes of S's
-  // block after S may hold anything (the server keeps that block on truncate, and an
-  // uncommitted write may have left bytes there), and they become part of the file
-  // now, so they are zeroed in the same pass (metadata/namespace_files.cc states
-  // this rule). A pure append (offset == S) overwrites them with data instead.
-  const uint64_t old_size = inode.size();
-  if (offset > old_size && old_size % block_size_ != 0) {
-    uint64_t zero_end = std::min(offset, AlignUp(old_size, block_size_));
-    std::vector<Segment> gap;
-    if (int err = MapRange(inode, old_size, zero_end, &gap); err != 0) return err;
-    for (const Segment& s : gap) {
-      if (s.kind == Segment::Kind::kWritten) {
-        AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
-      }
-    }
-  }
   for (const Segment& s : segs) {
-    if (s.kind == Segment::Kind::kWritten) {
-      AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
-      continue;
-    }
-    // Unwritten: whole blocks, zero padding around the data. Extents are block-aligned,
-    // so the widened range stays inside the segment's extent.
+    AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
+    if (s.kind == Segment::Kind::kWritten) continue;
+    // Commit marks whole blocks written (extents are block-aligned); the rest of each
+    // block is zero already.
     uint64_t b0 = AlignDown(s.file_offset, block_size_);
     uint64_t b1 = AlignUp(s.file_offset + s.length, block_size_);
-    AddChunks(s.server, s.pool_offset - (s.file_offset - b0), b0, b1, &chunks);
-    if (!written.empty() && written.back().offset + written.back().length == b0) {
-      written.back().length += b1 - b0;
+    if (!written.empty() && written.back().offset + written.back().length >= b0) {
+      written.back().length = std::max(written.back().offset + written.back().length, b1) -
+                              written.back().offset;
     } else {
       written.push_back(meta::ByteRange{b0, b1 - b0});
     }

@@ -11,10 +11,10 @@
 //     is kept locally and committed lazily (FlushMtime at flush/fsync/release).
 //   - otherwise (append, hole fill, unwritten blocks): under the inode's write mutex,
 //     Allocate (if the layout is unknown or has holes) -> WRITE + persist -> Commit
-//     (written blocks, new size if it grew, mtime). A write into a kUnwritten block is
-//     widened to whole blocks with zero padding, so the rest of the block reads as
-//     zeros once Commit clears the flag; the mutex keeps two writers of one unwritten
-//     block from zero-padding over each other.
+//     (written blocks, new size if it grew, mtime). Only the caller's bytes are
+//     written: the metadata server hands out blocks that read as zeros and keeps the
+//     bytes past EOF zero, so no write pads or zeroes anything (two clients extending
+//     one file must not zero each other's acknowledged bytes).
 // Every write returns only after its data is durable under the persist method.
 //
 // Errors are errnos, ready for fuse_reply_err: the metadata server's answer as it
@@ -81,10 +81,9 @@ class FileIo {
   // Changes the file's layout on the server (truncate, fallocate, punch hole, zero
   // range) with `op`, under the inode's write mutex: first makes `zero_before` read as
   // zeros, then runs `op` (its errno is returned), drops the layout cache (the server
-  // freed or added blocks), then zeros `zero_after`. Growing a file whose size S is not
-  // block-aligned zeros [S, end of S's block) before (the server keeps whatever bytes
-  // that block held past S); punch hole and zero range zero their partial edge blocks
-  // after (the server frees or zeroes only whole blocks).
+  // freed or added blocks), then zeros `zero_after`. Punch hole and zero range zero
+  // their partial edge blocks after (the server frees or zeroes only whole blocks);
+  // growing needs nothing (bytes past EOF are zero).
   int ModifyLayout(Inode& inode, const std::vector<meta::ByteRange>& zero_before,
                    const std::function<int()>& op, const std::vector<meta::ByteRange>& zero_after);
   // Commits the mtime of lazily-committed overwrites, if one is pending and newer than

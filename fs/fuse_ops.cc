@@ -245,22 +245,6 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
   ReplyAttr(req, inode->attr());  // with a pending local mtime laid over
 }
 
-// Growing a file to `new_size` from a size S that is not block-aligned: the bytes of
-// S's block past S keep whatever they held (the server keeps that block when a file
-// shrinks), so they are zeroed before they become part of the file. S is asked from
-// the server: truncate and fallocate are rare, and a stale S would zero live data.
-int GrowthZeroing(Filesystem* fs, Inode& inode, uint64_t new_size,
-                  std::vector<meta::ByteRange>* zero_before) {
-  InodeAttr now;
-  uint64_t seq = AttrSequence();
-  if (int err = fs->meta().Getattr(inode.ino(), &now); err != 0) return err;
-  inode.UpdateAttr(now, seq);
-  uint64_t bs = fs->io().block_size();
-  uint64_t s = inode.size();
-  if (new_size > s && s % bs != 0) zero_before->push_back({s, AlignUp(s, bs) - s});
-  return 0;
-}
-
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                fuse_file_info* /*fi*/) {
   Filesystem* fs = Fs(req);
@@ -311,12 +295,9 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   InodeAttr out;
   int err = 0;
   if (r.valid & meta::SetattrRequest::kSize) {
-    std::vector<meta::ByteRange> zero_before;
-    if (int e = GrowthZeroing(fs, *inode, r.size, &zero_before); e != 0) {
-      fuse_reply_err(req, e);
-      return;
-    }
-    err = fs->io().ModifyLayout(*inode, zero_before,
+    // Nothing to zero on either side: the metadata server zeroes the tail a shrink
+    // cuts off, so growing finds zeros past EOF (metadata/namespace_files.cc).
+    err = fs->io().ModifyLayout(*inode, {},
                                 [&] {
                                   int e = fs->meta().Setattr(r, &out);
                                   if (e == 0)
@@ -636,17 +617,10 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   }
   auto inode = fs->inodes().Get(ino);
   fs->stat_ahead().NoteAttrChanged(ino);
-  std::vector<meta::ByteRange> zero_before;
-  // Only plain allocation and zero range can grow the file (without KEEP_SIZE).
-  if ((mode & ~kFallocZeroRange) == 0) {
-    if (int e = GrowthZeroing(fs, *inode, off + len, &zero_before); e != 0) {
-      fuse_reply_err(req, e);
-      return;
-    }
-  }
+  // Growing needs no zeroing: bytes past EOF read as zeros (metadata/namespace_files.cc).
   InodeAttr attr;
   int err = fs->io().ModifyLayout(
-      *inode, zero_before,
+      *inode, {},
       [&] {
         int e = fs->meta().Fallocate(r, &attr);
         if (e == 0) inode->SetAttr(attr);  // under the write mutex: authoritative

@@ -35,11 +35,20 @@ void FreeQuarantine::Add(const PoolRange& r, int64_t release_ms) {
 }
 
 uint64_t FreeQuarantine::Release(int64_t now_ms, std::vector<BlockAllocator>& allocators) {
+  std::vector<PoolRange> out;
+  const uint64_t released = Release(now_ms, &out);
+  for (const PoolRange& r : out) {
+    if (r.server < allocators.size()) allocators[r.server].Free(r.pool_offset, r.length);
+  }
+  return released;
+}
+
+uint64_t FreeQuarantine::Release(int64_t now_ms, std::vector<PoolRange>* out) {
   uint64_t released = 0;
-  for (size_t s = 0; s < pools_.size() && s < allocators.size(); ++s) {
+  for (size_t s = 0; s < pools_.size(); ++s) {
     auto& q = pools_[s];
     while (!q.empty() && q.front().release_ms <= now_ms) {
-      allocators[s].Free(q.front().pool_offset, q.front().length);
+      out->push_back(PoolRange{static_cast<uint32_t>(s), q.front().pool_offset, q.front().length});
       bytes_[s] -= q.front().length;
       released += q.front().length;
       q.pop_front();

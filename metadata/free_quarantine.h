@@ -42,6 +42,8 @@ class FreeQuarantine {
   // Gives every range whose release time is at or before `now_ms` back to its allocator
   // (allocators indexed by server). Returns the bytes released.
   uint64_t Release(int64_t now_ms, std::vector<BlockAllocator>& allocators);
+  // The same, appending the released ranges to `out` instead (to be scrubbed first).
+  uint64_t Release(int64_t now_ms, std::vector<PoolRange>* out);
   // Refuses every allocation until `until_ms` (see Holding).
   void HoldAllUntil(int64_t until_ms) { hold_until_ms_ = until_ms; }
   // Whether allocations must wait at `now_ms` (the restart rule is in force).

@@ -117,6 +117,18 @@ int main(int argc, char** argv) {
   expect.role = pool::Role::kMetadata;
   auto store = meta::MetaStore::Open(pool_path, expect, msync);
   if (!store.ok()) return fail(store.status().WithContext("opening " + pool_path));
+  auto device = transport::OpenDevice(dev);
+  if (!device.ok()) return fail(device.status());
+  // Freed blocks are zeroed on their data servers before they are reused (and so are
+  // truncated tails): clients never zero bytes they were not asked to write.
+  std::vector<meta::DataServerZeroer::Server> zero_targets;
+  const auto& pools = (*store)->superblock().data_pools;
+  for (size_t i = 0; i < pools.size() && i < data.size(); ++i) {
+    zero_targets.push_back({*Endpoint::Parse(data[i]), pools[i].index, pools[i].block_size});
+  }
+  meta::DataServerZeroer zeroer(**device, (*store)->pool_info().cluster.bytes,
+                                std::move(zero_targets));
+  opts.zeroer = &zeroer;
   meta::RecoveryStats rs;
   auto service = meta::MetaService::Open(std::move(*store), opts, &rs);
   if (!service.ok()) return fail(service.status().WithContext("recovering " + pool_path));
@@ -126,8 +138,6 @@ int main(int argc, char** argv) {
       pool_path, rs.checkpoint_bytes, rs.checkpoint_lsn, rs.records_replayed,
       rs.dropped_torn_tail ? " (an unacknowledged torn record dropped)" : "", rs.seconds);
 
-  auto device = transport::OpenDevice(dev);
-  if (!device.ok()) return fail(device.status());
   rpc::RpcServerOptions ro;
   ro.listen = *ep;
   ro.worker_threads = workers;

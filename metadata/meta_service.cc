@@ -83,6 +83,7 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   cfg.reply_cache_entries = options.reply_cache_entries;
   cfg.lease_ms = options.lease_ms;
   cfg.free_quarantine_ms = options.free_quarantine_ms;
+  cfg.scrub_freed = options.zeroer != nullptr;
   cfg.cluster.cluster_uuid = info.cluster.bytes;
   cfg.cluster.block_size = cfg.block_size;
   cfg.cluster.stripe_unit = cfg.stripe_unit;
@@ -124,6 +125,11 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   } else {
     s->last_blob_bytes_ = stats->checkpoint_bytes;
   }
+  // Which free blocks hold old bytes is not recorded: after a restart all of them are
+  // scrubbed before they are allocated (on a tmpfs pool a never-written range costs
+  // next to nothing). A file system that never journaled anything has handed out no
+  // block: its pools are as mkfs left them, zeroed.
+  if (stats->last_lsn > 0) s->ns_->ScrubAllFree();
   s->ready_ = true;
   // Grace: every session known before the restart gets a whole lease to come back.
   s->ns_->RenewAllLeases(s->SteadyMs() + options.lease_ms);
@@ -199,6 +205,15 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
                            std::to_string(req.session) +
                            " is older than the durable reply cache; it may or may not have "
                            "executed");
+  }
+  if (options_.zeroer != nullptr && static_cast<Opcode>(req.opcode) == Opcode::kSetattr) {
+    lock.unlock();
+    if (int err = ZeroTruncatedTail(req); err != 0) return EncodeErrorReply(err);
+    lock.lock();
+    if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
+      n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
+      return std::move(*cached);
+    }
   }
   // An allocation that fails only because the space it needs is quarantined (or held
   // after a start) gets ctx.retry_at_ms: we wait for that moment without the namespace
@@ -314,6 +329,80 @@ void MetaService::Start() {
   std::lock_guard lock(lease_mu_);
   if (lease_thread_.joinable() || stopped_) return;
   lease_thread_ = std::thread([this] { LeaseLoop(); });
+  if (options_.zeroer != nullptr) scrub_thread_ = std::thread([this] { ScrubLoop(); });
+}
+
+int MetaService::ZeroTruncatedTail(const rpc::RpcRequest& req) {
+  SetattrRequest sa;
+  if (!Decode(req.payload, &sa).ok() || (sa.valid & SetattrRequest::kSize) == 0) return 0;
+  PoolRange tail;
+  {
+    std::shared_lock lock(mu_);
+    if (!ns_->TruncatedTail(sa.ino, sa.size, &tail)) return 0;
+  }
+  // The bytes are the truncate's to remove: a write racing it lands before it (and is
+  // cut) or after it (past the new EOF, where it extends the file again). Zeroing after
+  // the truncate could destroy such a later write; zeroing before cannot.
+  Status st = options_.zeroer->Zero(tail.server, tail.pool_offset, tail.length);
+  if (!st.ok()) {
+    spdlog::warn("truncate of inode {} to {}: {}; answering EIO", sa.ino, sa.size, st.ToString());
+    return EIO;
+  }
+  return 0;
+}
+
+void MetaService::ScrubLoop() {
+  // How much one round takes from one server's queue, and how long a server that
+  // failed is left alone.
+  constexpr uint64_t kRoundBytes = 256ull << 20;
+  constexpr int64_t kBackoffMs = 1000, kIdleMs = 100;
+  const size_t servers = ns_->config().pools.size();
+  std::vector<int64_t> retry_at(servers, 0);
+  std::vector<bool> warned(servers, false);
+  while (!StopRequested()) {
+    bool worked = false;
+    for (uint32_t server = 0; server < servers && !StopRequested(); ++server) {
+      if (SteadyMs() < retry_at[server]) continue;
+      std::vector<PoolRange> work;
+      {
+        std::unique_lock lock(mu_);
+        ns_->TakeScrubWork(server, kRoundBytes, kRoundBytes, &work);
+      }
+      if (work.empty()) continue;
+      size_t done = 0;
+      Status st;
+      for (; done < work.size(); ++done) {
+        st = options_.zeroer->Zero(server, work[done].pool_offset, work[done].length);
+        if (!st.ok()) break;
+      }
+      {
+        std::unique_lock lock(mu_);
+        ns_->FinishScrub({work.begin(), work.begin() + done}, true);
+        ns_->FinishScrub({work.begin() + done, work.end()}, false);
+      }
+      if (!st.ok()) {
+        // Allocations on this server wait (and fail with ENOSPC after a quarantine)
+        // until it answers again: handing out unscrubbed blocks would show old bytes.
+        if (!warned[server]) {
+          spdlog::warn("{}; freed space of data pool {} stays unusable until it is zeroed "
+                       "(retrying every {} ms)", st.ToString(), server, kBackoffMs);
+        }
+        warned[server] = true;
+        retry_at[server] = SteadyMs() + kBackoffMs;
+        continue;
+      }
+      if (warned[server]) spdlog::info("data pool {}: scrubbing freed space again", server);
+      warned[server] = false;
+      worked = true;
+    }
+    if (worked) continue;
+    int64_t wake = SteadyMs() + kIdleMs;
+    {
+      std::shared_lock lock(mu_);
+      wake = std::min(wake, ns_->next_quarantine_release_ms());
+    }
+    WaitUntil(std::max(wake, SteadyMs() + 1));
+  }
 }
 
 Status MetaService::Stop() {
@@ -325,6 +414,7 @@ Status MetaService::Stop() {
   }
   lease_cv_.notify_all();
   if (lease_thread_.joinable()) lease_thread_.join();
+  if (scrub_thread_.joinable()) scrub_thread_.join();
   // Only a namespace that recovered completely is worth a checkpoint: one that failed
   // its checks must not overwrite the evidence.
   if (!ready_ || !options_.checkpoint_on_stop) return Status::OK();

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "metadata/block_scrubber.h"
 #include "metadata/meta_store.h"
 #include "metadata/namespace.h"
 #include "rpc/rpc_server.h"
@@ -56,6 +57,11 @@ struct MetaServiceOptions {
   // well under lease_ms, since a waiting allocation holds its connection. 0: off (tests
   // that need immediate reuse; unsafe with clients that cache layouts).
   uint32_t free_quarantine_ms = 3000;
+  // Zeroes freed blocks (after the quarantine) before they are allocated again, and
+  // the cut tail of a shrunk file's last block (metadata/block_scrubber.h). Null: no
+  // scrubbing (unit tests without data servers); then freed blocks keep old bytes.
+  // Must outlive the service.
+  RangeZeroer* zeroer = nullptr;
 };
 
 struct MetaServiceStats {
@@ -108,6 +114,12 @@ class MetaService {
   Status ReplayRecord(uint64_t lsn, std::span<const uint8_t> bytes);
   bool MetadataFull() const;
   void LeaseLoop();
+  // The scrub thread: zeroes the namespace's scrub queue through options_.zeroer.
+  void ScrubLoop();
+  // Before a setattr that shrinks a file to a size inside a block: zeroes the bytes of
+  // that block the truncate cuts off, so that bytes past EOF read as zeros when anyone
+  // extends the file again. EIO when the data server cannot do it.
+  int ZeroTruncatedTail(const rpc::RpcRequest& req);
   int64_t SteadyMs() const;
   // Sleeps until `steady_ms` (steady clock) or until Stop().
   void WaitUntil(int64_t steady_ms);
@@ -133,6 +145,7 @@ class MetaService {
   bool stop_ = false;
   bool stopped_ = false;
   std::thread lease_thread_;
+  std::thread scrub_thread_;
 };
 
 }  // namespace dpmfs::meta

@@ -1022,9 +1022,10 @@ Status Namespace::CheckInvariants() const {
     }
   }
   for (size_t i = 0; i < allocators_.size(); ++i) {
-    // Quarantined ranges are out of the allocator but in no file.
+    // Quarantined and scrub-queued ranges are out of the allocator but in no file.
+    const uint64_t scrub = i < scrub_queued_.size() ? scrub_queued_[i] + scrubbing_[i] : 0;
     const uint64_t in_use = allocators_[i].total_bytes() - allocators_[i].free_bytes() -
-                            quarantine_.bytes(static_cast<uint32_t>(i));
+                            quarantine_.bytes(static_cast<uint32_t>(i)) - scrub;
     if (in_use != used[i]) {
       return fail("data pool " + std::to_string(i) + " has " + std::to_string(in_use) +
                   " bytes in use (" + std::to_string(quarantine_.bytes(static_cast<uint32_t>(i))) +

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -64,6 +65,13 @@ struct NamespaceConfig {
   // clock reading t, they are released at t + free_quarantine_ms + 1. 0: at once.
   // MetaService sets it from its options (default 3000); replay never quarantines.
   uint32_t free_quarantine_ms = 0;
+  // Freed blocks are zeroed on their data server before they are allocated again
+  // (metadata/block_scrubber.h): released from the quarantine they wait in the scrub
+  // queue, not in the allocators. This is what lets clients write only the bytes they
+  // were asked to write (no zero padding, no zeroing past a cached EOF): every block
+  // an Allocate hands out reads as zeros. MetaService sets it; off in unit tests that
+  // have no data servers.
+  bool scrub_freed = false;
   // The steady clock in milliseconds the quarantine runs on (the same clock as lease
   // deadlines). Empty: std::chrono::steady_clock. Tests inject their own.
   std::function<int64_t()> clock_ms;
@@ -164,6 +172,23 @@ class Namespace {
   // may have been freed just before the restart.
   void HoldAllocationsUntil(int64_t until_ms) { quarantine_.HoldAllUntil(until_ms); }
 
+  // ---- The scrub queue (scrub_freed; memory only) ----
+  // After recovery nobody knows which free blocks hold old bytes: all of them go to
+  // the scrub queue (the allocators start empty and fill as the scrubber works).
+  void ScrubAllFree();
+  // Up to `max_bytes` of queued ranges of `server`, each at most `max_range` long,
+  // taken out of the queue (after releasing the quarantine); false when none.
+  bool TakeScrubWork(uint32_t server, uint64_t max_bytes, uint64_t max_range,
+                     std::vector<PoolRange>* out);
+  // Ranges from TakeScrubWork: zeroed -> to their allocator; not -> back in the queue.
+  void FinishScrub(const std::vector<PoolRange>& ranges, bool zeroed);
+  uint64_t scrub_queued_bytes() const;
+  // Where the bytes a truncate of `ino` to `new_size` cuts off inside the block that
+  // holds the new EOF lie: [new_size, min(size, end of that block)) on its data pool.
+  // False when there are none (not a regular file, not shrinking, an aligned size, no
+  // block allocated there).
+  bool TruncatedTail(InodeId ino, uint64_t new_size, PoolRange* out) const;
+
   // ---- Checkpoints (checkpoint_codec.cc) ----
   // The whole state as one blob; deterministic (equal states give equal bytes).
   std::vector<uint8_t> Serialize() const;
@@ -174,7 +199,8 @@ class Namespace {
 
   // ---- Inspection (tests, statfs, dpmfs status) ----
   size_t inode_count() const { return inodes_.size(); }
-  // Free in the allocators; quarantined bytes are neither free nor in a file.
+  // Free in the allocators or waiting to be scrubbed (and taken by the scrubber);
+  // quarantined bytes are neither free nor in a file.
   uint64_t free_bytes() const;
   uint64_t total_bytes() const;
   uint64_t quarantined_bytes() const { return quarantine_.bytes(); }
@@ -268,6 +294,12 @@ class Namespace {
   std::unordered_map<InodeId, std::unique_ptr<Inode>> inodes_;
   std::vector<BlockAllocator> allocators_;  // one per data pool, by index
   FreeQuarantine quarantine_;               // freed, not yet back in allocators_
+  // scrub_freed: released from the quarantine, not yet zeroed (by server); and the
+  // bytes the scrubber has taken out and not yet finished.
+  std::vector<std::deque<PoolRange>> scrub_queue_;
+  std::vector<uint64_t> scrub_queued_;
+  std::vector<uint64_t> scrubbing_;
+  std::vector<std::deque<PoolRange>>& ScrubQueues();
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::unordered_map<uint64_t, uint64_t> handle_session_;  // open handle -> session
   InodeId next_ino_ = kRootInode + 1;

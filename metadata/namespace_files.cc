@@ -12,16 +12,21 @@
 // re-applies them (MarkUsed) and never re-decides placement; a block the live server
 // held in quarantine is simply free during replay, which any recorded allocation fits.
 //
-// The metadata server never touches file data; what that means for partial blocks:
-//   - Shrinking a file frees every block past the one holding the new EOF. The bytes of
-//     that last block past EOF keep whatever they held (reads are clipped at the size).
-//   - Whoever later extends a file whose size S is not block aligned (a write past EOF,
-//     a growing setattr or fallocate) must first make [S, round_up(S, block)) read as
-//     zeros when that block is allocated and written: the client zeroes it with a data
-//     write (the layout names the block). The server cannot, and un-writing the block
-//     would lose the bytes before S.
-//   - Punch hole and zero range work on whole blocks inside the range; the partial
-//     blocks at its edges are the client's to zero.
+// Bytes nobody wrote read as zeros, and no client writes bytes it was not asked to
+// write (two clients extending one file must not zero each other's records). So the
+// zeros are kept on the side that frees and shrinks, never on the side that grows:
+//   - Every block an Allocate hands out reads as zeros: with scrub_freed, freed blocks
+//     are zeroed on their data server (the service's BlockScrubber) after the
+//     quarantine and before they return to the allocators. A client writes only its
+//     own bytes into kUnwritten blocks; the rest of the block is already zero when
+//     Commit marks it written.
+//   - Shrinking a file frees every block past the one holding the new EOF; the service
+//     zeroes [new size, min(old size, end of that block)) before it applies the
+//     truncate (MetaService::ZeroTruncatedTail), so bytes past EOF stay zero and a
+//     later extension (by any client, with any cached size) needs no zeroing.
+//   - Zero range frees its whole blocks and allocates fresh (zeroed) unwritten ones;
+//     punch hole frees them. The partial blocks at the edges are the client's to zero
+//     (bytes it was asked to zero).
 #include <linux/falloc.h>
 
 #include <algorithm>
@@ -36,12 +41,81 @@ namespace dpmfs::meta {
 
 namespace {
 constexpr uint64_t kNoHint = std::numeric_limits<uint64_t>::max();
+// How long an allocation that waits for scrubbed space sleeps before it looks again.
+constexpr int64_t kScrubRetryMs = 2;
 }  // namespace
 
 uint64_t Namespace::free_bytes() const {
   uint64_t n = 0;
   for (const BlockAllocator& a : allocators_) n += a.free_bytes();
+  return n + scrub_queued_bytes();
+}
+
+uint64_t Namespace::scrub_queued_bytes() const {
+  uint64_t n = 0;
+  for (uint64_t b : scrub_queued_) n += b;
+  for (uint64_t b : scrubbing_) n += b;
   return n;
+}
+
+std::vector<std::deque<PoolRange>>& Namespace::ScrubQueues() {
+  if (scrub_queue_.size() != allocators_.size()) {
+    scrub_queue_.assign(allocators_.size(), {});
+    scrub_queued_.assign(allocators_.size(), 0);
+    scrubbing_.assign(allocators_.size(), 0);
+  }
+  return scrub_queue_;
+}
+
+void Namespace::ScrubAllFree() {
+  if (!config_.scrub_freed) return;
+  auto& queues = ScrubQueues();
+  for (size_t s = 0; s < allocators_.size(); ++s) {
+    std::vector<PoolRange> all;
+    const uint64_t n = allocators_[s].free_bytes();
+    if (n == 0 || !allocators_[s].Allocate(n, BlockAllocator::kNoHint, &all)) continue;
+    for (PoolRange& r : all) {
+      r.server = static_cast<uint32_t>(s);
+      queues[s].push_back(r);
+      scrub_queued_[s] += r.length;
+    }
+  }
+}
+
+bool Namespace::TakeScrubWork(uint32_t server, uint64_t max_bytes, uint64_t max_range,
+                              std::vector<PoolRange>* out) {
+  ReleaseQuarantine();
+  auto& queues = ScrubQueues();
+  if (server >= queues.size() || max_range == 0) return false;
+  auto& q = queues[server];
+  uint64_t taken = 0;
+  while (!q.empty() && taken < max_bytes) {
+    PoolRange& r = q.front();
+    PoolRange piece = r;
+    piece.length = std::min(r.length, max_range);
+    r.pool_offset += piece.length;
+    r.length -= piece.length;
+    if (r.length == 0) q.pop_front();
+    scrub_queued_[server] -= piece.length;
+    scrubbing_[server] += piece.length;
+    taken += piece.length;
+    out->push_back(piece);
+  }
+  return taken > 0;
+}
+
+void Namespace::FinishScrub(const std::vector<PoolRange>& ranges, bool zeroed) {
+  auto& queues = ScrubQueues();
+  for (const PoolRange& r : ranges) {
+    if (r.server >= queues.size()) continue;
+    scrubbing_[r.server] -= r.length;
+    if (zeroed) {
+      allocators_[r.server].Free(r.pool_offset, r.length);
+    } else {
+      queues[r.server].push_back(r);
+      scrub_queued_[r.server] += r.length;
+    }
+  }
 }
 
 uint64_t Namespace::total_bytes() const {
@@ -66,7 +140,7 @@ void Namespace::ReturnRanges(const std::vector<PoolRange>& ranges) {
 }
 
 void Namespace::FreeRanges(const std::vector<PoolRange>& ranges, const OpContext& ctx) {
-  if (ctx.replay || config_.free_quarantine_ms == 0) {
+  if (ctx.replay || (config_.free_quarantine_ms == 0 && !config_.scrub_freed)) {
     ReturnRanges(ranges);
     return;
   }
@@ -78,14 +152,41 @@ void Namespace::FreeRanges(const std::vector<PoolRange>& ranges, const OpContext
   }
 }
 
-void Namespace::ReleaseQuarantine() { quarantine_.Release(NowMs(), allocators_); }
+bool Namespace::TruncatedTail(InodeId ino, uint64_t new_size, PoolRange* out) const {
+  const Inode* in = Find(ino);
+  const uint64_t bs = config_.block_size;
+  if (in == nullptr || !in->is_reg() || new_size >= in->attr.size || new_size % bs == 0) {
+    return false;
+  }
+  const uint64_t end = std::min(in->attr.size, RoundUp(new_size, bs));
+  std::vector<Extent> found;
+  in->extents.Find(new_size, end - new_size, 1, &found);
+  if (found.empty()) return false;
+  const Extent& e = found[0];  // clipped to [new_size, end): one block, one extent
+  *out = PoolRange{e.server, e.pool_offset, e.length};
+  return true;
+}
+
+void Namespace::ReleaseQuarantine() {
+  if (!config_.scrub_freed) {
+    quarantine_.Release(NowMs(), allocators_);
+    return;
+  }
+  std::vector<PoolRange> released;
+  quarantine_.Release(NowMs(), &released);
+  auto& queues = ScrubQueues();
+  for (const PoolRange& r : released) {
+    queues[r.server].push_back(r);
+    scrub_queued_[r.server] += r.length;
+  }
+}
 
 bool Namespace::TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpContext& ctx,
                           std::vector<PoolRange>* out) {
   out->clear();
   if (!ctx.replay) {
     const int64_t now = NowMs();
-    quarantine_.Release(now, allocators_);
+    ReleaseQuarantine();
     if (!quarantine_.Holding(now) && allocators_[server].Allocate(length, hint, out)) {
       for (PoolRange& r : *out) r.server = server;
       ctx.allocations.insert(ctx.allocations.end(), out->begin(), out->end());
@@ -96,7 +197,12 @@ bool Namespace::TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpCon
     // deleted a file and writes at once must not see ENOSPC for up to a quarantine.
     // (Allocate fails only when fewer than `length` bytes are free, so SpaceAt's count
     // is exact for this piece; a later piece may still fail, and gets its own answer.)
-    const int64_t at = quarantine_.SpaceAt(server, length, allocators_[server].free_bytes(), now);
+    int64_t at = quarantine_.SpaceAt(server, length, allocators_[server].free_bytes(), now);
+    // Space being scrubbed comes back within milliseconds: look again shortly.
+    if (config_.scrub_freed && !quarantine_.Holding(now) &&
+        allocators_[server].free_bytes() + scrub_queued_[server] + scrubbing_[server] >= length) {
+      at = now + kScrubRetryMs;
+    }
     if (at > now && at <= ctx.space_wait_limit_ms) ctx.retry_at_ms = at;
     return false;
   }
@@ -313,15 +419,25 @@ int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrRepl
     const uint64_t pieces = (outer_end - outer_start) / config_.stripe_unit + 2;
     if (pieces > (1u << 16)) return EFBIG;
     if (ctx.metadata_full) return ENOSPC;
+    // Zero range: the whole blocks get fresh (zeroed) ones. Marking the old ones
+    // unwritten would keep their bytes, which a later partial write would bring back to
+    // light, since a client writes only its own bytes into an unwritten block.
+    std::vector<Extent> replaced;
+    std::vector<PoolRange> freed;
+    if (kind == FALLOC_FL_ZERO_RANGE && inner_end > inner_start) {
+      in->extents.Find(inner_start, inner_end - inner_start,
+                       std::numeric_limits<size_t>::max(), &replaced);
+      in->extents.Remove(inner_start, inner_end - inner_start, &freed);
+    }
     if (int e =
             AllocateHoles(*in, outer_start, outer_end, std::numeric_limits<uint64_t>::max(), ctx)) {
+      // A failed mutation changes nothing (it is journaled by its errno alone).
+      for (const Extent& x : replaced) in->extents.Insert(x);
       return e;
     }
+    FreeRanges(freed, ctx);
     // fallocate'd blocks are never reclaimed as speculative.
     Reflag(in->extents, outer_start, outer_end, 0, Extent::kSpeculative);
-    if (kind == FALLOC_FL_ZERO_RANGE) {
-      Reflag(in->extents, inner_start, inner_end, Extent::kUnwritten, Extent::kSpeculative);
-    }
     if (!keep) in->attr.size = std::max(in->attr.size, end);
   }
   in->attr.mtime = ctx.now;

@@ -10,9 +10,9 @@ if(TARGET dpmfs_meta_protocol AND TARGET dpmfs_meta_extents)
   target_link_libraries(dpmfs_meta_namespace PUBLIC dpmfs_meta_extents dpmfs_meta_protocol
                         dpmfs_common)
   if(TARGET dpmfs_meta_store AND EXISTS ${_m}/meta_service.cc AND EXISTS ${_m}/meta_server_main.cc)
-    add_library(dpmfs_meta_server STATIC ${_m}/meta_service.cc)
+    add_library(dpmfs_meta_server STATIC ${_m}/meta_service.cc ${_m}/block_scrubber.cc)
     target_link_libraries(dpmfs_meta_server PUBLIC dpmfs_meta_namespace dpmfs_meta_store
-                          dpmfs_rpc dpmfs_transport)
+                          dpmfs_rpc dpmfs_transport dpmfs_datapath)
     add_executable(dpmfs-meta ${_m}/meta_server_main.cc)
     target_link_libraries(dpmfs-meta PRIVATE dpmfs_meta_server)
   endif()

@@ -1,0 +1,64 @@
+#include "metadata/block_scrubber.h"
+
+#include <algorithm>
+
+namespace dpmfs::meta {
+
+namespace {
+// Bytes per zero request: the largest I/O a data server accepts, so that scrubbing a
+// whole pool after a restart takes few round trips.
+constexpr uint32_t kZeroRequestBytes = datapath::kMaxIoSize;
+}  // namespace
+
+DataServerZeroer::DataServerZeroer(transport::Device& device,
+                                   const std::array<uint8_t, 16>& cluster,
+                                   std::vector<Server> servers)
+    : device_(device), cluster_(cluster), servers_(std::move(servers)) {
+  for (size_t i = 0; i < servers_.size(); ++i) connections_.push_back(std::make_unique<Connection>());
+}
+
+DataServerZeroer::~DataServerZeroer() = default;
+
+Status DataServerZeroer::ConnectLocked(uint32_t server, Connection& c) {
+  datapath::DataClientOptions o;
+  o.method = datapath::PersistMethod::kRpc;
+  o.queue_depth = 1;
+  o.max_io_size = kZeroRequestBytes;
+  const Server& want = servers_[server];
+  auto client = datapath::DataClient::Connect(device_, want.endpoint, o);
+  if (!client.ok()) return client.status();
+  const datapath::ServerInfo& got = (*client)->server();
+  if (got.cluster != cluster_ || got.pool_index != want.index ||
+      got.block_size != want.block_size) {
+    return Status::FailedPrecondition(
+        "data server " + want.endpoint.ToString() + " serves pool " +
+        std::to_string(got.pool_index) + " (block size " + std::to_string(got.block_size) +
+        (got.cluster != cluster_ ? ", of another cluster" : "") + "), but the metadata pool " +
+        "names pool " + std::to_string(want.index) + " (block size " +
+        std::to_string(want.block_size) + ") at that address; not zeroing anything there");
+  }
+  c.client = std::move(client).value();
+  return Status::OK();
+}
+
+Status DataServerZeroer::Zero(uint32_t server, uint64_t pool_offset, uint64_t length) {
+  if (server >= servers_.size()) {
+    return Status::InvalidArgument("no data server " + std::to_string(server));
+  }
+  Connection& c = *connections_[server];
+  std::lock_guard lock(c.mu);
+  for (uint64_t done = 0; done < length;) {
+    if (!c.client) DPMFS_RETURN_IF_ERROR(ConnectLocked(server, c));
+    const auto piece = static_cast<uint32_t>(std::min<uint64_t>(kZeroRequestBytes, length - done));
+    Status st = c.client->Zero(pool_offset + done, piece);
+    if (!st.ok()) {
+      c.client.reset();  // the next request connects afresh
+      return st.WithContext("zeroing freed blocks on data server " +
+                            servers_[server].endpoint.ToString());
+    }
+    done += piece;
+  }
+  return Status::OK();
+}
+
+}  // namespace dpmfs::meta
