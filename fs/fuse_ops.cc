@@ -11,6 +11,7 @@
 #include <chrono>
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,18 @@ struct Handle {
   std::shared_ptr<Inode> inode;
   uint64_t server_handle = 0;
   int flags = 0;
+};
+
+// An open directory. The inode stays in the table while it is open, so that fstat of
+// a directory removed meanwhile can still be answered. A listing (from opendir or a
+// rewind, i.e. offset 0) ends at the directory's last cookie as of its first READDIR:
+// an entry renamed meanwhile is a new entry with a larger cookie, and following it
+// would list one file twice, or never end beside a renamer that never stops.
+struct DirHandle {
+  std::shared_ptr<Inode> inode;
+  std::mutex mu;  // the kernel serializes READDIRs of one open file; this is cheap insurance
+  bool has_end = false;
+  uint64_t end_cookie = 0;
 };
 
 Filesystem* Fs(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userdata(req)); }
@@ -233,6 +246,18 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
   }
   uint64_t seq = AttrSequence();
   if (int err = fs->meta().Getattr(ino, &attr); err != 0) {
+    // A directory removed while open is gone on the server (directories hold no server
+    // handle), yet fstat of the open descriptor must answer, as Linux does: with what
+    // we knew of it and no links left.
+    if (err == ENOENT && inode != nullptr && inode->has_attr() && fs->inodes().IsOpen(ino) &&
+        S_ISDIR(inode->attr().mode)) {
+      attr = inode->attr();
+      attr.nlink = 0;
+      struct stat st;
+      ToStat(attr, fs->io().block_size(), &st);
+      fuse_reply_attr(req, &st, 0);
+      return;
+    }
     fuse_reply_err(req, err);
     return;
   }
@@ -705,13 +730,24 @@ void OpLseek(fuse_req_t req, fuse_ino_t /*ino*/, off_t off, int whence, fuse_fil
 
 // --- directories ---
 
-void OpOpendir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
-  fi->fh = 0;  // readdir needs no state: offsets are the server's stable cookies
-  fuse_reply_open(req, fi);
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Filesystem* fs = Fs(req);
+  auto* h = new DirHandle;
+  h->inode = fs->inodes().Get(ino);
+  fs->inodes().Opened(h->inode);
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  if (fuse_reply_open(req, fi) != 0) {  // interrupted: no releasedir will come
+    fs->inodes().Closed(h->inode);
+    delete h;
+  }
 }
 
-void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus,
+             fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
+  auto* dh = reinterpret_cast<DirHandle*>(fi->fh);
+  std::lock_guard<std::mutex> dir_lock(dh->mu);
+  if (off == 0) dh->has_end = false;  // opendir or rewind: a new listing
   std::vector<char> buf(size);
   size_t used = 0;
   auto add_dot = [&](const char* name, off_t next) -> bool {
@@ -762,7 +798,16 @@ void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) 
       fuse_reply_err(req, err);
       return;
     }
+    if (!dh->has_end) {
+      dh->has_end = true;
+      dh->end_cookie = reply.last_cookie;
+    }
+    bool past_end = false;
     for (const meta::DirEntry& d : reply.entries) {
+      if (d.cookie > dh->end_cookie) {  // added (or renamed) after the listing began
+        past_end = true;
+        break;
+      }
       if (d.cookie > static_cast<uint64_t>(INT64_MAX) - kDotOffsets) {
         spdlog::error("directory {}: the server sent cookie {} (too large for an offset)", ino,
                       d.cookie);
@@ -796,20 +841,23 @@ void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) 
       used += n;
       cookie = d.cookie;
     }
-    if (reply.eof || reply.entries.empty()) break;
+    if (past_end || reply.eof || reply.entries.empty() || cookie >= dh->end_cookie) break;
   }
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* /*fi*/) {
-  Readdir(req, ino, size, off, false);
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Readdir(req, ino, size, off, false, fi);
 }
 
-void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* /*fi*/) {
-  Readdir(req, ino, size, off, true);
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Readdir(req, ino, size, off, true, fi);
 }
 
-void OpReleasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* /*fi*/) {
+void OpReleasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  auto* dh = reinterpret_cast<DirHandle*>(fi->fh);
+  Fs(req)->inodes().Closed(dh->inode);
+  delete dh;
   fuse_reply_err(req, 0);
 }
 

@@ -216,6 +216,12 @@ bool InodeTable::Closed(const std::shared_ptr<Inode>& inode) {
   return last;
 }
 
+bool InodeTable::IsOpen(meta::InodeId ino) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = inodes_.find(ino);
+  return it != inodes_.end() && it->second->open_count_ > 0;
+}
+
 void InodeTable::MaybeEraseLocked(meta::InodeId ino) {
   if (ino == meta::kRootInode) return;
   auto it = inodes_.find(ino);

@@ -136,6 +136,8 @@ class InodeTable {
   void Opened(const std::shared_ptr<Inode>& inode);
   // Returns whether that was this client's last open handle of the inode.
   bool Closed(const std::shared_ptr<Inode>& inode);
+  // Whether this client holds an open handle (file or directory) of `ino`.
+  bool IsOpen(meta::InodeId ino) const;
 
   size_t size() const;
 

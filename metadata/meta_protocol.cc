@@ -292,6 +292,13 @@ void Fields(IO& io, ReaddirReply& m) {
   io.Vector("entries", m.entries, kMaxReaddirEntries, kDirEntryMinSize,
             [](IO& sub, DirEntry& e) { Fields(sub, e); });
   io.Bool("eof", m.eof);
+  io.U64("last_cookie", m.last_cookie);
+  if constexpr (IO::kDecoding) {
+    for (size_t i = 0; i < m.entries.size() && io.ok(); ++i) {
+      io.Require(m.entries[i].cookie <= m.last_cookie, "last_cookie",
+                 "is smaller than an entry's cookie");
+    }
+  }
 }
 template <class IO>
 void Fields(IO& io, OpenRequest& m) {

@@ -270,6 +270,10 @@ struct DirEntry {
 struct ReaddirReply {
   std::vector<DirEntry> entries;
   bool eof = false;
+  // The largest cookie the directory has handed out (0: none yet), at least every
+  // entry's cookie. A client ends a listing there (fs/README.md, "Semantics"): an entry
+  // renamed meanwhile comes back with a larger cookie and would be listed twice.
+  uint64_t last_cookie = 0;
 };
 
 struct OpenRequest {

@@ -491,6 +491,7 @@ int Namespace::ReadReaddir(const ReaddirRequest& req, ReaddirReply* reply) const
     bytes += need;
   }
   reply->eof = it == d.by_cookie.end();
+  reply->last_cookie = d.next_cookie - 1;
   return 0;
 }
 

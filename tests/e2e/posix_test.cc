@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <set>
 #include <string>
@@ -675,6 +676,113 @@ TEST_F(DirTest, ReaddirTypesAndInodes) {
   for (const auto& [n, v] : got) inos.insert(v.second);
   EXPECT_EQ(inos.size(), 4u);
   EXPECT_EQ(Stat(P("file")).st_ino, Stat(P("file")).st_ino);
+}
+
+// A directory removed while open is still an inode: fstat answers (with no links, as
+// Linux gives), it only takes no new names.
+TEST_F(DirTest, FstatOfRemovedOpenDirectory) {
+  ASSERT_SYS(::mkdir(P("d").c_str(), 0750));
+  Fd fd(::open(P("d").c_str(), O_RDONLY | O_DIRECTORY));
+  ASSERT_TRUE(fd.ok()) << std::strerror(errno);
+  struct stat before{};
+  ASSERT_SYS(::fstat(fd.get(), &before));
+  ASSERT_SYS(::rmdir(P("d").c_str()));
+  struct stat st{};
+  ASSERT_SYS(::fstat(fd.get(), &st));
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  EXPECT_EQ(st.st_ino, before.st_ino);
+  EXPECT_EQ(st.st_nlink, 0u);
+  EXPECT_ERRNO(::openat(fd.get(), "new", O_CREAT | O_WRONLY, 0644), ENOENT);
+  EXPECT_ERRNO(::stat(P("d").c_str(), &st), ENOENT);
+}
+
+// A listing has an end even while entries move: an entry renamed to a new name is a
+// new entry (it gets a later position), so a listing that followed every rename could
+// return one file twice, and with a renamer that never stops, never finish. Linux's
+// rule (tmpfs, ext4): a listing returns what the directory held when it was opened or
+// rewound; entries added later may or may not appear, none appears twice.
+TEST_F(DirTest, ReaddirWhileRenamingEnds) {
+  constexpr int kN = 3000;
+  for (int i = 0; i < kN; ++i) {
+    Fd fd(::open(P("f" + std::to_string(i)).c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644));
+    ASSERT_TRUE(fd.ok()) << std::strerror(errno);
+  }
+  // 1. Read part of the listing, rename everything seen so far, read on.
+  DIR* d = ::opendir(dir().c_str());
+  ASSERT_NE(d, nullptr);
+  std::map<ino_t, std::string> seen;  // by inode: a file at most once, whatever its name
+  std::set<std::string> names;
+  int duplicates = 0;
+  auto take = [&](struct dirent* e) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") return;
+    if (!seen.emplace(e->d_ino, n).second && duplicates++ < 5) {
+      ADD_FAILURE() << "file " << e->d_ino << " listed as " << seen[e->d_ino] << " and again as " << n;
+    }
+    names.insert(n);
+  };
+  while (seen.size() < 500) {
+    struct dirent* e = ::readdir(d);
+    ASSERT_NE(e, nullptr);
+    take(e);
+  }
+  int moved = 0;
+  for (const auto& [ino, n] : std::map<ino_t, std::string>(seen)) {
+    ASSERT_SYS(::rename(P(n).c_str(), P("moved" + std::to_string(moved++)).c_str()));
+  }
+  size_t total = seen.size();
+  while (struct dirent* e = ::readdir(d)) {
+    take(e);
+    ++total;
+  }
+  EXPECT_EQ(duplicates, 0);
+  EXPECT_LE(total, static_cast<size_t>(kN)) << "the listing returned renamed entries again";
+  // Entries nobody touched are all there, once.
+  for (int i = 0; i < kN; ++i) {
+    std::string n = "f" + std::to_string(i);
+    if (Exists(P(n))) {
+      EXPECT_TRUE(names.count(n)) << "the listing missed " << n;
+    }
+  }
+  // 2. A rewind starts a new listing: the new names now, each once.
+  ::rewinddir(d);
+  seen.clear();
+  names.clear();
+  total = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ++total;
+    take(e);
+  }
+  EXPECT_EQ(total, static_cast<size_t>(kN));
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kN));
+  ::closedir(d);
+  // 3. A renamer that never stops while the whole directory is listed: the listing
+  // ends, with each file at most once.
+  std::vector<std::string> current;
+  for (const auto& [ino, n] : seen) current.push_back(n);
+  std::atomic<bool> stop{false};
+  std::thread renamer([&] {
+    for (uint64_t k = 0; !stop.load(); ++k) {
+      std::string& from = current[k % current.size()];
+      std::string to = "r" + std::to_string(k);
+      if (::rename(P(from).c_str(), P(to).c_str()) == 0) from = to;
+    }
+  });
+  d = ::opendir(dir().c_str());
+  ASSERT_NE(d, nullptr);
+  seen.clear();
+  total = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    take(e);
+    if (++total > 3 * static_cast<size_t>(kN)) break;  // would never end
+  }
+  ::closedir(d);
+  stop = true;
+  renamer.join();
+  EXPECT_LE(total, static_cast<size_t>(kN)) << "a listing beside a renamer did not end in time";
+  EXPECT_EQ(duplicates, 0);
 }
 
 // ---------------------------------------------------------------------------------------

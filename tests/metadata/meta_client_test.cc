@@ -120,6 +120,7 @@ class MetaClientTest : public ::testing::Test {
       for (uint32_t i = 0; i < 3; ++i)
         reply.entries.push_back({"e" + std::to_string(i), i + 2, 0, i + 1, {}});
       reply.eof = true;
+      reply.last_cookie = 3;
       return EncodeReply(reply);
     };
     rpc::RpcServerOptions o;

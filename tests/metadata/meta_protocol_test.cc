@@ -93,7 +93,7 @@ auto Tie(const RenameRequest& m) {
   return std::tie(m.parent, m.name, m.new_parent, m.new_name, m.flags);
 }
 auto Tie(const ReaddirRequest& m) { return std::tie(m.ino, m.cookie, m.max_entries, m.plus); }
-auto Tie(const ReaddirReply& m) { return std::tie(m.entries, m.eof); }
+auto Tie(const ReaddirReply& m) { return std::tie(m.entries, m.eof, m.last_cookie); }
 auto Tie(const OpenRequest& m) { return std::tie(m.ino, m.flags); }
 auto Tie(const OpenReply& m) { return std::tie(m.attr, m.handle); }
 auto Tie(const ReleaseRequest& m) { return std::tie(m.ino, m.handle); }
@@ -214,6 +214,7 @@ void Sample(ReaddirReply* m) {
                 DirEntry{std::string(kMaxNameLength, 'n'), 101, 0100644, 4, SampleAttr(5)},
                 DirEntry{"\xC3\xA9t\xC3\xA9", 102, 0120777, 9, InodeAttr{}}};
   m->eof = true;
+  m->last_cookie = 12;
 }
 void Sample(OpenRequest* m) { *m = {21, 02 /* O_RDWR */}; }
 void Sample(OpenReply* m) {
@@ -422,7 +423,8 @@ TEST(MetaProtocol, GoldenBytes) {
   EXPECT_EQ(Encode(one).size(), 4u + 32u);
   ReaddirReply entry;
   entry.entries = {DirEntry{"xyz", 1, 0, 1, {}}};
-  EXPECT_EQ(Encode(entry).size(), 4u + 116u + 3u + 1u);
+  entry.last_cookie = 1;
+  EXPECT_EQ(Encode(entry).size(), 4u + 116u + 3u + 1u + 8u);
 
   Timespec t{-1, 7};
   SetattrRequest s;
@@ -485,12 +487,19 @@ TEST(MetaProtocol, ReplyEntryNamesMustBeValidNames) {
                           std::string(".."), std::string("a/b"), std::string("a\0b", 3)}) {
     ReaddirReply r;
     r.entries = {DirEntry{"ok", 1, 0, 1, {}}, DirEntry{bad, 2, 0, 2, {}}};
+    r.last_cookie = 2;
     Status s = DecodeAs<ReaddirReply>(Encode(r));
     EXPECT_FALSE(s.ok()) << "entry name of " << bad.size() << " bytes accepted";
   }
   ReaddirReply r;
   r.entries = {DirEntry{std::string(255, 'x'), 1, 0, 1, {}}, DirEntry{"...", 2, 0, 2, {}}};
+  r.last_cookie = 2;
   EXPECT_TRUE(DecodeAs<ReaddirReply>(Encode(r)).ok());
+  // The listing's end is at or past every entry it came with.
+  r.last_cookie = 1;
+  Status s = DecodeAs<ReaddirReply>(Encode(r));
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("last_cookie"), std::string::npos) << s.ToString();
 }
 
 template <class T, class Fill>
@@ -509,6 +518,7 @@ void ExpectCountLimit(uint32_t limit, Fill fill) {
 TEST(MetaProtocol, CountLimits) {
   ExpectCountLimit<ReaddirReply>(kMaxReaddirEntries, [](ReaddirReply* r, uint32_t n) {
     for (uint32_t i = 0; i < n; ++i) r->entries.push_back({"e" + std::to_string(i), i, 0, i, {}});
+    r->last_cookie = n;
   });
   auto extents = [](std::vector<Extent>* v, uint32_t n) {
     for (uint32_t i = 0; i < n; ++i) v->push_back(Extent{uint64_t{i} * 4096, 4096, i, 0, 0});

@@ -765,6 +765,9 @@ TEST_F(NamespaceTest, ReaddirCookiesStableUnderChanges) {
   ASSERT_EQ(Readdir(d, 0, 30, false, &first), 0);
   ASSERT_EQ(first.entries.size(), 30u);
   EXPECT_FALSE(first.eof);
+  // The directory's last cookie so far: the 100th entry's (a client ends its listing
+  // there, fs/README.md).
+  EXPECT_EQ(first.last_cookie, 100u);
   std::set<std::string> seen;
   for (const auto& e : first.entries) seen.insert(e.name);
   // Meanwhile: some already-read and some unread entries go, new ones come.
@@ -793,6 +796,12 @@ TEST_F(NamespaceTest, ReaddirCookiesStableUnderChanges) {
     EXPECT_EQ(later.count(n), deleted ? 0u : 1u) << n;
   }
   for (int i = 0; i < 10; ++i) EXPECT_EQ(later.count("new" + std::to_string(i)), 1u);
+  // A rename is a new entry: the last cookie moves on.
+  ReaddirReply before, after;
+  ASSERT_EQ(Readdir(d, 0, 1, false, &before), 0);
+  ASSERT_EQ(Rename(d, "f1", d, "moved"), 0);
+  ASSERT_EQ(Readdir(d, 0, 1, false, &after), 0);
+  EXPECT_EQ(after.last_cookie, before.last_cookie + 1);
   ReaddirReply rep;
   EXPECT_EQ(Readdir(d, 0, 0, false, &rep), EINVAL);
   EXPECT_EQ(Readdir(d, 0, kMaxReaddirEntries + 1, false, &rep), EINVAL);
