@@ -1038,6 +1038,7 @@ fuse_lowlevel_ops MakeOps() {
 StatAhead::Options StatAheadOptions(const MountOptions& o) {
   StatAhead::Options s;
   s.trigger = o.statahead;
+  s.answer_absent = o.lookupcache_negative;
   s.validity = std::chrono::duration_cast<StatAhead::Clock::duration>(
       std::chrono::duration<double>(o.entry_timeout));
   return s;

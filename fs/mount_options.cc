@@ -119,6 +119,18 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     o->statahead = static_cast<uint32_t>(v);
     return Status::OK();
   }
+  if (name == "lookupcache") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    if (value == "all") {
+      o->lookupcache_negative = true;
+    } else if (value == "positive") {
+      o->lookupcache_negative = false;
+    } else {
+      return Status::InvalidArgument("option lookupcache=" + std::string(value) +
+                                     ": expected all or positive");
+    }
+    return Status::OK();
+  }
   if (name == "max_write") {
     DPMFS_RETURN_IF_ERROR(need_value());
     uint64_t v = 0;
@@ -272,6 +284,9 @@ std::string MountUsage(std::string_view program) {
          "  statahead=N        after N lookups in a row in one directory, list it with\n"
          "                     attributes and answer its lookups from that for\n"
          "                     entry_timeout (default 8; 0 = off)\n"
+         "  lookupcache=all|positive   all (default): a statahead listing also answers that\n"
+         "                     a name is absent, for entry_timeout; positive: absent names\n"
+         "                     are always asked of the metadata server\n"
          "  max_write=BYTES    largest write request (4096..1048576, default 1048576)\n"
          "  poll_us=N          microseconds the thread reading /dev/fuse keeps polling it\n"
          "                     after a request before it sleeps: less latency for a CPU's\n"

@@ -46,6 +46,10 @@ struct MountOptions {
   uint32_t max_threads = DefaultMaxThreads();  // worker threads of the multithreaded loop
   uint32_t statahead = 8;         // lookups in a row in one directory before it is listed
                                   // (fs/stat_ahead.h); 0: never
+  // lookupcache=all (default): a statahead listing also answers "absent" for
+  // entry_timeout. lookupcache=positive: absent names are always asked of the server
+  // (as NFS's option), so another client's new file is found at once.
+  bool lookupcache_negative = true;
   // Microseconds the thread reading /dev/fuse keeps polling it after a request before
   // it sleeps (fs/session_loop.h); 0: sleep at once.
   uint32_t poll_us = kDefaultPollUs;

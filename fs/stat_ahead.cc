@@ -16,7 +16,7 @@ StatAhead::Answer StatAhead::Lookup(meta::InodeId dir, std::string_view name, Fo
   }
   const Listing& l = it->second;
   auto e = l.entries.find(std::string(name));
-  if (e == l.entries.end()) return Answer::kAbsent;
+  if (e == l.entries.end()) return options_.answer_absent ? Answer::kAbsent : Answer::kUnknown;
   if (l.stale.count(e->second.ino) != 0) return Answer::kUnknown;
   found->attr = e->second;
   found->seq_before = l.seq_before;

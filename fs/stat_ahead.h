@@ -51,6 +51,9 @@ class StatAhead {
     uint32_t max_entries = 65536;  // larger directories are not listed
     uint32_t max_listings = 4;     // directories listed at once
     Clock::duration validity = std::chrono::seconds(1);
+    // Whether a listing answers for names it does not hold (kAbsent). Off with
+    // lookupcache=positive: a name another client just created is then found at once.
+    bool answer_absent = true;
   };
   explicit StatAhead(const Options& options) : options_(options) {}
 
@@ -61,7 +64,8 @@ class StatAhead {
     Clock::time_point as_of;      // when that request was sent
     Clock::duration remaining{};  // validity left
   };
-  // kUnknown: no valid listing of `dir`, or it cannot vouch for this name; ask the server.
+  // kUnknown: no valid listing of `dir`, or it cannot vouch for this name (also every
+  // absent name without Options::answer_absent); ask the server.
   Answer Lookup(meta::InodeId dir, std::string_view name, Found* found);
 
   // A lookup in `dir` went to the server. True when the caller is to fetch the listing

@@ -265,5 +265,32 @@ TEST_F(TwoClientTest, SetgidDirectoryRuleHoldsForTheOtherClient) {
   }
 }
 
+// With lookupcache=positive (run_e2e.sh mounts the second client so and says it in
+// DPMFS_TEST_LOOKUPCACHE2), a name the other client just created is found at once,
+// even right after this client learned it was absent (and listed the directory).
+TEST_F(TwoClientTest, LookupcachePositiveFindsNewNamesAtOnce) {
+  const char* mode = std::getenv("DPMFS_TEST_LOOKUPCACHE2");
+  if (mode == nullptr || std::string(mode) != "positive") {
+    GTEST_SKIP() << "the second client is not mounted with lookupcache=positive "
+                    "(DPMFS_TEST_LOOKUPCACHE2 is not 'positive')";
+  }
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(WriteFile(P("x" + std::to_string(i)), "x"));
+  for (int round = 0; round < 20; ++round) {
+    const std::string name = "new" + std::to_string(round);
+    // Client 2 walks the directory (enough lookups for a statahead listing) and learns
+    // that the name is absent.
+    for (int i = 0; i < 20; ++i) {
+      struct stat st{};
+      ASSERT_EQ(::stat(Q("x" + std::to_string(i)).c_str(), &st), 0);
+    }
+    struct stat st{};
+    ASSERT_NE(::stat(Q(name).c_str(), &st), 0);
+    ASSERT_TRUE(WriteFile(P(name), "made by client 1"));
+    Fd fd(::open(Q(name).c_str(), O_RDONLY));
+    EXPECT_TRUE(fd.ok()) << "client 2 does not find " << name << " client 1 created: "
+                         << std::strerror(errno);
+  }
+}
+
 }  // namespace
 }  // namespace dpmfs::e2e

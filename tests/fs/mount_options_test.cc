@@ -99,6 +99,22 @@ TEST(MountOptions, FsnameAndSubtypeCanBeOverridden) {
   EXPECT_FALSE(HasFuseOption(*o, "subtype=dpmfs"));
 }
 
+TEST(MountOptions, Lookupcache) {
+  auto o = Parse({"h:1", "/m"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->lookupcache_negative) << "the default is lookupcache=all";
+  o = Parse({"h:1", "/m", "-o", "lookupcache=positive"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_FALSE(o->lookupcache_negative);
+  EXPECT_FALSE(HasFuseOption(*o, "lookupcache=positive")) << "ours must not reach libfuse";
+  o = Parse({"h:1", "/m", "-o", "lookupcache=positive,lookupcache=all"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->lookupcache_negative);
+  o = Parse({"h:1", "/m", "-o", "lookupcache=none"});
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find("lookupcache"), std::string::npos);
+}
+
 TEST(MountOptions, ErrorsNameWhatIsWrong) {
   auto expect_error = [](std::vector<const char*> args, const std::string& needle) {
     auto o = Parse(args);

@@ -77,6 +77,22 @@ TEST(StatAhead, AListingAnswersFoundAndAbsentUntilItExpires) {
   EXPECT_TRUE(Trigger(sa));  // expired: fetched again after another run
 }
 
+// lookupcache=positive: a listing still answers for the names it holds, never that a
+// name is absent (another client may have just created it).
+TEST(StatAhead, WithoutAnswerAbsentOnlyFoundNamesAreAnswered) {
+  StatAhead::Options o = Opts(3);
+  o.answer_absent = false;
+  StatAhead sa(o);
+  ASSERT_TRUE(Trigger(sa));
+  ASSERT_TRUE(sa.Store(kDir, Entries(), 1, StatAhead::Clock::now()));
+  StatAhead::Found f;
+  EXPECT_EQ(sa.Lookup(kDir, "a", &f), Answer::kFound);
+  EXPECT_EQ(sa.Lookup(kDir, "zz", &f), Answer::kUnknown);
+  // A name this client removed is not in the listing either: asked too.
+  sa.NoteRemoved(kDir, "b");
+  EXPECT_EQ(sa.Lookup(kDir, "b", &f), Answer::kUnknown);
+}
+
 TEST(StatAhead, ThisClientsChangesAreApplied) {
   StatAhead sa(Opts());
   ASSERT_TRUE(Trigger(sa));
