@@ -69,6 +69,12 @@ int main(int argc, char** argv) {
                  "well below --lease-ms. 0: reuse at once (tests only)")
       ->check(CLI::Range(0u, 600000u))
       ->capture_default_str();
+  bool no_scrub = false;
+  app.add_flag("--no-scrub", no_scrub,
+               "Only to test the metadata server without data servers: do not zero freed "
+               "blocks (and cut file tails) on the data servers before reuse. Files then "
+               "show old bytes of freed blocks, and two clients extending one file can "
+               "lose each other's writes");
   app.add_flag("--msync", msync,
                "On a pool that is not real PM: msync every journal append (survives an OS "
                "crash) instead of relying on the page cache (survives a process crash)");
@@ -128,7 +134,7 @@ int main(int argc, char** argv) {
   }
   meta::DataServerZeroer zeroer(**device, (*store)->pool_info().cluster.bytes,
                                 std::move(zero_targets));
-  opts.zeroer = &zeroer;
+  if (!no_scrub) opts.zeroer = &zeroer;
   meta::RecoveryStats rs;
   auto service = meta::MetaService::Open(std::move(*store), opts, &rs);
   if (!service.ok()) return fail(service.status().WithContext("recovering " + pool_path));

@@ -97,6 +97,7 @@ class MetaServerTest : public ::testing::Test {
     o.argv = {DPMFS_META_BIN,          "--pool", pool_, "--listen", listen_, "--lease-ms",
               std::to_string(lease_ms)};
     o.argv.insert(o.argv.end(), {"--free-quarantine-ms", std::to_string(quarantine_ms)});
+    o.argv.push_back("--no-scrub");  // the data servers named below do not exist
     if (cluster_file_.empty()) {
       o.argv.insert(o.argv.end(), {"--data", "127.0.0.1:7101", "--data", "127.0.0.1:7102"});
     } else {

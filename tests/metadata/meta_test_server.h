@@ -46,7 +46,7 @@ class MetaServerFixture {
     o.keep_logs = true;
     o.argv = {DPMFS_META_BIN, "--pool",  pool_path_, "--listen",
               listen_,        "--data",  "127.0.0.1:1", "--data",
-              "127.0.0.1:2",  "--lease-ms", "60000"};
+              "127.0.0.1:2",  "--lease-ms", "60000", "--no-scrub"};  // no data servers
     // A short free quarantine: the quarantine and the restart hold stay in play (live
     // placement avoids held blocks, replay must still match) without stalling the first
     // allocation after each of many restarts for seconds.
