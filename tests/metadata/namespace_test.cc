@@ -1593,6 +1593,72 @@ TEST_F(QuarantineTest, HoldAfterRestartStopsEveryAllocationUntilItEnds) {
   ExpectReplayEqual();
 }
 
+// scrub_freed: a block leaves the quarantine into the scrub queue, and only a finished
+// scrub (its data server zeroed it) returns it to the allocator. Statfs counts it free
+// all the while it waits; an allocation that needs it is told to come back shortly.
+class ScrubTest : public QuarantineTest {
+ protected:
+  void SetUp() override {
+    Configure(16, 4);
+    config_.scrub_freed = true;
+    NamespaceTest::SetUp();
+  }
+};
+
+TEST_F(ScrubTest, FreedBlocksAreAllocatedOnlyOnceScrubbed) {
+  const InodeId a = WrittenFile("a", 16);
+  ASSERT_EQ(Truncate(a, 4 * kBlock), 0);
+  clock_ms_ += kQuarantine + 1;
+  ns_->ReleaseQuarantine();
+  EXPECT_EQ(ns_->quarantined_bytes(), 0u);
+  EXPECT_EQ(ns_->scrub_queued_bytes(), 12u * kBlock);
+  EXPECT_EQ(Statfs().free_blocks, 12u) << "space waiting for its scrub is free space";
+  InodeAttr b;
+  uint64_t hb = 0;
+  ASSERT_EQ(Create(kRootInode, "b", &b, &hb), 0);
+  EXPECT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC) << "handed out a block nobody zeroed";
+  // The scrubber takes the work in pieces of at most 5 blocks, fails on one, succeeds
+  // on the others: only the zeroed ones become allocatable.
+  std::vector<PoolRange> work;
+  ASSERT_TRUE(ns_->TakeScrubWork(0, ~uint64_t{0}, 5 * kBlock, &work));
+  ASSERT_GE(work.size(), 3u);
+  uint64_t taken = 0;
+  for (const PoolRange& r : work) {
+    EXPECT_LE(r.length, 5u * kBlock);
+    taken += r.length;
+  }
+  EXPECT_EQ(taken, 12u * kBlock);
+  EXPECT_FALSE(ns_->TakeScrubWork(0, ~uint64_t{0}, kBlock, &work)) << "taken twice";
+  EXPECT_EQ(Statfs().free_blocks, 12u);
+  ns_->FinishScrub({work.begin(), work.begin() + 1}, false);
+  ns_->FinishScrub({work.begin() + 1, work.end()}, true);
+  EXPECT_EQ(ns_->scrub_queued_bytes(), work[0].length);
+  std::vector<Extent> got;
+  ASSERT_EQ(Allocate(b.ino, 0, kBlock, &got), 0);
+  for (const Extent& e : got) {
+    EXPECT_FALSE(e.pool_offset < work[0].pool_offset + work[0].length &&
+                 work[0].pool_offset < e.pool_offset + e.length)
+        << "allocated a block whose scrub failed";
+  }
+  EXPECT_TRUE(ns_->CheckInvariants().ok()) << ns_->CheckInvariants().ToString();
+}
+
+TEST_F(ScrubTest, AfterRecoveryEveryFreeBlockIsScrubbedFirst) {
+  WrittenFile("a", 4);
+  ns_->ScrubAllFree();
+  EXPECT_EQ(ns_->scrub_queued_bytes(), 12u * kBlock);
+  EXPECT_EQ(Statfs().free_blocks, 12u);
+  InodeAttr b;
+  uint64_t hb = 0;
+  ASSERT_EQ(Create(kRootInode, "b", &b, &hb), 0);
+  EXPECT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC);
+  std::vector<PoolRange> work;
+  ASSERT_TRUE(ns_->TakeScrubWork(0, ~uint64_t{0}, ~uint64_t{0}, &work));
+  ns_->FinishScrub(work, true);
+  EXPECT_EQ(Allocate(b.ino, 0, kBlock), 0);
+  EXPECT_TRUE(ns_->CheckInvariants().ok()) << ns_->CheckInvariants().ToString();
+}
+
 TEST_F(QuarantineTest, ReplayOfAWorkloadUnderQuarantinePressure) {
   // Four small pools (so frees and allocations compete for the same blocks), a clock
   // that moves 7 ms per mutation against a 200 ms quarantine, and the seeded workload:
