@@ -223,8 +223,9 @@ struct DataCommand {
                   "Without it mkfs.dpmfs refuses");
     cmd->add_flag("--no-zero", no_zero,
                   "Only size the file instead of discarding old contents and allocating "
-                  "every block: instant, but a --force'd pool keeps old bytes and a full "
-                  "file system shows up later instead of now");
+                  "every block: instant, but a --force'd pool keeps old bytes (a new "
+                  "metadata server takes the pool as zeroed, so they can show in the first "
+                  "files) and a full file system shows up later instead of now");
   }
 
   int Run() {
