@@ -451,15 +451,19 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
 
 // --- files ---
 
-// Finishes an open/create: a handle for fi->fh, direct I/O for O_DIRECT. `emptied`:
-// the open left the file empty (it created or truncated it).
+// Finishes an open/create: a handle for fi->fh. `emptied`: the open left the file
+// empty (it created or truncated it).
 Handle* NewHandle(Filesystem* fs, std::shared_ptr<Inode> inode, uint64_t server_handle,
                   fuse_file_info* fi, bool emptied) {
   auto* h = new Handle{std::move(inode), server_handle, fi->flags};
   fi->fh = reinterpret_cast<uint64_t>(h);
-  // O_DIRECT bypasses the page cache; everything else keeps it, so that shared
-  // writable mmap works (direct_io would refuse it).
-  fi->direct_io = (fi->flags & O_DIRECT) != 0;
+  // No direct_io, also not for O_DIRECT: the kernel's own O_DIRECT path for FUSE
+  // already sends the caller's range straight to us (READ/WRITE of the user's buffer,
+  // no page cache), and unlike direct_io it lets the file be mapped (direct_io refuses
+  // MAP_SHARED without FUSE_DIRECT_IO_ALLOW_MMAP, which libfuse 3.14 cannot ask for),
+  // writes back and drops the range's cached pages around each write, and clears
+  // set-user-ID/set-group-ID before a write itself (file_remove_privs, then SETATTR)
+  // where direct_io would send FUSE_WRITE_KILL_SUIDGID, which libfuse 3.14 drops.
   // close() waits for a FLUSH, which writes back dirty shared-mmap pages and commits
   // the lazy mtime of overwrites (OpFlush). The kernel skips it for handles that have
   // neither to do: a read-only handle writes nothing and cannot map the file shared
@@ -587,18 +591,45 @@ void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
 }
 
-void OpWrite(fuse_req_t req, fuse_ino_t /*ino*/, const char* data, size_t size, off_t off,
+// Whether a WRITE came from the kernel's O_DIRECT path (fuse_direct_io), which holds no
+// page lock while it waits for us: it names a lock owner (the caller's files), which a
+// buffered write (fuse_perform_write, also the buffered fallback of an O_DIRECT write
+// the kernel could not do directly) and a writeback (FUSE_WRITE_CACHE) do not.
+bool FromDirectPath(const fuse_file_info* fi) {
+  return (fi->flags & O_DIRECT) != 0 && !fi->writepage && fi->lock_owner != 0;
+}
+
+// After a direct write, no page this client caches may hold the bytes it replaced. The
+// kernel drops the range before it sends the write, but a buffered reader can cache it
+// again from the data servers while the write is in flight, and after an asynchronous
+// one the kernel drops nothing (xfstests read stale bytes so). Dropping the range here,
+// once the data is durable and before the reply, leaves only pages read after the write
+// landed. Deadlock-free only from the direct path: invalidation locks each cached page
+// of the range, and a buffered write holds the locks of its pages until our reply. It
+// also waits for the pages under READs in flight, which other workers serve (the
+// request loop calls them in after a millisecond), so not with a single thread (-s).
+void DropCachedRange(Filesystem* fs, fuse_ino_t ino, off_t off, size_t size) {
+  if (fs->session() == nullptr || fs->options().single_thread) return;
+  int rc = fuse_lowlevel_notify_inval_inode(fs->session(), ino, off, static_cast<off_t>(size));
+  if (rc != 0 && rc != -ENOENT) {
+    spdlog::debug("inval_inode {} [{}, +{}): {}", ino, off, size, strerror(-rc));
+  }
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
              fuse_file_info* fi) {
   if (off < 0) {
     fuse_reply_err(req, EINVAL);
     return;
   }
-  int err = Fs(req)->io().Write(*HandleOf(fi)->inode, static_cast<uint64_t>(off),
-                                reinterpret_cast<const uint8_t*>(data), size);
+  Filesystem* fs = Fs(req);
+  int err = fs->io().Write(*HandleOf(fi)->inode, static_cast<uint64_t>(off),
+                           reinterpret_cast<const uint8_t*>(data), size);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
   }
+  if (FromDirectPath(fi)) DropCachedRange(fs, ino, off, size);
   fuse_reply_write(req, size);
 }
 

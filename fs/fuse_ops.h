@@ -6,8 +6,10 @@
 //   - close-to-open: open fetches fresh attributes from the server, drops the cached
 //     layout, and lets the kernel keep its page cache only if size and mtime did not
 //     change;
-//   - write() returns once the data is durable (no writeback cache); O_DIRECT opens
-//     bypass the page cache (direct_io); others keep it so shared writable mmap works;
+//   - write() returns once the data is durable (no writeback cache); O_DIRECT goes
+//     through the kernel's O_DIRECT path (no direct_io), so it bypasses the page cache
+//     and the file can still be mapped; a direct write drops the written range from the
+//     page cache again before it is answered;
 //   - flock/fcntl locks are left to the kernel (no lock ops: local to this mount);
 //   - errors: the metadata server's errno as it gave it; EIO for data-path failures.
 //
