@@ -197,12 +197,16 @@ bool Namespace::TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpCon
     // deleted a file and writes at once must not see ENOSPC for up to a quarantine.
     // (Allocate fails only when fewer than `length` bytes are free, so SpaceAt's count
     // is exact for this piece; a later piece may still fail, and gets its own answer.)
-    int64_t at = quarantine_.SpaceAt(server, length, allocators_[server].free_bytes(), now);
-    // Space being scrubbed comes back within milliseconds: look again shortly.
-    if (config_.scrub_freed && !quarantine_.Holding(now) &&
-        allocators_[server].free_bytes() + scrub_queued_[server] + scrubbing_[server] >= length) {
-      at = now + kScrubRetryMs;
+    // Space waiting for its scrub comes back within milliseconds: it counts as free for
+    // when to look again, but not before kScrubRetryMs.
+    const uint64_t free_now = allocators_[server].free_bytes();
+    uint64_t scrub = 0;
+    if (config_.scrub_freed) {
+      ScrubQueues();  // sizes the counters
+      scrub = scrub_queued_[server] + scrubbing_[server];
     }
+    int64_t at = quarantine_.SpaceAt(server, length, free_now + scrub, now);
+    if (at >= 0 && free_now < length && scrub > 0) at = std::max(at, now + kScrubRetryMs);
     if (at > now && at <= ctx.space_wait_limit_ms) ctx.retry_at_ms = at;
     return false;
   }

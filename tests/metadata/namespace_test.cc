@@ -1617,6 +1617,11 @@ TEST_F(ScrubTest, FreedBlocksAreAllocatedOnlyOnceScrubbed) {
   uint64_t hb = 0;
   ASSERT_EQ(Create(kRootInode, "b", &b, &hb), 0);
   EXPECT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC) << "handed out a block nobody zeroed";
+  EXPECT_EQ(last_retry_at_ms_, 0) << "no waiting allowed (limit 0): an answer";
+  wait_limit_ms_ = clock_ms_ + 1000;
+  EXPECT_EQ(Allocate(b.ino, 0, kBlock), ENOSPC);
+  EXPECT_GT(last_retry_at_ms_, clock_ms_) << "not told to come back once it is scrubbed";
+  wait_limit_ms_ = 0;
   // The scrubber takes the work in pieces of at most 5 blocks, fails on one, succeeds
   // on the others: only the zeroed ones become allocatable.
   std::vector<PoolRange> work;
@@ -1646,6 +1651,20 @@ TEST_F(ScrubTest, FreedBlocksAreAllocatedOnlyOnceScrubbed) {
 TEST_F(ScrubTest, AfterRecoveryEveryFreeBlockIsScrubbedFirst) {
   WrittenFile("a", 4);
   ns_->ScrubAllFree();
+  // With the restart hold on as well (dpmfs-meta after a restart): the allocation is
+  // told to come back, never refused outright (it was: ENOSPC after every kill -9).
+  ns_->HoldAllocationsUntil(clock_ms_ + kQuarantine);
+  wait_limit_ms_ = clock_ms_ + 10 * kQuarantine;
+  {
+    InodeAttr w;
+    uint64_t hw = 0;
+    ASSERT_EQ(Create(kRootInode, "w", &w, &hw), 0);
+    EXPECT_EQ(Allocate(w.ino, 0, kBlock), ENOSPC);
+    EXPECT_GE(last_retry_at_ms_, clock_ms_) << "refused instead of waiting for the scrub";
+    EXPECT_EQ(Release(w.ino, hw), 0);
+  }
+  wait_limit_ms_ = 0;
+  ns_->HoldAllocationsUntil(0);
   EXPECT_EQ(ns_->scrub_queued_bytes(), 12u * kBlock);
   EXPECT_EQ(Statfs().free_blocks, 12u);
   InodeAttr b;
