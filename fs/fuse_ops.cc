@@ -591,32 +591,7 @@ void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
 }
 
-// Whether a WRITE came from the kernel's O_DIRECT path (fuse_direct_io), which holds no
-// page lock while it waits for us: it names a lock owner (the caller's files), which a
-// buffered write (fuse_perform_write, also the buffered fallback of an O_DIRECT write
-// the kernel could not do directly) and a writeback (FUSE_WRITE_CACHE) do not.
-bool FromDirectPath(const fuse_file_info* fi) {
-  return (fi->flags & O_DIRECT) != 0 && !fi->writepage && fi->lock_owner != 0;
-}
-
-// After a direct write, no page this client caches may hold the bytes it replaced. The
-// kernel drops the range before it sends the write, but a buffered reader can cache it
-// again from the data servers while the write is in flight, and after an asynchronous
-// one the kernel drops nothing (xfstests read stale bytes so). Dropping the range here,
-// once the data is durable and before the reply, leaves only pages read after the write
-// landed. Deadlock-free only from the direct path: invalidation locks each cached page
-// of the range, and a buffered write holds the locks of its pages until our reply. It
-// also waits for the pages under READs in flight, which other workers serve (the
-// request loop calls them in after a millisecond), so not with a single thread (-s).
-void DropCachedRange(Filesystem* fs, fuse_ino_t ino, off_t off, size_t size) {
-  if (fs->session() == nullptr || fs->options().single_thread) return;
-  int rc = fuse_lowlevel_notify_inval_inode(fs->session(), ino, off, static_cast<off_t>(size));
-  if (rc != 0 && rc != -ENOENT) {
-    spdlog::debug("inval_inode {} [{}, +{}): {}", ino, off, size, strerror(-rc));
-  }
-}
-
-void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
+void OpWrite(fuse_req_t req, fuse_ino_t /*ino*/, const char* data, size_t size, off_t off,
              fuse_file_info* fi) {
   if (off < 0) {
     fuse_reply_err(req, EINVAL);
@@ -629,7 +604,6 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
     fuse_reply_err(req, err);
     return;
   }
-  if (FromDirectPath(fi)) DropCachedRange(fs, ino, off, size);
   fuse_reply_write(req, size);
 }
 

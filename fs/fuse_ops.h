@@ -8,8 +8,7 @@
 //     change;
 //   - write() returns once the data is durable (no writeback cache); O_DIRECT goes
 //     through the kernel's O_DIRECT path (no direct_io), so it bypasses the page cache
-//     and the file can still be mapped; a direct write drops the written range from the
-//     page cache again before it is answered;
+//     and the file can still be mapped;
 //   - flock/fcntl locks are left to the kernel (no lock ops: local to this mount);
 //   - errors: the metadata server's errno as it gave it; EIO for data-path failures.
 //
