@@ -5,7 +5,8 @@
 # run_e2e.sh starts a cluster with tools/dpmfs into a temporary directory, runs one phase
 # against it, and always stops and deletes it. A phase that cannot run here (no
 # /dev/fuse, no fio, not root) exits 77, which ctest reports as skipped.
-add_executable(posix_test e2e/posix_test.cc e2e/two_client_test.cc e2e/e2e_util.cc)
+add_executable(posix_test e2e/posix_test.cc e2e/two_client_test.cc e2e/two_client_fsx_test.cc
+               e2e/e2e_util.cc)
 target_link_libraries(posix_test PRIVATE GTest::gtest GTest::gtest_main)
 add_executable(e2e_ns_workload e2e/ns_workload.cc)
 

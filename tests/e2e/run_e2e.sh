@@ -7,6 +7,7 @@
 #   tmpfs        posix_test against a plain tmpfs directory: validates the tests themselves
 #   posix        posix_test through a dpmfs mount
 #   two-clients  the TwoClientTest cases through two mounts of one cluster
+#   fsx-long     by hand: the random two-client workload with 20000 operations
 #   fio          fio --verify=crc32c: sequential and random, buffered and O_DIRECT jobs at
 #                once through one mount, then a verify-only pass through a second mount
 #   crash-data   kill -9 a data server during an fio verify write job, restart it; every
@@ -43,8 +44,8 @@ skip() { echo "SKIPPED: e2e $phase: $*"; exit 77; }
 fail() { echo "FAIL: e2e $phase: $*" >&2; exit 1; }
 
 case "$phase" in
-  tmpfs|posix|two-clients|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart) ;;
-  *) echo "usage: run_e2e.sh tmpfs|posix|two-clients|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart" >&2
+  tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart) ;;
+  *) echo "usage: run_e2e.sh tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart" >&2
      exit 2 ;;
 esac
 
@@ -156,6 +157,20 @@ phase_two_clients() {
     DPMFS_TEST_LOOKUPCACHE2=positive \
     "$posix_test" --gtest_filter='TwoClientTest.*:*SharedFileExtension.*' ||
     fail "the two-client tests failed"
+}
+
+# By hand (not a ctest case): the fsx-style two-client workload at length.
+# DPMFS_FSX_OPS (default 20000) and DPMFS_FSX_SEED pass through.
+phase_fsx_long() {
+  cluster_up
+  second_mount
+  third_mount
+  mkdir -p "$mnt/tc"
+  log "RandomOperationsFromBothClientsMatchAModel, ${DPMFS_FSX_OPS:-20000} operations"
+  DPMFS_TEST_DIR=$mnt/tc DPMFS_TEST_DIR2=$work/mnt2/tc DPMFS_TEST_DIR3=$work/mnt3/tc \
+    DPMFS_FSX_OPS=${DPMFS_FSX_OPS:-20000} \
+    "$posix_test" --gtest_filter='TwoClientTest.RandomOperationsFromBothClientsMatchAModel' ||
+    fail "the long fsx-style workload found a difference"
 }
 
 # Writes the integrity job file: four jobs at once, 32 MiB each, covering buffered and
