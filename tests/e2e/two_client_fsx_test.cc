@@ -138,6 +138,11 @@ class RandomWorkload {
          std::to_string(len) + ")");
     Fd fd(::open(paths_[client].c_str(), O_RDWR));
     ASSERT_TRUE(fd.ok()) << std::strerror(errno) << History();
+    // A mapping past the size this client sees would fault (SIGBUS) instead of failing.
+    struct stat st{};
+    ASSERT_EQ(::fstat(fd.get(), &st), 0) << std::strerror(errno);
+    ASSERT_EQ(static_cast<uint64_t>(st.st_size), model_.size())
+        << "client " << client + 1 << " sees a stale size after open" << History();
     void* m = ::mmap(nullptr, model_.size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
     ASSERT_NE(m, MAP_FAILED) << std::strerror(errno) << History();
     std::memcpy(static_cast<uint8_t*>(m) + off, data.data(), len);
@@ -171,7 +176,7 @@ TEST_F(TwoClientTest, RandomOperationsFromBothClientsMatchAModel) {
       static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()));
   const uint64_t ops = EnvU64("DPMFS_FSX_OPS", 300);
   std::cout << "[ fsx      ] seed " << seed << ", " << ops
-            << " operations (DPMFS_FSX_SEED / DPMFS_FSX_OPS)\n";
+            << " operations (DPMFS_FSX_SEED / DPMFS_FSX_OPS)" << std::endl;
   ASSERT_TRUE(WriteFile(P("f"), ""));
   const bool dpmfs = dir() != dir2_;  // one local file system when both are the same
   RandomWorkload w(seed, P("f"), Q("f"), R("f"), dpmfs);
