@@ -129,7 +129,14 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   // scrubbed before they are allocated (on a tmpfs pool a never-written range costs
   // next to nothing). A file system that never journaled anything has handed out no
   // block: its pools are as mkfs left them, zeroed.
-  if (stats->last_lsn > 0) s->ns_->ScrubAllFree();
+  if (stats->last_lsn > 0) {
+    s->ns_->ScrubAllFree();
+    if (options.zeroer != nullptr) {
+      spdlog::info("zeroing {} MiB of free space before reuse (which free blocks hold old bytes "
+                   "is not recorded across a restart); allocations wait for it",
+                   s->ns_->scrub_queued_bytes() >> 20);
+    }
+  }
   s->ready_ = true;
   // Grace: every session known before the restart gets a whole lease to come back.
   s->ns_->RenewAllLeases(s->SteadyMs() + options.lease_ms);
@@ -359,6 +366,10 @@ void MetaService::ScrubLoop() {
   const size_t servers = ns_->config().pools.size();
   std::vector<int64_t> retry_at(servers, 0);
   std::vector<bool> warned(servers, false);
+  // A long scrub (after a restart, or of a big file's blocks) reports when it is done.
+  constexpr uint64_t kReportBytes = 256ull << 20;
+  uint64_t burst_bytes = 0;
+  int64_t burst_start = 0;
   while (!StopRequested()) {
     bool worked = false;
     for (uint32_t server = 0; server < servers && !StopRequested(); ++server) {
@@ -380,6 +391,8 @@ void MetaService::ScrubLoop() {
         ns_->FinishScrub({work.begin(), work.begin() + done}, true);
         ns_->FinishScrub({work.begin() + done, work.end()}, false);
       }
+      if (burst_bytes == 0) burst_start = SteadyMs();
+      for (size_t i = 0; i < done; ++i) burst_bytes += work[i].length;
       if (!st.ok()) {
         // Allocations on this server wait (and fail with ENOSPC after a quarantine)
         // until it answers again: handing out unscrubbed blocks would show old bytes.
@@ -396,6 +409,11 @@ void MetaService::ScrubLoop() {
       worked = true;
     }
     if (worked) continue;
+    if (burst_bytes >= kReportBytes) {
+      spdlog::info("zeroed {} MiB of freed space on the data servers in {:.2f} s",
+                   burst_bytes >> 20, double(SteadyMs() - burst_start) / 1000);
+    }
+    burst_bytes = 0;
     int64_t wake = SteadyMs() + kIdleMs;
     {
       std::shared_lock lock(mu_);
