@@ -478,6 +478,33 @@ Handle* NewHandle(Filesystem* fs, std::shared_ptr<Inode> inode, uint64_t server_
   return h;
 }
 
+// A read of `inode` (a READ, or an open for reading: reads served from the page cache
+// never reach us): the access time by the mount's rule, shown at once and committed at
+// the release. The kernel's cached attributes are dropped so that a stat shows it;
+// attributes only (offset -1), which takes no page lock, so it is safe from a READ.
+void NoteRead(Filesystem* fs, Inode& inode) {
+  if (!inode.NoteAccess(Now(), fs->options().atime) || fs->session() == nullptr) return;
+  int rc = fuse_lowlevel_notify_inval_inode(fs->session(), inode.ino(), -1, 0);
+  if (rc != 0 && rc != -ENOENT) spdlog::debug("inval_inode {} attrs: {}", inode.ino(), strerror(-rc));
+}
+
+// Commits an access time NoteRead left pending (without changing the ctime, and never
+// backwards: SetattrRequest::kAccessed). Best effort: an access time is not worth
+// failing a close for.
+void CommitAtime(Filesystem* fs, Inode& inode) {
+  meta::SetattrRequest r;
+  if (!inode.TakePendingAtime(&r.atime)) return;
+  r.ino = inode.ino();
+  r.valid = meta::SetattrRequest::kAtime | meta::SetattrRequest::kAccessed;
+  InodeAttr out;
+  uint64_t seq = AttrSequence();
+  if (int err = fs->meta().Setattr(r, &out); err != 0) {
+    spdlog::debug("inode {}: committing the access time failed: {}", inode.ino(), std::strerror(err));
+    return;
+  }
+  inode.UpdateAttr(out, seq);
+}
+
 void DropHandle(Filesystem* fs, Handle* h) {
   // Writes changed size and mtime; a statahead listing may hold the old ones.
   if ((h->flags & O_ACCMODE) != O_RDONLY) fs->stat_ahead().NoteAttrChanged(h->inode->ino());
@@ -485,6 +512,7 @@ void DropHandle(Filesystem* fs, Handle* h) {
     spdlog::warn("inode {}: committing the mtime at release failed: {}", h->inode->ino(),
                  std::strerror(err));
   }
+  CommitAtime(fs, *h->inode);
   fs->releases().Add(h->inode->ino(), h->server_handle);
   // The server frees a file's unwritten speculative blocks at its last release: a
   // layout cached past that point could name blocks that are another file's by now.
@@ -526,6 +554,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       if (rc != 0 && rc != -ENOENT) spdlog::debug("inval_inode {}: {}", ino, strerror(-rc));
     }
   }
+  if ((fi->flags & O_ACCMODE) != O_WRONLY) NoteRead(fs, *inode);
   Handle* h = NewHandle(fs, inode, reply.handle, fi, /*emptied=*/(fi->flags & O_TRUNC) != 0);
   if (fuse_reply_open(req, fi) != 0) DropHandle(fs, h);  // interrupted: no release will come
 }
@@ -582,12 +611,12 @@ void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
   thread_local std::vector<uint8_t> buf;
   if (buf.size() < size) buf.resize(size);
   size_t n = 0;
-  if (int err =
-          fs->io().Read(*HandleOf(fi)->inode, static_cast<uint64_t>(off), size, buf.data(), &n);
-      err != 0) {
+  Inode& inode = *HandleOf(fi)->inode;
+  if (int err = fs->io().Read(inode, static_cast<uint64_t>(off), size, buf.data(), &n); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
+  NoteRead(fs, inode);
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
 }
 

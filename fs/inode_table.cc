@@ -26,6 +26,7 @@ InodeAttr Inode::attr() const {
     a.mtime = pending_mtime_value_;
     a.ctime = pending_mtime_value_;
   }
+  if (pending_atime_ && Later(pending_atime_value_, a.atime)) a.atime = pending_atime_value_;
   return a;
 }
 
@@ -155,6 +156,29 @@ bool Inode::TakePendingMtime(Timespec* mtime) {
 void Inode::ClearPendingMtime() {
   std::lock_guard<std::mutex> lock(mu_);
   pending_mtime_ = false;
+}
+
+bool Inode::NoteAccess(const Timespec& now, AtimePolicy policy) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // The rule looks at what this client shows: server attributes with its own pending
+  // mtime and atime laid over.
+  InodeAttr shown = attr_;
+  if (pending_mtime_ && Later(pending_mtime_value_, shown.mtime)) {
+    shown.mtime = shown.ctime = pending_mtime_value_;
+  }
+  if (pending_atime_ && Later(pending_atime_value_, shown.atime)) shown.atime = pending_atime_value_;
+  if (!has_attr_ || !AtimeUpdateDue(policy, shown, now) || !Later(now, shown.atime)) return false;
+  pending_atime_value_ = now;
+  pending_atime_ = true;
+  return true;
+}
+
+bool Inode::TakePendingAtime(Timespec* atime) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!pending_atime_) return false;
+  *atime = pending_atime_value_;
+  pending_atime_ = false;
+  return true;
 }
 
 InodeTable::InodeTable() {

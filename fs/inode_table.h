@@ -12,6 +12,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "fs/atime_policy.h"
 #include "fs/layout_cache.h"
 #include "metadata/meta_protocol.h"
 
@@ -79,6 +80,11 @@ class Inode {
   // The server now has a newer mtime (truncate, utimens, commit): drop the pending one.
   void ClearPendingMtime();
 
+  // Lazy atime of reads (fs/atime_policy.h): an access at `now` under `policy`. Returns
+  // true when it moved the atime shown (then pending until TakePendingAtime).
+  bool NoteAccess(const meta::Timespec& now, AtimePolicy policy);
+  bool TakePendingAtime(meta::Timespec* atime);
+
   // The kernel asks for the "security.capability" xattr before every buffered write
   // (to drop file capabilities). Having learnt it is absent, this client answers
   // ENODATA itself until it sets or removes an xattr of the file or re-opens it
@@ -106,6 +112,8 @@ class Inode {
   bool capability_absent_ = false;
   uint64_t xattr_epoch_ = 0;
   meta::Timespec pending_mtime_value_;
+  bool pending_atime_ = false;
+  meta::Timespec pending_atime_value_;
   uint64_t size_seq_ = 0;  // AttrSequence() of the last authoritative size
   Clock::time_point dir_attr_valid_until_{};  // see NoteChangedDir
   Clock::time_point attr_updated_at_{};       // when attr_ last changed (UpdateAttrAsOf)

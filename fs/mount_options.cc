@@ -24,8 +24,8 @@ constexpr std::array<std::string_view, 25> kFuseOptions = {
 
 // Dropped: mount(8)/fstab words that are not mount options (defaults, _netdev, auto,
 // nofail, user, ...), atime variants libfuse 3.14 refuses although mount(8) users
-// write them (FUSE leaves atime to the file system; dpmfs does not update it), and
-// FUSE-2 options. So an fstab line or an old habit never makes the mount fail.
+// write them and that say nothing to dpmfs (relatime, strictatime and noatime are
+// parsed above: the client applies them itself), and FUSE-2 options. So an fstab line or an old habit never makes the mount fail.
 constexpr std::array<std::string_view, 26> kIgnoredOptions = {
     "defaults", "_netdev", "auto",      "noauto",     "nofail",    "user",
     "nouser",   "users",   "owner",     "group",      "silent",    "loud",
@@ -117,6 +117,22 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     uint64_t v = 0;
     DPMFS_RETURN_IF_ERROR(ParseUnsigned(name, value, 0, 1000000, &v));
     o->statahead = static_cast<uint32_t>(v);
+    return Status::OK();
+  }
+  // The access-time rule is ours to apply (FUSE leaves atime to the file system);
+  // noatime and atime still go to libfuse too, so /proc/mounts shows them.
+  if (name == "relatime" || name == "atime") {
+    o->atime = AtimePolicy::kRelatime;
+    if (name == "atime") o->fuse_options.emplace_back(name);
+    return Status::OK();
+  }
+  if (name == "strictatime") {
+    o->atime = AtimePolicy::kStrictatime;
+    return Status::OK();
+  }
+  if (name == "noatime") {
+    o->atime = AtimePolicy::kNoatime;
+    o->fuse_options.emplace_back(name);
     return Status::OK();
   }
   if (name == "lookupcache") {
@@ -287,6 +303,10 @@ std::string MountUsage(std::string_view program) {
          "  lookupcache=all|positive   all (default): a statahead listing also answers that\n"
          "                     a name is absent, for entry_timeout; positive: absent names\n"
          "                     are always asked of the metadata server\n"
+         "  relatime|strictatime|noatime   when reads update the access time: when it\n"
+         "                     is not later than the last change or a day old (relatime,\n"
+         "                     default), at every read, or never; shown at once, committed\n"
+         "                     to the metadata server when the file is closed\n"
          "  max_write=BYTES    largest write request (4096..1048576, default 1048576)\n"
          "  poll_us=N          microseconds the thread reading /dev/fuse keeps polling it\n"
          "                     after a request before it sleeps: less latency for a CPU's\n"

@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "datapath/persist_method.h"
 #include "datapath/transport.h"
+#include "fs/atime_policy.h"
 
 namespace dpmfs::fs {
 
@@ -50,6 +51,9 @@ struct MountOptions {
   // entry_timeout. lookupcache=positive: absent names are always asked of the server
   // (as NFS's option), so another client's new file is found at once.
   bool lookupcache_negative = true;
+  // When reads update the access time (fs/atime_policy.h): relatime (default),
+  // strictatime, noatime; the last of them given wins, as with mount(8).
+  AtimePolicy atime = AtimePolicy::kRelatime;
   // Microseconds the thread reading /dev/fuse keeps polling it after a request before
   // it sleeps (fs/session_loop.h); 0: sleep at once.
   uint32_t poll_us = kDefaultPollUs;

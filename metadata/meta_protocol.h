@@ -183,6 +183,10 @@ struct SetattrRequest {
   InodeId ino = 0;
   static constexpr uint32_t kMode = 1, kUid = 2, kGid = 4, kSize = 8, kAtime = 16,
                             kMtime = 32, kAtimeNow = 64, kMtimeNow = 128, kCtime = 256;
+  // With kAtime alone: a client's lazily committed access time (reads). It never moves
+  // the atime back and leaves the ctime alone (an access is no change); anything else
+  // with it is EINVAL.
+  static constexpr uint32_t kAccessed = 512;
   uint32_t valid = 0;  // which of the fields below to apply
   uint32_t mode = 0;   // permission bits only (07777); the type is immutable
   uint32_t uid = 0;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <tuple>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -527,6 +528,14 @@ int Namespace::DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* r
   Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   const uint32_t v = req.valid;
+  if (v & SetattrRequest::kAccessed) {
+    if (v != (SetattrRequest::kAccessed | SetattrRequest::kAtime)) return EINVAL;
+    if (std::tie(req.atime.sec, req.atime.nsec) > std::tie(in->attr.atime.sec, in->attr.atime.nsec)) {
+      in->attr.atime = req.atime;
+    }
+    reply->attr = AttrOf(*in);
+    return 0;
+  }
   if (v & SetattrRequest::kSize) {
     if (in->is_dir()) return EISDIR;
     if (!in->is_reg()) return EINVAL;

@@ -85,6 +85,10 @@ void Namespace::ScrubAllFree() {
 bool Namespace::TakeScrubWork(uint32_t server, uint64_t max_bytes, uint64_t max_range,
                               std::vector<PoolRange>* out) {
   ReleaseQuarantine();
+  // During the restart hold a client may still write a block freed before the restart
+  // through its cached layout: zeroing it now could be undone by such a write, so the
+  // scrub waits for the hold as allocations do.
+  if (quarantine_.Holding(NowMs())) return false;
   auto& queues = ScrubQueues();
   if (server >= queues.size() || max_range == 0) return false;
   auto& q = queues[server];

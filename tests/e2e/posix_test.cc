@@ -1214,6 +1214,49 @@ TEST_F(AttrTest, SetgidDirectoryGivesItsGroup) {
   EXPECT_EQ(Stat(P("plain/d")).st_mode & 02000, 0u);
 }
 
+// Reads update the access time by Linux's default rule (relatime): when it is not
+// later than the last modification or change, or a day old; not at every read.
+TEST_F(AttrTest, ReadUpdatesAtimeRelatime) {
+  MountInfo m = MountOf(dir());
+  if (!m.HasOption("relatime")) {
+    GTEST_SKIP() << m.mountpoint << " is not mounted relatime (" << m.options << ")";
+  }
+  ASSERT_TRUE(WriteFile(P("f"), "hello"));
+  struct timespec old[2] = {{1000, 0}, {0, UTIME_OMIT}};
+  ASSERT_SYS(::utimensat(AT_FDCWD, P("f").c_str(), old, 0));
+  ASSERT_EQ(Stat(P("f")).st_atime, 1000);
+  auto read_all = [&] {
+    Fd fd(::open(P("f").c_str(), O_RDONLY));
+    char buf[8];
+    return fd.ok() && ::read(fd.get(), buf, sizeof buf) == 5;
+  };
+  ::usleep(20 * 1000);
+  ASSERT_TRUE(read_all());
+  struct stat st = Stat(P("f"));
+  EXPECT_GT(st.st_atime, 1000) << "a read left an atime older than the mtime";
+  EXPECT_TRUE(st.st_atim.tv_sec > st.st_mtim.tv_sec ||
+              (st.st_atim.tv_sec == st.st_mtim.tv_sec && st.st_atim.tv_nsec >= st.st_mtim.tv_nsec));
+  // Already later than mtime and ctime and not a day old: the next read leaves it.
+  ::usleep(20 * 1000);
+  ASSERT_TRUE(read_all());
+  struct stat st2 = Stat(P("f"));
+  EXPECT_EQ(st2.st_atim.tv_sec, st.st_atim.tv_sec);
+  EXPECT_EQ(st2.st_atim.tv_nsec, st.st_atim.tv_nsec);
+  // A day-old atime is updated even though it is later than mtime.
+  struct timespec day_old[2] = {{::time(nullptr) - 2 * 86400, 0}, {0, UTIME_OMIT}};
+  struct timespec older_mtime[2] = {{0, UTIME_OMIT}, {::time(nullptr) - 3 * 86400, 0}};
+  ASSERT_SYS(::utimensat(AT_FDCWD, P("f").c_str(), older_mtime, 0));
+  ASSERT_SYS(::utimensat(AT_FDCWD, P("f").c_str(), day_old, 0));
+  // (The utimensat also made the ctime later than that atime: either reason applies.)
+  ::usleep(20 * 1000);
+  ASSERT_TRUE(read_all());
+  EXPECT_GT(Stat(P("f")).st_atime, day_old[0].tv_sec + 86400);
+  // Writing does not count as an access.
+  ASSERT_SYS(::utimensat(AT_FDCWD, P("f").c_str(), old, 0));
+  ASSERT_TRUE(WriteFile(P("f"), "again"));
+  EXPECT_EQ(Stat(P("f")).st_atime, 1000);
+}
+
 TEST_F(AttrTest, Utimensat) {
   ASSERT_TRUE(WriteFile(P("f"), "x"));
   struct timespec ts[2] = {{1234567890, 123456789}, {987654321, 987654321}};

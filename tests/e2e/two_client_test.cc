@@ -183,6 +183,30 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(info.param.every);
     });
 
+// Reads on one client update the access time the other client sees (relatime: the
+// atime was older than the mtime), without the reader doing anything but close.
+TEST_F(TwoClientTest, AtimeOfReadsReachesTheOtherClient) {
+  ASSERT_TRUE(WriteFile(P("f"), "hello"));
+  struct timespec old[2] = {{1000, 0}, {0, UTIME_OMIT}};
+  ASSERT_SYS(::utimensat(AT_FDCWD, P("f").c_str(), old, 0));
+  {
+    Fd fd(::open(P("f").c_str(), O_RDONLY));
+    ASSERT_TRUE(fd.ok());
+    char buf[8];
+    ASSERT_EQ(::read(fd.get(), buf, sizeof buf), 5);
+  }
+  // The reader commits the access time when it releases the file, which the kernel
+  // sends just after close() returned.
+  time_t seen = 0;
+  for (int i = 0; i < 30 && seen <= 1000; ++i) {
+    struct stat st{};
+    ASSERT_EQ(::stat(Q("f").c_str(), &st), 0) << std::strerror(errno);
+    seen = st.st_atime;
+    if (seen <= 1000) ::usleep(100 * 1000);
+  }
+  EXPECT_GT(seen, 1000) << "client 2 never saw the access time of client 1's read";
+}
+
 TEST_F(TwoClientTest, UnlinkWhileOpenOnTheOther) {
   std::vector<uint8_t> d = Pattern(41, 0, 4 * kMiB);
   ASSERT_TRUE(WriteFile(P("victim"), std::string(d.begin(), d.end())));

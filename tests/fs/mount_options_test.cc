@@ -1,5 +1,6 @@
 // dpmfs-mount's command line (fs/mount_options.h): both invocation shapes, our options,
 // FUSE pass-through, fstab words that must not fail a mount, and clear errors.
+#include "fs/atime_policy.h"
 #include "fs/mount_options.h"
 
 #include <gtest/gtest.h>
@@ -113,6 +114,43 @@ TEST(MountOptions, Lookupcache) {
   o = Parse({"h:1", "/m", "-o", "lookupcache=none"});
   ASSERT_FALSE(o.ok());
   EXPECT_NE(o.status().message().find("lookupcache"), std::string::npos);
+}
+
+TEST(MountOptions, AtimeRules) {
+  auto o = Parse({"h:1", "/m"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->atime, AtimePolicy::kRelatime) << "relatime is the default, as on Linux";
+  o = Parse({"h:1", "/m", "-o", "strictatime"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->atime, AtimePolicy::kStrictatime);
+  EXPECT_FALSE(HasFuseOption(*o, "strictatime")) << "libfuse 3.14 refuses it";
+  o = Parse({"h:1", "/m", "-o", "noatime"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->atime, AtimePolicy::kNoatime);
+  EXPECT_TRUE(HasFuseOption(*o, "noatime")) << "so that /proc/mounts shows it";
+  o = Parse({"h:1", "/m", "-o", "noatime,relatime"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->atime, AtimePolicy::kRelatime) << "the last one given wins";
+}
+
+// The kernel's relatime_need_update, strictatime and noatime.
+TEST(AtimePolicy, UpdateDue) {
+  meta::InodeAttr a;
+  a.mtime = {1000, 5};
+  a.ctime = {1000, 5};
+  const meta::Timespec now{5000, 0};
+  a.atime = {1000, 5};  // not later than mtime
+  EXPECT_TRUE(AtimeUpdateDue(AtimePolicy::kRelatime, a, now));
+  a.atime = {1000, 6};  // later than both, less than a day old
+  EXPECT_FALSE(AtimeUpdateDue(AtimePolicy::kRelatime, a, now));
+  EXPECT_TRUE(AtimeUpdateDue(AtimePolicy::kStrictatime, a, now));
+  a.ctime = {2000, 0};  // changed since (chmod, ...)
+  EXPECT_TRUE(AtimeUpdateDue(AtimePolicy::kRelatime, a, now));
+  a.ctime = {1000, 5};
+  EXPECT_TRUE(AtimeUpdateDue(AtimePolicy::kRelatime, a, {1000 + 86400, 6})) << "a day old";
+  EXPECT_FALSE(AtimeUpdateDue(AtimePolicy::kRelatime, a, {1000 + 86399, 0}));
+  a.atime = {0, 0};
+  EXPECT_FALSE(AtimeUpdateDue(AtimePolicy::kNoatime, a, now));
 }
 
 TEST(MountOptions, ErrorsNameWhatIsWrong) {

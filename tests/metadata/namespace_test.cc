@@ -941,6 +941,32 @@ TEST_F(NamespaceTest, UserXattrsOnlyOnFilesAndDirectories) {
   ExpectReplayEqual();
 }
 
+// A client's lazily committed read access time: never backwards, no ctime change, and
+// nothing else may ride along.
+TEST_F(NamespaceTest, AccessedSetattrMovesOnlyTheAtimeForward) {
+  InodeId f = File(kRootInode, "f");
+  SetattrRequest r;
+  r.ino = f;
+  r.valid = SetattrRequest::kAtime;
+  r.atime = Timespec{500, 0};
+  InodeAttr before;
+  ASSERT_EQ(Setattr(r, &before), 0);
+  r.valid = SetattrRequest::kAtime | SetattrRequest::kAccessed;
+  r.atime = Timespec{600, 7};
+  InodeAttr a;
+  ASSERT_EQ(Setattr(r, &a), 0);
+  EXPECT_EQ(a.atime, (Timespec{600, 7}));
+  EXPECT_EQ(a.ctime, before.ctime) << "an access is not a change";
+  EXPECT_EQ(a.mtime, before.mtime);
+  r.atime = Timespec{550, 0};  // an older access committed late
+  ASSERT_EQ(Setattr(r, &a), 0);
+  EXPECT_EQ(a.atime, (Timespec{600, 7})) << "moved the atime back";
+  r.valid |= SetattrRequest::kMode;
+  r.mode = 0777;
+  EXPECT_EQ(Setattr(r, &a), EINVAL);
+  ExpectReplayEqual();
+}
+
 TEST_F(NamespaceTest, Setattr) {
   InodeId f = File(kRootInode, "f");
   SetattrRequest r;
@@ -1663,6 +1689,9 @@ TEST_F(ScrubTest, AfterRecoveryEveryFreeBlockIsScrubbedFirst) {
     EXPECT_GE(last_retry_at_ms_, clock_ms_) << "refused instead of waiting for the scrub";
     EXPECT_EQ(Release(w.ino, hw), 0);
   }
+  std::vector<PoolRange> early;
+  EXPECT_FALSE(ns_->TakeScrubWork(0, ~uint64_t{0}, ~uint64_t{0}, &early))
+      << "scrubbed during the restart hold, when a stale client write can still land";
   wait_limit_ms_ = 0;
   ns_->HoldAllocationsUntil(0);
   EXPECT_EQ(ns_->scrub_queued_bytes(), 12u * kBlock);
