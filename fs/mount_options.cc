@@ -135,6 +135,18 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     o->fuse_options.emplace_back(name);
     return Status::OK();
   }
+  if (name == "odirect") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    if (value == "kernel") {
+      o->odirect_direct_io = false;
+    } else if (value == "direct_io") {
+      o->odirect_direct_io = true;
+    } else {
+      return Status::InvalidArgument("option odirect=" + std::string(value) +
+                                     ": expected kernel or direct_io");
+    }
+    return Status::OK();
+  }
   if (name == "lookupcache") {
     DPMFS_RETURN_IF_ERROR(need_value());
     if (value == "all") {
@@ -307,6 +319,10 @@ std::string MountUsage(std::string_view program) {
          "                     is not later than the last change or a day old (relatime,\n"
          "                     default), at every read, or never; shown at once, committed\n"
          "                     to the metadata server when the file is closed\n"
+         "  odirect=kernel|direct_io   O_DIRECT opens: the kernel's O_DIRECT path (default:\n"
+         "                     such files can be mapped, direct writes clear set-ID bits) or\n"
+         "                     FUSE direct_io (about 20% faster 4 KiB direct writes, but\n"
+         "                     mmap of an O_DIRECT descriptor fails and set-ID bits stay)\n"
          "  max_write=BYTES    largest write request (4096..1048576, default 1048576)\n"
          "  poll_us=N          microseconds the thread reading /dev/fuse keeps polling it\n"
          "                     after a request before it sleeps: less latency for a CPU's\n"

@@ -133,6 +133,19 @@ TEST(MountOptions, AtimeRules) {
   EXPECT_EQ(o->atime, AtimePolicy::kRelatime) << "the last one given wins";
 }
 
+TEST(MountOptions, OdirectPath) {
+  auto o = Parse({"h:1", "/m"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_FALSE(o->odirect_direct_io) << "the kernel's O_DIRECT path is the default";
+  o = Parse({"h:1", "/m", "-o", "odirect=direct_io"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_TRUE(o->odirect_direct_io);
+  EXPECT_FALSE(HasFuseOption(*o, "odirect=direct_io")) << "ours must not reach libfuse";
+  o = Parse({"h:1", "/m", "-o", "odirect=fast"});
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find("odirect"), std::string::npos);
+}
+
 // The kernel's relatime_need_update, strictatime and noatime.
 TEST(AtimePolicy, UpdateDue) {
   meta::InodeAttr a;
