@@ -605,6 +605,18 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
 }
 
+// Whether a READ or WRITE came from the kernel's O_DIRECT path (fuse_direct_io), not
+// from the page cache (a fill, a buffered write, a writeback, or the buffered fallback
+// of an O_DIRECT write): only that path names a lock owner (the caller's files).
+bool FromDirectPath(const fuse_file_info* fi) {
+  return (fi->flags & O_DIRECT) != 0 && !fi->writepage && fi->lock_owner != 0;
+}
+
+// How long a direct write's answer waits for the drop of its range from the page cache
+// (fs/page_cache_invalidator.h: a bound, so that a drop stuck on a queued READ cannot
+// hold up the request that would let that READ through).
+constexpr std::chrono::milliseconds kDropWait{20};
+
 void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* fi) {
   Filesystem* fs = Fs(req);
   if (off < 0) {
@@ -616,6 +628,9 @@ void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
   if (buf.size() < size) buf.resize(size);
   size_t n = 0;
   Inode& inode = *HandleOf(fi)->inode;
+  // Noted before the data is read: a direct write that completes after this looks at it
+  // (OpWrite); one that completed before has its bytes in what this READ returns.
+  if (!FromDirectPath(fi)) inode.NotePageCacheFill();
   if (int err = fs->io().Read(inode, static_cast<uint64_t>(off), size, buf.data(), &n); err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -624,18 +639,26 @@ void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
 }
 
-void OpWrite(fuse_req_t req, fuse_ino_t /*ino*/, const char* data, size_t size, off_t off,
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off,
              fuse_file_info* fi) {
   if (off < 0) {
     fuse_reply_err(req, EINVAL);
     return;
   }
   Filesystem* fs = Fs(req);
-  int err = fs->io().Write(*HandleOf(fi)->inode, static_cast<uint64_t>(off),
+  Inode& inode = *HandleOf(fi)->inode;
+  int err = fs->io().Write(inode, static_cast<uint64_t>(off),
                            reinterpret_cast<const uint8_t*>(data), size);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
+  }
+  // The data is durable: a page a buffered reader cached while the write was in flight
+  // holds the old bytes, and the kernel drops nothing after an asynchronous direct
+  // write (fs/page_cache_invalidator.h). Only the direct path: a buffered write holds
+  // its pages locked until this reply, so dropping them here would stall it.
+  if (FromDirectPath(fi) && inode.page_cache_filled()) {
+    fs->invalidator().Drop(ino, static_cast<uint64_t>(off), size, kDropWait);
   }
   fuse_reply_write(req, size);
 }

@@ -24,6 +24,7 @@
 #include "fs/file_io.h"
 #include "fs/inode_table.h"
 #include "fs/mount_options.h"
+#include "fs/page_cache_invalidator.h"
 #include "fs/release_batcher.h"
 #include "fs/stat_ahead.h"
 #include "metadata/meta_client.h"
@@ -63,8 +64,14 @@ class Filesystem {
   const MountOptions& options() const { return options_; }
   // The session, for invalidation notices to the kernel; set once after
   // fuse_session_new, before the loop runs.
-  void set_session(fuse_session* se) { session_ = se; }
+  void set_session(fuse_session* se) {
+    session_ = se;
+    invalidator_.Start(se);
+  }
   fuse_session* session() const { return session_; }
+  // After the request loop, before the session goes: ends the page-cache invalidator.
+  void EndSession() { invalidator_.Stop(); }
+  PageCacheInvalidator& invalidator() { return invalidator_; }
 
  private:
   fuse_session* session_ = nullptr;
@@ -73,6 +80,7 @@ class Filesystem {
   const MountOptions& options_;
   InodeTable inodes_;
   StatAhead stat_ahead_;
+  PageCacheInvalidator invalidator_;
   ReleaseBatcher releases_;  // last: flushed (through meta_) before the rest goes
 };
 

@@ -6,6 +6,7 @@
 // mutex); write_mutex() is for the I/O engine's callers (see file_io.h).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -97,6 +98,11 @@ class Inode {
   uint64_t xattr_epoch() const;
   void MarkCapabilityAbsent(uint64_t epoch);
 
+  // A READ filled the kernel's page cache of this file (not an O_DIRECT read): only then
+  // can a direct write leave stale pages behind that must be dropped (OpWrite).
+  void NotePageCacheFill() { page_cache_filled_.store(true); }
+  bool page_cache_filled() const { return page_cache_filled_.load(); }
+
   LayoutCache& layout() { return layout_; }
   // Serializes this client's writes that allocate, pad unwritten blocks or commit (see
   // file_io.h); pure overwrites of written blocks do not take it.
@@ -119,6 +125,7 @@ class Inode {
   Clock::time_point attr_updated_at_{};       // when attr_ last changed (UpdateAttrAsOf)
   LayoutCache layout_;
   std::mutex write_mu_;
+  std::atomic<bool> page_cache_filled_{false};
   // Guarded by InodeTable::mu_.
   uint64_t nlookup_ = 0;
   uint64_t open_count_ = 0;

@@ -214,6 +214,10 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
   loop.max_threads = opts.single_thread ? 1 : opts.max_threads;
   loop.poll = std::chrono::microseconds(opts.poll_us);
   int rc = fs::RunSessionLoop(se, loop);
+  filesystem.EndSession();
+  if (uint64_t late = filesystem.invalidator().late_drops(); late > 0) {
+    spdlog::info("{} page-cache drops after direct writes took longer than their wait", late);
+  }
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
