@@ -52,6 +52,19 @@ Status ParseSeconds(std::string_view name, std::string_view value, double* out) 
   return Status::OK();
 }
 
+// An option with two values: *out = (value == when_true); anything else is an error
+// naming both.
+Status ParseEitherOr(std::string_view name, std::string_view value, std::string_view when_true,
+                     std::string_view when_false, bool* out) {
+  if (value != when_true && value != when_false) {
+    return Status::InvalidArgument("option " + std::string(name) + "=" + std::string(value) +
+                                   ": expected " + std::string(when_true) + " or " +
+                                   std::string(when_false));
+  }
+  *out = value == when_true;
+  return Status::OK();
+}
+
 Status ParseUnsigned(std::string_view name, std::string_view value, uint64_t min, uint64_t max,
                      uint64_t* out) {
   uint64_t v = 0;
@@ -137,27 +150,11 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
   }
   if (name == "odirect") {
     DPMFS_RETURN_IF_ERROR(need_value());
-    if (value == "kernel") {
-      o->odirect_direct_io = false;
-    } else if (value == "direct_io") {
-      o->odirect_direct_io = true;
-    } else {
-      return Status::InvalidArgument("option odirect=" + std::string(value) +
-                                     ": expected kernel or direct_io");
-    }
-    return Status::OK();
+    return ParseEitherOr(name, value, "direct_io", "kernel", &o->odirect_direct_io);
   }
   if (name == "lookupcache") {
     DPMFS_RETURN_IF_ERROR(need_value());
-    if (value == "all") {
-      o->lookupcache_negative = true;
-    } else if (value == "positive") {
-      o->lookupcache_negative = false;
-    } else {
-      return Status::InvalidArgument("option lookupcache=" + std::string(value) +
-                                     ": expected all or positive");
-    }
-    return Status::OK();
+    return ParseEitherOr(name, value, "all", "positive", &o->lookupcache_negative);
   }
   if (name == "max_write") {
     DPMFS_RETURN_IF_ERROR(need_value());
