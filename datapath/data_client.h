@@ -19,8 +19,8 @@
 #include "common/status.h"
 #include "datapath/data_protocol.h"
 #include "datapath/persist_method.h"
-#include "datapath/send_queue_credits.h"
-#include "datapath/transport.h"
+#include "transport/send_queue_credits.h"
+#include "transport/transport.h"
 
 namespace dpmfs::datapath {
 

@@ -13,7 +13,7 @@
 
 #include "common/status.h"
 #include "datapath/persist_method.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 namespace dpmfs::datapath {
 

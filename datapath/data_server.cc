@@ -9,7 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "datapath/data_protocol.h"
-#include "datapath/send_queue_credits.h"
+#include "transport/send_queue_credits.h"
 
 namespace dpmfs::datapath {
 

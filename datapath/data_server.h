@@ -18,7 +18,7 @@
 #include "common/endpoint.h"
 #include "common/pool.h"
 #include "common/status.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 namespace dpmfs::datapath {
 

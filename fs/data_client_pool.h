@@ -30,7 +30,7 @@
 #include "common/endpoint.h"
 #include "common/status.h"
 #include "datapath/data_client.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 namespace dpmfs::fs {
 

@@ -17,7 +17,7 @@
 
 #include "common/status.h"
 #include "datapath/persist_method.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "fs/atime_policy.h"
 
 namespace dpmfs::fs {

@@ -30,7 +30,7 @@
 
 #include "common/endpoint.h"
 #include "common/status.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "metadata/meta_protocol.h"
 #include "rpc/rpc_client.h"
 

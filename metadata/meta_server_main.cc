@@ -10,7 +10,7 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "metadata/meta_service.h"
 #include "metadata/meta_store.h"
 #include "rpc/rpc_server.h"

@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "datapath/send_queue_credits.h"
+#include "transport/send_queue_credits.h"
 
 namespace dpmfs::rpc {
 

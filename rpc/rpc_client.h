@@ -39,7 +39,7 @@
 
 #include "common/endpoint.h"
 #include "common/status.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "rpc/rpc_protocol.h"
 
 namespace dpmfs::rpc {

@@ -7,7 +7,7 @@
 #include <deque>
 #include <optional>
 
-#include "datapath/send_queue_credits.h"
+#include "transport/send_queue_credits.h"
 
 namespace dpmfs::rpc {
 

@@ -27,7 +27,7 @@
 
 #include "common/endpoint.h"
 #include "common/status.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "rpc/rpc_protocol.h"
 
 namespace dpmfs::rpc {

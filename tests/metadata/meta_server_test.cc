@@ -23,7 +23,7 @@
 
 #include "common/daemon_process.h"
 #include "common/pool.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "metadata/meta_client.h"
 #include "metadata/meta_service.h"
 #include "metadata/meta_store.h"

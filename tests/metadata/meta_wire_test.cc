@@ -16,7 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "common/socket.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "metadata/meta_client.h"
 #include "metadata/meta_protocol.h"
 #include "rpc/rpc_protocol.h"

@@ -1,15 +1,11 @@
 # The metadata RPC codec (metadata/meta_protocol.*) and its client (metadata/meta_client.*).
 # Included from tests/CMakeLists.txt.
-if(TARGET dpmfs_meta_protocol)
-  dpmfs_add_test(meta_protocol_test
-    SOURCES metadata/meta_protocol_test.cc
-    LIBS dpmfs_meta_protocol)
-endif()
-if(TARGET dpmfs_meta_client)
-  dpmfs_add_test(meta_client_test
-    SOURCES metadata/meta_client_test.cc
-    LIBS dpmfs_meta_client)
-endif()
+dpmfs_add_test(meta_protocol_test
+  SOURCES metadata/meta_protocol_test.cc
+  LIBS dpmfs_meta_protocol)
+dpmfs_add_test(meta_client_test
+  SOURCES metadata/meta_client_test.cc
+  LIBS dpmfs_meta_client)
 
 # libFuzzer target for the decoders: clang only (tools/fuzz.sh builds and runs it in its
 # own build directory). The codec is compiled into the target itself so that it carries

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <thread>
 
-#include "datapath/soft_internal.h"
+#include "transport/soft/soft_internal.h"
 #include "rpc/rpc_client.h"
 #include "rpc/rpc_server.h"
 

@@ -4,9 +4,7 @@ add_test(NAME readme_commands_test
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tools/readme_commands_test.sh)
 set_tests_properties(readme_commands_test PROPERTIES TIMEOUT 30 LABELS tools)
 
-if(TARGET dpmfs-mount AND TARGET dpmfs-meta AND TARGET mkfs.dpmfs AND TARGET dpmfs-data)
-  add_test(NAME launcher_test COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tools/launcher_test.sh)
-  set_tests_properties(launcher_test PROPERTIES
-    ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77 TIMEOUT 180
-    LABELS tools RESOURCE_LOCK dpmfs_e2e)
-endif()
+add_test(NAME launcher_test COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tools/launcher_test.sh)
+set_tests_properties(launcher_test PROPERTIES
+  ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77 TIMEOUT 180
+  LABELS tools RESOURCE_LOCK dpmfs_e2e)

@@ -38,7 +38,7 @@
 #include "common/endpoint.h"
 #include "datapath/data_client.h"
 #include "datapath/persist_method.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "tools/powerloss/record.h"
 
 namespace dpmfs::vmtest {

@@ -22,7 +22,7 @@
 #include "common/daemon_process.h"
 #include "common/endpoint.h"
 #include "common/pool.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "metadata/meta_client.h"
 #include "metadata/meta_store.h"
 #include "tools/bench/latency_histogram.h"

@@ -15,7 +15,7 @@
 #include "common/pool.h"
 #include "datapath/data_client.h"
 #include "datapath/persist_method.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "tools/bench/latency_histogram.h"
 #include "tools/bench/report.h"
 #include "tools/bench/tcp_baseline.h"

@@ -15,7 +15,7 @@
 
 #include "common/status.h"
 #include "datapath/persist_method.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "common/daemon_process.h"
 
 namespace dpmfs::powerloss {

@@ -24,7 +24,7 @@
 #include "common/pool.h"
 #include "datapath/data_protocol.h"
 #include "datapath/persist_method.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 #include "tools/powerloss/powerloss.h"
 #include "tools/powerloss/record.h"
 

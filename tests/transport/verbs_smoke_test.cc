@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 namespace dpmfs::transport {
 namespace {

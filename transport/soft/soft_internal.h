@@ -1,4 +1,4 @@
-// Internals of the soft transport: a software RNIC over TCP (see datapath/README.md).
+// Internals of the soft transport: a software RNIC over TCP (see transport/README.md).
 //
 // Per device (one "NIC"):
 //   - a memory-region table (lkey == rkey, random, never 0), checked on every access;
@@ -28,9 +28,9 @@
 #include <vector>
 
 #include "common/socket.h"
-#include "datapath/soft_completion_queue.h"
-#include "datapath/soft_wire.h"
-#include "datapath/transport.h"
+#include "transport/soft/soft_completion_queue.h"
+#include "transport/soft/soft_wire.h"
+#include "transport/transport.h"
 
 namespace dpmfs::transport::soft {
 

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 namespace dpmfs::transport::verbs {
 

@@ -2,7 +2,7 @@
 // chosen at run time (`--transport verbs|soft`):
 //   - verbs: rdma-core RC queue pairs connected with librdmacm (verbs_transport.cc);
 //   - soft:  a software RNIC over TCP that models the volatile NIC buffer
-//            (soft_transport.cc, see datapath/README.md).
+//            (soft_transport.cc, see transport/README.md).
 // Everything above this header (persist methods, RPC, client I/O) is written once.
 //
 // Semantics shared by both backends (those of an RC QP):

@@ -1,5 +1,5 @@
 // The soft transport's device, listener and connection handshake. The per-QP engine
-// is in soft_queue_pair.cc; the design is in soft_internal.h and datapath/README.md.
+// is in soft_queue_pair.cc; the design is in soft_internal.h and transport/README.md.
 #include <libpmem.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "datapath/soft_internal.h"
+#include "transport/soft/soft_internal.h"
 
 namespace dpmfs::transport {
 namespace soft {

@@ -21,7 +21,7 @@
 #include <atomic>
 #include <cerrno>
 
-#include "datapath/soft_internal.h"
+#include "transport/soft/soft_internal.h"
 
 namespace dpmfs::transport::soft {
 namespace {

@@ -14,7 +14,7 @@
 #include <span>
 #include <thread>
 
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 namespace dpmfs::transport::soft {
 

@@ -26,7 +26,7 @@
 
 #include "common/endpoint.h"
 #include "common/status.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 // ASSERT/EXPECT that a Status (or a Result's status) is OK, printing it otherwise.
 #define DPMFS_ASSERT_OK(expr)                                           \

@@ -12,10 +12,10 @@
 #include <thread>
 #include <vector>
 
-#include "datapath/soft_internal.h"
-#include "datapath/soft_wire.h"
-#include "datapath/transport.h"
-#include "tests/datapath/transport_test_util.h"
+#include "transport/soft/soft_internal.h"
+#include "transport/soft/soft_wire.h"
+#include "transport/transport.h"
+#include "tests/transport/transport_test_util.h"
 
 namespace dpmfs::transport {
 namespace {
@@ -209,7 +209,7 @@ FrameHeader Header(FrameType type, uint32_t payload_len = 0, uint32_t length = 0
 
 // A raw TCP connection, for speaking (bad) soft wire protocol by hand.
 // A QP whose owner waits for its own completions synchronously has its caller read the
-// socket (datapath/soft_caller_rx.cc). Still: many READs in a row complete with the
+// socket (transport/soft/soft_caller_rx.cc). Still: many READs in a row complete with the
 // right bytes; a request the peer then sends on that same QP is served (the rx thread
 // takes the socket back); and the peer going away fails a waiting caller, promptly.
 TEST_F(SoftTransportTest, CallerDrivenReceptionKeepsServingEverything) {

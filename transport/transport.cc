@@ -1,4 +1,4 @@
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 namespace dpmfs::transport {
 

@@ -1,4 +1,4 @@
-#include "datapath/soft_wire.h"
+#include "transport/soft/soft_wire.h"
 
 #include <bit>
 #include <cstring>

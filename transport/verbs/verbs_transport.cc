@@ -24,7 +24,7 @@
 #include <system_error>
 #include <unordered_map>
 
-#include "datapath/verbs_internal.h"
+#include "transport/verbs/verbs_internal.h"
 
 namespace dpmfs::transport {
 namespace verbs {

@@ -1,4 +1,4 @@
-// Conformance suite of the transport interface (datapath/transport.h): every case runs
+// Conformance suite of the transport interface (transport/transport.h): every case runs
 // on both backends (soft, verbs) and checks a property that code above the transport
 // relies on. A backend that cannot run on this machine (no RDMA device for verbs) is
 // skipped with the reason.
@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "datapath/transport.h"
-#include "tests/datapath/transport_test_util.h"
+#include "transport/transport.h"
+#include "tests/transport/transport_test_util.h"
 
 namespace dpmfs::transport {
 

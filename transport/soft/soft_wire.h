@@ -12,7 +12,7 @@
 #include <span>
 
 #include "common/status.h"
-#include "datapath/transport.h"
+#include "transport/transport.h"
 
 namespace dpmfs::transport::soft {
 

@@ -9,7 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "datapath/soft_internal.h"
+#include "transport/soft/soft_internal.h"
 
 namespace dpmfs::transport::soft {
 namespace {

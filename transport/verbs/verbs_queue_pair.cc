@@ -15,7 +15,7 @@
 #include <cerrno>
 #include <ctime>
 
-#include "datapath/verbs_internal.h"
+#include "transport/verbs/verbs_internal.h"
 
 namespace dpmfs::transport::verbs {
 namespace {
