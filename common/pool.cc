@@ -367,7 +367,7 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
   bool created = false;
   int raw = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (raw < 0 && errno == ENOENT) {
-    raw = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    raw = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     created = raw >= 0;
   }
   if (raw < 0) return Status::FromErrno(errno, "cannot open " + path + " for writing");
@@ -411,6 +411,12 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
       spdlog::warn("{} holds {} bytes that are not a dpmfs pool; overwriting them", path,
                    static_cast<uint64_t>(st.st_size));
     }
+  }
+
+  // A pool holds every file's bytes (or the whole namespace): its owner's only, also
+  // when an existing file is formatted over (any local user could otherwise read it).
+  if (::fchmod(fd.get(), 0600) != 0) {
+    return Status::FromErrno(errno, "cannot make " + path + " readable by its owner only");
   }
 
   PoolInfo info;

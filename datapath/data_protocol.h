@@ -21,6 +21,10 @@ inline constexpr uint32_t kDataProtocolMagic = 0x44504D44;  // "DPMD"
 inline constexpr uint16_t kDataProtocolVersion = 1;
 inline constexpr uint32_t kMaxQueueDepth = 1024;
 inline constexpr uint32_t kMaxIoSize = 16u << 20;
+// The most receive-buffer memory one rpc connection may make its data server allocate
+// (queue depth x (header + max I/O size)): a peer must not make a server zero-fill
+// gigabytes, or abort it, with one CONNECT. The clients' defaults (16 x 1 MiB) use 16 MiB.
+inline constexpr uint64_t kMaxRpcReceiveBytes = 64ull << 20;
 
 // Client → server, in the connect private data (16 of 56 bytes).
 struct ConnectRequest {

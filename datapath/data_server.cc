@@ -290,6 +290,14 @@ void DataServer::AcceptLoop() {
       if (req.method == PersistMethod::kFlush && !device_.SupportsFlush()) {
         return Status::NotSupported("this data server's device has no RDMA FLUSH");
       }
+      if (req.method == PersistMethod::kRpc &&
+          uint64_t{req.queue_depth} * (kDescriptorSize + req.max_io_size) > kMaxRpcReceiveBytes) {
+        return Status::ResourceExhausted(
+            "an rpc connection of queue depth " + std::to_string(req.queue_depth) + " and " +
+            std::to_string(req.max_io_size) + "-byte writes needs more than the " +
+            std::to_string(kMaxRpcReceiveBytes >> 20) +
+            " MiB of receive buffers a data server gives one connection; ask for less");
+      }
       conn = std::make_unique<Connection>(this, req);
       return conn->Prepare(qp);
     };

@@ -137,6 +137,22 @@ TEST_F(PoolTest, FormatThenOpenFieldsMatch) {
   EXPECT_EQ(read->created_unix_ns, made.created_unix_ns);
 }
 
+// Pools hold file data and the namespace: readable by their owner only, whatever the
+// umask, also an existing world-readable file formatted over.
+TEST_F(PoolTest, PoolIsTheOwnersOnly) {
+  const mode_t old_umask = ::umask(0);
+  Format(Path("new"));
+  struct stat st {};
+  ASSERT_EQ(::stat(Path("new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  WriteFile(Path("old"), 0, "not a pool", 10);
+  ASSERT_EQ(::chmod(Path("old").c_str(), 0644), 0);
+  Format(Path("old"));
+  ASSERT_EQ(::stat(Path("old").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ::umask(old_umask);
+}
+
 TEST_F(PoolTest, MetadataRoleAndNoExpectations) {
   FormatOptions o = Options();
   o.geometry.role = Role::kMetadata;

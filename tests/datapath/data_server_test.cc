@@ -92,6 +92,23 @@ TEST_F(DataServerTest, MalformedConnectRequestsAreRefused) {
   ExpectServing();
 }
 
+// Each field in range, the product not: an rpc connection's receive buffers are
+// queue depth x max I/O size, and one CONNECT must not make the server allocate (and
+// zero-fill) more than kMaxRpcReceiveBytes. 1024 x 16 MiB aborted the daemon once.
+TEST_F(DataServerTest, ConnectAskingForTooMuchReceiveMemoryIsRefused) {
+  QueuePairOptions qpo;
+  auto pd = EncodeConnectRequest(ConnectRequest{PersistMethod::kRpc, 64, 2u << 20});
+  auto qp = device_->Connect(server_->endpoint(), pd, qpo, std::chrono::seconds(5));
+  ASSERT_FALSE(qp.ok()) << "a 128 MiB ring was accepted";
+  EXPECT_EQ(qp.status().code(), StatusCode::kPermissionDenied) << qp.status().ToString();
+  // What the clients ask for by default still works.
+  DataClientOptions o;
+  o.method = PersistMethod::kRpc;
+  auto c = DataClient::Connect(*device_, server_->endpoint(), o);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ExpectServing();
+}
+
 // Forges imm and rpc messages by hand on a raw QP and checks the replies.
 TEST_F(DataServerTest, ForgedDescriptorsAreAnsweredWithErrorsAndChangeNothing) {
   for (PersistMethod method : {PersistMethod::kImm, PersistMethod::kRpc}) {
