@@ -104,7 +104,7 @@ class Inode {
   bool page_cache_filled() const { return page_cache_filled_.load(); }
 
   LayoutCache& layout() { return layout_; }
-  // Serializes this client's writes that allocate, pad unwritten blocks or commit (see
+  // Serializes this client's writes that allocate or commit (see
   // file_io.h); pure overwrites of written blocks do not take it.
   std::mutex& write_mutex() { return write_mu_; }
 
