@@ -11,6 +11,11 @@ namespace dpmfs::meta {
 
 namespace {
 
+// How much longer than a quarantine an allocation may wait when freed space still has
+// to be zeroed (MetaService::ScrubLoop): a restart's scrub of a 512 MiB pool on tmpfs
+// takes ~0.1 s; the bound keeps a waiting connection well inside the lease.
+constexpr int64_t kScrubWaitMs = 2000;
+
 // Every opcode a client may send.
 constexpr Opcode kAllOpcodes[] = {
     Opcode::kRegister, Opcode::kHeartbeat, Opcode::kUnregister,  Opcode::kLookup, Opcode::kGetattr,
@@ -229,8 +234,13 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
   // changed nothing, was not journaled and not cached. We wait at most one quarantine
   // from the request's arrival, which covers every range quarantined before it came; if
   // even that space is not enough, the answer is ENOSPC at once, no waiting.
+  // With scrubbing, space also waits for its zeroing, which after a restart can only
+  // start when the hold ends (a stale client write could undo it before): allow for it.
+  const int64_t scrub_allowance = options_.zeroer != nullptr ? kScrubWaitMs : 0;
   const int64_t wait_limit =
-      options_.free_quarantine_ms == 0 ? 0 : SteadyMs() + options_.free_quarantine_ms + 1;
+      options_.free_quarantine_ms == 0 && scrub_allowance == 0
+          ? 0
+          : SteadyMs() + options_.free_quarantine_ms + 1 + scrub_allowance;
   OpContext ctx;
   int err = 0;
   Result<std::vector<uint8_t>> reply = Status::Internal("unset");
