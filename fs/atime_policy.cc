@@ -1,13 +1,8 @@
 #include "fs/atime_policy.h"
 
-#include <tuple>
-
 namespace dpmfs::fs {
 
 namespace {
-bool NotLater(const meta::Timespec& a, const meta::Timespec& b) {
-  return std::tie(a.sec, a.nsec) <= std::tie(b.sec, b.nsec);
-}
 constexpr int64_t kDaySeconds = 24 * 60 * 60;
 }  // namespace
 
@@ -20,7 +15,7 @@ bool AtimeUpdateDue(AtimePolicy policy, const meta::InodeAttr& attr, const meta:
     case AtimePolicy::kRelatime:
       // As the kernel's relatime_need_update: the atime says nothing about accesses
       // since the last change, or it is more than a day old.
-      return NotLater(attr.atime, attr.mtime) || NotLater(attr.atime, attr.ctime) ||
+      return attr.atime <= attr.mtime || attr.atime <= attr.ctime ||
              now.sec - attr.atime.sec >= kDaySeconds;
   }
   return false;

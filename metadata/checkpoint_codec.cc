@@ -197,9 +197,9 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
   // The quarantine is not state (see free_quarantine.h): what it held is free now.
   ns.quarantine_.Reset(ns.config_.pools.size());
   // So is the scrub queue: MetaService scrubs every free block after recovery.
-  ns.scrub_queue_.clear();
-  ns.scrub_queued_.clear();
-  ns.scrubbing_.clear();
+  ns.scrub_queue_.assign(ns.config_.pools.size(), {});
+  ns.scrub_queued_.assign(ns.config_.pools.size(), 0);
+  ns.scrubbing_.assign(ns.config_.pools.size(), 0);
   r.U64("next_ino", ns.next_ino_);
   r.U64("next_generation", ns.next_generation_);
   r.U64("next_handle", ns.next_handle_);

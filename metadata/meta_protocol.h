@@ -85,6 +85,8 @@ struct Timespec {
   int64_t sec = 0;
   uint32_t nsec = 0;  // < 1e9 (validated)
   bool operator==(const Timespec&) const = default;
+  // Time order (sec, then nsec): one comparison for every "later than" in the tree.
+  auto operator<=>(const Timespec&) const = default;
 };
 
 // What stat(2) shows. mode carries the file type bits (S_IFREG, S_IFDIR, ...).

@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include <algorithm>
-#include <tuple>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -61,6 +60,9 @@ Namespace::Namespace(NamespaceConfig config)
     : config_(std::move(config)), quarantine_(config_.pools.size()) {
   for (const DataPoolGeometry& p : config_.pools) {
     allocators_.emplace_back(p.index, p.data_size, p.block_size);
+    scrub_queue_.emplace_back();
+    scrub_queued_.push_back(0);
+    scrubbing_.push_back(0);
   }
   auto root = std::make_unique<Inode>();
   root->attr.ino = kRootInode;
@@ -530,9 +532,7 @@ int Namespace::DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* r
   const uint32_t v = req.valid;
   if (v & SetattrRequest::kAccessed) {
     if (v != (SetattrRequest::kAccessed | SetattrRequest::kAtime)) return EINVAL;
-    if (std::tie(req.atime.sec, req.atime.nsec) > std::tie(in->attr.atime.sec, in->attr.atime.nsec)) {
-      in->attr.atime = req.atime;
-    }
+    if (req.atime > in->attr.atime) in->attr.atime = req.atime;
     reply->attr = AttrOf(*in);
     return 0;
   }
@@ -1033,7 +1033,7 @@ Status Namespace::CheckInvariants() const {
   }
   for (size_t i = 0; i < allocators_.size(); ++i) {
     // Quarantined and scrub-queued ranges are out of the allocator but in no file.
-    const uint64_t scrub = i < scrub_queued_.size() ? scrub_queued_[i] + scrubbing_[i] : 0;
+    const uint64_t scrub = scrub_queued_[i] + scrubbing_[i];
     const uint64_t in_use = allocators_[i].total_bytes() - allocators_[i].free_bytes() -
                             quarantine_.bytes(static_cast<uint32_t>(i)) - scrub;
     if (in_use != used[i]) {

@@ -294,12 +294,11 @@ class Namespace {
   std::unordered_map<InodeId, std::unique_ptr<Inode>> inodes_;
   std::vector<BlockAllocator> allocators_;  // one per data pool, by index
   FreeQuarantine quarantine_;               // freed, not yet back in allocators_
-  // scrub_freed: released from the quarantine, not yet zeroed (by server); and the
-  // bytes the scrubber has taken out and not yet finished.
+  // scrub_freed: released from the quarantine, not yet zeroed (by server), and the
+  // bytes the scrubber has taken out and not yet finished; sized with allocators_.
   std::vector<std::deque<PoolRange>> scrub_queue_;
   std::vector<uint64_t> scrub_queued_;
   std::vector<uint64_t> scrubbing_;
-  std::vector<std::deque<PoolRange>>& ScrubQueues();
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::unordered_map<uint64_t, uint64_t> handle_session_;  // open handle -> session
   InodeId next_ino_ = kRootInode + 1;

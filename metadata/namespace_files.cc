@@ -58,18 +58,9 @@ uint64_t Namespace::scrub_queued_bytes() const {
   return n;
 }
 
-std::vector<std::deque<PoolRange>>& Namespace::ScrubQueues() {
-  if (scrub_queue_.size() != allocators_.size()) {
-    scrub_queue_.assign(allocators_.size(), {});
-    scrub_queued_.assign(allocators_.size(), 0);
-    scrubbing_.assign(allocators_.size(), 0);
-  }
-  return scrub_queue_;
-}
-
 void Namespace::ScrubAllFree() {
   if (!config_.scrub_freed) return;
-  auto& queues = ScrubQueues();
+  auto& queues = scrub_queue_;
   for (size_t s = 0; s < allocators_.size(); ++s) {
     std::vector<PoolRange> all;
     const uint64_t n = allocators_[s].free_bytes();
@@ -89,7 +80,7 @@ bool Namespace::TakeScrubWork(uint32_t server, uint64_t max_bytes, uint64_t max_
   // through its cached layout: zeroing it now could be undone by such a write, so the
   // scrub waits for the hold as allocations do.
   if (quarantine_.Holding(NowMs())) return false;
-  auto& queues = ScrubQueues();
+  auto& queues = scrub_queue_;
   if (server >= queues.size() || max_range == 0) return false;
   auto& q = queues[server];
   uint64_t taken = 0;
@@ -109,7 +100,7 @@ bool Namespace::TakeScrubWork(uint32_t server, uint64_t max_bytes, uint64_t max_
 }
 
 void Namespace::FinishScrub(const std::vector<PoolRange>& ranges, bool zeroed) {
-  auto& queues = ScrubQueues();
+  auto& queues = scrub_queue_;
   for (const PoolRange& r : ranges) {
     if (r.server >= queues.size()) continue;
     scrubbing_[r.server] -= r.length;
@@ -178,7 +169,7 @@ void Namespace::ReleaseQuarantine() {
   }
   std::vector<PoolRange> released;
   quarantine_.Release(NowMs(), &released);
-  auto& queues = ScrubQueues();
+  auto& queues = scrub_queue_;
   for (const PoolRange& r : released) {
     queues[r.server].push_back(r);
     scrub_queued_[r.server] += r.length;
@@ -204,11 +195,8 @@ bool Namespace::TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpCon
     // Space waiting for its scrub comes back within milliseconds: it counts as free for
     // when to look again, but not before kScrubRetryMs.
     const uint64_t free_now = allocators_[server].free_bytes();
-    uint64_t scrub = 0;
-    if (config_.scrub_freed) {
-      ScrubQueues();  // sizes the counters
-      scrub = scrub_queued_[server] + scrubbing_[server];
-    }
+    const uint64_t scrub =
+        config_.scrub_freed ? scrub_queued_[server] + scrubbing_[server] : 0;
     int64_t at = quarantine_.SpaceAt(server, length, free_now + scrub, now);
     if (at >= 0 && free_now < length && scrub > 0) at = std::max(at, now + kScrubRetryMs);
     if (at > now && at <= ctx.space_wait_limit_ms) ctx.retry_at_ms = at;
