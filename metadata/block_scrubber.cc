@@ -30,13 +30,15 @@ Status DataServerZeroer::ConnectLocked(uint32_t server, Connection& c) {
   if (!client.ok()) return client.status();
   const datapath::ServerInfo& got = (*client)->server();
   if (got.cluster != cluster_ || got.pool_index != want.index ||
-      got.block_size != want.block_size) {
+      got.block_size != want.block_size || got.pool.length != want.data_size) {
     return Status::FailedPrecondition(
         "data server " + want.endpoint.ToString() + " serves pool " +
         std::to_string(got.pool_index) + " (block size " + std::to_string(got.block_size) +
+        ", data area " + std::to_string(got.pool.length) + " bytes" +
         (got.cluster != cluster_ ? ", of another cluster" : "") + "), but the metadata pool " +
         "names pool " + std::to_string(want.index) + " (block size " +
-        std::to_string(want.block_size) + ") at that address; not zeroing anything there");
+        std::to_string(want.block_size) + ", data area " + std::to_string(want.data_size) +
+        " bytes) at that address; not zeroing anything there");
   }
   c.client = std::move(client).value();
   return Status::OK();
@@ -47,8 +49,8 @@ Status DataServerZeroer::Zero(uint32_t server, uint64_t pool_offset, uint64_t le
     return Status::InvalidArgument("no data server " + std::to_string(server));
   }
   Connection& c = *connections_[server];
-  std::lock_guard lock(c.mu);
   for (uint64_t done = 0; done < length;) {
+    std::lock_guard lock(c.mu);  // per request: others interleave with a long range
     if (!c.client) DPMFS_RETURN_IF_ERROR(ConnectLocked(server, c));
     const auto piece = static_cast<uint32_t>(std::min<uint64_t>(kZeroRequestBytes, length - done));
     Status st = c.client->Zero(pool_offset + done, piece);

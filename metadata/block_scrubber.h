@@ -12,7 +12,8 @@
 // sparse.
 //
 // Thread-safety: Zero may be called from any number of threads (one connection per
-// data server, used under its own mutex).
+// data server, taken for one request at a time, so a truncate's tail is not held up
+// behind a long scrub of the same server).
 #pragma once
 
 #include <array>
@@ -46,6 +47,7 @@ class DataServerZeroer : public RangeZeroer {
     Endpoint endpoint;
     uint32_t index = 0;
     uint32_t block_size = 0;
+    uint64_t data_size = 0;  // bytes of the pool's data area, as the metadata pool says
   };
   DataServerZeroer(transport::Device& device, const std::array<uint8_t, 16>& cluster,
                    std::vector<Server> servers);

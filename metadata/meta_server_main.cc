@@ -130,7 +130,8 @@ int main(int argc, char** argv) {
   std::vector<meta::DataServerZeroer::Server> zero_targets;
   const auto& pools = (*store)->superblock().data_pools;
   for (size_t i = 0; i < pools.size() && i < data.size(); ++i) {
-    zero_targets.push_back({*Endpoint::Parse(data[i]), pools[i].index, pools[i].block_size});
+    zero_targets.push_back(
+        {*Endpoint::Parse(data[i]), pools[i].index, pools[i].block_size, pools[i].data_size});
   }
   meta::DataServerZeroer zeroer(**device, (*store)->pool_info().cluster.bytes,
                                 std::move(zero_targets));
