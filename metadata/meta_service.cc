@@ -218,9 +218,11 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
                            " is older than the durable reply cache; it may or may not have "
                            "executed");
   }
-  if (options_.zeroer != nullptr && static_cast<Opcode>(req.opcode) == Opcode::kSetattr) {
+  SetattrRequest sa;
+  if (options_.zeroer != nullptr && static_cast<Opcode>(req.opcode) == Opcode::kSetattr &&
+      Decode(req.payload, &sa).ok() && (sa.valid & SetattrRequest::kSize) != 0) {
     lock.unlock();
-    if (int err = ZeroTruncatedTail(req); err != 0) return EncodeErrorReply(err);
+    if (int err = ZeroTruncatedTail(sa); err != 0) return EncodeErrorReply(err);
     lock.lock();
     if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
       n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
@@ -349,9 +351,7 @@ void MetaService::Start() {
   if (options_.zeroer != nullptr) scrub_thread_ = std::thread([this] { ScrubLoop(); });
 }
 
-int MetaService::ZeroTruncatedTail(const rpc::RpcRequest& req) {
-  SetattrRequest sa;
-  if (!Decode(req.payload, &sa).ok() || (sa.valid & SetattrRequest::kSize) == 0) return 0;
+int MetaService::ZeroTruncatedTail(const SetattrRequest& sa) {
   PoolRange tail;
   {
     std::shared_lock lock(mu_);

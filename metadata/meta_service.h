@@ -119,7 +119,7 @@ class MetaService {
   // Before a setattr that shrinks a file to a size inside a block: zeroes the bytes of
   // that block the truncate cuts off, so that bytes past EOF read as zeros when anyone
   // extends the file again. EIO when the data server cannot do it.
-  int ZeroTruncatedTail(const rpc::RpcRequest& req);
+  int ZeroTruncatedTail(const SetattrRequest& sa);
   int64_t SteadyMs() const;
   // Sleeps until `steady_ms` (steady clock) or until Stop().
   void WaitUntil(int64_t steady_ms);
