@@ -13,3 +13,7 @@ add_dependencies(meta_server_test dpmfs-meta)
 dpmfs_add_test(free_quarantine_test
   SOURCES metadata/free_quarantine_test.cc
   LIBS dpmfs_meta_server)
+# The metadata server's zeroer against a real data server in process.
+dpmfs_add_test(block_scrubber_test
+  SOURCES metadata/block_scrubber_test.cc
+  LIBS dpmfs_meta_server)
