@@ -386,6 +386,14 @@ void MetaService::ScrubLoop() {
       if (SteadyMs() < retry_at[server]) continue;
       std::vector<PoolRange> work;
       {
+        // Idle most of the time: look under the shared lock before taking the
+        // exclusive one (which every request of the server would wait for).
+        std::shared_lock look(mu_);
+        if (ns_->scrub_queued_bytes() == 0 && ns_->next_quarantine_release_ms() > SteadyMs()) {
+          continue;
+        }
+      }
+      {
         std::unique_lock lock(mu_);
         ns_->TakeScrubWork(server, kRoundBytes, kRoundBytes, &work);
       }
