@@ -6,7 +6,7 @@
 #include <cassert>
 #include <cerrno>
 
-#include "metadata/wire_codec.h"
+#include "common/byte_codec.h"
 
 // Wire layout: each message's Fields() below lists its fields in wire order (the same
 // order as the struct in meta_protocol.h). Fixed sizes: Timespec 12 bytes, InodeAttr 92,
@@ -35,9 +35,10 @@
 namespace dpmfs::meta {
 namespace {
 
-using wire::WireReader;
-using wire::WireSizer;
-using wire::WireWriter;
+namespace wire = dpmfs::codec;
+using WireReader = codec::ByteReader;
+using WireSizer = codec::ByteSizer;
+using WireWriter = codec::ByteWriter;
 
 // Hard caps of request strings the server judges itself (see above). No kernel sends
 // more: NAME_MAX is 255 and PATH_MAX 4096.
@@ -424,17 +425,17 @@ void Fields(IO& io, FallocateRequest& m) {
 
 #define DPMFS_DEFINE_CODEC(T)                                    \
   size_t EncodedSize(const T& m) {                               \
-    T& mm = const_cast<T&>(m); /* read only: see wire_codec.h */ \
-    wire::WireSizer sizer;                                       \
+    T& mm = const_cast<T&>(m); /* read only: see common/byte_codec.h */ \
+    WireSizer sizer;                                       \
     Fields(sizer, mm);                                           \
     return sizer.size();                                         \
   }                                                              \
   void EncodeTo(const T& m, std::vector<uint8_t>* out) {         \
-    T& mm = const_cast<T&>(m); /* read only: see wire_codec.h */ \
+    T& mm = const_cast<T&>(m); /* read only: see common/byte_codec.h */ \
     size_t at = out->size();                                     \
     /* no allocation when the caller reserved (EncodeReply) */   \
     out->resize(at + EncodedSize(m));                            \
-    wire::WireWriter writer(out->data() + at);                   \
+    WireWriter writer(out->data() + at);                   \
     Fields(writer, mm);                                          \
     assert(writer.position() == out->data() + out->size());      \
   }                                                              \
@@ -444,7 +445,7 @@ void Fields(IO& io, FallocateRequest& m) {
     return out;                                                  \
   }                                                              \
   Status Decode(std::span<const uint8_t> payload, T* m) {        \
-    wire::WireReader reader(payload, #T);                        \
+    WireReader reader(payload, #T);                        \
     Fields(reader, *m);                                          \
     return reader.Finish();                                      \
   }

@@ -1,20 +1,25 @@
-// Internal to metadata/: the little-endian reader/writer behind meta_protocol.cc.
+// The one little-endian byte codec of dpmfs: every wire message and every on-PM record is
+// encoded and decoded through it, so bounds checks and error messages are the same
+// everywhere ("<message>.<field> (byte N of M) <what>").
 //
-// Every message is described once, by a `Fields(io, message)` function template that
+// A variable-size message is described once, by a `Fields(io, message)` function template that
 // names its fields in wire order; three "io" classes walk that description:
-//   - WireSizer counts the encoded bytes (so encoding reserves exactly once),
-//   - WireWriter appends the bytes to a buffer of that size,
-//   - WireReader parses and validates them.
+//   - ByteSizer counts the encoded bytes (so encoding reserves exactly once),
+//   - ByteWriter appends the bytes to a buffer of that size,
+//   - ByteReader parses and validates them.
 // Writing the layout once means encoder and decoder cannot drift apart. Fields functions
 // take the message by non-const reference so one definition serves all three; the
-// encoder passes a const_cast message, which WireSizer and WireWriter only read.
+// encoder passes a const_cast message, which ByteSizer and ByteWriter only read.
 //
-// WireReader never reads outside its span and never allocates from an unchecked
+// ByteReader never reads outside its span and never allocates from an unchecked
 // length: a string length is checked against the bytes left and the field's cap, a
 // vector count against its cap and against (bytes left / smallest element size) before
 // anything is reserved. The first failure is kept (with the field name and byte offset)
 // and makes every later read a no-op returning zeros, so a Fields function needs no
 // error handling of its own.
+//
+// A fixed layout (a header, a descriptor, a journal record) uses the same classes: a
+// FixedWriter writes into a buffer of known size, and ByteReader's U32/U64... read it.
 //
 // Thread-safety: the classes are values used by one thread at a time.
 #pragma once
@@ -30,12 +35,12 @@
 
 #include "common/status.h"
 
-namespace dpmfs::meta::wire {
+namespace dpmfs::codec {
 
 // Serialized sizes of the fixed-width pieces.
 inline constexpr size_t kLengthPrefix = 4;  // u32 length of a string / count of a vector
 
-class WireSizer {
+class ByteSizer {
  public:
   static constexpr bool kDecoding = false;
   void U8(const char*, uint8_t) { n_ += 1; }
@@ -63,11 +68,11 @@ class WireSizer {
   size_t n_ = 0;
 };
 
-// Writes into a buffer already sized by WireSizer; never allocates.
-class WireWriter {
+// Writes into a buffer already sized by ByteSizer; never allocates.
+class ByteWriter {
  public:
   static constexpr bool kDecoding = false;
-  explicit WireWriter(uint8_t* out) : p_(out) {}
+  explicit ByteWriter(uint8_t* out) : p_(out) {}
   void U8(const char*, uint8_t v) { *p_++ = v; }
   void U16(const char*, uint16_t v) { Put(v, 2); }
   void U32(const char*, uint32_t v) { Put(v, 4); }
@@ -104,11 +109,11 @@ class WireWriter {
   uint8_t* p_;
 };
 
-class WireReader {
+class ByteReader {
  public:
   static constexpr bool kDecoding = true;
   // `message` names the message type in errors ("LookupRequest").
-  WireReader(std::span<const uint8_t> in, const char* message) : in_(in), message_(message) {}
+  ByteReader(std::span<const uint8_t> in, const char* message) : in_(in), message_(message) {}
 
   void U8(const char* field, uint8_t& v) { v = static_cast<uint8_t>(Get(field, 1)); }
   void U16(const char* field, uint16_t& v) { v = static_cast<uint16_t>(Get(field, 2)); }
@@ -226,4 +231,4 @@ class WireReader {
   std::string error_;
 };
 
-}  // namespace dpmfs::meta::wire
+}  // namespace dpmfs::codec
