@@ -13,7 +13,8 @@
 // Extent 32, ByteRange 16, DirEntry 116 + name bytes (the attributes are always sent,
 // zero when the request had no `plus`, so every entry has one layout).
 //
-// Which reply answers which request (what MetaClient decodes and dpmfs-meta must send):
+// Which reply answers which request (what MetaClient decodes and dpmfs-meta must send;
+// the Request and Reply columns of metadata/meta_ops.h):
 //   register -> RegisterReply      heartbeat -> HeartbeatReply   unregister -> EmptyReply
 //   lookup, mkdir, mknod, symlink, link -> EntryReply
 //   getattr, setattr, commit, fallocate -> AttrReply
@@ -451,106 +452,6 @@ void Fields(IO& io, FallocateRequest& m) {
   }
 DPMFS_META_MESSAGES(DPMFS_DEFINE_CODEC)
 #undef DPMFS_DEFINE_CODEC
-
-std::string_view OpcodeName(Opcode op) {
-  switch (op) {
-    case Opcode::kRegister:
-      return "register";
-    case Opcode::kHeartbeat:
-      return "heartbeat";
-    case Opcode::kUnregister:
-      return "unregister";
-    case Opcode::kLookup:
-      return "lookup";
-    case Opcode::kGetattr:
-      return "getattr";
-    case Opcode::kSetattr:
-      return "setattr";
-    case Opcode::kCreate:
-      return "create";
-    case Opcode::kMkdir:
-      return "mkdir";
-    case Opcode::kMknod:
-      return "mknod";
-    case Opcode::kSymlink:
-      return "symlink";
-    case Opcode::kReadlink:
-      return "readlink";
-    case Opcode::kLink:
-      return "link";
-    case Opcode::kUnlink:
-      return "unlink";
-    case Opcode::kRmdir:
-      return "rmdir";
-    case Opcode::kRename:
-      return "rename";
-    case Opcode::kReaddir:
-      return "readdir";
-    case Opcode::kOpen:
-      return "open";
-    case Opcode::kRelease:
-      return "release";
-    case Opcode::kStatfs:
-      return "statfs";
-    case Opcode::kGetxattr:
-      return "getxattr";
-    case Opcode::kSetxattr:
-      return "setxattr";
-    case Opcode::kListxattr:
-      return "listxattr";
-    case Opcode::kRemovexattr:
-      return "removexattr";
-    case Opcode::kLayout:
-      return "layout";
-    case Opcode::kAllocate:
-      return "allocate";
-    case Opcode::kCommit:
-      return "commit";
-    case Opcode::kFallocate:
-      return "fallocate";
-    case Opcode::kReleaseMany:
-      return "release_many";
-  }
-  return "unknown";
-}
-
-bool IsMutation(Opcode op) {
-  switch (op) {
-    // Open and Release count: they create and drop open handles, which decide when an
-    // unlinked file's blocks are freed, and open(O_TRUNC) truncates.
-    case Opcode::kSetattr:
-    case Opcode::kCreate:
-    case Opcode::kMkdir:
-    case Opcode::kMknod:
-    case Opcode::kSymlink:
-    case Opcode::kLink:
-    case Opcode::kUnlink:
-    case Opcode::kRmdir:
-    case Opcode::kRename:
-    case Opcode::kOpen:
-    case Opcode::kRelease:
-    case Opcode::kReleaseMany:
-    case Opcode::kSetxattr:
-    case Opcode::kRemovexattr:
-    case Opcode::kAllocate:
-    case Opcode::kCommit:
-    case Opcode::kFallocate:
-      return true;
-    case Opcode::kRegister:
-    case Opcode::kHeartbeat:
-    case Opcode::kUnregister:
-    case Opcode::kLookup:
-    case Opcode::kGetattr:
-    case Opcode::kReadlink:
-    case Opcode::kReaddir:
-    case Opcode::kStatfs:
-    case Opcode::kGetxattr:
-    case Opcode::kListxattr:
-    case Opcode::kLayout:
-      return false;
-  }
-  return false;
-}
 
 std::vector<uint8_t> EncodeErrorReply(int err) {
   if (err <= 0 || err > kMaxErrno) {

@@ -46,40 +46,8 @@ inline constexpr uint64_t kMaxFileSize = 1ull << 44;  // 16 TiB of (sparse) addr
 // The RPC message size the metadata server grants (an xattr value of 64 KiB must fit).
 inline constexpr uint32_t kMetaMaxMessage = 256u << 10;
 
-enum class Opcode : uint16_t {
-  kRegister = 1,  // first call of a client: binds a lease to the RPC session
-  kHeartbeat = 2,
-  kUnregister = 3,
-  kLookup = 10,
-  kGetattr = 11,
-  kSetattr = 12,
-  kCreate = 13,
-  kMkdir = 14,
-  kMknod = 15,
-  kSymlink = 16,
-  kReadlink = 17,
-  kLink = 18,
-  kUnlink = 19,
-  kRmdir = 20,
-  kRename = 21,
-  kReaddir = 22,
-  kOpen = 23,
-  kRelease = 24,
-  kStatfs = 25,
-  kGetxattr = 26,
-  kSetxattr = 27,
-  kListxattr = 28,
-  kRemovexattr = 29,
-  kLayout = 30,
-  kAllocate = 31,
-  kCommit = 32,
-  kFallocate = 33,
-  kReleaseMany = 34,  // several Releases, one journaled mutation (clients batch them)
-};
-std::string_view OpcodeName(Opcode op);  // "lookup", ...; "unknown" otherwise
-// True for opcodes that change the namespace (journaled, answered from the reply cache
-// when retried).
-bool IsMutation(Opcode op);
+// The opcodes (Opcode, OpcodeName, IsMutation) are the rows of metadata/meta_ops.h,
+// included at the end of this header.
 
 struct Timespec {
   int64_t sec = 0;
@@ -433,3 +401,7 @@ Status SplitReply(std::span<const uint8_t> payload, int* err, std::span<const ui
 int CheckName(std::string_view name);
 
 }  // namespace dpmfs::meta
+
+// The operation table needs the messages above; everyone who knows the messages knows
+// the opcodes.
+#include "metadata/meta_ops.h"  // IWYU pragma: export

@@ -16,16 +16,6 @@ namespace {
 // takes ~0.1 s; the bound keeps a waiting connection well inside the lease.
 constexpr int64_t kScrubWaitMs = 2000;
 
-// Every opcode a client may send.
-constexpr Opcode kAllOpcodes[] = {
-    Opcode::kRegister, Opcode::kHeartbeat, Opcode::kUnregister,  Opcode::kLookup, Opcode::kGetattr,
-    Opcode::kSetattr,  Opcode::kCreate,    Opcode::kMkdir,       Opcode::kMknod,  Opcode::kSymlink,
-    Opcode::kReadlink, Opcode::kLink,      Opcode::kUnlink,      Opcode::kRmdir,  Opcode::kRename,
-    Opcode::kReaddir,  Opcode::kOpen,      Opcode::kRelease,     Opcode::kStatfs, Opcode::kGetxattr,
-    Opcode::kSetxattr, Opcode::kListxattr, Opcode::kRemovexattr, Opcode::kLayout, Opcode::kAllocate,
-    Opcode::kCommit,   Opcode::kFallocate, Opcode::kReleaseMany,
-};
-
 // Memory is ahead of the pool and nothing can bring them back in step: stop, so that a
 // restart recovers exactly the durable state (whose replies were the only ones sent).
 [[noreturn]] void FailStop(const Status& st) {
@@ -175,9 +165,11 @@ Status MetaService::ReplayRecord(uint64_t lsn, std::span<const uint8_t> bytes) {
 }
 
 std::map<uint16_t, rpc::RpcHandler> MetaService::Handlers() {
+  // Every row of meta_ops.h, nothing else: the RPC server refuses any other opcode
+  // before it reaches us.
   std::map<uint16_t, rpc::RpcHandler> h;
-  for (Opcode op : kAllOpcodes) {
-    h[static_cast<uint16_t>(op)] = [this](const rpc::RpcRequest& r) { return Handle(r); };
+  for (const OpInfo& op : kMetaOps) {
+    h[static_cast<uint16_t>(op.op)] = [this](const rpc::RpcRequest& r) { return Handle(r); };
   }
   return h;
 }
@@ -185,8 +177,12 @@ std::map<uint16_t, rpc::RpcHandler> MetaService::Handlers() {
 void MetaService::AttachRpcServer(rpc::RpcServer* server) { rpc_ = server; }
 
 Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
-  const auto op = static_cast<Opcode>(req.opcode);
-  if (op == Opcode::kHeartbeat) {
+  const OpInfo* op = FindOp(req.opcode);
+  if (op == nullptr) {
+    return Status::InvalidArgument("opcode " + std::to_string(req.opcode) +
+                                   " is no metadata operation");
+  }
+  if (op->kind == OpKind::kLease) {
     HeartbeatRequest hb;
     DPMFS_RETURN_IF_ERROR(Decode(req.payload, &hb));
     HeartbeatReply reply;
@@ -197,9 +193,7 @@ Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
     }
     return EncodeReply(reply);
   }
-  if (op == Opcode::kRegister || op == Opcode::kUnregister || IsMutation(op)) {
-    return HandleMutation(req);
-  }
+  if (op->kind == OpKind::kMutation || op->kind == OpKind::kSession) return HandleMutation(req);
   n_reads_.fetch_add(1, std::memory_order_relaxed);
   std::shared_lock lock(mu_);
   return ns_->Read(req.opcode, req.payload);

@@ -1,6 +1,14 @@
 // Namespace: dpmfs-meta's in-memory file system state (inodes, directories, symlinks,
-// xattrs, extent maps, block allocators, client sessions with their open handles and
-// durable reply caches) and every metadata operation on it, with Linux's errnos.
+// xattrs, extent maps) and every metadata operation on it, with Linux's errnos. Two
+// components it holds keep the rest: Sessions (sessions.h: leases, the durable reply
+// cache, open handles) and Space (space.h: block allocators, free quarantine, scrub
+// queue).
+//
+// Operations: one row each in meta_ops.h; the handlers are grouped by family in
+// ops_session.cc, ops_namespace.cc, ops_files.cc and ops_xattr.cc (Do<Name> for
+// mutations, Read<Name> for reads, declared from the table below, so a row without a
+// handler does not link); namespace.cc holds the dispatch, the shared helpers and the
+// invariants.
 //
 // Durability model (see metadata/README.md, "Namespace and service"): MetaService runs
 // every mutation through Mutate() under its exclusive lock, then journals a record made
@@ -35,9 +43,11 @@
 
 #include "common/status.h"
 #include "metadata/extent_map.h"
-#include "metadata/free_quarantine.h"
 #include "metadata/meta_protocol.h"
 #include "metadata/meta_store.h"
+#include "metadata/op_context.h"
+#include "metadata/sessions.h"
+#include "metadata/space.h"
 
 namespace dpmfs::meta {
 
@@ -77,47 +87,6 @@ struct NamespaceConfig {
   std::function<int64_t()> clock_ms;
 };
 
-// The per-mutation facts that replay takes from the journal rather than deciding anew.
-struct OpContext {
-  bool replay = false;
-  Timespec now;
-  uint64_t session = 0;  // 0 for server-internal mutations (no reply cache)
-  uint64_t seq = 0;
-  // Live: the pool ranges handed out, in order of allocation. Replay: the same ranges,
-  // consumed in the same order.
-  std::vector<PoolRange> allocations;
-  size_t next_allocation = 0;
-  // Live only: the metadata pool is nearly full; operations that grow the state fail
-  // with ENOSPC (replay never refuses what was acknowledged).
-  bool metadata_full = false;
-  // Live: the lease deadline (steady-clock ms) a session created or registered by this
-  // mutation gets. Replay leaves it 0; the service renews every lease after recovery.
-  int64_t lease_deadline_ms = 0;
-  // Live: the caller is willing to retry an allocation that fails with ENOSPC only
-  // because space is quarantined (or held after a restart), if it can succeed by this
-  // time (steady-clock ms). 0: ENOSPC is final.
-  int64_t space_wait_limit_ms = 0;
-  // Set on such an ENOSPC (live, within space_wait_limit_ms): when to retry. The reply
-  // is then not final: Mutate does not put it in the reply cache and the caller must run
-  // the request again (or cache the reply itself if it gives up).
-  int64_t retry_at_ms = 0;
-  // Replay: set when the record's facts do not fit the state (e.g. a recorded pool range
-  // is already in use): the journal does not match its checkpoint.
-  std::string replay_error;
-};
-
-// A client's session: registered with kRegister (or implicitly by its first mutation),
-// kept alive by heartbeats, ended by kUnregister or lease expiry.
-struct Session {
-  std::string client_name;
-  std::map<uint64_t, InodeId> handles;  // open handle -> inode
-  // The last NamespaceConfig::reply_cache_entries mutation replies, by seq.
-  std::map<uint64_t, std::vector<uint8_t>> replies;
-  uint64_t evicted_max = 0;  // highest seq dropped from `replies`
-  // Not durable: milliseconds on the steady clock when the lease lapses.
-  std::atomic<int64_t> lease_deadline_ms{0};
-};
-
 class Namespace {
  public:
   // A fresh file system: the root directory only (ino 1, generation 1).
@@ -138,51 +107,67 @@ class Namespace {
                                       int* err_out = nullptr);
   // Stores a reply in the session's reply cache (creating the session if needed): for a
   // failed mutation, whose record carries only its errno.
-  void CacheReply(uint64_t session, uint64_t seq, std::vector<uint8_t> reply);
+  void CacheReply(uint64_t session, uint64_t seq, std::vector<uint8_t> reply) {
+    client_sessions_.CacheReply(session, seq, std::move(reply));
+  }
   // A cached reply of (session, seq): the reply bytes, or nullopt. `*too_old` is set
   // when seq is at or below what the cache already dropped (the request may or may not
   // have executed).
   std::optional<std::vector<uint8_t>> CachedReply(uint64_t session, uint64_t seq,
-                                                  bool* too_old) const;
+                                                  bool* too_old) const {
+    return client_sessions_.CachedReply(session, seq, too_old);
+  }
 
   // Executes a read-only operation (lookup, getattr, readlink, readdir, statfs,
   // getxattr, listxattr, layout). InvalidArgument when the payload does not decode.
   Result<std::vector<uint8_t>> Read(uint16_t op, std::span<const uint8_t> payload) const;
 
-  // ---- Sessions (for the service's lease handling) ----
-  Session* FindSession(uint64_t session);
-  const Session* FindSession(uint64_t session) const;
+  // ---- The components ----
+  Sessions& sessions() { return client_sessions_; }
+  const Sessions& sessions() const { return client_sessions_; }
+  Space& space() { return space_; }
+  const Space& space() const { return space_; }
+
+  // ---- Sessions (for the service's lease handling; see sessions.h) ----
+  Session* FindSession(uint64_t session) { return client_sessions_.Find(session); }
+  const Session* FindSession(uint64_t session) const { return client_sessions_.Find(session); }
   // Sessions whose lease deadline is at or before `now_ms`.
-  std::vector<uint64_t> ExpiredSessions(int64_t now_ms) const;
+  std::vector<uint64_t> ExpiredSessions(int64_t now_ms) const {
+    return client_sessions_.Expired(now_ms);
+  }
   // Gives every session a lease ending at `deadline_ms` (after recovery: a grace period).
-  void RenewAllLeases(int64_t deadline_ms);
+  void RenewAllLeases(int64_t deadline_ms) { client_sessions_.RenewAll(deadline_ms); }
   // Moves every lease deadline `ms` later (the server was not answering for that long:
   // a checkpoint held the namespace lock, so heartbeats could not get through).
-  void ExtendAllLeases(int64_t ms);
-  size_t session_count() const { return sessions_.size(); }
+  void ExtendAllLeases(int64_t ms) { client_sessions_.ExtendAll(ms); }
+  size_t session_count() const { return client_sessions_.size(); }
 
-  // ---- The free quarantine (free_quarantine.h; memory only) ----
+  // ---- The free quarantine (free_quarantine.h, space.h; memory only) ----
   // Returns the ranges whose quarantine ended by now to the allocators (every
   // allocation does this first; the service also calls it periodically so that statfs
   // shows the space). Mutates allocator state only: nothing to journal.
-  void ReleaseQuarantine();
+  void ReleaseQuarantine() { space_.ReleaseQuarantine(); }
   // The earliest quarantine release time (clock ms); INT64_MAX when nothing is held.
-  int64_t next_quarantine_release_ms() const { return quarantine_.next_release_ms(); }
+  int64_t next_quarantine_release_ms() const { return space_.next_quarantine_release_ms(); }
   // The restart rule: no allocation before `until_ms` (clock ms), since any free block
   // may have been freed just before the restart.
-  void HoldAllocationsUntil(int64_t until_ms) { quarantine_.HoldAllUntil(until_ms); }
+  void HoldAllocationsUntil(int64_t until_ms) { space_.HoldAllocationsUntil(until_ms); }
 
-  // ---- The scrub queue (scrub_freed; memory only) ----
+  // ---- The scrub queue (scrub_freed; memory only; space.h) ----
   // After recovery nobody knows which free blocks hold old bytes: all of them go to
   // the scrub queue (the allocators start empty and fill as the scrubber works).
-  void ScrubAllFree();
+  void ScrubAllFree() { space_.ScrubAllFree(); }
   // Up to `max_bytes` of queued ranges of `server`, each at most `max_range` long,
   // taken out of the queue (after releasing the quarantine); false when none.
   bool TakeScrubWork(uint32_t server, uint64_t max_bytes, uint64_t max_range,
-                     std::vector<PoolRange>* out);
+                     std::vector<PoolRange>* out) {
+    return space_.TakeScrubWork(server, max_bytes, max_range, out);
+  }
   // Ranges from TakeScrubWork: zeroed -> to their allocator; not -> back in the queue.
-  void FinishScrub(const std::vector<PoolRange>& ranges, bool zeroed);
-  uint64_t scrub_queued_bytes() const;
+  void FinishScrub(const std::vector<PoolRange>& ranges, bool zeroed) {
+    space_.FinishScrub(ranges, zeroed);
+  }
+  uint64_t scrub_queued_bytes() const { return space_.scrub_queued_bytes(); }
   // Where the bytes a truncate of `ino` to `new_size` cuts off inside the block that
   // holds the new EOF lie: [new_size, min(size, end of that block)) on its data pool.
   // False when there are none (not a regular file, not shrinking, an aligned size, no
@@ -201,9 +186,9 @@ class Namespace {
   size_t inode_count() const { return inodes_.size(); }
   // Free in the allocators or waiting to be scrubbed (and taken by the scrubber);
   // quarantined bytes are neither free nor in a file.
-  uint64_t free_bytes() const;
-  uint64_t total_bytes() const;
-  uint64_t quarantined_bytes() const { return quarantine_.bytes(); }
+  uint64_t free_bytes() const { return space_.free_bytes(); }
+  uint64_t total_bytes() const { return space_.total_bytes(); }
+  uint64_t quarantined_bytes() const { return space_.quarantined_bytes(); }
   // Consistency check of the whole state: every entry names a live inode, link counts
   // match the entries, parents match, open counts match the handles, allocator usage
   // matches the extents. Internal error naming the first problem.
@@ -213,38 +198,28 @@ class Namespace {
   struct Directory;
   struct Inode;
 
-  // namespace.cc: entry operations.
-  int DoRegister(const RegisterRequest& req, OpContext& ctx, RegisterReply* reply);
-  int DoUnregister(OpContext& ctx);
-  int DoExpire(uint64_t session, OpContext& ctx);
-  int DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* reply);
-  int DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* reply);
-  int DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* reply);
-  int DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* reply);
-  int DoSymlink(const SymlinkRequest& req, OpContext& ctx, EntryReply* reply);
-  int DoLink(const LinkRequest& req, OpContext& ctx, EntryReply* reply);
-  int DoUnlink(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply);
-  int DoRmdir(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply);
-  int DoRename(const RenameRequest& req, OpContext& ctx, DirsReply* reply);
-  std::vector<InodeAttr> ChangedDirs(const Inode& sdir, const Inode& ddir) const;
-  int DoOpen(const OpenRequest& req, OpContext& ctx, OpenReply* reply);
-  int DoRelease(const ReleaseRequest& req, OpContext& ctx);
-  int DoReleaseMany(const ReleaseManyRequest& req, OpContext& ctx, ReleaseManyReply* reply);
-  int DoSetxattr(const SetxattrRequest& req, OpContext& ctx);
-  int DoRemovexattr(const RemovexattrRequest& req, OpContext& ctx);
-  int ReadLookup(const LookupRequest& req, EntryReply* reply) const;
-  int ReadGetattr(const GetattrRequest& req, AttrReply* reply) const;
-  int ReadReadlink(const ReadlinkRequest& req, ReadlinkReply* reply) const;
-  int ReadReaddir(const ReaddirRequest& req, ReaddirReply* reply) const;
-  int ReadGetxattr(const GetxattrRequest& req, GetxattrReply* reply) const;
-  int ReadListxattr(const ListxattrRequest& req, ListxattrReply* reply) const;
+  // The handlers, one per row of meta_ops.h (see the top of this file): kMutation and
+  // kSession rows get Do<Name>, kRead rows Read<Name>, kLease rows (heartbeat) none.
+#define DPMFS_NS_HANDLER_kMutation(Name, Req, Rep) \
+  int Do##Name(const Req& req, OpContext& ctx, Rep* reply);
+#define DPMFS_NS_HANDLER_kSession(Name, Req, Rep) DPMFS_NS_HANDLER_kMutation(Name, Req, Rep)
+#define DPMFS_NS_HANDLER_kRead(Name, Req, Rep) int Read##Name(const Req& req, Rep* reply) const;
+#define DPMFS_NS_HANDLER_kLease(Name, Req, Rep)
+#define DPMFS_NS_HANDLER(Name, number, str, kind, Req, Rep, family) \
+  DPMFS_NS_HANDLER_##kind(Name, Req, Rep)
+  DPMFS_META_OPS(DPMFS_NS_HANDLER)
+#undef DPMFS_NS_HANDLER
+#undef DPMFS_NS_HANDLER_kLease
+#undef DPMFS_NS_HANDLER_kRead
+#undef DPMFS_NS_HANDLER_kSession
+#undef DPMFS_NS_HANDLER_kMutation
 
-  // namespace_files.cc: data operations.
-  int DoAllocate(const AllocateRequest& req, OpContext& ctx, AllocateReply* reply);
-  int DoCommit(const CommitRequest& req, OpContext& ctx, AttrReply* reply);
-  int DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrReply* reply);
-  int ReadLayout(const LayoutRequest& req, LayoutReply* reply) const;
-  int ReadStatfs(StatfsReply* reply) const;
+  // ops_session.cc: ends session `id`, closing its handles (unregister, lease expiry).
+  int EndSession(uint64_t id, OpContext& ctx);
+  // ops_namespace.cc: a rename's changed directories.
+  std::vector<InodeAttr> ChangedDirs(const Inode& sdir, const Inode& ddir) const;
+
+  // ops_files.cc: data helpers.
   // Sets the size of a regular file: shrinking frees every block past the block that
   // holds the new EOF. No errors (validated by the caller).
   void Truncate(Inode& inode, uint64_t size, OpContext& ctx);
@@ -252,18 +227,6 @@ class Namespace {
   // unit boundaries, with `flags`; ranges from [spec_from, end) get kSpeculative too.
   // All or nothing: ENOSPC leaves no trace.
   int AllocateHoles(Inode& inode, uint64_t start, uint64_t end, uint64_t spec_from, OpContext& ctx);
-  // One allocator call, live or from the record. False: ENOSPC (live) or the record
-  // does not match (replay; *bad_record set).
-  bool TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpContext& ctx,
-                 std::vector<PoolRange>* out);
-  // THE way blocks a file gave up are freed: while serving they go into the quarantine
-  // (a client may still write them through a cached layout); in replay, and with the
-  // quarantine off, straight back to the allocators.
-  void FreeRanges(const std::vector<PoolRange>& ranges, const OpContext& ctx);
-  // Back to the allocators at once: only for ranges no client has seen (an allocation
-  // undone within the mutation that made it).
-  void ReturnRanges(const std::vector<PoolRange>& ranges);
-  int64_t NowMs() const;
   // Frees unwritten kSpeculative extents past EOF (at the last release).
   void TrimSpeculative(Inode& inode, const OpContext& ctx);
 
@@ -285,22 +248,24 @@ class Namespace {
   uint64_t OpenHandle(Inode& inode, OpContext& ctx);
   // Closes `handle` of `session` (trim / free at the last close).
   void CloseHandle(Session& session, uint64_t handle, const OpContext& ctx);
-  Session& SessionFor(uint64_t session);
   // Whether `ancestor` is `ino` or one of its ancestors.
   bool IsAncestor(InodeId ancestor, InodeId ino) const;
   void Touch(Inode& inode, const Timespec& now, bool mtime, bool ctime);
 
   NamespaceConfig config_;
   std::unordered_map<InodeId, std::unique_ptr<Inode>> inodes_;
-  std::vector<BlockAllocator> allocators_;  // one per data pool, by index
-  FreeQuarantine quarantine_;               // freed, not yet back in allocators_
-  // scrub_freed: released from the quarantine, not yet zeroed (by server), and the
-  // bytes the scrubber has taken out and not yet finished; sized with allocators_.
-  std::vector<std::deque<PoolRange>> scrub_queue_;
-  std::vector<uint64_t> scrub_queued_;
-  std::vector<uint64_t> scrubbing_;
-  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
-  std::unordered_map<uint64_t, uint64_t> handle_session_;  // open handle -> session
+  Space space_;                 // allocators, quarantine, scrub queue
+  Sessions client_sessions_;    // sessions, reply caches, open handles
+  // The components' containers under the names checkpoint_codec.cc (owned by the
+  // metadata-store work, changed separately) still uses; everything else goes through
+  // space_ and client_sessions_. Remove when the codec uses the components' accessors.
+  std::vector<BlockAllocator>& allocators_ = space_.allocators();
+  FreeQuarantine& quarantine_ = space_.quarantine();
+  std::vector<std::deque<PoolRange>>& scrub_queue_ = space_.scrub_queue();
+  std::vector<uint64_t>& scrub_queued_ = space_.scrub_queued();
+  std::vector<uint64_t>& scrubbing_ = space_.scrubbing();
+  Sessions::Table& sessions_ = client_sessions_.table();
+  Sessions::HandleIndex& handle_session_ = client_sessions_.handle_index();
   InodeId next_ino_ = kRootInode + 1;
   uint64_t next_generation_ = 2;
   uint64_t next_handle_ = 1;

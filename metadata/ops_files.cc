@@ -1,12 +1,14 @@
-// Namespace: file data operations (layout, allocate, commit, truncate, fallocate,
-// statfs) and the block allocators and free quarantine behind them.
+// The files family (meta_ops.h): open, release, release_many, layout, allocate,
+// commit, fallocate, statfs, and the truncate and hole-allocation helpers behind them.
+// The block allocators, free quarantine and scrub queue are the Space component
+// (space.h); the comment below is about how this family uses them.
 //
 // Freed blocks: clients overwrite file data through cached layouts without asking us
 // (for at most the layout TTL after they sent the request that fetched the layout), so
 // a block a file gives up may still receive WRITEs for a while. Every path that frees
 // blocks (truncate, open O_TRUNC, punch hole, unlink / rename-over / rmdir at the last
 // reference, the last release trimming speculative blocks, a lapsed session's handles)
-// ends in FreeRanges, which puts them in the quarantine while serving; only an
+// ends in Space::Free, which puts them in the quarantine while serving; only an
 // allocation undone inside its own mutation (never shown to a client) bypasses it.
 // Replay frees at once: the journal records the ranges every allocation got, so replay
 // re-applies them (MarkUsed) and never re-decides placement; a block the live server
@@ -27,11 +29,11 @@
 //   - Zero range frees its whole blocks and allocates fresh (zeroed) unwritten ones;
 //     punch hole frees them. The partial blocks at the edges are the client's to zero
 //     (bytes it was asked to zero).
+#include <fcntl.h>
 #include <linux/falloc.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <limits>
 
 #include "metadata/namespace.h"
@@ -41,110 +43,40 @@ namespace dpmfs::meta {
 
 namespace {
 constexpr uint64_t kNoHint = std::numeric_limits<uint64_t>::max();
-// How long an allocation that waits for scrubbed space sleeps before it looks again.
-constexpr int64_t kScrubRetryMs = 2;
 }  // namespace
 
-uint64_t Namespace::free_bytes() const {
-  uint64_t n = 0;
-  for (const BlockAllocator& a : allocators_) n += a.free_bytes();
-  return n + scrub_queued_bytes();
-}
-
-uint64_t Namespace::scrub_queued_bytes() const {
-  uint64_t n = 0;
-  for (uint64_t b : scrub_queued_) n += b;
-  for (uint64_t b : scrubbing_) n += b;
-  return n;
-}
-
-void Namespace::ScrubAllFree() {
-  if (!config_.scrub_freed) return;
-  auto& queues = scrub_queue_;
-  for (size_t s = 0; s < allocators_.size(); ++s) {
-    std::vector<PoolRange> all;
-    const uint64_t n = allocators_[s].free_bytes();
-    if (n == 0 || !allocators_[s].Allocate(n, BlockAllocator::kNoHint, &all)) continue;
-    for (PoolRange& r : all) {
-      r.server = static_cast<uint32_t>(s);
-      queues[s].push_back(r);
-      scrub_queued_[s] += r.length;
-    }
+int Namespace::DoOpen(const OpenRequest& req, OpContext& ctx, OpenReply* reply) {
+  Inode* in = Find(req.ino);
+  if (in == nullptr) return ENOENT;
+  if (in->is_dir() && ((req.flags & O_ACCMODE) != O_RDONLY || (req.flags & O_TRUNC))) {
+    return EISDIR;
   }
-}
-
-bool Namespace::TakeScrubWork(uint32_t server, uint64_t max_bytes, uint64_t max_range,
-                              std::vector<PoolRange>* out) {
-  ReleaseQuarantine();
-  // During the restart hold a client may still write a block freed before the restart
-  // through its cached layout: zeroing it now could be undone by such a write, so the
-  // scrub waits for the hold as allocations do.
-  if (quarantine_.Holding(NowMs())) return false;
-  auto& queues = scrub_queue_;
-  if (server >= queues.size() || max_range == 0) return false;
-  auto& q = queues[server];
-  uint64_t taken = 0;
-  while (!q.empty() && taken < max_bytes) {
-    PoolRange& r = q.front();
-    PoolRange piece = r;
-    piece.length = std::min(r.length, max_range);
-    r.pool_offset += piece.length;
-    r.length -= piece.length;
-    if (r.length == 0) q.pop_front();
-    scrub_queued_[server] -= piece.length;
-    scrubbing_[server] += piece.length;
-    taken += piece.length;
-    out->push_back(piece);
+  if ((req.flags & O_TRUNC) && in->is_reg()) {
+    Truncate(*in, 0, ctx);
+    Touch(*in, ctx.now, true, true);
   }
-  return taken > 0;
+  reply->handle = OpenHandle(*in, ctx);
+  reply->attr = AttrOf(*in);
+  return 0;
 }
 
-void Namespace::FinishScrub(const std::vector<PoolRange>& ranges, bool zeroed) {
-  auto& queues = scrub_queue_;
-  for (const PoolRange& r : ranges) {
-    if (r.server >= queues.size()) continue;
-    scrubbing_[r.server] -= r.length;
-    if (zeroed) {
-      allocators_[r.server].Free(r.pool_offset, r.length);
-    } else {
-      queues[r.server].push_back(r);
-      scrub_queued_[r.server] += r.length;
-    }
+int Namespace::DoRelease(const ReleaseRequest& req, OpContext& ctx, EmptyReply*) {
+  Session* s = client_sessions_.HolderOf(req.handle);
+  if (s == nullptr) return EBADF;
+  auto it = s->handles.find(req.handle);
+  if (it == s->handles.end()) return EBADF;
+  if (it->second != req.ino) return EINVAL;
+  CloseHandle(*s, req.handle, ctx);
+  return 0;
+}
+
+int Namespace::DoReleaseMany(const ReleaseManyRequest& req, OpContext& ctx,
+                             ReleaseManyReply* reply) {
+  for (const ReleaseRequest& r : req.handles) {
+    EmptyReply none;
+    if (DoRelease(r, ctx, &none) != 0) ++reply->refused;
   }
-}
-
-uint64_t Namespace::total_bytes() const {
-  uint64_t n = 0;
-  for (const BlockAllocator& a : allocators_) n += a.total_bytes();
-  return n;
-}
-
-int64_t Namespace::NowMs() const {
-  if (config_.clock_ms) return config_.clock_ms();
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-void Namespace::ReturnRanges(const std::vector<PoolRange>& ranges) {
-  for (const PoolRange& r : ranges) {
-    if (r.server < allocators_.size() && r.length > 0) {
-      allocators_[r.server].Free(r.pool_offset, r.length);
-    }
-  }
-}
-
-void Namespace::FreeRanges(const std::vector<PoolRange>& ranges, const OpContext& ctx) {
-  if (ctx.replay || (config_.free_quarantine_ms == 0 && !config_.scrub_freed)) {
-    ReturnRanges(ranges);
-    return;
-  }
-  // A clock reading t stands for some moment in [t, t+1): +1 so that at least the full
-  // quarantine passes in real time.
-  const int64_t release = NowMs() + config_.free_quarantine_ms + 1;
-  for (const PoolRange& r : ranges) {
-    if (r.server < allocators_.size() && r.length > 0) quarantine_.Add(r, release);
-  }
+  return 0;  // never an errno: the journal must replay exactly what was released
 }
 
 bool Namespace::TruncatedTail(InodeId ino, uint64_t new_size, PoolRange* out) const {
@@ -162,79 +94,11 @@ bool Namespace::TruncatedTail(InodeId ino, uint64_t new_size, PoolRange* out) co
   return true;
 }
 
-void Namespace::ReleaseQuarantine() {
-  if (!config_.scrub_freed) {
-    quarantine_.Release(NowMs(), allocators_);
-    return;
-  }
-  std::vector<PoolRange> released;
-  quarantine_.Release(NowMs(), &released);
-  auto& queues = scrub_queue_;
-  for (const PoolRange& r : released) {
-    queues[r.server].push_back(r);
-    scrub_queued_[r.server] += r.length;
-  }
-}
-
-bool Namespace::TakeSpace(uint32_t server, uint64_t length, uint64_t hint, OpContext& ctx,
-                          std::vector<PoolRange>* out) {
-  out->clear();
-  if (!ctx.replay) {
-    const int64_t now = NowMs();
-    ReleaseQuarantine();
-    if (!quarantine_.Holding(now) && allocators_[server].Allocate(length, hint, out)) {
-      for (PoolRange& r : *out) r.server = server;
-      ctx.allocations.insert(ctx.allocations.end(), out->begin(), out->end());
-      return true;
-    }
-    // ENOSPC. If quarantined space (or the end of the restart hold) would make it fit
-    // soon enough, tell the caller when to retry instead of failing: an application that
-    // deleted a file and writes at once must not see ENOSPC for up to a quarantine.
-    // (Allocate fails only when fewer than `length` bytes are free, so SpaceAt's count
-    // is exact for this piece; a later piece may still fail, and gets its own answer.)
-    // Space waiting for its scrub comes back within milliseconds: it counts as free for
-    // when to look again, but not before kScrubRetryMs.
-    const uint64_t free_now = allocators_[server].free_bytes();
-    const uint64_t scrub =
-        config_.scrub_freed ? scrub_queued_[server] + scrubbing_[server] : 0;
-    int64_t at = quarantine_.SpaceAt(server, length, free_now + scrub, now);
-    if (at >= 0 && free_now < length && scrub > 0) at = std::max(at, now + kScrubRetryMs);
-    if (at > now && at <= ctx.space_wait_limit_ms) ctx.retry_at_ms = at;
-    return false;
-  }
-  uint64_t got = 0;
-  while (got < length) {
-    if (ctx.next_allocation >= ctx.allocations.size()) {
-      ctx.replay_error = "the record has fewer allocated ranges than the operation needs";
-      break;
-    }
-    const PoolRange& r = ctx.allocations[ctx.next_allocation++];
-    if (r.server != server || r.length == 0 || r.length > length - got) {
-      ctx.replay_error = "a recorded range (server " + std::to_string(r.server) + ", " +
-                         std::to_string(r.length) + " bytes) does not fit the allocation of " +
-                         std::to_string(length) + " bytes on server " + std::to_string(server);
-      break;
-    }
-    if (!allocators_[server].MarkUsed(r.pool_offset, r.length)) {
-      ctx.replay_error = "recorded range at " + std::to_string(r.pool_offset) + "+" +
-                         std::to_string(r.length) + " of data pool " + std::to_string(server) +
-                         " is already in use or outside the pool";
-      break;
-    }
-    out->push_back(r);
-    got += r.length;
-  }
-  if (got == length) return true;
-  ReturnRanges(*out);
-  out->clear();
-  return false;
-}
-
 int Namespace::AllocateHoles(Inode& inode, uint64_t start, uint64_t end, uint64_t spec_from,
                              OpContext& ctx) {
   if (end <= start) return 0;
   const uint64_t su = config_.stripe_unit;
-  const uint32_t nservers = static_cast<uint32_t>(allocators_.size());
+  const uint32_t nservers = static_cast<uint32_t>(space_.pool_count());
   if (nservers == 0) return ENOSPC;
   std::vector<ByteRange> holes;
   inode.extents.Holes(start, end - start, &holes);
@@ -261,12 +125,12 @@ int Namespace::AllocateHoles(Inode& inode, uint64_t start, uint64_t end, uint64_
                            &prev);
       }
       if (!prev.empty() && prev[0].server == server) hint = prev[0].pool_offset + prev[0].length;
-      if (!TakeSpace(server, piece_end - pos, hint, ctx, &ranges)) {
+      if (!space_.Take(server, piece_end - pos, hint, ctx, &ranges)) {
         // All or nothing: give back what this call took.
         std::vector<PoolRange> freed;
         for (const Extent& e : inserted) inode.extents.Remove(e.file_offset, e.length, &freed);
         // Nobody has seen these blocks (the reply is ENOSPC): no quarantine.
-        ReturnRanges(freed);
+        space_.Return(freed);
         // (A failed mutation is journaled by its errno alone, so the ranges this call
         // recorded in ctx.allocations are never written anywhere.)
         return ENOSPC;
@@ -289,7 +153,7 @@ void Namespace::TrimSpeculative(Inode& inode, const OpContext& ctx) {
   std::vector<PoolRange> freed;
   inode.extents.TrimSpeculative(RoundUp(inode.attr.size, config_.block_size), &freed);
   // The Allocate reply named these blocks: the client may be writing them.
-  FreeRanges(freed, ctx);
+  space_.Free(freed, ctx);
 }
 
 void Namespace::Truncate(Inode& inode, uint64_t size, OpContext& ctx) {
@@ -299,7 +163,7 @@ void Namespace::Truncate(Inode& inode, uint64_t size, OpContext& ctx) {
     if (end > keep) {
       std::vector<PoolRange> freed;
       inode.extents.Remove(keep, end - keep, &freed);
-      FreeRanges(freed, ctx);
+      space_.Free(freed, ctx);
     }
   }
   inode.attr.size = size;
@@ -408,7 +272,7 @@ int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrRepl
     if (inner_end > inner_start) {
       std::vector<PoolRange> freed;
       in->extents.Remove(inner_start, inner_end - inner_start, &freed);
-      FreeRanges(freed, ctx);
+      space_.Free(freed, ctx);
     }
   } else {
     // A record lists every allocated range; keep one fallocate's record bounded.
@@ -431,7 +295,7 @@ int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrRepl
       for (const Extent& x : replaced) in->extents.Insert(x);
       return e;
     }
-    FreeRanges(freed, ctx);
+    space_.Free(freed, ctx);
     // fallocate'd blocks are never reclaimed as speculative.
     Reflag(in->extents, outer_start, outer_end, 0, Extent::kSpeculative);
     if (!keep) in->attr.size = std::max(in->attr.size, end);
@@ -465,7 +329,7 @@ int Namespace::ReadLayout(const LayoutRequest& req, LayoutReply* reply) const {
   return 0;
 }
 
-int Namespace::ReadStatfs(StatfsReply* reply) const {
+int Namespace::ReadStatfs(const StatfsRequest&, StatfsReply* reply) const {
   const uint64_t bs = config_.block_size;
   reply->block_size = static_cast<uint32_t>(bs);
   reply->total_blocks = total_bytes() / bs;
