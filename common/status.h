@@ -2,6 +2,12 @@
 // boundary. A Status carries a code and a message that names what failed, on which
 // object, and (where there is one) what to do about it.
 //
+// POSIX: a Status can carry the errno a file system operation fails with (Posix(),
+// FromErrno()); ToErrno() gives it back, or for a Status without one the errno its
+// code stands for. That is the one error currency from the metadata namespace through
+// MetaClient to the FUSE operations, which turn it into the kernel's errno once, at the
+// edge, and log its message there.
+//
 // Thread-safety: values; a const Status/Result may be read from any thread.
 #pragma once
 
@@ -53,12 +59,21 @@ class [[nodiscard]] Status {
   static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
   static Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
-  // An IOError whose message ends with strerror(err).
+  // An IOError whose message ends with strerror(err); carries err (ToErrno).
   static Status FromErrno(int err, std::string_view what);
+  // A failure with POSIX errno `err` (> 0): the code is the one the errno falls under
+  // (ENOENT: kNotFound, EEXIST: kAlreadyExists, EACCES/EPERM: kPermissionDenied, ...),
+  // the message says what failed. Posix(0, ...) is OK.
+  static Status Posix(int err, std::string message);
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
   const std::string& message() const { return message_; }
+  // The errno carried by Posix()/FromErrno(), or 0.
+  int posix_errno() const { return errno_; }
+  // 0 when OK; the carried errno; else the errno the code stands for (kNotFound: ENOENT,
+  // kTimedOut: ETIMEDOUT, kUnavailable: ENOTCONN, ..., EIO for data and internal errors).
+  int ToErrno() const;
   // "Corruption: pool header checksum mismatch in /pm/data0 ..."
   std::string ToString() const;
   // Prefixes context: "opening /pm/data0: <old message>".
@@ -66,8 +81,12 @@ class [[nodiscard]] Status {
 
  private:
   StatusCode code_ = StatusCode::kOk;
+  int errno_ = 0;  // sits in what was padding: a Status is as big as before
   std::string message_;
 };
+
+// The StatusCode a POSIX errno falls under (kIOError for those without a closer one).
+StatusCode StatusCodeOfErrno(int err);
 
 // Either a value or a non-OK Status.
 template <typename T>

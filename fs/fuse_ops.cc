@@ -16,6 +16,32 @@
 #include <vector>
 
 namespace dpmfs::fs {
+
+int ErrnoAtEdge(const Status& st, uint64_t ino) {
+  if (st.ok()) return 0;
+  const int err = st.ToErrno();
+  // The service failed (not the namespace answering): worth a line at the default level.
+  if (err == EIO || err == ETIMEDOUT || err == ENOTCONN) {
+    spdlog::warn("inode {}: {} ({})", ino, st.ToString(), std::strerror(err));
+  } else if (spdlog::should_log(spdlog::level::debug)) {
+    // (Guarded: ToString() allocates, and ENOENT answers are frequent.)
+    spdlog::debug("inode {}: {} ({})", ino, st.ToString(), std::strerror(err));
+  }
+  return err;
+}
+
+int MetaExtentService::Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) {
+  return ErrnoAtEdge(meta_.Layout(req, reply), req.ino);
+}
+
+int MetaExtentService::Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) {
+  return ErrnoAtEdge(meta_.Allocate(req, reply), req.ino);
+}
+
+int MetaExtentService::Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) {
+  return ErrnoAtEdge(meta_.Commit(req, attr), req.ino);
+}
+
 namespace {
 
 using meta::InodeAttr;
@@ -160,7 +186,7 @@ void FetchListing(Filesystem* fs, InodeId dir) {
   r.plus = true;
   while (true) {
     meta::ReaddirReply reply;
-    if (int err = fs->meta().Readdir(r, &reply); err != 0) {
+    if (int err = ErrnoAtEdge(fs->meta().Readdir(r, &reply), r.ino); err != 0) {
       spdlog::debug("statahead of directory {}: {}", dir, std::strerror(err));
       sa.Abandon(dir);
       return;
@@ -210,7 +236,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   }
   InodeAttr attr;
   uint64_t seq = AttrSequence();
-  int err = fs->meta().Lookup(parent, name, &attr);
+  int err = ErrnoAtEdge(fs->meta().Lookup(parent, name, &attr), parent);
   if (err == 0) {
     ReplyEntry(req, attr, seq);
   } else {
@@ -245,7 +271,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
     return;
   }
   uint64_t seq = AttrSequence();
-  if (int err = fs->meta().Getattr(ino, &attr); err != 0) {
+  if (int err = ErrnoAtEdge(fs->meta().Getattr(ino, &attr), ino); err != 0) {
     // A directory removed while open is gone on the server (directories hold no server
     // handle), yet fstat of the open descriptor must answer, as Linux does: with what
     // we knew of it and no links left.
@@ -321,10 +347,10 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   int err = 0;
   if (r.valid & meta::SetattrRequest::kSize) {
     // Nothing to zero on either side: the metadata server zeroes the tail a shrink
-    // cuts off, so growing finds zeros past EOF (metadata/namespace_files.cc).
+    // cuts off, so growing finds zeros past EOF (metadata/ops_files.cc).
     err = fs->io().ModifyLayout(*inode, {},
                                 [&] {
-                                  int e = fs->meta().Setattr(r, &out);
+                                  int e = ErrnoAtEdge(fs->meta().Setattr(r, &out), r.ino);
                                   if (e == 0)
                                     inode->SetAttr(out);  // under the write mutex: authoritative
                                   return e;
@@ -332,7 +358,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                                 {});
   } else {
     uint64_t seq = AttrSequence();
-    err = fs->meta().Setattr(r, &out);
+    err = ErrnoAtEdge(fs->meta().Setattr(r, &out), r.ino);
     if (err == 0) inode->UpdateAttr(out, seq);
   }
   if (err != 0) {
@@ -348,7 +374,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
 
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   std::string target;
-  if (int err = Fs(req)->meta().Readlink(ino, &target); err != 0) {
+  if (int err = ErrnoAtEdge(Fs(req)->meta().Readlink(ino, &target), ino); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
@@ -368,7 +394,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  int err = Fs(req)->meta().Mknod(r, &attr, &dirs);
+  int err = ErrnoAtEdge(Fs(req)->meta().Mknod(r, &attr, &dirs), r.parent);
   FinishNewEntry(req, parent, name, err, attr, dirs, seq, sent);
 }
 
@@ -384,14 +410,14 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  int err = Fs(req)->meta().Mkdir(r, &attr, &dirs);
+  int err = ErrnoAtEdge(Fs(req)->meta().Mkdir(r, &attr, &dirs), r.parent);
   FinishNewEntry(req, parent, name, err, attr, dirs, seq, sent);
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
-  int err = Fs(req)->meta().Unlink(parent, name, &dirs);
+  int err = ErrnoAtEdge(Fs(req)->meta().Unlink(parent, name, &dirs), parent);
   NoteEntryChange(Fs(req), parent, name, nullptr, err, dirs, sent);
   fuse_reply_err(req, err);
 }
@@ -399,7 +425,7 @@ void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
-  int err = Fs(req)->meta().Rmdir(parent, name, &dirs);
+  int err = ErrnoAtEdge(Fs(req)->meta().Rmdir(parent, name, &dirs), parent);
   NoteEntryChange(Fs(req), parent, name, nullptr, err, dirs, sent);
   fuse_reply_err(req, err);
 }
@@ -416,7 +442,7 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  int err = Fs(req)->meta().Symlink(r, &attr, &dirs);
+  int err = ErrnoAtEdge(Fs(req)->meta().Symlink(r, &attr, &dirs), r.parent);
   FinishNewEntry(req, parent, name, err, attr, dirs, seq, sent);
 }
 
@@ -430,7 +456,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   r.flags = flags;
   std::vector<InodeAttr> dirs;
   auto sent = Inode::Clock::now();
-  int err = Fs(req)->meta().Rename(r, &dirs);
+  int err = ErrnoAtEdge(Fs(req)->meta().Rename(r, &dirs), r.parent);
   // Listings do not follow renames: both are dropped (also on failure: it may have
   // happened). The directories' attributes are kept as for any change.
   NoteEntryChange(Fs(req), parent, name, nullptr, err, dirs, sent);
@@ -445,7 +471,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  int err = Fs(req)->meta().Link(ino, newparent, newname, &attr, &dirs);
+  int err = ErrnoAtEdge(Fs(req)->meta().Link(ino, newparent, newname, &attr, &dirs), ino);
   FinishNewEntry(req, newparent, newname, err, attr, dirs, seq, sent);
 }
 
@@ -502,7 +528,7 @@ void CommitAtime(Filesystem* fs, Inode& inode) {
   r.valid = meta::SetattrRequest::kAtime | meta::SetattrRequest::kAccessed;
   InodeAttr out;
   uint64_t seq = AttrSequence();
-  if (int err = fs->meta().Setattr(r, &out); err != 0) {
+  if (int err = ErrnoAtEdge(fs->meta().Setattr(r, &out), r.ino); err != 0) {
     spdlog::debug("inode {}: committing the access time failed: {}", inode.ino(), std::strerror(err));
     return;
   }
@@ -533,7 +559,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fs->stat_ahead().NoteAttrChanged(ino);
     std::lock_guard<std::mutex> lock(inode->write_mutex());
     inode->ClearPendingMtime();
-    if (int err = fs->meta().Open(ino, static_cast<uint32_t>(fi->flags), &reply); err != 0) {
+    if (int err = ErrnoAtEdge(fs->meta().Open(ino, static_cast<uint32_t>(fi->flags), &reply), ino); err != 0) {
       fuse_reply_err(req, err);
       return;
     }
@@ -542,7 +568,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fi->keep_cache = 0;
   } else {
     uint64_t seq = AttrSequence();
-    if (int err = fs->meta().Open(ino, static_cast<uint32_t>(fi->flags), &reply); err != 0) {
+    if (int err = ErrnoAtEdge(fs->meta().Open(ino, static_cast<uint32_t>(fi->flags), &reply), ino); err != 0) {
       fuse_reply_err(req, err);
       return;
     }
@@ -577,7 +603,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   meta::CreateReply reply;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
-  int err = fs->meta().Create(r, &reply);
+  int err = ErrnoAtEdge(fs->meta().Create(r, &reply), r.parent);
   // An existing file opened changed nothing (and its reply names no directory).
   if (err != 0 || reply.created) {
     NoteEntryChange(fs, parent, name, &reply.attr, err, reply.dirs, sent);
@@ -703,12 +729,12 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   }
   auto inode = fs->inodes().Get(ino);
   fs->stat_ahead().NoteAttrChanged(ino);
-  // Growing needs no zeroing: bytes past EOF read as zeros (metadata/namespace_files.cc).
+  // Growing needs no zeroing: bytes past EOF read as zeros (metadata/ops_files.cc).
   InodeAttr attr;
   int err = fs->io().ModifyLayout(
       *inode, {},
       [&] {
-        int e = fs->meta().Fallocate(r, &attr);
+        int e = ErrnoAtEdge(fs->meta().Fallocate(r, &attr), r.ino);
         if (e == 0) inode->SetAttr(attr);  // under the write mutex: authoritative
         return e;
       },
@@ -854,7 +880,7 @@ void Readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus,
     r.plus = plus;
     meta::ReaddirReply reply;
     uint64_t seq = AttrSequence();
-    if (int err = fs->meta().Readdir(r, &reply); err != 0) {
+    if (int err = ErrnoAtEdge(fs->meta().Readdir(r, &reply), r.ino); err != 0) {
       if (used > 0) break;  // return what we have; the error comes again next time
       fuse_reply_err(req, err);
       return;
@@ -933,7 +959,7 @@ void OpStatfs(fuse_req_t req, fuse_ino_t /*ino*/) {
   // once this client's closes are.
   Fs(req)->releases().Flush();
   meta::StatfsReply r;
-  if (int err = Fs(req)->meta().Statfs(&r); err != 0) {
+  if (int err = ErrnoAtEdge(Fs(req)->meta().Statfs(&r), meta::kRootInode); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
@@ -969,7 +995,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   r.name = name;
   r.value.assign(value, size);
   r.flags = static_cast<uint32_t>(flags);
-  fuse_reply_err(req, Fs(req)->meta().Setxattr(r));
+  fuse_reply_err(req, ErrnoAtEdge(Fs(req)->meta().Setxattr(r), r.ino));
 }
 
 // getxattr/listxattr: size 0 asks for the length; a too small buffer is ERANGE.
@@ -998,7 +1024,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     if (inode) epoch = inode->xattr_epoch();
   }
   std::string value;
-  if (int err = fs->meta().Getxattr(ino, name, &value); err != 0) {
+  if (int err = ErrnoAtEdge(fs->meta().Getxattr(ino, name, &value), ino); err != 0) {
     if (err == ENODATA && inode) inode->MarkCapabilityAbsent(epoch);
     fuse_reply_err(req, err);
     return;
@@ -1008,7 +1034,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::vector<std::string> names;
-  if (int err = Fs(req)->meta().Listxattr(ino, &names); err != 0) {
+  if (int err = ErrnoAtEdge(Fs(req)->meta().Listxattr(ino, &names), ino); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
@@ -1022,7 +1048,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   XattrChanged(Fs(req), ino);
-  fuse_reply_err(req, Fs(req)->meta().Removexattr(ino, name));
+  fuse_reply_err(req, ErrnoAtEdge(Fs(req)->meta().Removexattr(ino, name), ino));
 }
 
 // --- session ---
@@ -1110,7 +1136,7 @@ StatAhead::Options StatAheadOptions(const MountOptions& o) {
 constexpr auto kReleaseDelay = std::chrono::milliseconds(2);
 constexpr size_t kReleaseBatch = 256;
 
-Filesystem::Filesystem(meta::MetaClient& meta, FileIo& io, const MountOptions& options)
+Filesystem::Filesystem(meta::MetaApi& meta, FileIo& io, const MountOptions& options)
     : meta_(meta),
       io_(io),
       options_(options),
@@ -1118,7 +1144,7 @@ Filesystem::Filesystem(meta::MetaClient& meta, FileIo& io, const MountOptions& o
       releases_(
           [&meta](const std::vector<meta::ReleaseRequest>& batch) {
             uint32_t refused = 0;
-            int err = meta.ReleaseMany(batch, &refused);
+            int err = ErrnoAtEdge(meta.ReleaseMany(batch, &refused), meta::kRootInode);
             if (err == 0 && refused != 0) {
               spdlog::debug("{} of {} released handles were not open", refused, batch.size());
             }

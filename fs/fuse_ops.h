@@ -1,5 +1,7 @@
 // The libfuse3 low-level file system of dpmfs-mount: every FUSE request the kernel
-// sends, answered with metadata RPCs (MetaClient) and the striped I/O engine (FileIo).
+// sends, answered through the metadata service's interface (meta::MetaApi: MetaClient
+// in the mount, a router over several metadata servers later) and the striped I/O
+// engine (FileIo).
 //
 // Semantics (see fs/README.md):
 //   - entries and attributes are cached by the kernel for entry_timeout/attr_timeout;
@@ -10,10 +12,13 @@
 //     through the kernel's O_DIRECT path (no direct_io), so it bypasses the page cache
 //     and the file can still be mapped;
 //   - flock/fcntl locks are left to the kernel (no lock ops: local to this mount);
-//   - errors: the metadata server's errno as it gave it; EIO for data-path failures.
+//   - errors: a metadata failure arrives as a Status carrying the server's errno and is
+//     turned into the kernel's errno once, here (ReplyErrno in fuse_ops.cc), with its
+//     message logged; the I/O engine (FileIo) still answers errnos; EIO for data-path
+//     failures.
 //
 // Thread-safety: every operation may run on any worker thread at once; the state they
-// share (InodeTable, FileIo, MetaClient) is thread-safe.
+// share (InodeTable, FileIo, MetaApi) is thread-safe.
 #pragma once
 
 #define FUSE_USE_VERSION 312
@@ -27,36 +32,38 @@
 #include "fs/page_cache_invalidator.h"
 #include "fs/release_batcher.h"
 #include "fs/stat_ahead.h"
-#include "metadata/meta_client.h"
+#include "metadata/meta_api.h"
 
 namespace dpmfs::fs {
 
-// FileIo's metadata calls, made through the mount's MetaClient.
+// FileIo's metadata calls, made through the mount's MetaApi. FileIo (fs/file_io.h)
+// still speaks errnos: this adapter is where those calls' Status becomes one, with the
+// message logged (as the FUSE operations do for their own calls).
 class MetaExtentService : public ExtentService {
  public:
-  explicit MetaExtentService(meta::MetaClient& meta) : meta_(meta) {}
-  int Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) override {
-    return meta_.Layout(req, reply);
-  }
-  int Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) override {
-    return meta_.Allocate(req, reply);
-  }
-  int Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) override {
-    return meta_.Commit(req, attr);
-  }
+  explicit MetaExtentService(meta::MetaApi& meta) : meta_(meta) {}
+  int Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) override;
+  int Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) override;
+  int Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) override;
 
  private:
-  meta::MetaClient& meta_;
+  meta::MetaApi& meta_;
 };
+
+// The one place a metadata failure becomes the kernel's errno: 0 for OK, else the
+// errno `st` carries, with `st`'s message logged for inode `ino` (debug for the
+// namespace's own answers such as ENOENT, warn for failures of the service: EIO,
+// ETIMEDOUT, ENOTCONN).
+int ErrnoAtEdge(const Status& st, uint64_t ino);
 
 class Filesystem {
  public:
-  Filesystem(meta::MetaClient& meta, FileIo& io, const MountOptions& options);
+  Filesystem(meta::MetaApi& meta, FileIo& io, const MountOptions& options);
 
   // The operation table to hand to fuse_session_new, with this object as userdata.
   static const fuse_lowlevel_ops& Ops();
 
-  meta::MetaClient& meta() { return meta_; }
+  meta::MetaApi& meta() { return meta_; }
   FileIo& io() { return io_; }
   InodeTable& inodes() { return inodes_; }
   StatAhead& stat_ahead() { return stat_ahead_; }
@@ -75,7 +82,7 @@ class Filesystem {
 
  private:
   fuse_session* session_ = nullptr;
-  meta::MetaClient& meta_;
+  meta::MetaApi& meta_;
   FileIo& io_;
   const MountOptions& options_;
   InodeTable inodes_;

@@ -117,7 +117,9 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
                 meta_client.status().message() +
                 " (is dpmfs-meta running there? `dpmfs status` shows a local cluster)");
   }
-  meta::MetaClient& mc = **meta_client;
+  // Everything below holds the service's interface, not the concrete client: a router
+  // over several metadata servers would be made here instead.
+  meta::MetaApi& mc = **meta_client;
   const meta::ClusterInfo& cluster = mc.cluster();
   if (cluster.servers.empty() || cluster.block_size == 0 || cluster.stripe_unit == 0 ||
       cluster.stripe_unit % cluster.block_size != 0) {

@@ -1,7 +1,7 @@
 // Zeroing data-pool ranges from the metadata server: the scrub of freed blocks before
 // they are allocated again, and the tail of a truncated file's last block.
 //
-// Why the metadata server does it (metadata/namespace_files.cc, "Bytes nobody wrote"):
+// Why the metadata server does it (metadata/ops_files.cc, "Bytes nobody wrote"):
 // a client that zeroes bytes it was not asked to write, on the strength of what it has
 // cached (a size, an extent's unwritten flag), destroys what another client wrote and
 // had acknowledged meanwhile. Only the side that frees or shrinks knows which bytes are

@@ -6,8 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
-// Which reply type decodes which opcode's answer: see the table at the top of
-// meta_protocol.cc.
+// Which reply type decodes which opcode's answer: the Request and Reply columns of
+// meta_ops.h (Call<op> takes them from there).
 
 namespace dpmfs::meta {
 namespace {
@@ -85,54 +85,57 @@ MetaClient::Started MetaClient::StartRaw(Opcode op, std::span<const uint8_t> pay
   return Started{op, rpc_->Start(static_cast<uint16_t>(op), payload, options_.call_timeout)};
 }
 
-int MetaClient::FinishRaw(Started& s, bool quiet, std::vector<uint8_t>* raw,
-                          std::span<const uint8_t>* body) {
+Status MetaClient::FinishReply(Started& s, std::vector<uint8_t>* raw,
+                               std::span<const uint8_t>* body) {
   auto r = rpc_->Wait(s.ticket);
   if (!r.ok()) {
-    int err = ErrnoOfRpcStatus(r.status());
-    spdlog::log(quiet ? spdlog::level::debug : spdlog::level::warn, "meta client: {} failed ({}): {}",
-                OpcodeName(s.op), std::strerror(err), r.status().ToString());
-    return err;
+    spdlog::debug("meta client: {} failed: {}", OpcodeName(s.op), r.status().ToString());
+    return Status::Posix(ErrnoOfRpcStatus(r.status()),
+                         std::string(OpcodeName(s.op)) + ": " + r.status().ToString());
   }
   *raw = std::move(r).value();
   int err = 0;
   if (Status st = SplitReply(*raw, &err, body); !st.ok()) return Undecodable(s.op, st);
-  return err;
+  // The namespace's answer: the operation's name is all the message needs (it fits a
+  // std::string's inline buffer: no allocation for an ENOENT).
+  if (err != 0) return Status::Posix(err, std::string(OpcodeName(s.op)));
+  return Status::OK();
 }
 
-int MetaClient::Undecodable(Opcode op, const Status& why) {
-  spdlog::error("meta client: undecodable {} reply: {}", OpcodeName(op), why.ToString());
-  return EIO;
+Status MetaClient::Undecodable(Opcode op, const Status& why) {
+  spdlog::debug("meta client: undecodable {} reply: {}", OpcodeName(op), why.ToString());
+  return Status::Posix(EIO, "undecodable " + std::string(OpcodeName(op)) +
+                                " reply from the metadata server: " + why.ToString());
 }
 
-template <class Req>
-int MetaClient::CallEntry(Opcode op, const Req& req, InodeAttr* attr,
-                          std::vector<InodeAttr>* dirs) {
+template <Opcode op>
+Status MetaClient::CallEntry(const typename OpTypes<op>::Request& req, InodeAttr* attr,
+                             std::vector<InodeAttr>* dirs) {
   EntryReply reply;
-  int err = Call(op, req, &reply);
-  if (err != 0) return err;
+  DPMFS_RETURN_IF_ERROR(Call<op>(req, &reply));
   *attr = reply.attr;
   if (dirs != nullptr) *dirs = std::move(reply.dirs);
-  return 0;
+  return Status::OK();
 }
 
-template <class Req>
-int MetaClient::CallDirs(Opcode op, const Req& req, std::vector<InodeAttr>* dirs) {
+template <Opcode op>
+Status MetaClient::CallDirs(const typename OpTypes<op>::Request& req,
+                            std::vector<InodeAttr>* dirs) {
   DirsReply reply;
-  int err = Call(op, req, &reply);
-  if (err == 0 && dirs != nullptr) *dirs = std::move(reply.dirs);
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<op>(req, &reply));
+  if (dirs != nullptr) *dirs = std::move(reply.dirs);
+  return Status::OK();
 }
 
 int MetaClient::CallRaw(Opcode op, std::span<const uint8_t> payload, std::vector<uint8_t>* body) {
   Started s = StartRaw(op, payload);
   std::vector<uint8_t> raw;
   std::span<const uint8_t> b;
-  // Quiet: CallRaw's callers (the wire tests) send malformed bytes on purpose, and a
-  // refusal is the answer they expect; the errno tells them.
-  int err = FinishRaw(s, /*quiet=*/true, &raw, &b);
+  // CallRaw's callers (the wire tests) send malformed bytes on purpose, and a refusal
+  // is the answer they expect; the errno tells them.
+  Status st = FinishReply(s, &raw, &b);
   if (body != nullptr) body->assign(b.begin(), b.end());
-  return err;
+  return st.ToErrno();
 }
 
 int MetaClient::Register() {
@@ -227,158 +230,168 @@ void MetaClient::DisconnectForTesting() { rpc_->DisconnectForTesting(); }
 // ENAMETOOLONG / EINVAL without a round trip (and never sends a name so long that the
 // server would refuse the whole message instead of answering with an errno).
 
-int MetaClient::Lookup(InodeId parent, std::string_view name, InodeAttr* attr) {
-  if (int err = CheckName(name); err != 0) return err;
-  LookupRequest req{parent, std::string(name)};
+namespace {
+// A request refused before it was sent.
+Status Refused(Opcode op, int err) {
+  return Status::Posix(err, std::string(OpcodeName(op)) + " refused by the client");
+}
+}  // namespace
+
+Status MetaClient::Lookup(InodeId parent, std::string_view name, InodeAttr* attr) {
+  if (int err = CheckName(name); err != 0) return Refused(Opcode::kLookup, err);
   EntryReply reply;
-  int err = Call(Opcode::kLookup, req, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kLookup>(LookupRequest{parent, std::string(name)}, &reply));
+  *attr = reply.attr;
+  return Status::OK();
 }
 
-int MetaClient::Getattr(InodeId ino, InodeAttr* attr) {
+Status MetaClient::Getattr(InodeId ino, InodeAttr* attr) {
   AttrReply reply;
-  int err = Call(Opcode::kGetattr, GetattrRequest{ino}, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kGetattr>(GetattrRequest{ino}, &reply));
+  *attr = reply.attr;
+  return Status::OK();
 }
 
-int MetaClient::Setattr(const SetattrRequest& req, InodeAttr* attr) {
+Status MetaClient::Setattr(const SetattrRequest& req, InodeAttr* attr) {
   AttrReply reply;
-  int err = Call(Opcode::kSetattr, req, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kSetattr>(req, &reply));
+  *attr = reply.attr;
+  return Status::OK();
 }
 
-int MetaClient::Create(const CreateRequest& req, CreateReply* reply) {
-  if (int err = CheckName(req.name); err != 0) return err;
-  return Call(Opcode::kCreate, req, reply);
+Status MetaClient::Create(const CreateRequest& req, CreateReply* reply) {
+  if (int err = CheckName(req.name); err != 0) return Refused(Opcode::kCreate, err);
+  return Call<Opcode::kCreate>(req, reply);
 }
 
-int MetaClient::Mkdir(const MkdirRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs) {
-  if (int err = CheckName(req.name); err != 0) return err;
-  return CallEntry(Opcode::kMkdir, req, attr, dirs);
+Status MetaClient::Mkdir(const MkdirRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs) {
+  if (int err = CheckName(req.name); err != 0) return Refused(Opcode::kMkdir, err);
+  return CallEntry<Opcode::kMkdir>(req, attr, dirs);
 }
 
-int MetaClient::Mknod(const MknodRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs) {
-  if (int err = CheckName(req.name); err != 0) return err;
-  return CallEntry(Opcode::kMknod, req, attr, dirs);
+Status MetaClient::Mknod(const MknodRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs) {
+  if (int err = CheckName(req.name); err != 0) return Refused(Opcode::kMknod, err);
+  return CallEntry<Opcode::kMknod>(req, attr, dirs);
 }
 
-int MetaClient::Symlink(const SymlinkRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs) {
-  if (int err = CheckName(req.name); err != 0) return err;
-  if (req.target.size() > kMaxSymlinkLength) return ENAMETOOLONG;
-  return CallEntry(Opcode::kSymlink, req, attr, dirs);
+Status MetaClient::Symlink(const SymlinkRequest& req, InodeAttr* attr,
+                           std::vector<InodeAttr>* dirs) {
+  if (int err = CheckName(req.name); err != 0) return Refused(Opcode::kSymlink, err);
+  if (req.target.size() > kMaxSymlinkLength) return Refused(Opcode::kSymlink, ENAMETOOLONG);
+  return CallEntry<Opcode::kSymlink>(req, attr, dirs);
 }
 
-int MetaClient::Readlink(InodeId ino, std::string* target) {
+Status MetaClient::Readlink(InodeId ino, std::string* target) {
   ReadlinkReply reply;
-  int err = Call(Opcode::kReadlink, ReadlinkRequest{ino}, &reply);
-  if (err == 0) *target = std::move(reply.target);
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kReadlink>(ReadlinkRequest{ino}, &reply));
+  *target = std::move(reply.target);
+  return Status::OK();
 }
 
-int MetaClient::Link(InodeId ino, InodeId new_parent, std::string_view new_name, InodeAttr* attr,
-                     std::vector<InodeAttr>* dirs) {
-  if (int err = CheckName(new_name); err != 0) return err;
-  return CallEntry(Opcode::kLink, LinkRequest{ino, new_parent, std::string(new_name)}, attr, dirs);
+Status MetaClient::Link(InodeId ino, InodeId new_parent, std::string_view new_name,
+                        InodeAttr* attr, std::vector<InodeAttr>* dirs) {
+  if (int err = CheckName(new_name); err != 0) return Refused(Opcode::kLink, err);
+  return CallEntry<Opcode::kLink>(LinkRequest{ino, new_parent, std::string(new_name)}, attr, dirs);
 }
 
-int MetaClient::Unlink(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs) {
-  if (int err = CheckName(name); err != 0) return err;
-  return CallDirs(Opcode::kUnlink, UnlinkRequest{parent, std::string(name)}, dirs);
+Status MetaClient::Unlink(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs) {
+  if (int err = CheckName(name); err != 0) return Refused(Opcode::kUnlink, err);
+  return CallDirs<Opcode::kUnlink>(UnlinkRequest{parent, std::string(name)}, dirs);
 }
 
-int MetaClient::Rmdir(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs) {
-  if (int err = CheckName(name); err != 0) return err;
-  return CallDirs(Opcode::kRmdir, UnlinkRequest{parent, std::string(name)}, dirs);
+Status MetaClient::Rmdir(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs) {
+  if (int err = CheckName(name); err != 0) return Refused(Opcode::kRmdir, err);
+  return CallDirs<Opcode::kRmdir>(UnlinkRequest{parent, std::string(name)}, dirs);
 }
 
-int MetaClient::Rename(const RenameRequest& req, std::vector<InodeAttr>* dirs) {
-  if (int err = CheckName(req.name); err != 0) return err;
-  if (int err = CheckName(req.new_name); err != 0) return err;
-  return CallDirs(Opcode::kRename, req, dirs);
+Status MetaClient::Rename(const RenameRequest& req, std::vector<InodeAttr>* dirs) {
+  if (int err = CheckName(req.name); err != 0) return Refused(Opcode::kRename, err);
+  if (int err = CheckName(req.new_name); err != 0) return Refused(Opcode::kRename, err);
+  return CallDirs<Opcode::kRename>(req, dirs);
 }
 
-int MetaClient::Readdir(const ReaddirRequest& req, ReaddirReply* reply) {
-  int err = Call(Opcode::kReaddir, req, reply);
-  if (err == 0 && reply->entries.size() > req.max_entries) {
-    spdlog::error("meta client: readdir of inode {} returned {} entries for a request of {}",
-                  req.ino, reply->entries.size(), req.max_entries);
-    return EIO;
+Status MetaClient::Readdir(const ReaddirRequest& req, ReaddirReply* reply) {
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kReaddir>(req, reply));
+  if (reply->entries.size() > req.max_entries) {
+    return Status::Posix(EIO, "readdir of inode " + std::to_string(req.ino) + " returned " +
+                                  std::to_string(reply->entries.size()) +
+                                  " entries for a request of " + std::to_string(req.max_entries));
   }
-  return err;
+  return Status::OK();
 }
 
-int MetaClient::Open(InodeId ino, uint32_t flags, OpenReply* reply) {
-  return Call(Opcode::kOpen, OpenRequest{ino, flags}, reply);
+Status MetaClient::Open(InodeId ino, uint32_t flags, OpenReply* reply) {
+  return Call<Opcode::kOpen>(OpenRequest{ino, flags}, reply);
 }
 
-int MetaClient::Release(InodeId ino, uint64_t handle) {
+Status MetaClient::Release(InodeId ino, uint64_t handle) {
   EmptyReply reply;
-  return Call(Opcode::kRelease, ReleaseRequest{ino, handle}, &reply);
+  return Call<Opcode::kRelease>(ReleaseRequest{ino, handle}, &reply);
 }
 
-int MetaClient::ReleaseMany(const std::vector<ReleaseRequest>& handles, uint32_t* refused) {
-  if (handles.size() > kMaxReleasesPerRequest) return EINVAL;
+Status MetaClient::ReleaseMany(const std::vector<ReleaseRequest>& handles, uint32_t* refused) {
+  if (handles.size() > kMaxReleasesPerRequest) return Refused(Opcode::kReleaseMany, EINVAL);
   ReleaseManyReply reply;
-  int err = Call(Opcode::kReleaseMany, ReleaseManyRequest{handles}, &reply);
-  if (err == 0 && refused != nullptr) *refused = reply.refused;
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kReleaseMany>(ReleaseManyRequest{handles}, &reply));
+  if (refused != nullptr) *refused = reply.refused;
+  return Status::OK();
 }
 
-int MetaClient::Statfs(StatfsReply* reply) { return Call(Opcode::kStatfs, StatfsRequest{}, reply); }
+Status MetaClient::Statfs(StatfsReply* reply) {
+  return Call<Opcode::kStatfs>(StatfsRequest{}, reply);
+}
 
 // Xattr names: the kernel answers ERANGE for names over XATTR_NAME_MAX.
-int MetaClient::Getxattr(InodeId ino, std::string_view name, std::string* value) {
-  if (name.size() > kMaxXattrNameLength) return ERANGE;
+Status MetaClient::Getxattr(InodeId ino, std::string_view name, std::string* value) {
+  if (name.size() > kMaxXattrNameLength) return Refused(Opcode::kGetxattr, ERANGE);
   GetxattrReply reply;
-  int err = Call(Opcode::kGetxattr, GetxattrRequest{ino, std::string(name)}, &reply);
-  if (err == 0) *value = std::move(reply.value);
-  return err;
+  DPMFS_RETURN_IF_ERROR(
+      Call<Opcode::kGetxattr>(GetxattrRequest{ino, std::string(name)}, &reply));
+  *value = std::move(reply.value);
+  return Status::OK();
 }
 
-int MetaClient::Setxattr(const SetxattrRequest& req) {
-  if (req.name.size() > kMaxXattrNameLength) return ERANGE;
-  if (req.value.size() > kMaxXattrValueLength) return E2BIG;
+Status MetaClient::Setxattr(const SetxattrRequest& req) {
+  if (req.name.size() > kMaxXattrNameLength) return Refused(Opcode::kSetxattr, ERANGE);
+  if (req.value.size() > kMaxXattrValueLength) return Refused(Opcode::kSetxattr, E2BIG);
   EmptyReply reply;
-  return Call(Opcode::kSetxattr, req, &reply);
+  return Call<Opcode::kSetxattr>(req, &reply);
 }
 
-int MetaClient::Listxattr(InodeId ino, std::vector<std::string>* names) {
+Status MetaClient::Listxattr(InodeId ino, std::vector<std::string>* names) {
   ListxattrReply reply;
-  int err = Call(Opcode::kListxattr, ListxattrRequest{ino}, &reply);
-  if (err == 0) *names = std::move(reply.names);
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kListxattr>(ListxattrRequest{ino}, &reply));
+  *names = std::move(reply.names);
+  return Status::OK();
 }
 
-int MetaClient::Removexattr(InodeId ino, std::string_view name) {
-  if (name.size() > kMaxXattrNameLength) return ERANGE;
+Status MetaClient::Removexattr(InodeId ino, std::string_view name) {
+  if (name.size() > kMaxXattrNameLength) return Refused(Opcode::kRemovexattr, ERANGE);
   EmptyReply reply;
-  return Call(Opcode::kRemovexattr, RemovexattrRequest{ino, std::string(name)}, &reply);
+  return Call<Opcode::kRemovexattr>(RemovexattrRequest{ino, std::string(name)}, &reply);
 }
 
-int MetaClient::Layout(const LayoutRequest& req, LayoutReply* reply) {
-  return Call(Opcode::kLayout, req, reply);
+Status MetaClient::Layout(const LayoutRequest& req, LayoutReply* reply) {
+  return Call<Opcode::kLayout>(req, reply);
 }
 
-int MetaClient::Allocate(const AllocateRequest& req, AllocateReply* reply) {
-  return Call(Opcode::kAllocate, req, reply);
+Status MetaClient::Allocate(const AllocateRequest& req, AllocateReply* reply) {
+  return Call<Opcode::kAllocate>(req, reply);
 }
 
-int MetaClient::Commit(const CommitRequest& req, InodeAttr* attr) {
-  if (req.written.size() > kMaxWrittenRanges) return EINVAL;
+Status MetaClient::Commit(const CommitRequest& req, InodeAttr* attr) {
+  if (req.written.size() > kMaxWrittenRanges) return Refused(Opcode::kCommit, EINVAL);
   AttrReply reply;
-  int err = Call(Opcode::kCommit, req, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kCommit>(req, &reply));
+  *attr = reply.attr;
+  return Status::OK();
 }
 
-int MetaClient::Fallocate(const FallocateRequest& req, InodeAttr* attr) {
+Status MetaClient::Fallocate(const FallocateRequest& req, InodeAttr* attr) {
   AttrReply reply;
-  int err = Call(Opcode::kFallocate, req, &reply);
-  if (err == 0) *attr = reply.attr;
-  return err;
+  DPMFS_RETURN_IF_ERROR(Call<Opcode::kFallocate>(req, &reply));
+  *attr = reply.attr;
+  return Status::OK();
 }
 
 }  // namespace dpmfs::meta

@@ -1,20 +1,23 @@
-// MetaClient: the typed client of dpmfs-meta, used by the FUSE client, the tests and
-// dpmfs-bench meta. One RpcClient connection (many calls in flight) plus a heartbeat
-// thread that keeps the session's lease alive.
+// MetaClient: the client of one dpmfs-meta, the implementation of MetaApi (meta_api.h)
+// used by the FUSE client, the tests and dpmfs-bench meta. One RpcClient connection
+// (many calls in flight) plus a heartbeat thread that keeps the session's lease alive.
 //
-// Every operation returns 0 or a positive Linux errno, ready to hand to FUSE:
+// Every operation returns a Status carrying a POSIX errno (see meta_api.h):
 //   - the namespace's answer (ENOENT, EEXIST, ...) as the server gave it;
-//   - EIO when a reply does not decode (and logs why), or the server reported an
-//     RPC-level error;
+//   - EIO when a reply does not decode, or the server reported an RPC-level error;
 //   - ETIMEDOUT when the call's deadline passed, ENOTCONN when the server stayed
 //     unreachable through every reconnect attempt.
+// It logs only at debug level: the caller's edge logs the failure's message.
+//
+// The typed stub of every row of meta_ops.h is Call<op>(request, reply), with the
+// row's request and reply types; the MetaApi methods are that plus argument checks.
 // A call interrupted by a lost connection is re-sent with the same session and sequence
 // number, so a metadata server restart is invisible to callers: the server answers a
 // mutation it already executed from its (durable) reply cache.
 //
-// Pipelining: Start sends a request and returns at once, Finish waits for its reply and
-// returns what the typed call would have; one thread can keep several calls in flight
-// (dpmfs-bench meta --window drives the server so).
+// Pipelining (raw, errno level, not part of MetaApi): Start sends a request and returns
+// at once, Finish waits for its reply and returns its errno; one thread can keep several
+// calls in flight (dpmfs-bench meta --window drives the server so).
 //
 // Thread-safety: every method is thread-safe; any number of calls may run at once. A
 // Started call is finished by one thread, and before the MetaClient is destroyed.
@@ -31,6 +34,8 @@
 #include "common/endpoint.h"
 #include "common/status.h"
 #include "transport/transport.h"
+#include "metadata/meta_api.h"
+#include "metadata/meta_ops.h"
 #include "metadata/meta_protocol.h"
 #include "rpc/rpc_client.h"
 
@@ -49,51 +54,66 @@ struct MetaClientOptions {
   bool heartbeat = true;  // false for tests that want the lease to lapse
 };
 
-class MetaClient {
+class MetaClient final : public MetaApi {
  public:
   // Connects and registers. Unavailable (with the address in the message) when the
   // server cannot be reached within connect_timeout: a mount fails fast, never hangs.
   static Result<std::unique_ptr<MetaClient>> Connect(transport::Device& device,
                                                      const Endpoint& server,
                                                      const MetaClientOptions& options);
-  ~MetaClient();  // stops the heartbeat, unregisters (best effort)
+  ~MetaClient() override;  // stops the heartbeat, unregisters (best effort)
   MetaClient(const MetaClient&) = delete;
   MetaClient& operator=(const MetaClient&) = delete;
 
-  const ClusterInfo& cluster() const { return cluster_; }
+  const ClusterInfo& cluster() const override { return cluster_; }
   uint32_t lease_ms() const { return lease_ms_; }
   uint64_t session() const;
 
-  int Lookup(InodeId parent, std::string_view name, InodeAttr* attr);
-  int Getattr(InodeId ino, InodeAttr* attr);
-  int Setattr(const SetattrRequest& req, InodeAttr* attr);
-  // Namespace changes. `dirs`, when given, receives the attributes of the directories
-  // the change touched, as the server had them right after it (see EntryReply::dirs).
-  int Create(const CreateRequest& req, CreateReply* reply);
-  int Mkdir(const MkdirRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs = nullptr);
-  int Mknod(const MknodRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs = nullptr);
-  int Symlink(const SymlinkRequest& req, InodeAttr* attr, std::vector<InodeAttr>* dirs = nullptr);
-  int Readlink(InodeId ino, std::string* target);
-  int Link(InodeId ino, InodeId new_parent, std::string_view new_name, InodeAttr* attr,
-           std::vector<InodeAttr>* dirs = nullptr);
-  int Unlink(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs = nullptr);
-  int Rmdir(InodeId parent, std::string_view name, std::vector<InodeAttr>* dirs = nullptr);
-  int Rename(const RenameRequest& req, std::vector<InodeAttr>* dirs = nullptr);
-  int Readdir(const ReaddirRequest& req, ReaddirReply* reply);
-  int Open(InodeId ino, uint32_t flags, OpenReply* reply);
-  int Release(InodeId ino, uint64_t handle);
-  // Releases up to kMaxReleasesPerRequest handles in one call; `refused` (optional) gets
-  // how many were not open.
-  int ReleaseMany(const std::vector<ReleaseRequest>& handles, uint32_t* refused = nullptr);
-  int Statfs(StatfsReply* reply);
-  int Getxattr(InodeId ino, std::string_view name, std::string* value);
-  int Setxattr(const SetxattrRequest& req);
-  int Listxattr(InodeId ino, std::vector<std::string>* names);
-  int Removexattr(InodeId ino, std::string_view name);
-  int Layout(const LayoutRequest& req, LayoutReply* reply);
-  int Allocate(const AllocateRequest& req, AllocateReply* reply);
-  int Commit(const CommitRequest& req, InodeAttr* attr);
-  int Fallocate(const FallocateRequest& req, InodeAttr* attr);
+  // ---- MetaApi ----
+  Status Lookup(InodeId parent, std::string_view name, InodeAttr* attr) override;
+  Status Getattr(InodeId ino, InodeAttr* attr) override;
+  Status Setattr(const SetattrRequest& req, InodeAttr* attr) override;
+  Status Create(const CreateRequest& req, CreateReply* reply) override;
+  Status Mkdir(const MkdirRequest& req, InodeAttr* attr,
+               std::vector<InodeAttr>* dirs = nullptr) override;
+  Status Mknod(const MknodRequest& req, InodeAttr* attr,
+               std::vector<InodeAttr>* dirs = nullptr) override;
+  Status Symlink(const SymlinkRequest& req, InodeAttr* attr,
+                 std::vector<InodeAttr>* dirs = nullptr) override;
+  Status Readlink(InodeId ino, std::string* target) override;
+  Status Link(InodeId ino, InodeId new_parent, std::string_view new_name, InodeAttr* attr,
+              std::vector<InodeAttr>* dirs = nullptr) override;
+  Status Unlink(InodeId parent, std::string_view name,
+                std::vector<InodeAttr>* dirs = nullptr) override;
+  Status Rmdir(InodeId parent, std::string_view name,
+               std::vector<InodeAttr>* dirs = nullptr) override;
+  Status Rename(const RenameRequest& req, std::vector<InodeAttr>* dirs = nullptr) override;
+  Status Readdir(const ReaddirRequest& req, ReaddirReply* reply) override;
+  Status Open(InodeId ino, uint32_t flags, OpenReply* reply) override;
+  Status Release(InodeId ino, uint64_t handle) override;
+  Status ReleaseMany(const std::vector<ReleaseRequest>& handles,
+                     uint32_t* refused = nullptr) override;
+  Status Statfs(StatfsReply* reply) override;
+  Status Getxattr(InodeId ino, std::string_view name, std::string* value) override;
+  Status Setxattr(const SetxattrRequest& req) override;
+  Status Listxattr(InodeId ino, std::vector<std::string>* names) override;
+  Status Removexattr(InodeId ino, std::string_view name) override;
+  Status Layout(const LayoutRequest& req, LayoutReply* reply) override;
+  Status Allocate(const AllocateRequest& req, AllocateReply* reply) override;
+  Status Commit(const CommitRequest& req, InodeAttr* attr) override;
+  Status Fallocate(const FallocateRequest& req, InodeAttr* attr) override;
+
+  // The stub of operation `op` (a row of meta_ops.h): sends its request type, decodes its
+  // reply type. No client-side checks (the MetaApi methods add them).
+  template <Opcode op>
+  Status Call(const typename OpTypes<op>::Request& req, typename OpTypes<op>::Reply* reply) {
+    Started s = StartRaw(op, Encode(req));
+    std::vector<uint8_t> raw;
+    std::span<const uint8_t> body;
+    DPMFS_RETURN_IF_ERROR(FinishReply(s, &raw, &body));
+    if (Status st = Decode(body, reply); !st.ok()) return Undecodable(op, st);
+    return Status::OK();
+  }
 
   // A call sent by Start, to be collected by Finish.
   struct Started {
@@ -106,13 +126,14 @@ class MetaClient {
   Started Start(Opcode op, const Req& req) {
     return StartRaw(op, Encode(req));
   }
-  // The reply of `s` decoded into `reply` (the type the typed call decodes), or an errno.
+  // The reply of `s` decoded into `reply` (the type the typed call decodes): 0, or the
+  // errno the typed call's Status would carry.
   template <class Rep>
   int Finish(Started& s, Rep* reply) {
     std::vector<uint8_t> raw;
     std::span<const uint8_t> body;
-    if (int err = FinishRaw(s, /*quiet=*/false, &raw, &body); err != 0) return err;
-    if (Status st = Decode(body, reply); !st.ok()) return Undecodable(s.op, st);
+    if (Status st = FinishReply(s, &raw, &body); !st.ok()) return st.ToErrno();
+    if (Status st = Decode(body, reply); !st.ok()) return Undecodable(s.op, st).ToErrno();
     return 0;
   }
 
@@ -125,22 +146,18 @@ class MetaClient {
 
  private:
   MetaClient(std::unique_ptr<rpc::RpcClient> rpc, const MetaClientOptions& options);
-  template <class Req, class Rep>
-  int Call(Opcode op, const Req& req, Rep* reply) {
-    Started s = Start(op, req);
-    return Finish(s, reply);
-  }
   Started StartRaw(Opcode op, std::span<const uint8_t> payload);
-  // Waits for `s`'s reply: its errno, `raw` the whole reply and `body` what follows the
-  // errno in it. `quiet` logs RPC failures at debug level instead of warn.
-  int FinishRaw(Started& s, bool quiet, std::vector<uint8_t>* raw, std::span<const uint8_t>* body);
-  int Undecodable(Opcode op, const Status& why);  // logs; EIO
-  // Call for the ops answered with an EntryReply (attr and dirs to the caller).
-  template <class Req>
-  int CallEntry(Opcode op, const Req& req, InodeAttr* attr, std::vector<InodeAttr>* dirs);
-  // Call for the ops answered with a DirsReply.
-  template <class Req>
-  int CallDirs(Opcode op, const Req& req, std::vector<InodeAttr>* dirs);
+  // Waits for `s`'s reply: OK with `raw` the whole reply and `body` what follows the
+  // errno in it, or the failure (the server's errno, or the RPC's, naming the operation).
+  Status FinishReply(Started& s, std::vector<uint8_t>* raw, std::span<const uint8_t>* body);
+  Status Undecodable(Opcode op, const Status& why);  // EIO naming the operation
+  // The stub for the ops answered with an EntryReply (attr and dirs to the caller).
+  template <Opcode op>
+  Status CallEntry(const typename OpTypes<op>::Request& req, InodeAttr* attr,
+                   std::vector<InodeAttr>* dirs);
+  // The stub for the ops answered with a DirsReply.
+  template <Opcode op>
+  Status CallDirs(const typename OpTypes<op>::Request& req, std::vector<InodeAttr>* dirs);
   int Register();
   void HeartbeatLoop();
 

@@ -1,5 +1,5 @@
 // Internal to metadata/: the inode and directory records behind Namespace, shared by
-// namespace.cc, namespace_files.cc and checkpoint_codec.cc.
+// namespace.cc, the handlers (ops_*.cc) and checkpoint_codec.cc.
 //
 // Thread-safety: none (guarded by the Namespace's owner, like Namespace itself).
 #pragma once

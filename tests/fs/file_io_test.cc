@@ -291,7 +291,7 @@ TEST_F(FileIoTest, HolesAndUnwrittenExtentsReadAsZeros) {
 }
 
 // The metadata server hands out blocks that read as zeros and keeps bytes past EOF
-// zero (metadata/namespace_files.cc): a writer writes its own bytes and nothing else.
+// zero (metadata/ops_files.cc): a writer writes its own bytes and nothing else.
 // What it does not know about (another client's bytes in the same block, written but
 // not yet committed) must survive.
 TEST_F(FileIoTest, WriteIntoUnwrittenBlockWritesOnlyItsBytesAndCommitsTheBlock) {

@@ -185,17 +185,17 @@ TEST_F(MetaClientTest, ErrnoFromTheServerReachesTheCaller) {
   auto c = Client();
   ASSERT_NE(c, nullptr);
   InodeAttr a;
-  EXPECT_EQ(c->Lookup(kRootInode, "missing", &a), ENOENT);
-  ASSERT_EQ(c->Lookup(kRootInode, "present", &a), 0);
+  EXPECT_EQ(c->Lookup(kRootInode, "missing", &a).ToErrno(), ENOENT);
+  ASSERT_EQ(c->Lookup(kRootInode, "present", &a).ToErrno(), 0);
   EXPECT_EQ(a, AttrOf(1000 + 7));
-  ASSERT_EQ(c->Getattr(33, &a), 0);
+  ASSERT_EQ(c->Getattr(33, &a).ToErrno(), 0);
   EXPECT_EQ(a, AttrOf(33));
   ReaddirReply rd;
-  ASSERT_EQ(c->Readdir(ReaddirRequest{1, 0, 100, false}, &rd), 0);
+  ASSERT_EQ(c->Readdir(ReaddirRequest{1, 0, 100, false}, &rd).ToErrno(), 0);
   EXPECT_EQ(rd.entries.size(), 3u);
   EXPECT_TRUE(rd.eof);
   // More entries than asked for is a server bug the client refuses.
-  EXPECT_EQ(c->Readdir(ReaddirRequest{1, 0, 2, false}, &rd), EIO);
+  EXPECT_EQ(c->Readdir(ReaddirRequest{1, 0, 2, false}, &rd).ToErrno(), EIO);
 }
 
 TEST_F(MetaClientTest, BadNamesAreRefusedLocally) {
@@ -203,10 +203,10 @@ TEST_F(MetaClientTest, BadNamesAreRefusedLocally) {
   auto c = Client();
   ASSERT_NE(c, nullptr);
   InodeAttr a;
-  EXPECT_EQ(c->Lookup(kRootInode, std::string(256, 'x'), &a), ENAMETOOLONG);
-  EXPECT_EQ(c->Lookup(kRootInode, "a/b", &a), EINVAL);
-  EXPECT_EQ(c->Unlink(kRootInode, ".."), EINVAL);
-  EXPECT_EQ(c->Rename(RenameRequest{1, "ok", 1, std::string(300, 'y'), 0}), ENAMETOOLONG);
+  EXPECT_EQ(c->Lookup(kRootInode, std::string(256, 'x'), &a).ToErrno(), ENAMETOOLONG);
+  EXPECT_EQ(c->Lookup(kRootInode, "a/b", &a).ToErrno(), EINVAL);
+  EXPECT_EQ(c->Unlink(kRootInode, "..").ToErrno(), EINVAL);
+  EXPECT_EQ(c->Rename(RenameRequest{1, "ok", 1, std::string(300, 'y'), 0}).ToErrno(), ENAMETOOLONG);
   EXPECT_EQ(lookups_.load(), 0);
   // The server gives the same answers when asked directly.
   std::vector<uint8_t> body;
@@ -220,17 +220,17 @@ TEST_F(MetaClientTest, UndecodableRepliesAndRpcErrorsAreEIO) {
   auto c = Client();
   ASSERT_NE(c, nullptr);
   InodeAttr a;
-  EXPECT_EQ(c->Getattr(kGarbageReply, &a), EIO);
-  EXPECT_EQ(c->Getattr(kRpcError, &a), EIO);
-  EXPECT_EQ(c->Getattr(kErrorWithBody, &a), EIO);
+  EXPECT_EQ(c->Getattr(kGarbageReply, &a).ToErrno(), EIO);
+  EXPECT_EQ(c->Getattr(kRpcError, &a).ToErrno(), EIO);
+  EXPECT_EQ(c->Getattr(kErrorWithBody, &a).ToErrno(), EIO);
   // An opcode the server has no handler for (NotSupported at the RPC level).
   std::string target;
-  EXPECT_EQ(c->Readlink(5, &target), EIO);
+  EXPECT_EQ(c->Readlink(5, &target).ToErrno(), EIO);
   // A request the server cannot decode: the handler refuses it with InvalidArgument.
   std::vector<uint8_t> body;
   EXPECT_EQ(c->CallRaw(Opcode::kLookup, Bytes{1, 2, 3}, &body), EIO);
   // The connection is still fine.
-  ASSERT_EQ(c->Getattr(5, &a), 0);
+  ASSERT_EQ(c->Getattr(5, &a).ToErrno(), 0);
   EXPECT_EQ(a.ino, 5u);
 }
 
@@ -253,9 +253,9 @@ TEST_F(MetaClientTest, DeadlineGivesETIMEDOUT) {
   ASSERT_NE(c, nullptr);
   InodeAttr a;
   auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(c->Getattr(kVerySlow, &a), ETIMEDOUT);
+  EXPECT_EQ(c->Getattr(kVerySlow, &a).ToErrno(), ETIMEDOUT);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1200ms);
-  EXPECT_EQ(c->Getattr(4, &a), 0);
+  EXPECT_EQ(c->Getattr(4, &a).ToErrno(), 0);
 }
 
 TEST_F(MetaClientTest, ClosedPortFailsFastNamingTheAddress) {
@@ -316,14 +316,14 @@ TEST_F(MetaClientTest, DroppedConnectionMidCallStillCompletes) {
   ASSERT_NE(c, nullptr);
   int err = -1;
   InodeAttr a;
-  std::thread t([&] { err = c->Getattr(kSlow, &a); });
+  std::thread t([&] { err = c->Getattr(kSlow, &a).ToErrno(); });
   ASSERT_TRUE(Eventually([&] { return slow_calls_.load() == 1; }, 2s));
   c->DisconnectForTesting();
   t.join();
   EXPECT_EQ(err, 0);
   EXPECT_EQ(a, AttrOf(kSlow));
   EXPECT_EQ(slow_calls_.load(), 1);  // answered from the reply cache, not run twice
-  EXPECT_EQ(c->Getattr(3, &a), 0);
+  EXPECT_EQ(c->Getattr(3, &a).ToErrno(), 0);
 }
 
 TEST_F(MetaClientTest, ManyThreadsShareOneClient) {
@@ -337,7 +337,7 @@ TEST_F(MetaClientTest, ManyThreadsShareOneClient) {
       for (int i = 0; i < 100; ++i) {
         InodeAttr a;
         InodeId ino = 100 + t * 1000 + i;
-        if (c->Getattr(ino, &a) != 0 || a != AttrOf(ino)) ++wrong;
+        if (c->Getattr(ino, &a).ToErrno() != 0 || a != AttrOf(ino)) ++wrong;
       }
     });
   }

@@ -154,7 +154,7 @@ class Workload {
   bool Released(const std::vector<ReleaseRequest>& batch) {
     if (batch.empty()) return true;
     uint32_t refused = 0;
-    if (!ExpectResult("release many", c_.ReleaseMany(batch, &refused), 0)) return false;
+    if (!ExpectResult("release many", c_.ReleaseMany(batch, &refused).ToErrno(), 0)) return false;
     if (refused != 0) {
       ADD_FAILURE() << "ReleaseMany of " << batch.size() << " open handles: " << refused
                     << " were not open on the server (lost in a crash, or the batch ran twice)";
@@ -205,7 +205,7 @@ class Workload {
     std::string n = Name();
     MkdirRequest r{m_.at(d).ino, n, 0755, 0, 0};
     InodeAttr a;
-    int err = c_.Mkdir(r, &a);
+    int err = c_.Mkdir(r, &a).ToErrno();
     int expect = m_.Child(d, n) >= 0 ? EEXIST : 0;
     if (!ExpectResult(("mkdir " + n).c_str(), err, expect)) return false;
     if (err) return true;
@@ -229,7 +229,7 @@ class Workload {
     r.mode = S_IFREG | 0644;
     r.flags = O_CREAT | O_EXCL | O_RDWR;
     CreateReply rep;
-    int err = c_.Create(r, &rep);
+    int err = c_.Create(r, &rep).ToErrno();
     int expect = m_.Child(d, n) >= 0 ? EEXIST : 0;
     if (!ExpectResult(("create " + n).c_str(), err, expect)) return false;
     if (err) return true;
@@ -244,7 +244,7 @@ class Workload {
       open_.push_back({rep.attr.ino, rep.handle});
       return true;
     }
-    return ExpectResult("release", c_.Release(rep.attr.ino, rep.handle), 0);
+    return ExpectResult("release", c_.Release(rep.attr.ino, rep.handle).ToErrno(), 0);
   }
 
   // ReleaseMany of 1..8 of the handles this client holds (the FUSE client's batched
@@ -266,7 +266,7 @@ class Workload {
 
   bool Unlink() {
     auto [d, n] = AnyEntry();
-    int err = c_.Unlink(m_.at(d).ino, n);
+    int err = c_.Unlink(m_.at(d).ino, n).ToErrno();
     int child = m_.Child(d, n);
     int expect = child < 0 ? ENOENT : (m_.at(child).type == S_IFDIR ? EISDIR : 0);
     if (!ExpectResult(("unlink " + n).c_str(), err, expect)) return false;
@@ -278,7 +278,7 @@ class Workload {
 
   bool Rmdir() {
     auto [d, n] = AnyEntry();
-    int err = c_.Rmdir(m_.at(d).ino, n);
+    int err = c_.Rmdir(m_.at(d).ino, n).ToErrno();
     int child = m_.Child(d, n);
     int expect = child < 0                           ? ENOENT
                  : m_.at(child).type != S_IFDIR      ? ENOTDIR
@@ -325,7 +325,7 @@ class Workload {
     uint32_t roll = Pick(10);
     uint32_t flags = roll < 6 ? 0 : roll < 8 ? RENAME_NOREPLACE : RENAME_EXCHANGE;
     RenameRequest r{m_.at(d1).ino, n1, m_.at(d2).ino, n2, flags};
-    int err = c_.Rename(r);
+    int err = c_.Rename(r).ToErrno();
     bool loose = false;
     int expect = PredictRename(d1, n1, d2, n2, flags, &loose);
     if (!ExpectResult(("rename " + n1 + " -> " + n2).c_str(), err, expect, loose)) return false;
@@ -368,7 +368,7 @@ class Workload {
     int d = AnyDir();
     std::string n = Name();
     InodeAttr a;
-    int err = c_.Link(m_.at(f).ino, m_.at(d).ino, n, &a);
+    int err = c_.Link(m_.at(f).ino, m_.at(d).ino, n, &a).ToErrno();
     int expect = m_.Child(d, n) >= 0 ? EEXIST : 0;
     if (!ExpectResult(("link " + n).c_str(), err, expect)) return false;
     if (err) return true;
@@ -387,7 +387,7 @@ class Workload {
     std::string target = "../t" + std::to_string(Pick(1000)) + std::string(Pick(200), 'x');
     SymlinkRequest r{m_.at(d).ino, n, target, 0, 0};
     InodeAttr a;
-    int err = c_.Symlink(r, &a);
+    int err = c_.Symlink(r, &a).ToErrno();
     int expect = m_.Child(d, n) >= 0 ? EEXIST : 0;
     if (!ExpectResult(("symlink " + n).c_str(), err, expect)) return false;
     if (err) return true;
@@ -415,7 +415,7 @@ class Workload {
     r.valid = SetattrRequest::kMode;
     r.mode = 0400 | Pick(0400);
     InodeAttr a;
-    if (!ExpectResult("chmod", c_.Setattr(r, &a), 0)) return false;
+    if (!ExpectResult("chmod", c_.Setattr(r, &a).ToErrno(), 0)) return false;
     m_.at(id).perm = r.mode;
     return true;
   }
@@ -426,7 +426,7 @@ class Workload {
     std::string name = "user.k" + std::to_string(Pick(3));
     Node& node = m_.at(id);
     if (Pick(3) == 0) {
-      int err = c_.Removexattr(node.ino, name);
+      int err = c_.Removexattr(node.ino, name).ToErrno();
       int expect = node.xattrs.count(name) ? 0 : ENODATA;
       if (!ExpectResult(("removexattr " + name).c_str(), err, expect)) return false;
       if (!err) node.xattrs.erase(name);
@@ -434,7 +434,7 @@ class Workload {
     }
     std::string value(Pick(300), static_cast<char>('A' + Pick(26)));
     SetxattrRequest r{node.ino, name, value, 0};
-    if (!ExpectResult(("setxattr " + name).c_str(), c_.Setxattr(r), 0)) return false;
+    if (!ExpectResult(("setxattr " + name).c_str(), c_.Setxattr(r).ToErrno(), 0)) return false;
     node.xattrs[name] = value;
     return true;
   }
@@ -454,7 +454,7 @@ class Workload {
       r.valid = SetattrRequest::kSize;
       r.size = Pick(256) * 1000ull;
       InodeAttr a;
-      if (!ExpectResult("truncate", c_.Setattr(r, &a), 0)) return false;
+      if (!ExpectResult("truncate", c_.Setattr(r, &a).ToErrno(), 0)) return false;
       node.size = r.size;
       return true;
     }
@@ -462,7 +462,7 @@ class Workload {
     uint64_t len = (1 + Pick(40)) * uint64_t{kBlock};
     AllocateRequest ar{node.ino, off, len};
     AllocateReply rep;
-    if (!ExpectResult("allocate", c_.Allocate(ar, &rep), 0)) return false;
+    if (!ExpectResult("allocate", c_.Allocate(ar, &rep).ToErrno(), 0)) return false;
     CommitRequest cr;
     cr.ino = node.ino;
     cr.valid = CommitRequest::kSize;
@@ -470,7 +470,7 @@ class Workload {
     cr.mtime = Timespec{1700000000, 5};
     cr.written.push_back(ByteRange{off, len});
     InodeAttr a;
-    if (!ExpectResult("commit", c_.Commit(cr, &a), 0)) return false;
+    if (!ExpectResult("commit", c_.Commit(cr, &a).ToErrno(), 0)) return false;
     node.size = std::max(node.size, cr.new_size);
     return true;
   }
@@ -491,7 +491,7 @@ void CompareTree(MetaClient& c, Model& m, int dir, const std::string& path,
   while (true) {
     ReaddirRequest r{m.at(dir).ino, cookie, 256, true};
     ReaddirReply rep;
-    int err = c.Readdir(r, &rep);
+    int err = c.Readdir(r, &rep).ToErrno();
     ASSERT_EQ(err, 0) << "readdir " << path;
     for (auto& e : rep.entries) {
       EXPECT_TRUE(seen.emplace(e.name, e).second) << "readdir repeated " << path << e.name;
@@ -507,7 +507,7 @@ void CompareTree(MetaClient& c, Model& m, int dir, const std::string& path,
   ASSERT_EQ(got, want) << "entries of " << path;
 
   InodeAttr dattr;
-  ASSERT_EQ(c.Getattr(d.ino, &dattr), 0);
+  ASSERT_EQ(c.Getattr(d.ino, &dattr).ToErrno(), 0);
   EXPECT_EQ(dattr.nlink, d.nlink) << "nlink of directory " << path;
 
   for (auto& [name, id] : d.children) {
@@ -527,18 +527,18 @@ void CompareTree(MetaClient& c, Model& m, int dir, const std::string& path,
     }
     if (n.type == S_IFLNK) {
       std::string target;
-      EXPECT_EQ(c.Readlink(n.ino, &target), 0) << p;
+      EXPECT_EQ(c.Readlink(n.ino, &target).ToErrno(), 0) << p;
       EXPECT_EQ(target, n.target) << p;
       continue;
     }
     if (fresh) {
       std::vector<std::string> names;
-      EXPECT_EQ(c.Listxattr(n.ino, &names), 0) << p;
+      EXPECT_EQ(c.Listxattr(n.ino, &names).ToErrno(), 0) << p;
       std::set<std::string> got_x(names.begin(), names.end()), want_x;
       for (auto& [k, v] : n.xattrs) {
         want_x.insert(k);
         std::string value;
-        EXPECT_EQ(c.Getxattr(n.ino, k, &value), 0) << p << " " << k;
+        EXPECT_EQ(c.Getxattr(n.ino, k, &value).ToErrno(), 0) << p << " " << k;
         EXPECT_EQ(value, v) << p << " " << k;
       }
       EXPECT_EQ(got_x, want_x) << "xattrs of " << p;

@@ -132,12 +132,12 @@ class MetaServerTest : public ::testing::Test {
   // Small typed helpers over MetaClient.
   InodeId Mkdir(MetaClient& c, InodeId parent, const std::string& name) {
     InodeAttr a;
-    EXPECT_EQ(c.Mkdir(MkdirRequest{parent, name, 0755, 0, 0}, &a), 0) << name;
+    EXPECT_EQ(c.Mkdir(MkdirRequest{parent, name, 0755, 0, 0}, &a).ToErrno(), 0) << name;
     return a.ino;
   }
   CreateReply Create(MetaClient& c, InodeId parent, const std::string& name, uint32_t flags = 0) {
     CreateReply r;
-    EXPECT_EQ(c.Create(CreateRequest{parent, name, S_IFREG | 0644, 1, 2, flags}, &r), 0) << name;
+    EXPECT_EQ(c.Create(CreateRequest{parent, name, S_IFREG | 0644, 1, 2, flags}, &r).ToErrno(), 0) << name;
     return r;
   }
   std::vector<DirEntry> ListAll(MetaClient& c, InodeId dir) {
@@ -145,7 +145,7 @@ class MetaServerTest : public ::testing::Test {
     uint64_t cookie = 0;
     for (;;) {
       ReaddirReply r;
-      EXPECT_EQ(c.Readdir(ReaddirRequest{dir, cookie, kMaxReaddirEntries, true}, &r), 0);
+      EXPECT_EQ(c.Readdir(ReaddirRequest{dir, cookie, kMaxReaddirEntries, true}, &r).ToErrno(), 0);
       for (auto& e : r.entries) {
         cookie = e.cookie;
         out.push_back(e);
@@ -176,86 +176,86 @@ TEST_F(MetaServerTest, OperationSweep) {
   EXPECT_EQ(c->lease_ms(), 10000u);
 
   InodeAttr a;
-  ASSERT_EQ(c->Getattr(kRootInode, &a), 0);
+  ASSERT_EQ(c->Getattr(kRootInode, &a).ToErrno(), 0);
   EXPECT_TRUE(S_ISDIR(a.mode));
   const InodeId d = Mkdir(*c, kRootInode, "d");
-  EXPECT_EQ(c->Mkdir(MkdirRequest{kRootInode, "d", 0755, 0, 0}, &a), EEXIST);
-  EXPECT_EQ(c->Mkdir(MkdirRequest{kRootInode, std::string(256, 'x'), 0755, 0, 0}, &a),
+  EXPECT_EQ(c->Mkdir(MkdirRequest{kRootInode, "d", 0755, 0, 0}, &a).ToErrno(), EEXIST);
+  EXPECT_EQ(c->Mkdir(MkdirRequest{kRootInode, std::string(256, 'x'), 0755, 0, 0}, &a).ToErrno(),
             ENAMETOOLONG);
   CreateReply f = Create(*c, d, "f");
   EXPECT_TRUE(f.created);
   CreateReply r;
-  EXPECT_EQ(c->Create(CreateRequest{d, "f", 0644, 0, 0, O_CREAT | O_EXCL}, &r), EEXIST);
-  EXPECT_EQ(c->Lookup(d, "f", &a), 0);
+  EXPECT_EQ(c->Create(CreateRequest{d, "f", 0644, 0, 0, O_CREAT | O_EXCL}, &r).ToErrno(), EEXIST);
+  EXPECT_EQ(c->Lookup(d, "f", &a).ToErrno(), 0);
   EXPECT_EQ(a.ino, f.attr.ino);
-  EXPECT_EQ(c->Lookup(d, "nope", &a), ENOENT);
-  EXPECT_EQ(c->Lookup(f.attr.ino, "x", &a), ENOTDIR);
+  EXPECT_EQ(c->Lookup(d, "nope", &a).ToErrno(), ENOENT);
+  EXPECT_EQ(c->Lookup(f.attr.ino, "x", &a).ToErrno(), ENOTDIR);
   SetattrRequest sa;
   sa.ino = f.attr.ino;
   sa.valid = SetattrRequest::kMode | SetattrRequest::kMtime;
   sa.mode = 0600;
   sa.mtime = Timespec{1234, 5678};
-  ASSERT_EQ(c->Setattr(sa, &a), 0);
+  ASSERT_EQ(c->Setattr(sa, &a).ToErrno(), 0);
   EXPECT_EQ(a.mode, S_IFREG | 0600u);
   EXPECT_EQ(a.mtime, (Timespec{1234, 5678}));
-  EXPECT_EQ(c->Mknod(MknodRequest{d, "fifo", S_IFIFO | 0644, 0, 0, 0}, &a), 0);
-  EXPECT_EQ(c->Mknod(MknodRequest{d, "chr", S_IFCHR | 0644, 0x0102, 0, 0}, &a), 0);
+  EXPECT_EQ(c->Mknod(MknodRequest{d, "fifo", S_IFIFO | 0644, 0, 0, 0}, &a).ToErrno(), 0);
+  EXPECT_EQ(c->Mknod(MknodRequest{d, "chr", S_IFCHR | 0644, 0x0102, 0, 0}, &a).ToErrno(), 0);
   EXPECT_EQ(a.rdev, 0x0102u);
-  EXPECT_EQ(c->Mknod(MknodRequest{d, "dir", S_IFDIR | 0755, 0, 0, 0}, &a), EPERM);
-  ASSERT_EQ(c->Symlink(SymlinkRequest{d, "l", "f", 0, 0}, &a), 0);
+  EXPECT_EQ(c->Mknod(MknodRequest{d, "dir", S_IFDIR | 0755, 0, 0, 0}, &a).ToErrno(), EPERM);
+  ASSERT_EQ(c->Symlink(SymlinkRequest{d, "l", "f", 0, 0}, &a).ToErrno(), 0);
   std::string target;
-  ASSERT_EQ(c->Readlink(a.ino, &target), 0);
+  ASSERT_EQ(c->Readlink(a.ino, &target).ToErrno(), 0);
   EXPECT_EQ(target, "f");
-  EXPECT_EQ(c->Readlink(f.attr.ino, &target), EINVAL);
-  ASSERT_EQ(c->Link(f.attr.ino, kRootInode, "hard", &a), 0);
+  EXPECT_EQ(c->Readlink(f.attr.ino, &target).ToErrno(), EINVAL);
+  ASSERT_EQ(c->Link(f.attr.ino, kRootInode, "hard", &a).ToErrno(), 0);
   EXPECT_EQ(a.nlink, 2u);
-  EXPECT_EQ(c->Link(d, kRootInode, "dirlink", &a), EPERM);
-  EXPECT_EQ(c->Unlink(kRootInode, "hard"), 0);
-  EXPECT_EQ(c->Unlink(kRootInode, "hard"), ENOENT);
-  EXPECT_EQ(c->Unlink(kRootInode, "d"), EISDIR);
-  EXPECT_EQ(c->Rmdir(kRootInode, "d"), ENOTEMPTY);
+  EXPECT_EQ(c->Link(d, kRootInode, "dirlink", &a).ToErrno(), EPERM);
+  EXPECT_EQ(c->Unlink(kRootInode, "hard").ToErrno(), 0);
+  EXPECT_EQ(c->Unlink(kRootInode, "hard").ToErrno(), ENOENT);
+  EXPECT_EQ(c->Unlink(kRootInode, "d").ToErrno(), EISDIR);
+  EXPECT_EQ(c->Rmdir(kRootInode, "d").ToErrno(), ENOTEMPTY);
   const InodeId e = Mkdir(*c, kRootInode, "e");
-  EXPECT_EQ(c->Rename(RenameRequest{kRootInode, "d", d, "inside", 0}), EINVAL);
-  EXPECT_EQ(c->Rename(RenameRequest{kRootInode, "e", kRootInode, "d", 0}), ENOTEMPTY);
-  EXPECT_EQ(c->Rename(RenameRequest{kRootInode, "e", kRootInode, "d", 1}), EEXIST);
-  ASSERT_EQ(c->Rename(RenameRequest{kRootInode, "e", kRootInode, "d", 2}), 0);  // exchange
-  ASSERT_EQ(c->Lookup(kRootInode, "d", &a), 0);
+  EXPECT_EQ(c->Rename(RenameRequest{kRootInode, "d", d, "inside", 0}).ToErrno(), EINVAL);
+  EXPECT_EQ(c->Rename(RenameRequest{kRootInode, "e", kRootInode, "d", 0}).ToErrno(), ENOTEMPTY);
+  EXPECT_EQ(c->Rename(RenameRequest{kRootInode, "e", kRootInode, "d", 1}).ToErrno(), EEXIST);
+  ASSERT_EQ(c->Rename(RenameRequest{kRootInode, "e", kRootInode, "d", 2}).ToErrno(), 0);  // exchange
+  ASSERT_EQ(c->Lookup(kRootInode, "d", &a).ToErrno(), 0);
   EXPECT_EQ(a.ino, e);
-  EXPECT_EQ(c->Rmdir(kRootInode, "d"), 0);  // the empty one, now named d
+  EXPECT_EQ(c->Rmdir(kRootInode, "d").ToErrno(), 0);  // the empty one, now named d
   auto entries = ListAll(*c, d);
   ASSERT_EQ(entries.size(), 4u);  // f fifo chr l
   EXPECT_EQ(entries[0].name, "f");
   EXPECT_EQ(entries[0].attr.ino, f.attr.ino);
   // Open / release.
   OpenReply o;
-  ASSERT_EQ(c->Open(f.attr.ino, O_RDWR, &o), 0);
-  EXPECT_EQ(c->Release(f.attr.ino, o.handle), 0);
-  EXPECT_EQ(c->Release(f.attr.ino, o.handle), EBADF);
-  EXPECT_EQ(c->Open(999999, O_RDONLY, &o), ENOENT);
+  ASSERT_EQ(c->Open(f.attr.ino, O_RDWR, &o).ToErrno(), 0);
+  EXPECT_EQ(c->Release(f.attr.ino, o.handle).ToErrno(), 0);
+  EXPECT_EQ(c->Release(f.attr.ino, o.handle).ToErrno(), EBADF);
+  EXPECT_EQ(c->Open(999999, O_RDONLY, &o).ToErrno(), ENOENT);
   // Xattrs.
-  ASSERT_EQ(c->Setxattr(SetxattrRequest{d, "user.k", "v", 0}), 0);
-  EXPECT_EQ(c->Setxattr(SetxattrRequest{d, "user.k", "v", XATTR_CREATE}), EEXIST);
+  ASSERT_EQ(c->Setxattr(SetxattrRequest{d, "user.k", "v", 0}).ToErrno(), 0);
+  EXPECT_EQ(c->Setxattr(SetxattrRequest{d, "user.k", "v", XATTR_CREATE}).ToErrno(), EEXIST);
   EXPECT_EQ(
-      c->Setxattr(SetxattrRequest{d, "user.big", std::string(kMaxXattrValueLength + 1, 'v'), 0}),
+      c->Setxattr(SetxattrRequest{d, "user.big", std::string(kMaxXattrValueLength + 1, 'v'), 0}).ToErrno(),
       E2BIG);
-  ASSERT_EQ(c->Setxattr(SetxattrRequest{d, "user.max", std::string(kMaxXattrValueLength, 'v'), 0}),
+  ASSERT_EQ(c->Setxattr(SetxattrRequest{d, "user.max", std::string(kMaxXattrValueLength, 'v'), 0}).ToErrno(),
             0);
   std::string v;
-  ASSERT_EQ(c->Getxattr(d, "user.max", &v), 0);
+  ASSERT_EQ(c->Getxattr(d, "user.max", &v).ToErrno(), 0);
   EXPECT_EQ(v.size(), kMaxXattrValueLength);
-  EXPECT_EQ(c->Getxattr(d, "user.none", &v), ENODATA);
+  EXPECT_EQ(c->Getxattr(d, "user.none", &v).ToErrno(), ENODATA);
   std::vector<std::string> names;
-  ASSERT_EQ(c->Listxattr(d, &names), 0);
+  ASSERT_EQ(c->Listxattr(d, &names).ToErrno(), 0);
   EXPECT_EQ(names.size(), 2u);
-  EXPECT_EQ(c->Removexattr(d, "user.k"), 0);
-  EXPECT_EQ(c->Removexattr(d, "user.k"), ENODATA);
+  EXPECT_EQ(c->Removexattr(d, "user.k").ToErrno(), 0);
+  EXPECT_EQ(c->Removexattr(d, "user.k").ToErrno(), ENODATA);
   // Data: allocate, commit, layout, fallocate, truncate; statfs sees the blocks.
   StatfsReply s0;
-  ASSERT_EQ(c->Statfs(&s0), 0);
+  ASSERT_EQ(c->Statfs(&s0).ToErrno(), 0);
   EXPECT_EQ(s0.total_blocks, 2 * kDataPool / kBlock);
-  ASSERT_EQ(c->Open(f.attr.ino, O_RDWR, &o), 0);
+  ASSERT_EQ(c->Open(f.attr.ino, O_RDWR, &o).ToErrno(), 0);
   AllocateReply al;
-  ASSERT_EQ(c->Allocate(AllocateRequest{f.attr.ino, 0, 3 * kUnit}, &al), 0);
+  ASSERT_EQ(c->Allocate(AllocateRequest{f.attr.ino, 0, 3 * kUnit}, &al).ToErrno(), 0);
   ASSERT_EQ(al.extents.size(), 3u);
   EXPECT_NE(al.extents[0].server, al.extents[1].server);
   CommitRequest cr;
@@ -263,31 +263,31 @@ TEST_F(MetaServerTest, OperationSweep) {
   cr.valid = CommitRequest::kSize;
   cr.new_size = 3 * kUnit;
   cr.written = {{0, 3 * kUnit}};
-  ASSERT_EQ(c->Commit(cr, &a), 0);
+  ASSERT_EQ(c->Commit(cr, &a).ToErrno(), 0);
   EXPECT_EQ(a.size, 3u * kUnit);
   EXPECT_EQ(a.blocks, 3u * kUnit / 512);
   LayoutReply lay;
-  ASSERT_EQ(c->Layout(LayoutRequest{f.attr.ino, 0, 0}, &lay), 0);
+  ASSERT_EQ(c->Layout(LayoutRequest{f.attr.ino, 0, 0}, &lay).ToErrno(), 0);
   EXPECT_EQ(lay.extents.size(), 3u);
   EXPECT_FALSE(lay.truncated);
   for (const Extent& x : lay.extents) EXPECT_EQ(x.flags, 0u);
   StatfsReply s1;
-  ASSERT_EQ(c->Statfs(&s1), 0);
+  ASSERT_EQ(c->Statfs(&s1).ToErrno(), 0);
   EXPECT_EQ(s0.free_blocks - s1.free_blocks, 3u * kUnit / kBlock);
   ASSERT_EQ(c->Fallocate(FallocateRequest{f.attr.ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                                           kUnit, kUnit},
-                         &a),
+                         &a).ToErrno(),
             0);
   EXPECT_EQ(a.size, 3u * kUnit);
   EXPECT_EQ(a.blocks, 2u * kUnit / 512);
-  EXPECT_EQ(c->Fallocate(FallocateRequest{f.attr.ino, FALLOC_FL_PUNCH_HOLE, 0, kUnit}, &a),
+  EXPECT_EQ(c->Fallocate(FallocateRequest{f.attr.ino, FALLOC_FL_PUNCH_HOLE, 0, kUnit}, &a).ToErrno(),
             EOPNOTSUPP);
   sa.valid = SetattrRequest::kSize;
   sa.size = 10;
-  ASSERT_EQ(c->Setattr(sa, &a), 0);
+  ASSERT_EQ(c->Setattr(sa, &a).ToErrno(), 0);
   EXPECT_EQ(a.blocks, kBlock / 512u);
-  EXPECT_EQ(c->Release(f.attr.ino, o.handle), 0);
-  EXPECT_EQ(c->Allocate(AllocateRequest{d, 0, 1}, &al), EISDIR);
+  EXPECT_EQ(c->Release(f.attr.ino, o.handle).ToErrno(), 0);
+  EXPECT_EQ(c->Allocate(AllocateRequest{d, 0, 1}, &al).ToErrno(), EISDIR);
 }
 
 TEST_F(MetaServerTest, StatePersistsAcrossCleanStopAndKill) {
@@ -298,23 +298,23 @@ TEST_F(MetaServerTest, StatePersistsAcrossCleanStopAndKill) {
   for (int i = 0; i < 50; ++i) Create(*c, d, "f" + std::to_string(i));
   CreateReply big = Create(*c, kRootInode, "big");
   AllocateReply al;
-  ASSERT_EQ(c->Allocate(AllocateRequest{big.attr.ino, 0, 2 * kUnit}, &al), 0);
+  ASSERT_EQ(c->Allocate(AllocateRequest{big.attr.ino, 0, 2 * kUnit}, &al).ToErrno(), 0);
   CommitRequest cr;
   cr.ino = big.attr.ino;
   cr.valid = CommitRequest::kSize;
   cr.new_size = 2 * kUnit - 100;
   cr.written = {{0, 2 * kUnit}};
   InodeAttr big_attr;
-  ASSERT_EQ(c->Commit(cr, &big_attr), 0);
-  ASSERT_EQ(c->Setxattr(SetxattrRequest{big.attr.ino, "user.x", "y", 0}), 0);
-  ASSERT_EQ(c->Getattr(big.attr.ino, &big_attr), 0);  // setxattr moved ctime
+  ASSERT_EQ(c->Commit(cr, &big_attr).ToErrno(), 0);
+  ASSERT_EQ(c->Setxattr(SetxattrRequest{big.attr.ino, "user.x", "y", 0}).ToErrno(), 0);
+  ASSERT_EQ(c->Getattr(big.attr.ino, &big_attr).ToErrno(), 0);  // setxattr moved ctime
   InodeAttr sym_attr;
-  ASSERT_EQ(c->Symlink(SymlinkRequest{kRootInode, "sym", "dir/f1", 0, 0}, &sym_attr), 0);
+  ASSERT_EQ(c->Symlink(SymlinkRequest{kRootInode, "sym", "dir/f1", 0, 0}, &sym_attr).ToErrno(), 0);
   LayoutReply lay0;
-  ASSERT_EQ(c->Layout(LayoutRequest{big.attr.ino, 0, 0}, &lay0), 0);
+  ASSERT_EQ(c->Layout(LayoutRequest{big.attr.ino, 0, 0}, &lay0).ToErrno(), 0);
   auto list0 = ListAll(*c, d);
   StatfsReply s0;
-  ASSERT_EQ(c->Statfs(&s0), 0);
+  ASSERT_EQ(c->Statfs(&s0).ToErrno(), 0);
   c.reset();
 
   uint64_t freed_inodes = 0;
@@ -330,20 +330,20 @@ TEST_F(MetaServerTest, StatePersistsAcrossCleanStopAndKill) {
       EXPECT_EQ(list[i].attr, list0[i].attr);
     }
     InodeAttr a;
-    ASSERT_EQ(c2->Getattr(big.attr.ino, &a), 0);
+    ASSERT_EQ(c2->Getattr(big.attr.ino, &a).ToErrno(), 0);
     EXPECT_EQ(a, big_attr);
     LayoutReply lay;
-    ASSERT_EQ(c2->Layout(LayoutRequest{big.attr.ino, 0, 0}, &lay), 0);
+    ASSERT_EQ(c2->Layout(LayoutRequest{big.attr.ino, 0, 0}, &lay).ToErrno(), 0);
     EXPECT_EQ(lay.extents, lay0.extents);
     std::string v;
-    ASSERT_EQ(c2->Getxattr(big.attr.ino, "user.x", &v), 0);
+    ASSERT_EQ(c2->Getxattr(big.attr.ino, "user.x", &v).ToErrno(), 0);
     EXPECT_EQ(v, "y");
     InodeAttr l;
-    ASSERT_EQ(c2->Lookup(kRootInode, "sym", &l), 0);
-    ASSERT_EQ(c2->Readlink(l.ino, &v), 0);
+    ASSERT_EQ(c2->Lookup(kRootInode, "sym", &l).ToErrno(), 0);
+    ASSERT_EQ(c2->Readlink(l.ino, &v).ToErrno(), 0);
     EXPECT_EQ(v, "dir/f1");
     StatfsReply s;
-    ASSERT_EQ(c2->Statfs(&s), 0);
+    ASSERT_EQ(c2->Statfs(&s).ToErrno(), 0);
     EXPECT_EQ(s.free_blocks, s0.free_blocks);
     EXPECT_EQ(s.free_inodes, s0.free_inodes + freed_inodes);
   };
@@ -354,8 +354,8 @@ TEST_F(MetaServerTest, StatePersistsAcrossCleanStopAndKill) {
   {
     auto c3 = Connect();
     ASSERT_NE(c3, nullptr);
-    ASSERT_EQ(c3->Unlink(d, "f0"), 0);
-    ASSERT_EQ(c3->Rename(RenameRequest{d, "f1", kRootInode, "moved", 0}), 0);
+    ASSERT_EQ(c3->Unlink(d, "f0").ToErrno(), 0);
+    ASSERT_EQ(c3->Rename(RenameRequest{d, "f1", kRootInode, "moved", 0}).ToErrno(), 0);
   }
   list0.erase(list0.begin(), list0.begin() + 2);
   freed_inodes = 1;
@@ -364,8 +364,8 @@ TEST_F(MetaServerTest, StatePersistsAcrossCleanStopAndKill) {
   check("after kill -9");
   auto c4 = Connect();
   InodeAttr a;
-  EXPECT_EQ(c4->Lookup(d, "f0", &a), ENOENT);
-  EXPECT_EQ(c4->Lookup(kRootInode, "moved", &a), 0);
+  EXPECT_EQ(c4->Lookup(d, "f0", &a).ToErrno(), ENOENT);
+  EXPECT_EQ(c4->Lookup(kRootInode, "moved", &a).ToErrno(), 0);
   // Inode numbers are not reused after a restart.
   CreateReply n = Create(*c4, kRootInode, "new");
   EXPECT_GT(n.attr.ino, big.attr.ino);
@@ -438,7 +438,7 @@ TEST_F(MetaServerTest, MetaClientRidesThroughARestart) {
   CreateReply r;
   int err = -1;
   std::thread call([&] {
-    err = c->Create(CreateRequest{kRootInode, "during", 0644, 0, 0, O_CREAT | O_EXCL}, &r);
+    err = c->Create(CreateRequest{kRootInode, "during", 0644, 0, 0, O_CREAT | O_EXCL}, &r).ToErrno();
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   StartServer();
@@ -446,8 +446,8 @@ TEST_F(MetaServerTest, MetaClientRidesThroughARestart) {
   EXPECT_EQ(err, 0);
   EXPECT_TRUE(r.created);
   InodeAttr a;
-  EXPECT_EQ(c->Lookup(kRootInode, "before", &a), 0);
-  EXPECT_EQ(c->Lookup(kRootInode, "during", &a), 0);
+  EXPECT_EQ(c->Lookup(kRootInode, "before", &a).ToErrno(), 0);
+  EXPECT_EQ(c->Lookup(kRootInode, "during", &a).ToErrno(), 0);
 }
 
 TEST_F(MetaServerTest, LapsedLeaseReleasesOpenFiles) {
@@ -455,34 +455,34 @@ TEST_F(MetaServerTest, LapsedLeaseReleasesOpenFiles) {
   auto watcher = Connect(true);
   ASSERT_NE(watcher, nullptr);
   StatfsReply s0;
-  ASSERT_EQ(watcher->Statfs(&s0), 0);
+  ASSERT_EQ(watcher->Statfs(&s0).ToErrno(), 0);
   auto silent = Connect(/*heartbeat=*/false);
   ASSERT_NE(silent, nullptr);
   CreateReply f = Create(*silent, kRootInode, "orphan");
   AllocateReply al;
-  ASSERT_EQ(silent->Allocate(AllocateRequest{f.attr.ino, 0, kBlock}, &al), 0);
-  ASSERT_EQ(silent->Unlink(kRootInode, "orphan"), 0);
+  ASSERT_EQ(silent->Allocate(AllocateRequest{f.attr.ino, 0, kBlock}, &al).ToErrno(), 0);
+  ASSERT_EQ(silent->Unlink(kRootInode, "orphan").ToErrno(), 0);
   // The watcher keeps its lease; the file lives while the silent client's lease holds.
   InodeAttr a;
-  ASSERT_EQ(watcher->Getattr(f.attr.ino, &a), 0);
+  ASSERT_EQ(watcher->Getattr(f.attr.ino, &a).ToErrno(), 0);
   EXPECT_EQ(a.nlink, 0u);
   StatfsReply s1;
-  ASSERT_EQ(watcher->Statfs(&s1), 0);
+  ASSERT_EQ(watcher->Statfs(&s1).ToErrno(), 0);
   EXPECT_LT(s1.free_blocks, s0.free_blocks);
   int err = 0;
-  for (int i = 0; i < 60 && (err = watcher->Getattr(f.attr.ino, &a)) == 0; ++i) {
+  for (int i = 0; i < 60 && (err = watcher->Getattr(f.attr.ino, &a).ToErrno()) == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(err, ENOENT) << "the lapsed session's handle was not released";
-  ASSERT_EQ(watcher->Statfs(&s1), 0);
+  ASSERT_EQ(watcher->Statfs(&s1).ToErrno(), 0);
   EXPECT_EQ(s1.free_blocks, s0.free_blocks);
   // A session that heartbeats survives several leases.
   CreateReply g = Create(*watcher, kRootInode, "kept-open");
-  ASSERT_EQ(watcher->Unlink(kRootInode, "kept-open"), 0);
+  ASSERT_EQ(watcher->Unlink(kRootInode, "kept-open").ToErrno(), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  EXPECT_EQ(watcher->Getattr(g.attr.ino, &a), 0);
-  EXPECT_EQ(watcher->Release(g.attr.ino, g.handle), 0);
-  EXPECT_EQ(watcher->Getattr(g.attr.ino, &a), ENOENT);
+  EXPECT_EQ(watcher->Getattr(g.attr.ino, &a).ToErrno(), 0);
+  EXPECT_EQ(watcher->Release(g.attr.ino, g.handle).ToErrno(), 0);
+  EXPECT_EQ(watcher->Getattr(g.attr.ino, &a).ToErrno(), ENOENT);
 }
 
 // --free-quarantine-ms reaches the daemon: its first allocation after a restart waits out
@@ -507,7 +507,7 @@ TEST_F(MetaServerTest, FreeQuarantineFlag) {
   ASSERT_NE(c, nullptr);
   CreateReply f = Create(*c, kRootInode, "f");
   AllocateReply al;
-  ASSERT_EQ(c->Allocate(AllocateRequest{f.attr.ino, 0, kBlock}, &al), 0);
+  ASSERT_EQ(c->Allocate(AllocateRequest{f.attr.ino, 0, kBlock}, &al).ToErrno(), 0);
   EXPECT_GE(ms_since(started), kQ) << "allocated inside the hold after the start";
   CommitRequest cr;
   cr.ino = f.attr.ino;
@@ -515,22 +515,22 @@ TEST_F(MetaServerTest, FreeQuarantineFlag) {
   cr.new_size = kUnit;
   cr.written = {{0, kUnit}};
   InodeAttr a;
-  ASSERT_EQ(c->Commit(cr, &a), 0);
+  ASSERT_EQ(c->Commit(cr, &a).ToErrno(), 0);
   StatfsReply s0, s1;
-  ASSERT_EQ(c->Statfs(&s0), 0);
+  ASSERT_EQ(c->Statfs(&s0).ToErrno(), 0);
   const auto sent = steady_clock::now();  // the blocks are freed after this
   SetattrRequest tr;
   tr.ino = f.attr.ino;
   tr.valid = SetattrRequest::kSize;
   tr.size = 0;
-  ASSERT_EQ(c->Setattr(tr, &a), 0);
-  ASSERT_EQ(c->Statfs(&s1), 0);
+  ASSERT_EQ(c->Setattr(tr, &a).ToErrno(), 0);
+  ASSERT_EQ(c->Statfs(&s1).ToErrno(), 0);
   if (ms_since(sent) < kQ) {
     EXPECT_EQ(s1.free_blocks, s0.free_blocks) << "quarantined blocks must count as used";
   }
   for (int i = 0; i < 100 && s1.free_blocks != s0.free_blocks + kUnit / kBlock; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    ASSERT_EQ(c->Statfs(&s1), 0);
+    ASSERT_EQ(c->Statfs(&s1).ToErrno(), 0);
   }
   EXPECT_EQ(s1.free_blocks, s0.free_blocks + kUnit / kBlock);
   EXPECT_GE(ms_since(sent), kQ);
@@ -541,15 +541,15 @@ TEST_F(MetaServerTest, RecoveredSessionsGetAGracePeriod) {
   auto c = Connect(/*heartbeat=*/false);
   ASSERT_NE(c, nullptr);
   CreateReply f = Create(*c, kRootInode, "open");
-  ASSERT_EQ(c->Unlink(kRootInode, "open"), 0);
+  ASSERT_EQ(c->Unlink(kRootInode, "open").ToErrno(), 0);
   KillServer();
   StartServer(2000);
   InodeAttr a;
   // Within the grace period the orphan is still open; afterwards it is gone.
   auto other = Connect();
-  EXPECT_EQ(other->Getattr(f.attr.ino, &a), 0);
+  EXPECT_EQ(other->Getattr(f.attr.ino, &a).ToErrno(), 0);
   int err = 0;
-  for (int i = 0; i < 80 && (err = other->Getattr(f.attr.ino, &a)) == 0; ++i) {
+  for (int i = 0; i < 80 && (err = other->Getattr(f.attr.ino, &a).ToErrno()) == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(err, ENOENT);
@@ -833,7 +833,7 @@ TEST_F(MetaServerTest, MeasureSingleClientRates) {
   std::vector<InodeId> inos;
   for (int i = 0; i < kN; ++i) {
     InodeAttr a;
-    ASSERT_EQ(c->Mknod(MknodRequest{d, "f" + std::to_string(i), S_IFREG | 0644, 0, 0, 0}, &a), 0);
+    ASSERT_EQ(c->Mknod(MknodRequest{d, "f" + std::to_string(i), S_IFREG | 0644, 0, 0, 0}, &a).ToErrno(), 0);
     inos.push_back(a.ino);
   }
   const double create_s =
@@ -841,7 +841,7 @@ TEST_F(MetaServerTest, MeasureSingleClientRates) {
   t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < kN; ++i) {
     InodeAttr a;
-    ASSERT_EQ(c->Getattr(inos[i], &a), 0);
+    ASSERT_EQ(c->Getattr(inos[i], &a).ToErrno(), 0);
   }
   const double stat_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -871,8 +871,8 @@ TEST_F(MetaServerTest, MeasureConcurrentClients) {
           InodeAttr a;
           const std::string name = "f" + std::to_string(i);
           int e = stat
-                      ? clients[t]->Lookup(dirs[t], name, &a)
-                      : clients[t]->Mknod(MknodRequest{dirs[t], name, S_IFREG | 0644, 0, 0, 0}, &a);
+                      ? clients[t]->Lookup(dirs[t], name, &a).ToErrno()
+                      : clients[t]->Mknod(MknodRequest{dirs[t], name, S_IFREG | 0644, 0, 0, 0}, &a).ToErrno();
           if (e != 0) failures.fetch_add(1);
         }
       });

@@ -43,7 +43,7 @@ class MetaWireTest : public ::testing::Test {
     good_ = Connect("good-client");
     ASSERT_NE(good_, nullptr);
     MkdirRequest r{kRootInode, "keep", 0755, 0, 0};
-    ASSERT_EQ(good_->Mkdir(r, &keep_), 0);
+    ASSERT_EQ(good_->Mkdir(r, &keep_).ToErrno(), 0);
   }
   void TearDown() override {
     good_.reset();
@@ -68,7 +68,7 @@ class MetaWireTest : public ::testing::Test {
         << "dpmfs-meta died after " << after << ":\n"
         << server_->server()->StderrTail();
     InodeAttr a;
-    ASSERT_EQ(good_->Lookup(kRootInode, "keep", &a), 0) << "after " << after;
+    ASSERT_EQ(good_->Lookup(kRootInode, "keep", &a).ToErrno(), 0) << "after " << after;
     EXPECT_EQ(a.ino, keep_.ino);
     CreateRequest cr;
     cr.parent = keep_.ino;
@@ -76,8 +76,8 @@ class MetaWireTest : public ::testing::Test {
     cr.mode = S_IFREG | 0644;
     cr.flags = O_CREAT | O_EXCL;
     CreateReply rep;
-    ASSERT_EQ(good_->Create(cr, &rep), 0) << "after " << after;
-    EXPECT_EQ(good_->Release(rep.attr.ino, rep.handle), 0);
+    ASSERT_EQ(good_->Create(cr, &rep).ToErrno(), 0) << "after " << after;
+    EXPECT_EQ(good_->Release(rep.attr.ino, rep.handle).ToErrno(), 0);
   }
 
   std::string dir_;

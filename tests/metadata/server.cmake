@@ -17,3 +17,8 @@ dpmfs_add_test(free_quarantine_test
 dpmfs_add_test(block_scrubber_test
   SOURCES metadata/block_scrubber_test.cc
   LIBS dpmfs_meta_server)
+# The operation table (metadata/meta_ops.h): frozen wire numbers, a name, handler and
+# client stub for every row, unknown opcodes refused.
+dpmfs_add_test(meta_ops_test
+  SOURCES metadata/meta_ops_test.cc
+  LIBS dpmfs_meta_server dpmfs_meta_client)

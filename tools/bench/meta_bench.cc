@@ -669,7 +669,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
         fmt::format("run{}.t{}.{}.w{}.{}", repetition, nthreads, ModeName(per_thread), window, i);
     meta::InodeAttr attr;
     int err =
-        ctx.setup.Mkdir(meta::MkdirRequest{ctx.root, name, 0755, ctx.ids.uid, ctx.ids.gid}, &attr);
+        ctx.setup.Mkdir(meta::MkdirRequest{ctx.root, name, 0755, ctx.ids.uid, ctx.ids.gid}, &attr).ToErrno();
     if (err != 0) {
       return Status::IOError("mkdir of the worker directory " + name + ": " + std::strerror(err));
     }
@@ -702,7 +702,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
     // another path through the server, which is not what unlink should measure.
     DPMFS_RETURN_IF_ERROR(ForEachWorker(workers, "releasing created files", [](Worker& w) {
       for (size_t i = 0; i < w.handles.size(); ++i) {
-        if (int err = w.client->Release(w.files[i], w.handles[i]); err != 0) return err;
+        if (int err = w.client->Release(w.files[i], w.handles[i]).ToErrno(); err != 0) return err;
       }
       w.handles.clear();
       return 0;
@@ -725,7 +725,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
       for (uint32_t k = 0; k < kMkdirParents; ++k) {
         meta::InodeAttr attr;
         meta::MkdirRequest req{w.dir, fmt::format("m{}", k), 0755, ids.uid, ids.gid};
-        if (int err = w.client->Mkdir(req, &attr); err != 0) return err;
+        if (int err = w.client->Mkdir(req, &attr).ToErrno(); err != 0) return err;
         w.mkdir_parents.push_back(attr.ino);
       }
       return 0;
@@ -741,7 +741,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
       for (uint32_t k = 0; k < kRenameFiles; ++k) {
         meta::MknodRequest req{w.dir, RenameName(k, 0), S_IFREG | 0644, 0, ids.uid, ids.gid};
         meta::InodeAttr attr;
-        if (int err = w.client->Mknod(req, &attr); err != 0) return err;
+        if (int err = w.client->Mknod(req, &attr).ToErrno(); err != 0) return err;
       }
       return 0;
     }));
@@ -753,19 +753,19 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
   // benchmark's directory stays; the error's context names it.)
   DPMFS_RETURN_IF_ERROR(ForEachWorker(workers, "cleaning up", [&](Worker& w) {
     for (; w.unlinked < w.files.size(); ++w.unlinked) {
-      if (int err = w.client->Unlink(w.dir, FileName(w.unlinked)); err != 0) return err;
+      if (int err = w.client->Unlink(w.dir, FileName(w.unlinked)).ToErrno(); err != 0) return err;
     }
     for (uint64_t i = 0; i < w.dirs; ++i) {
       InodeId parent = w.mkdir_parents[i / kDirsPerParent];
-      if (int err = w.client->Rmdir(parent, DirName(i)); err != 0) return err;
+      if (int err = w.client->Rmdir(parent, DirName(i)).ToErrno(); err != 0) return err;
     }
     for (size_t k = 0; k < w.mkdir_parents.size(); ++k) {
-      if (int err = w.client->Rmdir(w.dir, fmt::format("m{}", k)); err != 0) return err;
+      if (int err = w.client->Rmdir(w.dir, fmt::format("m{}", k)).ToErrno(); err != 0) return err;
     }
     if (selected(Op::kRename)) {
       for (uint64_t k = 0; k < kRenameFiles; ++k) {
         std::string name = RenameName(k, RenameGeneration(k, w.renames));
-        if (int err = w.client->Unlink(w.dir, name); err != 0) return err;
+        if (int err = w.client->Unlink(w.dir, name).ToErrno(); err != 0) return err;
       }
     }
     return 0;
@@ -773,7 +773,7 @@ Status RunConfiguration(Context& ctx, uint32_t repetition, uint32_t nthreads, bo
   for (uint32_t i = 0; i < nthreads; ++i) {
     std::string name =
         fmt::format("run{}.t{}.{}.w{}.{}", repetition, nthreads, ModeName(per_thread), window, i);
-    if (int err = ctx.setup.Rmdir(ctx.root, name); err != 0) {
+    if (int err = ctx.setup.Rmdir(ctx.root, name).ToErrno(); err != 0) {
       return Status::IOError("rmdir of the worker directory " + name + ": " + std::strerror(err));
     }
   }
@@ -839,7 +839,7 @@ Result<RecoveryResult> MeasureRecovery(const MetaBenchOptions& o, transport::Dev
     DPMFS_ASSIGN_OR_RETURN(auto c, MetaClient::Connect(device, server.endpoint(), mo));
     meta::InodeAttr attr;
     std::string name = fmt::format("recovery.t{}", i);
-    if (int err = c->Mkdir(meta::MkdirRequest{root, name, 0755, ids.uid, ids.gid}, &attr);
+    if (int err = c->Mkdir(meta::MkdirRequest{root, name, 0755, ids.uid, ids.gid}, &attr).ToErrno();
         err != 0) {
       return Status::IOError("mkdir " + name + ": " + std::strerror(err));
     }
@@ -918,7 +918,7 @@ Result<RecoveryResult> MeasureRecovery(const MetaBenchOptions& o, transport::Dev
     for (uint32_t k = 0; k < kRecoveryChecksPerThread; ++k) names.push_back(rng() % share[i]);
     for (uint64_t k : names) {
       meta::InodeAttr attr;
-      if (int err = check->Lookup(dirs[i], FileName(k), &attr); err != 0) {
+      if (int err = check->Lookup(dirs[i], FileName(k), &attr).ToErrno(); err != 0) {
         return Status::Corruption(fmt::format(
             "after the restart, recovery.t{}/{} (acknowledged before the crash): {}", i,
             FileName(k), std::strerror(err)));
@@ -926,7 +926,7 @@ Result<RecoveryResult> MeasureRecovery(const MetaBenchOptions& o, transport::Dev
       ++r.names_checked;
     }
     meta::InodeAttr attr;
-    if (check->Lookup(dirs[i], FileName(share[i]), &attr) != ENOENT) {
+    if (check->Lookup(dirs[i], FileName(share[i]), &attr).ToErrno() != ENOENT) {
       return Status::Corruption(fmt::format("after the restart, recovery.t{}/{} exists, but "
                                             "it was never created",
                                             i, FileName(share[i])));
@@ -1235,7 +1235,7 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
   std::string root_name = fmt::format("dpmfs-bench-meta.{}", ::getpid());
   meta::InodeAttr root_attr;
   int err = setup->Mkdir(meta::MkdirRequest{meta::kRootInode, root_name, 0755, ids.uid, ids.gid},
-                         &root_attr);
+                         &root_attr).ToErrno();
   if (err != 0) {
     return Status::IOError("mkdir /" + root_name + " on " + server_desc + ": " +
                            std::strerror(err));
@@ -1274,7 +1274,7 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
     if (!rec.ok()) return rec.status().WithContext("recovery measurement");
     recovery = std::move(rec).value();
     // The files stay: the server's pool is deleted with it.
-  } else if (int e = setup->Rmdir(meta::kRootInode, root_name); e != 0) {
+  } else if (int e = setup->Rmdir(meta::kRootInode, root_name).ToErrno(); e != 0) {
     spdlog::warn("rmdir /{}: {}", root_name, std::strerror(e));
   }
 
