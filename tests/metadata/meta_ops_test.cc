@@ -119,7 +119,9 @@ class MetaOpsServiceTest : public ::testing::Test {
     svc_ = std::move(*svc);
   }
   void TearDown() override {
-    if (svc_ != nullptr) EXPECT_TRUE(svc_->Stop().ok());
+    if (svc_ != nullptr) {
+      EXPECT_TRUE(svc_->Stop().ok());
+    }
     svc_.reset();
     std::error_code ec;
     if (!HasFailure()) std::filesystem::remove_all(dir_, ec);
