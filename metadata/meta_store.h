@@ -16,8 +16,9 @@
 //               the journal that led from it is gone).
 //
 // Durability: Append returns after the record and then the durable-LSN word are
-// persisted (pmem_persist on real PM; on a non-PM file the page cache survives kill -9,
-// so only CPU-cache flushes are needed, or msync with `msync=true`). Records up to the
+// persisted through the persistent-memory seam (common/persistent_memory.h: Persist, i.e.
+// pmem_persist on real PM; on a non-PM file the page cache survives kill -9, so only
+// CPU-cache flushes are needed; or Sync, msync, with `msync=true`). Records up to the
 // durable LSN must be intact: a bad one there is reported as Corruption with its byte
 // offset in the pool. Records after it (written, never acknowledged) are accepted while
 // they are intact and consecutive; the first torn one ends the journal.
