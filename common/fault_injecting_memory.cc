@@ -105,8 +105,8 @@ void FaultInjectingMemory::MemsetPersist(void* dst, int c, size_t len) {
 
 Status FaultInjectingMemory::Sync(const void* addr, size_t len) {
   if (!Contains(addr, len)) {
-    return Status::OutOfRange("persist range of " + std::to_string(len) +
-                              " bytes lies outside " + name());
+    return Status::OutOfRange("persist range of " + std::to_string(len) + " bytes lies outside " +
+                              name());
   }
   Persist(addr, len);
   return Status::OK();

@@ -86,10 +86,10 @@ class FaultInjectingMemory final : public PersistentMemory {
   size_t OffsetOf(const void* addr, size_t len) const;
 
   mutable std::mutex mu_;
-  uint8_t* durable_;                                     // same size as the working image
-  std::vector<std::pair<size_t, size_t>> flushed_;       // (offset, length) awaiting Drain
+  uint8_t* durable_;                                // same size as the working image
+  std::vector<std::pair<size_t, size_t>> flushed_;  // (offset, length) awaiting Drain
   uint64_t points_ = 0;
-  uint64_t crash_at_ = 0;                                // 0: none armed
+  uint64_t crash_at_ = 0;  // 0: none armed
   CrashMode crash_mode_ = CrashMode::kDropUnpersisted;
   uint64_t crash_seed_ = 0;
   bool crashed_ = false;

@@ -1,5 +1,7 @@
 #include "common/persistent_memory.h"
 
+#include <libpmem.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
 #include <cassert>
@@ -7,9 +9,6 @@
 #include <cstring>
 #include <filesystem>
 #include <string_view>
-
-#include <libpmem.h>
-#include <spdlog/spdlog.h>
 
 namespace dpmfs::pmem {
 namespace {

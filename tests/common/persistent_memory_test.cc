@@ -39,7 +39,7 @@ TEST(FaultInjectingMemoryTest, StartsWithItsImageDurable) {
 
 TEST(FaultInjectingMemoryTest, CrashForgetsEveryUnpersistedByte) {
   FaultInjectingMemory m(std::vector<uint8_t>(4096, 0));
-  std::memset(m.base() + 100, 0xaa, 50);  // persisted below
+  std::memset(m.base() + 100, 0xaa, 50);   // persisted below
   std::memset(m.base() + 1000, 0xbb, 20);  // never persisted
   m.Persist(m.base() + 100, 50);
   std::memset(m.base() + 2000, 0xcc, 8);  // written after the last persist
@@ -142,6 +142,30 @@ TEST(FaultInjectingMemoryTest, ObserverSeesEveryPointBeforeItTakesEffect) {
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0], (std::pair<uint64_t, uint8_t>{1, 0}));
   EXPECT_EQ(seen[1], (std::pair<uint64_t, uint8_t>{2, 9}));
+}
+
+TEST(FaultInjectingMemoryTest, CrashImageDoesNotCrashAndRestartBoots) {
+  FaultInjectingMemory m(std::vector<uint8_t>(64, 0));
+  m.base()[0] = 1;
+  m.Persist(m.base(), 1);
+  m.base()[8] = 2;  // unpersisted
+  std::vector<uint8_t> image;
+  m.CrashImage(Mode::kDropUnpersisted, 0, &image);
+  EXPECT_EQ(image[0], 1);
+  EXPECT_EQ(image[8], 0);
+  EXPECT_FALSE(m.crashed());
+  m.Persist(m.base() + 8, 1);  // still alive
+  EXPECT_EQ(m.DurableImage()[8], 2);
+  // Restart: both images become the given one, crash state and points cleared.
+  m.Crash();
+  m.Restart(image);
+  EXPECT_FALSE(m.crashed());
+  EXPECT_EQ(m.persist_points(), 0u);
+  EXPECT_EQ(m.base()[8], 0);
+  EXPECT_EQ(m.UnpersistedBytes(), 0u);
+  m.base()[16] = 3;
+  m.Persist(m.base() + 16, 1);
+  EXPECT_EQ(m.DurableImage()[16], 3);
 }
 
 // --- libpmem ---

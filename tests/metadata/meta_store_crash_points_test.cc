@@ -15,6 +15,7 @@
 // The kill -9 tests (meta_crash_test) do the same with real processes, far fewer times.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,14 +25,12 @@
 #include <iterator>
 #include <random>
 
-#include <spdlog/spdlog.h>
-
 #include "common/fault_injecting_memory.h"
+#include "meta_test_pool.h"
 #include "metadata/meta_protocol.h"
 #include "metadata/meta_store.h"
 #include "metadata/mutation.h"
 #include "metadata/namespace.h"
-#include "meta_test_pool.h"
 
 namespace dpmfs::meta {
 namespace {
@@ -248,8 +247,8 @@ class CrashPointTest : public ::testing::Test {
 
   // Drives the workload's steps on `store` (whose memory is `mem`); stops once `mem`
   // crashed. `*acked`: records whose Append returned; `*in_append`: true while one runs.
-  static void Drive(const Workload& w, MetaStore& store, FaultInjectingMemory& mem,
-                    uint64_t* acked, bool* in_append) {
+  static void Drive(const Workload& w, MetaStore& store, FaultInjectingMemory& mem, uint64_t* acked,
+                    bool* in_append) {
     *acked = 0;
     for (const Step& s : w.steps) {
       if (s.checkpoint) {
@@ -321,8 +320,8 @@ TEST_F(CrashPointTest, EveryPersistPointRecoversAnAcknowledgedPrefix) {
     if (failed) return;
     for (Mode mode : {Mode::kDropUnpersisted, Mode::kTearUnpersisted}) {
       const char* mode_name = mode == Mode::kDropUnpersisted ? "drop" : "tear";
-      SCOPED_TRACE("power failure at persist point " + std::to_string(point) + " (" +
-                   mode_name + "), " + std::to_string(acked) + " records acknowledged" +
+      SCOPED_TRACE("power failure at persist point " + std::to_string(point) + " (" + mode_name +
+                   "), " + std::to_string(acked) + " records acknowledged" +
                    (in_append ? ", one in flight" : ""));
       mem.CrashImage(mode, point, &crash_image);
       if (point % 97 == 0 && mode == Mode::kDropUnpersisted) sampled.push_back(crash_image);
@@ -390,14 +389,14 @@ TEST_F(CrashPointTest, EveryPersistPointRecoversAnAcknowledgedPrefix) {
 
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%llu crash states (%llu persist points x 2 modes, %zu checkpoints, %llu "
-              "records): %llu kept the record in flight, %llu recovered twice; %zu CrashAt "
-              "runs agree; %.1f s\n",
-              static_cast<unsigned long long>(states),
-              static_cast<unsigned long long>(points - first + 1), checkpoints,
-              static_cast<unsigned long long>(w.states.size() - 1),
-              static_cast<unsigned long long>(in_flight_kept),
-              static_cast<unsigned long long>(again_checked), sample, seconds);
+  std::printf(
+      "%llu crash states (%llu persist points x 2 modes, %zu checkpoints, %llu "
+      "records): %llu kept the record in flight, %llu recovered twice; %zu CrashAt "
+      "runs agree; %.1f s\n",
+      static_cast<unsigned long long>(states), static_cast<unsigned long long>(points - first + 1),
+      checkpoints, static_cast<unsigned long long>(w.states.size() - 1),
+      static_cast<unsigned long long>(in_flight_kept),
+      static_cast<unsigned long long>(again_checked), sample, seconds);
   EXPECT_GE(states, 2000u);
   EXPECT_GT(in_flight_kept, 0u);  // both outcomes of an Append in flight were seen
 }
