@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <cctype>
@@ -18,11 +19,11 @@
 #include <utility>
 #include <vector>
 
-#include <libpmem.h>
 #include <spdlog/spdlog.h>
 
 #include "common/crc32c.h"
-#include "common/little_endian.h"
+#include "common/byte_codec.h"
+#include "common/persistent_memory.h"
 
 namespace dpmfs::pool {
 namespace {
@@ -44,14 +45,42 @@ static_assert(kDataAlignment % kHeaderSize == 0);
 
 using Header = std::array<uint8_t, kHeaderSize>;
 
-// Explicit little-endian encoding, so the layout does not depend on the host or on struct
-// padding rules.
-using le::Get32;
-using le::Get64;
-using le::Put32;
-using le::Put64;
+// The header's used bytes (layout:: offsets; the rest of the 4 KiB is zero), described once
+// for common/byte_codec.h: little-endian whatever the host.
+struct RawHeader {
+  std::array<uint8_t, 8> magic{};
+  uint32_t version = 0;
+  uint32_t role = 0;
+  std::array<uint8_t, 16> cluster{};
+  uint32_t index = 0;
+  uint32_t block_size = 0;
+  uint64_t pool_size = 0;
+  uint64_t data_offset = 0;
+  uint64_t data_size = 0;
+  uint64_t created_unix_ns = 0;
+  uint32_t header_crc = 0;
+};
 
-using le::Hex32;
+template <class IO>
+void HeaderFields(IO& io, RawHeader& h) {
+  io.Fixed("magic", h.magic);
+  io.U32("version", h.version);
+  io.U32("role", h.role);
+  io.Fixed("cluster", h.cluster);
+  io.U32("index", h.index);
+  io.U32("block_size", h.block_size);
+  io.U64("pool_size", h.pool_size);
+  io.U64("data_offset", h.data_offset);
+  io.U64("data_size", h.data_size);
+  io.U64("created_unix_ns", h.created_unix_ns);
+  io.U32("header_crc", h.header_crc);
+}
+
+std::string Hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%08" PRIx32, v);
+  return buf;
+}
 
 bool HasMagic(const uint8_t* p, size_t n) {
   return n >= kMagic.size() && std::memcmp(p, kMagic.data(), kMagic.size()) == 0;
@@ -116,18 +145,23 @@ Status Fsync(int fd, const std::string& path) {
 }
 
 Header EncodeHeader(const PoolInfo& info) {
+  RawHeader r;
+  std::memcpy(r.magic.data(), kMagic.data(), kMagic.size());
+  r.version = info.version;
+  r.role = static_cast<uint32_t>(info.role);
+  r.cluster = info.cluster.bytes;
+  r.index = info.index;
+  r.block_size = info.block_size;
+  r.pool_size = info.pool_size;
+  r.data_offset = info.data_offset;
+  r.data_size = info.data_size;
+  r.created_unix_ns = info.created_unix_ns;
   Header h{};
-  std::memcpy(h.data() + layout::kMagicOffset, kMagic.data(), kMagic.size());
-  Put32(h.data() + layout::kVersionOffset, info.version);
-  Put32(h.data() + layout::kRoleOffset, static_cast<uint32_t>(info.role));
-  std::memcpy(h.data() + layout::kClusterOffset, info.cluster.bytes.data(), 16);
-  Put32(h.data() + layout::kIndexOffset, info.index);
-  Put32(h.data() + layout::kBlockSizeOffset, info.block_size);
-  Put64(h.data() + layout::kPoolSizeOffset, info.pool_size);
-  Put64(h.data() + layout::kDataOffsetOffset, info.data_offset);
-  Put64(h.data() + layout::kDataSizeOffset, info.data_size);
-  Put64(h.data() + layout::kCreatedOffset, info.created_unix_ns);
-  Put32(h.data() + layout::kHeaderCrcOffset, HeaderCrc(h.data()));
+  codec::ByteWriter w(h.data());
+  HeaderFields(w, r);  // CRC field zero
+  r.header_crc = HeaderCrc(h.data());
+  codec::ByteWriter crc(h.data() + layout::kHeaderCrcOffset);
+  crc.U32("header_crc", r.header_crc);
   return h;
 }
 
@@ -138,14 +172,18 @@ Result<PoolInfo> DecodeHeader(const std::string& path, const uint8_t* h, uint64_
                                    " is not a dpmfs pool (no dpmfs header); format it with "
                                    "mkfs.dpmfs");
   }
-  uint32_t stored = Get32(h + layout::kHeaderCrcOffset);
+  RawHeader r;
+  codec::ByteReader reader({h, layout::kUsedBytes}, "pool header");
+  HeaderFields(reader, r);
+  if (Status st = reader.Finish(); !st.ok()) return Status::Internal(st.message());
+  uint32_t stored = r.header_crc;
   uint32_t computed = HeaderCrc(h);
   if (stored != computed) {
     return Status::Corruption(path + ": pool header checksum mismatch (stored " + Hex32(stored) +
                               ", computed " + Hex32(computed) + "): the header is corrupt");
   }
   PoolInfo info;
-  info.version = Get32(h + layout::kVersionOffset);
+  info.version = r.version;
   if (info.version > kFormatVersion) {
     return Status::NotSupported(path + ": pool format version " + std::to_string(info.version) +
                                 " is newer than this dpmfs supports (" +
@@ -155,24 +193,24 @@ Result<PoolInfo> DecodeHeader(const std::string& path, const uint8_t* h, uint64_
     return Status::Corruption(path + ": inconsistent pool header: " + what);
   };
   if (info.version == 0) return corrupt("format version 0 does not exist");
-  uint32_t role = Get32(h + layout::kRoleOffset);
+  uint32_t role = r.role;
   if (role != static_cast<uint32_t>(Role::kMetadata) &&
       role != static_cast<uint32_t>(Role::kData)) {
     return corrupt("unknown pool role " + std::to_string(role));
   }
   info.role = static_cast<Role>(role);
-  std::memcpy(info.cluster.bytes.data(), h + layout::kClusterOffset, 16);
+  info.cluster.bytes = r.cluster;
   if (info.cluster.IsNil()) return corrupt("nil cluster UUID");
-  info.index = Get32(h + layout::kIndexOffset);
-  info.block_size = Get32(h + layout::kBlockSizeOffset);
+  info.index = r.index;
+  info.block_size = r.block_size;
   if (!ValidBlockSize(info.block_size)) {
     return corrupt("block size " + std::to_string(info.block_size) +
                    " is not a power of two in [512, 1 MiB]");
   }
-  info.pool_size = Get64(h + layout::kPoolSizeOffset);
-  info.data_offset = Get64(h + layout::kDataOffsetOffset);
-  info.data_size = Get64(h + layout::kDataSizeOffset);
-  info.created_unix_ns = Get64(h + layout::kCreatedOffset);
+  info.pool_size = r.pool_size;
+  info.data_offset = r.data_offset;
+  info.data_size = r.data_size;
+  info.created_unix_ns = r.created_unix_ns;
   if (info.pool_size != file_size) {
     return corrupt("it records a pool size of " + std::to_string(info.pool_size) +
                    " bytes but the file is " + std::to_string(file_size) +
@@ -262,6 +300,82 @@ void SyncParentDir(const std::string& path) {
   }
 }
 
+
+// A path directly in /dev (not /dev/shm/...) names a device; when it does not exist the
+// device is not there (a device-DAX namespace not created, a typo): never create a
+// regular file in its place.
+bool IsMissingDevice(const std::string& path) {
+  return std::filesystem::path(path).lexically_normal().parent_path() == "/dev";
+}
+
+Status MissingDevice(const std::string& path) {
+  return Status::NotFound(
+      "device-DAX pool " + path +
+      " does not exist: no such device (`ndctl list -N` lists the PM namespaces; `ndctl "
+      "create-namespace -m devdax` makes a device-DAX one)");
+}
+
+Status NotAPoolFileType(const std::string& path) {
+  return Status::NotSupported(path +
+                              " is neither a regular file nor a device-DAX device; dpmfs "
+                              "pools are files (on tmpfs or a DAX-mounted file system) or "
+                              "device-DAX devices (/dev/daxX.Y)");
+}
+
+// FormatPool on a device-DAX character device: the pool is the whole device, and
+// everything goes through the mapping (a device-DAX device has no read/write/fallocate).
+Result<PoolInfo> FormatDevice(const std::string& path, const FormatOptions& options) {
+  const PoolGeometry& g = options.geometry;
+  DPMFS_ASSIGN_OR_RETURN(std::unique_ptr<pmem::PersistentMemory> mem,
+                         pmem::MapPersistentMemory(path));
+  if (g.pool_size != mem->size()) {
+    return Status::InvalidArgument(
+        "cannot format " + path + ": a pool on a device-DAX device takes the whole device, " +
+        std::to_string(mem->size()) + " bytes (" + FormatSize(mem->size()) + "), not " +
+        std::to_string(g.pool_size) + "; use --size " + std::to_string(mem->size()));
+  }
+  uint8_t* base = mem->base();
+  if (HasMagic(base, kHeaderSize)) {
+    std::string what = DescribeForRefusal(path);
+    if (!options.force) {
+      return Status::AlreadyExists(path + " already holds " + what +
+                                   "; use --force to overwrite it (destroys its contents)");
+    }
+    spdlog::warn("overwriting {} in {} (forced)", what, path);
+    mem->MemsetPersist(base, 0, kHeaderSize);  // first: no server takes it for the old pool
+  }
+  PoolInfo info;
+  info.role = g.role;
+  info.cluster = g.cluster;
+  info.index = g.index;
+  info.block_size = g.block_size;
+  info.pool_size = g.pool_size;
+  info.data_offset = DataOffsetFor(g.block_size);
+  info.data_size = (g.pool_size - info.data_offset) / g.block_size * g.block_size;
+  info.version = kFormatVersion;
+  // Zero the reserved area, and with zero_data everything else, before the header.
+  const uint64_t end = options.zero_data ? g.pool_size : info.data_offset;
+  constexpr uint64_t kChunk = 64ull << 20;
+  if (options.zero_data && options.progress) options.progress(0, end);
+  for (uint64_t off = kHeaderSize; off < end;) {
+    const uint64_t n = std::min(kChunk, end - off);
+    mem->MemsetPersist(base + off, 0, n);
+    off += n;
+    if (options.zero_data && options.progress) options.progress(off, end);
+  }
+  info.created_unix_ns = NowUnixNs();
+  Header h = EncodeHeader(info);
+  mem->MemcpyPersist(base, h.data(), h.size());
+  mem.reset();
+  Result<PoolInfo> check = ReadPoolHeader(path);
+  if (!check.ok()) {
+    return Status::Internal("the pool just written fails validation: " + check.status().ToString());
+  }
+  spdlog::debug("formatted {} pool on device {}: cluster {} index {} block size {} size {}",
+                RoleName(info.role), path, info.cluster.ToString(), info.index, info.block_size,
+                info.pool_size);
+  return check;
+}
 }  // namespace
 
 std::string_view RoleName(Role role) {
@@ -366,6 +480,7 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
 
   bool created = false;
   int raw = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (raw < 0 && errno == ENOENT && IsMissingDevice(path)) return MissingDevice(path);
   if (raw < 0 && errno == ENOENT) {
     raw = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     created = raw >= 0;
@@ -385,11 +500,8 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
 
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "cannot stat " + path);
-  if (!S_ISREG(st.st_mode)) {
-    return Status::NotSupported(path +
-                                " is not a regular file; dpmfs pools are files (on tmpfs or "
-                                "a DAX-mounted file system)");
-  }
+  if (S_ISCHR(st.st_mode)) return FormatDevice(path, options);
+  if (!S_ISREG(st.st_mode)) return NotAPoolFileType(path);
 
   if (!created && st.st_size > 0) {
     uint8_t head[kMagic.size()] = {};
@@ -472,17 +584,25 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
 Result<PoolInfo> ReadPoolHeader(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
+    if (errno == ENOENT && IsMissingDevice(path)) return MissingDevice(path);
     if (errno == ENOENT) return Status::NotFound("pool file " + path + " does not exist");
     return Status::FromErrno(errno, "cannot open pool " + path);
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "cannot stat pool " + path);
   if (S_ISDIR(st.st_mode)) return Status::FromErrno(EISDIR, "cannot read pool " + path);
-  if (!S_ISREG(st.st_mode)) {
-    return Status::NotSupported(path +
-                                " is not a regular file; dpmfs pools are files (on tmpfs or "
-                                "a DAX-mounted file system)");
+  if (S_ISCHR(st.st_mode)) {
+    // Device DAX: no read(2); the header is read through a mapping of the whole device,
+    // whose length is the device's size.
+    DPMFS_ASSIGN_OR_RETURN(std::unique_ptr<pmem::PersistentMemory> mem,
+                           pmem::MapPersistentMemory(path));
+    if (mem->size() < kHeaderSize) {
+      return Status::InvalidArgument(path + " is too small to be a dpmfs pool (" +
+                                     std::to_string(mem->size()) + " bytes)");
+    }
+    return DecodeHeader(path, mem->base(), mem->size());
   }
+  if (!S_ISREG(st.st_mode)) return NotAPoolFileType(path);
   Header h{};
   ssize_t n = PreadFull(fd.get(), h.data(), h.size(), 0);
   if (n < 0) return Status::FromErrno(errno, "cannot read pool " + path);
@@ -525,90 +645,36 @@ Result<MappedPool> MappedPool::Open(const std::string& path, const OpenExpectati
   // Validate from a plain read first: it gives precise messages without mapping anything.
   DPMFS_ASSIGN_OR_RETURN(PoolInfo info, ReadPoolHeader(path));
   DPMFS_RETURN_IF_ERROR(CheckExpectations(path, info, expect));
-
-  MappedPool pool;
-  pool.path_ = path;
-  size_t len = 0;
-  int is_pmem = 0;
-  void* addr = ::pmem_map_file(path.c_str(), 0, 0, 0, &len, &is_pmem);
-  if (addr == nullptr) {
-    int err = errno;
-    return Status::IOError("cannot map pool " + path + ": " + ::pmem_errormsg() + " (" +
-                           std::strerror(err) + ")");
-  }
-  pool.base_ = static_cast<uint8_t*>(addr);
-  pool.mapped_len_ = len;
-  pool.is_pmem_ = is_pmem != 0;
+  DPMFS_ASSIGN_OR_RETURN(std::unique_ptr<pmem::PersistentMemory> mem,
+                         pmem::MapPersistentMemory(path));
   // Validate again what is actually mapped: the file could have been reformatted or
   // resized between the read and the map.
+  return Attach(std::move(mem), expect);
+}
+
+Result<MappedPool> MappedPool::Attach(std::unique_ptr<pmem::PersistentMemory> memory,
+                                      const OpenExpectations& expect) {
+  MappedPool pool;
+  pool.path_ = memory->name();
+  const std::string& path = pool.path_;
+  const size_t len = memory->size();
+  pool.mem_ = std::move(memory);
   if (len < kHeaderSize) {
     return Status::Corruption(path + " shrank to " + std::to_string(len) +
                               " bytes while being opened");
   }
-  DPMFS_ASSIGN_OR_RETURN(pool.info_, DecodeHeader(path, pool.base_, len));
+  DPMFS_ASSIGN_OR_RETURN(pool.info_, DecodeHeader(path, pool.mem_->base(), len));
   DPMFS_RETURN_IF_ERROR(CheckExpectations(path, pool.info_, expect));
   spdlog::debug("mapped {} pool {} ({} bytes, {})", RoleName(pool.info_.role), path, len,
-                pool.is_pmem_ ? "persistent memory" : "not persistent memory");
+                pool.is_pmem() ? "persistent memory" : "not persistent memory");
   return pool;
 }
 
-MappedPool::MappedPool(MappedPool&& other) noexcept { *this = std::move(other); }
-
-MappedPool& MappedPool::operator=(MappedPool&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    path_ = std::move(other.path_);
-    info_ = other.info_;
-    base_ = std::exchange(other.base_, nullptr);
-    mapped_len_ = std::exchange(other.mapped_len_, 0);
-    is_pmem_ = other.is_pmem_;
-  }
-  return *this;
-}
-
-MappedPool::~MappedPool() { Reset(); }
-
-void MappedPool::Reset() {
-  if (base_ != nullptr) {
-    if (::pmem_unmap(base_, mapped_len_) != 0) {
-      spdlog::warn("cannot unmap pool {}: {}", path_, std::strerror(errno));
-    }
-    base_ = nullptr;
-    mapped_len_ = 0;
-  }
-}
-
-bool MappedPool::Contains(const void* addr, size_t len) const {
-  auto p = reinterpret_cast<uintptr_t>(addr);
-  auto b = reinterpret_cast<uintptr_t>(base_);
-  return base_ != nullptr && p >= b && p - b <= mapped_len_ && len <= mapped_len_ - (p - b);
-}
-
-Status MappedPool::Persist(const void* addr, size_t len) {
-  if (!Contains(addr, len)) {
-    return Status::OutOfRange("persist range of " + std::to_string(len) +
-                              " bytes lies outside the mapping of pool " + path_);
-  }
-  if (len == 0) return Status::OK();
-  if (is_pmem_) {
-    ::pmem_persist(addr, len);
-    return Status::OK();
-  }
-  if (::pmem_msync(addr, len) != 0) {
-    return Status::FromErrno(errno, "cannot msync pool " + path_);
-  }
-  return Status::OK();
-}
+Status MappedPool::Persist(const void* addr, size_t len) { return mem_->Sync(addr, len); }
 
 void MappedPool::PersistAfterCrash(const void* addr, size_t len) {
-  assert(Contains(addr, len));
-  if (len == 0) return;
-  if (is_pmem_) {
-    ::pmem_persist(addr, len);
-    return;
-  }
-  ::pmem_flush(addr, len);
-  ::pmem_drain();
+  assert(mem_->Contains(addr, len));
+  mem_->Persist(addr, len);
 }
 
 // --- Sizes ---

@@ -17,10 +17,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/persistent_memory.h"
 #include "common/status.h"
 
 namespace dpmfs::pool {
@@ -140,48 +142,55 @@ struct OpenExpectations {
 Status CheckExpectations(const std::string& path, const PoolInfo& info,
                          const OpenExpectations& expect);
 
-// A validated pool mapped with libpmem's pmem_map_file. Move-only; unmaps in the
-// destructor. Thread-safety: the accessors are const and safe from any thread; Persist
-// and PersistAfterCrash may be called concurrently on any ranges (they only flush).
+// A validated pool on the persistent-memory seam (common/persistent_memory.h): the pool
+// header checked, the mapping owned. Move-only; unmaps in the destructor.
+// Thread-safety: the accessors are const and safe from any thread; Persist and
+// PersistAfterCrash may be called concurrently on any ranges (they only flush).
 // Writes into the mapping are the caller's to coordinate.
 class MappedPool {
  public:
-  // Validates the header (as ReadPoolHeader) and `expect`, then maps the whole file.
+  // Validates the header (as ReadPoolHeader) and `expect`, then maps the whole file or
+  // device-DAX device with libpmem (pmem::MapPersistentMemory) and validates the mapped
+  // header again.
   static Result<MappedPool> Open(const std::string& path, const OpenExpectations& expect);
+  // The same validation of the header inside `memory` (already mapped: a test's
+  // pmem::FaultInjectingMemory, for one); the pool's path is `memory->name()`.
+  static Result<MappedPool> Attach(std::unique_ptr<pmem::PersistentMemory> memory,
+                                   const OpenExpectations& expect);
 
-  MappedPool(MappedPool&& other) noexcept;
-  MappedPool& operator=(MappedPool&& other) noexcept;
+  MappedPool(MappedPool&&) noexcept = default;
+  MappedPool& operator=(MappedPool&&) noexcept = default;
   MappedPool(const MappedPool&) = delete;
   MappedPool& operator=(const MappedPool&) = delete;
-  ~MappedPool();
+  ~MappedPool() = default;
 
   const PoolInfo& info() const { return info_; }
   const std::string& path() const { return path_; }
-  uint8_t* base() { return base_; }
-  uint8_t* data() { return base_ + info_.data_offset; }
+  // nullptr / 0 / false after the pool was moved from.
+  uint8_t* base() { return mem_ ? mem_->base() : nullptr; }
+  uint8_t* data() { return mem_ ? mem_->base() + info_.data_offset : nullptr; }
   uint64_t data_size() const { return info_.data_size; }
-  size_t mapped_size() const { return mapped_len_; }
+  size_t mapped_size() const { return mem_ ? mem_->size() : 0; }
   // True when the mapping is real PM (pmem_is_pmem): CPU cache flushes make it durable.
-  bool is_pmem() const { return is_pmem_; }
+  bool is_pmem() const { return mem_ && mem_->is_pmem(); }
+  // The seam itself: every persist of this pool goes through it.
+  pmem::PersistentMemory& memory() { return *mem_; }
 
-  // Makes [addr, addr+len) (inside the mapping) durable: pmem_persist on real PM,
-  // otherwise pmem_msync (page cache -> file). OutOfRange if the range leaves the mapping.
+  // Makes [addr, addr+len) (inside the mapping) durable against power loss:
+  // PersistentMemory::Sync (pmem_persist on real PM, otherwise msync).
+  // OutOfRange if the range leaves the mapping.
   Status Persist(const void* addr, size_t len);
-  // Durable against a process crash only. On non-PM pools the page cache already survives
-  // a crash of this process, so this only flushes CPU caches (pmem_flush + pmem_drain);
-  // on PM it equals Persist. The range must lie inside the mapping (asserted).
+  // Durable against a process crash only: PersistentMemory::Persist (on non-PM pools the
+  // page cache already survives a crash of this process, so this only flushes CPU
+  // caches; on PM it equals Persist). The range must lie inside the mapping (asserted).
   void PersistAfterCrash(const void* addr, size_t len);
 
  private:
   MappedPool() = default;
-  void Reset();
-  bool Contains(const void* addr, size_t len) const;
 
   std::string path_;
   PoolInfo info_;
-  uint8_t* base_ = nullptr;
-  size_t mapped_len_ = 0;
-  bool is_pmem_ = false;
+  std::unique_ptr<pmem::PersistentMemory> mem_;
 };
 
 // Parses a byte count as written on command lines: "4096", "64K", "1G", "2GiB", "1T"

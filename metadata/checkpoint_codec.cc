@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cassert>
+
+#include "common/byte_codec.h"
 
 #include "metadata/namespace.h"
 #include "metadata/namespace_internal.h"
@@ -17,41 +20,25 @@ namespace {
 constexpr uint64_t kBlobMagic = 0x31534e53464d5044ull;  // "DPMFSNS1"
 constexpr uint32_t kBlobVersion = 1;
 
-// Appends little-endian fields to a byte vector. Thread-safety: one thread at a time.
-class Writer {
- public:
-  explicit Writer(std::vector<uint8_t>* out) : out_(out) {}
-  void U8(uint8_t v) { out_->push_back(v); }
-  void U16(uint16_t v) { Put(v, 2); }
-  void U32(uint32_t v) { Put(v, 4); }
-  void U64(uint64_t v) { Put(v, 8); }
-  void I64(int64_t v) { Put(static_cast<uint64_t>(v), 8); }
-  void Str(std::string_view s) {
-    U32(static_cast<uint32_t>(s.size()));
-    out_->insert(out_->end(), s.begin(), s.end());
-  }
-  void Bytes(std::span<const uint8_t> b) {
-    U32(static_cast<uint32_t>(b.size()));
-    out_->insert(out_->end(), b.begin(), b.end());
-  }
-  void Time(const Timespec& t) {
-    I64(t.sec);
-    U32(t.nsec);
-  }
+using CheckpointReader = codec::ByteReader;
 
- private:
-  void Put(uint64_t v, int bytes) {
-    uint8_t b[8];
-    for (int i = 0; i < bytes; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
-    out_->insert(out_->end(), b, b + bytes);
-  }
-  std::vector<uint8_t>* out_;
-};
-
-void ReadTime(ByteReader& r, const char* field, Timespec* t) {
+void ReadTime(CheckpointReader& r, const char* field, Timespec* t) {
   r.I64(field, t->sec);
   r.U32(field, t->nsec);
-  r.Require(t->nsec < 1000000000u, "holds a timestamp with nsec >= 1e9");
+  r.Require(t->nsec < 1000000000u, field, "holds a timestamp with nsec >= 1e9");
+}
+
+template <class IO>
+void WriteTime(IO& w, const char* field, const Timespec& t) {
+  w.I64(field, t.sec);
+  w.U32(field, t.nsec);
+}
+
+// A u32 length and the bytes (what ByteReader::Bytes reads), from a byte vector.
+template <class IO>
+void WriteBlob(IO& w, const char* field, const std::vector<uint8_t>& b) {
+  w.U32(field, static_cast<uint32_t>(b.size()));
+  for (uint8_t byte : b) w.U8(field, byte);
 }
 
 }  // namespace
@@ -62,6 +49,13 @@ class NamespaceCodec {
  public:
   static void Write(const Namespace& ns, std::vector<uint8_t>* out);
   static Status Read(Namespace& ns, std::span<const uint8_t> blob);
+
+ private:
+  // The blob's layout, written once for ByteSizer and ByteWriter (Read mirrors it with
+  // its checks); inodes and sessions in the order given.
+  template <class IO>
+  static void Fields(const Namespace& ns, const std::vector<InodeId>& inos,
+                     const std::vector<uint64_t>& ids, IO& w);
 };
 
 std::vector<uint8_t> Namespace::Serialize() const {
@@ -80,89 +74,101 @@ Status Namespace::Load(std::span<const uint8_t> blob) {
 }
 
 void NamespaceCodec::Write(const Namespace& ns, std::vector<uint8_t>* out) {
-  out->clear();
-  // A rough size so that large namespaces do not regrow the buffer many times.
-  out->reserve(64 + ns.inodes_.size() * 128);
-  Writer w(out);
-  w.U64(kBlobMagic);
-  w.U32(kBlobVersion);
-  w.U32(ns.config_.block_size);
-  w.U32(ns.config_.stripe_unit);
-  w.U32(static_cast<uint32_t>(ns.config_.pools.size()));
-  w.U64(ns.next_ino_);
-  w.U64(ns.next_generation_);
-  w.U64(ns.next_handle_);
-
+  // The order of inodes and sessions is decided once; then one pass counts the bytes and
+  // one writes them into a buffer of exactly that size (common/byte_codec.h).
   std::vector<InodeId> inos;
   inos.reserve(ns.inodes_.size());
   for (const auto& [ino, in] : ns.inodes_) inos.push_back(ino);
   std::sort(inos.begin(), inos.end());
-  w.U64(inos.size());
+  std::vector<uint64_t> ids;
+  ids.reserve(ns.sessions_.size());
+  for (const auto& [id, s] : ns.sessions_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+
+  codec::ByteSizer sizer;
+  Fields(ns, inos, ids, sizer);
+  out->clear();
+  out->resize(sizer.size());
+  codec::ByteWriter w(out->data());
+  Fields(ns, inos, ids, w);
+  assert(w.position() == out->data() + out->size());
+}
+
+template <class IO>
+void NamespaceCodec::Fields(const Namespace& ns, const std::vector<InodeId>& inos,
+                            const std::vector<uint64_t>& ids, IO& w) {
+  w.U64("magic", kBlobMagic);
+  w.U32("version", kBlobVersion);
+  w.U32("block_size", ns.config_.block_size);
+  w.U32("stripe_unit", ns.config_.stripe_unit);
+  w.U32("data pools", static_cast<uint32_t>(ns.config_.pools.size()));
+  w.U64("next_ino", ns.next_ino_);
+  w.U64("next_generation", ns.next_generation_);
+  w.U64("next_handle", ns.next_handle_);
+
+  w.U64("inode count", inos.size());
   for (InodeId ino : inos) {
     const Namespace::Inode& in = *ns.inodes_.at(ino);
     const InodeAttr& a = in.attr;
-    w.U64(a.ino);
-    w.U64(a.generation);
-    w.U32(a.mode);
-    w.U32(a.uid);
-    w.U32(a.gid);
-    w.U32(a.nlink);
-    w.U64(a.size);
-    w.U64(a.rdev);
-    w.Time(a.atime);
-    w.Time(a.mtime);
-    w.Time(a.ctime);
-    w.U64(in.parent);
-    w.Str(in.symlink);
-    w.U32(static_cast<uint32_t>(in.xattrs.size()));
+    w.U64("ino", a.ino);
+    w.U64("generation", a.generation);
+    w.U32("mode", a.mode);
+    w.U32("uid", a.uid);
+    w.U32("gid", a.gid);
+    w.U32("nlink", a.nlink);
+    w.U64("size", a.size);
+    w.U64("rdev", a.rdev);
+    WriteTime(w, "atime", a.atime);
+    WriteTime(w, "mtime", a.mtime);
+    WriteTime(w, "ctime", a.ctime);
+    w.U64("parent", in.parent);
+    w.Bytes("symlink", in.symlink, kMaxSymlinkLength);
+    w.U32("xattr count", static_cast<uint32_t>(in.xattrs.size()));
     for (const auto& [name, value] : in.xattrs) {
-      w.Str(name);
-      w.Str(value);
+      w.Bytes("xattr name", name, kMaxXattrNameLength);
+      w.Bytes("xattr value", value, kMaxXattrValueLength);
     }
-    w.U64(in.extents.extent_count());
+    w.U64("extent count", in.extents.extent_count());
     in.extents.ForEach([&](const Extent& e) {
-      w.U64(e.file_offset);
-      w.U64(e.length);
-      w.U64(e.pool_offset);
-      w.U32(e.server);
-      w.U32(e.flags);
+      w.U64("extent file_offset", e.file_offset);
+      w.U64("extent length", e.length);
+      w.U64("extent pool_offset", e.pool_offset);
+      w.U32("extent server", e.server);
+      w.U32("extent flags", e.flags);
     });
     if (in.dir) {
       const Namespace::Directory& d = *in.dir;
-      w.U64(d.next_cookie);
-      w.U64(d.by_cookie.size());
+      w.U64("next_cookie", d.next_cookie);
+      w.U64("entry count", d.by_cookie.size());
       for (const auto& [cookie, node] : d.by_cookie) {
-        w.U64(cookie);
-        w.U64(node->second.ino);
-        w.Str(node->first);
+        w.U64("entry cookie", cookie);
+        w.U64("entry ino", node->second.ino);
+        w.Bytes("entry name", node->first, kMaxNameLength);
       }
     }
   }
 
-  std::vector<uint64_t> ids;
-  for (const auto& [id, s] : ns.sessions_) ids.push_back(id);
-  std::sort(ids.begin(), ids.end());
-  w.U64(ids.size());
+  w.U64("session count", ids.size());
   for (uint64_t id : ids) {
     const Session& s = *ns.sessions_.at(id);
-    w.U64(id);
-    w.Str(s.client_name);
-    w.U64(s.evicted_max);
-    w.U32(static_cast<uint32_t>(s.handles.size()));
+    w.U64("session id", id);
+    w.Bytes("client name", s.client_name, 4096);
+    w.U64("evicted_max", s.evicted_max);
+    w.U32("handle count", static_cast<uint32_t>(s.handles.size()));
     for (const auto& [h, ino] : s.handles) {
-      w.U64(h);
-      w.U64(ino);
+      w.U64("handle", h);
+      w.U64("handle ino", ino);
     }
-    w.U32(static_cast<uint32_t>(s.replies.size()));
+    w.U32("reply count", static_cast<uint32_t>(s.replies.size()));
     for (const auto& [seq, reply] : s.replies) {
-      w.U64(seq);
-      w.Bytes(reply);
+      w.U64("reply seq", seq);
+      WriteBlob(w, "reply", reply);
     }
   }
 }
 
 Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
-  ByteReader r(blob, "namespace checkpoint");
+  CheckpointReader r(blob, "namespace checkpoint");
   auto corrupt = [&](const std::string& what) {
     return Status::Corruption("namespace checkpoint (" + std::to_string(blob.size()) + " bytes) " +
                               what);
@@ -205,7 +211,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
   r.U64("next_handle", ns.next_handle_);
   uint64_t n_inodes = 0;
   r.U64("inode count", n_inodes);
-  r.Require(n_inodes <= r.left() / 64, "has more inodes than bytes");
+  r.Require(n_inodes <= r.left() / 64, "inode count", "has more inodes than bytes");
   for (uint64_t i = 0; i < n_inodes && r.ok(); ++i) {
     auto in = std::make_unique<Namespace::Inode>();
     InodeAttr& a = in->attr;
@@ -233,7 +239,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
     }
     uint32_t n_x = 0;
     r.U32("xattr count", n_x);
-    r.Require(n_x <= r.left() / 8, "has more xattrs than bytes");
+    r.Require(n_x <= r.left() / 8, "xattr count", "has more xattrs than bytes");
     for (uint32_t k = 0; k < n_x && r.ok(); ++k) {
       std::string name, value;
       r.Bytes("xattr name", name, kMaxXattrNameLength);
@@ -246,7 +252,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
     }
     uint64_t n_ext = 0;
     r.U64("extent count", n_ext);
-    r.Require(n_ext <= r.left() / 32, "has more extents than bytes");
+    r.Require(n_ext <= r.left() / 32, "extent count", "has more extents than bytes");
     uint64_t prev_end = 0;
     for (uint64_t k = 0; k < n_ext && r.ok(); ++k) {
       Extent e;
@@ -282,7 +288,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
       uint64_t n_ent = 0;
       r.U64("next_cookie", d.next_cookie);
       r.U64("entry count", n_ent);
-      r.Require(n_ent <= r.left() / 20, "has more entries than bytes");
+      r.Require(n_ent <= r.left() / 20, "entry count", "has more entries than bytes");
       uint64_t prev_cookie = 0;
       for (uint64_t k = 0; k < n_ent && r.ok(); ++k) {
         uint64_t cookie = 0, child = 0;
@@ -308,7 +314,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
 
   uint64_t n_sessions = 0;
   r.U64("session count", n_sessions);
-  r.Require(n_sessions <= r.left() / 24, "has more sessions than bytes");
+  r.Require(n_sessions <= r.left() / 24, "session count", "has more sessions than bytes");
   for (uint64_t i = 0; i < n_sessions && r.ok(); ++i) {
     auto s = std::make_unique<Session>();
     uint64_t id = 0;
@@ -317,7 +323,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
     r.Bytes("client name", s->client_name, 4096);
     r.U64("evicted_max", s->evicted_max);
     r.U32("handle count", n_handles);
-    r.Require(n_handles <= r.left() / 16, "has more handles than bytes");
+    r.Require(n_handles <= r.left() / 16, "handle count", "has more handles than bytes");
     for (uint32_t k = 0; k < n_handles && r.ok(); ++k) {
       uint64_t h = 0, ino = 0;
       r.U64("handle", h);
@@ -335,7 +341,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
       ++in->second->open_count;
     }
     r.U32("reply count", n_replies);
-    r.Require(n_replies <= r.left() / 12, "has more replies than bytes");
+    r.Require(n_replies <= r.left() / 12, "reply count", "has more replies than bytes");
     for (uint32_t k = 0; k < n_replies && r.ok(); ++k) {
       uint64_t seq = 0;
       std::string reply;

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cassert>
 #include <bit>
 #include <cerrno>
 #include <chrono>
@@ -27,7 +29,7 @@
 #include <utility>
 
 #include "common/crc32c.h"
-#include "common/little_endian.h"
+#include "common/byte_codec.h"
 #include "metadata/meta_protocol.h"
 
 namespace dpmfs::meta {
@@ -35,46 +37,134 @@ namespace {
 
 using namespace store_layout;  // NOLINT(google-build-using-namespace): layout constants
 
-// --- Superblock layout (first kSuperblockSize bytes of the pool's data area) ---
-constexpr std::string_view kSuperMagic = "DPMFSMS1";
+// Every on-PM structure below is described once, as a struct and a Fields function for
+// common/byte_codec.h (little-endian whatever the host); its offsets are the order of
+// its fields (the tables in metadata/README.md).
+
+template <size_t N>
+constexpr std::array<uint8_t, N> MagicBytes(std::string_view s) {
+  std::array<uint8_t, N> a{};
+  for (size_t i = 0; i < N; ++i) a[i] = static_cast<uint8_t>(s[i]);
+  return a;
+}
+
+// --- Superblock (first kSuperblockSize bytes of the pool's data area) ---
+constexpr auto kSuperMagic = MagicBytes<8>("DPMFSMS1");
 constexpr uint32_t kStoreVersion = 1;
-constexpr size_t kSbMagic = 0;                 // char[8]
-constexpr size_t kSbVersion = 8;               // u32
-constexpr size_t kSbStripeUnit = 12;           // u32
-constexpr size_t kSbJournalOffset = 16;        // u64, pool file offset
-constexpr size_t kSbJournalSize = 24;          // u64
-constexpr size_t kSbSlotOffset[2] = {32, 40};  // u64 each, pool file offsets
-constexpr size_t kSbSlotSize = 48;             // u64
-constexpr size_t kSbPoolCount = 56;            // u32
-constexpr size_t kSbCrc = 60;                  // u32, CRC32C of the 4 KiB, this field as zero
-constexpr size_t kSbPools = 128;               // count x [block_size u32][data_size u64]
+constexpr size_t kSbFixedSize = 64;  // the fields below; then reserved zero bytes
+constexpr size_t kSbCrc = 60;        // u32, CRC32C of the 4 KiB, this field as zero
+constexpr size_t kSbPools = 128;     // count x [block_size u32][data_size u64]
 constexpr size_t kSbPoolEntry = 12;
 static_assert(kSbPools + kMaxDataServers * kSbPoolEntry <= kSuperblockSize);
 
+struct RawSuperblock {
+  std::array<uint8_t, 8> magic{};
+  uint32_t version = 0;
+  uint32_t stripe_unit = 0;
+  uint64_t journal_offset = 0;  // pool file offsets
+  uint64_t journal_size = 0;
+  std::array<uint64_t, 2> slot_offset{};
+  uint64_t slot_size = 0;
+  uint32_t pool_count = 0;
+  uint32_t crc = 0;  // at kSbCrc
+};
+
+template <class IO>
+void SuperblockFields(IO& io, RawSuperblock& s) {
+  io.Fixed("magic", s.magic);
+  io.U32("version", s.version);
+  io.U32("stripe_unit", s.stripe_unit);
+  io.U64("journal_offset", s.journal_offset);
+  io.U64("journal_size", s.journal_size);
+  io.U64("checkpoint_offset[0]", s.slot_offset[0]);
+  io.U64("checkpoint_offset[1]", s.slot_offset[1]);
+  io.U64("checkpoint_slot_size", s.slot_size);
+  io.U32("data pool count", s.pool_count);
+  io.U32("crc", s.crc);
+}
+
+template <class IO>
+void PoolEntryFields(IO& io, DataPoolGeometry& g) {
+  io.U32("data pool block_size", g.block_size);
+  io.U64("data pool data_size", g.data_size);
+}
+
 // --- Journal header copy (32 bytes used of a 64-byte line) ---
-constexpr std::string_view kJournalMagic = "DPMFSJH1";
-constexpr size_t kJhMagic = 0;       // char[8]
-constexpr size_t kJhGeneration = 8;  // u64
-constexpr size_t kJhBaseLsn = 16;    // u64
-constexpr size_t kJhCrc = 24;        // u32 over the 32 bytes with this field zero
+constexpr auto kJournalMagic = MagicBytes<8>("DPMFSJH1");
+constexpr size_t kJhCrc = 24;  // u32 over the 32 bytes with this field zero
 constexpr size_t kJhSize = 32;
 
-// --- Record header ---
-constexpr size_t kRecMagic = 0;  // u32
-constexpr size_t kRecLen = 4;    // u32, payload bytes
-constexpr size_t kRecLsn = 8;    // u64
-constexpr size_t kRecCrc = 16;   // u32 over the header with this field zero, then payload
-constexpr size_t kRecPad = 20;   // u32, zero
+struct RawJournalHeader {
+  std::array<uint8_t, 8> magic{};
+  uint64_t generation = 0;
+  uint64_t base_lsn = 0;
+  uint32_t crc = 0;  // at kJhCrc
+  uint32_t zero = 0;
+};
+
+template <class IO>
+void JournalHeaderFields(IO& io, RawJournalHeader& h) {
+  io.Fixed("magic", h.magic);
+  io.U64("generation", h.generation);
+  io.U64("base_lsn", h.base_lsn);
+  io.U32("crc", h.crc);
+  io.U32("zero", h.zero);
+}
+
+// --- Record header (kRecordHeaderSize bytes before the payload) ---
+constexpr size_t kRecCrc = 16;  // u32 over the header with this field zero, then payload
+
+struct RawRecordHeader {
+  uint32_t magic = 0;  // kRecordMagic
+  uint32_t len = 0;    // payload bytes
+  uint64_t lsn = 0;
+  uint32_t crc = 0;  // at kRecCrc
+  uint32_t pad = 0;  // zero
+};
+
+template <class IO>
+void RecordHeaderFields(IO& io, RawRecordHeader& r) {
+  io.U32("magic", r.magic);
+  io.U32("len", r.len);
+  io.U64("lsn", r.lsn);
+  io.U32("crc", r.crc);
+  io.U32("pad", r.pad);
+}
 
 // --- Checkpoint slot header (64 bytes at the start of the slot's first page) ---
-constexpr std::string_view kSlotMagic = "DPMFSCK1";
-constexpr size_t kCkMagic = 0;       // char[8]
-constexpr size_t kCkGeneration = 8;  // u64: the journal generation this checkpoint starts
-constexpr size_t kCkThrough = 16;    // u64: state as of this LSN
-constexpr size_t kCkLength = 24;     // u64: blob bytes
-constexpr size_t kCkBlobCrc = 32;    // u32
+constexpr auto kSlotMagic = MagicBytes<8>("DPMFSCK1");
 constexpr size_t kCkHeaderCrc = 36;  // u32 over the 64 bytes with this field zero
 constexpr size_t kCkHeaderSize = 64;
+constexpr size_t kCkUsed = 40;  // the fields below; the rest of the 64 bytes is zero
+
+struct RawSlotHeader {
+  std::array<uint8_t, 8> magic{};
+  uint64_t generation = 0;   // the journal generation this checkpoint starts
+  uint64_t through_lsn = 0;  // state as of this LSN
+  uint64_t length = 0;       // blob bytes
+  uint32_t blob_crc = 0;
+  uint32_t header_crc = 0;  // at kCkHeaderCrc
+};
+
+template <class IO>
+void SlotHeaderFields(IO& io, RawSlotHeader& h) {
+  io.Fixed("magic", h.magic);
+  io.U64("generation", h.generation);
+  io.U64("through_lsn", h.through_lsn);
+  io.U64("length", h.length);
+  io.U32("blob_crc", h.blob_crc);
+  io.U32("header_crc", h.header_crc);
+}
+
+// Decodes a fixed structure of exactly its encoded size (cannot fail: the span is sized).
+template <class Raw, class Fn>
+Raw DecodeFixed(const uint8_t* p, size_t n, const char* what, Fn&& fields) {
+  Raw raw;
+  codec::ByteReader r({p, n}, what);
+  fields(r, raw);
+  assert(r.Finish().ok());
+  return raw;
+}
 
 constexpr uint64_t kMinJournalSize = kRecordAreaOffset + kPage;  // header page + 1 page
 constexpr uint64_t kMinSlotSize = kSlotBlobOffset + kPage;
@@ -84,12 +174,11 @@ static_assert(kDurableLsnOffset % 64 == 0 && kDurableLsnOffset >= kJournalHeader
 static_assert(kReserveMarkOffset % 64 == 0 && kReserveMarkOffset >= kDurableLsnOffset + 64);
 static_assert(kJhSize <= 64 && kRecordAreaOffset >= kReserveMarkOffset + 64);
 
-using le::Get32;
-using le::Get64;
-using le::Put32;
-using le::Put64;
-
-using le::Hex32;
+std::string Hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%08" PRIx32, v);
+  return buf;
+}
 
 uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
 uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
@@ -156,21 +245,22 @@ Layout ComputeLayout(uint64_t data_offset, uint64_t data_size, double journal_fr
 
 void EncodeSuperblock(uint8_t* sb, const Superblock& s) {
   std::memset(sb, 0, kSuperblockSize);
-  std::memcpy(sb + kSbMagic, kSuperMagic.data(), kSuperMagic.size());
-  Put32(sb + kSbVersion, s.version);
-  Put32(sb + kSbStripeUnit, s.stripe_unit);
-  Put64(sb + kSbJournalOffset, s.journal_offset);
-  Put64(sb + kSbJournalSize, s.journal_size);
-  Put64(sb + kSbSlotOffset[0], s.checkpoint_offset[0]);
-  Put64(sb + kSbSlotOffset[1], s.checkpoint_offset[1]);
-  Put64(sb + kSbSlotSize, s.checkpoint_slot_size);
-  Put32(sb + kSbPoolCount, static_cast<uint32_t>(s.data_pools.size()));
-  for (size_t i = 0; i < s.data_pools.size(); ++i) {
-    uint8_t* e = sb + kSbPools + i * kSbPoolEntry;
-    Put32(e, s.data_pools[i].block_size);
-    Put64(e + 4, s.data_pools[i].data_size);
-  }
-  Put32(sb + kSbCrc, CrcWithHole(sb, kSuperblockSize, kSbCrc));
+  RawSuperblock raw;
+  raw.magic = kSuperMagic;
+  raw.version = s.version;
+  raw.stripe_unit = s.stripe_unit;
+  raw.journal_offset = s.journal_offset;
+  raw.journal_size = s.journal_size;
+  raw.slot_offset = s.checkpoint_offset;
+  raw.slot_size = s.checkpoint_slot_size;
+  raw.pool_count = static_cast<uint32_t>(s.data_pools.size());
+  codec::ByteWriter w(sb);
+  SuperblockFields(w, raw);  // CRC zero for now
+  assert(w.position() == sb + kSbFixedSize);
+  codec::ByteWriter pools(sb + kSbPools);
+  for (DataPoolGeometry g : s.data_pools) PoolEntryFields(pools, g);
+  codec::ByteWriter crc(sb + kSbCrc);
+  crc.U32("crc", CrcWithHole(sb, kSuperblockSize, kSbCrc));
 }
 
 // Validates the superblock bytes of the metadata pool at `path` described by `info`.
@@ -180,23 +270,26 @@ Result<Superblock> DecodeSuperblock(const std::string& path, const pool::PoolInf
   auto where = [&] {
     return "metadata superblock of " + path + " at pool offset " + std::to_string(at);
   };
-  if (std::memcmp(sb + kSbMagic, kSuperMagic.data(), kSuperMagic.size()) != 0) {
+  const RawSuperblock raw = DecodeFixed<RawSuperblock>(
+      sb, kSbFixedSize, "metadata superblock",
+      [](codec::ByteReader& r, RawSuperblock& v) { SuperblockFields(r, v); });
+  if (raw.magic != kSuperMagic) {
     if (AllZero(sb, kSuperblockSize)) {
       return Status::Corruption(where() +
                                 " is missing (all zero): the pool header says metadata pool "
                                 "but mkfs.dpmfs meta did not finish; format it again");
     }
-    return Status::Corruption(where() + ": bad magic (expected " + std::string(kSuperMagic) +
+    return Status::Corruption(where() + ": bad magic (expected DPMFSMS1" +
                               "): the superblock is corrupt");
   }
-  uint32_t stored = Get32(sb + kSbCrc);
+  uint32_t stored = raw.crc;
   uint32_t computed = CrcWithHole(sb, kSuperblockSize, kSbCrc);
   if (stored != computed) {
     return Status::Corruption(where() + ": checksum mismatch (stored " + Hex32(stored) +
                               ", computed " + Hex32(computed) + "): the superblock is corrupt");
   }
   Superblock s;
-  s.version = Get32(sb + kSbVersion);
+  s.version = raw.version;
   if (s.version > kStoreVersion) {
     return Status::NotSupported(where() + ": metadata format version " + std::to_string(s.version) +
                                 " is newer than this dpmfs supports (" +
@@ -206,21 +299,21 @@ Result<Superblock> DecodeSuperblock(const std::string& path, const pool::PoolInf
     return Status::Corruption(where() + ": inconsistent superblock: " + what);
   };
   if (s.version == 0) return bad("format version 0 does not exist");
-  s.stripe_unit = Get32(sb + kSbStripeUnit);
-  s.journal_offset = Get64(sb + kSbJournalOffset);
-  s.journal_size = Get64(sb + kSbJournalSize);
-  s.checkpoint_offset[0] = Get64(sb + kSbSlotOffset[0]);
-  s.checkpoint_offset[1] = Get64(sb + kSbSlotOffset[1]);
-  s.checkpoint_slot_size = Get64(sb + kSbSlotSize);
-  uint32_t count = Get32(sb + kSbPoolCount);
+  s.stripe_unit = raw.stripe_unit;
+  s.journal_offset = raw.journal_offset;
+  s.journal_size = raw.journal_size;
+  s.checkpoint_offset = raw.slot_offset;
+  s.checkpoint_slot_size = raw.slot_size;
+  uint32_t count = raw.pool_count;
   if (count == 0 || count > kMaxDataServers) {
     return bad("data pool count " + std::to_string(count) + " is not in 1.." +
                std::to_string(kMaxDataServers));
   }
   if (s.stripe_unit == 0) return bad("stripe unit 0");
+  codec::ByteReader pools({sb + kSbPools, count * kSbPoolEntry}, "metadata superblock");
   for (uint32_t i = 0; i < count; ++i) {
-    const uint8_t* e = sb + kSbPools + i * kSbPoolEntry;
-    DataPoolGeometry g{i, Get32(e), Get64(e + 4)};
+    DataPoolGeometry g{i, 0, 0};
+    PoolEntryFields(pools, g);
     if (!ValidBlockSize(g.block_size)) {
       return bad("data pool " + std::to_string(i) + " has block size " +
                  std::to_string(g.block_size) + ", not a power of two in [512, 1 MiB]");
@@ -275,18 +368,22 @@ JournalHeader DecodeJournalHeader(const uint8_t* p, int copy) {
   JournalHeader h;
   if (AllZero(p, 64)) return h;
   h.kind = JournalHeader::kBad;
-  if (std::memcmp(p + kJhMagic, kJournalMagic.data(), kJournalMagic.size()) != 0) {
+  const RawJournalHeader raw =
+      DecodeFixed<RawJournalHeader>(p, kJhSize, "journal header", [](auto& r, auto& v) {
+        JournalHeaderFields(r, v);
+      });
+  if (raw.magic != kJournalMagic) {
     h.why = "bad magic";
     return h;
   }
-  uint32_t stored = Get32(p + kJhCrc);
+  uint32_t stored = raw.crc;
   uint32_t computed = CrcWithHole(p, kJhSize, kJhCrc);
   if (stored != computed) {
     h.why = "checksum mismatch (stored " + Hex32(stored) + ", computed " + Hex32(computed) + ")";
     return h;
   }
-  h.generation = Get64(p + kJhGeneration);
-  h.base_lsn = Get64(p + kJhBaseLsn);
+  h.generation = raw.generation;
+  h.base_lsn = raw.base_lsn;
   if (h.generation == 0 || h.generation % 2 != static_cast<uint64_t>(copy) || h.base_lsn == 0) {
     h.why = "generation " + std::to_string(h.generation) + " / base LSN " +
             std::to_string(h.base_lsn) + " are impossible for copy " + std::to_string(copy);
@@ -298,10 +395,15 @@ JournalHeader DecodeJournalHeader(const uint8_t* p, int copy) {
 
 void EncodeJournalHeader(uint8_t* p, uint64_t generation, uint64_t base_lsn) {
   uint8_t h[64] = {};
-  std::memcpy(h + kJhMagic, kJournalMagic.data(), kJournalMagic.size());
-  Put64(h + kJhGeneration, generation);
-  Put64(h + kJhBaseLsn, base_lsn);
-  Put32(h + kJhCrc, CrcWithHole(h, kJhSize, kJhCrc));
+  RawJournalHeader raw;
+  raw.magic = kJournalMagic;
+  raw.generation = generation;
+  raw.base_lsn = base_lsn;
+  codec::ByteWriter w(h);
+  JournalHeaderFields(w, raw);
+  assert(w.position() == h + kJhSize);
+  codec::ByteWriter crc(h + kJhCrc);
+  crc.U32("crc", CrcWithHole(h, kJhSize, kJhCrc));
   std::memcpy(p, h, sizeof(h));
 }
 
@@ -319,11 +421,13 @@ SlotState DecodeSlotHeader(const uint8_t* p) {
   SlotState s;
   if (AllZero(p, kCkHeaderSize)) return s;
   s.kind = SlotState::kBadHeader;
-  if (std::memcmp(p + kCkMagic, kSlotMagic.data(), kSlotMagic.size()) != 0) {
+  const RawSlotHeader raw = DecodeFixed<RawSlotHeader>(
+      p, kCkUsed, "checkpoint slot header", [](auto& r, auto& v) { SlotHeaderFields(r, v); });
+  if (raw.magic != kSlotMagic) {
     s.why = "header has a bad magic";
     return s;
   }
-  uint32_t stored = Get32(p + kCkHeaderCrc);
+  uint32_t stored = raw.header_crc;
   uint32_t computed = CrcWithHole(p, kCkHeaderSize, kCkHeaderCrc);
   if (stored != computed) {
     s.why =
@@ -331,10 +435,10 @@ SlotState DecodeSlotHeader(const uint8_t* p) {
     return s;
   }
   s.kind = SlotState::kHeaderOk;
-  s.generation = Get64(p + kCkGeneration);
-  s.through_lsn = Get64(p + kCkThrough);
-  s.length = Get64(p + kCkLength);
-  s.blob_crc = Get32(p + kCkBlobCrc);
+  s.generation = raw.generation;
+  s.through_lsn = raw.through_lsn;
+  s.length = raw.length;
+  s.blob_crc = raw.blob_crc;
   return s;
 }
 
@@ -359,22 +463,25 @@ RecordView ParseRecord(const uint8_t* p, uint64_t room) {
   }
   if (AllZero(p, kRecordHeaderSize)) return r;
   r.kind = RecordView::kTorn;
-  if (Get32(p + kRecMagic) != kRecordMagic) {
-    r.why = "bad record magic " + Hex32(Get32(p + kRecMagic));
+  const RawRecordHeader h = DecodeFixed<RawRecordHeader>(
+      p, kRecordHeaderSize, "journal record header",
+      [](auto& reader, auto& v) { RecordHeaderFields(reader, v); });
+  if (h.magic != kRecordMagic) {
+    r.why = "bad record magic " + Hex32(h.magic);
     return r;
   }
-  r.len = Get32(p + kRecLen);
-  r.lsn = Get64(p + kRecLsn);
+  r.len = h.len;
+  r.lsn = h.lsn;
   r.size = RecordSize(r.len);
   if (r.size > room) {
     r.why = "length " + std::to_string(r.len) + " runs past the end of the journal";
     return r;
   }
-  if (Get32(p + kRecPad) != 0) {
+  if (h.pad != 0) {
     r.why = "non-zero header padding";
     return r;
   }
-  uint32_t stored = Get32(p + kRecCrc);
+  uint32_t stored = h.crc;
   uint32_t computed =
       Crc32cExtend(CrcWithHole(p, kRecordHeaderSize, kRecCrc), p + kRecordHeaderSize, r.len);
   if (stored != computed) {
@@ -470,25 +577,25 @@ Status MetaStore::Format(pool::MappedPool& pool, const MetaFormatOptions& option
   //    Open refuses ("superblock missing"), never one that mixes old and new regions.
   uint8_t* sb = pool.base() + info.data_offset;
   std::memset(sb, 0, kSuperblockSize);
-  if (Status st = pool.Persist(sb, kSuperblockSize); !st.ok()) return with_path(st);
+  if (Status st = pool.memory().Sync(sb, kSuperblockSize); !st.ok()) return with_path(st);
 
   // 2. An empty journal: zero records (Recover relies on zeros after the last record),
   //    durable LSN 0, header copy 1 = generation 1 starting at LSN 1; copy 0 stays zero.
   uint8_t* journal = pool.base() + l.journal_offset;
   std::memset(journal, 0, l.journal_size);
   EncodeJournalHeader(journal + kJournalHeaderCopy[1], 1, 1);
-  if (Status st = pool.Persist(journal, l.journal_size); !st.ok()) return with_path(st);
+  if (Status st = pool.memory().Sync(journal, l.journal_size); !st.ok()) return with_path(st);
 
   // 3. No checkpoint: both slot headers zero (the blobs are only read through a header).
   for (int slot = 0; slot < 2; ++slot) {
     uint8_t* p = pool.base() + l.slot_offset[slot];
     std::memset(p, 0, kSlotBlobOffset);
-    if (Status st = pool.Persist(p, kSlotBlobOffset); !st.ok()) return with_path(st);
+    if (Status st = pool.memory().Sync(p, kSlotBlobOffset); !st.ok()) return with_path(st);
   }
 
   // 4. The superblock last: it makes the pool usable.
   EncodeSuperblock(sb, s);
-  if (Status st = pool.Persist(sb, kSuperblockSize); !st.ok()) return with_path(st);
+  if (Status st = pool.memory().Sync(sb, kSuperblockSize); !st.ok()) return with_path(st);
   // Read back through the validation Open uses.
   Result<Superblock> check = DecodeSuperblock(pool.path(), info, sb);
   if (!check.ok()) {
@@ -512,23 +619,39 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path,
   e.role = pool::Role::kMetadata;
   DPMFS_ASSIGN_OR_RETURN(pool::MappedPool mapped, pool::MappedPool::Open(path, e));
 
-  std::unique_ptr<MetaStore> store(new MetaStore());
   // Two writers of one journal would interleave records and destroy it: hold an exclusive
   // lock for the store's lifetime (released by the kernel if the process dies).
-  store->lock_fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (store->lock_fd_ < 0) return Status::FromErrno(errno, "cannot open metadata pool " + path);
-  if (::flock(store->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
+  int lock_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (lock_fd < 0) return Status::FromErrno(errno, "cannot open metadata pool " + path);
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(lock_fd);
+    if (err == EWOULDBLOCK) {
       return Status::FailedPrecondition("metadata pool " + path +
                                         " is in use (another dpmfs-meta, or another open of "
                                         "it in this process, holds its lock)");
     }
-    return Status::FromErrno(errno, "cannot lock metadata pool " + path);
+    return Status::FromErrno(err, "cannot lock metadata pool " + path);
   }
+  return OpenMapped(std::move(mapped), lock_fd, msync);
+}
 
+Result<std::unique_ptr<MetaStore>> MetaStore::Open(
+    std::unique_ptr<pmem::PersistentMemory> memory, const pool::OpenExpectations& expect,
+    bool msync) {
+  pool::OpenExpectations e = expect;
+  e.role = pool::Role::kMetadata;
+  DPMFS_ASSIGN_OR_RETURN(pool::MappedPool mapped, pool::MappedPool::Attach(std::move(memory), e));
+  return OpenMapped(std::move(mapped), -1, msync);
+}
+
+Result<std::unique_ptr<MetaStore>> MetaStore::OpenMapped(pool::MappedPool mapped, int lock_fd,
+                                                         bool msync) {
+  std::unique_ptr<MetaStore> store(new MetaStore());
+  store->lock_fd_ = lock_fd;  // closed by the destructor, also on the errors below
   DPMFS_ASSIGN_OR_RETURN(
       store->superblock_,
-      DecodeSuperblock(path, mapped.info(), mapped.base() + mapped.info().data_offset));
+      DecodeSuperblock(mapped.path(), mapped.info(), mapped.base() + mapped.info().data_offset));
   const Superblock& s = store->superblock_;
   store->msync_ = msync;
   store->journal_ = mapped.base() + s.journal_offset;
@@ -539,6 +662,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path,
   }
   store->slot_capacity_ = s.checkpoint_slot_size - kSlotBlobOffset;
   store->pool_.emplace(std::move(mapped));
+  store->mem_ = &store->pool_->memory();
   return store;
 }
 
@@ -572,8 +696,26 @@ Result<Superblock> ReadSuperblock(const std::string& path) {
 // --- Persistence helpers ---
 
 Status MetaStore::PersistRange(const void* addr, size_t len) {
-  if (msync_) return pool_->Persist(addr, len);
-  pool_->PersistAfterCrash(addr, len);
+  if (msync_) return mem_->Sync(addr, len);
+  mem_->Persist(addr, len);
+  return Status::OK();
+}
+
+Status MetaStore::CopyDurable(uint8_t* dst, const void* src, size_t len) {
+  if (msync_) {
+    if (len != 0) std::memcpy(dst, src, len);
+    return mem_->Sync(dst, len);
+  }
+  mem_->MemcpyPersist(dst, src, len);
+  return Status::OK();
+}
+
+Status MetaStore::ZeroDurable(uint8_t* dst, size_t len) {
+  if (msync_) {
+    std::memset(dst, 0, len);
+    return mem_->Sync(dst, len);
+  }
+  mem_->MemsetPersist(dst, 0, len);
   return Status::OK();
 }
 
@@ -599,8 +741,7 @@ Status MetaStore::ZeroRecordTail(uint64_t from, uint64_t limit) {
   if (end <= from) return Status::OK();
   spdlog::debug("metadata pool {}: zeroing {} bytes of journal after the last record",
                 pool_->path(), end - from);
-  std::memset(records_ + from, 0, end - from);
-  return PersistRange(records_ + from, end - from);
+  return ZeroDurable(records_ + from, end - from);
 }
 
 Status MetaStore::ResetJournal(uint64_t generation, uint64_t base_lsn, uint64_t used) {
@@ -627,8 +768,7 @@ Status MetaStore::ResetJournal(uint64_t generation, uint64_t base_lsn, uint64_t 
   //     reserve mark; Recover zeroes whatever is left.
   if (used > 0) {
     used = std::min(used, records_capacity_);
-    std::memset(records_, 0, used);
-    DPMFS_RETURN_IF_ERROR(PersistRange(records_, used));
+    DPMFS_RETURN_IF_ERROR(ZeroDurable(records_, used));
   }
   // (d) Only now that nothing is left below it may the reserve mark go down: a crash
   //     before this keeps the old, higher mark, so Recover still zeroes the leftovers.
@@ -640,22 +780,44 @@ Status MetaStore::ResetJournal(uint64_t generation, uint64_t base_lsn, uint64_t 
 
 // --- Recover ---
 
-Status MetaStore::Recover(
-    const std::function<Status(std::span<const uint8_t> blob)>& load,
-    const std::function<Status(uint64_t lsn, std::span<const uint8_t> rec)>& replay,
-    RecoveryStats* stats) {
-  // No lock while reading and replaying: Recover runs alone (see the header), and the
-  // callbacks may call the const accessors, which take mu_.
-  const auto t0 = std::chrono::steady_clock::now();
+// The steps of Recover (metadata/README.md, "Recover"), each a function of its own.
+
+// What step 1 found: the current journal header and the two words beside it.
+struct MetaStore::JournalFound {
+  uint64_t generation = 0;  // Gj
+  uint64_t base_lsn = 0;    // B
+  uint64_t durable = 0;     // the durable-LSN word
+  uint64_t mark = 0;        // the reserve mark, capped at the record area's size
+};
+
+// What step 2 found: the current checkpoint (or none).
+struct MetaStore::CheckpointFound {
+  SlotState slot[2];
+  int newest = -1;          // -1: no valid slot (a fresh file system)
+  uint64_t generation = 1;  // Gc; a fresh file system: generation 1 starts with no checkpoint
+  uint64_t through_lsn = 0;
+  std::span<const uint8_t> blob;
+};
+
+std::string MetaStore::SlotWhere(int slot) const {
+  return std::string("checkpoint slot ") + SlotName(slot) + " of " + pool_->path() +
+         " at pool offset " + std::to_string(superblock_.checkpoint_offset[slot]);
+}
+
+std::string MetaStore::DamagedSlots(const CheckpointFound& c) const {
+  std::string out;
+  for (int i = 0; i < 2; ++i) {
+    if (c.slot[i].kind == SlotState::kBadHeader) {
+      out += "; " + SlotWhere(i) + " is damaged: " + c.slot[i].why;
+    }
+  }
+  return out;
+}
+
+// 1. The current journal header: the valid copy with the highest generation.
+Result<MetaStore::JournalFound> MetaStore::FindJournalHeader() const {
   const std::string& path = pool_->path();
   const uint64_t journal_off = superblock_.journal_offset;
-  RecoveryStats local;
-  {
-    std::lock_guard lock(mu_);
-    recovered_ = false;
-  }
-
-  // 1. The current journal header: the valid copy with the highest generation.
   JournalHeader jh[2];
   int cur = -1;
   for (int c = 0; c < 2; ++c) {
@@ -679,206 +841,203 @@ Status MetaStore::Recover(
     spdlog::warn("metadata pool {}: journal header {} (using copy {}, generation {})", path,
                  copy_desc(1 - cur), cur, jh[cur].generation);
   }
-  const uint64_t jgen = jh[cur].generation;
-  const uint64_t base = jh[cur].base_lsn;
-  const uint64_t durable = LoadWord(journal_ + kDurableLsnOffset);
+  JournalFound j;
+  j.generation = jh[cur].generation;
+  j.base_lsn = jh[cur].base_lsn;
+  j.durable = LoadWord(journal_ + kDurableLsnOffset);
   // No record byte was ever written at or past the reserve mark (Append raises it before
   // it reserves space beyond it), so the scans below stop there. A damaged mark larger
   // than the journal only costs a longer scan.
-  const uint64_t mark = std::min(LoadWord(journal_ + kReserveMarkOffset), records_capacity_);
-  if (durable + 1 < base) {
+  j.mark = std::min(LoadWord(journal_ + kReserveMarkOffset), records_capacity_);
+  if (j.durable + 1 < j.base_lsn) {
     return Status::Corruption("journal of " + path + ": the durable-LSN word at pool offset " +
                               std::to_string(journal_off + kDurableLsnOffset) + " holds " +
-                              std::to_string(durable) + ", below the journal's base LSN " +
-                              std::to_string(base) + " (generation " + std::to_string(jgen) + ")");
+                              std::to_string(j.durable) + ", below the journal's base LSN " +
+                              std::to_string(j.base_lsn) + " (generation " +
+                              std::to_string(j.generation) + ")");
   }
+  return j;
+}
 
-  // 2. The checkpoint: the slot whose valid header has the highest generation.
-  SlotState slot[2];
-  int newest = -1;
+// 2. The checkpoint: the slot whose valid header has the highest generation. It must be
+//    intact: the journal that led up to it may already be gone, so falling back to the
+//    older slot could silently lose acknowledged state.
+Result<MetaStore::CheckpointFound> MetaStore::FindCheckpoint() const {
+  CheckpointFound c;
   for (int i = 0; i < 2; ++i) {
-    slot[i] = DecodeSlotHeader(slots_[i]);
-    if (slot[i].kind == SlotState::kHeaderOk &&
-        (newest < 0 || slot[i].generation > slot[newest].generation)) {
-      newest = i;
+    c.slot[i] = DecodeSlotHeader(slots_[i]);
+    if (c.slot[i].kind == SlotState::kHeaderOk &&
+        (c.newest < 0 || c.slot[i].generation > c.slot[c.newest].generation)) {
+      c.newest = i;
     }
   }
-  auto slot_where = [&](int i) {
-    return std::string("checkpoint slot ") + SlotName(i) + " of " + path + " at pool offset " +
-           std::to_string(superblock_.checkpoint_offset[i]);
-  };
-  if (newest >= 0 && slot[1 - newest].kind == SlotState::kHeaderOk &&
-      slot[0].generation == slot[1].generation) {
-    return Status::Corruption(slot_where(0) + " and slot B both claim checkpoint generation " +
-                              std::to_string(slot[0].generation));
+  if (c.newest >= 0 && c.slot[1 - c.newest].kind == SlotState::kHeaderOk &&
+      c.slot[0].generation == c.slot[1].generation) {
+    return Status::Corruption(SlotWhere(0) + " and slot B both claim checkpoint generation " +
+                              std::to_string(c.slot[0].generation));
   }
-  uint64_t ckpt_gen = 1;  // a fresh file system: generation 1 starts with no checkpoint
-  uint64_t ckpt_lsn = 0;
-  std::span<const uint8_t> blob;
-  if (newest >= 0) {
-    // The newest checkpoint must be intact: the journal that led up to it may already be
-    // gone, so falling back to the older slot could silently lose acknowledged state.
-    const SlotState& s = slot[newest];
-    std::string what = slot_where(newest) + " (generation " + std::to_string(s.generation) +
-                       ", through LSN " + std::to_string(s.through_lsn) + ", " +
-                       std::to_string(s.length) + " bytes)";
-    if (s.length > slot_capacity_) {
-      return Status::Corruption(what + " is corrupt: its length exceeds the slot's capacity of " +
-                                std::to_string(slot_capacity_) + " bytes");
-    }
-    if (s.generation < 2) {
-      return Status::Corruption(what + " is corrupt: checkpoint generations start at 2");
-    }
-    uint32_t computed = Crc32c(slots_[newest] + kSlotBlobOffset, s.length);
-    if (computed != s.blob_crc) {
-      std::string other;
-      if (slot[1 - newest].kind == SlotState::kBadHeader) {
-        other = "; " + slot_where(1 - newest) + " is damaged too: " + slot[1 - newest].why;
-      }
-      return Status::Corruption(what + " is corrupt: blob checksum mismatch (stored " +
-                                Hex32(s.blob_crc) + ", computed " + Hex32(computed) +
-                                "); the journal before it may be gone, so an older "
-                                "checkpoint cannot stand in for it" +
-                                other);
-    }
-    ckpt_gen = s.generation;
-    ckpt_lsn = s.through_lsn;
-    blob = {slots_[newest] + kSlotBlobOffset, s.length};
+  if (c.newest < 0) return c;
+  const SlotState& s = c.slot[c.newest];
+  std::string what = SlotWhere(c.newest) + " (generation " + std::to_string(s.generation) +
+                     ", through LSN " + std::to_string(s.through_lsn) + ", " +
+                     std::to_string(s.length) + " bytes)";
+  if (s.length > slot_capacity_) {
+    return Status::Corruption(what + " is corrupt: its length exceeds the slot's capacity of " +
+                              std::to_string(slot_capacity_) + " bytes");
   }
-  auto damaged_slots = [&] {
-    std::string out;
-    for (int i = 0; i < 2; ++i) {
-      if (slot[i].kind == SlotState::kBadHeader) {
-        out += "; " + slot_where(i) + " is damaged: " + slot[i].why;
-      }
+  if (s.generation < 2) {
+    return Status::Corruption(what + " is corrupt: checkpoint generations start at 2");
+  }
+  uint32_t computed = Crc32c(slots_[c.newest] + kSlotBlobOffset, s.length);
+  if (computed != s.blob_crc) {
+    std::string other;
+    if (c.slot[1 - c.newest].kind == SlotState::kBadHeader) {
+      other = "; " + SlotWhere(1 - c.newest) + " is damaged too: " + c.slot[1 - c.newest].why;
     }
-    return out;
-  };
+    return Status::Corruption(what + " is corrupt: blob checksum mismatch (stored " +
+                              Hex32(s.blob_crc) + ", computed " + Hex32(computed) +
+                              "); the journal before it may be gone, so an older "
+                              "checkpoint cannot stand in for it" +
+                              other);
+  }
+  c.generation = s.generation;
+  c.through_lsn = s.through_lsn;
+  c.blob = {slots_[c.newest] + kSlotBlobOffset, s.length};
+  return c;
+}
 
-  // 3. The checkpoint and the journal must belong together. A checkpoint of generation G
-  //    was written for the journal generation G that starts at through_lsn + 1.
+// 3. The checkpoint and the journal must belong together. A checkpoint of generation G
+//    was written for the journal generation G that starts at through_lsn + 1. Returns
+//    true for an interrupted checkpoint that Recover finishes (roll forward).
+Result<bool> MetaStore::CheckCheckpointFitsJournal(const JournalFound& j,
+                                                   const CheckpointFound& c) const {
+  const std::string& path = pool_->path();
   bool roll_forward = false;
-  if (ckpt_gen == jgen) {
-    if (ckpt_lsn + 1 != base) {
+  if (c.generation == j.generation) {
+    if (c.through_lsn + 1 != j.base_lsn) {
       return Status::Corruption("metadata pool " + path + ": checkpoint generation " +
-                                std::to_string(ckpt_gen) + " ends at LSN " +
-                                std::to_string(ckpt_lsn) + " but journal generation " +
-                                std::to_string(jgen) + " starts at LSN " + std::to_string(base));
+                                std::to_string(c.generation) + " ends at LSN " +
+                                std::to_string(c.through_lsn) + " but journal generation " +
+                                std::to_string(j.generation) + " starts at LSN " +
+                                std::to_string(j.base_lsn));
     }
-  } else if (ckpt_gen == jgen + 1) {
+  } else if (c.generation == j.generation + 1) {
     // WriteCheckpoint persisted the slot but crashed before the new journal header was
     // durable. Everything acknowledged was in the checkpoint (it is written only when no
     // Append is in flight), so the old journal holds nothing after it: finish the reset.
-    if (ckpt_lsn + 1 < base || durable > ckpt_lsn) {
+    if (c.through_lsn + 1 < j.base_lsn || j.durable > c.through_lsn) {
       return Status::Corruption(
-          "metadata pool " + path + ": checkpoint generation " + std::to_string(ckpt_gen) +
-          " through LSN " + std::to_string(ckpt_lsn) + " does not follow journal generation " +
-          std::to_string(jgen) + " (base LSN " + std::to_string(base) + ", durable LSN " +
-          std::to_string(durable) + "): the journal header or the checkpoint is damaged");
+          "metadata pool " + path + ": checkpoint generation " + std::to_string(c.generation) +
+          " through LSN " + std::to_string(c.through_lsn) +
+          " does not follow journal generation " + std::to_string(j.generation) +
+          " (base LSN " + std::to_string(j.base_lsn) + ", durable LSN " +
+          std::to_string(j.durable) + "): the journal header or the checkpoint is damaged");
     }
     roll_forward = true;
-  } else if (ckpt_gen < jgen) {
-    std::string have = newest >= 0 ? "the newest valid checkpoint is slot " +
-                                         std::string(1, SlotName(newest)) + " of generation " +
-                                         std::to_string(ckpt_gen)
-                                   : std::string("no slot holds a valid checkpoint");
+  } else if (c.generation < j.generation) {
+    std::string have = c.newest >= 0 ? "the newest valid checkpoint is slot " +
+                                           std::string(1, SlotName(c.newest)) +
+                                           " of generation " + std::to_string(c.generation)
+                                     : std::string("no slot holds a valid checkpoint");
     return Status::Corruption("metadata pool " + path + ": journal generation " +
-                              std::to_string(jgen) + " starts at LSN " + std::to_string(base) +
-                              " and needs the checkpoint through LSN " + std::to_string(base - 1) +
-                              ", but " + have + damaged_slots());
+                              std::to_string(j.generation) + " starts at LSN " +
+                              std::to_string(j.base_lsn) + " and needs the checkpoint through LSN " +
+                              std::to_string(j.base_lsn - 1) + ", but " + have +
+                              DamagedSlots(c));
   } else {
     return Status::Corruption("metadata pool " + path + ": checkpoint generation " +
-                              std::to_string(ckpt_gen) + " is ahead of journal generation " +
-                              std::to_string(jgen) + " by more than one");
+                              std::to_string(c.generation) + " is ahead of journal generation " +
+                              std::to_string(j.generation) + " by more than one");
   }
-  if (slot[0].kind == SlotState::kBadHeader || slot[1].kind == SlotState::kBadHeader) {
+  if (c.slot[0].kind == SlotState::kBadHeader || c.slot[1].kind == SlotState::kBadHeader) {
     // An interrupted WriteCheckpoint (its slot header is written last) or damage to the
     // older checkpoint, which nothing needs any more.
-    spdlog::warn("metadata pool {}: ignoring a damaged checkpoint slot that is not current{}", path,
-                 damaged_slots());
+    spdlog::warn("metadata pool {}: ignoring a damaged checkpoint slot that is not current{}",
+                 path, DamagedSlots(c));
   }
+  return roll_forward;
+}
 
-  // 4. Load the checkpoint.
-  if (newest >= 0) {
-    DPMFS_RETURN_IF_ERROR(load(blob));
-    local.checkpoint_lsn = ckpt_lsn;
-    local.checkpoint_bytes = blob.size();
-  }
-
-  // 5. Replay the journal.
-  uint64_t last = ckpt_lsn;
-  uint64_t tail = 0;
-  if (roll_forward) {
-    spdlog::warn(
-        "metadata pool {}: finishing an interrupted checkpoint (slot {}, generation {}, "
-        "through LSN {})",
-        path, SlotName(newest), ckpt_gen, ckpt_lsn);
-    DPMFS_RETURN_IF_ERROR(ResetJournal(ckpt_gen, ckpt_lsn + 1, mark));
-  } else {
-    uint64_t expected = base;
-    uint64_t off = 0;
-    RecordView r;
-    std::string stop;
-    while (true) {
-      r = ParseRecord(records_ + off, records_capacity_ - off);
-      if (r.kind == RecordView::kZero) {
-        stop = "zero (the end of the journal)";
-        break;
-      }
-      if (r.kind == RecordView::kTorn) {
-        stop = "torn: " + r.why;
-        break;
-      }
-      if (r.lsn != expected) {
-        stop = "has LSN " + std::to_string(r.lsn) + " (not consecutive)";
-        break;
-      }
-      DPMFS_RETURN_IF_ERROR(replay(r.lsn, {r.payload, r.len}));
-      ++local.records_replayed;
-      ++expected;
-      off += r.size;
-    }
-    last = expected - 1;
-    if (last < durable) {
-      return Status::Corruption("journal of " + path + ": record at pool offset " +
-                                std::to_string(journal_off + kRecordAreaOffset + off) + " (LSN " +
-                                std::to_string(expected) + " expected) is " + stop +
-                                ", but every record up to the "
-                                "durable LSN " +
-                                std::to_string(durable) +
-                                " was acknowledged: the journal is damaged");
+// 5. Replays the records from the start of the record area, expecting LSN B, B+1, ...;
+//    the first that is zero, torn or out of sequence ends the journal. Sets `*last` to the
+//    last LSN replayed (B - 1 when none) and `*end` to the record area offset after it.
+Status MetaStore::ReplayJournal(const JournalFound& j, const ReplayFn& replay,
+                                RecoveryStats* stats, uint64_t* last, uint64_t* end) {
+  const std::string& path = pool_->path();
+  const uint64_t journal_off = superblock_.journal_offset;
+  uint64_t expected = j.base_lsn;
+  uint64_t off = 0;
+  RecordView r;
+  std::string stop;
+  while (true) {
+    r = ParseRecord(records_ + off, records_capacity_ - off);
+    if (r.kind == RecordView::kZero) {
+      stop = "zero (the end of the journal)";
+      break;
     }
     if (r.kind == RecordView::kTorn) {
-      local.dropped_torn_tail = true;
-      spdlog::warn(
-          "metadata pool {}: the journal ends with an unacknowledged torn record at "
-          "pool offset {} (LSN {}): {}; dropped",
-          path, journal_off + kRecordAreaOffset + off, expected, r.why);
+      stop = "torn: " + r.why;
+      break;
     }
-    // Whatever follows the last record (a torn record, records of the crashed run that
-    // were written after a gap, stale records) must go before Append writes there: a
-    // leftover intact record could otherwise line up with a new one and be taken for the
-    // next LSN by a later Recover.
-    DPMFS_RETURN_IF_ERROR(ZeroRecordTail(off, std::max(mark, off)));
-    tail = off;
-    // Everything from `off` on is zero now: the mark may come down to it (or must go up
-    // to it, if the word was damaged).
-    if (mark != off) {
-      DPMFS_RETURN_IF_ERROR(SetReserveMark(off));
-    } else {
-      reserve_mark_ = off;
+    if (r.lsn != expected) {
+      stop = "has LSN " + std::to_string(r.lsn) + " (not consecutive)";
+      break;
     }
-    if (last > durable) {
-      // Intact records nobody acknowledged are now part of the state the caller rebuilt;
-      // make them acknowledged so that a later crash cannot take them away again.
-      StoreWord(journal_ + kDurableLsnOffset, last);
-      DPMFS_RETURN_IF_ERROR(PersistRange(journal_ + kDurableLsnOffset, 8));
-    }
-    generation_ = jgen;
+    DPMFS_RETURN_IF_ERROR(replay(r.lsn, {r.payload, r.len}));
+    ++stats->records_replayed;
+    ++expected;
+    off += r.size;
   }
+  *last = expected - 1;
+  *end = off;
+  if (*last < j.durable) {
+    return Status::Corruption("journal of " + path + ": record at pool offset " +
+                              std::to_string(journal_off + kRecordAreaOffset + off) + " (LSN " +
+                              std::to_string(expected) + " expected) is " + stop +
+                              ", but every record up to the "
+                              "durable LSN " +
+                              std::to_string(j.durable) +
+                              " was acknowledged: the journal is damaged");
+  }
+  if (r.kind == RecordView::kTorn) {
+    stats->dropped_torn_tail = true;
+    spdlog::warn(
+        "metadata pool {}: the journal ends with an unacknowledged torn record at "
+        "pool offset {} (LSN {}): {}; dropped",
+        path, journal_off + kRecordAreaOffset + off, expected, r.why);
+  }
+  return Status::OK();
+}
 
+// 6. Leaves the journal as Append expects it: nothing but zeros after the last record
+//    (`end`), the reserve mark there, and the durable word covering every record kept.
+Status MetaStore::TrimJournalTail(const JournalFound& j, uint64_t last, uint64_t end) {
+  // Whatever follows the last record (a torn record, records of the crashed run that
+  // were written after a gap, stale records) must go before Append writes there: a
+  // leftover intact record could otherwise line up with a new one and be taken for the
+  // next LSN by a later Recover.
+  DPMFS_RETURN_IF_ERROR(ZeroRecordTail(end, std::max(j.mark, end)));
+  // Everything from `end` on is zero now: the mark may come down to it (or must go up
+  // to it, if the word was damaged).
+  if (j.mark != end) {
+    DPMFS_RETURN_IF_ERROR(SetReserveMark(end));
+  } else {
+    reserve_mark_ = end;
+  }
+  if (last > j.durable) {
+    // Intact records nobody acknowledged are now part of the state the caller rebuilt;
+    // make them acknowledged so that a later crash cannot take them away again.
+    StoreWord(journal_ + kDurableLsnOffset, last);
+    DPMFS_RETURN_IF_ERROR(PersistRange(journal_ + kDurableLsnOffset, 8));
+  }
+  generation_ = j.generation;
+  return Status::OK();
+}
+
+// 7. Appends continue after the last record.
+void MetaStore::ResumeAppends(int current_slot, uint64_t tail, uint64_t last) {
   std::lock_guard lock(mu_);
-  current_slot_ = newest;
+  current_slot_ = current_slot;
   tail_ = tail;
   next_lsn_ = last + 1;
   written_lsn_ = last;
@@ -887,6 +1046,43 @@ Status MetaStore::Recover(
   done_.fill(0);
   failed_ = Status::OK();
   recovered_ = true;
+}
+
+Status MetaStore::Recover(const LoadFn& load, const ReplayFn& replay, RecoveryStats* stats) {
+  // No lock while reading and replaying: Recover runs alone (see the header), and the
+  // callbacks may call the const accessors, which take mu_.
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string& path = pool_->path();
+  RecoveryStats local;
+  {
+    std::lock_guard lock(mu_);
+    recovered_ = false;
+  }
+
+  DPMFS_ASSIGN_OR_RETURN(const JournalFound journal, FindJournalHeader());        // 1
+  DPMFS_ASSIGN_OR_RETURN(const CheckpointFound checkpoint, FindCheckpoint());     // 2
+  DPMFS_ASSIGN_OR_RETURN(const bool roll_forward,                                 // 3
+                         CheckCheckpointFitsJournal(journal, checkpoint));
+  if (checkpoint.newest >= 0) {                                                   // 4
+    DPMFS_RETURN_IF_ERROR(load(checkpoint.blob));
+    local.checkpoint_lsn = checkpoint.through_lsn;
+    local.checkpoint_bytes = checkpoint.blob.size();
+  }
+  uint64_t last = checkpoint.through_lsn;
+  uint64_t tail = 0;
+  if (roll_forward) {
+    spdlog::warn(
+        "metadata pool {}: finishing an interrupted checkpoint (slot {}, generation {}, "
+        "through LSN {})",
+        path, SlotName(checkpoint.newest), checkpoint.generation, checkpoint.through_lsn);
+    DPMFS_RETURN_IF_ERROR(
+        ResetJournal(checkpoint.generation, checkpoint.through_lsn + 1, journal.mark));
+  } else {
+    DPMFS_RETURN_IF_ERROR(                                                        // 5
+        ReplayJournal(journal, replay, &local, &last, &tail));
+    DPMFS_RETURN_IF_ERROR(TrimJournalTail(journal, last, tail));                  // 6
+  }
+  ResumeAppends(checkpoint.newest, tail, last);                                   // 7
 
   local.last_lsn = last;
   local.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -951,12 +1147,13 @@ Result<uint64_t> MetaStore::Append(std::span<const uint8_t> record) {
   // parallel. The record is made durable by its own thread (a fence only orders the
   // flushes of the core that issues it) before it counts as written.
   uint8_t* dst = records_ + off;
-  uint8_t header[kRecordHeaderSize] = {};
-  Put32(header + kRecMagic, kRecordMagic);
-  Put32(header + kRecLen, static_cast<uint32_t>(record.size()));
-  Put64(header + kRecLsn, lsn);
-  Put32(header + kRecCrc,
-        Crc32cExtend(Crc32c(header, sizeof(header)), record.data(), record.size()));
+  uint8_t header[kRecordHeaderSize];
+  RawRecordHeader h{kRecordMagic, static_cast<uint32_t>(record.size()), lsn, 0, 0};
+  codec::ByteWriter w(header);
+  RecordHeaderFields(w, h);  // CRC zero for now
+  h.crc = Crc32cExtend(Crc32c(header, sizeof(header)), record.data(), record.size());
+  codec::ByteWriter crc(header + kRecCrc);
+  crc.U32("crc", h.crc);
   std::memcpy(dst, header, sizeof(header));
   if (!record.empty()) std::memcpy(dst + kRecordHeaderSize, record.data(), record.size());
   std::memset(dst + kRecordHeaderSize + record.size(), 0, size - kRecordHeaderSize - record.size());
@@ -1056,25 +1253,29 @@ Status MetaStore::WriteCheckpoint(uint64_t through_lsn, std::span<const uint8_t>
   //    needs: the current one is in the other slot and the journal follows that one).
   //    Crash after this: the slot is empty or has a torn (bad CRC) header; Recover uses
   //    the current slot and the journal, and ignores this one.
-  std::memset(slot, 0, kCkHeaderSize);
-  if (Status st = PersistRange(slot, kCkHeaderSize); !st.ok()) return fail(st);
+  if (Status st = ZeroDurable(slot, kCkHeaderSize); !st.ok()) return fail(st);
   // 2. The blob. Crash: as in 1 (the header is still zero; blob bytes are never read
   //    without a valid header).
-  if (!blob.empty()) std::memcpy(slot + kSlotBlobOffset, blob.data(), blob.size());
-  if (Status st = PersistRange(slot + kSlotBlobOffset, blob.size()); !st.ok()) return fail(st);
+  if (Status st = CopyDurable(slot + kSlotBlobOffset, blob.data(), blob.size()); !st.ok()) {
+    return fail(st);
+  }
   // 3. The header, with the blob's CRC. Crash while it is written: torn header (bad CRC),
   //    as in 1. Crash after: the slot is a valid checkpoint of generation G+1 while the
   //    journal is still generation G; Recover loads it and finishes step 4 (the journal
   //    holds nothing after through_lsn, since no Append was in flight).
   uint8_t h[kCkHeaderSize] = {};
-  std::memcpy(h + kCkMagic, kSlotMagic.data(), kSlotMagic.size());
-  Put64(h + kCkGeneration, generation);
-  Put64(h + kCkThrough, through_lsn);
-  Put64(h + kCkLength, blob.size());
-  Put32(h + kCkBlobCrc, Crc32c(blob.data(), blob.size()));
-  Put32(h + kCkHeaderCrc, CrcWithHole(h, kCkHeaderSize, kCkHeaderCrc));
-  std::memcpy(slot, h, sizeof(h));
-  if (Status st = PersistRange(slot, kCkHeaderSize); !st.ok()) return fail(st);
+  RawSlotHeader raw;
+  raw.magic = kSlotMagic;
+  raw.generation = generation;
+  raw.through_lsn = through_lsn;
+  raw.length = blob.size();
+  raw.blob_crc = Crc32c(blob.data(), blob.size());
+  codec::ByteWriter w(h);
+  SlotHeaderFields(w, raw);  // header CRC zero for now
+  assert(w.position() == h + kCkUsed);
+  codec::ByteWriter crc(h + kCkHeaderCrc);
+  crc.U32("header_crc", CrcWithHole(h, kCkHeaderSize, kCkHeaderCrc));
+  if (Status st = CopyDurable(slot, h, sizeof(h)); !st.ok()) return fail(st);
   // 4. New journal generation starting at through_lsn + 1 (see ResetJournal for its
   //    steps). From its commit point on, the new checkpoint + an empty journal are current.
   if (Status st = ResetJournal(generation, through_lsn + 1, tail_); !st.ok()) return fail(st);

@@ -16,8 +16,9 @@
 //               the journal that led from it is gone).
 //
 // Durability: Append returns after the record and then the durable-LSN word are
-// persisted (pmem_persist on real PM; on a non-PM file the page cache survives kill -9,
-// so only CPU-cache flushes are needed, or msync with `msync=true`). Records up to the
+// persisted through the persistent-memory seam (common/persistent_memory.h: Persist, i.e.
+// pmem_persist on real PM; on a non-PM file the page cache survives kill -9, so only
+// CPU-cache flushes are needed; or Sync, msync, with `msync=true`). Records up to the
 // durable LSN must be intact: a bad one there is reported as Corruption with its byte
 // offset in the pool. Records after it (written, never acknowledged) are accepted while
 // they are intact and consecutive; the first torn one ends the journal.
@@ -43,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "common/persistent_memory.h"
 #include "common/pool.h"
 #include "common/status.h"
 
@@ -116,6 +118,12 @@ class MetaStore {
   static Result<std::unique_ptr<MetaStore>> Open(const std::string& path,
                                                  const pool::OpenExpectations& expect,
                                                  bool msync = false);
+  // The same on a region already mapped (a test's pmem::FaultInjectingMemory holding a
+  // metadata pool image): every byte the store makes durable goes through `memory`. No
+  // lock: the region is this process's own.
+  static Result<std::unique_ptr<MetaStore>> Open(std::unique_ptr<pmem::PersistentMemory> memory,
+                                                 const pool::OpenExpectations& expect,
+                                                 bool msync = false);
   ~MetaStore();
 
   const Superblock& superblock() const { return superblock_; }
@@ -125,9 +133,9 @@ class MetaStore {
   // then every journal record after it to `replay`, in LSN order. Errors from the
   // callbacks are returned as they are; journal/checkpoint damage is Corruption naming
   // the region, slot or record and its byte offset in the pool file.
-  Status Recover(const std::function<Status(std::span<const uint8_t> blob)>& load,
-                 const std::function<Status(uint64_t lsn, std::span<const uint8_t> rec)>& replay,
-                 RecoveryStats* stats);
+  using LoadFn = std::function<Status(std::span<const uint8_t> blob)>;
+  using ReplayFn = std::function<Status(uint64_t lsn, std::span<const uint8_t> rec)>;
+  Status Recover(const LoadFn& load, const ReplayFn& replay, RecoveryStats* stats);
 
   // Appends one record and returns its LSN once it is durable. ResourceExhausted when
   // the journal has no room (the caller checkpoints and retries), or when the record is
@@ -148,13 +156,19 @@ class MetaStore {
 
  private:
   MetaStore() = default;
+  static Result<std::unique_ptr<MetaStore>> OpenMapped(pool::MappedPool mapped, int lock_fd,
+                                                       bool msync);
   // Implementation state (the helper that writes meta_store.cc adds what it needs).
   std::optional<pool::MappedPool> pool_;
   Superblock superblock_;
   mutable std::mutex mu_;
 
-  // Makes a range durable: PersistAfterCrash, or Persist (msync) in msync mode.
+  // Makes a range durable through the seam (common/persistent_memory.h): Persist, or Sync
+  // (msync) in msync mode.
   Status PersistRange(const void* addr, size_t len);
+  // memcpy / zero-fill, then as PersistRange (MemcpyPersist / MemsetPersist, or Sync).
+  Status CopyDurable(uint8_t* dst, const void* src, size_t len);
+  Status ZeroDurable(uint8_t* dst, size_t len);
   // Starts journal generation `generation` at `base_lsn` (the last step of a checkpoint,
   // also finished by Recover after a crash inside it). `used`: bytes of records to zero,
   // UINT64_MAX to find them.
@@ -164,9 +178,24 @@ class MetaStore {
   // Sets the reserve mark word (and reserve_mark_) to `mark` and persists it.
   Status SetReserveMark(uint64_t mark);
 
+  // The steps of Recover, in order (metadata/README.md, "Recover"; meta_store.cc).
+  struct JournalFound;     // the current journal header, durable word, reserve mark
+  struct CheckpointFound;  // the current checkpoint slot and its blob
+  Result<JournalFound> FindJournalHeader() const;                         // 1
+  Result<CheckpointFound> FindCheckpoint() const;                         // 2
+  Result<bool> CheckCheckpointFitsJournal(const JournalFound& journal,     // 3 (true: finish
+                                          const CheckpointFound& checkpoint) const;  // it)
+  Status ReplayJournal(const JournalFound& journal, const ReplayFn& replay,  // 5
+                       RecoveryStats* stats, uint64_t* last, uint64_t* end);
+  Status TrimJournalTail(const JournalFound& journal, uint64_t last, uint64_t end);  // 6
+  void ResumeAppends(int current_slot, uint64_t tail, uint64_t last);     // 7
+  std::string SlotWhere(int slot) const;
+  std::string DamagedSlots(const CheckpointFound& checkpoint) const;
+
   // Fixed after Open.
   int lock_fd_ = -1;
   bool msync_ = false;
+  pmem::PersistentMemory* mem_ = nullptr;  // pool_'s memory
   uint8_t* journal_ = nullptr;  // journal region (header page, then records)
   uint8_t* records_ = nullptr;  // record area
   uint64_t records_capacity_ = 0;

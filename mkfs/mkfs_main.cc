@@ -125,10 +125,13 @@ uint64_t DataSizeFor(uint64_t pool_size, uint32_t block_size) {
 }
 
 // True when `path` starts with the dpmfs pool magic (a valid pool or a damaged one): the
-// files mkfs refuses to overwrite without --force.
+// files (and device-DAX devices) mkfs refuses to overwrite without --force.
 bool HoldsPool(const std::string& path) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  if (!std::filesystem::is_regular_file(path, ec) &&
+      !std::filesystem::is_character_file(path, ec)) {
+    return false;
+  }
   Result<pool::PoolInfo> info = pool::ReadPoolHeader(path);
   return info.ok() || info.status().code() == StatusCode::kCorruption ||
          info.status().code() == StatusCode::kNotSupported;
@@ -198,7 +201,8 @@ struct DataCommand {
     cmd = app.add_subcommand("data", "Format one data pool (a file the data server maps)");
     cmd->add_option("PATH", path,
                     "Pool file to create, on tmpfs (e.g. /dev/shm/dpmfs-data0) or on a "
-                    "DAX-mounted persistent-memory file system")
+                    "DAX-mounted persistent-memory file system, or a device-DAX device "
+                    "(/dev/daxX.Y; --size must then be the device's size)")
         ->required();
     cmd->add_option("--size", size,
                     "Size of the whole pool file: bytes, or with a binary suffix K, M, G, T "

@@ -5,6 +5,12 @@ dpmfs_add_test(meta_store_test
   SOURCES metadata/meta_store_test.cc
   LIBS dpmfs_meta_store)
 
+# Crash-point enumeration (meta_store_crash_points_test.cc): every persist point of a
+# metadata workload on the fault-injecting PM, recovered and checked, in process.
+dpmfs_add_test(meta_store_crash_points_test
+  SOURCES metadata/meta_store_crash_points_test.cc
+  LIBS dpmfs_meta_store dpmfs_meta_namespace)
+
 dpmfs_add_test(cluster_file_test
   SOURCES metadata/cluster_file_test.cc
   LIBS dpmfs_common)

@@ -162,6 +162,21 @@ TEST_F(MkfsTest, FormatsAndPrintsWhatItCreated) {
   EXPECT_TRUE(pool::MappedPool::Open(Path(), {pool::Role::kData, info->cluster, 2u}).ok());
 }
 
+// Device DAX (/dev/daxX.Y) is accepted as a pool path; this machine has none (the VM
+// suite's NVDIMM does), so only the refusal of a missing one is checked: a clear error,
+// and no regular file made in /dev in its place.
+TEST_F(MkfsTest, MissingDeviceDaxIsRefusedClearly) {
+  const std::string dax = "/dev/dax97.3";
+  ASSERT_FALSE(std::filesystem::exists(dax));
+  RunResult r = Run({"data", dax, "--size", "1G"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("device-DAX pool /dev/dax97.3 does not exist"));
+  EXPECT_FALSE(std::filesystem::exists(dax));
+  r = Run({"show", dax});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no such device"));
+}
+
 TEST_F(MkfsTest, GeneratesClusterWhenNotGiven) {
   RunResult r = Run({"data", Path(), "--size", "3M", "--block-size", "1K"});
   ASSERT_EQ(r.code, 0) << r.err;
