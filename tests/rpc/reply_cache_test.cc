@@ -94,7 +94,9 @@ TEST(ReplyCache, ALongRunStaysBoundedAndAnswersCorrectly) {
       ASSERT_EQ(c.Begin(seq - 7, {conn, 0}, &status, &reply), Start::kCached) << seq;
       ASSERT_EQ(status, static_cast<int32_t>((seq - 7) % 5));
       ASSERT_EQ(reply.size(), (seq - 7) % 97 == 0 ? 100000u : (seq - 7) % 13);
-      if (!reply.empty()) ASSERT_EQ(reply[0], static_cast<uint8_t>(seq - 7));
+      if (!reply.empty()) {
+        ASSERT_EQ(reply[0], static_cast<uint8_t>(seq - 7));
+      }
     }
   }
 }
