@@ -15,6 +15,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/unique_fd.h"
+
 namespace dpmfs {
 namespace {
 
@@ -96,28 +98,19 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const DaemonOptions&
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  int out_fd = ::open(p->out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (out_fd < 0) return Status::FromErrno(errno, "creating " + p->out_path_);
-  int err_fd = ::open(p->err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (err_fd < 0) {
-    int e = errno;
-    ::close(out_fd);
-    return Status::FromErrno(e, "creating " + p->err_path_);
-  }
+  UniqueFd out_fd(::open(p->out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!out_fd.valid()) return Status::FromErrno(errno, "creating " + p->out_path_);
+  UniqueFd err_fd(::open(p->err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!err_fd.valid()) return Status::FromErrno(errno, "creating " + p->err_path_);
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();
-  if (pid < 0) {
-    int e = errno;
-    ::close(out_fd);
-    ::close(err_fd);
-    return Status::FromErrno(e, "fork for " + args[0]);
-  }
+  if (pid < 0) return Status::FromErrno(errno, "fork for " + args[0]);
   if (pid == 0) {
     // Child: only async-signal-safe calls until exec.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);  // the tool died before prctl took effect
-    ::dup2(out_fd, STDOUT_FILENO);
-    ::dup2(err_fd, STDERR_FILENO);
+    ::dup2(out_fd.get(), STDOUT_FILENO);
+    ::dup2(err_fd.get(), STDERR_FILENO);
     // The tool ignores SIGPIPE and blocks nothing, but dispositions set to "ignore" and
     // the mask survive exec: give the daemon a clean slate.
     ::signal(SIGPIPE, SIG_DFL);
@@ -132,8 +125,8 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const DaemonOptions&
     (void)!::write(STDERR_FILENO, "\n", 1);
     ::_exit(127);
   }
-  ::close(out_fd);
-  ::close(err_fd);
+  out_fd.reset();
+  err_fd.reset();
   p->pid_ = pid;
   Register(pid);
   spdlog::debug("started {} pid {}: {}", p->name_, pid, p->command_);

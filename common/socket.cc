@@ -14,16 +14,6 @@
 
 namespace dpmfs {
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
-  if (this != &o) reset(o.release());
-  return *this;
-}
-
-void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 namespace {
 
 Result<addrinfo*> Resolve(const Endpoint& ep, bool passive) {

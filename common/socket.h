@@ -11,32 +11,9 @@
 
 #include "common/endpoint.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace dpmfs {
-
-// Owns a file descriptor; closes it on destruction.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
 
 // Connects with a deadline; TCP_NODELAY set. Unavailable when refused/unreachable.
 Result<UniqueFd> TcpConnect(const Endpoint& peer, std::chrono::milliseconds timeout);

@@ -20,7 +20,7 @@ bool Later(const Timespec& a, const Timespec& b) {
 uint64_t AttrSequence() { return g_attr_seq.load(); }
 
 InodeAttr Inode::attr() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   InodeAttr a = attr_;
   if (pending_mtime_ && Later(pending_mtime_value_, a.mtime)) {
     a.mtime = pending_mtime_value_;
@@ -31,17 +31,17 @@ InodeAttr Inode::attr() const {
 }
 
 bool Inode::has_attr() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return has_attr_;
 }
 
 InodeAttr Inode::server_attr() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return attr_;
 }
 
 uint64_t Inode::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return attr_.size;
 }
 
@@ -54,7 +54,7 @@ void Inode::UpdateAttr(const InodeAttr& attr, uint64_t seq_before) {
 void Inode::UpdateAttrAsOf(const InodeAttr& attr, uint64_t seq_before, Clock::time_point as_of) {
   bool other_file = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (has_attr_ && attr_updated_at_ >= as_of) return;  // fresher than `attr` already
     attr_updated_at_ = Clock::now();
     other_file = has_attr_ && attr.generation != attr_.generation;
@@ -82,7 +82,7 @@ void Inode::UpdateAttrAsOf(const InodeAttr& attr, uint64_t seq_before, Clock::ti
 }
 
 void Inode::NoteChangedDir(const InodeAttr& attr, Clock::time_point valid_until) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const bool same_dir = has_attr_ && attr.generation == attr_.generation;
   if (same_dir && Later(attr_.ctime, attr.ctime)) return;  // an older change's reply
   attr_updated_at_ = Clock::now();
@@ -92,7 +92,7 @@ void Inode::NoteChangedDir(const InodeAttr& attr, Clock::time_point valid_until)
 }
 
 bool Inode::FreshDirAttr(InodeAttr* attr, std::chrono::duration<double>* remaining) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto now = Clock::now();
   if (!has_attr_ || now >= dir_attr_valid_until_) return false;
   *attr = attr_;
@@ -101,30 +101,30 @@ bool Inode::FreshDirAttr(InodeAttr* attr, std::chrono::duration<double>* remaini
 }
 
 bool Inode::capability_absent() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return capability_absent_;
 }
 
 void Inode::XattrChanged() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++xattr_epoch_;
   capability_absent_ = false;
 }
 
 uint64_t Inode::xattr_epoch() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return xattr_epoch_;
 }
 
 void Inode::MarkCapabilityAbsent(uint64_t epoch) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (epoch == xattr_epoch_) capability_absent_ = true;
 }
 
 bool Inode::RefreshAtOpen(const InodeAttr& fresh, uint64_t seq_before) {
   bool keep = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     keep = has_attr_ && attr_.generation == fresh.generation && attr_.size == fresh.size &&
            attr_.mtime == fresh.mtime;
   }
@@ -135,18 +135,18 @@ bool Inode::RefreshAtOpen(const InodeAttr& fresh, uint64_t seq_before) {
 }
 
 void Inode::GrowSize(uint64_t new_size) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (new_size > attr_.size) attr_.size = new_size;
 }
 
 void Inode::NoteOverwrite(const Timespec& now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!pending_mtime_ || Later(now, pending_mtime_value_)) pending_mtime_value_ = now;
   pending_mtime_ = true;
 }
 
 bool Inode::TakePendingMtime(Timespec* mtime) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!pending_mtime_) return false;
   *mtime = pending_mtime_value_;
   pending_mtime_ = false;
@@ -154,12 +154,12 @@ bool Inode::TakePendingMtime(Timespec* mtime) {
 }
 
 void Inode::ClearPendingMtime() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   pending_mtime_ = false;
 }
 
 bool Inode::NoteAccess(const Timespec& now, AtimePolicy policy) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // The rule looks at what this client shows: server attributes with its own pending
   // mtime and atime laid over.
   InodeAttr shown = attr_;
@@ -174,7 +174,7 @@ bool Inode::NoteAccess(const Timespec& now, AtimePolicy policy) {
 }
 
 bool Inode::TakePendingAtime(Timespec* atime) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!pending_atime_) return false;
   *atime = pending_atime_value_;
   pending_atime_ = false;
@@ -184,18 +184,19 @@ bool Inode::TakePendingAtime(Timespec* atime) {
 InodeTable::InodeTable() {
   auto root = std::make_shared<Inode>(meta::kRootInode);
   root->nlookup_ = 1;  // the kernel never forgets the root
+  MutexLock lock(mu_);  // nobody else sees the table yet
   inodes_.emplace(meta::kRootInode, std::move(root));
 }
 
 std::shared_ptr<Inode> InodeTable::Get(meta::InodeId ino) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto& slot = inodes_[ino];
   if (!slot) slot = std::make_shared<Inode>(ino);
   return slot;
 }
 
 std::shared_ptr<Inode> InodeTable::Find(meta::InodeId ino) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = inodes_.find(ino);
   return it == inodes_.end() ? nullptr : it->second;
 }
@@ -204,7 +205,7 @@ std::shared_ptr<Inode> InodeTable::AddLookup(const InodeAttr& attr, uint64_t seq
                                              Inode::Clock::time_point as_of) {
   std::shared_ptr<Inode> inode;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto& slot = inodes_[attr.ino];
     if (!slot) slot = std::make_shared<Inode>(attr.ino);
     ++slot->nlookup_;
@@ -215,7 +216,7 @@ std::shared_ptr<Inode> InodeTable::AddLookup(const InodeAttr& attr, uint64_t seq
 }
 
 void InodeTable::Forget(meta::InodeId ino, uint64_t n) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = inodes_.find(ino);
   if (it == inodes_.end()) return;
   Inode& inode = *it->second;
@@ -224,7 +225,7 @@ void InodeTable::Forget(meta::InodeId ino, uint64_t n) {
 }
 
 void InodeTable::Opened(const std::shared_ptr<Inode>& inode) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++inode->open_count_;
   // Re-attach an entry a racing forget removed while the open was in flight.
   auto& slot = inodes_[inode->ino()];
@@ -232,7 +233,7 @@ void InodeTable::Opened(const std::shared_ptr<Inode>& inode) {
 }
 
 bool InodeTable::Closed(const std::shared_ptr<Inode>& inode) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (inode->open_count_ > 0) --inode->open_count_;
   bool last = inode->open_count_ == 0;
   auto it = inodes_.find(inode->ino());
@@ -241,7 +242,7 @@ bool InodeTable::Closed(const std::shared_ptr<Inode>& inode) {
 }
 
 bool InodeTable::IsOpen(meta::InodeId ino) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = inodes_.find(ino);
   return it != inodes_.end() && it->second->open_count_ > 0;
 }
@@ -254,7 +255,7 @@ void InodeTable::MaybeEraseLocked(meta::InodeId ino) {
 }
 
 size_t InodeTable::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return inodes_.size();
 }
 

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "common/mutex.h"
 #include "fs/atime_policy.h"
 #include "fs/layout_cache.h"
 #include "metadata/meta_protocol.h"
@@ -111,22 +112,24 @@ class Inode {
  private:
   friend class InodeTable;
   const meta::InodeId ino_;
-  mutable std::mutex mu_;  // attr_, has_attr_, size_seq_, pending_*, xattr state
-  meta::InodeAttr attr_;
-  bool has_attr_ = false;
-  bool pending_mtime_ = false;
-  bool capability_absent_ = false;
-  uint64_t xattr_epoch_ = 0;
-  meta::Timespec pending_mtime_value_;
-  bool pending_atime_ = false;
-  meta::Timespec pending_atime_value_;
-  uint64_t size_seq_ = 0;  // AttrSequence() of the last authoritative size
-  Clock::time_point dir_attr_valid_until_{};  // see NoteChangedDir
-  Clock::time_point attr_updated_at_{};       // when attr_ last changed (UpdateAttrAsOf)
+  mutable Mutex mu_;
+  meta::InodeAttr attr_ GUARDED_BY(mu_);
+  bool has_attr_ GUARDED_BY(mu_) = false;
+  bool pending_mtime_ GUARDED_BY(mu_) = false;
+  bool capability_absent_ GUARDED_BY(mu_) = false;
+  uint64_t xattr_epoch_ GUARDED_BY(mu_) = 0;
+  meta::Timespec pending_mtime_value_ GUARDED_BY(mu_);
+  bool pending_atime_ GUARDED_BY(mu_) = false;
+  meta::Timespec pending_atime_value_ GUARDED_BY(mu_);
+  // AttrSequence() of the last authoritative size.
+  uint64_t size_seq_ GUARDED_BY(mu_) = 0;
+  Clock::time_point dir_attr_valid_until_ GUARDED_BY(mu_){};  // see NoteChangedDir
+  // When attr_ last changed (UpdateAttrAsOf).
+  Clock::time_point attr_updated_at_ GUARDED_BY(mu_){};
   LayoutCache layout_;
-  std::mutex write_mu_;
+  std::mutex write_mu_;  // std::mutex: file_io.* locks it with std::unique_lock
   std::atomic<bool> page_cache_filled_{false};
-  // Guarded by InodeTable::mu_.
+  // Guarded by InodeTable::mu_ (another object's mutex: not expressible for the analysis).
   uint64_t nlookup_ = 0;
   uint64_t open_count_ = 0;
 };
@@ -157,10 +160,10 @@ class InodeTable {
   size_t size() const;
 
  private:
-  void MaybeEraseLocked(meta::InodeId ino);
+  void MaybeEraseLocked(meta::InodeId ino) REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  std::unordered_map<meta::InodeId, std::shared_ptr<Inode>> inodes_;
+  mutable Mutex mu_;
+  std::unordered_map<meta::InodeId, std::shared_ptr<Inode>> inodes_ GUARDED_BY(mu_);
 };
 
 }  // namespace dpmfs::fs

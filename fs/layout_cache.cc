@@ -7,12 +7,12 @@ namespace dpmfs::fs {
 using meta::Extent;
 
 uint64_t LayoutCache::epoch() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return epoch_;
 }
 
 void LayoutCache::Clear() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++epoch_;
   extents_.clear();
   known_.clear();
@@ -34,7 +34,7 @@ void LayoutCache::RenewLocked(Clock::time_point valid_until) {
 }
 
 size_t LayoutCache::extent_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return extents_.size();
 }
 
@@ -107,7 +107,7 @@ void LayoutCache::MarkKnownLocked(uint64_t begin, uint64_t end) {
 bool LayoutCache::InsertFetched(uint64_t epoch, std::span<const Extent> extents,
                                 uint64_t known_begin, uint64_t known_end,
                                 Clock::time_point valid_until) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (epoch != epoch_) return false;
   RenewLocked(valid_until);
   for (const Extent& e : extents) InsertLocked(e);
@@ -116,14 +116,14 @@ bool LayoutCache::InsertFetched(uint64_t epoch, std::span<const Extent> extents,
 }
 
 void LayoutCache::Insert(std::span<const Extent> extents, Clock::time_point valid_until) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++epoch_;
   RenewLocked(valid_until);
   for (const Extent& e : extents) InsertLocked(e);
 }
 
 bool LayoutCache::IsKnown(uint64_t begin, uint64_t end, Clock::time_point now) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (begin >= end) return true;
   if (now >= valid_until_) return false;
   auto it = known_.upper_bound(begin);
@@ -136,7 +136,7 @@ bool LayoutCache::Map(uint64_t begin, uint64_t end, std::vector<Segment>* out,
                       Clock::time_point now) const {
   out->clear();
   if (begin >= end) return true;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (now >= valid_until_) return false;
   {
     auto k = known_.upper_bound(begin);
@@ -172,7 +172,7 @@ bool LayoutCache::Map(uint64_t begin, uint64_t end, std::vector<Segment>* out,
 }
 
 void LayoutCache::MarkWritten(uint64_t begin, uint64_t end) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (begin >= end) return;
   ++epoch_;
   SplitAtLocked(begin);

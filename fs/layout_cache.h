@@ -28,6 +28,7 @@
 #include <span>
 #include <vector>
 
+#include "common/mutex.h"
 #include "metadata/meta_protocol.h"
 
 namespace dpmfs::fs {
@@ -72,20 +73,22 @@ class LayoutCache {
   size_t extent_count() const;
 
  private:
-  void InsertLocked(const meta::Extent& e);
+  void InsertLocked(const meta::Extent& e) REQUIRES(mu_);
   // Before an insert: an expired cache is emptied (nothing of it may survive into the
   // fresh one), then the validity becomes the earliest of what the cache holds.
-  void RenewLocked(Clock::time_point valid_until);
-  void MarkKnownLocked(uint64_t begin, uint64_t end);
+  void RenewLocked(Clock::time_point valid_until) REQUIRES(mu_);
+  void MarkKnownLocked(uint64_t begin, uint64_t end) REQUIRES(mu_);
   // Splits the extent containing `offset` (if any, and not starting there) in two.
-  void SplitAtLocked(uint64_t offset);
-  void CoalesceLocked(uint64_t begin, uint64_t end);
+  void SplitAtLocked(uint64_t offset) REQUIRES(mu_);
+  void CoalesceLocked(uint64_t begin, uint64_t end) REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  uint64_t epoch_ = 0;
-  std::map<uint64_t, meta::Extent> extents_;  // by file_offset; never overlapping
-  std::map<uint64_t, uint64_t> known_;        // begin -> end; merged, never overlapping
-  Clock::time_point valid_until_ = Clock::time_point::max();  // of everything held
+  mutable Mutex mu_;
+  uint64_t epoch_ GUARDED_BY(mu_) = 0;
+  // By file_offset; never overlapping.
+  std::map<uint64_t, meta::Extent> extents_ GUARDED_BY(mu_);
+  std::map<uint64_t, uint64_t> known_ GUARDED_BY(mu_);  // begin -> end; merged, disjoint
+  // Of everything held.
+  Clock::time_point valid_until_ GUARDED_BY(mu_) = Clock::time_point::max();
 };
 
 }  // namespace dpmfs::fs

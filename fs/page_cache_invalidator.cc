@@ -8,7 +8,7 @@
 namespace dpmfs::fs {
 
 void PageCacheInvalidator::Start(fuse_session* se) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (thread_.joinable() || se == nullptr) return;
   se_ = se;
   stop_ = false;
@@ -16,7 +16,7 @@ void PageCacheInvalidator::Start(fuse_session* se) {
 }
 
 void PageCacheInvalidator::Stop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (!thread_.joinable()) return;
   stop_ = true;
   queue_.clear();  // nobody waits for them any more
@@ -24,8 +24,8 @@ void PageCacheInvalidator::Stop() {
   done_cv_.notify_all();
   // A drop in progress may wait for a page whose READ will never be answered now (the
   // request loop has ended): give it a moment, then leave it to the exiting process.
-  const bool ended = done_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return finished_; });
-  lock.unlock();
+  const bool ended = lock.WaitFor(done_cv_, std::chrono::seconds(2), [&]() REQUIRES(mu_) { return finished_; });
+  lock.Unlock();
   if (ended) {
     thread_.join();
   } else {
@@ -36,12 +36,12 @@ void PageCacheInvalidator::Stop() {
 
 bool PageCacheInvalidator::Drop(uint64_t ino, uint64_t off, uint64_t len,
                                 std::chrono::milliseconds wait) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (!thread_.joinable() || stop_) return false;
   const uint64_t seq = next_seq_++;
   queue_.push_back(Job{ino, off, len, seq});
   work_cv_.notify_one();
-  if (done_cv_.wait_for(lock, wait, [&] { return done_seq_ >= seq || stop_; })) {
+  if (lock.WaitFor(done_cv_, wait, [&]() REQUIRES(mu_) { return done_seq_ >= seq || stop_; })) {
     return done_seq_ >= seq;
   }
   ++late_;
@@ -49,14 +49,14 @@ bool PageCacheInvalidator::Drop(uint64_t ino, uint64_t off, uint64_t len,
 }
 
 uint64_t PageCacheInvalidator::late_drops() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return late_;
 }
 
 void PageCacheInvalidator::Run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    lock.Wait(work_cv_, [&]() REQUIRES(mu_) { return stop_ || !queue_.empty(); });
     if (stop_) {
       finished_ = true;
       done_cv_.notify_all();
@@ -64,14 +64,14 @@ void PageCacheInvalidator::Run() {
     }
     const Job job = queue_.front();
     queue_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     int rc = fuse_lowlevel_notify_inval_inode(se_, job.ino, static_cast<off_t>(job.off),
                                               static_cast<off_t>(job.len));
     if (rc != 0 && rc != -ENOENT) {
       spdlog::debug("dropping [{}, +{}) of inode {} from the page cache: {}", job.off, job.len,
                     job.ino, std::strerror(-rc));
     }
-    lock.lock();
+    lock.Lock();
     done_seq_ = job.seq;
     done_cv_.notify_all();
   }

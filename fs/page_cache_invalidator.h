@@ -30,6 +30,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/mutex.h"
+
 namespace dpmfs::fs {
 
 class PageCacheInvalidator {
@@ -58,14 +60,14 @@ class PageCacheInvalidator {
   void Run();
 
   fuse_session* se_ = nullptr;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable work_cv_, done_cv_;
-  std::deque<Job> queue_;
-  uint64_t next_seq_ = 1;
-  uint64_t done_seq_ = 0;  // every job up to it is done (jobs run in order)
-  uint64_t late_ = 0;
-  bool stop_ = false;
-  bool finished_ = false;  // Run has returned (Stop waits for it, bounded)
+  std::deque<Job> queue_ GUARDED_BY(mu_);
+  uint64_t next_seq_ GUARDED_BY(mu_) = 1;
+  uint64_t done_seq_ GUARDED_BY(mu_) = 0;  // every job up to it is done (jobs run in order)
+  uint64_t late_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool finished_ GUARDED_BY(mu_) = false;  // Run has returned (Stop waits for it, bounded)
   std::thread thread_;
 };
 

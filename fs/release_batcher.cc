@@ -14,7 +14,7 @@ ReleaseBatcher::ReleaseBatcher(Send send, std::chrono::milliseconds delay, size_
 ReleaseBatcher::~ReleaseBatcher() {
   Flush();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -22,7 +22,7 @@ ReleaseBatcher::~ReleaseBatcher() {
 }
 
 void ReleaseBatcher::Add(meta::InodeId ino, uint64_t handle) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (queue_.empty()) first_queued_ = std::chrono::steady_clock::now();
   queue_.push_back(meta::ReleaseRequest{ino, handle});
   ++added_;
@@ -30,18 +30,18 @@ void ReleaseBatcher::Add(meta::InodeId ino, uint64_t handle) {
 }
 
 void ReleaseBatcher::Flush() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const uint64_t target = added_;
   if (!sending_ && !queue_.empty()) SendQueuedLocked(lock);
-  sent_cv_.wait(lock, [&] { return sent_ >= target; });
+  lock.Wait(sent_cv_, [&]() REQUIRES(mu_) { return sent_ >= target; });
 }
 
 uint64_t ReleaseBatcher::batches_sent() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return batches_;
 }
 
-void ReleaseBatcher::SendQueuedLocked(std::unique_lock<std::mutex>& lock) {
+void ReleaseBatcher::SendQueuedLocked(MutexLock& lock) {
   while (!queue_.empty()) {
     sending_ = true;
     std::vector<meta::ReleaseRequest> batch;
@@ -52,13 +52,14 @@ void ReleaseBatcher::SendQueuedLocked(std::unique_lock<std::mutex>& lock) {
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(max_batch_));
       first_queued_ = std::chrono::steady_clock::now();
     }
-    lock.unlock();
-    int err = send_(batch);
-    if (err != 0) {
-      // The session's lease lapsing releases them in the end (and an unregister at once).
-      spdlog::warn("releasing {} open handles failed: {}", batch.size(), std::strerror(err));
+    {
+      MutexUnlock unlocked(lock, mu_);
+      int err = send_(batch);
+      if (err != 0) {
+        // The session's lease lapsing releases them in the end (and an unregister at once).
+        spdlog::warn("releasing {} open handles failed: {}", batch.size(), std::strerror(err));
+      }
     }
-    lock.lock();
     sent_ += batch.size();
     ++batches_;
     sending_ = false;
@@ -67,14 +68,14 @@ void ReleaseBatcher::SendQueuedLocked(std::unique_lock<std::mutex>& lock) {
 }
 
 void ReleaseBatcher::Loop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || (!queue_.empty() && !sending_); });
+    lock.Wait(cv_, [&]() REQUIRES(mu_) { return stop_ || (!queue_.empty() && !sending_); });
     if (stop_ && queue_.empty()) return;
     if (!stop_ && queue_.size() < max_batch_) {
       // Wait out the delay from the oldest queued handle, unless the batch fills.
       auto due = first_queued_ + delay_;
-      cv_.wait_until(lock, due, [&] { return stop_ || queue_.size() >= max_batch_; });
+      lock.WaitUntil(cv_, due, [&]() REQUIRES(mu_) { return stop_ || queue_.size() >= max_batch_; });
     }
     if (!sending_) SendQueuedLocked(lock);
   }

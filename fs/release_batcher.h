@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "metadata/meta_protocol.h"
 
 namespace dpmfs::fs {
@@ -42,21 +43,21 @@ class ReleaseBatcher {
  private:
   void Loop();
   // Sends what is queued (mu_ held on entry and exit, released while sending).
-  void SendQueuedLocked(std::unique_lock<std::mutex>& lock);
+  void SendQueuedLocked(MutexLock& lock) REQUIRES(mu_);
 
   const Send send_;
   const std::chrono::milliseconds delay_;
   const size_t max_batch_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;       // the sender thread waits here
   std::condition_variable sent_cv_;  // Flush waits here
-  std::vector<meta::ReleaseRequest> queue_;
-  std::chrono::steady_clock::time_point first_queued_;
-  uint64_t added_ = 0;  // handles added so far
-  uint64_t sent_ = 0;   // handles sent (or failed) so far
-  uint64_t batches_ = 0;
-  bool sending_ = false;
-  bool stop_ = false;
+  std::vector<meta::ReleaseRequest> queue_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point first_queued_ GUARDED_BY(mu_);
+  uint64_t added_ GUARDED_BY(mu_) = 0;  // handles added so far
+  uint64_t sent_ GUARDED_BY(mu_) = 0;   // handles sent (or failed) so far
+  uint64_t batches_ GUARDED_BY(mu_) = 0;
+  bool sending_ GUARDED_BY(mu_) = false;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

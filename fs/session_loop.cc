@@ -22,6 +22,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/poll_yielding.h"
+#include "common/mutex.h"
+#include "common/unique_fd.h"
 
 namespace dpmfs::fs {
 namespace {
@@ -53,8 +55,8 @@ class SessionLoop {
     // stop_fd_, which Stop() makes readable for good.
     const int flags = ::fcntl(fd_, F_GETFL);
     if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
-    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (stop_fd_ < 0) return -errno;
+    stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!stop_fd_.valid()) return -errno;
     // libfuse's handlers of SIGHUP/INT/TERM mark the session exited. They run on this
     // thread, which serves no request: the workers (and the threads they start) block
     // them, so that no wait inside a request sees EINTR.
@@ -63,14 +65,14 @@ class SessionLoop {
     for (int sig : {SIGHUP, SIGINT, SIGTERM}) sigaddset(&exit_signals, sig);
     pthread_sigmask(SIG_BLOCK, &exit_signals, &old_mask);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       spawned_.emplace_back([this] { Work(); });
     }
     std::thread watchdog;
     if (options_.max_threads > 1) watchdog = std::thread([this] { Watch(); });
     pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
 
-    pollfd p{stop_fd_, POLLIN, 0};
+    pollfd p{stop_fd_.get(), POLLIN, 0};
     while (!fuse_session_exited(se_) && ::poll(&p, 1, kExitCheckMs) <= 0) {
     }
     Stop();
@@ -78,11 +80,12 @@ class SessionLoop {
     // Workers start workers, under mu_; none does once done_ is set.
     std::vector<std::thread> spawned;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       spawned.swap(spawned_);
     }
     for (auto& t : spawned) t.join();
-    ::close(stop_fd_);
+    stop_fd_.reset();
+    MutexLock lock(mu_);  // every worker has been joined
     return error_;
   }
 
@@ -91,18 +94,17 @@ class SessionLoop {
 
   // Ends the loop: every thread wakes up and leaves. Idempotent.
   void Stop() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (done_) return;
     done_ = true;
     cv_.notify_all();
     watch_cv_.notify_all();
     const uint64_t one = 1;
-    (void)!::write(stop_fd_, &one, sizeof one);
+    (void)!::write(stop_fd_.get(), &one, sizeof one);
   }
 
   // Counts a request taken from the device and picks the mode at the end of a window.
-  // mu_ held.
-  void Count(bool overlapped) {
+  void Count(bool overlapped) REQUIRES(mu_) {
     overlaps_ += overlapped ? 1 : 0;
     if (++window_ < kWindow) {
       if (concurrent_ && overlapped) CallIn();
@@ -119,8 +121,8 @@ class SessionLoop {
   }
 
   // Concurrent mode: parked followers go and wait on the device, and if nobody waits
-  // there a new thread is started. mu_ held.
-  void CallIn() {
+  // there a new thread is started.
+  void CallIn() REQUIRES(mu_) {
     concurrent_ = true;
     if (parked_ > 0) cv_.notify_all();
     // Never once done_: Run() has taken the list of threads to join.
@@ -131,8 +133,8 @@ class SessionLoop {
 
   void Work() {
     fuse_buf buf{};
-    int epoll_fd = -1;  // this thread's, for waiting on the device with EPOLLEXCLUSIVE
-    std::unique_lock lock(mu_);
+    UniqueFd epoll_fd;  // this thread's, for waiting on the device with EPOLLEXCLUSIVE
+    MutexLock lock(mu_);
     while (!done_) {
       Role role;
       if (concurrent_) {
@@ -143,15 +145,15 @@ class SessionLoop {
         leader_ = true;
       } else {
         ++parked_;
-        cv_.wait(lock, [&] { return done_ || !leader_ || concurrent_; });
+        lock.Wait(cv_, [&]() REQUIRES(mu_) { return done_ || !leader_ || concurrent_; });
         --parked_;
         continue;
       }
-      lock.unlock();
+      lock.Unlock();
       bool backlog = false;
       const int res = role == Role::kLeader ? ReceiveAsLeader(&buf, &backlog)
                                             : ReceiveArmed(&buf, &epoll_fd);
-      lock.lock();
+      lock.Lock();
       if (role == Role::kLeader) {
         leader_ = false;
       } else {
@@ -165,9 +167,9 @@ class SessionLoop {
           spdlog::error("reading /dev/fuse failed: {}", std::strerror(-res));
           error_ = res;
         }
-        lock.unlock();
+        lock.Unlock();
         Stop();
-        lock.lock();
+        lock.Lock();
         break;
       }
       // Requests that overlap are served side by side, each on the thread that read
@@ -175,13 +177,12 @@ class SessionLoop {
       // that read it, which reads on afterwards; the watchdog covers a long one.
       Count(backlog || serving_ > 0);
       ++serving_;
-      lock.unlock();
+      lock.Unlock();
       fuse_session_process_buf(se_, &buf);
-      lock.lock();
+      lock.Lock();
       --serving_;
     }
-    lock.unlock();
-    if (epoll_fd >= 0) ::close(epoll_fd);
+    lock.Unlock();
     std::free(buf.mem);
   }
 
@@ -202,14 +203,14 @@ class SessionLoop {
     if (*backlog || PollYielding(options_.poll, take)) return res;
     while (true) {
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         asleep_ = true;
       }
       // The device readable (or POLLERR once unmounted), or Stop().
-      pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
       (void)::poll(p, 2, -1);
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         asleep_ = false;
         if (done_) return 0;
         watch_cv_.notify_one();
@@ -221,26 +222,26 @@ class SessionLoop {
   // An armed thread's read (concurrent mode): sleeps until the device is readable,
   // woken alone (EPOLLEXCLUSIVE: one request wakes one sleeper, as read(2) on a
   // blocking device would). -EAGAIN: another thread took the request.
-  int ReceiveArmed(fuse_buf* buf, int* epoll_fd) {
-    if (*epoll_fd < 0) {
-      *epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
-      if (*epoll_fd < 0) return -errno;
+  int ReceiveArmed(fuse_buf* buf, UniqueFd* epoll_fd) {
+    if (!epoll_fd->valid()) {
+      epoll_fd->reset(::epoll_create1(EPOLL_CLOEXEC));
+      if (!epoll_fd->valid()) return -errno;
       epoll_event dev{};
       dev.events = EPOLLIN | EPOLLEXCLUSIVE;
       dev.data.fd = fd_;
       epoll_event stop{};
       stop.events = EPOLLIN;  // wakes every thread
-      stop.data.fd = stop_fd_;
-      if (::epoll_ctl(*epoll_fd, EPOLL_CTL_ADD, fd_, &dev) != 0 ||
-          ::epoll_ctl(*epoll_fd, EPOLL_CTL_ADD, stop_fd_, &stop) != 0) {
+      stop.data.fd = stop_fd_.get();
+      if (::epoll_ctl(epoll_fd->get(), EPOLL_CTL_ADD, fd_, &dev) != 0 ||
+          ::epoll_ctl(epoll_fd->get(), EPOLL_CTL_ADD, stop_fd_.get(), &stop) != 0) {
         return -errno;
       }
     }
     // Level-triggered: returns at once if a request is already waiting.
     epoll_event ev;
-    const int n = ::epoll_wait(*epoll_fd, &ev, 1, -1);
+    const int n = ::epoll_wait(epoll_fd->get(), &ev, 1, -1);
     if (n < 0) return errno == EINTR ? -EAGAIN : -errno;
-    if (ev.data.fd == stop_fd_) return 0;
+    if (ev.data.fd == stop_fd_.get()) return 0;
     const int res = fuse_session_receive_buf(se_, buf);
     return res == -EINTR ? -EAGAIN : res;
   }
@@ -249,16 +250,16 @@ class SessionLoop {
   // the device. If that lasts a whole tick with a request still being served, the
   // others are called in. Ticks only in lone mode while requests come.
   void Watch() {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     uint64_t seen = served_;
     while (!done_) {
       if (asleep_ || concurrent_) {
         // Nothing to watch: the leader sleeps, or every idle thread waits on the device.
-        watch_cv_.wait(lock, [&] { return (!asleep_ && !concurrent_) || done_; });
+        lock.Wait(watch_cv_, [&]() REQUIRES(mu_) { return (!asleep_ && !concurrent_) || done_; });
         seen = served_;
         continue;
       }
-      watch_cv_.wait_for(lock, kWatchTick);
+      lock.WaitFor(watch_cv_, kWatchTick);
       if (!done_ && !leader_ && armed_ == 0 && serving_ > 0 && served_ == seen) CallIn();
       seen = served_;
     }
@@ -268,22 +269,22 @@ class SessionLoop {
   const int fd_;
   SessionLoopOptions options_;
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;        // the seat is free, the mode changed, or the end
   std::condition_variable watch_cv_;  // the leader woke from sleeping, or the end
-  bool leader_ = false;               // the seat: a thread polls/sleeps on the device
-  bool asleep_ = false;               // ... and sleeps in poll(2)
-  bool done_ = false;
-  bool concurrent_ = false;           // the mode: see Count()
-  uint32_t window_ = 0;               // requests in this window
-  uint32_t overlaps_ = 0;             // ... that came while another was served
-  uint64_t served_ = 0;   // requests taken from the device
-  uint32_t parked_ = 0;   // followers waiting on cv_
-  uint32_t armed_ = 0;    // threads waiting on the device in concurrent mode
-  uint32_t serving_ = 0;  // threads serving a request
-  int error_ = 0;
-  int stop_fd_ = -1;  // eventfd, readable once Stop() ran
-  std::vector<std::thread> spawned_;  // the workers (the calling thread is not one)
+  bool leader_ GUARDED_BY(mu_) = false;               // the seat: a thread polls/sleeps on the device
+  bool asleep_ GUARDED_BY(mu_) = false;               // ... and sleeps in poll(2)
+  bool done_ GUARDED_BY(mu_) = false;
+  bool concurrent_ GUARDED_BY(mu_) = false;           // the mode: see Count()
+  uint32_t window_ GUARDED_BY(mu_) = 0;               // requests in this window
+  uint32_t overlaps_ GUARDED_BY(mu_) = 0;             // ... that came while another was served
+  uint64_t served_ GUARDED_BY(mu_) = 0;   // requests taken from the device
+  uint32_t parked_ GUARDED_BY(mu_) = 0;   // followers waiting on cv_
+  uint32_t armed_ GUARDED_BY(mu_) = 0;    // threads waiting on the device in concurrent mode
+  uint32_t serving_ GUARDED_BY(mu_) = 0;  // threads serving a request
+  int error_ GUARDED_BY(mu_) = 0;
+  UniqueFd stop_fd_;  // eventfd, readable once Stop() ran
+  std::vector<std::thread> spawned_ GUARDED_BY(mu_);  // the workers (the calling thread is not one)
 };
 
 }  // namespace

@@ -5,7 +5,7 @@
 namespace dpmfs::fs {
 
 StatAhead::Answer StatAhead::Lookup(meta::InodeId dir, std::string_view name, Found* found) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = listings_.find(dir);
   if (it == listings_.end()) return Answer::kUnknown;
   const Clock::time_point now = Clock::now();
@@ -27,7 +27,7 @@ StatAhead::Answer StatAhead::Lookup(meta::InodeId dir, std::string_view name, Fo
 
 bool StatAhead::NoteLookupMiss(meta::InodeId dir) {
   if (options_.trigger == 0) return false;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (dir != run_dir_) {
     run_dir_ = dir;
     run_ = 0;
@@ -45,7 +45,7 @@ bool StatAhead::NoteLookupMiss(meta::InodeId dir) {
 
 void StatAhead::NoteAdded(meta::InodeId dir, const std::string& name,
                           const meta::InodeAttr& attr) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = listings_.find(dir); it != listings_.end()) it->second.entries[name] = attr;
   if (auto f = fetching_.find(dir); f != fetching_.end()) {
     f->second.changes.push_back(Change{Change::kAdd, name, attr});
@@ -53,7 +53,7 @@ void StatAhead::NoteAdded(meta::InodeId dir, const std::string& name,
 }
 
 void StatAhead::NoteRemoved(meta::InodeId dir, const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = listings_.find(dir); it != listings_.end()) it->second.entries.erase(name);
   if (auto f = fetching_.find(dir); f != fetching_.end()) {
     f->second.changes.push_back(Change{Change::kRemove, name, {}});
@@ -61,13 +61,13 @@ void StatAhead::NoteRemoved(meta::InodeId dir, const std::string& name) {
 }
 
 void StatAhead::NoteChanged(meta::InodeId dir) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   listings_.erase(dir);
   if (auto f = fetching_.find(dir); f != fetching_.end()) f->second.dropped = true;
 }
 
 void StatAhead::NoteAttrChanged(meta::InodeId ino) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   // Marked in every listing (at most max_listings): cheaper than an index of inodes.
   for (auto& [dir, l] : listings_) {
     (void)dir;
@@ -83,7 +83,7 @@ void StatAhead::NoteAttrChanged(meta::InodeId ino) {
 
 bool StatAhead::Store(meta::InodeId dir, std::vector<Entry> entries, uint64_t seq_before,
                       Clock::time_point sent) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto f = fetching_.find(dir);
   if (f == fetching_.end()) return false;
   Fetch fetch = std::move(f->second);
@@ -128,7 +128,7 @@ bool StatAhead::Store(meta::InodeId dir, std::vector<Entry> entries, uint64_t se
 }
 
 void StatAhead::Abandon(meta::InodeId dir) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   fetching_.erase(dir);
   // Too big, or the server failed: not again for a while.
   quiet_until_[dir] = Clock::now() + options_.validity;
@@ -144,7 +144,7 @@ void StatAhead::DropExpiredLocked(Clock::time_point now) {
 }
 
 uint64_t StatAhead::listings_stored() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stored_;
 }
 

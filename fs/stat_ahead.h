@@ -39,6 +39,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.h"
 #include "metadata/meta_protocol.h"
 
 namespace dpmfs::fs {
@@ -109,16 +110,16 @@ class StatAhead {
     bool dropped = false;
     std::vector<Change> changes;
   };
-  void DropExpiredLocked(Clock::time_point now);
+  void DropExpiredLocked(Clock::time_point now) REQUIRES(mu_);
 
   const Options options_;
-  mutable std::mutex mu_;
-  std::map<meta::InodeId, Listing> listings_;
-  std::map<meta::InodeId, Fetch> fetching_;
-  std::map<meta::InodeId, Clock::time_point> quiet_until_;  // not fetched again before
-  meta::InodeId run_dir_ = 0;  // the directory of the current run of lookups
-  uint32_t run_ = 0;
-  uint64_t stored_ = 0;
+  mutable Mutex mu_;
+  std::map<meta::InodeId, Listing> listings_ GUARDED_BY(mu_);
+  std::map<meta::InodeId, Fetch> fetching_ GUARDED_BY(mu_);
+  std::map<meta::InodeId, Clock::time_point> quiet_until_ GUARDED_BY(mu_);  // not fetched again before
+  meta::InodeId run_dir_ GUARDED_BY(mu_) = 0;  // the directory of the current run of lookups
+  uint32_t run_ GUARDED_BY(mu_) = 0;
+  uint64_t stored_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace dpmfs::fs

@@ -98,15 +98,19 @@ Result<std::unique_ptr<RpcClient>> RpcClient::Connect(transport::Device& device,
   }
   uint64_t session = options.session != 0 ? options.session : RandomSession();
   std::unique_ptr<RpcClient> c(new RpcClient(device, server, options, session));
-  DPMFS_ASSIGN_OR_RETURN(c->link_, c->MakeLink());
-  c->max_payload_ = c->link_->max_message - static_cast<uint32_t>(kHeaderSize);
+  DPMFS_ASSIGN_OR_RETURN(auto link, c->MakeLink());
+  {
+    MutexLock lock(c->mu_);  // no other thread sees the client yet
+    c->link_ = std::move(link);
+    c->max_payload_ = c->link_->max_message - static_cast<uint32_t>(kHeaderSize);
+  }
   c->thread_ = std::thread([p = c.get()] { p->MaintenanceLoop(); });
   return c;
 }
 
 RpcClient::~RpcClient() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     closed_ = true;
   }
   wake_cv_.notify_all();
@@ -115,17 +119,17 @@ RpcClient::~RpcClient() {
 }
 
 uint32_t RpcClient::max_payload() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return max_payload_;
 }
 
 uint64_t RpcClient::reconnects() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return reconnects_;
 }
 
 void RpcClient::DisconnectForTesting() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   disconnect_requested_ = true;
   wake_cv_.notify_all();
 }
@@ -180,7 +184,7 @@ RpcClient::Ticket RpcClient::Start(uint16_t opcode, std::span<const uint8_t> pay
   Ticket t;
   t.timeout_ = timeout;
   t.deadline_ = std::chrono::steady_clock::now() + timeout;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (payload.size() > max_payload_) {
     t.refused_ = Status::InvalidArgument("rpc request of " + std::to_string(payload.size()) +
                                          " bytes exceeds the " + std::to_string(max_payload_) +
@@ -214,7 +218,7 @@ Result<std::vector<uint8_t>> RpcClient::Wait(Ticket& t) {
   }
   std::shared_ptr<Pending> p = std::move(t.p_);
   t.client_ = nullptr;
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   AwaitReply(lock, *p, t.deadline_);
   if (!p->done) {
     Forget(*p);
@@ -245,7 +249,7 @@ void RpcClient::Ticket::Drop() {
 }
 
 void RpcClient::Abandon(Pending& p) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!p.done.load(std::memory_order_relaxed)) Forget(p);  // answered: already forgotten
 }
 
@@ -265,7 +269,7 @@ void RpcClient::Forget(Pending& p) {
 // machine with few cores is a large part of a small RPC's latency. One caller reads at
 // a time; the others sleep until OnRecv finishes their call or the reader, leaving
 // with its own reply, promotes one of them to read next.
-void RpcClient::AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
+void RpcClient::AwaitReply(MutexLock& lock, Pending& p,
                            std::chrono::steady_clock::time_point deadline) {
   // A caller that found the connection busy (the transport's thread reading it before
   // it parks) looks again this often; OnRecv still wakes it at once with its reply.
@@ -283,23 +287,25 @@ void RpcClient::AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
       // sleeps. With others in flight the reader has replies to deliver anyway, and a
       // polling thread would take a core from the callers it wakes.
       const auto poll_first = pending_.size() == 1 ? kLonePoll : transport::Duration(0);
-      lock.unlock();
-      auto r = link->qp->DriveReceives(
-          std::chrono::duration_cast<transport::Duration>(deadline - now), poll_first,
-          [&p] { return p.done.load(std::memory_order_acquire); });
-      lock.lock();
+      QueuePair::DriveResult r;
+      {
+        MutexUnlock unlocked(lock, mu_);
+        r = link->qp->DriveReceives(
+            std::chrono::duration_cast<transport::Duration>(deadline - now), poll_first,
+            [&p] { return p.done.load(std::memory_order_acquire); });
+      }
       driven_link_ = nullptr;
       drive_cv_.notify_all();
       if (r == QueuePair::DriveResult::kUnsupported) link->drivable = false;
       if (r == QueuePair::DriveResult::kBusy) {
-        p.done_cv.wait_until(lock, std::min(deadline, now + kBusyRetry),
-                             [&] { return p.done.load(std::memory_order_relaxed); });
+        lock.WaitUntil(p.done_cv, std::min(deadline, now + kBusyRetry),
+                       [&] { return p.done.load(std::memory_order_relaxed); });
       }
       continue;
     }
     // Another caller reads (it finishes this call or promotes this caller when it
     // leaves), or callers cannot read this link: its receive thread finishes the call.
-    p.done_cv.wait_until(lock, deadline, [&] {
+    lock.WaitUntil(p.done_cv, deadline, [&]() REQUIRES(mu_) {
       return p.done.load(std::memory_order_relaxed) || p.promoted ||
              (driven_link_ == nullptr && link_ && link_->drivable && !link_->lost);
     });
@@ -424,7 +430,7 @@ void RpcClient::HandleReply(Link& link, const Completion& c) {
 }
 
 void RpcClient::OnRecv(Link& link, const Completion& c) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (link_.get() != &link || link.lost) return;  // a link being torn down
   if (!c.ok()) {
     link.lost = true;  // the maintenance thread reconnects
@@ -436,16 +442,16 @@ void RpcClient::OnRecv(Link& link, const Completion& c) {
 }
 
 void RpcClient::MaintenanceLoop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!closed_) {
     if (!link_) {
       if (reconnect_requested_) {
         reconnect_requested_ = false;
-        lock.unlock();
+        lock.Unlock();
         Reconnect();
-        lock.lock();
+        lock.Lock();
       } else {
-        wake_cv_.wait_for(lock, std::chrono::milliseconds(100));
+        lock.WaitFor(wake_cv_, std::chrono::milliseconds(100));
       }
       continue;
     }
@@ -454,21 +460,21 @@ void RpcClient::MaintenanceLoop() {
       link_->lost = true;
     }
     if (link_->lost || link_->qp->state() != transport::QpState::kConnected) {
-      lock.unlock();
+      lock.Unlock();
       HandleLoss();
       Reconnect();
-      lock.lock();
+      lock.Lock();
       continue;
     }
     if (!unsent_.empty()) Pump();
-    wake_cv_.wait_for(lock, kMaintenancePeriod);
+    lock.WaitFor(wake_cv_, kMaintenancePeriod);
   }
 }
 
 void RpcClient::HandleLoss() {
   std::unique_ptr<Link> old;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     old = std::move(link_);
     unsent_.clear();
     for (auto it = pending_.begin(); it != pending_.end();) {
@@ -486,8 +492,8 @@ void RpcClient::HandleLoss() {
     // A caller may be reading this QP: shut it down so the caller returns, and destroy
     // it only once that caller has left it.
     old->qp->Disconnect();
-    std::unique_lock lock(mu_);
-    drive_cv_.wait(lock, [&] { return driven_link_ != old.get(); });
+    MutexLock lock(mu_);
+    lock.Wait(drive_cv_, [&]() REQUIRES(mu_) { return driven_link_ != old.get(); });
   }
   old.reset();
 }
@@ -497,13 +503,13 @@ void RpcClient::Reconnect() {
   Status last;
   for (uint32_t attempt = 0; attempt < options_.reconnect_attempts; ++attempt) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (closed_) return;
     }
     auto l = MakeLink();
     if (l.ok()) {
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         link_ = std::move(l).value();
         max_payload_ = link_->max_message - static_cast<uint32_t>(kHeaderSize);
         ++reconnects_;
@@ -514,11 +520,11 @@ void RpcClient::Reconnect() {
     }
     last = l.status();
     spdlog::debug("rpc: reconnect attempt {} failed: {}", attempt + 1, last.ToString());
-    std::unique_lock lock(mu_);
-    wake_cv_.wait_for(lock, backoff, [&] { return closed_; });
+    MutexLock lock(mu_);
+    lock.WaitFor(wake_cv_, backoff, [&]() REQUIRES(mu_) { return closed_; });
     backoff = std::min(backoff * 2, options_.reconnect_backoff_max);
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   broken_ = true;
   for (auto& [seq, p] : pending_) {
     if (p->abandoned) continue;

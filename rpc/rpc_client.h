@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "transport/transport.h"
 #include "rpc/rpc_protocol.h"
@@ -126,44 +127,44 @@ class RpcClient {
   void MaintenanceLoop();
   // The QP's on_recv handler (on the transport's receive thread).
   void OnRecv(Link& link, const transport::Completion& c);
-  void HandleReply(Link& link, const transport::Completion& c);  // mu_ held
-  void Pump();                                                   // mu_ held
-  void ReapSends(Link& link);                                    // mu_ held
-  void HandleLoss();
-  void Reconnect();
+  void HandleReply(Link& link, const transport::Completion& c) REQUIRES(mu_);
+  void Pump() REQUIRES(mu_);
+  void ReapSends(Link& link) REQUIRES(mu_);
+  void HandleLoss() EXCLUDES(mu_);
+  void Reconnect() EXCLUDES(mu_);
   // Waits (mu_ held by `lock`) until `p` is answered or `deadline` passes, reading the
   // connection itself when nobody else does (see rpc_client.cc).
-  void AwaitReply(std::unique_lock<std::mutex>& lock, Pending& p,
-                  std::chrono::steady_clock::time_point deadline);
+  void AwaitReply(MutexLock& lock, Pending& p, std::chrono::steady_clock::time_point deadline)
+      REQUIRES(mu_);
   // Nobody reads the connection for callers any more: hands the role to one caller
   // still waiting for its reply, other than `leaving`'s (mu_ held).
-  void PromoteWaiter(const Pending& leaving);
+  void PromoteWaiter(const Pending& leaving) REQUIRES(mu_);
   // A ticket dropped uncollected (mu_ not held): Forget unless it was answered.
-  void Abandon(Pending& p);
+  void Abandon(Pending& p) EXCLUDES(mu_);
   // An unanswered call nobody waits for any more (mu_ held): never sent if still queued;
   // if sent, its reply only returns the credit.
-  void Forget(Pending& p);
+  void Forget(Pending& p) REQUIRES(mu_);
 
   transport::Device& device_;
   const Endpoint server_;
   const RpcClientOptions options_;
   const uint64_t session_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable wake_cv_;  // the maintenance thread has something to do
-  std::unique_ptr<Link> link_;        // null while disconnected
-  std::map<uint64_t, std::shared_ptr<Pending>> pending_;  // by seq (= request id)
-  std::deque<uint64_t> unsent_;  // seqs waiting for a credit or a connection, in order
-  uint64_t next_seq_ = 1;
-  uint32_t max_payload_ = 0;
-  uint64_t reconnects_ = 0;
-  bool broken_ = false;  // reconnection gave up; the next Call restarts it
-  bool reconnect_requested_ = false;
-  bool disconnect_requested_ = false;
-  bool closed_ = false;
+  std::unique_ptr<Link> link_ GUARDED_BY(mu_);  // null while disconnected
+  std::map<uint64_t, std::shared_ptr<Pending>> pending_ GUARDED_BY(mu_);  // by seq (= request id)
+  std::deque<uint64_t> unsent_ GUARDED_BY(mu_);  // seqs waiting for a credit or a connection, in order
+  uint64_t next_seq_ GUARDED_BY(mu_) = 1;
+  uint32_t max_payload_ GUARDED_BY(mu_) = 0;
+  uint64_t reconnects_ GUARDED_BY(mu_) = 0;
+  bool broken_ GUARDED_BY(mu_) = false;  // reconnection gave up; the next Call restarts it
+  bool reconnect_requested_ GUARDED_BY(mu_) = false;
+  bool disconnect_requested_ GUARDED_BY(mu_) = false;
+  bool closed_ GUARDED_BY(mu_) = false;
   // A caller reads the connection for every caller (Link::drivable): which link, while
   // it does. HandleLoss waits on drive_cv_ until it has left the link it tears down.
-  Link* driven_link_ = nullptr;
+  Link* driven_link_ GUARDED_BY(mu_) = nullptr;
   std::condition_variable drive_cv_;
   std::thread thread_;
 };

@@ -1,21 +1,12 @@
 #include "rpc/rpc_protocol.h"
 
+#include <algorithm>
 #include <string>
 
-#include "common/little_endian.h"
+#include "common/byte_codec.h"
 
 namespace dpmfs::rpc {
 namespace {
-
-void Put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
-uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-using le::Get32;
-using le::Get64;
-using le::Put32;
-using le::Put64;
 
 // Header layout (offsets): magic 0, version 4, kind 5, opcode 6, request_id 8,
 // session 16, seq 24, status 32, payload_len 36.
@@ -26,15 +17,16 @@ constexpr size_t kConnectReplySize = 16;
 }  // namespace
 
 void EncodeHeader(const MessageHeader& h, uint8_t* out) {
-  Put32(out + 0, kMagic);
-  out[4] = kVersion;
-  out[5] = static_cast<uint8_t>(h.kind);
-  Put16(out + 6, h.opcode);
-  Put64(out + 8, h.request_id);
-  Put64(out + 16, h.session);
-  Put64(out + 24, h.seq);
-  Put32(out + 32, static_cast<uint32_t>(h.status));
-  Put32(out + 36, h.payload_len);
+  codec::ByteWriter w(out);
+  w.U32("magic", kMagic);
+  w.U8("version", kVersion);
+  w.U8("kind", static_cast<uint8_t>(h.kind));
+  w.U16("opcode", h.opcode);
+  w.U64("request_id", h.request_id);
+  w.U64("session", h.session);
+  w.U64("seq", h.seq);
+  w.I32("status", h.status);
+  w.U32("payload_len", h.payload_len);
 }
 
 bool ValidStatusCode(int32_t code) {
@@ -50,25 +42,31 @@ Result<DecodedMessage> DecodeMessage(std::span<const uint8_t> msg, uint32_t max_
                               " bytes is shorter than the " + std::to_string(kHeaderSize) +
                               "-byte header");
   }
-  const uint8_t* p = msg.data();
-  if (Get32(p) != kMagic) return Status::Corruption("rpc message with a wrong magic number");
+  // Exactly the header's bytes: the length was checked above, so no read can fail.
+  codec::ByteReader r(msg.first(kHeaderSize), "rpc message header");
+  uint32_t magic = 0;
+  r.U32("magic", magic);
+  if (magic != kMagic) return Status::Corruption("rpc message with a wrong magic number");
+  uint8_t version = 0, kind = 0;
+  r.U8("version", version);
+  r.U8("kind", kind);
   MessageHeader& h = *header;
-  h.opcode = Get16(p + 6);
-  h.request_id = Get64(p + 8);
-  h.session = Get64(p + 16);
-  h.seq = Get64(p + 24);
-  h.status = static_cast<int32_t>(Get32(p + 32));
-  h.payload_len = Get32(p + 36);
+  r.U16("opcode", h.opcode);
+  r.U64("request_id", h.request_id);
+  r.U64("session", h.session);
+  r.U64("seq", h.seq);
+  r.I32("status", h.status);
+  r.U32("payload_len", h.payload_len);
   *id_readable = true;
-  if (p[4] != kVersion) {
-    return Status::NotSupported("rpc message of version " + std::to_string(p[4]) +
+  if (version != kVersion) {
+    return Status::NotSupported("rpc message of version " + std::to_string(version) +
                                 "; this build speaks version " + std::to_string(kVersion));
   }
-  if (p[5] != static_cast<uint8_t>(MessageKind::kRequest) &&
-      p[5] != static_cast<uint8_t>(MessageKind::kResponse)) {
-    return Status::Corruption("rpc message of unknown kind " + std::to_string(p[5]));
+  if (kind != static_cast<uint8_t>(MessageKind::kRequest) &&
+      kind != static_cast<uint8_t>(MessageKind::kResponse)) {
+    return Status::Corruption("rpc message of unknown kind " + std::to_string(kind));
   }
-  h.kind = static_cast<MessageKind>(p[5]);
+  h.kind = static_cast<MessageKind>(kind);
   if (msg.size() > max_message) {
     return Status::ResourceExhausted("rpc message of " + std::to_string(msg.size()) +
                                      " bytes exceeds the negotiated " +
@@ -89,27 +87,42 @@ Result<DecodedMessage> DecodeMessage(std::span<const uint8_t> msg, uint32_t max_
 }
 
 std::vector<uint8_t> EncodeConnectRequest(const ConnectRequest& r) {
-  std::vector<uint8_t> out(kConnectRequestSize, 0);
-  Put32(out.data(), kConnectMagic);
-  out[4] = kVersion;
-  Put64(out.data() + 8, r.session);
-  Put32(out.data() + 16, r.max_message);
-  Put32(out.data() + 20, r.recv_depth);
+  std::vector<uint8_t> out(kConnectRequestSize);
+  codec::ByteWriter w(out.data());
+  w.U32("magic", kConnectMagic);
+  w.U8("version", kVersion);
+  w.U8("reserved", 0);
+  w.U16("reserved", 0);
+  w.U64("session", r.session);
+  w.U32("max_message", r.max_message);
+  w.U32("recv_depth", r.recv_depth);
   return out;
 }
 
 Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data) {
-  if (data.size() < kConnectRequestSize || Get32(data.data()) != kConnectMagic) {
-    return Status::InvalidArgument("not a dpmfs rpc connection request");
+  // Longer data is tolerated (a later version may append fields).
+  codec::ByteReader rd(data.first(std::min(data.size(), kConnectRequestSize)),
+                       "rpc ConnectRequest");
+  uint32_t magic = 0;
+  uint8_t version = 0, reserved8 = 0;
+  uint16_t reserved16 = 0;
+  ConnectRequest r;
+  rd.U32("magic", magic);
+  rd.U8("version", version);
+  rd.U8("reserved", reserved8);
+  rd.U16("reserved", reserved16);
+  rd.U64("session", r.session);
+  rd.U32("max_message", r.max_message);
+  rd.U32("recv_depth", r.recv_depth);
+  if (data.size() < kConnectRequestSize || magic != kConnectMagic) {
+    Status why = rd.Finish();
+    return Status::InvalidArgument("not a dpmfs rpc connection request" +
+                                   (why.ok() ? std::string() : ": " + why.message()));
   }
-  if (data[4] != kVersion) {
-    return Status::NotSupported("rpc client speaks version " + std::to_string(data[4]) +
+  if (version != kVersion) {
+    return Status::NotSupported("rpc client speaks version " + std::to_string(version) +
                                 "; this server speaks version " + std::to_string(kVersion));
   }
-  ConnectRequest r;
-  r.session = Get64(data.data() + 8);
-  r.max_message = Get32(data.data() + 16);
-  r.recv_depth = Get32(data.data() + 20);
   if (r.session == 0) return Status::InvalidArgument("rpc connection request with session 0");
   if (r.max_message < kMinMessageSize || r.max_message > kMaxMessageSizeCap) {
     return Status::InvalidArgument(
@@ -125,22 +138,35 @@ Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data) {
 }
 
 std::vector<uint8_t> EncodeConnectReply(const ConnectReply& r) {
-  std::vector<uint8_t> out(kConnectReplySize, 0);
-  Put32(out.data(), kConnectMagic);
-  out[4] = kVersion;
-  Put32(out.data() + 8, r.max_message);
-  Put32(out.data() + 12, r.depth);
+  std::vector<uint8_t> out(kConnectReplySize);
+  codec::ByteWriter w(out.data());
+  w.U32("magic", kConnectMagic);
+  w.U8("version", kVersion);
+  w.U8("reserved", 0);
+  w.U16("reserved", 0);
+  w.U32("max_message", r.max_message);
+  w.U32("depth", r.depth);
   return out;
 }
 
 Result<ConnectReply> DecodeConnectReply(std::span<const uint8_t> data) {
-  if (data.size() < kConnectReplySize || Get32(data.data()) != kConnectMagic ||
-      data[4] != kVersion) {
-    return Status::Corruption("the peer's accept data is not a dpmfs rpc connection reply");
-  }
+  // Trailing bytes are tolerated: verbs pads the private data with zeros.
+  codec::ByteReader rd(data.first(std::min(data.size(), kConnectReplySize)), "rpc ConnectReply");
+  uint32_t magic = 0;
+  uint8_t version = 0, reserved8 = 0;
+  uint16_t reserved16 = 0;
   ConnectReply r;
-  r.max_message = Get32(data.data() + 8);
-  r.depth = Get32(data.data() + 12);
+  rd.U32("magic", magic);
+  rd.U8("version", version);
+  rd.U8("reserved", reserved8);
+  rd.U16("reserved", reserved16);
+  rd.U32("max_message", r.max_message);
+  rd.U32("depth", r.depth);
+  if (!rd.ok() || magic != kConnectMagic || version != kVersion) {
+    Status why = rd.Finish();
+    return Status::Corruption("the peer's accept data is not a dpmfs rpc connection reply" +
+                              (why.ok() ? std::string() : ": " + why.message()));
+  }
   if (r.max_message < kMinMessageSize || r.max_message > kMaxMessageSizeCap || r.depth == 0 ||
       r.depth > kMaxDepth) {
     return Status::Corruption("rpc connection reply with max message " +

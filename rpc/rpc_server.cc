@@ -7,6 +7,7 @@
 #include <deque>
 #include <optional>
 
+#include "rpc/reply_cache.h"
 #include "transport/send_queue_credits.h"
 
 namespace dpmfs::rpc {
@@ -33,18 +34,9 @@ struct RpcServer::Task {
   bool deferred_reply = false;
 };
 
-// One cached reply, or a request still executing and who waits for its reply.
-struct CacheEntry {
-  bool done = false;
-  int32_t status = 0;
-  std::vector<uint8_t> reply;  // payload, or the error message for a non-zero status
-  std::vector<std::pair<std::weak_ptr<void>, uint64_t>> waiters;  // (connection, request id)
-};
-
 struct RpcServer::Session {
-  std::map<uint64_t, CacheEntry> entries;  // by seq
-  size_t done = 0;                         // entries with done == true
-  uint64_t evicted_max = 0;                // highest seq evicted from the cache
+  explicit Session(size_t capacity) : cache(capacity) {}
+  SessionReplyCache cache;
 };
 
 // The connection whose receive completion the current thread is handling, if any: its
@@ -72,7 +64,6 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     max_message_ = std::min(req.max_message, server_->options_.max_message);
     depth_ = std::min(req.recv_depth, server_->options_.depth);
     reply_slots_ = depth_ + kSpareReplySlots;
-    credits_.emplace(depth_ + 2 * kSpareReplySlots);
     qp_ = &qp;
     peer_ = qp.peer_description();
     // Not zeroed: every buffer is written before it is read, and a connection's 18 MiB
@@ -83,7 +74,11 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     DPMFS_ASSIGN_OR_RETURN(
         mr_, server_->device_.RegisterMemory(memory_.get(), bytes, transport::kLocalWrite));
     for (uint32_t i = 0; i < depth_; ++i) DPMFS_RETURN_IF_ERROR(PostRecv(qp, i));
-    for (uint32_t i = 0; i < reply_slots_; ++i) free_slots_.push_back(i);
+    {
+      MutexLock lock(send_mu_);  // nobody else sees the connection yet
+      credits_.emplace(depth_ + 2 * kSpareReplySlots);
+      for (uint32_t i = 0; i < reply_slots_; ++i) free_slots_.push_back(i);
+    }
     return EncodeConnectReply(ConnectReply{max_message_, depth_});
   }
 
@@ -137,14 +132,14 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
       payload = {reinterpret_cast<const uint8_t*>(too_big.data()), too_big.size()};
     }
     const bool receiving = t_receiving_for == this;
-    std::unique_lock lock(send_mu_);
+    MutexLock lock(send_mu_);
     for (int round = 0;; ++round) {
       if (!qp_ || qp_->state() != transport::QpState::kConnected) return;
       ReapSends();
       if (!free_slots_.empty() && credits_->CanPost(1)) break;
       if (receiving) {
         // This thread is the one that would read the completions that free a buffer.
-        lock.unlock();
+        lock.Unlock();
         spdlog::debug("rpc: no free reply buffer for {}; a worker sends the reply", peer_);
         MessageHeader h;
         h.request_id = request_id;
@@ -160,10 +155,10 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
         return;
       }
       // Wait without send_mu_: the receive thread may be answering a request meanwhile.
-      lock.unlock();
+      lock.Unlock();
       Completion sc[32];
       size_t n = qp_->WaitSend(sc, std::chrono::milliseconds(10));
-      lock.lock();
+      lock.Lock();
       Retire({sc, n});
     }
     uint32_t slot = free_slots_.back();
@@ -218,11 +213,11 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
 
   // Caller holds send_mu_. A signaled reply's completion returns its buffer and
   // send-queue entry and those of the unsignaled replies posted before it.
-  void ReapSends() {
+  void ReapSends() REQUIRES(send_mu_) {
     Completion sc[32];
     while (size_t n = qp_->PollSend(sc)) Retire({sc, n});
   }
-  void Retire(std::span<const Completion> done) {  // send_mu_ held
+  void Retire(std::span<const Completion> done) REQUIRES(send_mu_) {
     for (const Completion& c : done) {
       (void)c;
       credits_->Completed();
@@ -292,16 +287,16 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
   // [depth_ receive buffers][reply_slots_ reply buffers], max_message_ bytes each
   std::unique_ptr<uint8_t[]> memory_;
   transport::MemoryRegion mr_;
-  std::mutex send_mu_;
-  std::optional<datapath::SendQueueCredits> credits_;  // guarded by send_mu_
-  std::vector<uint32_t> free_slots_;    // guarded by send_mu_
+  Mutex send_mu_;
+  std::optional<datapath::SendQueueCredits> credits_ GUARDED_BY(send_mu_);
+  std::vector<uint32_t> free_slots_ GUARDED_BY(send_mu_);
   // Replies posted and not yet known complete, in posting order; guarded by send_mu_.
   struct InFlightReply {
     uint32_t slot;
     bool signaled;
   };
-  std::deque<InFlightReply> in_flight_;
-  uint32_t unsignaled_ = 0;  // replies posted unsignaled since the last signaled one
+  std::deque<InFlightReply> in_flight_ GUARDED_BY(send_mu_);
+  uint32_t unsignaled_ GUARDED_BY(send_mu_) = 0;  // replies posted unsignaled since the last signaled one
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
 };
@@ -348,7 +343,7 @@ void RpcServer::Stop() {
   if (accept_thread_.joinable()) accept_thread_.join();
   std::list<std::shared_ptr<Connection>> conns;
   {
-    std::lock_guard lock(conns_mu_);
+    MutexLock lock(conns_mu_);
     conns.swap(conns_);
   }
   for (auto& c : conns) c->Shutdown();
@@ -356,7 +351,7 @@ void RpcServer::Stop() {
   for (auto& w : workers_) w.join();
   workers_.clear();
   {
-    std::lock_guard lock(queue_mu_);
+    MutexLock lock(queue_mu_);
     queue_.clear();
   }
   conns.clear();
@@ -368,7 +363,7 @@ RpcServerStats RpcServer::stats() const {
 }
 
 void RpcServer::DropSession(uint64_t session) {
-  std::lock_guard lock(sessions_mu_);
+  MutexLock lock(sessions_mu_);
   sessions_.erase(session);
 }
 
@@ -388,7 +383,7 @@ void RpcServer::AcceptLoop() {
     qpo.on_recv = [c = conn.get()](const Completion& comp) { c->OnRecv(comp); };
     auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
     {
-      std::lock_guard lock(conns_mu_);
+      MutexLock lock(conns_mu_);
       conns_.remove_if([](const auto& c) { return c->finished(); });
     }
     if (!qp.ok()) {
@@ -400,14 +395,14 @@ void RpcServer::AcceptLoop() {
     n_connections_.fetch_add(1, std::memory_order_relaxed);
     conn->Run(std::move(qp).value());
     spdlog::debug("rpc: client {} connected", conn->peer());
-    std::lock_guard lock(conns_mu_);
+    MutexLock lock(conns_mu_);
     conns_.push_back(std::move(conn));
   }
 }
 
 void RpcServer::Enqueue(Task task) {
   {
-    std::lock_guard lock(queue_mu_);
+    MutexLock lock(queue_mu_);
     queue_.push_back(std::move(task));
   }
   queue_cv_.notify_one();
@@ -417,8 +412,8 @@ void RpcServer::WorkerLoop() {
   while (true) {
     Task task;
     {
-      std::unique_lock lock(queue_mu_);
-      queue_cv_.wait(lock, [&] { return stop_.load() || !queue_.empty(); });
+      MutexLock lock(queue_mu_);
+      lock.Wait(queue_cv_, [&]() REQUIRES(queue_mu_) { return stop_.load() || !queue_.empty(); });
       if (stop_.load()) return;
       task = std::move(queue_.front());
       queue_.pop_front();
@@ -440,32 +435,30 @@ void RpcServer::Execute(Task& task) {
                          {reinterpret_cast<const uint8_t*>(m.data()), m.size()});
   };
   {
-    std::unique_lock lock(sessions_mu_);
+    MutexLock lock(sessions_mu_);
     std::unique_ptr<Session>& s = sessions_[h.session];
-    if (!s) s = std::make_unique<Session>();
-    auto it = s->entries.find(h.seq);
-    if (it != s->entries.end()) {
-      n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
-      if (!it->second.done) {
-        // A retry of a request still executing: answer it too when it finishes.
-        it->second.waiters.emplace_back(task.conn, h.request_id);
+    if (!s) s = std::make_unique<Session>(options_.reply_cache_per_session);
+    int32_t status = 0;
+    std::vector<uint8_t> reply;
+    switch (s->cache.Begin(h.seq, {task.conn, h.request_id}, &status, &reply)) {
+      case SessionReplyCache::Start::kExecute:
+        break;
+      case SessionReplyCache::Start::kJoined:
+        // A retry of a request still executing: answered too when it finishes.
+        n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
         return;
-      }
-      int32_t status = it->second.status;
-      std::vector<uint8_t> reply = it->second.reply;
-      lock.unlock();
-      task.conn->SendReply(h.request_id, h.opcode, h.seq, status, reply);
-      return;
+      case SessionReplyCache::Start::kCached:
+        n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
+        lock.Unlock();
+        task.conn->SendReply(h.request_id, h.opcode, h.seq, status, reply);
+        return;
+      case SessionReplyCache::Start::kTooOld:
+        lock.Unlock();
+        reply_error(Status::Aborted(
+            "request seq " + std::to_string(h.seq) + " of session " + std::to_string(h.session) +
+            " is older than the server's reply cache; it may or may not have executed"));
+        return;
     }
-    if (h.seq <= s->evicted_max) {
-      lock.unlock();
-      reply_error(Status::Aborted(
-          "request seq " + std::to_string(h.seq) + " of session " + std::to_string(h.session) +
-          " is older than the server's reply cache; it may or may not have executed"));
-      return;
-    }
-    CacheEntry& e = s->entries[h.seq];
-    e.waiters.emplace_back(task.conn, h.request_id);
   }
 
   Status st;
@@ -487,31 +480,14 @@ void RpcServer::Execute(Task& task) {
   if (!st.ok()) reply.assign(st.message().begin(), st.message().end());
   int32_t status = static_cast<int32_t>(st.code());
 
-  std::vector<std::pair<std::weak_ptr<void>, uint64_t>> waiters;
+  SessionReplyCache::Waiters waiters;
   {
-    std::lock_guard lock(sessions_mu_);
+    MutexLock lock(sessions_mu_);
     auto sit = sessions_.find(h.session);
     if (sit == sessions_.end()) {
       waiters.emplace_back(task.conn, h.request_id);  // the session was dropped meanwhile
     } else {
-      Session& s = *sit->second;
-      CacheEntry& e = s.entries[h.seq];
-      e.done = true;
-      e.status = status;
-      e.reply = reply;
-      waiters.swap(e.waiters);
-      ++s.done;
-      // Evict the oldest completed replies beyond the bound; executing ones stay.
-      for (auto it = s.entries.begin();
-           s.done > options_.reply_cache_per_session && it != s.entries.end();) {
-        if (it->second.done) {
-          s.evicted_max = std::max(s.evicted_max, it->first);
-          it = s.entries.erase(it);
-          --s.done;
-        } else {
-          ++it;
-        }
-      }
+      sit->second->cache.Finish(h.seq, status, reply, &waiters);
     }
   }
   for (auto& [weak, request_id] : waiters) {

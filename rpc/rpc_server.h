@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "transport/transport.h"
 #include "rpc/rpc_protocol.h"
@@ -109,16 +110,16 @@ class RpcServer {
   std::atomic<bool> stop_{false};
   std::thread accept_thread_;
 
-  std::mutex conns_mu_;
-  std::list<std::shared_ptr<Connection>> conns_;
+  Mutex conns_mu_;
+  std::list<std::shared_ptr<Connection>> conns_ GUARDED_BY(conns_mu_);
 
-  std::mutex queue_mu_;
+  Mutex queue_mu_;
   std::condition_variable queue_cv_;
-  std::list<Task> queue_;  // guarded by queue_mu_
+  std::list<Task> queue_ GUARDED_BY(queue_mu_);
   std::vector<std::thread> workers_;
 
-  std::mutex sessions_mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  Mutex sessions_mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_ GUARDED_BY(sessions_mu_);
 
   std::atomic<uint64_t> n_connections_{0}, n_executed_{0}, n_cache_hits_{0}, n_malformed_{0},
       n_dropped_{0};

@@ -6,16 +6,17 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config ninja-build
-  libibverbs-dev librdmacm-dev ibverbs-providers rdma-core   # verbs backend
+  libibverbs-dev librdmacm-dev ibverbs-providers rdma-core   # verbs backend; rdma(8) for Soft-RoCE
   libpmem-dev                                                # PM pools
   libfuse3-dev fuse3                                         # FUSE client
-  libspdlog-dev libfmt-dev                                   # logging
-  libgtest-dev libgmock-dev libbenchmark-dev                 # tests, micro-benchmarks
-  libboost-dev libcli11-dev                                  # intrusive lists, command lines
-  uuid-dev                                                   # cluster UUIDs
-  procps psmisc                                              # pkill/fuser for the launcher and tests
-  fio bindfs attr                                            # e2e tests and benchmarks (fio, a FUSE
-                                                             # passthrough to compare, getfattr/setfattr)
+  libspdlog-dev libfmt-dev                                   # logging; fmt::format in tools/bench
+  libgtest-dev libgmock-dev                                  # tests
+  libbenchmark-dev                                           # dpmfs-microbench (tools/bench)
+  libboost-dev                                               # Boost.Intrusive, small_vector: rpc/reply_cache.h
+  libcli11-dev                                               # command lines
+  procps psmisc                                              # free (tests/vm), fuser (launcher, tests)
+  fio bindfs                                                 # e2e tests and benchmarks (fio, and a
+                                                             # FUSE passthrough for dpmfs-bench fs)
 )
 
 missing=()

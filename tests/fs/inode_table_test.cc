@@ -40,6 +40,40 @@ TEST(InodeTable, ForgetDropsAnInodeOnlyWhenNoLookupAndNoHandleRemain) {
   EXPECT_TRUE(t.Closed(b));
 }
 
+// Many inodes (the table grows its buckets several times), found again by number, then
+// forgotten in another order; an inode outlives its entry while someone holds it, and
+// an open re-attaches an entry a racing forget removed.
+TEST(InodeTable, ManyInodesGrowFindAndForget) {
+  InodeTable t;
+  constexpr meta::InodeId kN = 5000;
+  for (meta::InodeId ino = 2; ino < kN + 2; ++ino) t.AddLookup(Attr(ino * 7919, ino), 0);
+  EXPECT_EQ(t.size(), kN + 1);
+  for (meta::InodeId ino = 2; ino < kN + 2; ++ino) {
+    auto in = t.Find(ino * 7919);
+    ASSERT_NE(in, nullptr) << ino;
+    EXPECT_EQ(in->ino(), ino * 7919);
+    EXPECT_EQ(in->size(), ino);
+  }
+  EXPECT_EQ(t.Find(3), nullptr);
+  EXPECT_EQ(t.Get(3)->ino(), 3u) << "Get makes an entry";
+  EXPECT_EQ(t.size(), kN + 2);
+  t.Forget(3, 1);  // no lookup counted: erased
+  EXPECT_EQ(t.size(), kN + 1);
+  auto held = t.Find(2 * 7919);
+  for (meta::InodeId ino = kN + 1; ino >= 2; --ino) t.Forget(ino * 7919, 1);
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_EQ(t.Find(2 * 7919), nullptr);
+  EXPECT_EQ(held->size(), 2u) << "the inode lives while held";
+  t.Opened(held);
+  EXPECT_EQ(t.Find(2 * 7919), held) << "an open re-attaches it";
+  EXPECT_TRUE(t.Closed(held));
+  EXPECT_EQ(t.size(), 1u);
+  // A new inode of the same number is another object.
+  auto again = t.AddLookup(Attr(2 * 7919, 9), 0);
+  EXPECT_NE(again, held);
+  EXPECT_EQ(t.size(), 2u);
+}
+
 TEST(Inode, StaleRepliesDoNotMoveTheSizeBack) {
   Inode inode(7);
   inode.SetAttr(Attr(7, 100));

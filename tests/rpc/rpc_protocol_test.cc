@@ -116,5 +116,49 @@ TEST(RpcProtocol, ConnectData) {
   EXPECT_FALSE(DecodeConnectReply(EncodeConnectReply({4096, 100000})).ok());
 }
 
+// The bytes on the wire are the documented layout (rpc/README.md), pinned so that a
+// change of codec cannot change them.
+TEST(RpcProtocol, WireBytesAreTheDocumentedLayout) {
+  MessageHeader h;
+  h.kind = MessageKind::kResponse;
+  h.opcode = 0x0102;
+  h.request_id = 0x1112131415161718ull;
+  h.session = 0x2122232425262728ull;
+  h.seq = 0x3132333435363738ull;
+  h.status = -2;
+  h.payload_len = 0x41424344;
+  std::vector<uint8_t> m(kHeaderSize);
+  EncodeHeader(h, m.data());
+  const std::vector<uint8_t> want = {
+      0x44, 0x52, 0x50, 0x43, 1,    2,    0x02, 0x01,  // magic "DRPC", version, kind, opcode
+      0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,  // request id
+      0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,  // session
+      0x38, 0x37, 0x36, 0x35, 0x34, 0x33, 0x32, 0x31,  // seq
+      0xFE, 0xFF, 0xFF, 0xFF, 0x44, 0x43, 0x42, 0x41,  // status, payload length
+  };
+  EXPECT_EQ(m, want);
+
+  const std::vector<uint8_t> connect = {
+      0x44, 0x52, 0x43, 0x4E, 1, 0, 0, 0,              // magic "DRCN", version, reserved
+      0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // session
+      0x00, 0x10, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00,  // max message 4096, depth 32
+  };
+  EXPECT_EQ(EncodeConnectRequest({0x0102030405060708ull, 4096, 32}), connect);
+  const std::vector<uint8_t> accept = {
+      0x44, 0x52, 0x43, 0x4E, 1, 0, 0, 0, 0x00, 0x10, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00,
+  };
+  EXPECT_EQ(EncodeConnectReply({4096, 32}), accept);
+}
+
+// A short connection request says which field it ran out in.
+TEST(RpcProtocol, ShortConnectDataNamesTheField) {
+  auto r = DecodeConnectRequest(std::vector<uint8_t>(10, 0));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("session"), std::string::npos) << r.status().ToString();
+  auto a = DecodeConnectReply(std::vector<uint8_t>{0x44, 0x52, 0x43, 0x4E, 1, 0, 0, 0, 0, 0x10});
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find("max_message"), std::string::npos) << a.status().ToString();
+}
+
 }  // namespace
 }  // namespace dpmfs::rpc

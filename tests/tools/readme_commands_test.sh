@@ -20,7 +20,7 @@ grep -q 'tools/build.sh' "$root/tools/run.sh" || fail "tools/run.sh does not bui
 grep -q 'tools/dpmfs" up' "$root/tools/run.sh" || fail "tools/run.sh does not start the cluster"
 grep -q 'tools/build.sh' "$root/tools/test.sh" || fail "tools/test.sh does not build"
 grep -q 'install-deps.sh' "$root/tools/build.sh" || fail "tools/build.sh does not install the dependencies"
-for p in fio bindfs attr fuse3 libfuse3-dev; do
+for p in fio bindfs fuse3 libfuse3-dev; do
   grep -qE "(^|[[:space:]])$p([[:space:]]|$)" "$root/tools/install-deps.sh" ||
     fail "tools/install-deps.sh does not install $p"
 done

@@ -8,3 +8,8 @@ add_test(NAME launcher_test COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tools/launc
 set_tests_properties(launcher_test PROPERTIES
   ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77 TIMEOUT 180
   LABELS tools RESOURCE_LOCK dpmfs_e2e)
+
+# The micro-benchmarks (tools/bench/README.md) run once, briefly: they build and finish.
+add_test(NAME microbench_smoke
+         COMMAND dpmfs-microbench --benchmark_min_time=0.001 --benchmark_format=json)
+set_tests_properties(microbench_smoke PROPERTIES TIMEOUT 120 LABELS bench)

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/unique_fd.h"
 #include "transport/soft/soft_internal.h"
 #include "transport/soft/soft_wire.h"
 #include "transport/transport.h"
@@ -207,6 +208,40 @@ FrameHeader Header(FrameType type, uint32_t payload_len = 0, uint32_t length = 0
   return h;
 }
 
+// The frame header's bytes are the documented layout (transport/README.md), pinned so
+// that a change of codec cannot change them; and they decode back.
+TEST(SoftWire, HeaderBytesAreTheDocumentedLayout) {
+  FrameHeader h;
+  h.type = FrameType::kWriteWithImm;
+  h.flags = soft::kFlagSignaled;
+  h.payload_len = 0x100;
+  h.imm = 0x11121314;
+  h.seq = 0x2122232425262728ull;
+  h.remote_addr = 0x3132333435363738ull;
+  h.rkey = 0x41424344;
+  h.length = 0x100;
+  const std::vector<uint8_t> want = {
+      0x44, 0x50, 0x4D, 0x53, 2,    1,    0,    0,     // magic, type, flags, reserved
+      0x00, 0x01, 0x00, 0x00, 0x14, 0x13, 0x12, 0x11,  // payload_len, imm
+      0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,  // seq
+      0x38, 0x37, 0x36, 0x35, 0x34, 0x33, 0x32, 0x31,  // remote_addr
+      0x44, 0x43, 0x42, 0x41, 0x00, 0x01, 0x00, 0x00,  // rkey, length
+  };
+  std::vector<uint8_t> bytes = Frame(h);
+  EXPECT_EQ(bytes, want);
+  auto back = soft::DecodeHeader(std::span<const uint8_t, soft::kHeaderSize>(bytes.data(),
+                                                                            soft::kHeaderSize));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->type, h.type);
+  EXPECT_EQ(back->flags, h.flags);
+  EXPECT_EQ(back->payload_len, h.payload_len);
+  EXPECT_EQ(back->imm, h.imm);
+  EXPECT_EQ(back->seq, h.seq);
+  EXPECT_EQ(back->remote_addr, h.remote_addr);
+  EXPECT_EQ(back->rkey, h.rkey);
+  EXPECT_EQ(back->length, h.length);
+}
+
 // A raw TCP connection, for speaking (bad) soft wire protocol by hand.
 // A QP whose owner waits for its own completions synchronously has its caller read the
 // socket (transport/soft/soft_caller_rx.cc). Still: many READs in a row complete with the
@@ -396,35 +431,31 @@ TEST_F(SoftTransportTest, CallerDrivenReceivesRunOnRecvOnTheCaller) {
 class RawConnection {
  public:
   explicit RawConnection(const Endpoint& to) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    fd_.reset(socket(AF_INET, SOCK_STREAM, 0));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(to.port);
     inet_pton(AF_INET, to.host.c_str(), &a.sin_addr);
-    if (fd_ >= 0 && connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-      close(fd_);
-      fd_ = -1;
+    if (fd_.valid() && connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      fd_.reset();
     }
     Init();
   }
   explicit RawConnection(int fd) : fd_(fd) { Init(); }
-  ~RawConnection() {
-    if (fd_ >= 0) close(fd_);
-  }
   RawConnection(const RawConnection&) = delete;
   RawConnection& operator=(const RawConnection&) = delete;
-  bool ok() const { return fd_ >= 0; }
+  bool ok() const { return fd_.valid(); }
 
   // Sends what it can within the send timeout (the peer may close on us).
   void Send(const std::vector<uint8_t>& bytes) {
     size_t done = 0;
     while (done < bytes.size()) {
-      ssize_t n = send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      ssize_t n = send(fd_.get(), bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
       if (n <= 0) return;
       done += static_cast<size_t>(n);
     }
   }
-  void ShutdownWrite() { shutdown(fd_, SHUT_WR); }
+  void ShutdownWrite() { shutdown(fd_.get(), SHUT_WR); }
 
   // Reads exactly n bytes within `timeout`.
   bool RecvExact(void* dst, size_t n, Duration timeout) {
@@ -433,7 +464,7 @@ class RawConnection {
     size_t done = 0;
     while (done < n) {
       if (!WaitReadable(deadline)) return false;
-      ssize_t r = recv(fd_, p + done, n - done, 0);
+      ssize_t r = recv(fd_.get(), p + done, n - done, 0);
       if (r <= 0) return false;
       done += static_cast<size_t>(r);
     }
@@ -464,7 +495,7 @@ class RawConnection {
     auto deadline = Clock::now() + timeout;
     char buf[4096];
     while (WaitReadable(deadline)) {
-      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      ssize_t n = recv(fd_.get(), buf, sizeof(buf), 0);
       if (n == 0) return true;
       if (n < 0 && errno != EINTR && errno != EAGAIN) return true;  // reset
     }
@@ -473,22 +504,22 @@ class RawConnection {
 
  private:
   void Init() {
-    if (fd_ < 0) return;
+    if (!fd_.valid()) return;
     timeval tv{2, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   }
   bool WaitReadable(Clock::time_point deadline) {
     while (true) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) return false;
-      pollfd pfd{fd_, POLLIN, 0};
+      pollfd pfd{fd_.get(), POLLIN, 0};
       int rc = poll(&pfd, 1, static_cast<int>(left.count()));
       if (rc > 0) return true;
       if (rc < 0 && errno != EINTR) return false;
     }
   }
 
-  int fd_ = -1;
+  UniqueFd fd_;
 };
 
 // The soft listener with an accept loop, one properly connected QP (the bystander)
@@ -715,27 +746,26 @@ TEST_F(SoftTransportTest, AcceptHonoursItsTimeoutWithASilentPeer) {
 class FakeTarget {
  public:
   FakeTarget() {
-    lfd_ = socket(AF_INET, SOCK_STREAM, 0);
+    lfd_.reset(socket(AF_INET, SOCK_STREAM, 0));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     socklen_t len = sizeof(a);
-    if (bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(lfd_, 4) != 0 ||
-        getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (bind(lfd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(lfd_.get(), 4) != 0 ||
+        getsockname(lfd_.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
       ADD_FAILURE() << "fake target cannot listen";
     }
     port_ = ntohs(a.sin_port);
   }
-  ~FakeTarget() { close(lfd_); }
   Endpoint endpoint() const { return Endpoint{"127.0.0.1", port_}; }
 
   // Connects `dev` to this fake and accepts it; returns the initiator QP and the raw side.
   std::unique_ptr<QueuePair> ConnectFrom(Device& dev, std::unique_ptr<RawConnection>* raw) {
     auto connecting = std::async(std::launch::async,
                                  [&] { return dev.Connect(endpoint(), {}, {}, kConnectTimeout); });
-    pollfd pfd{lfd_, POLLIN, 0};
+    pollfd pfd{lfd_.get(), POLLIN, 0};
     if (poll(&pfd, 1, 5000) == 1) {
-      *raw = std::make_unique<RawConnection>(accept(lfd_, nullptr, nullptr));
+      *raw = std::make_unique<RawConnection>(accept(lfd_.get(), nullptr, nullptr));
       auto f = (*raw)->RecvFrame();
       if (f.ok() && f->first.type == FrameType::kConnect) {
         (*raw)->Send(Frame(Header(FrameType::kAccept)));
@@ -750,7 +780,7 @@ class FakeTarget {
   }
 
  private:
-  int lfd_ = -1;
+  UniqueFd lfd_;
   uint16_t port_ = 0;
 };
 

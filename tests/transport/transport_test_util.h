@@ -26,6 +26,7 @@
 
 #include "common/endpoint.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "transport/transport.h"
 
 // ASSERT/EXPECT that a Status (or a Result's status) is OK, printing it otherwise.
@@ -89,18 +90,17 @@ inline std::string NonLoopbackIpv4() {
 
 // A TCP port on `host` that nobody listens on (bound once, then released).
 inline uint16_t UnusedTcpPort(const std::string& host) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 1;
+  dpmfs::UniqueFd fd(socket(AF_INET, SOCK_STREAM, 0));
+  if (!fd.valid()) return 1;
   sockaddr_in a{};
   a.sin_family = AF_INET;
   inet_pton(AF_INET, host.c_str(), &a.sin_addr);
   uint16_t port = 1;
   socklen_t len = sizeof(a);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0) {
     port = ntohs(a.sin_port);
   }
-  close(fd);
   return port;
 }
 

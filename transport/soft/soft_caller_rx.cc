@@ -54,8 +54,8 @@ bool SoftQueuePair::ParkRx(std::unique_lock<std::timed_mutex>& rx) {
   while (true) {
     bool handed;
     {
-      std::unique_lock park_lock(park_mu_);
-      handed = park_cv_.wait_for(park_lock, interval, [&] { return unpark_; });
+      MutexLock park_lock(park_mu_);
+      handed = park_lock.WaitFor(park_cv_, interval, [&]() REQUIRES(park_mu_) { return unpark_; });
       unpark_ = false;
     }
     if (rx.try_lock()) {  // else a caller reads: it hands back if it must
@@ -71,7 +71,7 @@ bool SoftQueuePair::ParkRx(std::unique_lock<std::timed_mutex>& rx) {
 
 void SoftQueuePair::HandBack() {
   {
-    std::lock_guard park_lock(park_mu_);
+    MutexLock park_lock(park_mu_);
     unpark_ = true;
   }
   park_cv_.notify_one();

@@ -14,6 +14,7 @@
 #include <span>
 #include <thread>
 
+#include "common/mutex.h"
 #include "transport/transport.h"
 
 namespace dpmfs::transport::soft {
@@ -22,7 +23,7 @@ class CompletionQueue {
  public:
   void Push(const Completion& c) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       entries_.push_back(c);
       count_.store(entries_.size(), std::memory_order_release);
     }
@@ -31,7 +32,7 @@ class CompletionQueue {
 
   size_t Poll(std::span<Completion> out) {
     if (count_.load(std::memory_order_acquire) == 0) return 0;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return TakeLocked(out);
   }
 
@@ -50,15 +51,15 @@ class CompletionQueue {
       __builtin_ia32_pause();
 #endif
     }
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     sleepers_.fetch_add(1, std::memory_order_acq_rel);
-    cv_.wait_until(lock, deadline, [&] { return !entries_.empty(); });
+    lock.WaitUntil(cv_, deadline, [&]() REQUIRES(mu_) { return !entries_.empty(); });
     sleepers_.fetch_sub(1, std::memory_order_acq_rel);
     return TakeLocked(out);
   }
 
  private:
-  size_t TakeLocked(std::span<Completion> out) {
+  size_t TakeLocked(std::span<Completion> out) REQUIRES(mu_) {
     size_t n = 0;
     while (n < out.size() && !entries_.empty()) {
       out[n++] = entries_.front();
@@ -68,9 +69,9 @@ class CompletionQueue {
     return n;
   }
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<Completion> entries_;
+  std::deque<Completion> entries_ GUARDED_BY(mu_);
   std::atomic<size_t> count_{0};
   std::atomic<int> sleepers_{0};
 };

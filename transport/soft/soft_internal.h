@@ -62,22 +62,22 @@ struct PendingWrites {
     uint32_t capacity;  // bytes of `data`: what counts against the NIC buffer budget
   };
   std::atomic<uint64_t>* const buffered;
-  std::mutex mu;
-  std::deque<Entry> entries;
-  bool armed = false;  // the drain thread holds a notice for the oldest entry
+  Mutex mu;
+  std::deque<Entry> entries GUARDED_BY(mu);
+  bool armed GUARDED_BY(mu) = false;  // the drain thread holds a notice for the oldest entry
 
   // Buffers of small payloads (the common persist sizes) are recycled so the hot path
   // allocates nothing per WRITE; larger payloads get an exact buffer of their own.
   static constexpr uint32_t kSmallBuffer = 4096;
-  std::vector<std::unique_ptr<uint8_t[]>> free_small;
+  std::vector<std::unique_ptr<uint8_t[]>> free_small GUARDED_BY(mu);
 
   // Due time of the oldest entry, or nullopt when nothing is buffered.
-  std::optional<Clock::time_point> OldestDue();
+  std::optional<Clock::time_point> OldestDue() EXCLUDES(mu);
   // A buffer for a payload of `length` bytes (length > 0) and its capacity.
-  std::unique_ptr<uint8_t[]> TakeBuffer(uint32_t length, uint32_t* capacity);
+  std::unique_ptr<uint8_t[]> TakeBuffer(uint32_t length, uint32_t* capacity) EXCLUDES(mu);
   // Copies entries whose due time passed (all of them if `all`) into memory, in order,
   // recycles their buffers and releases their bytes from the device's budget.
-  void Drain(bool all, Clock::time_point now);
+  void Drain(bool all, Clock::time_point now) EXCLUDES(mu);
 };
 
 class SoftQueuePair final : public QueuePair {
@@ -129,11 +129,11 @@ class SoftQueuePair final : public QueuePair {
   // (target responses); requests borrow the caller's registered memory instead.
   void Output(std::span<OutFrame> frames, bool copy_payload_if_queued);
   // The same with out_mu_ already held by `lock`.
-  void OutputLocked(std::unique_lock<std::mutex>& lock, std::span<OutFrame> frames,
-                    bool copy_payload_if_queued);
+  void OutputLocked(MutexLock& lock, std::span<OutFrame> frames,
+                    bool copy_payload_if_queued) REQUIRES(out_mu_);
   void TxLoop();
   // One non-blocking sendmsg of out_queue_ (out_mu_ held); false if the socket is full.
-  bool WriteQueuedLocked();
+  bool WriteQueuedLocked() REQUIRES(out_mu_);
   // While corked, frames queue (whoever posts them) instead of going out; Uncork sends
   // the queue in one sendmsg (the tx thread takes what the socket does not).
   void Cork();
@@ -172,7 +172,7 @@ class SoftQueuePair final : public QueuePair {
   };
   // Retires outstanding requests with seq < `seq` (success, completions for signaled).
   // False, retiring nothing further, if that would skip an unanswered READ.
-  bool RetireBeforeLocked(uint64_t seq);
+  bool RetireBeforeLocked(uint64_t seq) REQUIRES(send_mu_);
   // Moves the QP to error: outstanding requests complete with `first` (the failed one,
   // if any) then kFlushed; posted receives are flushed too.
   void EnterError(CompletionStatus first_status);
@@ -192,28 +192,28 @@ class SoftQueuePair final : public QueuePair {
   CompletionQueue send_cq_;
   CompletionQueue recv_cq_;
 
-  std::mutex send_mu_;  // guards outstanding_, next_seq_
-  std::deque<Outstanding> outstanding_;
-  uint64_t next_seq_ = 1;
+  Mutex send_mu_;
+  std::deque<Outstanding> outstanding_ GUARDED_BY(send_mu_);
+  uint64_t next_seq_ GUARDED_BY(send_mu_) = 1;
 
-  std::mutex recv_mu_;  // guards posted_recvs_
+  Mutex recv_mu_;
   struct PostedRecv {
     uint64_t context;
     uint8_t* addr;
     uint32_t length;
   };
-  std::deque<PostedRecv> posted_recvs_;
+  std::deque<PostedRecv> posted_recvs_ GUARDED_BY(recv_mu_);
 
-  std::mutex out_mu_;  // guards the socket's write side and out_queue_
+  Mutex out_mu_;  // also serialises the socket's write side
   std::condition_variable out_cv_;
-  std::deque<OutFrame> out_queue_;
+  std::deque<OutFrame> out_queue_ GUARDED_BY(out_mu_);
   std::thread tx_thread_;
-  bool corked_ = false;  // guarded by out_mu_
+  bool corked_ GUARDED_BY(out_mu_) = false;
 
   std::shared_ptr<PendingWrites> pending_;
 
   std::thread rx_thread_;
-  std::mutex join_mu_;  // serialises Disconnect()s that join the threads
+  Mutex join_mu_;  // serialises Disconnect()s that join the threads
   // rx read buffer: bulk reads cut syscalls; large payloads bypass it.
   static constexpr size_t kRxBufferSize = 64 * 1024;
   std::unique_ptr<uint8_t[]> rx_buf_;
@@ -258,9 +258,9 @@ class SoftQueuePair final : public QueuePair {
   bool MayDriveReceives() const;
 
   std::timed_mutex rx_mu_;  // held by whoever reads the socket (the rx thread or a caller)
-  std::mutex park_mu_;
+  Mutex park_mu_;
   std::condition_variable park_cv_;
-  bool unpark_ = false;                        // under park_mu_
+  bool unpark_ GUARDED_BY(park_mu_) = false;
   std::atomic<bool> waited_send_{false};       // sticky: WaitSend was called
   std::atomic<bool> drove_receives_{false};    // sticky: DriveReceives was called
   std::atomic<bool> receives_posted_{false};   // sticky: a RECV was posted
@@ -309,17 +309,17 @@ class SoftDevice final : public Device {
 
   Clock::duration drain_delay_;
   uint64_t buffer_limit_;
-  std::mutex drain_mu_;
+  Mutex drain_mu_;
   std::condition_variable drain_cv_;
   struct Due {
     Clock::time_point due;
     std::shared_ptr<PendingWrites> pending;
   };
-  std::deque<Due> due_;  // ~FIFO: the delay is constant, so due times are ordered
-  std::vector<std::weak_ptr<PendingWrites>> tracked_;  // under drain_mu_
+  std::deque<Due> due_ GUARDED_BY(drain_mu_);  // ~FIFO: the delay is constant, so due times are ordered
+  std::vector<std::weak_ptr<PendingWrites>> tracked_ GUARDED_BY(drain_mu_);
   std::atomic<uint64_t> buffered_bytes_{0};
-  bool drain_idle_ = true;
-  bool stop_ = false;
+  bool drain_idle_ GUARDED_BY(drain_mu_) = true;
+  bool stop_ GUARDED_BY(drain_mu_) = false;
   std::thread drain_thread_;
 };
 

@@ -52,7 +52,7 @@ void SoftQueuePair::Start(std::vector<uint8_t> peer_private_data) {
 void SoftQueuePair::Disconnect() {
   if (!stopping_.exchange(true)) ::shutdown(fd_.get(), SHUT_RDWR);
   {
-    std::lock_guard park_lock(park_mu_);  // a parked rx thread must see the shutdown
+    MutexLock park_lock(park_mu_);  // a parked rx thread must see the shutdown
     unpark_ = true;
   }
   park_cv_.notify_all();
@@ -60,13 +60,13 @@ void SoftQueuePair::Disconnect() {
   // itself; it leaves its loop once the handler returns (the socket is shut down) and
   // fails what is outstanding there. The destructor joins it.
   if (std::this_thread::get_id() == rx_thread_.get_id()) return;
-  std::lock_guard join_lock(join_mu_);
+  MutexLock join_lock(join_mu_);
   if (rx_thread_.joinable()) rx_thread_.join();
   // Output() starts the tx thread under out_mu_ only while not stopping: taken under
   // the same lock, no thread can appear after this join.
   std::thread tx;
   {
-    std::lock_guard lock(out_mu_);
+    MutexLock lock(out_mu_);
     tx = std::move(tx_thread_);
   }
   out_cv_.notify_all();
@@ -150,8 +150,8 @@ Status SoftQueuePair::PostSend(std::span<const WorkRequest> chain) {
   // inside sendmsg (loopback runs the peer's receive path and wakes it right there)
   // must not hold what the rx thread needs to complete the answer: that cost two
   // extra context switches per READ (measured with perf sched on 2 vCPUs).
-  std::unique_lock out_lock(out_mu_);
-  std::unique_lock lock(send_mu_);
+  MutexLock out_lock(out_mu_);
+  MutexLock lock(send_mu_);
   if (error_.load(std::memory_order_acquire)) {
     return Status::FailedPrecondition("queue pair to " + peer_ + " is in the error state");
   }
@@ -180,7 +180,7 @@ Status SoftQueuePair::PostSend(std::span<const WorkRequest> chain) {
     frames[i].payload = carries ? static_cast<const uint8_t*>(wr.local_addr) : nullptr;
     frames[i].payload_len = h.payload_len;
   }
-  lock.unlock();
+  lock.Unlock();
   OutputLocked(out_lock, frames, /*copy_payload_if_queued=*/false);
   return Status::OK();
 }
@@ -205,7 +205,7 @@ Status SoftQueuePair::PostRecv(std::span<const WorkRequest> recvs) {
       !options_.caller_driven_receives) {
     HandBack();
   }
-  std::lock_guard lock(recv_mu_);
+  MutexLock lock(recv_mu_);
   if (error_.load(std::memory_order_acquire)) {
     return Status::FailedPrecondition("queue pair to " + peer_ + " is in the error state");
   }
@@ -222,11 +222,11 @@ Status SoftQueuePair::PostRecv(std::span<const WorkRequest> recvs) {
 // ---------------------------------------------------------------- output path
 
 void SoftQueuePair::Output(std::span<OutFrame> frames, bool copy_payload_if_queued) {
-  std::unique_lock lock(out_mu_);
+  MutexLock lock(out_mu_);
   OutputLocked(lock, frames, copy_payload_if_queued);
 }
 
-void SoftQueuePair::OutputLocked(std::unique_lock<std::mutex>& lock, std::span<OutFrame> frames,
+void SoftQueuePair::OutputLocked(MutexLock& lock, std::span<OutFrame> frames,
                                  bool copy_payload_if_queued) {
   (void)lock;  // held: it guards the socket's write side and out_queue_
   if (stopping_.load(std::memory_order_acquire)) return;
@@ -272,12 +272,12 @@ void SoftQueuePair::OutputLocked(std::unique_lock<std::mutex>& lock, std::span<O
 }
 
 void SoftQueuePair::Cork() {
-  std::lock_guard lock(out_mu_);
+  MutexLock lock(out_mu_);
   corked_ = true;
 }
 
 void SoftQueuePair::Uncork() {
-  std::unique_lock lock(out_mu_);
+  MutexLock lock(out_mu_);
   corked_ = false;
   if (out_queue_.empty() || stopping_.load(std::memory_order_acquire)) return;
   WriteQueuedLocked();
@@ -322,15 +322,15 @@ bool SoftQueuePair::WriteQueuedLocked() {
 }
 
 void SoftQueuePair::TxLoop() {
-  std::unique_lock lock(out_mu_);
+  MutexLock lock(out_mu_);
   while (true) {
-    out_cv_.wait(lock, [&] { return !out_queue_.empty() || stopping_.load(); });
+    lock.Wait(out_cv_, [&]() REQUIRES(out_mu_) { return !out_queue_.empty() || stopping_.load(); });
     if (stopping_.load()) return;
     if (!WriteQueuedLocked()) {  // the socket is full: wait until it drains
-      lock.unlock();
+      lock.Unlock();
       pollfd p{fd_.get(), POLLOUT, 0};
       ::poll(&p, 1, 100);
-      lock.lock();
+      lock.Lock();
     }
   }
 }
@@ -487,12 +487,12 @@ void SoftQueuePair::RxLoop() {
   EnterError(why);
   // Let a NAK queued before the failure go out, then close our side: FIN, not RST.
   {
-    std::unique_lock lock(out_mu_);
+    MutexLock lock(out_mu_);
     auto deadline = Clock::now() + std::chrono::milliseconds(200);
     while (!out_queue_.empty() && !stopping_.load() && Clock::now() < deadline) {
-      lock.unlock();
+      lock.Unlock();
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      lock.lock();
+      lock.Lock();
     }
   }
   ::shutdown(fd_.get(), SHUT_WR);
@@ -516,7 +516,7 @@ Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
                                  std::to_string(h.rkey) + ")");
       }
       if (h.type == FrameType::kWriteWithImm) {
-        std::lock_guard lock(recv_mu_);
+        MutexLock lock(recv_mu_);
         if (posted_recvs_.empty()) {
           return RefuseRequest(h.seq, CompletionStatus::kRnrRetryExceeded,
                                "WRITE_WITH_IMM with no receive posted");
@@ -536,7 +536,7 @@ Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
         pending_->Drain(true, Clock::now());
         PostedRecv r;
         {
-          std::lock_guard lock(recv_mu_);
+          MutexLock lock(recv_mu_);
           r = posted_recvs_.front();
           posted_recvs_.pop_front();
         }
@@ -560,7 +560,7 @@ Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
     case FrameType::kSend: {
       PostedRecv r;
       {
-        std::lock_guard lock(recv_mu_);
+        MutexLock lock(recv_mu_);
         if (posted_recvs_.empty()) {
           return RefuseRequest(h.seq, CompletionStatus::kRnrRetryExceeded,
                                "SEND with no receive posted");
@@ -616,7 +616,7 @@ bool SoftQueuePair::RetireBeforeLocked(uint64_t seq) {
 }
 
 Status SoftQueuePair::HandleResponse(const FrameHeader& h) {
-  std::unique_lock lock(send_mu_);
+  MutexLock lock(send_mu_);
   if (!RetireBeforeLocked(h.seq)) {
     return Status::Corruption("response for request " + std::to_string(h.seq) +
                               " skips a READ that was never answered");
@@ -636,9 +636,9 @@ Status SoftQueuePair::HandleResponse(const FrameHeader& h) {
       }
       // Only this thread pops outstanding entries, so `o` stays valid unlocked; the
       // posting thread must not be held up by a large payload.
-      lock.unlock();
+      lock.Unlock();
       if (h.length > 0) DPMFS_RETURN_IF_ERROR(ReadExact(o.local_addr, h.length));
-      lock.lock();
+      lock.Lock();
       if (outstanding_.empty() || outstanding_.front().seq != h.seq) {
         return Status::Aborted("queue pair failed during a READ");
       }
@@ -667,7 +667,7 @@ Status SoftQueuePair::HandleResponse(const FrameHeader& h) {
 void SoftQueuePair::EnterError(CompletionStatus first_status) {
   error_.store(true, std::memory_order_release);
   {
-    std::lock_guard lock(send_mu_);
+    MutexLock lock(send_mu_);
     bool first = true;
     for (const Outstanding& o : outstanding_) {
       send_cq_.Push(Completion{o.context, o.opcode,
@@ -678,7 +678,7 @@ void SoftQueuePair::EnterError(CompletionStatus first_status) {
   }
   std::deque<PostedRecv> flushed;
   {
-    std::lock_guard lock(recv_mu_);
+    MutexLock lock(recv_mu_);
     flushed.swap(posted_recvs_);
   }
   // Outside recv_mu_: an on_recv handler may post receives.

@@ -29,7 +29,7 @@ std::unique_ptr<uint8_t[]> PendingWrites::TakeBuffer(uint32_t length, uint32_t* 
   }
   *capacity = kSmallBuffer;
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     if (!free_small.empty()) {
       auto b = std::move(free_small.back());
       free_small.pop_back();
@@ -40,13 +40,13 @@ std::unique_ptr<uint8_t[]> PendingWrites::TakeBuffer(uint32_t length, uint32_t* 
 }
 
 std::optional<Clock::time_point> PendingWrites::OldestDue() {
-  std::lock_guard lock(mu);
+  MutexLock lock(mu);
   if (entries.empty()) return std::nullopt;
   return entries.front().due;
 }
 
 void PendingWrites::Drain(bool all, Clock::time_point now) {
-  std::lock_guard lock(mu);
+  MutexLock lock(mu);
   uint64_t released = 0;
   while (!entries.empty() && (all || entries.front().due <= now)) {
     Entry& e = entries.front();
@@ -72,7 +72,7 @@ SoftDevice::~SoftDevice() {
   // A clean shutdown is not a power loss: what the NIC acknowledged reaches memory.
   DrainAll();
   {
-    std::lock_guard lock(drain_mu_);
+    MutexLock lock(drain_mu_);
     stop_ = true;
   }
   drain_cv_.notify_all();
@@ -82,34 +82,34 @@ SoftDevice::~SoftDevice() {
 void SoftDevice::DrainLoop() {
   // Sleep precisely: the default 50 µs timer slack would stretch every drain delay.
   ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-  std::unique_lock lock(drain_mu_);
+  MutexLock lock(drain_mu_);
   while (!stop_) {
     if (due_.empty()) {
       drain_idle_ = true;
-      drain_cv_.wait(lock);
+      lock.Wait(drain_cv_);
       continue;
     }
     drain_idle_ = false;
     Clock::time_point now = Clock::now();
     if (due_.front().due > now) {
-      drain_cv_.wait_until(lock, due_.front().due);
+      lock.WaitUntil(drain_cv_, due_.front().due);
       continue;
     }
     std::shared_ptr<PendingWrites> pending = std::move(due_.front().pending);
     due_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     pending->Drain(false, now);
     // Re-arm for the next entry of this QP, if any.
     Clock::time_point next{};
     {
-      std::lock_guard pl(pending->mu);
+      MutexLock pl(pending->mu);
       if (pending->entries.empty()) {
         pending->armed = false;
       } else {
         next = pending->entries.front().due;
       }
     }
-    lock.lock();
+    lock.Lock();
     // Wake for this QP at most once per half delay: each WRITE is placed between 1x and
     // 1.5x the delay after it arrived (never earlier, so the hazard window is at least
     // the configured one), and a stream of writes costs a timer wake-up per half delay
@@ -124,7 +124,7 @@ void SoftDevice::Buffer(const std::shared_ptr<PendingWrites>& pending,
                         PendingWrites::Entry entry) {
   uint64_t len = entry.capacity;
   {
-    std::lock_guard lock(pending->mu);
+    MutexLock lock(pending->mu);
     pending->entries.push_back(std::move(entry));
   }
   if (buffered_bytes_.fetch_add(len, std::memory_order_relaxed) + len > buffer_limit_) {
@@ -137,14 +137,14 @@ void SoftDevice::Buffer(const std::shared_ptr<PendingWrites>& pending,
 void SoftDevice::Arm(const std::shared_ptr<PendingWrites>& pending) {
   Clock::time_point due;
   {
-    std::lock_guard lock(pending->mu);
+    MutexLock lock(pending->mu);
     if (pending->armed || pending->entries.empty()) return;
     pending->armed = true;
     due = pending->entries.front().due;
   }
   bool wake;
   {
-    std::lock_guard lock(drain_mu_);
+    MutexLock lock(drain_mu_);
     due_.push_back(Due{due, pending});
     // Only an idle drain thread needs waking: a sleeping one already waits for an
     // earlier due time (the delay is constant).
@@ -155,7 +155,7 @@ void SoftDevice::Arm(const std::shared_ptr<PendingWrites>& pending) {
 }
 
 void SoftDevice::Track(const std::shared_ptr<PendingWrites>& pending) {
-  std::lock_guard lock(drain_mu_);
+  MutexLock lock(drain_mu_);
   std::erase_if(tracked_, [](const auto& w) { return w.expired(); });
   tracked_.push_back(pending);
 }
@@ -163,7 +163,7 @@ void SoftDevice::Track(const std::shared_ptr<PendingWrites>& pending) {
 void SoftDevice::DrainAll() {
   std::vector<std::shared_ptr<PendingWrites>> all;
   {
-    std::lock_guard lock(drain_mu_);
+    MutexLock lock(drain_mu_);
     for (const auto& w : tracked_) {
       if (auto p = w.lock()) all.push_back(std::move(p));
     }
@@ -178,14 +178,14 @@ Result<MemoryRegion> SoftDevice::RegisterMemory(void* addr, uint64_t length, uin
   }
   constexpr uint32_t kAll = kLocalWrite | kRemoteWrite | kRemoteRead | kRemoteFlush;
   if ((access & ~kAll) != 0) return Status::InvalidArgument("unknown access flags");
-  static std::mutex rng_mu;
+  static Mutex rng_mu;
   static std::mt19937 rng{std::random_device{}()};
   RegionEntry entry{static_cast<uint8_t*>(addr), length, access,
                     pmem_is_pmem(addr, length) != 0};
   std::unique_lock lock(regions_mu_);
   uint32_t key;
   {
-    std::lock_guard rl(rng_mu);
+    MutexLock rl(rng_mu);
     do {
       key = static_cast<uint32_t>(rng());
     } while (key == 0 || regions_.count(key) != 0);
@@ -265,7 +265,7 @@ class SoftListener final : public Listener {
   Result<std::unique_ptr<QueuePair>> Accept(const AcceptHandler& handler,
                                             const QueuePairOptions& options,
                                             Duration timeout) override {
-    std::lock_guard serial(accept_mu_);
+    MutexLock serial(accept_mu_);
     Clock::time_point deadline = Clock::now() + timeout;
     while (true) {
       if (shutdown_.load()) {
@@ -400,7 +400,7 @@ class SoftListener final : public Listener {
   Endpoint local_;
   UniqueFd wake_;
   std::atomic<bool> shutdown_{false};
-  std::mutex accept_mu_;
+  Mutex accept_mu_;
   std::vector<Handshake> pending_;
 };
 

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "transport/transport.h"
 
@@ -177,8 +178,8 @@ class VerbsQueuePair final : public QueuePair {
 
   mutable std::atomic<bool> error_{false};
   std::atomic<bool> established_{false};
-  mutable std::mutex cm_mu_;                // serialises CM event reads and Disconnect
-  mutable bool disconnect_called_ = false;  // guarded by cm_mu_
+  mutable Mutex cm_mu_;                // serialises CM event reads and Disconnect
+  mutable bool disconnect_called_ GUARDED_BY(cm_mu_) = false;
 };
 
 }  // namespace dpmfs::transport::verbs

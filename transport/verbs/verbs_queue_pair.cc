@@ -557,12 +557,12 @@ size_t VerbsQueuePair::Wait(Side side, std::span<Completion> out, Duration timeo
 void VerbsQueuePair::ProcessCmEvents(bool block) const {
   // Before ESTABLISHED the connection setup code owns the event channel.
   if (!established_.load(std::memory_order_acquire)) return;
-  std::unique_lock<std::mutex> lock(cm_mu_, std::defer_lock);
   if (block) {
-    lock.lock();
-  } else if (!lock.try_lock()) {
+    cm_mu_.lock();
+  } else if (!cm_mu_.try_lock()) {
     return;
   }
+  MutexLock lock(cm_mu_, std::adopt_lock);
   rdma_cm_event* ev = nullptr;
   while (rdma_get_cm_event(cm_channel_, &ev) == 0) {
     rdma_cm_event_type type = ev->event;
@@ -614,7 +614,7 @@ QpState VerbsQueuePair::state() const {
 }
 
 void VerbsQueuePair::Disconnect() {
-  std::lock_guard<std::mutex> lock(cm_mu_);
+  MutexLock lock(cm_mu_);
   if (disconnect_called_) return;
   disconnect_called_ = true;
   // rdma_disconnect on an id with an event channel only sends the DREQ; it does not

@@ -24,6 +24,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "common/unique_fd.h"
 #include "transport/verbs/verbs_internal.h"
 
 namespace dpmfs::transport {
@@ -215,29 +216,28 @@ rdma_conn_param ConnParam(const DeviceContext& dev, std::span<const uint8_t> pri
 class VerbsListener final : public Listener {
  public:
   VerbsListener(std::shared_ptr<const DeviceContext> dev, rdma_event_channel* channel,
-                rdma_cm_id* id, Endpoint local, int wake_fd)
+                rdma_cm_id* id, Endpoint local, UniqueFd wake_fd)
       : dev_(std::move(dev)),
         channel_(channel),
         id_(id),
         local_(std::move(local)),
-        wake_fd_(wake_fd) {}
+        wake_fd_(std::move(wake_fd)) {}
 
   ~VerbsListener() override {
     // Connection requests still queued are dropped with the id; their initiators see
     // an error (or time out), as with a closed listening socket.
     rdma_destroy_id(id_);
     rdma_destroy_event_channel(channel_);
-    close(wake_fd_);
   }
 
   Result<std::unique_ptr<QueuePair>> Accept(const AcceptHandler& handler,
                                             const QueuePairOptions& options,
                                             Duration timeout) override {
-    std::lock_guard<std::mutex> lock(accept_mu_);
+    MutexLock lock(accept_mu_);
     if (shutdown_.load()) return ShutDownStatus();
     Deadline deadline(timeout);
     while (true) {
-      auto ev = NextCmEvent(channel_, deadline, wake_fd_);
+      auto ev = NextCmEvent(channel_, deadline, wake_fd_.get());
       if (!ev.ok()) {
         if (ev.status().code() == StatusCode::kUnavailable) return ShutDownStatus();
         if (ev.status().code() == StatusCode::kTimedOut) {
@@ -261,7 +261,7 @@ class VerbsListener final : public Listener {
     shutdown_.store(true);
     uint64_t one = 1;
     // The eventfd stays readable: every blocked and later Accept sees it.
-    (void)!write(wake_fd_, &one, sizeof one);
+    (void)!write(wake_fd_.get(), &one, sizeof one);
   }
 
  private:
@@ -327,7 +327,7 @@ class VerbsListener final : public Listener {
     qp->EnableRemoteFlush();
     Deadline deadline(kAcceptHandshakeTimeout);
     while (true) {
-      auto ev = NextCmEvent(channel, deadline, wake_fd_);
+      auto ev = NextCmEvent(channel, deadline, wake_fd_.get());
       if (!ev.ok()) {
         if (ev.status().code() == StatusCode::kUnavailable) return ShutDownStatus();
         return ev.status().WithContext("waiting for " + peer + " to complete the connection");
@@ -354,9 +354,9 @@ class VerbsListener final : public Listener {
   rdma_event_channel* const channel_;
   rdma_cm_id* const id_;
   const Endpoint local_;
-  const int wake_fd_;
+  const UniqueFd wake_fd_;
   std::atomic<bool> shutdown_{false};
-  std::mutex accept_mu_;
+  Mutex accept_mu_;
 };
 
 // Thread-safety: all methods may be called from any thread; the region table is
@@ -366,7 +366,7 @@ class VerbsDevice final : public Device {
   explicit VerbsDevice(std::shared_ptr<const DeviceContext> dev) : dev_(std::move(dev)) {}
 
   ~VerbsDevice() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!regions_.empty()) {
       spdlog::warn("verbs: {} memory regions still registered on {} at close; deregistering",
                    regions_.size(), dev_->name);
@@ -407,7 +407,7 @@ class VerbsDevice final : public Device {
       }
       return Status::IOError(msg);
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!regions_.emplace(mr->lkey, mr).second) {
       ibv_dereg_mr(mr);
       return Status::Internal("device " + dev_->name + " returned a duplicate lkey");
@@ -418,7 +418,7 @@ class VerbsDevice final : public Device {
   Status DeregisterMemory(const MemoryRegion& region) override {
     ibv_mr* mr = nullptr;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = regions_.find(region.lkey);
       if (it == regions_.end() || it->second->addr != region.addr) {
         return Status::NotFound("memory region with key " + std::to_string(region.lkey) +
@@ -443,14 +443,13 @@ class VerbsDevice final : public Device {
       rdma_destroy_event_channel(channel);
       return Status::FromErrno(err, "rdma_create_id");
     }
-    int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    UniqueFd wake_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     auto fail = [&](Status st) {
       rdma_destroy_id(id);
       rdma_destroy_event_channel(channel);
-      if (wake_fd >= 0) close(wake_fd);
       return st;
     };
-    if (wake_fd < 0) return fail(Status::FromErrno(errno, "eventfd"));
+    if (!wake_fd.valid()) return fail(Status::FromErrno(errno, "eventfd"));
     if (Status st = SetNonBlocking(channel->fd, "RDMA CM event channel"); !st.ok()) {
       return fail(st);
     }
@@ -480,7 +479,7 @@ class VerbsDevice final : public Device {
     if (!bound.ok()) return fail(bound.status());
     spdlog::debug("verbs: listening on {} ({})", bound->ToString(), dev_->name);
     return std::unique_ptr<Listener>(
-        std::make_unique<VerbsListener>(dev_, channel, id, *bound, wake_fd));
+        std::make_unique<VerbsListener>(dev_, channel, id, *bound, std::move(wake_fd)));
   }
 
   Result<std::unique_ptr<QueuePair>> Connect(const Endpoint& peer,
@@ -579,8 +578,8 @@ class VerbsDevice final : public Device {
 
  private:
   const std::shared_ptr<const DeviceContext> dev_;
-  std::mutex mu_;
-  std::unordered_map<uint32_t, ibv_mr*> regions_;  // by lkey
+  Mutex mu_;
+  std::unordered_map<uint32_t, ibv_mr*> regions_ GUARDED_BY(mu_);  // by lkey
 };
 
 }  // namespace
