@@ -147,6 +147,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Mount helpers go to $bin, which the suite's mount namespace sees as /usr/local/sbin.
+rm -rf "$bin"; mkdir -p "$bin"
+for f in /usr/local/sbin/*; do
+  case "${f##*/}" in dpmfs|umount) ;; *) [ -e "$f" ] && ln -s "$f" "$bin/" ;; esac
+done
+
 if [ "$target" = dpmfs ]; then
   for b in dpmfs-mount dpmfs-meta dpmfs-data mkfs.dpmfs; do
     if ! find -L "$build" -maxdepth 2 -name "$b" -type f -perm -u+x | grep -q .; then
@@ -163,9 +169,6 @@ if [ "$target" = dpmfs ]; then
   # (so df shows plain "fuse", what the suite checks for FSTYP=fuse) and its log in a
   # file: a client that kept the stderr of whoever ran mount(8) would put its lines
   # into the tests' output.
-  rm -rf "$bin"; mkdir -p "$bin"
-  for f in /usr/local/sbin/*; do [ -e "$f" ] && ln -s "$f" "$bin/"; done
-  rm -f "$bin/dpmfs"
   cat >"$bin/dpmfs" <<EOF
 #!/usr/bin/env bash
 # Written by tests/xfstests/run.sh: what mount.fuse3 runs for fuse.dpmfs.
@@ -197,15 +200,36 @@ EOF
 else
   # bindfs over tmpfs: each "device" is a directory on a tmpfs of its own, sized as the
   # dpmfs clusters' data pools.
+  # Each "device" is a directory on a tmpfs of its own, sized as the dpmfs clusters'
+  # data pools (a directory inside it: the suite unmounts its devices by name, which
+  # for the tmpfs's root would unmount the tmpfs). bindfs names its mounts by their
+  # source directory, and umount(8) given an existing directory that is no mount point
+  # says "not mounted": a umount in front of the real one, in this target's $bin only,
+  # turns our two source directories into their mount points.
   for c in test scratch; do
     size=2G; [ $c = scratch ] && size=1G
-    dir=$state/$c-src
+    dir=$state/tmpfs-$c
     mkdir -p "$dir"
     mountpoint -q "$dir" && umount "$dir"
-    mount -t tmpfs -o size=$size "xfs-bindfs-$c" "$dir"
+    mount -t tmpfs -o size=$size "tmpfs-for-xfs-bindfs-$c" "$dir"
     cleanup_steps+=("umount '$dir'")
+    mkdir "$dir/dev"
   done
-  test_dev=$state/test-src scratch_dev=$state/scratch-src subtype=.bindfs
+  test_dev=$state/tmpfs-test/dev scratch_dev=$state/tmpfs-scratch/dev subtype=.bindfs
+  cat >"$bin/umount" <<EOF
+#!/usr/bin/env bash
+# Written by tests/xfstests/run.sh --target bindfs (see there).
+args=()
+for a in "\$@"; do
+  if [ "\$a" = "$test_dev" ] || [ "\$a" = "$scratch_dev" ]; then
+    t=\$(findmnt -rn -S "\$a" -o TARGET | head -1)
+    [ -n "\$t" ] && a=\$t
+  fi
+  args+=("\$a")
+done
+exec /usr/bin/umount "\${args[@]}"
+EOF
+  chmod +x "$bin/umount"
   opts="-o allow_other,default_permissions"
 fi
 
@@ -241,24 +265,25 @@ inner='
   set -u
   tree=$1 bin=$2 tmo=$3; shift 3
   if [ -n "$bin" ]; then mount --bind "$bin" /usr/local/sbin || exit 1; fi
+  export PATH=/usr/local/sbin:$PATH
   cd "$tree" && timeout -k 60 "$tmo" ./check "$@"
   rc=$?
   for m in "$TEST_DIR_" "$SCRATCH_MNT_"; do
     if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
   done
   exit $rc'
-helper_dir=""; [ "$target" = dpmfs ] && helper_dir=$bin
+helper_dir=$bin
 TEST_DIR_=$mnt/test SCRATCH_MNT_=$mnt/scratch \
   unshare -m --propagation private -- bash -c "$inner" inner "$tree" "$helper_dir" \
   "$suite_timeout" "${args[@]}" 2>&1 | tee "$out" || rc=$?
 
 # --- Summary. ---------------------------------------------------------------------------
-count() { grep -m1 "^$1" "$out" | sed "s/^$1 *//" | wc -w; }
+count() { { grep -m1 "^$1" "$out" || true; } | sed "s/^$1 *//" | wc -w; }
 ran=$(count "Ran:") notrun=$(count "Not run:") failed=$(count "Failures:")
 elapsed=$(($(date +%s) - started))
 if [ "$ran" -eq 0 ] && [ "$notrun" -eq 0 ] && [ "$failed" -eq 0 ]; then
   note "the suite produced no summary (exit $rc; output in $out)"
-  failed=1
+  failed=1 ran=1
 fi
 note "results in $tree/results; this run: $out; $((elapsed / 60))m$((elapsed % 60))s"
 echo "$((ran - failed)) passed, $failed failed, $notrun skipped"
