@@ -252,7 +252,7 @@ if [ ${#tests[@]} -gt 0 ]; then
 elif [ -n "$group" ]; then
   args+=(-g "$group")
 else
-  mapfile -t listed < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$list" | grep -v '^$')
+  mapfile -t listed < <(sed -e 's/#.*//' "$list" | tr -s ' \t' '\n\n' | grep -v '^$')
   args+=("${listed[@]}")
 fi
 note "target $target: TEST_DEV=$test_dev SCRATCH_DEV=$scratch_dev; ./check ${args[*]:2:6}..."
