@@ -276,9 +276,11 @@ Result<MountOptions> ParseMountArgs(int argc, const char* const* argv) {
     has_subtype |= f.starts_with("subtype=");
   }
   // /proc/mounts then reads "HOST:PORT /mnt fuse.dpmfs", which is what mount -t
-  // fuse.dpmfs and umount expect to see.
+  // fuse.dpmfs and umount expect to see. An empty `subtype=` asks for none: the mount
+  // shows as plain "fuse", as xfstests (FSTYP=fuse) checks with df.
   if (!has_fsname) o.fuse_options.push_back("fsname=" + o.meta_server);
   if (!has_subtype) o.fuse_options.push_back("subtype=dpmfs");
+  std::erase(o.fuse_options, std::string("subtype="));
   return o;
 }
 
@@ -329,7 +331,8 @@ std::string MountUsage(std::string_view program) {
          "\n"
          "FUSE/VFS options passed to the kernel: allow_other, allow_root, default_permissions,\n"
          "auto_unmount, ro, rw, nosuid, suid, nodev, dev, noexec, exec, sync, async, dirsync,\n"
-         "noatime, atime, relatime, fsname=, subtype=, max_read=, blksize=, ...\n"
+         "noatime, atime, relatime, fsname=, subtype= (default dpmfs; empty: none, the\n"
+         "mount shows as plain fuse), max_read=, ...\n"
          "Ignored fstab words: defaults, _netdev, auto, noauto, nofail, user, users, x-*.\n";
 }
 

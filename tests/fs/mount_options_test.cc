@@ -100,6 +100,14 @@ TEST(MountOptions, FsnameAndSubtypeCanBeOverridden) {
   EXPECT_FALSE(HasFuseOption(*o, "subtype=dpmfs"));
 }
 
+TEST(MountOptions, EmptySubtypeMeansNone) {
+  // xfstests (FSTYP=fuse) wants df to show plain "fuse", not "fuse.dpmfs".
+  auto o = Parse({"h:1", "/m", "-o", "subtype="});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  for (const std::string& f : o->fuse_options) EXPECT_FALSE(f.starts_with("subtype=")) << f;
+  EXPECT_TRUE(HasFuseOption(*o, "fsname=h:1"));
+}
+
 TEST(MountOptions, Lookupcache) {
   auto o = Parse({"h:1", "/m"});
   ASSERT_TRUE(o.ok());
