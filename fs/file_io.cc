@@ -30,6 +30,15 @@ bool AllWritten(const std::vector<Segment>& segs) {
   return true;
 }
 
+// The write pieces of this thread's current operation: cleared, capacity kept, so that
+// building them allocates nothing once the thread has written as many pieces before.
+// No operation nests another's write.
+std::vector<datapath::WritePiece>& ScratchWritePieces() {
+  thread_local std::vector<datapath::WritePiece> pieces;
+  pieces.clear();
+  return pieces;
+}
+
 bool AnyHole(const std::vector<Segment>& segs) {
   for (const Segment& s : segs) {
     if (s.kind == Segment::Kind::kHole) return true;
@@ -168,7 +177,8 @@ int FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t
 
   // Holes and unwritten blocks read as zeros here; written extents are one-sided
   // READs, all servers at once (datapath::DataTransfer).
-  std::vector<datapath::ReadPiece> pieces;
+  thread_local std::vector<datapath::ReadPiece> pieces;  // keeps its capacity
+  pieces.clear();
   for (const Segment& s : segs) {
     uint8_t* dst = buf + (s.file_offset - offset);
     if (s.kind != Segment::Kind::kWritten) {
@@ -223,7 +233,7 @@ int FileIo::Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len
   if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
   if (end <= inode.size() && AllWritten(segs)) {
     // Overwrite of written blocks: data servers only (DESIGN.md "overwrite").
-    std::vector<datapath::WritePiece> pieces;
+    std::vector<datapath::WritePiece>& pieces = ScratchWritePieces();
     for (const Segment& s : segs) {
       AddPiece(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, offset, data,
                &pieces);
@@ -271,7 +281,7 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
   // anything here, on the strength of a cached size or a cached unwritten flag, could
   // destroy what another client wrote and had acknowledged meanwhile.
   const uint64_t old_size = inode.size();
-  std::vector<datapath::WritePiece> pieces;
+  std::vector<datapath::WritePiece>& pieces = ScratchWritePieces();
   std::vector<meta::ByteRange> written;
   for (const Segment& s : segs) {
     AddPiece(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, offset, data,
@@ -346,7 +356,7 @@ int FileIo::ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len) {
   uint64_t end = offset + std::min(len, meta::kMaxFileSize - offset);
   std::vector<Segment> segs;
   if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
-  std::vector<datapath::WritePiece> pieces;
+  std::vector<datapath::WritePiece>& pieces = ScratchWritePieces();
   for (const Segment& s : segs) {
     if (s.kind != Segment::Kind::kWritten) continue;
     AddPiece(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, 0, nullptr,

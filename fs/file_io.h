@@ -15,7 +15,10 @@
 //     written: the metadata server hands out blocks that read as zeros and keeps the
 //     bytes past EOF zero, so no write pads or zeroes anything (two clients extending
 //     one file must not zero each other's acknowledged bytes).
-// Every write returns only after its data is durable under the persist method.
+// Every write returns only after its data is durable under the persist method. The
+// engine turns a range into a list of pieces (server, pool offset, length, buffer) and
+// hands it to the transfer API (datapath/transfer.h), which moves every server's pieces
+// at once; connections, slots, pipelining and retry are below it.
 //
 // Errors are errnos, ready for fuse_reply_err: the metadata server's answer as it
 // gave it; EIO for a data-path failure (a data server unreachable or failing the
