@@ -9,11 +9,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <new>
 #include <random>
+#include <set>
 
 #include "common/pool.h"
 #include "datapath/data_server.h"
@@ -50,11 +52,18 @@ struct NotCounted {
   ~NotCounted() { t_counting = was; }
 };
 
+// What the calling thread did to which queue pair, while t_recording: 'P' posted a
+// send chain, 'W' polled or waited for completions.
+thread_local bool t_recording = false;
+thread_local std::vector<std::pair<int, char>> t_events;
+std::atomic<int> g_next_qp{0};
+
 class UncountedQueuePair final : public transport::QueuePair {
  public:
   explicit UncountedQueuePair(std::unique_ptr<transport::QueuePair> real) : real_(std::move(real)) {}
   Status PostSend(std::span<const transport::WorkRequest> chain) override {
     NotCounted n;
+    Record('P');
     return real_->PostSend(chain);
   }
   Status PostRecv(std::span<const transport::WorkRequest> recvs) override {
@@ -63,18 +72,22 @@ class UncountedQueuePair final : public transport::QueuePair {
   }
   size_t PollSend(std::span<transport::Completion> out) override {
     NotCounted n;
+    Record('W');
     return real_->PollSend(out);
   }
   size_t PollRecv(std::span<transport::Completion> out) override {
     NotCounted n;
+    Record('W');
     return real_->PollRecv(out);
   }
   size_t WaitSend(std::span<transport::Completion> out, transport::Duration t) override {
     NotCounted n;
+    Record('W');
     return real_->WaitSend(out, t);
   }
   size_t WaitRecv(std::span<transport::Completion> out, transport::Duration t) override {
     NotCounted n;
+    Record('W');
     return real_->WaitRecv(out, t);
   }
   transport::QpState state() const override { return real_->state(); }
@@ -85,7 +98,11 @@ class UncountedQueuePair final : public transport::QueuePair {
   void Disconnect() override { real_->Disconnect(); }
 
  private:
+  void Record(char what) {
+    if (t_recording) t_events.emplace_back(id_, what);
+  }
   std::unique_ptr<transport::QueuePair> real_;
+  const int id_ = g_next_qp++;
 };
 
 class UncountedDevice final : public transport::Device {
@@ -249,6 +266,42 @@ TEST_P(TransferTest, AConnectionWhoseServerRestartedIsRetriedOnAFreshOne) {
   ReadPiece r[] = {{{1, 0}, back.size(), back.data()}};
   ASSERT_TRUE(transfer_->Read(r).ok());
   EXPECT_EQ(back, y);
+}
+
+// Pieces on different servers are posted to every server before the call waits for
+// any: one server after another would show a wait on the first before a post on the
+// second.
+TEST_P(TransferTest, EveryServerIsPostedToBeforeAnyIsWaitedOn) {
+  if (GetParam() == PersistMethod::kFlush && !client_device_->SupportsFlush()) {
+    GTEST_SKIP() << "no RDMA FLUSH on this device";
+  }
+  auto x = Pattern(3 * kMaxIo, 7);
+  std::vector<uint8_t> back(x.size());
+  WritePiece w[] = {{{0, 0}, x.size(), x.data()}, {{1, 0}, x.size(), x.data()}};
+  ReadPiece r[] = {{{0, 0}, x.size(), back.data()}, {{1, 0}, x.size(), back.data()}};
+  ASSERT_TRUE(transfer_->Write(w).ok());  // connections made
+  for (bool write : {true, false}) {
+    SCOPED_TRACE(write ? "write" : "read");
+    t_events.clear();
+    t_recording = true;
+    Status st = write ? transfer_->Write(w) : transfer_->Read(r);
+    t_recording = false;
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    std::set<int> posted;
+    size_t first_wait = t_events.size();
+    for (size_t i = 0; i < t_events.size(); ++i) {
+      if (t_events[i].second == 'W') {
+        first_wait = i;
+        break;
+      }
+      posted.insert(t_events[i].first);
+    }
+    EXPECT_EQ(posted.size(), 2u) << "servers posted to before the first wait";
+    std::set<int> all;
+    for (const auto& e : t_events) all.insert(e.first);
+    EXPECT_EQ(all.size(), 2u);
+    EXPECT_LT(first_wait, t_events.size());
+  }
 }
 
 TEST_P(TransferTest, WarmCallsAllocateNothing) {
