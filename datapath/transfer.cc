@@ -101,6 +101,7 @@ Status DataTransfer::Run(std::span<const Piece> pieces) {
     lane.lease = std::move(lease).value();
     const uint32_t qd = lane.lease->queue_depth();
     lane.jobs.resize(qd);
+    sc.done.reserve(qd);  // a reap returns at most every slot
     lane.free.clear();
     for (uint32_t slot = qd; slot-- > 0;) lane.free.push_back(slot);
     lane.piece = NextPiece(pieces, 0, s);
