@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/poll_yielding.h"
+#include "datapath/persist/persist_strategy.h"
 
 namespace dpmfs::datapath {
 namespace {
@@ -20,13 +21,15 @@ constexpr size_t kDataOff = kDescriptorSize;
 constexpr size_t kScratchBytes = 64;  // READ target of read/read2
 constexpr size_t kReplyBytes = 64;    // reply receive buffer (kReplySize used)
 
-// Work request contexts: slot in the low 32 bits, what the completion means above.
+// Work request contexts: slot in the low 32 bits, what the completion means above. The
+// persist strategies' steps (persist::Step, 1..3) and the client's own kinds.
 enum CtxKind : uint64_t {
-  kCtxFinish = 1,      // the slot's write is durable once this completes
-  kCtxRead2Write = 2,  // read2: the WRITE is acknowledged; now send the READ
-  kCtxIgnore = 3,      // a signaled send that only frees send-queue room (imm, rpc)
-  kCtxReply = 4,       // a reply receive buffer
-  kCtxRead = 5,        // a DataClient::Read
+  kCtxFinish = static_cast<uint64_t>(persist::Step::kDone),
+  kCtxFollowUp = static_cast<uint64_t>(persist::Step::kFollowUp),
+  kCtxIgnore = static_cast<uint64_t>(persist::Step::kNothing),
+  kCtxReply = 4,     // a reply receive buffer
+  kCtxRead = 5,      // a DataClient::Read
+  kCtxSlotRead = 6,  // a SubmitRead: the slot's READ is done
 };
 uint64_t Ctx(CtxKind kind, uint32_t slot) { return (uint64_t{kind} << 32) | slot; }
 CtxKind KindOf(uint64_t ctx) { return static_cast<CtxKind>(ctx >> 32); }
@@ -37,8 +40,6 @@ uint32_t SlotOf(uint64_t ctx) { return static_cast<uint32_t>(ctx); }
 const bool kFewCpus = std::thread::hardware_concurrency() <= 2;
 constexpr auto kYieldPoll = std::chrono::microseconds(30);
 
-bool UsesReplies(PersistMethod m) { return m == PersistMethod::kImm || m == PersistMethod::kRpc; }
-
 Status CompletionError(const Completion& c, const std::string& peer) {
   return Status::Unavailable(std::string(transport::OpcodeName(c.opcode)) + " to data server " +
                              peer + " failed: " +
@@ -48,7 +49,7 @@ Status CompletionError(const Completion& c, const std::string& peer) {
 }  // namespace
 
 DataClient::DataClient(transport::Device& device, const DataClientOptions& options)
-    : device_(device), options_(options) {}
+    : device_(device), options_(options), strategy_(&persist::Of(options.method)) {}
 
 DataClient::~DataClient() {
   if (qp_) qp_->Disconnect();
@@ -64,7 +65,12 @@ Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& devic
   if (options.max_io_size == 0 || options.max_io_size > kMaxIoSize) {
     return Status::InvalidArgument("max I/O size must be 1.." + std::to_string(kMaxIoSize));
   }
-  if (options.method == PersistMethod::kFlush && !device.SupportsFlush()) {
+  const persist::PersistStrategy* strategy = persist::Find(options.method);
+  if (strategy == nullptr) {
+    return Status::InvalidArgument("unknown persist method " +
+                                   std::to_string(static_cast<int>(options.method)));
+  }
+  if (strategy->needs_flush() && !device.SupportsFlush()) {
     return Status::NotSupported(
         "the flush persist method needs RDMA FLUSH, which this " +
         std::string(transport::BackendName(device.backend())) +
@@ -79,7 +85,7 @@ Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& devic
   qpo.max_recv_wr = options.queue_depth;
   DataClient* self = c.get();
   qpo.prepare = [self](transport::QueuePair& qp) -> Status {
-    if (!UsesReplies(self->options_.method)) return Status::OK();
+    if (!self->strategy_->replies()) return Status::OK();
     for (uint32_t s = 0; s < self->options_.queue_depth; ++s) {
       uint8_t* buf = self->memory_.data() + s * self->slot_stride_ + kDataOff +
                      self->options_.max_io_size + kScratchBytes;
@@ -100,7 +106,7 @@ Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& devic
   auto info = DecodeServerInfo(c->qp_->peer_private_data());
   if (!info.ok()) return info.status().WithContext("data server " + server.ToString());
   c->server_ = *info;
-  if (options.method == PersistMethod::kImm &&
+  if (strategy->needs_ring() &&
       c->server_.ring.length < uint64_t{options.queue_depth} * kDescriptorSize) {
     return Status::Corruption("data server " + server.ToString() +
                               " offered a descriptor ring too small for the queue depth");
@@ -111,13 +117,26 @@ Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& devic
   return c;
 }
 
-Status DataClient::Setup() {
-  slot_stride_ = (kDataOff + options_.max_io_size + kScratchBytes + kReplyBytes + 63) & ~size_t{63};
+namespace {
+size_t SlotStride(const DataClientOptions& o) {
+  return (kDataOff + o.max_io_size + kScratchBytes + kReplyBytes + 63) & ~size_t{63};
+}
+}  // namespace
+
+uint64_t DataClient::RegisteredBytes(const DataClientOptions& options) {
   // One extra stride serves Read().
-  memory_.assign(slot_stride_ * (options_.queue_depth + 1), 0);
+  return uint64_t{SlotStride(options)} * (options.queue_depth + 1);
+}
+
+Status DataClient::Setup() {
+  slot_stride_ = SlotStride(options_);
+  memory_.assign(RegisteredBytes(options_), 0);
   DPMFS_ASSIGN_OR_RETURN(mr_, device_.RegisterMemory(memory_.data(), memory_.size(),
                                                      transport::kLocalWrite));
   slots_.assign(options_.queue_depth, Slot{});
+  // At most every slot finishes at once: these lists never grow while in use.
+  early_done_.reserve(options_.queue_depth);
+  sync_done_.reserve(options_.queue_depth);
   return Status::OK();
 }
 
@@ -138,19 +157,20 @@ Status DataClient::CheckRange(uint64_t offset, uint64_t len) const {
   return Status::OK();
 }
 
-WorkRequest DataClient::PersistingRead(uint32_t slot, uint64_t offset, uint32_t len) {
-  // A READ of the written range's last byte: the target executes it only after placing
-  // every earlier WRITE of this QP (read and read2 rely on exactly that).
-  WorkRequest r;
-  r.opcode = Opcode::kRead;
-  r.signaled = true;
-  r.context = Ctx(kCtxFinish, slot);
-  r.local_addr = slot_buffer(slot) + options_.max_io_size;
-  r.length = len > 0 ? 1 : 0;
-  r.lkey = mr_.lkey;
-  r.remote_addr = server_.pool.addr + offset + (len > 0 ? len - 1 : 0);
-  r.rkey = server_.pool.rkey;
-  return r;
+persist::WriteChain DataClient::Chain(uint32_t slot) const {
+  const Slot& s = slots_[slot];
+  uint8_t* base = const_cast<uint8_t*>(memory_.data()) + slot * slot_stride_;
+  persist::WriteChain w;
+  w.slot = slot;
+  w.offset = s.offset;
+  w.length = s.len;
+  w.flags = s.flags;
+  w.header = base + kHeaderOff;
+  w.data = base + kDataOff;
+  w.scratch = base + kDataOff + options_.max_io_size;
+  w.lkey = mr_.lkey;
+  w.server = &server_;
+  return w;
 }
 
 Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
@@ -160,7 +180,7 @@ Status DataClient::Submit(uint32_t slot, uint64_t offset, uint32_t len) {
 Status DataClient::SubmitWithFlags(uint32_t slot, uint64_t offset, uint32_t len,
                                    uint32_t flags) {
   if (failed_) return Status::FailedPrecondition(failure_.message());
-  if (flags != 0 && options_.method != PersistMethod::kRpc) {
+  if (flags != 0 && !strategy_->can_zero()) {
     return Status::FailedPrecondition("zeroing a range needs a connection with the rpc method");
   }
   if (slot >= slots_.size()) return Status::InvalidArgument("no slot " + std::to_string(slot));
@@ -168,77 +188,15 @@ Status DataClient::SubmitWithFlags(uint32_t slot, uint64_t offset, uint32_t len,
   if (s.busy) return Status::FailedPrecondition("slot " + std::to_string(slot) + " is busy");
   DPMFS_RETURN_IF_ERROR(CheckRange(offset, len));
 
-  uint8_t* base = memory_.data() + slot * slot_stride_;
-  uint64_t remote = server_.pool.addr + offset;
-  WorkRequest wrs[2];
-  size_t n = 0;
-  auto write = [&](bool signaled, CtxKind kind) {
-    WorkRequest& w = wrs[n++];
-    w.opcode = Opcode::kWrite;
-    w.signaled = signaled;
-    w.context = Ctx(kind, slot);
-    w.local_addr = base + kDataOff;
-    w.length = len;
-    w.lkey = mr_.lkey;
-    w.remote_addr = remote;
-    w.rkey = server_.pool.rkey;
-  };
+  s = Slot{true, false, offset, len, flags};
+  persist::WriteChain chain = Chain(slot);
   // Signal imm/rpc sends only now and then: their completion means nothing for the
   // write (the reply does); it only frees send-queue room.
-  bool signal_send = credits_->ShouldSignal(2);
-  switch (options_.method) {
-    case PersistMethod::kNone:
-      write(true, kCtxFinish);
-      break;
-    case PersistMethod::kRead2:
-      write(true, kCtxRead2Write);
-      break;
-    case PersistMethod::kRead:
-      write(false, kCtxFinish);
-      wrs[n++] = PersistingRead(slot, offset, len);
-      break;
-    case PersistMethod::kFlush: {
-      write(false, kCtxFinish);
-      WorkRequest& f = wrs[n++];
-      f.opcode = Opcode::kFlush;
-      f.signaled = true;
-      f.context = Ctx(kCtxFinish, slot);
-      f.remote_addr = remote;
-      f.rkey = server_.pool.rkey;
-      f.length = len;
-      break;
-    }
-    case PersistMethod::kImm: {
-      write(false, kCtxIgnore);
-      EncodeDescriptor(WriteDescriptor{offset, len, slot}, base + kHeaderOff);
-      WorkRequest& d = wrs[n++];
-      d.opcode = Opcode::kWriteWithImm;
-      d.signaled = signal_send;
-      d.context = Ctx(kCtxIgnore, slot);
-      d.local_addr = base + kHeaderOff;
-      d.length = kDescriptorSize;
-      d.lkey = mr_.lkey;
-      d.remote_addr = server_.ring.addr + uint64_t{slot} * kDescriptorSize;
-      d.rkey = server_.ring.rkey;
-      d.imm = slot;
-      break;
-    }
-    case PersistMethod::kRpc: {
-      EncodeDescriptor(WriteDescriptor{offset, len, slot, flags}, base + kHeaderOff);
-      WorkRequest& m = wrs[n++];
-      m.opcode = Opcode::kSend;
-      m.signaled = signal_send;
-      m.context = Ctx(kCtxIgnore, slot);
-      m.local_addr = base + kHeaderOff;
-      // A zero request carries no data: the header alone.
-      m.length = static_cast<uint32_t>(kDescriptorSize + (flags & kDescriptorZero ? 0 : len));
-      m.lkey = mr_.lkey;
-      break;
-    }
-  }
-  s = Slot{true, offset, len};
+  chain.signal_send = credits_->ShouldSignal(persist::kMaxChain);
+  WorkRequest wrs[persist::kMaxChain];
+  const uint32_t n = strategy_->Build(chain, wrs);
   ++in_flight_;
-  Status st = PostChain(wrs, static_cast<uint32_t>(n));
+  Status st = PostChain(wrs, n);
   if (!st.ok()) {
     // Not posted: the caller learns it from this Status, not from Reap as well.
     if (s.busy) {
@@ -256,6 +214,7 @@ void DataClient::Finish(uint32_t slot, Status st, std::vector<SlotResult>* done)
   if (!s.busy) return;
   s.busy = false;
   --in_flight_;
+  if (s.read) --reads_in_flight_;
   done->push_back(SlotResult{slot, std::move(st)});
 }
 
@@ -281,13 +240,17 @@ void DataClient::HandleCompletion(const Completion& c, bool recv_side,
     case kCtxFinish:
       Finish(slot, Status::OK(), done);
       break;
-    case kCtxRead2Write: {
-      // The WRITE was acknowledged by the NIC; the READ that follows makes it durable.
-      // Its credit just came back with the WRITE's completion, so PostChain won't wait.
-      const Slot& s = slots_[slot];
-      WorkRequest r = PersistingRead(slot, s.offset, s.len);
-      Status st = PostChain(&r, 1);
-      if (!st.ok()) (void)FailAll(st.WithContext("posting the read2 READ"), done);
+    case kCtxSlotRead:
+      Finish(slot, Status::OK(), done);
+      break;
+    case kCtxFollowUp: {
+      // A step of the method's chain completed (read2: the NIC acknowledged the WRITE);
+      // the requests that follow make it durable. Their credits just came back with
+      // this completion, so PostChain won't wait.
+      WorkRequest wrs[persist::kMaxChain];
+      const uint32_t n = strategy_->FollowUp(Chain(slot), wrs);
+      Status st = n == 0 ? Status::OK() : PostChain(wrs, n);
+      if (!st.ok()) (void)FailAll(st.WithContext("posting the follow-up of a write"), done);
       break;
     }
     case kCtxIgnore:
@@ -334,14 +297,17 @@ Status DataClient::Reap(std::vector<SlotResult>* done) {
   if (in_flight_ == 0) return Status::FailedPrecondition("no write in flight");
   Completion comps[32];
   auto deadline = std::chrono::steady_clock::now() + options_.timeout;
-  bool replies = UsesReplies(options_.method);
+  // Writes of a reply method are done by a receive; reads (SubmitRead) and the other
+  // methods' writes by a send completion.
+  const bool reply_side = strategy_->replies();
+  const bool replies = reply_side && reads_in_flight_ == 0;
   if (in_flight_ == 1 && kFewCpus) {
     // One write in flight: its latency is all that matters, and sleeping costs a
     // wake-up. Poll, yielding the core to the NIC threads that will deliver it
     // (measured on 2 vCPUs: 4 KiB read p50 48.6 -> 34.0 us). With more in flight the
     // core is better left to them outright.
     PollYielding(kYieldPoll, [&] {
-      PollCompletions(replies, done);
+      PollCompletions(reply_side, done);
       return done->size() != before || failed_;
     });
   }
@@ -357,11 +323,53 @@ Status DataClient::Reap(std::vector<SlotResult>* done) {
     // Sleep on the queue that finishes writes: replies (imm, rpc) or the send queue;
     // send completions of reply methods only return credits and are polled in passing.
     if (replies) PollCompletions(false, done);
+    if (reply_side && !replies) PollCompletions(true, done);
+    if (done->size() != before) break;
     size_t n = replies ? qp_->WaitRecv(comps, std::min(left, transport::Duration(10000)))
                        : qp_->WaitSend(comps, left);
     for (size_t i = 0; i < n; ++i) HandleCompletion(comps[i], replies, done);
   }
   return failed_ && done->size() == before ? Status::Unavailable(failure_.message()) : Status::OK();
+}
+
+Status DataClient::Poll(std::vector<SlotResult>* done) {
+  if (failed_) return Status::Unavailable(failure_.message());
+  if (!early_done_.empty()) {
+    done->insert(done->end(), early_done_.begin(), early_done_.end());
+    early_done_.clear();
+  }
+  PollCompletions(strategy_->replies(), done);
+  return Status::OK();
+}
+
+Status DataClient::SubmitRead(uint32_t slot, uint64_t offset, uint32_t len) {
+  if (failed_) return Status::FailedPrecondition(failure_.message());
+  if (slot >= slots_.size()) return Status::InvalidArgument("no slot " + std::to_string(slot));
+  Slot& s = slots_[slot];
+  if (s.busy) return Status::FailedPrecondition("slot " + std::to_string(slot) + " is busy");
+  DPMFS_RETURN_IF_ERROR(CheckRange(offset, len));
+  WorkRequest r;
+  r.opcode = Opcode::kRead;
+  r.context = Ctx(kCtxSlotRead, slot);
+  r.local_addr = slot_buffer(slot);
+  r.length = len;
+  r.lkey = mr_.lkey;
+  r.remote_addr = server_.pool.addr + offset;
+  r.rkey = server_.pool.rkey;
+  s = Slot{true, true, offset, len, 0};
+  ++in_flight_;
+  ++reads_in_flight_;
+  Status st = PostChain(&r, 1);
+  if (!st.ok()) {
+    if (s.busy) {
+      s.busy = false;
+      --in_flight_;
+      --reads_in_flight_;
+    }
+    std::erase_if(early_done_, [&](const SlotResult& x) { return x.slot == slot; });
+    return st.WithContext("posting a read to data server " + qp_->peer_description());
+  }
+  return Status::OK();
 }
 
 void DataClient::PollCompletions(bool recv_too, std::vector<SlotResult>* done) {

@@ -2,10 +2,20 @@
 // makes writes into the server's pool durable before reporting them done; reads are
 // one-sided READs. Offsets are relative to the pool's data area.
 //
+// This is the low-level, one-connection interface: the file system uses the transfer
+// API above it (datapath/transfer.h), which hides slots; tools that measure or torture
+// one connection at a fixed queue depth (dpmfs-bench persist, dpmfs-powerloss) use it
+// directly. What each persist method posts is its strategy's (datapath/persist/).
+//
 // Two ways to use it:
 //   - synchronous: Write(offset, data, len) / Read(offset, data, len);
-//   - pipelined (queue depth > 1): fill slot_buffer(slot), Submit(slot, offset, len),
-//     and Reap() the slots whose writes are durable. A slot is free again once reaped.
+//   - pipelined (queue depth > 1): fill slot_buffer(slot), Submit(slot, offset, len)
+//     (or SubmitRead(slot, offset, len), whose data lands in slot_buffer(slot)), and
+//     Reap() the slots that are done. A slot is free again once reaped. Writes and
+//     reads may be mixed, but a reply method (imm, rpc) waits best on one kind at a time.
+//
+// Nothing here allocates per operation once connected (the vectors passed to Reap and
+// Poll keep their capacity when the caller reuses them).
 //
 // Thread-safety: none; one thread per DataClient (open one per thread).
 #pragma once
@@ -36,12 +46,20 @@ struct SlotResult {
   Status status;  // OK: durable under the method (none: merely acknowledged)
 };
 
+namespace persist {
+class PersistStrategy;
+struct WriteChain;
+}  // namespace persist
+
 class DataClient {
  public:
   static Result<std::unique_ptr<DataClient>> Connect(transport::Device& device,
                                                      const Endpoint& server,
                                                      const DataClientOptions& options);
   ~DataClient();
+
+  // Bytes a connection with these options registers (pins) on the client.
+  static uint64_t RegisteredBytes(const DataClientOptions& options);
 
   const ServerInfo& server() const { return server_; }
   uint64_t data_size() const { return server_.pool.length; }
@@ -58,6 +76,12 @@ class DataClient {
   // finished slots to `done`. TimedOut if none did; Unavailable once the QP failed
   // (failed slots are reported in `done` with their error first).
   Status Reap(std::vector<SlotResult>* done);
+  // Appends the slots finished by now to `done`, without waiting. Unavailable once the
+  // QP failed.
+  Status Poll(std::vector<SlotResult>* done);
+  // Starts a one-sided READ of [offset, offset+len) into slot_buffer(slot); Reap reports
+  // the slot when the data is there. Same errors as Submit.
+  Status SubmitRead(uint32_t slot, uint64_t offset, uint32_t len);
   size_t in_flight() const { return in_flight_; }
 
   // Copy + Submit + wait (queue depth 1 use).
@@ -79,8 +103,8 @@ class DataClient {
   void HandleCompletion(const transport::Completion& c, bool recv_side,
                         std::vector<SlotResult>* done);
   Status FailAll(const Status& st, std::vector<SlotResult>* done);
-  // The signaled 1-byte READ behind a slot's write that makes it durable (read, read2).
-  transport::WorkRequest PersistingRead(uint32_t slot, uint64_t offset, uint32_t len);
+  // The busy slot's write as its persist strategy sees it.
+  persist::WriteChain Chain(uint32_t slot) const;
   // Handles whatever completions are there now, without waiting.
   void PollCompletions(bool recv_too, std::vector<SlotResult>* done);
   // Posts a chain once the send queue has room for it, reaping send completions
@@ -89,12 +113,15 @@ class DataClient {
 
   struct Slot {
     bool busy = false;
+    bool read = false;  // a SubmitRead, not a write
     uint64_t offset = 0;
     uint32_t len = 0;
+    uint32_t flags = 0;  // kDescriptorZero or 0
   };
 
   transport::Device& device_;
   DataClientOptions options_;
+  const persist::PersistStrategy* strategy_;
   ServerInfo server_;
   std::unique_ptr<transport::QueuePair> qp_;
   // One registered block: slot data buffers, then per-slot scratch (READ targets,
@@ -104,6 +131,7 @@ class DataClient {
   size_t slot_stride_ = 0;
   std::vector<Slot> slots_;
   size_t in_flight_ = 0;
+  size_t reads_in_flight_ = 0;
   std::unique_ptr<SendQueueCredits> credits_;
   std::vector<SlotResult> early_done_;  // finished while Submit waited for credits
   std::vector<SlotResult> sync_done_;

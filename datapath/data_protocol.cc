@@ -1,57 +1,35 @@
 #include "datapath/data_protocol.h"
 
-#include <bit>
 #include <cstring>
 #include <string>
+
+#include "common/byte_codec.h"
+#include "datapath/persist/persist_strategy.h"
+
+// Every message is laid out once, by a Fields function walked by the project's byte codec
+// (common/byte_codec.h): ByteWriter encodes, ByteReader decodes with bounds checks that
+// name the field ("ConnectRequest.queue_depth (byte 8 of 10) is truncated ..."). The
+// bytes are those of the first protocol version: little-endian, fixed width, no
+// trailing-byte check (a transport may pad private data).
 
 namespace dpmfs::datapath {
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "data protocol is little-endian");
+using codec::ByteReader;
+using codec::ByteWriter;
 
-class Writer {
- public:
-  explicit Writer(std::vector<uint8_t>* out) : out_(out) {}
-  template <typename T>
-  void Put(T v) {
-    size_t at = out_->size();
-    out_->resize(at + sizeof v);
-    std::memcpy(out_->data() + at, &v, sizeof v);
-  }
-  void PutBytes(std::span<const uint8_t> b) { out_->insert(out_->end(), b.begin(), b.end()); }
+constexpr size_t kConnectRequestSize = 16;
+constexpr size_t kServerInfoSize = 72;
 
- private:
-  std::vector<uint8_t>* out_;
-};
+// The magic and version every handshake message starts with.
+template <class IO>
+void Header(IO& io, uint32_t& magic, uint16_t& version) {
+  io.U32("magic", magic);
+  io.U16("version", version);
+}
 
-class Reader {
- public:
-  explicit Reader(std::span<const uint8_t> in) : in_(in) {}
-  template <typename T>
-  bool Get(T* v) {
-    if (in_.size() - pos_ < sizeof(T)) return false;
-    std::memcpy(v, in_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return true;
-  }
-  bool GetBytes(std::span<uint8_t> b) {
-    if (in_.size() - pos_ < b.size()) return false;
-    std::memcpy(b.data(), in_.data() + pos_, b.size());
-    pos_ += b.size();
-    return true;
-  }
-
- private:
-  std::span<const uint8_t> in_;
-  size_t pos_ = 0;
-};
-
-Status CheckHeader(Reader& r, const char* what) {
-  uint32_t magic = 0;
-  uint16_t version = 0;
-  if (!r.Get(&magic) || !r.Get(&version)) {
-    return Status::Corruption(std::string(what) + " too short");
-  }
+// Decode-side checks of the header, after the whole message was read.
+Status CheckHeader(uint32_t magic, uint16_t version, const char* what) {
   if (magic != kDataProtocolMagic) {
     return Status::Corruption(std::string(what) + " is not from dpmfs (bad magic)");
   }
@@ -63,29 +41,78 @@ Status CheckHeader(Reader& r, const char* what) {
   return Status::OK();
 }
 
+// A truncated message: Corruption, with the codec's field-naming message.
+Status Truncated(ByteReader& r) { return Status::Corruption(r.Finish().message()); }
+
+template <class IO>
+void Fields(IO& io, ConnectRequest& req, uint8_t& method, uint8_t& pad) {
+  io.U8("method", method);
+  io.U8("pad", pad);
+  io.U32("queue_depth", req.queue_depth);
+  io.U32("max_io_size", req.max_io_size);
+}
+
+template <class IO>
+void Fields(IO& io, transport::RemoteRegion& r, const char* addr, const char* length,
+            const char* rkey) {
+  io.U64(addr, r.addr);
+  io.U64(length, r.length);
+  io.U32(rkey, r.rkey);
+}
+
+template <class IO>
+void Fields(IO& io, ServerInfo& s, uint16_t& flags) {
+  io.U16("flags", flags);
+  Fields(io, s.pool, "pool.addr", "pool.length", "pool.rkey");
+  Fields(io, s.ring, "ring.addr", "ring.length", "ring.rkey");
+  io.Fixed("cluster", s.cluster);
+  io.U32("pool_index", s.pool_index);
+  io.U32("block_size", s.block_size);
+}
+
+// The descriptor: 24 bytes of fields, then zeros up to kDescriptorSize.
+template <class IO>
+void Fields(IO& io, WriteDescriptor& d, uint32_t& magic) {
+  io.U32("magic", magic);
+  io.U32("slot", d.slot);
+  io.U64("offset", d.offset);
+  io.U32("length", d.length);
+  io.U32("flags", d.flags);
+}
+
+// The reply: 12 bytes of fields, then zeros up to kReplySize.
+template <class IO>
+void Fields(IO& io, Reply& r, uint32_t& magic, int32_t& code) {
+  io.U32("magic", magic);
+  io.U32("slot", r.slot);
+  io.I32("code", code);
+}
+
 }  // namespace
 
 std::vector<uint8_t> EncodeConnectRequest(const ConnectRequest& req) {
-  std::vector<uint8_t> out;
-  Writer w(&out);
-  w.Put(kDataProtocolMagic);
-  w.Put(kDataProtocolVersion);
-  w.Put(static_cast<uint8_t>(req.method));
-  w.Put(uint8_t{0});
-  w.Put(req.queue_depth);
-  w.Put(req.max_io_size);
+  std::vector<uint8_t> out(kConnectRequestSize);
+  ByteWriter w(out.data());
+  uint32_t magic = kDataProtocolMagic;
+  uint16_t version = kDataProtocolVersion;
+  uint8_t method = static_cast<uint8_t>(req.method), pad = 0;
+  Header(w, magic, version);
+  Fields(w, const_cast<ConnectRequest&>(req), method, pad);
   return out;
 }
 
 Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data) {
-  Reader r(data);
-  DPMFS_RETURN_IF_ERROR(CheckHeader(r, "connection request"));
-  uint8_t method = 0, pad = 0;
+  ByteReader r(data, "ConnectRequest");
+  uint32_t magic = 0;
+  uint16_t version = 0;
+  Header(r, magic, version);
+  if (!r.ok()) return Truncated(r);
+  DPMFS_RETURN_IF_ERROR(CheckHeader(magic, version, "connection request"));
   ConnectRequest req;
-  if (!r.Get(&method) || !r.Get(&pad) || !r.Get(&req.queue_depth) || !r.Get(&req.max_io_size)) {
-    return Status::Corruption("connection request too short");
-  }
-  if (method > static_cast<uint8_t>(PersistMethod::kFlush)) {
+  uint8_t method = 0, pad = 0;
+  Fields(r, req, method, pad);
+  if (!r.ok()) return Truncated(r);
+  if (persist::Find(static_cast<PersistMethod>(method)) == nullptr) {
     return Status::InvalidArgument("unknown persist method " + std::to_string(method));
   }
   req.method = static_cast<PersistMethod>(method);
@@ -101,33 +128,27 @@ Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data) {
 }
 
 std::vector<uint8_t> EncodeServerInfo(const ServerInfo& s) {
-  std::vector<uint8_t> out;
-  Writer w(&out);
-  w.Put(kDataProtocolMagic);
-  w.Put(kDataProtocolVersion);
-  w.Put(static_cast<uint16_t>(s.is_pmem ? 1 : 0));
-  w.Put(s.pool.addr);
-  w.Put(s.pool.length);
-  w.Put(s.pool.rkey);
-  w.Put(s.ring.addr);
-  w.Put(s.ring.length);
-  w.Put(s.ring.rkey);
-  w.PutBytes(s.cluster);
-  w.Put(s.pool_index);
-  w.Put(s.block_size);
+  std::vector<uint8_t> out(kServerInfoSize);
+  ByteWriter w(out.data());
+  uint32_t magic = kDataProtocolMagic;
+  uint16_t version = kDataProtocolVersion;
+  uint16_t flags = s.is_pmem ? 1 : 0;
+  Header(w, magic, version);
+  Fields(w, const_cast<ServerInfo&>(s), flags);
   return out;
 }
 
 Result<ServerInfo> DecodeServerInfo(std::span<const uint8_t> data) {
-  Reader r(data);
-  DPMFS_RETURN_IF_ERROR(CheckHeader(r, "server reply"));
+  ByteReader r(data, "ServerInfo");
+  uint32_t magic = 0;
+  uint16_t version = 0;
+  Header(r, magic, version);
+  if (!r.ok()) return Truncated(r);
+  DPMFS_RETURN_IF_ERROR(CheckHeader(magic, version, "server reply"));
   ServerInfo s;
   uint16_t flags = 0;
-  if (!r.Get(&flags) || !r.Get(&s.pool.addr) || !r.Get(&s.pool.length) || !r.Get(&s.pool.rkey) ||
-      !r.Get(&s.ring.addr) || !r.Get(&s.ring.length) || !r.Get(&s.ring.rkey) ||
-      !r.GetBytes(s.cluster) || !r.Get(&s.pool_index) || !r.Get(&s.block_size)) {
-    return Status::Corruption("server reply too short");
-  }
+  Fields(r, s, flags);
+  if (!r.ok()) return Truncated(r);
   s.is_pmem = (flags & 1) != 0;
   if (s.pool.length == 0) return Status::Corruption("server reply names an empty pool");
   if (s.pool.addr + s.pool.length < s.pool.addr) {
@@ -138,23 +159,22 @@ Result<ServerInfo> DecodeServerInfo(std::span<const uint8_t> data) {
 
 void EncodeDescriptor(const WriteDescriptor& d, uint8_t out[kDescriptorSize]) {
   std::memset(out, 0, kDescriptorSize);
-  std::memcpy(out, &kDataProtocolMagic, 4);
-  std::memcpy(out + 4, &d.slot, 4);
-  std::memcpy(out + 8, &d.offset, 8);
-  std::memcpy(out + 16, &d.length, 4);
-  std::memcpy(out + 20, &d.flags, 4);
+  ByteWriter w(out);
+  uint32_t magic = kDataProtocolMagic;
+  Fields(w, const_cast<WriteDescriptor&>(d), magic);
 }
 
 Result<WriteDescriptor> DecodeDescriptor(std::span<const uint8_t> in) {
-  if (in.size() < kDescriptorSize) return Status::Corruption("write descriptor too short");
-  uint32_t magic;
-  std::memcpy(&magic, in.data(), 4);
-  if (magic != kDataProtocolMagic) return Status::Corruption("write descriptor has a bad magic");
+  if (in.size() < kDescriptorSize) {
+    return Status::Corruption("write descriptor too short (" + std::to_string(in.size()) +
+                              " of " + std::to_string(kDescriptorSize) + " bytes)");
+  }
+  ByteReader r(in.first(kDescriptorSize), "WriteDescriptor");
   WriteDescriptor d;
-  std::memcpy(&d.slot, in.data() + 4, 4);
-  std::memcpy(&d.offset, in.data() + 8, 8);
-  std::memcpy(&d.length, in.data() + 16, 4);
-  std::memcpy(&d.flags, in.data() + 20, 4);
+  uint32_t magic = 0;
+  Fields(r, d, magic);
+  if (!r.ok()) return Truncated(r);
+  if (magic != kDataProtocolMagic) return Status::Corruption("write descriptor has a bad magic");
   if ((d.flags & ~kDescriptorZero) != 0) {
     return Status::Corruption("write descriptor has unknown flags " + std::to_string(d.flags));
   }
@@ -163,26 +183,29 @@ Result<WriteDescriptor> DecodeDescriptor(std::span<const uint8_t> in) {
 
 void EncodeReply(const Reply& r, uint8_t out[kReplySize]) {
   std::memset(out, 0, kReplySize);
-  std::memcpy(out, &kDataProtocolMagic, 4);
-  std::memcpy(out + 4, &r.slot, 4);
+  ByteWriter w(out);
+  uint32_t magic = kDataProtocolMagic;
   int32_t code = static_cast<int32_t>(r.code);
-  std::memcpy(out + 8, &code, 4);
+  Fields(w, const_cast<Reply&>(r), magic, code);
 }
 
 Result<Reply> DecodeReply(std::span<const uint8_t> in) {
-  if (in.size() < kReplySize) return Status::Corruption("reply too short");
-  uint32_t magic;
-  std::memcpy(&magic, in.data(), 4);
+  if (in.size() < kReplySize) {
+    return Status::Corruption("reply too short (" + std::to_string(in.size()) + " of " +
+                              std::to_string(kReplySize) + " bytes)");
+  }
+  ByteReader r(in.first(kReplySize), "Reply");
+  Reply rep;
+  uint32_t magic = 0;
+  int32_t code = 0;
+  Fields(r, rep, magic, code);
+  if (!r.ok()) return Truncated(r);
   if (magic != kDataProtocolMagic) return Status::Corruption("reply has a bad magic");
-  Reply r;
-  int32_t code;
-  std::memcpy(&r.slot, in.data() + 4, 4);
-  std::memcpy(&code, in.data() + 8, 4);
   if (code < 0 || code > static_cast<int32_t>(StatusCode::kInternal)) {
     return Status::Corruption("reply has an unknown status " + std::to_string(code));
   }
-  r.code = static_cast<StatusCode>(code);
-  return r;
+  rep.code = static_cast<StatusCode>(code);
+  return rep;
 }
 
 }  // namespace dpmfs::datapath

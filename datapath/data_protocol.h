@@ -1,7 +1,8 @@
 // What a data client and a data server say to each other: the connection handshake
 // (in the transport's private data) and the small messages of the `imm` and `rpc`
-// persist methods. All integers little-endian, fixed width; decoders validate every
-// field, since they come from the wire.
+// persist methods. All integers little-endian, fixed width, encoded and decoded through
+// common/byte_codec.h; decoders validate every field, since they come from the wire, and
+// a truncated message's error names the field and byte offset where it ended.
 //
 // Thread-safety: values and pure functions.
 #pragma once

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "datapath/data_protocol.h"
+#include "datapath/persist/persist_strategy.h"
 #include "transport/send_queue_credits.h"
 
 namespace dpmfs::datapath {
@@ -20,10 +21,12 @@ constexpr uint32_t kReplySendQueue = kMaxQueueDepth + 32;
 using transport::Opcode;
 using transport::WorkRequest;
 
-// One client connection and the buffers its persist method needs.
-class DataServer::Connection {
+// One client connection and the buffers its persist method needs. What the server does
+// for the method (imm, rpc) is the method's strategy's (datapath/persist/).
+class DataServer::Connection final : public persist::ServerConnection {
  public:
-  Connection(DataServer* server, const ConnectRequest& req) : server_(server), req_(req) {}
+  Connection(DataServer* server, const ConnectRequest& req)
+      : server_(server), req_(req), strategy_(persist::Of(req.method)) {}
 
   ~Connection() {
     stop_.store(true);
@@ -36,9 +39,8 @@ class DataServer::Connection {
   // Before accepting: allocate and register buffers, post receives.
   Result<std::vector<uint8_t>> Prepare(transport::QueuePair& qp) {
     uint32_t qd = req_.queue_depth;
-    bool imm = req_.method == PersistMethod::kImm;
-    bool rpc = req_.method == PersistMethod::kRpc;
-    recv_size_ = rpc ? kDescriptorSize + req_.max_io_size : 8;
+    const uint32_t receive = strategy_.receive_size(req_);
+    recv_size_ = receive != 0 ? receive : 8;
     // [receive buffers][reply buffers]
     memory_.assign(uint64_t{qd} * recv_size_ + uint64_t{qd} * kReplySize, 0);
     DPMFS_ASSIGN_OR_RETURN(mr_, server_->device_.RegisterMemory(memory_.data(), memory_.size(),
@@ -46,7 +48,7 @@ class DataServer::Connection {
     ServerInfo info;
     info.pool = {reinterpret_cast<uint64_t>(server_->pool_mr_.addr), server_->pool_.data_size(),
                  server_->pool_mr_.rkey};
-    if (imm) {
+    if (strategy_.needs_ring()) {
       ring_.assign(uint64_t{qd} * kDescriptorSize, 0);
       DPMFS_ASSIGN_OR_RETURN(ring_mr_,
                              server_->device_.RegisterMemory(ring_.data(), ring_.size(),
@@ -54,7 +56,7 @@ class DataServer::Connection {
                                                                  transport::kRemoteWrite));
       info.ring = {reinterpret_cast<uint64_t>(ring_.data()), ring_.size(), ring_mr_.rkey};
     }
-    if (imm || rpc) {
+    if (receive != 0) {
       for (uint32_t i = 0; i < qd; ++i) DPMFS_RETURN_IF_ERROR(PostRecv(qp, i));
     }
     const pool::PoolInfo& pi = server_->pool_.info();
@@ -101,51 +103,7 @@ class DataServer::Connection {
     uint32_t buf_index = static_cast<uint32_t>(c.context);
     const uint8_t* buf = memory_.data() + uint64_t{buf_index} * recv_size_;
     WriteDescriptor d;
-    Status st;
-    if (c.opcode == Opcode::kRecvWithImm && req_.method == PersistMethod::kImm) {
-      // The immediate names a ring slot; never trust it or the descriptor.
-      if (c.imm >= req_.queue_depth) {
-        st = Status::OutOfRange("ring slot " + std::to_string(c.imm) + " out of range");
-        d.slot = c.imm;
-      } else {
-        auto dd = DecodeDescriptor({ring_.data() + uint64_t{c.imm} * kDescriptorSize,
-                                    kDescriptorSize});
-        if (dd.ok()) {
-          d = *dd;
-          st = d.slot == c.imm ? CheckRange(d) : Status::InvalidArgument("slot mismatch");
-          if (st.ok() && d.flags != 0) st = Status::InvalidArgument("imm descriptors take no flags");
-        } else {
-          st = dd.status();
-        }
-        if (st.ok()) {
-          Persist(server_->pool_.data() + d.offset, d.length);
-          server_->n_imm_.fetch_add(1, std::memory_order_relaxed);
-        }
-      }
-    } else if (c.opcode == Opcode::kRecv && req_.method == PersistMethod::kRpc) {
-      auto dd = DecodeDescriptor({buf, c.byte_len});
-      const bool zero = dd.ok() && (dd->flags & kDescriptorZero) != 0;
-      if (dd.ok()) {
-        d = *dd;
-        st = CheckRange(d);
-        if (st.ok() && c.byte_len != kDescriptorSize + (zero ? 0 : d.length)) {
-          st = Status::InvalidArgument("rpc write length does not match its message");
-        }
-      } else {
-        st = dd.status();
-      }
-      if (st.ok() && zero) {
-        Zero(server_->pool_.data() + d.offset, d.length);
-        server_->n_zeroed_.fetch_add(d.length, std::memory_order_relaxed);
-      } else if (st.ok()) {
-        uint8_t* dst = server_->pool_.data() + d.offset;
-        std::memcpy(dst, buf + kDescriptorSize, d.length);
-        Persist(dst, d.length);
-        server_->n_rpc_.fetch_add(1, std::memory_order_relaxed);
-      }
-    } else {
-      st = Status::InvalidArgument("unexpected message for this connection's persist method");
-    }
+    Status st = strategy_.Handle(c, {buf, recv_size_}, *this, &d);
     if (!st.ok()) {
       server_->n_refused_.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("refusing a write from {}: {}", qp_->peer_description(), st.ToString());
@@ -181,7 +139,19 @@ class DataServer::Connection {
     }
   }
 
-  Status CheckRange(const WriteDescriptor& d) const {
+  // persist::ServerConnection, for the method's strategy.
+  const ConnectRequest& request() const override { return req_; }
+  std::span<const uint8_t> ring() const override { return ring_; }
+  uint8_t* pool_data() override { return server_->pool_.data(); }
+  void Count(Counter c, uint64_t n) override {
+    switch (c) {
+      case Counter::kImmWrites: server_->n_imm_.fetch_add(n, std::memory_order_relaxed); break;
+      case Counter::kRpcWrites: server_->n_rpc_.fetch_add(n, std::memory_order_relaxed); break;
+      case Counter::kZeroedBytes: server_->n_zeroed_.fetch_add(n, std::memory_order_relaxed); break;
+    }
+  }
+
+  Status CheckRange(const WriteDescriptor& d) const override {
     uint64_t size = server_->pool_.data_size();
     if (d.length > req_.max_io_size || d.offset > size || d.length > size - d.offset) {
       return Status::OutOfRange("write [" + std::to_string(d.offset) + ", +" +
@@ -194,7 +164,7 @@ class DataServer::Connection {
   // is not real PM become a hole (MADV_REMOVE): a pool on tmpfs gives the memory back
   // and a sparse one stays sparse; anything else (device DAX, partial pages) is
   // overwritten with zeros.
-  void Zero(uint8_t* p, size_t len) {
+  void Zero(uint8_t* p, size_t len) override {
     if (len == 0) return;
     const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
     const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
@@ -214,7 +184,7 @@ class DataServer::Connection {
     Persist(p, len);
   }
 
-  void Persist(uint8_t* p, size_t len) {
+  void Persist(uint8_t* p, size_t len) override {
     if (len == 0) return;
     if (server_->options_.msync && !server_->pool_.is_pmem()) {
       Status st = server_->pool_.Persist(p, len);
@@ -226,6 +196,7 @@ class DataServer::Connection {
 
   DataServer* server_;
   ConnectRequest req_;
+  const persist::PersistStrategy& strategy_;
   std::unique_ptr<transport::QueuePair> qp_;
   std::vector<uint8_t> memory_;
   std::vector<uint8_t> ring_;
@@ -287,17 +258,11 @@ void DataServer::AcceptLoop() {
     transport::AcceptHandler handler = [&](std::span<const uint8_t> data,
                                            transport::QueuePair& qp) -> Result<std::vector<uint8_t>> {
       DPMFS_ASSIGN_OR_RETURN(ConnectRequest req, DecodeConnectRequest(data));
-      if (req.method == PersistMethod::kFlush && !device_.SupportsFlush()) {
+      const persist::PersistStrategy& strategy = persist::Of(req.method);
+      if (strategy.needs_flush() && !device_.SupportsFlush()) {
         return Status::NotSupported("this data server's device has no RDMA FLUSH");
       }
-      if (req.method == PersistMethod::kRpc &&
-          uint64_t{req.queue_depth} * (kDescriptorSize + req.max_io_size) > kMaxRpcReceiveBytes) {
-        return Status::ResourceExhausted(
-            "an rpc connection of queue depth " + std::to_string(req.queue_depth) + " and " +
-            std::to_string(req.max_io_size) + "-byte writes needs more than the " +
-            std::to_string(kMaxRpcReceiveBytes >> 20) +
-            " MiB of receive buffers a data server gives one connection; ask for less");
-      }
+      DPMFS_RETURN_IF_ERROR(strategy.Admit(req));
       conn = std::make_unique<Connection>(this, req);
       return conn->Prepare(qp);
     };

@@ -2,35 +2,50 @@
 
 #include <string>
 
+#include "datapath/persist/persist_strategy.h"
+
 namespace dpmfs::datapath {
 
 std::string_view PersistMethodName(PersistMethod m) {
-  switch (m) {
-    case PersistMethod::kNone: return "none";
-    case PersistMethod::kRead2: return "read2";
-    case PersistMethod::kRead: return "read";
-    case PersistMethod::kImm: return "imm";
-    case PersistMethod::kRpc: return "rpc";
-    case PersistMethod::kFlush: return "flush";
-  }
-  return "unknown";
+  const persist::PersistStrategy* s = persist::Find(m);
+  return s != nullptr ? s->name() : "unknown";
 }
 
 Result<PersistMethod> ParsePersistMethod(std::string_view name) {
-  for (PersistMethod m : kAllPersistMethods) {
-    if (PersistMethodName(m) == name) return m;
+  std::string known;
+  for (const persist::PersistStrategy* s : persist::All()) {
+    if (s->name() == name) return s->method();
+    known += known.empty() ? "" : ", ";
+    known += s->name();
   }
-  return Status::InvalidArgument("unknown persist method '" + std::string(name) +
-                                 "' (use none, read2, read, imm, rpc or flush)");
+  return Status::InvalidArgument("unknown persist method '" + std::string(name) + "' (use " +
+                                 known + ")");
 }
 
 std::string_view PersistMethodHelp() {
-  return "none: WRITE only, NOT durable (baseline); "
-         "read2: WRITE, wait, then READ (2 round trips); "
-         "read: WRITE+READ in one doorbell (default); "
-         "imm: WRITE+WRITE_WITH_IMM, server persists and replies; "
-         "rpc: SEND the data, server copies, persists, replies; "
-         "flush: WRITE+RDMA FLUSH (device must support it)";
+  static const std::string help = [] {
+    std::string h;
+    for (const persist::PersistStrategy* s : persist::All()) {
+      h += h.empty() ? "" : "; ";
+      h += s->help();
+    }
+    return h;
+  }();
+  return help;
+}
+
+std::span<const PersistMethod> AllPersistMethods() {
+  static const std::vector<PersistMethod> all = [] {
+    std::vector<PersistMethod> v;
+    for (const persist::PersistStrategy* s : persist::All()) v.push_back(s->method());
+    return v;
+  }();
+  return all;
+}
+
+bool IsDurable(PersistMethod m) {
+  const persist::PersistStrategy* s = persist::Find(m);
+  return s != nullptr && s->durable();
 }
 
 }  // namespace dpmfs::datapath

@@ -1,8 +1,12 @@
-// The remote persistence techniques of dpmfs (DESIGN.md, "The problem it solves").
+// The remote persistence techniques of dpmfs (DESIGN.md, "The problem it solves"): their
+// wire numbers and names. What each method does lives in its strategy,
+// datapath/persist/<name>.cc, registered in datapath/persist/registry.cc.
 // Thread-safety: values and pure functions.
 #pragma once
 
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -16,15 +20,14 @@ enum class PersistMethod : uint8_t {
   kRpc = 4,    // SEND the data; server copies into PM, persists, replies
   kFlush = 5,  // WRITE + RDMA FLUSH (IBTA 1.5) where the device has it
 };
-inline constexpr PersistMethod kAllPersistMethods[] = {
-    PersistMethod::kNone, PersistMethod::kRead2, PersistMethod::kRead,
-    PersistMethod::kImm,  PersistMethod::kRpc,   PersistMethod::kFlush};
 
+// Every method with a registered strategy, in registry order.
+std::span<const PersistMethod> AllPersistMethods();
 std::string_view PersistMethodName(PersistMethod m);
 Result<PersistMethod> ParsePersistMethod(std::string_view name);
 // One line per method for --help texts.
 std::string_view PersistMethodHelp();
 // Whether a completed write is durable on the target under this method.
-inline bool IsDurable(PersistMethod m) { return m != PersistMethod::kNone; }
+bool IsDurable(PersistMethod m);
 
 }  // namespace dpmfs::datapath

@@ -30,6 +30,15 @@ bool AllWritten(const std::vector<Segment>& segs) {
   return true;
 }
 
+// The write pieces of this thread's current operation: cleared, capacity kept, so that
+// building them allocates nothing once the thread has written as many pieces before.
+// No operation nests another's write.
+std::vector<datapath::WritePiece>& ScratchWritePieces() {
+  thread_local std::vector<datapath::WritePiece> pieces;
+  pieces.clear();
+  return pieces;
+}
+
 bool AnyHole(const std::vector<Segment>& segs) {
   for (const Segment& s : segs) {
     if (s.kind == Segment::Kind::kHole) return true;
@@ -45,15 +54,14 @@ Timespec Now() {
   return Timespec{ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
 }
 
-FileIo::FileIo(ExtentService& meta, DataClientPool& data, const meta::ClusterInfo& cluster,
+FileIo::FileIo(ExtentService& meta, datapath::DataTransfer& data, const meta::ClusterInfo& cluster,
                const FileIoOptions& options)
     : meta_(meta),
       data_(data),
       cluster_(cluster),
       options_(options),
       block_size_(cluster.block_size != 0 ? cluster.block_size : 4096),
-      stripe_unit_(cluster.stripe_unit != 0 ? cluster.stripe_unit : block_size_),
-      max_io_(data.options().client.max_io_size) {}
+      stripe_unit_(cluster.stripe_unit != 0 ? cluster.stripe_unit : block_size_) {}
 
 int FileIo::ValidateExtents(meta::InodeId ino, const std::vector<Extent>& extents) const {
   for (const Extent& e : extents) {
@@ -167,150 +175,51 @@ int FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t
   std::vector<Segment> segs;
   if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
 
-  std::vector<DataClientPool::Lease> leases(data_.num_servers());
+  // Holes and unwritten blocks read as zeros here; written extents are one-sided
+  // READs, all servers at once (datapath::DataTransfer).
+  thread_local std::vector<datapath::ReadPiece> pieces;  // keeps its capacity
+  pieces.clear();
   for (const Segment& s : segs) {
     uint8_t* dst = buf + (s.file_offset - offset);
     if (s.kind != Segment::Kind::kWritten) {
       std::memset(dst, 0, s.length);
       continue;
     }
-    for (uint64_t done = 0; done < s.length;) {
-      uint32_t chunk = static_cast<uint32_t>(std::min<uint64_t>(max_io_, s.length - done));
-      for (int attempt = 0;; ++attempt) {
-        DataClientPool::Lease& lease = leases[s.server];
-        if (!lease) {
-          // One connection at a time: a read that held one server's while it waited for
-          // another's could deadlock with a read doing the opposite when the pool cannot
-          // make more (DataClientPool: memlock).
-          for (auto& other : leases) other.Release();
-          auto l = data_.Acquire(s.server);
-          if (!l.ok()) {
-            spdlog::warn("inode {}: read at {}: {}", inode.ino(), s.file_offset + done,
-                         l.status().ToString());
-            return EIO;
-          }
-          lease = std::move(l).value();
-        }
-        Status st = lease->Read(s.pool_offset + done, dst + done, chunk);
-        if (st.ok()) break;
-        // A connection that idled while its server restarted fails on first use: one
-        // more try on a fresh connection tells that apart from a server that is down.
-        bool retry = lease.reused() && attempt == 0;
-        lease.MarkBroken();
-        lease.Release();
-        if (!retry) {
-          spdlog::warn("inode {}: read of {} bytes at {} from data server {} failed: {}",
-                       inode.ino(), chunk, s.file_offset + done, s.server, st.ToString());
-          return EIO;
-        }
-      }
-      done += chunk;
-    }
+    pieces.push_back(datapath::ReadPiece{{s.server, s.pool_offset}, s.length, dst});
+  }
+  if (Status st = data_.Read(pieces); !st.ok()) {
+    spdlog::warn("inode {}: read of {} bytes at {} failed: {}", inode.ino(), end - offset, offset,
+                 st.ToString());
+    return EIO;
   }
   *n = end - offset;
   return 0;
 }
 
-void FileIo::AddChunks(uint32_t server, uint64_t pool_offset, uint64_t begin, uint64_t end,
-                       std::vector<Chunk>* chunks) const {
-  for (uint64_t pos = begin; pos < end;) {
-    uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(max_io_, end - pos));
-    // Continue the previous chunk when this one follows it on the same server.
-    if (!chunks->empty()) {
-      Chunk& last = chunks->back();
-      if (last.server == server && last.file_offset + last.length == pos &&
-          last.pool_offset + last.length == pool_offset + (pos - begin) &&
-          uint64_t{last.length} + len <= max_io_) {
-        last.length += len;
-        pos += len;
-        continue;
-      }
-    }
-    chunks->push_back(Chunk{server, pool_offset + (pos - begin), pos, len});
-    pos += len;
-  }
-}
-
-int FileIo::WriteChunksTo(uint32_t server, const std::vector<const Chunk*>& chunks,
-                          uint64_t data_offset, const uint8_t* data, size_t data_len,
-                          std::string* error) {
-  const uint64_t data_end = data_offset + data_len;
-  for (int attempt = 0;; ++attempt) {
-    auto acquired = data_.Acquire(server);
-    if (!acquired.ok()) {
-      *error = acquired.status().ToString();
-      return EIO;
-    }
-    DataClientPool::Lease lease = std::move(acquired).value();
-    const uint32_t qd = lease->queue_depth();
-    std::vector<int64_t> slot_chunk(qd, -1);
-    std::vector<datapath::SlotResult> results;
-    size_t next = 0, done = 0;
-    Status failure;
-    while (done < chunks.size() && failure.ok()) {
-      for (uint32_t slot = 0; slot < qd && next < chunks.size(); ++slot) {
-        if (slot_chunk[slot] >= 0) continue;
-        const Chunk& c = *chunks[next];
-        uint8_t* buf = lease->slot_buffer(slot);
-        // Bytes of the caller's data that fall in this chunk; zeros around them.
-        uint64_t lo = std::max(c.file_offset, data_offset);
-        uint64_t hi = std::min(c.file_offset + c.length, data_end);
-        if (data == nullptr || lo >= hi) {
-          std::memset(buf, 0, c.length);
-        } else {
-          std::memset(buf, 0, lo - c.file_offset);
-          std::memcpy(buf + (lo - c.file_offset), data + (lo - data_offset), hi - lo);
-          std::memset(buf + (hi - c.file_offset), 0, c.file_offset + c.length - hi);
-        }
-        failure = lease->Submit(slot, c.pool_offset, c.length);
-        if (!failure.ok()) break;
-        slot_chunk[slot] = static_cast<int64_t>(next++);
-      }
-      if (!failure.ok()) break;
-      results.clear();
-      failure = lease->Reap(&results);
-      for (const auto& r : results) {
-        if (!r.status.ok()) {
-          if (failure.ok()) failure = r.status;
-          continue;
-        }
-        if (r.slot < qd && slot_chunk[r.slot] >= 0) {
-          slot_chunk[r.slot] = -1;
-          ++done;
-        }
-      }
-    }
-    if (failure.ok()) return 0;
-    // Writes are idempotent (the same bytes to the same place): after a failure on a
-    // connection that may have died while idle, all of them go again on a fresh one.
-    bool retry = lease.reused() && attempt == 0;
-    lease.MarkBroken();
-    if (!retry) {
-      *error = failure.ToString();
-      return EIO;
+void FileIo::AddPiece(uint32_t server, uint64_t pool_offset, uint64_t begin, uint64_t end,
+                      uint64_t data_offset, const uint8_t* data,
+                      std::vector<datapath::WritePiece>* pieces) {
+  if (begin >= end) return;
+  const uint8_t* source = data != nullptr ? data + (begin - data_offset) : nullptr;
+  // Continue the previous piece when this one follows it, on the same server and in
+  // the same source (the transfer splits pieces into I/Os itself).
+  if (!pieces->empty()) {
+    datapath::WritePiece& last = pieces->back();
+    if (last.where.server == server &&
+        last.where.pool_offset + last.length == pool_offset &&
+        (last.source == nullptr ? source == nullptr
+                                : source != nullptr && last.source + last.length == source)) {
+      last.length += end - begin;
+      return;
     }
   }
+  pieces->push_back(datapath::WritePiece{{server, pool_offset}, end - begin, source});
 }
 
-int FileIo::WriteChunks(meta::InodeId ino, const std::vector<Chunk>& chunks, uint64_t data_offset,
-                        const uint8_t* data, size_t data_len) {
-  // One server at a time, each pipelined up to its connection's queue depth.
-  std::vector<const Chunk*> mine;
-  std::vector<bool> seen(data_.num_servers(), false);
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    uint32_t server = chunks[i].server;
-    if (seen[server]) continue;
-    seen[server] = true;
-    mine.clear();
-    for (size_t j = i; j < chunks.size(); ++j) {
-      if (chunks[j].server == server) mine.push_back(&chunks[j]);
-    }
-    std::string error;
-    if (WriteChunksTo(server, mine, data_offset, data, data_len, &error) != 0) {
-      spdlog::warn("inode {}: write to data server {} ({}) failed: {}", ino, server,
-                   data_.endpoint(server).ToString(), error);
-      return EIO;
-    }
+int FileIo::WritePieces(meta::InodeId ino, const std::vector<datapath::WritePiece>& pieces) {
+  if (Status st = data_.Write(pieces); !st.ok()) {
+    spdlog::warn("inode {}: write failed: {}", ino, st.ToString());
+    return EIO;
   }
   return 0;
 }
@@ -324,11 +233,12 @@ int FileIo::Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len
   if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
   if (end <= inode.size() && AllWritten(segs)) {
     // Overwrite of written blocks: data servers only (DESIGN.md "overwrite").
-    std::vector<Chunk> chunks;
+    std::vector<datapath::WritePiece>& pieces = ScratchWritePieces();
     for (const Segment& s : segs) {
-      AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
+      AddPiece(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, offset, data,
+               &pieces);
     }
-    if (int err = WriteChunks(inode.ino(), chunks, offset, data, len); err != 0) return err;
+    if (int err = WritePieces(inode.ino(), pieces); err != 0) return err;
     inode.NoteOverwrite(now);
     return 0;
   }
@@ -371,10 +281,11 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
   // anything here, on the strength of a cached size or a cached unwritten flag, could
   // destroy what another client wrote and had acknowledged meanwhile.
   const uint64_t old_size = inode.size();
-  std::vector<Chunk> chunks;
+  std::vector<datapath::WritePiece>& pieces = ScratchWritePieces();
   std::vector<meta::ByteRange> written;
   for (const Segment& s : segs) {
-    AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
+    AddPiece(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, offset, data,
+             &pieces);
     if (s.kind == Segment::Kind::kWritten) continue;
     // Commit marks whole blocks written (extents are block-aligned); the rest of each
     // block is zero already.
@@ -392,9 +303,9 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
                   len, written.size(), meta::kMaxWrittenRanges);
     return EIO;
   }
-  spdlog::trace("inode {}: write [{}, +{}): {} segments, {} chunks, {} unwritten ranges",
-                inode.ino(), offset, len, segs.size(), chunks.size(), written.size());
-  if (int err = WriteChunks(inode.ino(), chunks, offset, data, len); err != 0) return err;
+  spdlog::trace("inode {}: write [{}, +{}): {} segments, {} pieces, {} unwritten ranges",
+                inode.ino(), offset, len, segs.size(), pieces.size(), written.size());
+  if (int err = WritePieces(inode.ino(), pieces); err != 0) return err;
 
   const bool grows = end > old_size;
   if (written.empty() && !grows) {
@@ -445,13 +356,14 @@ int FileIo::ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len) {
   uint64_t end = offset + std::min(len, meta::kMaxFileSize - offset);
   std::vector<Segment> segs;
   if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
-  std::vector<Chunk> chunks;
+  std::vector<datapath::WritePiece>& pieces = ScratchWritePieces();
   for (const Segment& s : segs) {
     if (s.kind != Segment::Kind::kWritten) continue;
-    AddChunks(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, &chunks);
+    AddPiece(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, 0, nullptr,
+             &pieces);
   }
-  if (chunks.empty()) return 0;
-  return WriteChunks(inode.ino(), chunks, 0, nullptr, 0);
+  if (pieces.empty()) return 0;
+  return WritePieces(inode.ino(), pieces);
 }
 
 int FileIo::FlushMtime(Inode& inode) {

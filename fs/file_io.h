@@ -15,7 +15,10 @@
 //     written: the metadata server hands out blocks that read as zeros and keeps the
 //     bytes past EOF zero, so no write pads or zeroes anything (two clients extending
 //     one file must not zero each other's acknowledged bytes).
-// Every write returns only after its data is durable under the persist method.
+// Every write returns only after its data is durable under the persist method. The
+// engine turns a range into a list of pieces (server, pool offset, length, buffer) and
+// hands it to the transfer API (datapath/transfer.h), which moves every server's pieces
+// at once; connections, slots, pipelining and retry are below it.
 //
 // Errors are errnos, ready for fuse_reply_err: the metadata server's answer as it
 // gave it; EIO for a data-path failure (a data server unreachable or failing the
@@ -32,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/data_client_pool.h"
+#include "datapath/transfer.h"
 #include "fs/inode_table.h"
 #include "fs/layout_cache.h"
 #include "metadata/meta_protocol.h"
@@ -63,7 +66,7 @@ class FileIo {
  public:
   // `cluster` gives the block size, stripe unit and the data servers' sizes (the pool
   // indexes them the same way). Both references outlive the engine.
-  FileIo(ExtentService& meta, DataClientPool& data, const meta::ClusterInfo& cluster,
+  FileIo(ExtentService& meta, datapath::DataTransfer& data, const meta::ClusterInfo& cluster,
          const FileIoOptions& options = {});
 
   // A file this client just created has no blocks: its whole layout is known without
@@ -96,14 +99,6 @@ class FileIo {
   uint32_t block_size() const { return block_size_; }
 
  private:
-  // One data-server transfer: [file_offset, +length) at pool_offset of `server`.
-  struct Chunk {
-    uint32_t server = 0;
-    uint64_t pool_offset = 0;
-    uint64_t file_offset = 0;
-    uint32_t length = 0;
-  };
-
   // Maps [begin, end) from the cache, fetching the layout around it on a miss.
   int MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs);
   // Layout RPCs over [begin, end) into `cache` (the inode's, at `epoch`, or a scratch
@@ -120,24 +115,22 @@ class FileIo {
   int ValidateExtents(meta::InodeId ino, const std::vector<meta::Extent>& extents) const;
   int SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t len,
                 const meta::Timespec& now);
-  // Splits a segment's [begin, end) into chunks of at most max I/O size.
-  void AddChunks(uint32_t server, uint64_t pool_offset, uint64_t begin, uint64_t end,
-                 std::vector<Chunk>* chunks) const;
-  // Writes the chunks: bytes inside [data_offset, data_offset+data_len) come from
-  // `data`, all others are zeros (padding). EIO on any data-path failure.
-  int WriteChunks(meta::InodeId ino, const std::vector<Chunk>& chunks, uint64_t data_offset,
-                  const uint8_t* data, size_t data_len);
+  // Appends the write piece of file range [begin, end) at pool_offset of `server`,
+  // continuing the previous piece when it is contiguous on the same server. Its source
+  // is `data` at file offset `data_offset`, or zeros when data is null.
+  static void AddPiece(uint32_t server, uint64_t pool_offset, uint64_t begin, uint64_t end,
+                       uint64_t data_offset, const uint8_t* data,
+                       std::vector<datapath::WritePiece>* pieces);
+  // Writes the pieces through the transfer API; EIO on any data-path failure (logged).
+  int WritePieces(meta::InodeId ino, const std::vector<datapath::WritePiece>& pieces);
   int ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len);
-  int WriteChunksTo(uint32_t server, const std::vector<const Chunk*>& chunks, uint64_t data_offset,
-                    const uint8_t* data, size_t data_len, std::string* error);
 
   ExtentService& meta_;
-  DataClientPool& data_;
+  datapath::DataTransfer& data_;
   const meta::ClusterInfo& cluster_;
   const FileIoOptions options_;
   const uint32_t block_size_;
   const uint32_t stripe_unit_;
-  const uint32_t max_io_;
 };
 
 // The current time as the metadata protocol carries it (CLOCK_REALTIME).

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "common/logging.h"
-#include "fs/data_client_pool.h"
+#include "datapath/transfer.h"
 #include "fs/file_io.h"
 #include "fs/fuse_ops.h"
 #include "fs/mount_options.h"
@@ -137,25 +137,24 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
     }
     data_endpoints.push_back(*ep);
   }
-  fs::DataClientPoolOptions popts;
+  datapath::DataTransferOptions popts;
   popts.client.method = opts.persist;
   popts.client.queue_depth = 2;
   popts.client.max_io_size = 1u << 20;
   popts.client.timeout = std::chrono::seconds(5);
   popts.max_idle_per_server = opts.max_threads + 2;
-  auto pool = std::make_unique<fs::DataClientPool>(**device, data_endpoints, popts);
+  auto pool = std::make_unique<datapath::DataTransfer>(**device, data_endpoints, popts);
   // Probe each data server once: a persist method the device cannot do is fatal now
   // rather than an EIO on every write; an unreachable server is only a warning (it
   // may be starting, and its files fail with EIO until it is up).
   for (uint32_t i = 0; i < data_endpoints.size(); ++i) {
-    auto lease = pool->Acquire(i);
-    if (lease.ok()) continue;
-    if (lease.status().message().find("flush persist method") != std::string::npos ||
-        lease.status().code() == StatusCode::kInvalidArgument) {
-      return fail(lease.status().message());
+    Status probe = pool->Probe(i);
+    if (probe.ok()) continue;
+    if (probe.message().find("flush persist method") != std::string::npos ||
+        probe.code() == StatusCode::kInvalidArgument) {
+      return fail(probe.message());
     }
-    spdlog::warn("{} (its files will fail with EIO until it is reachable)",
-                 lease.status().message());
+    spdlog::warn("{} (its files will fail with EIO until it is reachable)", probe.message());
   }
 
   fs::MetaExtentService extents(mc);

@@ -7,13 +7,17 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <cstddef>
+#include <vector>
 
 namespace dpmfs::datapath {
 
 class SendQueueCredits {
  public:
-  explicit SendQueueCredits(uint32_t capacity) : capacity_(capacity) {}
+  // Every outstanding signaled request holds at least one entry, so at most `capacity`
+  // are outstanding: a ring of that size, allocated once (no allocation per post).
+  explicit SendQueueCredits(uint32_t capacity)
+      : capacity_(capacity), retire_(capacity > 0 ? capacity : 1) {}
 
   bool CanPost(uint32_t n) const { return used_ + n <= capacity_; }
   // Whether a chain of n about to be posted should end with a signaled request: once a
@@ -24,23 +28,36 @@ class SendQueueCredits {
     used_ += n;
     unsignaled_ += n;
     if (last_signaled) {
-      retire_.push_back(unsignaled_);
+      if (count_ == retire_.size()) Grow();  // a caller that posted past CanPost
+      retire_[(head_ + count_) % retire_.size()] = unsignaled_;
+      ++count_;
       unsignaled_ = 0;
     }
   }
   // A signaled send completion was polled: it retires itself and what came before it.
   void Completed() {
-    if (retire_.empty()) return;
-    used_ -= retire_.front();
-    retire_.pop_front();
+    if (count_ == 0) return;
+    used_ -= retire_[head_];
+    head_ = (head_ + 1) % retire_.size();
+    --count_;
   }
   uint32_t used() const { return used_; }
 
  private:
+  void Grow() {
+    std::vector<uint32_t> bigger(retire_.size() * 2);
+    for (size_t i = 0; i < count_; ++i) bigger[i] = retire_[(head_ + i) % retire_.size()];
+    retire_.swap(bigger);
+    head_ = 0;
+  }
+
   uint32_t capacity_;
   uint32_t used_ = 0;
   uint32_t unsignaled_ = 0;       // posted since the last signaled request
-  std::deque<uint32_t> retire_;   // per outstanding signaled request: what it retires
+  // Per outstanding signaled request, oldest at head_: what it retires.
+  std::vector<uint32_t> retire_;
+  size_t head_ = 0;
+  size_t count_ = 0;
 };
 
 }  // namespace dpmfs::datapath

@@ -227,5 +227,60 @@ TEST(DataServerStartTest, RefusesWrongRoleAndForeignCluster) {
   fs::remove_all(dir);
 }
 
+// The data protocol's messages go through the byte codec: the bytes are those of
+// protocol version 1 (checked here byte for byte), and a truncated message's error
+// names the field where it ended.
+TEST(DataProtocolTest, BytesAreVersionOneAndTruncationNamesTheField) {
+  auto req = EncodeConnectRequest(ConnectRequest{PersistMethod::kImm, 0x01020304, 0x0A0B0C0D});
+  const std::vector<uint8_t> want_req = {0x44, 0x4D, 0x50, 0x44, 1, 0, 3, 0,
+                                         4,    3,    2,    1,    0x0D, 0x0C, 0x0B, 0x0A};
+  EXPECT_EQ(req, want_req);
+
+  uint8_t d[kDescriptorSize];
+  EncodeDescriptor(WriteDescriptor{0x1122334455667788, 0x99AABBCC, 7, kDescriptorZero}, d);
+  const uint8_t want_d[kDescriptorSize] = {0x44, 0x4D, 0x50, 0x44, 7, 0, 0, 0,
+                                           0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11,
+                                           0xCC, 0xBB, 0xAA, 0x99, 1, 0, 0, 0};
+  EXPECT_EQ(std::memcmp(d, want_d, kDescriptorSize), 0);
+  auto back = DecodeDescriptor({d, kDescriptorSize});
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->offset, 0x1122334455667788u);
+  EXPECT_EQ(back->length, 0x99AABBCCu);
+  EXPECT_EQ(back->slot, 7u);
+
+  uint8_t r[kReplySize];
+  EncodeReply(Reply{9, StatusCode::kOutOfRange}, r);
+  auto rep = DecodeReply({r, kReplySize});
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(rep->slot, 9u);
+  EXPECT_EQ(rep->code, StatusCode::kOutOfRange);
+  r[8] = 0x7F;
+  EXPECT_EQ(DecodeReply({r, kReplySize}).status().code(), StatusCode::kCorruption);
+
+  ServerInfo info;
+  info.pool = {0x1000, 0x2000, 5};
+  info.pool_index = 3;
+  info.block_size = 4096;
+  info.is_pmem = true;
+  auto bytes = EncodeServerInfo(info);
+  ASSERT_EQ(bytes.size(), 72u);
+  auto ok = DecodeServerInfo(bytes);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->pool.rkey, 5u);
+  EXPECT_TRUE(ok->is_pmem);
+  auto cut = DecodeServerInfo(std::span<const uint8_t>(bytes).first(26));
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(cut.status().message().find("ServerInfo.pool.rkey"), std::string::npos)
+      << cut.status().ToString();
+  auto short_req = DecodeConnectRequest(std::span<const uint8_t>(req).first(9));
+  ASSERT_FALSE(short_req.ok());
+  EXPECT_NE(short_req.status().message().find("ConnectRequest.queue_depth"), std::string::npos)
+      << short_req.status().ToString();
+  // A method byte no strategy is registered for.
+  req[6] = 99;
+  EXPECT_EQ(DecodeConnectRequest(req).status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace dpmfs::datapath

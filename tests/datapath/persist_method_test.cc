@@ -164,7 +164,7 @@ TEST_P(PersistMethodTest, OutOfRangeWritesAreRefused) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, PersistMethodTest,
-                         ::testing::ValuesIn(kAllPersistMethods),
+                         ::testing::ValuesIn(AllPersistMethods()),
                          [](const auto& info) { return std::string(PersistMethodName(info.param)); });
 
 }  // namespace

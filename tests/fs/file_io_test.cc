@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "common/pool.h"
-#include "fs/data_client_pool.h"
+#include "datapath/transfer.h"
 #include "fs/inode_table.h"
 #include "tests/fs/fs_test_util.h"
 
@@ -169,12 +169,12 @@ class FileIoTest : public ::testing::Test {
       eps.push_back(*ep);
       cluster_.servers.push_back(meta::DataServerInfo{i, endpoints_[i], 0});
     }
-    DataClientPoolOptions popt;
+    datapath::DataTransferOptions popt;
     popt.client.method = datapath::PersistMethod::kRead;
     popt.client.queue_depth = 2;
     popt.client.max_io_size = 256 << 10;  // smaller than some writes: exercises splitting
     popt.client.timeout = std::chrono::seconds(2);
-    pool_ = std::make_unique<DataClientPool>(*device_, eps, popt);
+    pool_ = std::make_unique<datapath::DataTransfer>(*device_, eps, popt);
     io_ = std::make_unique<FileIo>(meta_, *pool_, cluster_);
   }
 
@@ -191,17 +191,15 @@ class FileIoTest : public ::testing::Test {
 
   // Direct access to a data server's pool, bypassing the engine.
   void PoolWrite(uint32_t server, uint64_t off, const std::vector<uint8_t>& bytes) {
-    auto lease = pool_->Acquire(server);
-    ASSERT_TRUE(lease.ok()) << lease.status().ToString();
-    ASSERT_TRUE((*lease)->Write(off, bytes.data(), static_cast<uint32_t>(bytes.size())).ok());
+    datapath::WritePiece piece{{server, off}, bytes.size(), bytes.data()};
+    Status st = pool_->Write({&piece, 1});
+    ASSERT_TRUE(st.ok()) << st.ToString();
   }
   std::vector<uint8_t> PoolRead(uint32_t server, uint64_t off, size_t len) {
     std::vector<uint8_t> out(len);
-    auto lease = pool_->Acquire(server);
-    EXPECT_TRUE(lease.ok()) << lease.status().ToString();
-    if (lease.ok()) {
-      EXPECT_TRUE((*lease)->Read(off, out.data(), static_cast<uint32_t>(len)).ok());
-    }
+    datapath::ReadPiece piece{{server, off}, len, out.data()};
+    Status st = pool_->Read({&piece, 1});
+    EXPECT_TRUE(st.ok()) << st.ToString();
     return out;
   }
 
@@ -225,7 +223,7 @@ class FileIoTest : public ::testing::Test {
   std::unique_ptr<transport::Device> device_;
   meta::ClusterInfo cluster_;
   FakeExtentService meta_{2};
-  std::unique_ptr<DataClientPool> pool_;
+  std::unique_ptr<datapath::DataTransfer> pool_;
   std::unique_ptr<FileIo> io_;
 };
 
@@ -575,14 +573,12 @@ class MemlockLimitedDevice : public transport::Device {
 TEST_F(FileIoTest, ConnectionsBeyondTheMemlockLimitWaitForOneInUseInsteadOfEio) {
   // Room for one connection per server (plus change), as for an unprivileged verbs
   // client whose RLIMIT_MEMLOCK is nearly used up by its metadata connection.
-  auto probe = pool_->Acquire(0);
-  ASSERT_TRUE(probe.ok());
-  const uint64_t per_connection = (*probe)->slot_buffer(1) - (*probe)->slot_buffer(0);
-  probe = Status::Unavailable("released");
+  const uint64_t per_connection = datapath::DataClient::RegisteredBytes(pool_->options().client) /
+                                  (pool_->options().client.queue_depth + 1);
   MemlockLimitedDevice limited(*device_, 2 * 3 * per_connection + per_connection / 2);
   std::vector<Endpoint> eps;
   for (const auto& e : endpoints_) eps.push_back(*Endpoint::Parse(e));
-  DataClientPool pool(limited, eps, pool_->options());
+  datapath::DataTransfer pool(limited, eps, pool_->options());
   FileIo io(meta_, pool, cluster_);
 
   std::vector<std::thread> threads;

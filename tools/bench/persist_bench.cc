@@ -86,7 +86,7 @@ Result<Plan> MakePlan(const PersistBenchOptions& o) {
   p.device.soft_drain_delay_us = o.drain_delay_us;
   for (const std::string& name : o.methods) {
     if (name == "all") {
-      for (PersistMethod m : datapath::kAllPersistMethods) p.methods.push_back(m);
+      for (PersistMethod m : datapath::AllPersistMethods()) p.methods.push_back(m);
       continue;
     }
     auto m = datapath::ParsePersistMethod(name);

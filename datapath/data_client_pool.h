@@ -1,6 +1,7 @@
-// Connections from the FUSE client to the data servers. A DataClient (one QP) is not
-// thread-safe, so each file operation checks one out per data server it touches and
-// gives it back when done; idle connections are kept for the next operation.
+// Connections from a client to the data servers, below the transfer API
+// (datapath/transfer.h). A DataClient (one QP) is not thread-safe, so each transfer
+// checks one out per data server it touches and gives it back when done; idle
+// connections are kept for the next transfer.
 //
 // Failure model: a connection that failed (the server died, a timeout, a QP error) is
 // never given back: the lease is marked broken, the DataClient destroyed, and every
@@ -14,8 +15,9 @@
 // (ResourceExhausted: RLIMIT_MEMLOCK for an unprivileged client on verbs), Acquire
 // closes the idle connections to other servers and tries again, or takes a connection
 // to the same server that another operation gives back, for up to the client timeout,
-// instead of failing the operation with EIO at once. Callers hold at most one lease
-// at a time, so two operations never wait for each other's connection.
+// instead of failing the operation with EIO at once. A caller holding several leases
+// at once (a transfer over several servers) acquires them in ascending server order,
+// so two callers never wait for each other's connections in a cycle.
 //
 // Thread-safety: DataClientPool is thread-safe. A Lease belongs to one thread.
 #pragma once
@@ -32,10 +34,10 @@
 #include "datapath/data_client.h"
 #include "transport/transport.h"
 
-namespace dpmfs::fs {
+namespace dpmfs::datapath {
 
 struct DataClientPoolOptions {
-  datapath::DataClientOptions client;  // persist method, queue depth, max I/O, timeout
+  DataClientOptions client;  // persist method, queue depth, max I/O, timeout
   uint32_t max_idle_per_server = 16;   // idle connections kept per data server
 };
 
@@ -56,8 +58,8 @@ class DataClientPool {
     Lease(Lease&& other) noexcept { *this = std::move(other); }
     Lease& operator=(Lease&& other) noexcept;
     ~Lease() { Release(); }
-    datapath::DataClient* operator->() const { return client_.get(); }
-    datapath::DataClient& operator*() const { return *client_; }
+    DataClient* operator->() const { return client_.get(); }
+    DataClient& operator*() const { return *client_; }
     explicit operator bool() const { return client_ != nullptr; }
     uint32_t server() const { return server_; }
     // Whether the connection came from the idle list (it may have died while idle).
@@ -70,14 +72,17 @@ class DataClientPool {
     friend class DataClientPool;
     DataClientPool* pool_ = nullptr;
     uint32_t server_ = 0;
-    std::unique_ptr<datapath::DataClient> client_;
+    std::unique_ptr<DataClient> client_;
     bool broken_ = false;
     bool reused_ = false;
   };
 
   // An idle connection to data server `server`, or a new one. Unavailable (naming the
   // server) when it cannot be reached; InvalidArgument for an unknown index.
-  Result<Lease> Acquire(uint32_t server);
+  // `wait` false: when memory runs out, close idle connections to other servers and
+  // try once more, then fail with ResourceExhausted instead of waiting (for a caller
+  // that holds other leases).
+  Result<Lease> Acquire(uint32_t server, bool wait = true);
 
   size_t num_servers() const { return servers_.size(); }
   const Endpoint& endpoint(uint32_t server) const { return servers_[server]; }
@@ -86,16 +91,16 @@ class DataClientPool {
   uint64_t connects() const;
 
  private:
-  void Return(uint32_t server, std::unique_ptr<datapath::DataClient> client);
+  void Return(uint32_t server, std::unique_ptr<DataClient> client);
   void DropIdle(uint32_t server);
 
   transport::Device& device_;
   const std::vector<Endpoint> servers_;
   const DataClientPoolOptions options_;
   mutable std::mutex mu_;
-  std::vector<std::vector<std::unique_ptr<datapath::DataClient>>> idle_;  // per server
+  std::vector<std::vector<std::unique_ptr<DataClient>>> idle_;  // per server
   std::condition_variable returned_;  // a connection went back to idle_
   uint64_t connects_ = 0;
 };
 
-}  // namespace dpmfs::fs
+}  // namespace dpmfs::datapath

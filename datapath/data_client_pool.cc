@@ -1,12 +1,17 @@
-#include "fs/data_client_pool.h"
+#include "datapath/data_client_pool.h"
+
+#include <algorithm>
 
 #include <spdlog/spdlog.h>
 
-namespace dpmfs::fs {
+namespace dpmfs::datapath {
 
 DataClientPool::DataClientPool(transport::Device& device, std::vector<Endpoint> servers,
                                const DataClientPoolOptions& options)
-    : device_(device), servers_(std::move(servers)), options_(options), idle_(servers_.size()) {}
+    : device_(device), servers_(std::move(servers)), options_(options), idle_(servers_.size()) {
+  // Returning a connection must not allocate: room for every idle one up front.
+  for (auto& idle : idle_) idle.reserve(std::min<uint32_t>(options_.max_idle_per_server, 256));
+}
 
 DataClientPool::~DataClientPool() = default;
 
@@ -39,7 +44,7 @@ void DataClientPool::Lease::Release() {
   reused_ = false;
 }
 
-Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server) {
+Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server, bool wait) {
   if (server >= servers_.size()) {
     return Status::InvalidArgument("no data server " + std::to_string(server) +
                                    " (the cluster has " + std::to_string(servers_.size()) + ")");
@@ -62,14 +67,20 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server) {
     ++connects_;
   }
   // Connect outside the lock: other servers' operations must not wait behind it.
-  auto client = datapath::DataClient::Connect(device_, servers_[server], options_.client);
+  auto client = DataClient::Connect(device_, servers_[server], options_.client);
   // Out of registrable memory (verbs: RLIMIT_MEMLOCK of an unprivileged client): close
   // idle connections to other servers and try again, or take a connection to this one
   // that comes back meanwhile, until the client timeout.
   const auto deadline = std::chrono::steady_clock::now() + options_.client.timeout;
-  while (!client.ok() && client.status().code() == StatusCode::kResourceExhausted &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::vector<std::unique_ptr<datapath::DataClient>> freed;
+  for (int round = 0; !client.ok() && client.status().code() == StatusCode::kResourceExhausted &&
+                     std::chrono::steady_clock::now() < deadline;
+       ++round) {
+    if (!wait && round == 1) {
+      return Status::ResourceExhausted("no registrable memory for another connection to data "
+                                       "server " + std::to_string(server) + ": " +
+                                       client.status().message());
+    }
+    std::vector<std::unique_ptr<DataClient>> freed;
     {
       std::unique_lock<std::mutex> lock(mu_);
       for (uint32_t s = 0; s < idle_.size(); ++s) {
@@ -77,7 +88,7 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server) {
         for (auto& c : idle_[s]) freed.push_back(std::move(c));
         idle_[s].clear();
       }
-      if (freed.empty()) {
+      if (freed.empty() && wait) {
         returned_.wait_for(lock, std::chrono::milliseconds(20),
                            [&] { return !idle_[server].empty(); });
       }
@@ -87,7 +98,7 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server) {
       }
     }
     freed.clear();  // deregisters their memory (outside the lock: disconnects QPs)
-    client = datapath::DataClient::Connect(device_, servers_[server], options_.client);
+    client = DataClient::Connect(device_, servers_[server], options_.client);
   }
   if (!client.ok()) {
     return Status::Unavailable("data server " + std::to_string(server) + " (" +
@@ -98,8 +109,8 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server) {
   return lease;
 }
 
-void DataClientPool::Return(uint32_t server, std::unique_ptr<datapath::DataClient> client) {
-  std::unique_ptr<datapath::DataClient> surplus;
+void DataClientPool::Return(uint32_t server, std::unique_ptr<DataClient> client) {
+  std::unique_ptr<DataClient> surplus;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto& idle = idle_[server];
@@ -114,7 +125,7 @@ void DataClientPool::Return(uint32_t server, std::unique_ptr<datapath::DataClien
 }
 
 void DataClientPool::DropIdle(uint32_t server) {
-  std::vector<std::unique_ptr<datapath::DataClient>> dropped;
+  std::vector<std::unique_ptr<DataClient>> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);
     dropped.swap(idle_[server]);
@@ -130,4 +141,4 @@ uint64_t DataClientPool::connects() const {
   return connects_;
 }
 
-}  // namespace dpmfs::fs
+}  // namespace dpmfs::datapath
