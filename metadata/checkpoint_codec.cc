@@ -81,8 +81,8 @@ void NamespaceCodec::Write(const Namespace& ns, std::vector<uint8_t>* out) {
   for (const auto& [ino, in] : ns.inodes_) inos.push_back(ino);
   std::sort(inos.begin(), inos.end());
   std::vector<uint64_t> ids;
-  ids.reserve(ns.sessions_.size());
-  for (const auto& [id, s] : ns.sessions_) ids.push_back(id);
+  ids.reserve(ns.client_sessions_.table().size());
+  for (const auto& [id, s] : ns.client_sessions_.table()) ids.push_back(id);
   std::sort(ids.begin(), ids.end());
 
   codec::ByteSizer sizer;
@@ -150,7 +150,7 @@ void NamespaceCodec::Fields(const Namespace& ns, const std::vector<InodeId>& ino
 
   w.U64("session count", ids.size());
   for (uint64_t id : ids) {
-    const Session& s = *ns.sessions_.at(id);
+    const Session& s = *ns.client_sessions_.table().at(id);
     w.U64("session id", id);
     w.Bytes("client name", s.client_name, 4096);
     w.U64("evicted_max", s.evicted_max);
@@ -194,18 +194,9 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
   }
   // Start from an empty state with fresh allocators.
   ns.inodes_.clear();
-  ns.sessions_.clear();
-  ns.handle_session_.clear();
-  ns.allocators_.clear();
-  for (const DataPoolGeometry& p : ns.config_.pools) {
-    ns.allocators_.emplace_back(p.index, p.data_size, p.block_size);
-  }
-  // The quarantine is not state (see free_quarantine.h): what it held is free now.
-  ns.quarantine_.Reset(ns.config_.pools.size());
-  // So is the scrub queue: MetaService scrubs every free block after recovery.
-  ns.scrub_queue_.assign(ns.config_.pools.size(), {});
-  ns.scrub_queued_.assign(ns.config_.pools.size(), 0);
-  ns.scrubbing_.assign(ns.config_.pools.size(), 0);
+  ns.client_sessions_.table().clear();
+  ns.client_sessions_.handle_index().clear();
+  ns.space_.Reset(ns.config_.pools);
   r.U64("next_ino", ns.next_ino_);
   r.U64("next_generation", ns.next_generation_);
   r.U64("next_handle", ns.next_handle_);
@@ -272,8 +263,8 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
       if (e.flags & ~uint32_t{Extent::kUnwritten | Extent::kSpeculative}) {
         return corrupt(ew + " has unknown flags");
       }
-      if (e.server >= ns.allocators_.size() ||
-          !ns.allocators_[e.server].MarkUsed(e.pool_offset, e.length)) {
+      if (e.server >= ns.space_.allocators().size() ||
+          !ns.space_.allocators()[e.server].MarkUsed(e.pool_offset, e.length)) {
         return corrupt(ew + " at pool offset " + std::to_string(e.pool_offset) + " of data pool " +
                        std::to_string(e.server) +
                        " overlaps another extent or lies outside the pool");
@@ -329,7 +320,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
       r.U64("handle", h);
       r.U64("handle ino", ino);
       if (!r.ok()) break;
-      if (!ns.handle_session_.emplace(h, id).second) {
+      if (!ns.client_sessions_.handle_index().emplace(h, id).second) {
         return corrupt("repeats open handle " + std::to_string(h));
       }
       s->handles.emplace(h, ino);
@@ -351,7 +342,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
       s->replies.emplace(seq, std::vector<uint8_t>(reply.begin(), reply.end()));
     }
     if (!r.ok()) break;
-    if (id == 0 || !ns.sessions_.emplace(id, std::move(s)).second) {
+    if (id == 0 || !ns.client_sessions_.table().emplace(id, std::move(s)).second) {
       return corrupt("repeats or zeroes session " + std::to_string(id));
     }
   }

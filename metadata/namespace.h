@@ -256,16 +256,6 @@ class Namespace {
   std::unordered_map<InodeId, std::unique_ptr<Inode>> inodes_;
   Space space_;                 // allocators, quarantine, scrub queue
   Sessions client_sessions_;    // sessions, reply caches, open handles
-  // The components' containers under the names checkpoint_codec.cc (owned by the
-  // metadata-store work, changed separately) still uses; everything else goes through
-  // space_ and client_sessions_. Remove when the codec uses the components' accessors.
-  std::vector<BlockAllocator>& allocators_ = space_.allocators();
-  FreeQuarantine& quarantine_ = space_.quarantine();
-  std::vector<std::deque<PoolRange>>& scrub_queue_ = space_.scrub_queue();
-  std::vector<uint64_t>& scrub_queued_ = space_.scrub_queued();
-  std::vector<uint64_t>& scrubbing_ = space_.scrubbing();
-  Sessions::Table& sessions_ = client_sessions_.table();
-  Sessions::HandleIndex& handle_session_ = client_sessions_.handle_index();
   InodeId next_ino_ = kRootInode + 1;
   uint64_t next_generation_ = 2;
   uint64_t next_handle_ = 1;

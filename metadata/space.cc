@@ -13,12 +13,16 @@ constexpr int64_t kScrubRetryMs = 2;
 
 Space::Space(const std::vector<DataPoolGeometry>& pools, SpaceOptions options)
     : options_(std::move(options)), quarantine_(pools.size()) {
-  for (const DataPoolGeometry& p : pools) {
-    allocators_.emplace_back(p.index, p.data_size, p.block_size);
-    scrub_queue_.emplace_back();
-    scrub_queued_.push_back(0);
-    scrubbing_.push_back(0);
-  }
+  Reset(pools);
+}
+
+void Space::Reset(const std::vector<DataPoolGeometry>& pools) {
+  allocators_.clear();
+  for (const DataPoolGeometry& p : pools) allocators_.emplace_back(p.index, p.data_size, p.block_size);
+  quarantine_.Reset(pools.size());
+  scrub_queue_.assign(pools.size(), {});
+  scrub_queued_.assign(pools.size(), 0);
+  scrubbing_.assign(pools.size(), 0);
 }
 
 int64_t Space::NowMs() const {

@@ -79,12 +79,12 @@ class Space {
   // does not add up.
   Status CheckUsage(const std::vector<uint64_t>& in_files) const;
 
-  // The raw parts, for the checkpoint codec (which rebuilds the allocators).
+  // Every block free in fresh allocators, nothing quarantined or queued: where loading a
+  // checkpoint starts. The quarantine and the scrub queue are not state (see
+  // free_quarantine.h; MetaService scrubs every free block after recovery).
+  void Reset(const std::vector<DataPoolGeometry>& pools);
+  // The allocators, for the checkpoint codec (which marks the extents' blocks used).
   std::vector<BlockAllocator>& allocators() { return allocators_; }
-  FreeQuarantine& quarantine() { return quarantine_; }
-  std::vector<std::deque<PoolRange>>& scrub_queue() { return scrub_queue_; }
-  std::vector<uint64_t>& scrub_queued() { return scrub_queued_; }
-  std::vector<uint64_t>& scrubbing() { return scrubbing_; }
 
  private:
   SpaceOptions options_;
