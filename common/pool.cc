@@ -24,6 +24,7 @@
 #include "common/crc32c.h"
 #include "common/byte_codec.h"
 #include "common/persistent_memory.h"
+#include "common/unique_fd.h"
 
 namespace dpmfs::pool {
 namespace {
@@ -98,20 +99,6 @@ uint64_t NowUnixNs() {
                                    .count());
 }
 
-// Closes the descriptor when it goes out of scope.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Reads up to n bytes at `off`, retrying short reads; returns the count read or -1.
 ssize_t PreadFull(int fd, void* buf, size_t n, off_t off) {
@@ -322,6 +309,20 @@ Status NotAPoolFileType(const std::string& path) {
                               "device-DAX devices (/dev/daxX.Y)");
 }
 
+// The header a pool of geometry `g` gets (both FormatPool paths write it).
+PoolInfo InfoOfNewPool(const PoolGeometry& g) {
+  PoolInfo info;
+  info.role = g.role;
+  info.cluster = g.cluster;
+  info.index = g.index;
+  info.block_size = g.block_size;
+  info.pool_size = g.pool_size;
+  info.data_offset = DataOffsetFor(g.block_size);
+  info.data_size = (g.pool_size - info.data_offset) / g.block_size * g.block_size;
+  info.version = kFormatVersion;
+  return info;
+}
+
 // FormatPool on a device-DAX character device: the pool is the whole device, and
 // everything goes through the mapping (a device-DAX device has no read/write/fallocate).
 Result<PoolInfo> FormatDevice(const std::string& path, const FormatOptions& options) {
@@ -344,15 +345,7 @@ Result<PoolInfo> FormatDevice(const std::string& path, const FormatOptions& opti
     spdlog::warn("overwriting {} in {} (forced)", what, path);
     mem->MemsetPersist(base, 0, kHeaderSize);  // first: no server takes it for the old pool
   }
-  PoolInfo info;
-  info.role = g.role;
-  info.cluster = g.cluster;
-  info.index = g.index;
-  info.block_size = g.block_size;
-  info.pool_size = g.pool_size;
-  info.data_offset = DataOffsetFor(g.block_size);
-  info.data_size = (g.pool_size - info.data_offset) / g.block_size * g.block_size;
-  info.version = kFormatVersion;
+  PoolInfo info = InfoOfNewPool(g);
   // Zero the reserved area, and with zero_data everything else, before the header.
   const uint64_t end = options.zero_data ? g.pool_size : info.data_offset;
   constexpr uint64_t kChunk = 64ull << 20;
@@ -531,15 +524,7 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
     return Status::FromErrno(errno, "cannot make " + path + " readable by its owner only");
   }
 
-  PoolInfo info;
-  info.role = g.role;
-  info.cluster = g.cluster;
-  info.index = g.index;
-  info.block_size = g.block_size;
-  info.pool_size = g.pool_size;
-  info.data_offset = DataOffsetFor(g.block_size);
-  info.data_size = (g.pool_size - info.data_offset) / g.block_size * g.block_size;
-  info.version = kFormatVersion;
+  PoolInfo info = InfoOfNewPool(g);
 
   if (options.zero_data) {
     // Truncating to zero discards every old byte at once; allocating then gives zeroed

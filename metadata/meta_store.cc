@@ -621,11 +621,10 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path,
 
   // Two writers of one journal would interleave records and destroy it: hold an exclusive
   // lock for the store's lifetime (released by the kernel if the process dies).
-  int lock_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (lock_fd < 0) return Status::FromErrno(errno, "cannot open metadata pool " + path);
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+  UniqueFd lock_fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!lock_fd) return Status::FromErrno(errno, "cannot open metadata pool " + path);
+  if (::flock(lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
-    ::close(lock_fd);
     if (err == EWOULDBLOCK) {
       return Status::FailedPrecondition("metadata pool " + path +
                                         " is in use (another dpmfs-meta, or another open of "
@@ -633,7 +632,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path,
     }
     return Status::FromErrno(err, "cannot lock metadata pool " + path);
   }
-  return OpenMapped(std::move(mapped), lock_fd, msync);
+  return OpenMapped(std::move(mapped), std::move(lock_fd), msync);
 }
 
 Result<std::unique_ptr<MetaStore>> MetaStore::Open(
@@ -642,13 +641,13 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(
   pool::OpenExpectations e = expect;
   e.role = pool::Role::kMetadata;
   DPMFS_ASSIGN_OR_RETURN(pool::MappedPool mapped, pool::MappedPool::Attach(std::move(memory), e));
-  return OpenMapped(std::move(mapped), -1, msync);
+  return OpenMapped(std::move(mapped), UniqueFd(), msync);
 }
 
-Result<std::unique_ptr<MetaStore>> MetaStore::OpenMapped(pool::MappedPool mapped, int lock_fd,
+Result<std::unique_ptr<MetaStore>> MetaStore::OpenMapped(pool::MappedPool mapped, UniqueFd lock_fd,
                                                          bool msync) {
   std::unique_ptr<MetaStore> store(new MetaStore());
-  store->lock_fd_ = lock_fd;  // closed by the destructor, also on the errors below
+  store->lock_fd_ = std::move(lock_fd);  // closed with the store, also on the errors below
   DPMFS_ASSIGN_OR_RETURN(
       store->superblock_,
       DecodeSuperblock(mapped.path(), mapped.info(), mapped.base() + mapped.info().data_offset));
@@ -667,26 +666,25 @@ Result<std::unique_ptr<MetaStore>> MetaStore::OpenMapped(pool::MappedPool mapped
 }
 
 MetaStore::~MetaStore() {
-  pool_.reset();
-  if (lock_fd_ >= 0) ::close(lock_fd_);
+  pool_.reset();  // unmapped before the lock goes (lock_fd_ is closed after this body)
 }
 
 Result<Superblock> ReadSuperblock(const std::string& path) {
   DPMFS_ASSIGN_OR_RETURN(pool::PoolInfo info, pool::ReadPoolHeader(path));
   DPMFS_RETURN_IF_ERROR(pool::CheckExpectations(path, info, {pool::Role::kMetadata, {}, {}}));
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "cannot open metadata pool " + path);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Status::FromErrno(errno, "cannot open metadata pool " + path);
   uint8_t sb[kSuperblockSize];
   size_t done = 0;
   while (done < sizeof(sb)) {
     ssize_t r =
-        ::pread(fd, sb + done, sizeof(sb) - done, static_cast<off_t>(info.data_offset + done));
+        ::pread(fd.get(), sb + done, sizeof(sb) - done, static_cast<off_t>(info.data_offset + done));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     done += static_cast<size_t>(r);
   }
   int err = errno;
-  ::close(fd);
+  fd.reset();
   if (done < sizeof(sb)) {
     return Status::FromErrno(err, "cannot read the metadata superblock of " + path);
   }

@@ -47,6 +47,7 @@
 #include "common/persistent_memory.h"
 #include "common/pool.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace dpmfs::meta {
 
@@ -156,9 +157,9 @@ class MetaStore {
 
  private:
   MetaStore() = default;
-  static Result<std::unique_ptr<MetaStore>> OpenMapped(pool::MappedPool mapped, int lock_fd,
+  static Result<std::unique_ptr<MetaStore>> OpenMapped(pool::MappedPool mapped, UniqueFd lock_fd,
                                                        bool msync);
-  // Implementation state (the helper that writes meta_store.cc adds what it needs).
+  // Implementation state.
   std::optional<pool::MappedPool> pool_;
   Superblock superblock_;
   mutable std::mutex mu_;
@@ -193,7 +194,7 @@ class MetaStore {
   std::string DamagedSlots(const CheckpointFound& checkpoint) const;
 
   // Fixed after Open.
-  int lock_fd_ = -1;
+  UniqueFd lock_fd_;  // the pool's exclusive lock (flock); none for an attached memory
   bool msync_ = false;
   pmem::PersistentMemory* mem_ = nullptr;  // pool_'s memory
   uint8_t* journal_ = nullptr;  // journal region (header page, then records)

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/byte_codec.h"
+
 #include "metadata/namespace.h"
 #include "metadata/namespace_internal.h"
 
@@ -10,57 +12,60 @@ namespace dpmfs::meta {
 
 namespace {
 constexpr uint32_t kRecordMagic = 0x31524d44;  // "DMR1"
+constexpr size_t kHeadSize = 4 + 2 + 8 + 8 + 8 + 4 + 4 + 4;  // magic .. request length
 constexpr size_t kRangeSize = 4 + 8 + 8;
-
-void Put(std::vector<uint8_t>* out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
 }  // namespace
 
+// Layout (little-endian, common/byte_codec.h): magic u32, op u16, session u64, seq u64,
+// now.sec i64, now.nsec u32, err i32, request length u32 + bytes, allocation count u32,
+// then per allocation server u32, pool_offset u64, length u64.
 void EncodeMutation(const MutationRecord& rec, std::vector<uint8_t>* out) {
-  out->clear();
-  out->reserve(48 + rec.request.size() + rec.allocations.size() * kRangeSize);
-  Put(out, kRecordMagic, 4);
-  Put(out, rec.op, 2);
-  Put(out, rec.session, 8);
-  Put(out, rec.seq, 8);
-  Put(out, static_cast<uint64_t>(rec.now.sec), 8);
-  Put(out, rec.now.nsec, 4);
-  Put(out, static_cast<uint32_t>(rec.err), 4);
-  Put(out, rec.request.size(), 4);
-  out->insert(out->end(), rec.request.begin(), rec.request.end());
-  Put(out, rec.allocations.size(), 4);
+  out->resize(kHeadSize + rec.request.size() + 4 + rec.allocations.size() * kRangeSize);
+  codec::ByteWriter w(out->data());
+  w.U32("magic", kRecordMagic);
+  w.U16("op", rec.op);
+  w.U64("session", rec.session);
+  w.U64("seq", rec.seq);
+  w.I64("now.sec", rec.now.sec);
+  w.U32("now.nsec", rec.now.nsec);
+  w.I32("err", rec.err);
+  w.U32("request length", static_cast<uint32_t>(rec.request.size()));
+  if (!rec.request.empty()) std::memcpy(w.position(), rec.request.data(), rec.request.size());
+  codec::ByteWriter t(w.position() + rec.request.size());
+  t.U32("count", static_cast<uint32_t>(rec.allocations.size()));
   for (const PoolRange& r : rec.allocations) {
-    Put(out, r.server, 4);
-    Put(out, r.pool_offset, 8);
-    Put(out, r.length, 8);
+    t.U32("server", r.server);
+    t.U64("pool_offset", r.pool_offset);
+    t.U64("length", r.length);
   }
 }
 
+// The record's bytes come from the metadata pool, not from the wire: a failure is
+// Corruption.
 Status DecodeMutation(std::span<const uint8_t> bytes, MutationRecord* rec,
                       std::vector<PoolRange>* ranges) {
-  ByteReader r(bytes, "journal record");
+  codec::ByteReader r(bytes, "journal record");
   uint32_t magic = 0;
   r.U32("magic", magic);
-  r.Require(magic == kRecordMagic, "has a bad magic (not a namespace mutation)");
+  r.Require(magic == kRecordMagic, "magic", "is bad (not a namespace mutation)");
   r.U16("op", rec->op);
   r.U64("session", rec->session);
   r.U64("seq", rec->seq);
   r.I64("now.sec", rec->now.sec);
   r.U32("now.nsec", rec->now.nsec);
-  r.Require(rec->now.nsec < 1000000000u, "has nsec >= 1e9");
+  r.Require(rec->now.nsec < 1000000000u, "now.nsec", "is >= 1e9");
   r.I32("err", rec->err);
-  r.Require(rec->err >= 0, "has a negative errno");
+  r.Require(rec->err >= 0, "err", "is a negative errno");
   uint32_t req_len = 0;
   r.U32("request length", req_len);
-  r.Require(req_len <= r.left(), "has a request longer than the record");
+  r.Require(req_len <= r.left(), "request length", "is longer than the record");
   if (!r.ok()) return Status::Corruption(r.Finish().message());
   const size_t req_at = bytes.size() - r.left();
   rec->request = bytes.subspan(req_at, req_len);
-  ByteReader t(bytes.subspan(req_at + req_len), "journal record allocations");
+  codec::ByteReader t(bytes.subspan(req_at + req_len), "journal record allocations");
   uint32_t n = 0;
   t.U32("count", n);
-  t.Require(uint64_t{n} * kRangeSize <= t.left(), "has more ranges than bytes");
+  t.Require(uint64_t{n} * kRangeSize <= t.left(), "count", "is more ranges than bytes");
   ranges->clear();
   if (t.ok()) ranges->resize(n);
   for (uint32_t i = 0; i < n && t.ok(); ++i) {

@@ -48,68 +48,6 @@ struct Namespace::Inode {
   bool is_reg() const { return S_ISREG(attr.mode); }
 };
 
-// A bounds-checked little-endian reader for journal records and checkpoints: never reads
-// outside its span; the first failure is kept (field and byte offset) and turns every
-// later read into a no-op returning zeros. Errors are Corruption: these bytes come from
-// the metadata pool, not from the wire. Thread-safety: a value used by one thread.
-class ByteReader {
- public:
-  ByteReader(std::span<const uint8_t> in, const char* what) : in_(in), what_(what) {}
-  void U16(const char* f, uint16_t& v) { v = static_cast<uint16_t>(Get(f, 2)); }
-  void U32(const char* f, uint32_t& v) { v = static_cast<uint32_t>(Get(f, 4)); }
-  void U64(const char* f, uint64_t& v) { v = Get(f, 8); }
-  void I32(const char* f, int32_t& v) {
-    v = static_cast<int32_t>(static_cast<uint32_t>(Get(f, 4)));
-  }
-  void I64(const char* f, int64_t& v) { v = static_cast<int64_t>(Get(f, 8)); }
-  void Bytes(const char* f, std::string& s, size_t cap) {
-    const uint64_t len = Get(f, 4);
-    if (!ok_) return;
-    if (len > cap || len > left()) {
-      Fail(f, "has length " + std::to_string(len) + " (limit " + std::to_string(cap) + ", " +
-                  std::to_string(left()) + " bytes left)");
-      return;
-    }
-    s.assign(reinterpret_cast<const char*>(in_.data() + pos_), len);
-    pos_ += len;
-  }
-  void Require(bool cond, const char* what) {
-    if (ok_ && !cond) Fail(nullptr, what);
-  }
-  bool ok() const { return ok_; }
-  size_t left() const { return in_.size() - pos_; }
-  size_t position() const { return pos_; }
-  // OK when every read succeeded and every byte was consumed.
-  Status Finish() {
-    if (ok_ && pos_ != in_.size()) Fail(nullptr, "is followed by trailing bytes");
-    return ok_ ? Status::OK() : Status::Corruption(error_);
-  }
-  void Fail(const char* field, const std::string& what) {
-    if (!ok_) return;
-    ok_ = false;
-    error_ = std::string(what_) + (field ? std::string(" field '") + field + "'" : "") + " (byte " +
-             std::to_string(pos_) + " of " + std::to_string(in_.size()) + ") " + what;
-  }
-
- private:
-  uint64_t Get(const char* f, int n) {
-    if (!ok_) return 0;
-    if (static_cast<size_t>(n) > left()) {
-      Fail(f, "is truncated");
-      return 0;
-    }
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= uint64_t{in_[pos_ + i]} << (8 * i);
-    pos_ += static_cast<size_t>(n);
-    return v;
-  }
-  std::span<const uint8_t> in_;
-  const char* what_;
-  size_t pos_ = 0;
-  bool ok_ = true;
-  std::string error_;
-};
-
 inline uint64_t RoundUp(uint64_t v, uint64_t unit) { return (v + unit - 1) / unit * unit; }
 inline uint64_t RoundDown(uint64_t v, uint64_t unit) { return v / unit * unit; }
 

@@ -36,6 +36,7 @@
 #include "common/cluster_file.h"
 #include "common/pool.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "metadata/meta_protocol.h"
 #include "metadata/meta_store.h"
 
@@ -140,15 +141,13 @@ bool HoldsPool(const std::string& path) {
 // A running dpmfs-meta holds a flock on its pool (meta::MetaStore::Open): formatting it
 // under the server's feet would destroy the file system it is serving, --force or not.
 Status CheckMetaPoolNotInUse(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::OK();  // nothing there, or FormatPool reports why
-  Status st;
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-    st = Status::FailedPrecondition(path +
-                                    " is in use by a running metadata server; stop it first");
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Status::OK();  // nothing there, or FormatPool reports why
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    return Status::FailedPrecondition(path +
+                                      " is in use by a running metadata server; stop it first");
   }
-  ::close(fd);
-  return st;
+  return Status::OK();  // the probe's lock goes with the descriptor
 }
 
 std::string DescribePool(const std::string& path) {
