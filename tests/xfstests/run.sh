@@ -278,13 +278,16 @@ TEST_DIR_=$mnt/test SCRATCH_MNT_=$mnt/scratch \
   "$suite_timeout" "${args[@]}" 2>&1 | tee "$out" || rc=$?
 
 # --- Summary. ---------------------------------------------------------------------------
-count() { { grep -m1 "^$1" "$out" || true; } | sed "s/^$1 *//" | wc -w; }
-ran=$(count "Ran:") notrun=$(count "Not run:") failed=$(count "Failures:")
+names() { { grep -m1 "^$1" "$out" || true; } | sed "s/^$1 *//" | tr -s ' ' '\n' | grep -v '^$' | sort -u; }
+# This suite's "Ran:" also lists the tests that turned out not to run: passed is what
+# ran and neither failed nor was not run.
+ran=$(names "Ran:" | wc -l) notrun=$(names "Not run:" | wc -l) failed=$(names "Failures:" | wc -l)
+passed=$(comm -23 <(names "Ran:") <(sort -u <(names "Not run:") <(names "Failures:")) | wc -l)
 elapsed=$(($(date +%s) - started))
 if [ "$ran" -eq 0 ] && [ "$notrun" -eq 0 ] && [ "$failed" -eq 0 ]; then
   note "the suite produced no summary (exit $rc; output in $out)"
-  failed=1 ran=1
+  failed=1 passed=0
 fi
 note "results in $tree/results; this run: $out; $((elapsed / 60))m$((elapsed % 60))s"
-echo "$((ran - failed)) passed, $failed failed, $notrun skipped"
+echo "$passed passed, $failed failed, $notrun skipped"
 [ "$failed" -eq 0 ]
