@@ -278,7 +278,7 @@ TEST_DIR_=$mnt/test SCRATCH_MNT_=$mnt/scratch \
   "$suite_timeout" "${args[@]}" 2>&1 | tee "$out" || rc=$?
 
 # --- Summary. ---------------------------------------------------------------------------
-names() { { grep -m1 "^$1" "$out" || true; } | sed "s/^$1 *//" | tr -s ' ' '\n' | grep -v '^$' | sort -u; }
+names() { awk -v k="$1" 'index($0, k) == 1 { for (i = 3 - (k != "Not run:"); i <= NF; ++i) print $i; exit }' "$out" | sort -u; }
 # This suite's "Ran:" also lists the tests that turned out not to run: passed is what
 # ran and neither failed nor was not run.
 ran=$(names "Ran:" | wc -l) notrun=$(names "Not run:" | wc -l) failed=$(names "Failures:" | wc -l)
