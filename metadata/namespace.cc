@@ -183,6 +183,26 @@ int Namespace::FindDir(InodeId ino, const Inode** out) const {
   return 0;
 }
 
+int Namespace::FindEntry(InodeId parent, const std::string& name, const Inode** dir,
+                         const Inode** in) const {
+  if (int e = FindDir(parent, dir)) return e;
+  if (int e = CheckName(name)) return e;
+  auto it = (*dir)->dir->by_name.find(name);
+  if (it == (*dir)->dir->by_name.end()) return ENOENT;
+  *in = Find(it->second.ino);
+  return *in == nullptr ? EIO : 0;  // CheckInvariants rules EIO out
+}
+
+int Namespace::FindEntry(InodeId parent, const std::string& name, Inode** dir, Inode** in) {
+  // The const lookup changes nothing; the caller owns the namespace mutably.
+  const Inode* d = nullptr;
+  const Inode* i = nullptr;
+  if (int e = std::as_const(*this).FindEntry(parent, name, &d, &i)) return e;
+  *dir = const_cast<Inode*>(d);
+  *in = const_cast<Inode*>(i);
+  return 0;
+}
+
 InodeAttr Namespace::AttrOf(const Inode& inode) const {
   InodeAttr a = inode.attr;
   a.blocks = inode.extents.allocated_bytes() / 512;

@@ -236,6 +236,12 @@ class Namespace {
   // The directory `ino` or an errno (ENOENT, ENOTDIR).
   int FindDir(InodeId ino, Inode** out);
   int FindDir(InodeId ino, const Inode** out) const;
+  // The entry `name` of directory `parent` (lookup, unlink, rmdir): the directory and the
+  // inode it names, or the errno (ENOTDIR/ENOENT for the parent, a bad name, ENOENT for
+  // no such entry, EIO for an entry naming no inode, which CheckInvariants rules out).
+  int FindEntry(InodeId parent, const std::string& name, Inode** dir, Inode** in);
+  int FindEntry(InodeId parent, const std::string& name, const Inode** dir,
+                const Inode** in) const;
   InodeAttr AttrOf(const Inode& inode) const;
   Inode& NewInode(uint32_t mode, uint32_t uid, uint32_t gid, uint64_t rdev, OpContext& ctx);
   // Links `ino` into `dir` under `name` (a fresh cookie).

@@ -33,12 +33,8 @@ static void InheritGroup(const InodeAttr& dir, uint32_t* mode, uint32_t* gid) {
 
 int Namespace::ReadLookup(const LookupRequest& req, EntryReply* reply) const {
   const Inode* dir = nullptr;
-  if (int e = FindDir(req.parent, &dir)) return e;
-  if (int e = CheckName(req.name)) return e;
-  auto it = dir->dir->by_name.find(req.name);
-  if (it == dir->dir->by_name.end()) return ENOENT;
-  const Inode* in = Find(it->second.ino);
-  if (in == nullptr) return EIO;  // CheckInvariants rules this out
+  const Inode* in = nullptr;
+  if (int e = FindEntry(req.parent, req.name, &dir, &in)) return e;
   reply->attr = AttrOf(*in);
   return 0;
 }
@@ -273,12 +269,8 @@ int Namespace::DoLink(const LinkRequest& req, OpContext& ctx, EntryReply* reply)
 
 int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply) {
   Inode* dir = nullptr;
-  if (int e = FindDir(req.parent, &dir)) return e;
-  if (int e = CheckName(req.name)) return e;
-  auto it = dir->dir->by_name.find(req.name);
-  if (it == dir->dir->by_name.end()) return ENOENT;
-  Inode* in = Find(it->second.ino);
-  if (in == nullptr) return EIO;
+  Inode* in = nullptr;
+  if (int e = FindEntry(req.parent, req.name, &dir, &in)) return e;
   if (in->is_dir()) return EISDIR;
   RemoveEntry(*dir, req.name);
   --in->attr.nlink;
@@ -291,12 +283,8 @@ int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx, DirsReply* rep
 
 int Namespace::DoRmdir(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply) {
   Inode* dir = nullptr;
-  if (int e = FindDir(req.parent, &dir)) return e;
-  if (int e = CheckName(req.name)) return e;
-  auto it = dir->dir->by_name.find(req.name);
-  if (it == dir->dir->by_name.end()) return ENOENT;
-  Inode* in = Find(it->second.ino);
-  if (in == nullptr) return EIO;
+  Inode* in = nullptr;
+  if (int e = FindEntry(req.parent, req.name, &dir, &in)) return e;
   if (!in->is_dir()) return ENOTDIR;
   if (!in->dir->by_name.empty()) return ENOTEMPTY;
   RemoveEntry(*dir, req.name);
