@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "common/status.h"
 
 namespace dpmfs::meta {
@@ -108,6 +110,34 @@ struct ClusterInfo {
   uint32_t stripe_unit = 0;  // bytes, a multiple of block_size
   std::vector<DataServerInfo> servers;
 };
+
+// ---- The caller ----
+// Every request payload starts with the credentials of the user it acts for, then the
+// operation's request (below):
+//   u32 uid | u32 gid | u32 n | n x u32 supplementary group
+// The FUSE client sends the uid/gid/groups of the process behind each FUSE request;
+// dpmfs-meta maps them (root_squash, allowed uids per client host) and checks every
+// operation against the file modes as a local file system would
+// (metadata/permissions.h). The client host is trusted to tell the truth about its
+// users (AUTH_SYS); authentication of the host itself is the connection's business.
+inline constexpr uint32_t kMaxCallerGroups = 1024;  // more is refused (InvalidArgument)
+inline constexpr size_t kCredentialsMinSize = 12;
+struct Credentials {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  // Inline up to 16: decoding a request allocates nothing for an ordinary user.
+  boost::container::small_vector<uint32_t, 16> groups;
+  bool operator==(const Credentials&) const = default;
+};
+size_t EncodedSize(const Credentials& c);
+void EncodeTo(const Credentials& c, std::vector<uint8_t>* out);
+// `caller` followed by the encoded request `body`: a request payload.
+std::vector<uint8_t> EncodeCall(const Credentials& caller, std::span<const uint8_t> body);
+// Splits a request payload into its caller and the operation's request bytes (a view
+// into `payload`). InvalidArgument when the credentials are truncated or name more than
+// kMaxCallerGroups groups.
+Status SplitCall(std::span<const uint8_t> payload, Credentials* caller,
+                 std::span<const uint8_t>* body);
 
 // ---- Requests and replies (field order = wire order) ----
 

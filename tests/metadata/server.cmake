@@ -22,3 +22,8 @@ dpmfs_add_test(block_scrubber_test
 dpmfs_add_test(meta_ops_test
   SOURCES metadata/meta_ops_test.cc
   LIBS dpmfs_meta_server dpmfs_meta_client)
+# The permission rules (metadata/permissions.*) and the caller policy (root_squash,
+# allowed uids per host: metadata/caller_policy.*), case by case.
+dpmfs_add_test(permissions_test
+  SOURCES metadata/permissions_test.cc
+  LIBS dpmfs_meta_server)
