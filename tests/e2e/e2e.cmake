@@ -26,7 +26,7 @@ set_tests_properties(e2e_posix_tmpfs PROPERTIES
 # cluster; RESOURCE_LOCK keeps them one at a time: the crash phases are about timing,
 # and two clusters at once on 2 cores only make each slower.
 foreach(_phase posix fio two-clients crash-data crash-data-detects-loss crash-meta client-kill
-               restart)
+               restart permissions)
   string(REPLACE "-" "_" _name ${_phase})
   add_test(NAME e2e_${_name} COMMAND ${_e2e_run} ${_phase})
   set_tests_properties(e2e_${_name} PROPERTIES
