@@ -62,8 +62,10 @@ class DataServer::Connection final : public persist::ServerConnection {
           " KiB (--max-connection-buffer-bytes); ask for less");
     }
     const uint64_t held = server_->buffer_bytes_.fetch_add(need, std::memory_order_relaxed);
-    reserved_ = need;  // released by the destructor, also when this connect fails
+    reserved_ = need;  // released by the destructor
     if (held + need > lim.max_buffer_bytes) {
+      server_->buffer_bytes_.fetch_sub(need, std::memory_order_relaxed);
+      reserved_ = 0;
       return Status::ResourceExhausted(
           "this data server's connection buffers are at their limit (" +
           std::to_string(held >> 20) + " MiB held, --max-buffer-bytes " +
