@@ -37,6 +37,7 @@
 #include "metadata/block_scrubber.h"
 #include "metadata/meta_store.h"
 #include "metadata/namespace.h"
+#include "metadata/placement.h"
 #include "rpc/rpc_server.h"
 
 namespace dpmfs::meta {
@@ -120,6 +121,8 @@ class MetaService {
   // that block the truncate cuts off, so that bytes past EOF read as zeros when anyone
   // extends the file again. EIO when the data server cannot do it.
   int ZeroTruncatedTail(const SetattrRequest& sa);
+  // Zeroes the range on its primary and every copy (placement.h).
+  Status ZeroEveryCopy(const PoolRange& primary);
   int64_t SteadyMs() const;
   // Sleeps until `steady_ms` (steady clock) or until Stop().
   void WaitUntil(int64_t steady_ms);
@@ -128,6 +131,7 @@ class MetaService {
   std::unique_ptr<MetaStore> store_;
   const MetaServiceOptions options_;
   std::unique_ptr<Namespace> ns_;
+  std::unique_ptr<Placement> placement_;  // set by Open, never changed
   rpc::RpcServer* rpc_ = nullptr;
   bool ready_ = false;  // Open completed: the namespace is whole
 
