@@ -21,6 +21,7 @@ struct DataTransfer::Lane {
   bool used = false;     // the call has pieces on this server
   bool active = false;   // still submitting or waiting
   bool finished = false; // the round moved every piece of this lane
+  bool failure_named = false;  // `failure` names the server already
   int attempt = 0;
   size_t piece = 0;      // next piece to submit (of this server), or pieces.size()
   uint64_t offset = 0;   // of it
@@ -170,7 +171,7 @@ Status DataTransfer::Run(std::span<const Piece> pieces, Scratch& sc) {
   if (sc.lanes.size() < n_servers) sc.lanes.resize(n_servers);
   for (uint32_t s = 0; s < n_servers; ++s) {
     Lane& lane = sc.lanes[s];
-    lane.used = lane.active = lane.finished = false;
+    lane.used = lane.active = lane.finished = lane.failure_named = false;
     lane.attempt = 0;
     lane.failure = Status::OK();
   }
@@ -351,7 +352,8 @@ Status DataTransfer::Run(std::span<const Piece> pieces, Scratch& sc) {
       if (!st.ok()) {
         // The other lanes go on: a replicated read moves this lane's pieces to other
         // copies, and every lane that finishes is work a retry need not redo.
-        sc.lanes[s].failure = st;
+        sc.lanes[s].failure = st;  // names the server already (DataClientPool)
+        sc.lanes[s].failure_named = true;
         continue;
       }
       holding = true;
@@ -393,8 +395,10 @@ Status DataTransfer::Run(std::span<const Piece> pieces, Scratch& sc) {
       if (!lane.used) continue;
       lane.finished = lane.failure.ok();
       if (!lane.failure.ok() && first_failure.ok()) {
-        first_failure = lane.failure.WithContext("data server " + std::to_string(s) + " (" +
-                                                 pool_.endpoint(s).ToString() + ")");
+        first_failure = lane.failure_named
+                            ? lane.failure
+                            : lane.failure.WithContext("data server " + std::to_string(s) + " (" +
+                                                       pool_.endpoint(s).ToString() + ")");
       }
     }
     return first_failure;
