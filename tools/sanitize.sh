@@ -7,6 +7,8 @@
 #   DPMFS_SANITIZE_BUILD_DIR  build directory (default: <root>/build-asan or build-tsan)
 #   DPMFS_SANITIZE_JOBS       compile jobs (default: nproc; 1 leaves the CPU to others)
 #   DPMFS_TEST_JOBS           ctest jobs (default 2)
+#   DPMFS_SANITIZE_TARGETS    build only these targets (space-separated; then pass ctest a
+#                             matching -R PATTERN), for a partial run on a busy machine
 #
 # Every process a test starts (daemons, FUSE clients, tools) is a sanitized binary; each
 # writes its reports to <build>/sanitizer-logs/ (log_path), so a report from a daemon that
@@ -34,7 +36,9 @@ if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
 # (e.g. -Wmaybe-uninitialized), and the plain CI build already holds the warning bar.
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DDPMFS_SANITIZE="$sanitize" -DDPMFS_WERROR=OFF >/dev/null
-cmake --build "$build" --parallel "$jobs"
+targets=()
+for t in ${DPMFS_SANITIZE_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build" --parallel "$jobs" "${targets[@]}"
 built=$(date +%s)
 
 logs=$build/sanitizer-logs

@@ -35,6 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<PoolRange> ranges;
     Status decoded = DecodeMutation(rec, &m, &ranges);
     if (decoded.ok()) {
+      FUZZ_CHECK(m.err >= 0 && m.err <= 4095, "accepted a record whose errno is no errno");
       std::vector<uint8_t> again;
       EncodeMutation(m, &again);
       FUZZ_CHECK(again == rec, "accepted journal record re-encodes differently");
