@@ -98,7 +98,9 @@ int main(int argc, char** argv) {
   spdlog::info("signal {} received; stopping", sig);
   (*server)->Stop();
   auto st = (*server)->stats();
-  spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused, {} bytes scrubbed",
-               st.connections, st.imm_writes, st.rpc_writes, st.refused, st.zeroed_bytes);
+  spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused, {} bytes "
+               "scrubbed, {} failed authentications, {} connections refused by the rate limit",
+               st.connections, st.imm_writes, st.rpc_writes, st.refused, st.zeroed_bytes,
+               (*device)->auth_failures(), (*device)->auth_refused());
   return 0;
 }

@@ -85,7 +85,9 @@ Result<Plan> MakePlan(const PersistBenchOptions& o) {
   DPMFS_ASSIGN_OR_RETURN(p.server, Endpoint::Parse(o.server));
   DPMFS_ASSIGN_OR_RETURN(p.device.backend, transport::ParseBackend(o.transport));
   p.device.soft_drain_delay_us = o.drain_delay_us;
-  if (!o.no_auth) DPMFS_ASSIGN_OR_RETURN(p.device.cluster_key, LoadClusterKey(o.key_file, ""));
+  if (!o.no_auth) {
+    DPMFS_ASSIGN_OR_RETURN(p.device.cluster_key, LoadClusterKey(o.key_file, ""));
+  }
   for (const std::string& name : o.methods) {
     if (name == "all") {
       for (PersistMethod m : datapath::AllPersistMethods()) p.methods.push_back(m);
