@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev                                           # dpmfs-microbench (tools/bench)
   libboost-dev                                               # Boost.Intrusive, small_vector: rpc/reply_cache.h
   libcli11-dev                                               # command lines
+  libsodium-dev                                              # cluster key, handshake MACs (docs/security.md)
   procps psmisc                                              # free (tests/vm), fuser (launcher, tests)
   fio bindfs                                                 # e2e tests and benchmarks (fio, and a
                                                              # FUSE passthrough for dpmfs-bench fs)

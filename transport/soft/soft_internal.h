@@ -29,6 +29,7 @@
 
 #include "common/socket.h"
 #include "transport/soft/soft_completion_queue.h"
+#include "transport/connection_auth.h"
 #include "transport/soft/soft_wire.h"
 #include "transport/transport.h"
 
@@ -298,6 +299,12 @@ class SoftDevice final : public Device {
                                              const QueuePairOptions& options,
                                              Duration timeout) override;
   bool SupportsFlush() const override { return true; }
+  uint64_t auth_failures() const override { return auth_gate_.failures(); }
+  uint64_t auth_refused() const override { return auth_gate_.refused(); }
+
+  // The key connections must prove (null: no authentication) and the failures' gate.
+  const ClusterKey* cluster_key() const { return cluster_key_.get(); }
+  auth::AuthFailureGate& auth_gate() { return auth_gate_; }
 
   // Looks up `key` and checks [addr, addr+len) lies inside with `access`. On success
   // returns the host pointer (and the region in `*region` if given).
@@ -327,6 +334,8 @@ class SoftDevice final : public Device {
 
   Clock::duration drain_delay_;
   uint64_t buffer_limit_;
+  std::shared_ptr<const ClusterKey> cluster_key_;
+  auth::AuthFailureGate auth_gate_;
   Mutex drain_mu_;
   std::condition_variable drain_cv_;
   struct Due {
