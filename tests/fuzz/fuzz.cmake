@@ -16,6 +16,8 @@ if(DPMFS_FUZZ)
   dpmfs_add_fuzzer(rpc_protocol_fuzz SOURCES fuzz/rpc_protocol_fuzz.cc LIBS dpmfs_rpc)
   dpmfs_add_fuzzer(data_protocol_fuzz SOURCES fuzz/data_protocol_fuzz.cc LIBS dpmfs_datapath)
   dpmfs_add_fuzzer(soft_wire_fuzz SOURCES fuzz/soft_wire_fuzz.cc LIBS dpmfs_transport)
+  dpmfs_add_fuzzer(handshake_decode_fuzz SOURCES fuzz/handshake_decode_fuzz.cc
+                   LIBS dpmfs_transport)
   dpmfs_add_fuzzer(pool_header_fuzz SOURCES fuzz/pool_header_fuzz.cc LIBS dpmfs_common)
   dpmfs_add_fuzzer(cluster_file_fuzz SOURCES fuzz/cluster_file_fuzz.cc LIBS dpmfs_common)
   dpmfs_add_fuzzer(meta_decode_fuzz SOURCES fuzz/meta_decode_fuzz.cc LIBS dpmfs_meta_protocol)
