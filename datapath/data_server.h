@@ -3,8 +3,9 @@
 // the server's CPU only works for the `imm` and `rpc` persist methods (persist a
 // described range / copy a sent payload, then reply).
 //
-// Threads: one accept thread, and one thread per client connection (waits on that
-// QP's receive queue; idle for the one-sided methods).
+// Threads: one accept thread, and one thread per client connection that only notices
+// the client leaving. The messages of imm and rpc are handled (checked, persisted,
+// answered) on the transport's receive thread of their QP (QueuePairOptions::on_recv).
 // Thread-safety: Start/Stop/endpoint from one controlling thread.
 #pragma once
 
