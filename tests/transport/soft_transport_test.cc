@@ -82,9 +82,9 @@ TEST_F(SoftTransportTest, WriteCompletesBeforeItsDataReachesMemory) {
 }
 
 // A QP that goes idle with WRITEs buffered: its rx thread places them between 1x and
-// 1.5x the delay after they arrived (a timer wakes it, no frame does), each of a few
+// 2x the delay after they arrived (a timer wakes it, no frame does), each of a few
 // spaced WRITEs, not only the first. The upper bound has a margin for a loaded machine.
-TEST_F(SoftTransportTest, BufferedWritesOfAnIdleQpArePlacedWithinOneAndAHalfDelays) {
+TEST_F(SoftTransportTest, BufferedWritesOfAnIdleQpArePlacedWithinTwoDelays) {
   Open(kDelayUs);
   if (IsSkipped()) return;
   Buffer& target = rig_.NewBuffer(3 * 4096, 0);
@@ -105,7 +105,7 @@ TEST_F(SoftTransportTest, BufferedWritesOfAnIdleQpArePlacedWithinOneAndAHalfDela
     ASSERT_GE(visible_ms, 0) << "WRITE " << i << " never reached memory";
     double placed_ms = MillisSince(t0);
     EXPECT_GE(placed_ms, kDelayMs * 0.9) << "WRITE " << i << " placed before the delay";
-    EXPECT_LE(placed_ms, kDelayMs * 1.5 + 150) << "WRITE " << i << " placed late";
+    EXPECT_LE(placed_ms, kDelayMs * 2 + 150) << "WRITE " << i << " placed late";
   }
 }
 

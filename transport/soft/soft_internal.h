@@ -225,9 +225,9 @@ class SoftQueuePair final : public QueuePair {
   size_t rx_begin_ = 0, rx_end_ = 0;
   std::vector<OutFrame> held_responses_;  // rx thread only
   // Wakes the rx thread when a buffered WRITE is due and no frame arrives first
-  // (rx thread only). Armed for the oldest entry's due time plus a batch slack of half
-  // the drain delay, and re-armed only when it fires or the oldest entry would be
-  // placed later than that: a stream of WRITEs arms it once per half delay.
+  // (rx thread only). Armed for the oldest entry's due time plus one drain delay, and
+  // re-armed only when it fires or the oldest entry would be placed later than that:
+  // a stream of WRITEs arms it (and is woken by it) once per delay at most.
   UniqueFd placement_timer_;
   std::optional<Clock::time_point> placement_timer_at_;
   std::vector<Completion> held_deliveries_;  // rx thread only
