@@ -66,6 +66,8 @@ struct MountOptions {
   uint32_t poll_us = kDefaultPollUs;
   uint32_t max_write = 1u << 20;  // largest WRITE request the kernel sends
   std::string log_level;          // -o log_level=debug; empty: $DPMFS_LOG_LEVEL or info
+  // -o key_file=PATH: the cluster key; empty: $DPMFS_KEY_FILE, else /etc/dpmfs/cluster.key
+  std::string key_file;
 
   // Options for libfuse's fuse_session_new ("-o" list, already validated), in order.
   std::vector<std::string> fuse_options;

@@ -10,6 +10,7 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "common/cluster_key.h"
 #include "common/fd_limit.h"
 #include "metadata/meta_ops.h"
 #include "transport/transport_flags.h"
@@ -49,6 +50,8 @@ int main(int argc, char** argv) {
                                   "Take the data servers' addresses from this cluster file's "
                                   "data lines instead of --data");
   data_opt->excludes(file_opt);
+  std::string key_file;
+  app.add_option("--key-file", key_file, kKeyFileHelp);
   app.add_option("--transport", transport_name,
                  "RDMA transport: soft (software NIC over TCP) or verbs (rdma-core)")
       ->capture_default_str();
@@ -137,6 +140,9 @@ int main(int argc, char** argv) {
   auto backend = transport::ParseBackend(transport_name);
   if (!backend.ok()) return fail(backend.status());
   dev.backend = *backend;
+  auto key = LoadClusterKey(key_file, cluster_file);
+  if (!key.ok()) return fail(key.status());
+  dev.cluster_key = *key;
   if (!cluster_file.empty()) {
     auto cf = ParseClusterFile(cluster_file);
     if (!cf.ok()) return fail(cf.status());

@@ -34,6 +34,7 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "mkfs/key_command.h"
 #include "common/pool.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -517,6 +518,7 @@ struct ClusterCommand {
     if (!sb.ok()) return Fail(sb.status());
 
     std::cout << "formatted cluster " << cluster.ToString() << " from " << file << "\n";
+    if (!EnsureClusterKey(file)) return 1;
     size_t width = 4;
     for (const ClusterFile::Daemon* d : all) width = std::max(width, d->pool_path.size());
     auto row = [&](const std::string& role, const std::string& index, const std::string& path,
@@ -588,6 +590,9 @@ Subcommands:
                           one cluster UUID (the file's cluster_uuid, else a new one), and
                           print a table of them. Without --force nothing is touched if any
                           pool file already holds a dpmfs pool.
+  key create|rotate FILE  Write a new random cluster key (mode 0600) to FILE; 'rotate'
+                          replaces an existing one. 'cluster' makes one beside the cluster
+                          file (cluster.key) when there is none.
   show PATH               Validate a pool's header (and a metadata pool's superblock) and
                           print their fields.
 
@@ -621,10 +626,12 @@ int Main(int argc, char** argv) {
   MetaCommand meta;
   ClusterCommand cluster;
   ShowCommand show;
+  KeyCommand key;
   data.Register(app);
   meta.Register(app);
   cluster.Register(app);
   show.Register(app);
+  key.Register(app);
   app.footer(kFooter);  // after the subcommands, which would otherwise inherit it
 
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
@@ -632,6 +639,7 @@ int Main(int argc, char** argv) {
   if (meta.cmd->parsed()) return meta.Run();
   if (cluster.cmd->parsed()) return cluster.Run();
   if (show.cmd->parsed()) return show.Run();
+  if (key.parsed()) return key.Run();
   return 2;  // unreachable: require_subcommand(1)
 }
 

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "common/daemon_process.h"
+#include "tests/support/test_cluster_key.h"
 #include "common/pool.h"
 #include "transport/transport.h"
 #include "metadata/meta_client.h"
@@ -75,6 +76,7 @@ class MetaServerTest : public ::testing::Test {
     p.data_pool_bytes = kDataPool;
     ASSERT_NO_FATAL_FAILURE(FormatTestMetaPool(pool_, p));
     transport::DeviceOptions dev;
+    dev.cluster_key = test_support::TestClusterKey();
     auto device = transport::OpenSoftDevice(dev);
     ASSERT_TRUE(device.ok()) << device.status().ToString();
     device_ = std::move(*device);
