@@ -78,6 +78,16 @@ int main(int argc, char** argv) {
                "blocks (and cut file tails) on the data servers before reuse. Files then "
                "show old bytes of freed blocks, and two clients extending one file can "
                "lose each other's writes");
+  meta::CallerPolicyOptions callers;
+  std::vector<std::string> allow_uids;
+  app.add_flag("--root-squash", callers.root_squash,
+               "Map uid 0 of every client (and gid / group 0) to nobody (65534), as NFS's "
+               "root_squash: root on a client host gets only what others get");
+  app.add_option("--allow-uids", allow_uids,
+                 "HOST=LO-HI[,LO-HI...]: the uids the client host HOST (its address as it "
+                 "connects, e.g. 10.0.0.7) may act for; requests for any other uid get "
+                 "EPERM. One option per host; hosts not named are not restricted; nobody "
+                 "(65534) is always allowed. Applied after --root-squash");
   app.add_flag("--msync", msync,
                "On a pool that is not real PM: msync every journal append (survives an OS "
                "crash) instead of relying on the page cache (survives a process crash)");
@@ -141,6 +151,14 @@ int main(int argc, char** argv) {
     if (!dep.ok()) return fail(dep.status().WithContext("--data " + d));
   }
   opts.data_endpoints = data;
+  for (const std::string& spec : allow_uids) {
+    auto parsed = meta::ParseAllowUids(spec);
+    if (!parsed.ok()) return fail(parsed.status());
+    callers.allow_uids.push_back(std::move(*parsed));
+  }
+  auto policy = meta::CallerPolicy::Create(std::move(callers));
+  if (!policy.ok()) return fail(policy.status());
+  opts.caller_policy = std::move(*policy);
   if (opts.free_quarantine_ms >= opts.lease_ms) {
     // An allocation waiting for quarantined space holds its connection (and with inline
     // handlers that client's heartbeats) for up to a quarantine.
