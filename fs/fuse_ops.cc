@@ -462,6 +462,10 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   // Listings do not follow renames: both are dropped (also on failure: it may have
   // happened). The directories' attributes are kept as for any change.
   NoteEntryChange(Fs(req), parent, name, nullptr, err, dirs, sent);
+  // A name the rename replaced: its inode lost a link, which its other names must show.
+  if (err == 0 && (flags & RENAME_EXCHANGE) == 0) {
+    Fs(req)->stat_ahead().NoteRemoved(newparent, newname);
+  }
   Fs(req)->stat_ahead().NoteChanged(parent);
   Fs(req)->stat_ahead().NoteChanged(newparent);
   fuse_reply_err(req, err);

@@ -133,6 +133,9 @@ void Fields(IO& io, ClusterInfo& c) {
                  "does not match the server's position in the list");
     }
   }
+  io.U32("cluster.replicas", c.replicas);
+  io.Require(c.replicas >= 1 && c.replicas <= kMaxReplicas && c.replicas <= c.servers.size(),
+             "cluster.replicas", "is not in 1..3 and at most the number of servers");
 }
 
 template <class IO>

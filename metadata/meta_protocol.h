@@ -44,6 +44,8 @@ inline constexpr uint32_t kMaxReaddirEntries = 1024;  // per Readdir reply
 inline constexpr uint32_t kMaxExtentsPerReply = 4096;
 inline constexpr uint32_t kMaxWrittenRanges = 1024;   // per Commit
 inline constexpr uint32_t kMaxDataServers = 256;
+// The most copies of a block (the replication factor R; docs/replication.md).
+inline constexpr uint32_t kMaxReplicas = 3;
 inline constexpr uint64_t kMaxFileSize = 1ull << 44;  // 16 TiB of (sparse) address space
 // The RPC message size the metadata server grants (an xattr value of 64 KiB must fit).
 inline constexpr uint32_t kMetaMaxMessage = 256u << 10;
@@ -109,6 +111,9 @@ struct ClusterInfo {
   uint32_t block_size = 0;   // allocation unit, bytes
   uint32_t stripe_unit = 0;  // bytes, a multiple of block_size
   std::vector<DataServerInfo> servers;
+  // Copies of each block (1..kMaxReplicas, at most servers.size()); where they are is
+  // metadata/placement.h.
+  uint32_t replicas = 1;
 };
 
 // ---- The caller ----

@@ -70,7 +70,14 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
                               " is not a multiple of the block size");
   }
   cfg.stripe_unit = sb.stripe_unit;
+  std::vector<uint64_t> data_sizes;
+  for (const DataPoolGeometry& p : sb.data_pools) data_sizes.push_back(p.data_size);
+  Result<Placement> placement = Placement::Make(sb.replicas, cfg.block_size, data_sizes);
+  if (!placement.ok()) return placement.status().WithContext(path);
+  // The allocators hand out each server's primary region only (placement.h); the copies
+  // go where the placement puts them.
   cfg.pools = sb.data_pools;
+  for (DataPoolGeometry& p : cfg.pools) p.data_size = placement->PrimaryCapacity(p.index);
   cfg.root_time = Timespec{static_cast<int64_t>(info.created_unix_ns / 1000000000ull),
                            static_cast<uint32_t>(info.created_unix_ns % 1000000000ull)};
   // statfs's inode total: what the checkpoint slots could hold at ~256 bytes an inode.
@@ -82,12 +89,14 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   cfg.cluster.cluster_uuid = info.cluster.bytes;
   cfg.cluster.block_size = cfg.block_size;
   cfg.cluster.stripe_unit = cfg.stripe_unit;
+  cfg.cluster.replicas = sb.replicas;
   for (size_t i = 0; i < sb.data_pools.size(); ++i) {
     cfg.cluster.servers.push_back(DataServerInfo{sb.data_pools[i].index, options.data_endpoints[i],
                                                  sb.data_pools[i].data_size});
   }
 
   std::unique_ptr<MetaService> svc(new MetaService(std::move(store), options));
+  svc->placement_ = std::make_unique<Placement>(*placement);
   svc->ns_ = std::make_unique<Namespace>(std::move(cfg));
   RecoveryStats local;
   if (stats == nullptr) stats = &local;
@@ -388,12 +397,20 @@ int MetaService::ZeroTruncatedTail(const SetattrRequest& sa, const Credentials& 
   // The bytes are the truncate's to remove: a write racing it lands before it (and is
   // cut) or after it (past the new EOF, where it extends the file again). Zeroing after
   // the truncate could destroy such a later write; zeroing before cannot.
-  Status st = options_.zeroer->Zero(tail.server, tail.pool_offset, tail.length);
+  Status st = ZeroEveryCopy(tail);
   if (!st.ok()) {
     spdlog::warn("truncate of inode {} to {}: {}; answering EIO", sa.ino, sa.size, st.ToString());
     return EIO;
   }
   return 0;
+}
+
+Status MetaService::ZeroEveryCopy(const PoolRange& primary) {
+  for (uint32_t k = 0; k < placement_->replicas(); ++k) {
+    const ReplicaLocation at = placement_->Replica(primary.server, primary.pool_offset, k);
+    DPMFS_RETURN_IF_ERROR(options_.zeroer->Zero(at.server, at.pool_offset, primary.length));
+  }
+  return Status::OK();
 }
 
 void MetaService::ScrubLoop() {
@@ -429,7 +446,7 @@ void MetaService::ScrubLoop() {
       size_t done = 0;
       Status st;
       for (; done < work.size(); ++done) {
-        st = options_.zeroer->Zero(server, work[done].pool_offset, work[done].length);
+        st = ZeroEveryCopy(work[done]);
         if (!st.ok()) break;
       }
       {

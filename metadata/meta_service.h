@@ -39,6 +39,7 @@
 #include "metadata/caller_policy.h"
 #include "metadata/meta_store.h"
 #include "metadata/namespace.h"
+#include "metadata/placement.h"
 #include "rpc/rpc_server.h"
 
 namespace dpmfs::meta {
@@ -129,6 +130,8 @@ class MetaService {
   // extends the file again. EIO when the data server cannot do it.
   // Nothing when `caller` may not truncate the file (the setattr then fails).
   int ZeroTruncatedTail(const SetattrRequest& sa, const Credentials& caller);
+  // Zeroes the range on its primary and every copy (placement.h).
+  Status ZeroEveryCopy(const PoolRange& primary);
   int64_t SteadyMs() const;
   // Counts and logs (once per host and uid) a request the caller policy refused.
   void RefusedCaller(const rpc::RpcRequest& req, const Credentials& caller);
@@ -139,6 +142,7 @@ class MetaService {
   std::unique_ptr<MetaStore> store_;
   const MetaServiceOptions options_;
   std::unique_ptr<Namespace> ns_;
+  std::unique_ptr<Placement> placement_;  // set by Open, never changed
   rpc::RpcServer* rpc_ = nullptr;
   bool ready_ = false;  // Open completed: the namespace is whole
 
