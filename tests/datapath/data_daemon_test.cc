@@ -99,6 +99,37 @@ TEST_F(DataDaemonTest, VerbsWithoutDeviceSaysWhy) {
   EXPECT_NE(r.err.find("RDMA"), std::string::npos) << r.err;
 }
 
+// Two data servers on one pool would each believe they own it: the second is refused
+// with the first one's pid in the message, and the pool is free again once it stops.
+TEST_F(DataDaemonTest, SecondServerOnTheSamePoolIsRefused) {
+  std::string out = (dir_ / "first").string();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    FILE* f = std::freopen(out.c_str(), "w", stdout);
+    (void)f;
+    execl(DPMFS_DATA_BIN, DPMFS_DATA_BIN, "--pool", pool_.c_str(), "--listen", "127.0.0.1:0",
+          "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string ready;
+  for (int i = 0; i < 200 && ready.find("READY ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream f(out);
+    ready.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  EXPECT_NE(ready.find("READY "), std::string::npos) << ready;
+  ProcessRun second = RunDaemon({"--pool", pool_, "--listen", "127.0.0.1:0"}, dir_);
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.err.find(pool_ + " is in use"), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("pid " + std::to_string(pid) + " (dpmfs-data)"), std::string::npos)
+      << second.err;
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 TEST_F(DataDaemonTest, ReadyThenCleanStopOnSigterm) {
   std::string out = (dir_ / "ready").string();
   pid_t pid = fork();

@@ -1,6 +1,7 @@
 // Runs the real mkfs.dpmfs binary (MKFS_BIN, set by CMake) and checks exit codes, output
 // and the pools it leaves behind.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -209,6 +210,44 @@ TEST_F(MkfsTest, RefusesExistingPoolWithoutForce) {
   EXPECT_EQ(after->pool_size, 8u << 20);
 }
 
+TEST_F(MkfsTest, RefusesFileThatIsNotAPoolWithoutForce) {
+  std::ofstream(Path()) << "precious notes, not a pool\n";
+  RunResult r = Run({"data", Path(), "--size", "4M"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(Path() + " exists and is not a dpmfs pool"));
+  EXPECT_THAT(r.err, HasSubstr("--force"));
+  EXPECT_EQ(Slurp(Path()), "precious notes, not a pool\n");
+  r = Run({"data", Path(), "--size", "4M", "--force"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(pool::ReadPoolHeader(Path()).ok());
+}
+
+// A running server holds an exclusive flock on its pool (here the test holds it):
+// formatting it is refused even with --force, by data, meta and cluster alike.
+TEST_F(MkfsTest, RefusesPoolInUseEvenWithForce) {
+  ASSERT_EQ(Run({"data", Path(), "--size", "4M"}).code, 0);
+  auto before = pool::ReadPoolHeader(Path());
+  ASSERT_TRUE(before.ok());
+  int holder = ::open(Path().c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(holder, 0);
+  ASSERT_EQ(::flock(holder, LOCK_EX | LOCK_NB), 0);
+  RunResult r = Run({"data", Path(), "--size", "4M", "--force"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(Path() + " is in use"));
+  EXPECT_THAT(r.err, HasSubstr("pid " + std::to_string(::getpid())));
+  EXPECT_EQ(pool::ReadPoolHeader(Path())->cluster, before->cluster);
+
+  std::string conf = Path("cluster.conf");
+  std::ofstream(conf) << "meta 127.0.0.1:7100 " << Path("meta.pool") << " 4M\n"
+                      << "data 127.0.0.1:7101 " << Path() << " 4M\n";
+  r = Run({"cluster", conf, "--force"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(Path() + " is in use"));
+  EXPECT_FALSE(std::filesystem::exists(Path("meta.pool")));
+  ::close(holder);
+  EXPECT_EQ(Run({"data", Path(), "--size", "4M", "--force"}).code, 0);
+}
+
 TEST_F(MkfsTest, InvalidGeometryIsUsageError) {
   RunResult r = Run({"data", Path(), "--size", "1M"});
   EXPECT_EQ(r.code, 2);
@@ -396,7 +435,7 @@ TEST_F(MkfsMetaTest, RefusesExistingPoolWithoutForce) {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0), "--force"});
     EXPECT_EQ(r.code, 1);
-    EXPECT_THAT(r.err, HasSubstr("in use by a running metadata server"));
+    EXPECT_THAT(r.err, HasSubstr(Path("meta") + " is in use by pid " + std::to_string(::getpid())));
   }
   // A data pool is never taken for the metadata pool, forced or not.
   r = Run({"meta", Data(0), "--size", "4M", "--data-pool", Data(0), "--force"});
