@@ -35,16 +35,23 @@ int main(int argc, char** argv) {
   bool inline_handlers = true;
   bool msync = false;
   transport::DeviceOptions dev;
-  app.add_option("--pool", pool_path, "Path of the metadata pool file")->required();
-  app.add_option("--listen", listen, "Address to listen on, HOST:PORT (port 0: any free port)")
-      ->capture_default_str();
+  auto* pool_opt = app.add_option("--pool", pool_path,
+                                  "Path of the metadata pool file (default with "
+                                  "--cluster-file: the file's meta line)");
+  auto* listen_opt =
+      app.add_option("--listen", listen,
+                     "Address to listen on, HOST:PORT (port 0: any free port; default with "
+                     "--cluster-file: the file's meta line)")
+          ->capture_default_str();
   auto* data_opt = app.add_option(
       "--data", data,
       "A data server's address HOST:PORT, handed to clients; repeat once per data pool, in "
       "pool index order");
   auto* file_opt = app.add_option("--cluster-file", cluster_file,
-                                  "Take the data servers' addresses from this cluster file's "
-                                  "data lines instead of --data");
+                                  "Take everything from this cluster file: the pool and "
+                                  "listen address from its meta line (unless --pool/--listen "
+                                  "are given), the data servers' addresses from its data "
+                                  "lines (instead of --data), the cluster UUID to expect");
   data_opt->excludes(file_opt);
   app.add_option("--transport", transport_name,
                  "RDMA transport: soft (software NIC over TCP) or verbs (rdma-core)")
@@ -84,16 +91,25 @@ int main(int argc, char** argv) {
     std::cerr << "dpmfs-meta: error: " << st.ToString() << "\n";
     return 1;
   };
+  pool::OpenExpectations expect;
+  expect.role = pool::Role::kMetadata;
+  if (!cluster_file.empty()) {
+    auto cf = ParseClusterFile(cluster_file);
+    if (!cf.ok()) return fail(cf.status());
+    for (const auto& d : cf->data) data.push_back(d.endpoint.ToString());
+    if (pool_opt->count() == 0) pool_path = cf->meta.pool_path;
+    if (listen_opt->count() == 0) listen = cf->meta.endpoint.ToString();
+    if (cf->cluster) expect.cluster = *cf->cluster;
+  } else if (pool_path.empty()) {
+    std::cerr << "dpmfs-meta: --pool PATH (or --cluster-file FILE) is required\n"
+              << "Run with --help for more information.\n";
+    return 2;
+  }
   auto ep = Endpoint::Parse(listen);
   if (!ep.ok()) return fail(ep.status());
   auto backend = transport::ParseBackend(transport_name);
   if (!backend.ok()) return fail(backend.status());
   dev.backend = *backend;
-  if (!cluster_file.empty()) {
-    auto cf = ParseClusterFile(cluster_file);
-    if (!cf.ok()) return fail(cf.status());
-    for (const auto& d : cf->data) data.push_back(d.endpoint.ToString());
-  }
   if (data.empty()) {
     return fail(Status::InvalidArgument(
         "no data servers: pass --data HOST:PORT once per data pool, or --cluster-file"));
@@ -119,8 +135,6 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  pool::OpenExpectations expect;
-  expect.role = pool::Role::kMetadata;
   auto store = meta::MetaStore::Open(pool_path, expect, msync);
   if (!store.ok()) return fail(store.status().WithContext("opening " + pool_path));
   auto device = transport::OpenDevice(dev);

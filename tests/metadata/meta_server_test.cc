@@ -5,6 +5,8 @@
 // quarantine flag; refused pools and flags. Also measures single-client create and stat
 // rates (recorded as properties).
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <gtest/gtest.h>
 #include <linux/falloc.h>
 #include <signal.h>
@@ -568,6 +570,52 @@ TEST_F(MetaServerTest, ClusterFileNamesTheDataServers) {
   ASSERT_EQ(c->cluster().servers.size(), 2u);
   EXPECT_EQ(c->cluster().servers[0].endpoint, "10.0.0.1:7201");
   EXPECT_EQ(c->cluster().servers[1].endpoint, "10.0.0.2:7202");
+}
+
+// A port nobody listens on right now (bound and released: another test could take it
+// in between, which a retry of the test would survive).
+uint16_t FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// `dpmfs-meta --cluster-file FILE` alone: the pool and the listen address come from the
+// file's meta line, and a cluster_uuid line is checked against the pool.
+TEST_F(MetaServerTest, ClusterFileAloneConfiguresTheServer) {
+  cluster_file_ = dir_ + "/cluster";
+  const std::string addr = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
+  std::ofstream(cluster_file_) << "meta " << addr << " meta.pool 32M\n"
+                               << "data 10.0.0.1:7201 data0.pool 64M\n"
+                               << "data 10.0.0.2:7202 data1.pool 64M\n";
+  DaemonOptions o;
+  o.name = "metadata server";
+  o.log_prefix = "meta";
+  o.log_dir = dir_;
+  o.argv = {DPMFS_META_BIN, "--cluster-file", cluster_file_, "--no-scrub"};
+  auto started = DaemonProcess::Start(o, ++generation_);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  EXPECT_EQ(started.value()->endpoint().ToString(), addr);
+  started.value().reset();
+
+  std::ofstream(cluster_file_) << "cluster_uuid 2c5f39cb-3fb2-42e3-994f-1127e4ddb538\n"
+                               << "meta " << addr << " meta.pool 32M\n"
+                               << "data 10.0.0.1:7201 data0.pool 64M\n"
+                               << "data 10.0.0.2:7202 data1.pool 64M\n";
+  auto refused = DaemonProcess::Start(o, ++generation_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("belongs to cluster"), std::string::npos)
+      << refused.status().ToString();
+  std::string err;
+  EXPECT_EQ(RunCommand({DPMFS_META_BIN, "--listen", "127.0.0.1:0"}, &err, dir_), 2);
+  EXPECT_NE(err.find("--pool PATH (or --cluster-file FILE) is required"), std::string::npos)
+      << err;
 }
 
 // A record inside the acknowledged part of the journal is damaged: the server refuses to

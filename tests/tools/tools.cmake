@@ -13,3 +13,9 @@ set_tests_properties(launcher_test PROPERTIES
 add_test(NAME microbench_smoke
          COMMAND dpmfs-microbench --benchmark_min_time=0.001 --benchmark_format=json)
 set_tests_properties(microbench_smoke PROPERTIES TIMEOUT 120 LABELS bench)
+
+# tools/dpmfs up keeps waiting for a daemon while it prints PROGRESS (journal replay) and
+# gives up on a silent one (~10 s).
+add_test(NAME launcher_progress_test
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tools/launcher_progress_test.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(launcher_progress_test PROPERTIES TIMEOUT 120 LABELS tools)
