@@ -10,6 +10,7 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "common/service_notify.h"
 #include "datapath/data_server.h"
 #include "datapath/persist_method.h"
 
@@ -107,12 +108,12 @@ int main(int argc, char** argv) {
   if (!device.ok()) return fail(device.status());
   auto server = datapath::DataServer::Start(**device, opts);
   if (!server.ok()) return fail(server.status());
-  std::printf("READY %s\n", (*server)->endpoint().ToString().c_str());
-  std::fflush(stdout);
+  ServiceReady((*server)->endpoint().ToString());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {} received; stopping", sig);
+  ServiceStopping();
   (*server)->Stop();
   auto st = (*server)->stats();
   spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused, {} bytes scrubbed",

@@ -64,6 +64,10 @@ struct MountOptions {
   uint32_t poll_us = kDefaultPollUs;
   uint32_t max_write = 1u << 20;  // largest WRITE request the kernel sends
   std::string log_level;          // -o log_level=debug; empty: $DPMFS_LOG_LEVEL or info
+  // -o log=syslog|stderr|/PATH: where a mount's log goes. Empty (default): stderr in the
+  // foreground; once a background mount detaches, syslog, unless stderr was redirected
+  // to a file (`2>mount.log`), which keeps it. A /PATH file is created mode 0600.
+  std::string log;
 
   // Options for libfuse's fuse_session_new ("-o" list, already validated), in order.
   std::vector<std::string> fuse_options;

@@ -10,6 +10,7 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "common/service_notify.h"
 #include "transport/transport.h"
 #include "metadata/meta_service.h"
 #include "metadata/meta_store.h"
@@ -150,6 +151,8 @@ int main(int argc, char** argv) {
   meta::DataServerZeroer zeroer(**device, (*store)->pool_info().cluster.bytes,
                                 std::move(zero_targets));
   if (!no_scrub) opts.zeroer = &zeroer;
+  // Printed (PROGRESS lines) and told to systemd, so a long replay is waited for.
+  opts.recovery_progress = [](std::string_view what) { ServiceProgress(what); };
   meta::RecoveryStats rs;
   auto service = meta::MetaService::Open(std::move(*store), opts, &rs);
   if (!service.ok()) return fail(service.status().WithContext("recovering " + pool_path));
@@ -168,12 +171,12 @@ int main(int argc, char** argv) {
   if (!server.ok()) return fail(server.status().WithContext("listening on " + listen));
   (*service)->AttachRpcServer(server->get());
   (*service)->Start();
-  std::printf("READY %s\n", (*server)->endpoint().ToString().c_str());
-  std::fflush(stdout);
+  ServiceReady((*server)->endpoint().ToString());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {} received; stopping", sig);
+  ServiceStopping();
   (*server)->Stop();
   Status st = (*service)->Stop();
   auto ss = (*service)->stats();

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <gtest/gtest.h>
 #include <linux/falloc.h>
 #include <signal.h>
@@ -616,6 +617,48 @@ TEST_F(MetaServerTest, ClusterFileAloneConfiguresTheServer) {
   EXPECT_EQ(RunCommand({DPMFS_META_BIN, "--listen", "127.0.0.1:0"}, &err, dir_), 2);
   EXPECT_NE(err.find("--pool PATH (or --cluster-file FILE) is required"), std::string::npos)
       << err;
+}
+
+// Recovery tells its supervisor how far it got: PROGRESS lines on stdout (tools/dpmfs
+// waits while they come) and, under systemd, sd_notify datagrams on $NOTIFY_SOCKET
+// (EXTEND_TIMEOUT_USEC and STATUS while replaying, then READY=1), checked here on a socket
+// of the test's own.
+TEST_F(MetaServerTest, RecoveryReportsProgressToItsSupervisor) {
+  StartServer();
+  {
+    auto c = Connect();
+    ASSERT_NE(c, nullptr);
+    for (int i = 0; i < 20; ++i) Mkdir(*c, kRootInode, "d" + std::to_string(i));
+  }
+  KillServer();  // the mkdirs stay in the journal: the next start replays them
+
+  const std::string sock_path = dir_ + "/notify.sock";
+  int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock_path.c_str());
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
+  StartServer();
+  ::unsetenv("NOTIFY_SOCKET");
+  std::string notes;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(sock, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+    notes.append(buf, static_cast<size_t>(n)).append("|");
+  }
+  ::close(sock);
+  EXPECT_NE(notes.find("EXTEND_TIMEOUT_USEC=30000000\nSTATUS=loading the metadata checkpoint"),
+            std::string::npos)
+      << notes;
+  EXPECT_NE(notes.find("STATUS=journal replayed: "), std::string::npos) << notes;
+  EXPECT_NE(notes.find("READY=1\nSTATUS=serving on " + listen_), std::string::npos) << notes;
+
+  std::ifstream out(dir_ + "/meta-" + std::to_string(generation_) + ".out");
+  std::string text((std::istreambuf_iterator<char>(out)), {});
+  EXPECT_NE(text.find("PROGRESS journal replayed: "), std::string::npos) << text;
+  EXPECT_LT(text.find("PROGRESS "), text.find("READY "));
 }
 
 // A record inside the acknowledged part of the journal is damaged: the server refuses to

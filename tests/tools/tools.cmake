@@ -19,3 +19,10 @@ set_tests_properties(microbench_smoke PROPERTIES TIMEOUT 120 LABELS bench)
 add_test(NAME launcher_progress_test
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tools/launcher_progress_test.sh ${CMAKE_BINARY_DIR})
 set_tests_properties(launcher_progress_test PROPERTIES TIMEOUT 120 LABELS tools)
+
+# cmake --install into a scratch root: every file there, --version with the commit, a
+# cluster from the units' command lines mounted through mount -t fuse.dpmfs (~10 s).
+# The same with the .deb: `bash tests/tools/install_test.sh build --deb` (.ci/run).
+add_test(NAME install_test
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tools/install_test.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(install_test PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180 LABELS tools)
