@@ -44,6 +44,7 @@ Result<ClusterFile> ParseClusterFile(const std::string& path) {
   int block_size_line = 0;
   int stripe_unit_line = 0;
   int uuid_line = 0;
+  int replicas_line = 0;
   bool have_meta = false;
   std::map<std::string, int> paths;      // normalised pool path -> line
   std::map<std::string, int> endpoints;  // host:port -> line
@@ -97,6 +98,14 @@ Result<ClusterFile> ParseClusterFile(const std::string& path) {
         }
         cf.stripe_unit = static_cast<uint32_t>(v);
       }
+    } else if (key == "replicas") {
+      DPMFS_RETURN_IF_ERROR(expect_words(2, "a number 1 to 3"));
+      DPMFS_RETURN_IF_ERROR(once(&replicas_line));
+      if (w[1].size() != 1 || w[1][0] < '1' || w[1][0] > '0' + char(kMaxClusterReplicas)) {
+        return error(line, "replicas " + w[1] + " is not a number from 1 to " +
+                               std::to_string(kMaxClusterReplicas));
+      }
+      cf.replicas = static_cast<uint32_t>(w[1][0] - '0');
     } else if (key == "meta" || key == "data") {
       DPMFS_RETURN_IF_ERROR(expect_words(4, "HOST:PORT POOL_PATH POOL_SIZE"));
       ClusterFile::Daemon d;
@@ -140,7 +149,7 @@ Result<ClusterFile> ParseClusterFile(const std::string& path) {
       }
     } else {
       return error(line, "unknown keyword '" + key +
-                             "' (expected cluster_uuid, block_size, stripe_unit, meta or data)");
+                             "' (expected cluster_uuid, block_size, stripe_unit, replicas, meta or data)");
     }
   }
   if (in.bad()) return Status::FromErrno(errno, "cannot read cluster file " + path);
@@ -154,6 +163,12 @@ Result<ClusterFile> ParseClusterFile(const std::string& path) {
     return Status::InvalidArgument(path +
                                    ": no 'data HOST:PORT POOL_PATH POOL_SIZE' line: a "
                                    "cluster needs at least one data server");
+  }
+  if (cf.replicas > cf.data.size()) {
+    return error(replicas_line, "replicas " + std::to_string(cf.replicas) + " needs at least " +
+                                    std::to_string(cf.replicas) + " data servers, the file has " +
+                                    std::to_string(cf.data.size()) +
+                                    " (each copy of a block lives on a different one)");
   }
   if (cf.stripe_unit % cf.block_size != 0) {
     return error(stripe_unit_line != 0 ? stripe_unit_line : block_size_line,

@@ -98,9 +98,9 @@ Result<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const DaemonOptions&
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  UniqueFd out_fd(::open(p->out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  UniqueFd out_fd(::open(p->out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!out_fd.valid()) return Status::FromErrno(errno, "creating " + p->out_path_);
-  UniqueFd err_fd(::open(p->err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  UniqueFd err_fd(::open(p->err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!err_fd.valid()) return Status::FromErrno(errno, "creating " + p->err_path_);
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();

@@ -510,6 +510,12 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "cannot stat " + path);
   if (S_ISCHR(st.st_mode)) return FormatDevice(path, options);
   if (!S_ISREG(st.st_mode)) return NotAPoolFileType(path);
+  // A pool holds every file's bytes: its owner's only, also when an existing file
+  // (made by truncate or an older mkfs, mode 0644) is formatted.
+  if ((st.st_mode & 077) != 0 && ::fchmod(fd.get(), 0600) != 0) {
+    return Status::FromErrno(errno,
+                             "cannot make " + path + " readable by its owner only (chmod 600)");
+  }
 
   if (!created && st.st_size > 0) {
     uint8_t head[kMagic.size()] = {};

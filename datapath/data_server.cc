@@ -34,16 +34,50 @@ class DataServer::Connection final : public persist::ServerConnection {
     if (qp_) qp_->Disconnect();
     if (mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(mr_);
     if (ring_mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(ring_mr_);
+    server_->buffer_bytes_.fetch_sub(reserved_, std::memory_order_relaxed);
   }
 
-  // Before accepting: allocate and register buffers, post receives.
+  // Bytes of buffers a connection for `req` holds: what the limits are checked against.
+  static uint64_t BufferBytes(const ConnectRequest& req, const persist::PersistStrategy& s) {
+    const uint32_t receive = s.receive_size(req);
+    const uint64_t qd = req.queue_depth;
+    return qd * (receive != 0 ? receive : 8) + qd * kReplySize +
+           (s.needs_ring() ? qd * kDescriptorSize : 0);
+  }
+
+  // Before accepting: reserve the buffers against the server's budget, allocate and
+  // register them, post receives.
   Result<std::vector<uint8_t>> Prepare(transport::QueuePair& qp) {
     uint32_t qd = req_.queue_depth;
     const uint32_t receive = strategy_.receive_size(req_);
     recv_size_ = receive != 0 ? receive : 8;
-    // [receive buffers][reply buffers]
-    memory_.assign(uint64_t{qd} * recv_size_ + uint64_t{qd} * kReplySize, 0);
-    DPMFS_ASSIGN_OR_RETURN(mr_, server_->device_.RegisterMemory(memory_.data(), memory_.size(),
+    const DataServerLimits& lim = server_->options_.limits;
+    const uint64_t need = BufferBytes(req_, strategy_);
+    if (need > lim.max_connection_buffer_bytes) {
+      return Status::ResourceExhausted(
+          "a " + std::string(strategy_.name()) + " connection of queue depth " +
+          std::to_string(qd) + " and " + std::to_string(req_.max_io_size) + "-byte I/Os needs " +
+          std::to_string(need >> 10) + " KiB of buffers; this data server gives one connection "
+          "at most " + std::to_string(lim.max_connection_buffer_bytes >> 10) +
+          " KiB (--max-connection-buffer-bytes); ask for less");
+    }
+    const uint64_t held = server_->buffer_bytes_.fetch_add(need, std::memory_order_relaxed);
+    reserved_ = need;  // released by the destructor
+    if (held + need > lim.max_buffer_bytes) {
+      server_->buffer_bytes_.fetch_sub(need, std::memory_order_relaxed);
+      reserved_ = 0;
+      return Status::ResourceExhausted(
+          "this data server's connection buffers are at their limit (" +
+          std::to_string(held >> 20) + " MiB held, --max-buffer-bytes " +
+          std::to_string(lim.max_buffer_bytes >> 20) + " MiB); try again later or ask for a "
+          "smaller queue depth or I/O size");
+    }
+    // [receive buffers][reply buffers]. Not zeroed: a receive buffer is written by the
+    // message it receives before it is read, a reply buffer by its reply; untouched
+    // pages of a large ring are then never committed.
+    memory_size_ = uint64_t{qd} * recv_size_ + uint64_t{qd} * kReplySize;
+    memory_ = std::make_unique_for_overwrite<uint8_t[]>(memory_size_);
+    DPMFS_ASSIGN_OR_RETURN(mr_, server_->device_.RegisterMemory(memory_.get(), memory_size_,
                                                                 transport::kLocalWrite));
     ServerInfo info;
     info.pool = {reinterpret_cast<uint64_t>(server_->pool_mr_.addr), server_->pool_.data_size(),
@@ -69,17 +103,27 @@ class DataServer::Connection final : public persist::ServerConnection {
 
   void Run(std::unique_ptr<transport::QueuePair> qp) {
     qp_ = std::move(qp);
-    thread_ = std::thread([this] { Loop(); });
+    // One-sided methods never involve this server's CPU: no thread waits for them.
+    if (strategy_.receive_size(req_) != 0) thread_ = std::thread([this] { Loop(); });
   }
 
-  bool finished() const { return finished_.load(); }
+  bool finished() const {
+    return finished_.load() || (!thread_.joinable() && qp_ != nullptr &&
+                                qp_->state() != transport::QpState::kConnected);
+  }
+  // The peer's address without its port.
+  std::string peer_host() const { return qp_ == nullptr ? "" : PeerHost(qp_->peer_description()); }
+  static std::string PeerHost(const std::string& peer) {
+    auto colon = peer.rfind(':');
+    return colon == std::string::npos ? peer : peer.substr(0, colon);
+  }
 
  private:
   Status PostRecv(transport::QueuePair& qp, uint32_t i) {
     WorkRequest wr;
     wr.opcode = Opcode::kRecv;
     wr.context = i;
-    wr.local_addr = memory_.data() + uint64_t{i} * recv_size_;
+    wr.local_addr = memory_.get() + uint64_t{i} * recv_size_;
     wr.length = recv_size_;
     wr.lkey = mr_.lkey;
     return qp.PostRecv({&wr, 1});
@@ -101,7 +145,7 @@ class DataServer::Connection final : public persist::ServerConnection {
 
   void Handle(const Completion& c) {
     uint32_t buf_index = static_cast<uint32_t>(c.context);
-    const uint8_t* buf = memory_.data() + uint64_t{buf_index} * recv_size_;
+    const uint8_t* buf = memory_.get() + uint64_t{buf_index} * recv_size_;
     WriteDescriptor d;
     Status st = strategy_.Handle(c, {buf, recv_size_}, *this, &d);
     if (!st.ok()) {
@@ -112,7 +156,7 @@ class DataServer::Connection final : public persist::ServerConnection {
     Status rp = PostRecv(*qp_, buf_index);
     if (!rp.ok()) return;
     if (d.slot >= req_.queue_depth) return;  // cannot even name the slot: let it time out
-    uint8_t* reply = memory_.data() + uint64_t{req_.queue_depth} * recv_size_ +
+    uint8_t* reply = memory_.get() + uint64_t{req_.queue_depth} * recv_size_ +
                      uint64_t{d.slot} * kReplySize;
     EncodeReply(Reply{d.slot, st.code()}, reply);
     WorkRequest wr;
@@ -198,7 +242,9 @@ class DataServer::Connection final : public persist::ServerConnection {
   ConnectRequest req_;
   const persist::PersistStrategy& strategy_;
   std::unique_ptr<transport::QueuePair> qp_;
-  std::vector<uint8_t> memory_;
+  std::unique_ptr<uint8_t[]> memory_;
+  uint64_t memory_size_ = 0;
+  uint64_t reserved_ = 0;  // bytes of server_->buffer_bytes_ this connection holds
   std::vector<uint8_t> ring_;
   transport::MemoryRegion mr_, ring_mr_;
   uint32_t recv_size_ = 0;
@@ -251,8 +297,13 @@ void DataServer::Stop() {
 }
 
 DataServerStats DataServer::stats() const {
+  uint64_t open = 0;
+  {
+    std::lock_guard lock(connections_mu_);
+    open = connections_.size();
+  }
   return DataServerStats{n_connections_.load(), n_imm_.load(), n_rpc_.load(), n_refused_.load(),
-                         n_zeroed_.load()};
+                         n_zeroed_.load(), open, buffer_bytes_.load()};
 }
 
 void DataServer::AcceptLoop() {
@@ -260,6 +311,26 @@ void DataServer::AcceptLoop() {
     std::unique_ptr<Connection> conn;
     transport::AcceptHandler handler = [&](std::span<const uint8_t> data,
                                            transport::QueuePair& qp) -> Result<std::vector<uint8_t>> {
+      // The caps first: a refused peer costs nothing but this check.
+      {
+        const DataServerLimits& lim = options_.limits;
+        const std::string host = Connection::PeerHost(qp.peer_description());
+        std::lock_guard lock(connections_mu_);
+        connections_.remove_if([](const auto& c) { return c->finished(); });
+        size_t from_host = 0;
+        for (const auto& c : connections_) from_host += c->peer_host() == host ? 1 : 0;
+        if (connections_.size() >= lim.max_connections) {
+          return Status::ResourceExhausted(
+              "data server " + endpoint_.ToString() + " is at its limit of " +
+              std::to_string(lim.max_connections) + " connections (--max-connections)");
+        }
+        if (from_host >= lim.max_connections_per_peer) {
+          return Status::ResourceExhausted(
+              "data server " + endpoint_.ToString() + " already holds " +
+              std::to_string(from_host) + " connections from " + host +
+              ", its limit per peer address (--max-connections-per-peer)");
+        }
+      }
       DPMFS_ASSIGN_OR_RETURN(ConnectRequest req, DecodeConnectRequest(data));
       const persist::PersistStrategy& strategy = persist::Of(req.method);
       if (strategy.needs_flush() && !device_.SupportsFlush()) {

@@ -3,8 +3,9 @@
 // the server's CPU only works for the `imm` and `rpc` persist methods (persist a
 // described range / copy a sent payload, then reply).
 //
-// Threads: one accept thread, and one thread per client connection (waits on that
-// QP's receive queue; idle for the one-sided methods).
+// Threads: one accept thread, and one thread per imm/rpc client connection (waits on
+// that QP's receive queue); one-sided connections (none, read, read2, flush) have none.
+// Connections are capped (DataServerLimits), so the threads are too.
 // Thread-safety: Start/Stop/endpoint from one controlling thread.
 #pragma once
 
@@ -23,6 +24,19 @@
 
 namespace dpmfs::datapath {
 
+// What one server gives its clients at most (datapath/README.md, "Limits"). A connect
+// request beyond any of them is refused with a message naming the limit.
+struct DataServerLimits {
+  uint32_t max_connections = 1024;
+  // Per peer address (the port aside): one host cannot take every connection.
+  uint32_t max_connections_per_peer = 256;
+  // Receive, reply and descriptor-ring buffers of one connection (rpc: queue depth x
+  // (32 + max I/O size); the clients' default is 16 x 1 MiB).
+  uint64_t max_connection_buffer_bytes = 64ull << 20;
+  // The same over every connection of the server.
+  uint64_t max_buffer_bytes = 1ull << 30;
+};
+
 struct DataServerOptions {
   std::string pool_path;
   Endpoint listen{"127.0.0.1", 7100};
@@ -30,14 +44,17 @@ struct DataServerOptions {
   // imm/rpc on a pool that is not real PM: msync the range (survives an OS crash)
   // instead of relying on the page cache (survives a process crash only).
   bool msync = false;
+  DataServerLimits limits;
 };
 
 struct DataServerStats {
   uint64_t connections = 0;
   uint64_t imm_writes = 0;
   uint64_t rpc_writes = 0;
-  uint64_t refused = 0;
+  uint64_t refused = 0;  // connect requests and messages refused
   uint64_t zeroed_bytes = 0;  // rpc zero requests (kDescriptorZero)
+  uint64_t open_connections = 0;
+  uint64_t buffer_bytes = 0;  // connection buffers held now
 };
 
 class DataServer {
@@ -68,8 +85,9 @@ class DataServer {
   Endpoint endpoint_;
   std::atomic<bool> stop_{false};
   std::thread accept_thread_;
-  std::mutex connections_mu_;
-  std::list<std::unique_ptr<Connection>> connections_;
+  mutable std::mutex connections_mu_;
+  std::list<std::unique_ptr<Connection>> connections_;  // guarded by connections_mu_
+  std::atomic<uint64_t> buffer_bytes_{0};  // sum of the live connections' buffers
   std::atomic<uint64_t> n_connections_{0}, n_imm_{0}, n_rpc_{0}, n_refused_{0},
       n_zeroed_{0};
 };

@@ -10,9 +10,11 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "common/fd_limit.h"
 #include "common/service_notify.h"
 #include "datapath/data_server.h"
 #include "datapath/persist_method.h"
+#include "transport/transport_flags.h"
 
 using namespace dpmfs;
 
@@ -56,6 +58,26 @@ int main(int argc, char** argv) {
   app.add_flag("--msync", opts.msync,
                "imm/rpc on a pool that is not real PM: msync each write (survives an OS crash) "
                "instead of relying on the page cache (survives a process crash)");
+  datapath::DataServerLimits& lim = opts.limits;
+  app.add_option("--max-connections", lim.max_connections,
+                 "Client connections served at once; more are refused with a message saying so")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--max-connections-per-peer", lim.max_connections_per_peer,
+                 "Connections from one peer address at once (one host cannot take them all)")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--max-connection-buffer-bytes", lim.max_connection_buffer_bytes,
+                 "Receive/reply/ring buffers one connection may ask for (rpc: queue depth x "
+                 "(32 + I/O size)); a connect asking for more is refused")
+      ->check(CLI::Range(uint64_t{64} << 10, uint64_t{1} << 34))
+      ->capture_default_str();
+  app.add_option("--max-buffer-bytes", lim.max_buffer_bytes,
+                 "The same over all connections; connects beyond it are refused until "
+                 "others leave")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 40))
+      ->capture_default_str();
+  transport::AddSoftLimitFlags(app, &dev);
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
 
   auto fail = [](const Status& st) {
@@ -104,6 +126,16 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // A descriptor per connection and per pending handshake, plus the daemon's own.
+  const uint64_t fds_needed =
+      uint64_t{lim.max_connections} + dev.soft_max_pending_handshakes + 64;
+  auto nofile = RaiseOpenFileLimit(fds_needed);
+  if (!nofile.ok()) return fail(nofile.status());
+  if (*nofile < fds_needed) {
+    spdlog::warn("open-file limit {} is below the {} that --max-connections {} needs; "
+                 "connections beyond ~{} will fail to be accepted (raise ulimit -n)",
+                 *nofile, fds_needed, lim.max_connections, *nofile - 64);
+  }
   auto device = transport::OpenDevice(dev);
   if (!device.ok()) return fail(device.status());
   auto server = datapath::DataServer::Start(**device, opts);

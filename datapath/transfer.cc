@@ -5,6 +5,8 @@
 #include <string>
 #include <type_traits>
 
+#include <spdlog/spdlog.h>
+
 namespace dpmfs::datapath {
 
 // One data server's share of a call: its connection, where its next submission starts,
@@ -18,6 +20,8 @@ struct DataTransfer::Lane {
   DataClientPool::Lease lease;
   bool used = false;     // the call has pieces on this server
   bool active = false;   // still submitting or waiting
+  bool finished = false; // the round moved every piece of this lane
+  bool failure_named = false;  // `failure` names the server already
   int attempt = 0;
   size_t piece = 0;      // next piece to submit (of this server), or pieces.size()
   uint64_t offset = 0;   // of it
@@ -32,6 +36,10 @@ struct DataTransfer::Lane {
 struct DataTransfer::Scratch {
   std::vector<Lane> lanes;
   std::vector<SlotResult> done;
+  // Reads: which copy of each piece this round reads (kDone: none, it is read), and how
+  // many copies it has tried.
+  std::vector<uint8_t> copy;
+  std::vector<uint8_t> tried;
 };
 
 namespace {
@@ -39,14 +47,52 @@ namespace {
 template <class Piece>
 constexpr bool kIsWrite = std::is_same_v<Piece, WritePiece>;
 
-// The next piece at or after `from` on `server` with bytes to move.
+constexpr uint8_t kDone = 0xff;
+
 template <class Piece>
-size_t NextPiece(std::span<const Piece> pieces, size_t from, uint32_t server) {
-  while (from < pieces.size() &&
-         (pieces[from].where.server != server || pieces[from].length == 0)) {
-    ++from;
+PieceLocation CopyOf(const Piece& p, uint32_t k) {
+  return k == 0 ? p.where : p.more.at[k - 1];
+}
+
+// Where a call moves `piece` on `server`, if it does: a write to every copy, a read from
+// the copy chosen for this round (`copy`).
+template <class Piece>
+bool LocationOn(const Piece& p, size_t index, uint32_t server, const std::vector<uint8_t>& copy,
+                uint64_t* pool_offset) {
+  if (p.length == 0) return false;
+  if constexpr (kIsWrite<Piece>) {
+    (void)index;
+    (void)copy;
+    for (uint32_t k = 0; k <= p.more.count; ++k) {
+      const PieceLocation at = CopyOf(p, k);
+      if (at.server == server) {
+        *pool_offset = at.pool_offset;
+        return true;
+      }
+    }
+    return false;
+  } else {
+    if (copy[index] == kDone) return false;
+    const PieceLocation at = CopyOf(p, copy[index]);
+    *pool_offset = at.pool_offset;
+    return at.server == server;
   }
+}
+
+// The next piece at or after `from` that the call moves on `server`.
+template <class Piece>
+size_t NextPiece(std::span<const Piece> pieces, size_t from, uint32_t server,
+                 const std::vector<uint8_t>& copy) {
+  uint64_t unused;
+  while (from < pieces.size() && !LocationOn(pieces[from], from, server, copy, &unused)) ++from;
   return from;
+}
+
+// The copy of a piece a read tries first: spread over the copies by offset (per MiB), so
+// that the readers of a file load every server that holds it.
+uint8_t FirstCopy(const ReadPiece& p) {
+  return static_cast<uint8_t>(((p.where.pool_offset >> 20) + p.where.server) %
+                              (p.more.count + 1));
 }
 
 }  // namespace
@@ -64,30 +110,100 @@ Status DataTransfer::Probe(uint32_t server) {
   return lease.ok() ? Status::OK() : lease.status();
 }
 
-Status DataTransfer::Write(std::span<const WritePiece> pieces) { return Run(pieces); }
-Status DataTransfer::Read(std::span<const ReadPiece> pieces) { return Run(pieces); }
+DataTransfer::Scratch& DataTransfer::ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+Status DataTransfer::Write(std::span<const WritePiece> pieces) {
+  Scratch& sc = ThreadScratch();
+  return Run(pieces, sc);
+}
+
+Status DataTransfer::Read(std::span<const ReadPiece> pieces) {
+  Scratch& sc = ThreadScratch();
+  sc.copy.resize(pieces.size());
+  sc.tried.assign(pieces.size(), 1);
+  bool replicated = false;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    if (pieces[i].more.count >= kMaxReplicas) {
+      return Status::InvalidArgument("a piece names " + std::to_string(pieces[i].more.count + 1) +
+                                     " copies; at most " + std::to_string(kMaxReplicas));
+    }
+    sc.copy[i] = FirstCopy(pieces[i]);
+    replicated |= pieces[i].more.count > 0;
+  }
+  Status st = Run(pieces, sc);
+  // Fail-over: the pieces whose server failed go again to their next copy; the others
+  // are read (a lane that did not fail moved all its pieces).
+  while (!st.ok() && replicated) {
+    // A piece whose lane finished is read; one whose lane failed moves to its next copy
+    // (until every copy was tried); one whose lane never ran (the call stopped early)
+    // stays on its copy.
+    bool moved = false;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      if (sc.copy[i] == kDone || pieces[i].length == 0) continue;
+      const uint32_t server = CopyOf(pieces[i], sc.copy[i]).server;
+      if (server >= sc.lanes.size()) return st;
+      const Lane& lane = sc.lanes[server];
+      if (lane.finished) {
+        sc.copy[i] = kDone;
+      } else if (!lane.failure.ok()) {
+        if (sc.tried[i] > pieces[i].more.count) return st;  // every copy failed
+        sc.copy[i] = static_cast<uint8_t>((sc.copy[i] + 1) % (pieces[i].more.count + 1));
+        ++sc.tried[i];
+        moved = true;
+      }
+    }
+    if (!moved) break;
+    Status retry = Run(pieces, sc);
+    if (retry.ok()) {
+      spdlog::debug("read failed over to other copies after: {}", st.ToString());
+    }
+    st = retry;
+  }
+  return st;
+}
 
 template <class Piece>
-Status DataTransfer::Run(std::span<const Piece> pieces) {
-  thread_local Scratch scratch;
-  Scratch& sc = scratch;
+Status DataTransfer::Run(std::span<const Piece> pieces, Scratch& sc) {
   const uint32_t n_servers = static_cast<uint32_t>(pool_.num_servers());
   if (sc.lanes.size() < n_servers) sc.lanes.resize(n_servers);
   for (uint32_t s = 0; s < n_servers; ++s) {
     Lane& lane = sc.lanes[s];
-    lane.used = lane.active = false;
+    lane.used = lane.active = lane.finished = lane.failure_named = false;
     lane.attempt = 0;
     lane.failure = Status::OK();
   }
   bool any = false;
-  for (const Piece& p : pieces) {
-    if (p.where.server >= n_servers) {
-      return Status::InvalidArgument("no data server " + std::to_string(p.where.server) +
-                                     " (the cluster has " + std::to_string(n_servers) + ")");
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& p = pieces[i];
+    if (p.more.count >= kMaxReplicas) {
+      return Status::InvalidArgument("a piece names " + std::to_string(p.more.count + 1) +
+                                     " copies; at most " + std::to_string(kMaxReplicas));
+    }
+    for (uint32_t k = 0; k <= p.more.count; ++k) {
+      const uint32_t server = CopyOf(p, k).server;
+      if (server >= n_servers) {
+        return Status::InvalidArgument("no data server " + std::to_string(server) +
+                                       " (the cluster has " + std::to_string(n_servers) + ")");
+      }
+      for (uint32_t j = 0; j < k; ++j) {
+        if (CopyOf(p, j).server == server) {
+          return Status::InvalidArgument("a piece names data server " + std::to_string(server) +
+                                         " for two of its copies");
+        }
+      }
     }
     if (p.length == 0) continue;
-    sc.lanes[p.where.server].used = true;
-    any = true;
+    if constexpr (kIsWrite<Piece>) {
+      for (uint32_t k = 0; k <= p.more.count; ++k) sc.lanes[CopyOf(p, k).server].used = true;
+      any = true;
+    } else {
+      if (sc.copy[i] == kDone) continue;
+      sc.lanes[CopyOf(p, sc.copy[i]).server].used = true;
+      any = true;
+    }
   }
   if (!any) return Status::OK();
   const uint32_t max_io = options_.client.max_io_size;
@@ -104,7 +220,7 @@ Status DataTransfer::Run(std::span<const Piece> pieces) {
     sc.done.reserve(qd);  // a reap returns at most every slot
     lane.free.clear();
     for (uint32_t slot = qd; slot-- > 0;) lane.free.push_back(slot);
-    lane.piece = NextPiece(pieces, 0, s);
+    lane.piece = NextPiece(pieces, 0, s, sc.copy);
     lane.offset = 0;
     lane.in_flight = 0;
     lane.failure = Status::OK();
@@ -124,7 +240,9 @@ Status DataTransfer::Run(std::span<const Piece> pieces) {
       const Piece& p = pieces[lane.piece];
       const uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(max_io, p.length - lane.offset));
       const uint32_t slot = lane.free.back();
-      const uint64_t at = p.where.pool_offset + lane.offset;
+      uint64_t base = 0;
+      (void)LocationOn(p, lane.piece, s, sc.copy, &base);  // true: NextPiece chose it
+      const uint64_t at = base + lane.offset;
       Status st;
       if constexpr (kIsWrite<Piece>) {
         uint8_t* buf = client.slot_buffer(slot);
@@ -146,7 +264,7 @@ Status DataTransfer::Run(std::span<const Piece> pieces) {
       ++lane.in_flight;
       lane.offset += len;
       if (lane.offset == p.length) {
-        lane.piece = NextPiece(pieces, lane.piece + 1, s);
+        lane.piece = NextPiece(pieces, lane.piece + 1, s, sc.copy);
         lane.offset = 0;
       }
     }
@@ -230,7 +348,14 @@ Status DataTransfer::Run(std::span<const Piece> pieces) {
       // Only the first connection may wait for memory: one that waited while holding
       // another could wait for a connection its holder's peer holds.
       Status st = start_lane(s, !holding);
-      if (!st.ok()) return st;
+      if (st.code() == StatusCode::kResourceExhausted) return st;
+      if (!st.ok()) {
+        // The other lanes go on: a replicated read moves this lane's pieces to other
+        // copies, and every lane that finishes is work a retry need not redo.
+        sc.lanes[s].failure = st;  // names the server already (DataClientPool)
+        sc.lanes[s].failure_named = true;
+        continue;
+      }
       holding = true;
     }
     drive();
@@ -264,14 +389,19 @@ Status DataTransfer::Run(std::span<const Piece> pieces) {
       }
     }
     if (again) drive();
+    Status first_failure;
     for (uint32_t s = first; s <= last; ++s) {
-      const Lane& lane = sc.lanes[s];
-      if (lane.used && !lane.failure.ok()) {
-        return lane.failure.WithContext("data server " + std::to_string(s) + " (" +
-                                        pool_.endpoint(s).ToString() + ")");
+      Lane& lane = sc.lanes[s];
+      if (!lane.used) continue;
+      lane.finished = lane.failure.ok();
+      if (!lane.failure.ok() && first_failure.ok()) {
+        first_failure = lane.failure_named
+                            ? lane.failure
+                            : lane.failure.WithContext("data server " + std::to_string(s) + " (" +
+                                                       pool_.endpoint(s).ToString() + ")");
       }
     }
-    return Status::OK();
+    return first_failure;
   };
 
   Status result = run_lanes(0, n_servers - 1);
@@ -291,7 +421,7 @@ Status DataTransfer::Run(std::span<const Piece> pieces) {
   return result;
 }
 
-template Status DataTransfer::Run(std::span<const WritePiece>);
-template Status DataTransfer::Run(std::span<const ReadPiece>);
+template Status DataTransfer::Run(std::span<const WritePiece>, Scratch&);
+template Status DataTransfer::Run(std::span<const ReadPiece>, Scratch&);
 
 }  // namespace dpmfs::datapath

@@ -13,10 +13,12 @@
 // once, on a fresh connection; writes and reads are idempotent. Otherwise the call fails
 // with the first error, naming the server.
 //
-// Replication (issue 20) lives here: a piece's `where` names one location today; a
-// replicated piece will name its replica set (a small fixed array of locations), Write
-// will fan it out to every location as parallel lanes of the same call and succeed when
-// all are durable, and Read will pick one location. Callers build pieces the same way.
+// Replication (docs/replication.md): a piece names its replica set, `where` (the first
+// copy) plus `more[0..more_count)`, each on a distinct data server. Write gives every copy
+// a lane of the same call, so all copies are posted (each with the persist method) before
+// any is waited on, and succeeds only when every copy is durable. Read takes each piece
+// from one copy (spread by offset) and reads the pieces whose server failed again from
+// the next copy, until every copy was tried.
 //
 // No allocation per operation: every call works in per-thread scratch space that keeps
 // its capacity, connections are reused from the pool, and slot buffers are registered
@@ -25,6 +27,7 @@
 // Thread-safety: thread-safe; any number of calls at once from any threads.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -37,25 +40,37 @@
 namespace dpmfs::datapath {
 
 // Where a piece lives: a data server (ClusterInfo order) and an offset in its pool's
-// data area. A replica set will be several of these.
+// data area. A replica set is several of these, on distinct servers.
 struct PieceLocation {
   uint32_t server = 0;
   uint64_t pool_offset = 0;
 };
 
-// `length` bytes from `source` to `where`, durably under the persist method. A null
-// source writes zeros (with data on the wire: any persist method).
+// The most copies of a piece (== meta::kMaxReplicas).
+inline constexpr uint32_t kMaxReplicas = 3;
+
+// The copies of a piece beyond `where`: more[0..count). Empty for an unreplicated piece.
+struct MoreReplicas {
+  std::array<PieceLocation, kMaxReplicas - 1> at{};
+  uint32_t count = 0;
+};
+
+// `length` bytes from `source` to `where` and every location of `more`, durably under
+// the persist method. A null source writes zeros (with data on the wire: any persist
+// method).
 struct WritePiece {
   PieceLocation where;
   uint64_t length = 0;
   const uint8_t* source = nullptr;
+  MoreReplicas more;
 };
 
-// `length` bytes from `where` into `destination`.
+// `length` bytes from `where` (or, if it fails, a location of `more`) into `destination`.
 struct ReadPiece {
   PieceLocation where;
   uint64_t length = 0;
   uint8_t* destination = nullptr;
+  MoreReplicas more;
 };
 
 struct DataTransferOptions {
@@ -72,12 +87,14 @@ class DataTransfer {
   DataTransfer(const DataTransfer&) = delete;
   DataTransfer& operator=(const DataTransfer&) = delete;
 
-  // Writes every piece durably (under the persist method) before returning OK. On an
-  // error some pieces may have been written. InvalidArgument for an unknown server;
+  // Writes every piece durably (under the persist method) to every copy before returning
+  // OK. On an error some pieces may have been written. InvalidArgument for an unknown
+  // server or a replica set naming a server twice;
   // OutOfRange for a piece outside its pool; Unavailable/TimedOut for a data-path
   // failure, naming the server.
   Status Write(std::span<const WritePiece> pieces);
-  // Reads every piece. Same errors.
+  // Reads every piece from one of its copies. Same errors, the last copy's when every
+  // copy of a piece failed.
   Status Read(std::span<const ReadPiece> pieces);
 
   // Connects to `server` (or finds an idle connection) and keeps the connection idle:
@@ -94,8 +111,12 @@ class DataTransfer {
  private:
   struct Lane;
   struct Scratch;
+  // The calling thread's scratch (kept between calls: no allocation once warm).
+  static Scratch& ThreadScratch();
+  // One round: every piece on every lane it goes to (a write: every copy; a read: the
+  // copy sc.copy names, none for kDone).
   template <class Piece>
-  Status Run(std::span<const Piece> pieces);
+  Status Run(std::span<const Piece> pieces, Scratch& sc);
 
   const DataTransferOptions options_;
   DataClientPool pool_;

@@ -61,7 +61,35 @@ FileIo::FileIo(ExtentService& meta, datapath::DataTransfer& data, const meta::Cl
       cluster_(cluster),
       options_(options),
       block_size_(cluster.block_size != 0 ? cluster.block_size : 4096),
-      stripe_unit_(cluster.stripe_unit != 0 ? cluster.stripe_unit : block_size_) {}
+      stripe_unit_(cluster.stripe_unit != 0 ? cluster.stripe_unit : block_size_),
+      placement_(PlacementOf(cluster, block_size_)) {}
+
+static_assert(datapath::kMaxReplicas == meta::kMaxReplicas);
+
+meta::Placement FileIo::PlacementOf(const meta::ClusterInfo& cluster, uint32_t block_size) {
+  Result<meta::Placement> p = meta::Placement::For(cluster);
+  if (p.ok()) return std::move(p).value();
+  if (!cluster.servers.empty()) {
+    spdlog::error("the cluster's placement is unusable ({}); one copy of each block assumed",
+                  p.status().ToString());
+  }
+  // A cluster description without servers (tests of the engine alone): one copy.
+  std::vector<uint64_t> sizes(std::max<size_t>(1, cluster.servers.size()), 0);
+  return meta::Placement::Make(1, block_size, sizes).value();
+}
+
+template <class Piece>
+void FileIo::AddCopies(std::vector<Piece>* pieces) const {
+  const uint32_t replicas = placement_.replicas();
+  if (replicas == 1) return;
+  for (Piece& p : *pieces) {
+    p.more.count = replicas - 1;
+    for (uint32_t k = 1; k < replicas; ++k) {
+      const meta::ReplicaLocation at = placement_.Replica(p.where.server, p.where.pool_offset, k);
+      p.more.at[k - 1] = datapath::PieceLocation{at.server, at.pool_offset};
+    }
+  }
+}
 
 int FileIo::ValidateExtents(meta::InodeId ino, const std::vector<Extent>& extents) const {
   for (const Extent& e : extents) {
@@ -80,6 +108,9 @@ int FileIo::ValidateExtents(meta::InodeId ino, const std::vector<Extent>& extent
                (e.pool_offset > cluster_.servers[e.server].data_size ||
                 e.length > cluster_.servers[e.server].data_size - e.pool_offset)) {
       why = "lies outside its data server's pool";
+    } else if (placement_.replicas() > 1 &&
+               !placement_.InPrimaryRegion(e.server, e.pool_offset, e.length)) {
+      why = "lies outside its data server's primary region (metadata/placement.h)";
     }
     if (why != nullptr) {
       spdlog::error(
@@ -187,6 +218,7 @@ int FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t
     }
     pieces.push_back(datapath::ReadPiece{{s.server, s.pool_offset}, s.length, dst});
   }
+  AddCopies(&pieces);
   if (Status st = data_.Read(pieces); !st.ok()) {
     spdlog::warn("inode {}: read of {} bytes at {} failed: {}", inode.ino(), end - offset, offset,
                  st.ToString());
@@ -216,7 +248,8 @@ void FileIo::AddPiece(uint32_t server, uint64_t pool_offset, uint64_t begin, uin
   pieces->push_back(datapath::WritePiece{{server, pool_offset}, end - begin, source});
 }
 
-int FileIo::WritePieces(meta::InodeId ino, const std::vector<datapath::WritePiece>& pieces) {
+int FileIo::WritePieces(meta::InodeId ino, std::vector<datapath::WritePiece>& pieces) {
+  AddCopies(&pieces);
   if (Status st = data_.Write(pieces); !st.ok()) {
     spdlog::warn("inode {}: write failed: {}", ino, st.ToString());
     return EIO;

@@ -39,6 +39,7 @@
 #include "fs/inode_table.h"
 #include "fs/layout_cache.h"
 #include "metadata/meta_protocol.h"
+#include "metadata/placement.h"
 
 namespace dpmfs::fs {
 
@@ -122,7 +123,12 @@ class FileIo {
                        uint64_t data_offset, const uint8_t* data,
                        std::vector<datapath::WritePiece>* pieces);
   // Writes the pieces through the transfer API; EIO on any data-path failure (logged).
-  int WritePieces(meta::InodeId ino, const std::vector<datapath::WritePiece>& pieces);
+  // Every piece (built with its primary location) gets its other copies first.
+  int WritePieces(meta::InodeId ino, std::vector<datapath::WritePiece>& pieces);
+  // Fills each piece's other copies from the placement (nothing with one copy).
+  template <class Piece>
+  void AddCopies(std::vector<Piece>* pieces) const;
+  static meta::Placement PlacementOf(const meta::ClusterInfo& cluster, uint32_t block_size);
   int ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len);
 
   ExtentService& meta_;
@@ -131,6 +137,7 @@ class FileIo {
   const FileIoOptions options_;
   const uint32_t block_size_;
   const uint32_t stripe_unit_;
+  const meta::Placement placement_;  // where the copies of a block are
 };
 
 // The current time as the metadata protocol carries it (CLOCK_REALTIME).

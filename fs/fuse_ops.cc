@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "metadata/caller_scope.h"
+
 namespace dpmfs::fs {
 
 int ErrnoAtEdge(const Status& st, uint64_t ino) {
@@ -460,6 +462,10 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   // Listings do not follow renames: both are dropped (also on failure: it may have
   // happened). The directories' attributes are kept as for any change.
   NoteEntryChange(Fs(req), parent, name, nullptr, err, dirs, sent);
+  // A name the rename replaced: its inode lost a link, which its other names must show.
+  if (err == 0 && (flags & RENAME_EXCHANGE) == 0) {
+    Fs(req)->stat_ahead().NoteRemoved(newparent, newname);
+  }
   Fs(req)->stat_ahead().NoteChanged(parent);
   Fs(req)->stat_ahead().NoteChanged(newparent);
   fuse_reply_err(req, err);
@@ -1080,43 +1086,60 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
                conn->proto_minor, conn->max_write, conn->max_readahead);
 }
 
+// Every operation runs inside a CallerScope of its request: the metadata calls it makes
+// (on this thread) act for the process that made the request, whose uid, gid and
+// groups the metadata server checks. Resolved at the first metadata call only.
+void ResolveRequestCaller(void* req, meta::Credentials* out) {
+  auto r = static_cast<fuse_req_t>(req);
+  Fs(r)->caller_groups().Resolve(r, out);
+}
+template <auto Op>
+struct AsCaller;
+template <class... Args, void (*Op)(fuse_req_t, Args...)>
+struct AsCaller<Op> {
+  static void Run(fuse_req_t req, Args... args) {
+    meta::CallerScope caller(&ResolveRequestCaller, req);
+    Op(req, args...);
+  }
+};
+
 fuse_lowlevel_ops MakeOps() {
   fuse_lowlevel_ops ops;
   std::memset(&ops, 0, sizeof ops);
   ops.init = OpInit;
-  ops.lookup = OpLookup;
+  ops.lookup = AsCaller<OpLookup>::Run;
   ops.forget = OpForget;
   ops.forget_multi = OpForgetMulti;
-  ops.getattr = OpGetattr;
-  ops.setattr = OpSetattr;
-  ops.readlink = OpReadlink;
-  ops.mknod = OpMknod;
-  ops.mkdir = OpMkdir;
-  ops.unlink = OpUnlink;
-  ops.rmdir = OpRmdir;
-  ops.symlink = OpSymlink;
-  ops.rename = OpRename;
-  ops.link = OpLink;
-  ops.open = OpOpen;
-  ops.read = OpRead;
-  ops.write = OpWrite;
-  ops.flush = OpFlush;
-  ops.release = OpRelease;
-  ops.fsync = OpFsync;
-  ops.opendir = OpOpendir;
-  ops.readdir = OpReaddir;
-  ops.readdirplus = OpReaddirplus;
-  ops.releasedir = OpReleasedir;
-  ops.fsyncdir = OpFsyncdir;
-  ops.statfs = OpStatfs;
-  ops.setxattr = OpSetxattr;
-  ops.getxattr = OpGetxattr;
-  ops.listxattr = OpListxattr;
-  ops.removexattr = OpRemovexattr;
-  ops.create = OpCreate;
-  ops.fallocate = OpFallocate;
-  ops.lseek = OpLseek;
-  ops.copy_file_range = OpCopyFileRange;
+  ops.getattr = AsCaller<OpGetattr>::Run;
+  ops.setattr = AsCaller<OpSetattr>::Run;
+  ops.readlink = AsCaller<OpReadlink>::Run;
+  ops.mknod = AsCaller<OpMknod>::Run;
+  ops.mkdir = AsCaller<OpMkdir>::Run;
+  ops.unlink = AsCaller<OpUnlink>::Run;
+  ops.rmdir = AsCaller<OpRmdir>::Run;
+  ops.symlink = AsCaller<OpSymlink>::Run;
+  ops.rename = AsCaller<OpRename>::Run;
+  ops.link = AsCaller<OpLink>::Run;
+  ops.open = AsCaller<OpOpen>::Run;
+  ops.read = AsCaller<OpRead>::Run;
+  ops.write = AsCaller<OpWrite>::Run;
+  ops.flush = AsCaller<OpFlush>::Run;
+  ops.release = AsCaller<OpRelease>::Run;
+  ops.fsync = AsCaller<OpFsync>::Run;
+  ops.opendir = AsCaller<OpOpendir>::Run;
+  ops.readdir = AsCaller<OpReaddir>::Run;
+  ops.readdirplus = AsCaller<OpReaddirplus>::Run;
+  ops.releasedir = AsCaller<OpReleasedir>::Run;
+  ops.fsyncdir = AsCaller<OpFsyncdir>::Run;
+  ops.statfs = AsCaller<OpStatfs>::Run;
+  ops.setxattr = AsCaller<OpSetxattr>::Run;
+  ops.getxattr = AsCaller<OpGetxattr>::Run;
+  ops.listxattr = AsCaller<OpListxattr>::Run;
+  ops.removexattr = AsCaller<OpRemovexattr>::Run;
+  ops.create = AsCaller<OpCreate>::Run;
+  ops.fallocate = AsCaller<OpFallocate>::Run;
+  ops.lseek = AsCaller<OpLseek>::Run;
+  ops.copy_file_range = AsCaller<OpCopyFileRange>::Run;
   // No getlk/setlk/flock: the kernel then keeps POSIX and BSD locks local to this
   // mount, which is what a single-client lock needs.
   return ops;

@@ -26,6 +26,7 @@
 
 #include <memory>
 
+#include "fs/caller_groups.h"
 #include "fs/file_io.h"
 #include "fs/inode_table.h"
 #include "fs/mount_options.h"
@@ -79,6 +80,9 @@ class Filesystem {
   // After the request loop, before the session goes: ends the page-cache invalidator.
   void EndSession() { invalidator_.Stop(); }
   PageCacheInvalidator& invalidator() { return invalidator_; }
+  // The supplementary groups of requesting processes (every metadata call carries its
+  // caller: metadata/caller_scope.h).
+  CallerGroups& caller_groups() { return caller_groups_; }
 
  private:
   fuse_session* session_ = nullptr;
@@ -88,6 +92,7 @@ class Filesystem {
   InodeTable inodes_;
   StatAhead stat_ahead_;
   PageCacheInvalidator invalidator_;
+  CallerGroups caller_groups_;
   ReleaseBatcher releases_;  // last: flushed (through meta_) before the rest goes
 };
 

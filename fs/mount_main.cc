@@ -207,10 +207,10 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
                  "data servers (for comparison only)");
   }
   spdlog::info(
-      "mounted dpmfs from {} at {} ({} data servers, block {} B, stripe unit {} B, "
-      "persist {}, transport {})",
-      opts.meta_server, opts.mountpoint, cluster.servers.size(), cluster.block_size,
-      cluster.stripe_unit, datapath::PersistMethodName(opts.persist),
+      "mounted dpmfs from {} at {} ({} data servers, {} cop{} of each block, block {} B, "
+      "stripe unit {} B, persist {}, transport {})",
+      opts.meta_server, opts.mountpoint, cluster.servers.size(), cluster.replicas,
+      cluster.replicas == 1 ? "y" : "ies", cluster.block_size, cluster.stripe_unit, datapath::PersistMethodName(opts.persist),
       transport::BackendName(opts.transport));
   if (report_fd >= 0) {
     // Whether stderr is a file decides the default log target: check before Detach

@@ -148,6 +148,12 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     o->fuse_options.emplace_back(name);
     return Status::OK();
   }
+  // Still passed to libfuse (the kernel refuses writes); remembered for the atime.
+  if (opt == "ro" || opt == "rw") {
+    o->read_only = opt == "ro";
+    o->fuse_options.emplace_back(opt);
+    return Status::OK();
+  }
   if (name == "odirect") {
     DPMFS_RETURN_IF_ERROR(need_value());
     return ParseEitherOr(name, value, "direct_io", "kernel", &o->odirect_direct_io);
@@ -267,6 +273,10 @@ Result<MountOptions> ParseMountArgs(int argc, const char* const* argv) {
     for (const std::string& opt : SplitOptionList(list))
       DPMFS_RETURN_IF_ERROR(ApplyOption(opt, &o));
   }
+  // A read-only mount never updates access times, whatever rule was asked for (as
+  // Linux's touch_atime: xfstests generic/003 mounts "ro,strictatime"). FUSE leaves
+  // atime to us, so the kernel's own check never runs.
+  if (o.read_only) o.atime = AtimePolicy::kNoatime;
   if (o.show_help || o.show_version) return o;
   if (positional.size() != 2) {
     return Status::InvalidArgument(
@@ -287,6 +297,17 @@ Result<MountOptions> ParseMountArgs(int argc, const char* const* argv) {
   // /proc/mounts then reads "HOST:PORT /mnt fuse.dpmfs", which is what mount -t
   // fuse.dpmfs and umount expect to see. An empty `subtype=` asks for none: the mount
   // shows as plain "fuse", as xfstests (FSTYP=fuse) checks with df.
+  // Always default_permissions: the kernel checks every access against the modes
+  // before it asks us, as for a local file system. The metadata server checks them
+  // again (metadata/permissions.h), but it alone cannot protect a mount: the kernel's
+  // dentry and attribute caches are shared by every user of the mount, so without the
+  // kernel's own check a path another user already walked would be answered from the
+  // cache, never reaching the server's search-permission check. It also saves the
+  // ACCESS round trips the kernel would send us otherwise.
+  if (std::find(o.fuse_options.begin(), o.fuse_options.end(), "default_permissions") ==
+      o.fuse_options.end()) {
+    o.fuse_options.push_back("default_permissions");
+  }
   if (!has_fsname) o.fuse_options.push_back("fsname=" + o.meta_server);
   if (!has_subtype) o.fuse_options.push_back("subtype=dpmfs");
   std::erase(o.fuse_options, std::string("subtype="));

@@ -52,8 +52,10 @@ struct MountOptions {
   // (as NFS's option), so another client's new file is found at once.
   bool lookupcache_negative = true;
   // When reads update the access time (fs/atime_policy.h): relatime (default),
-  // strictatime, noatime; the last of them given wins, as with mount(8).
+  // strictatime, noatime; the last of them given wins, as with mount(8). Always
+  // noatime on a read-only mount.
   AtimePolicy atime = AtimePolicy::kRelatime;
+  bool read_only = false;  // -o ro (the last of ro and rw wins)
   // odirect=kernel (default): O_DIRECT opens use the kernel's O_DIRECT path for FUSE
   // (mappable, set-ID bits cleared by direct writes). odirect=direct_io: FUSE's
   // direct_io for them, one FUSE round trip less per write, but mmap of such a

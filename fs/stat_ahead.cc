@@ -1,8 +1,15 @@
 #include "fs/stat_ahead.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 
 namespace dpmfs::fs {
+
+namespace {
+// A file whose other names an unlink or a rename elsewhere can change the nlink of.
+bool HasOtherNames(const meta::InodeAttr& a) { return a.nlink > 1 && !S_ISDIR(a.mode); }
+}  // namespace
 
 StatAhead::Answer StatAhead::Lookup(meta::InodeId dir, std::string_view name, Found* found) {
   MutexLock lock(mu_);
@@ -46,7 +53,10 @@ bool StatAhead::NoteLookupMiss(meta::InodeId dir) {
 void StatAhead::NoteAdded(meta::InodeId dir, const std::string& name,
                           const meta::InodeAttr& attr) {
   MutexLock lock(mu_);
-  if (auto it = listings_.find(dir); it != listings_.end()) it->second.entries[name] = attr;
+  if (auto it = listings_.find(dir); it != listings_.end()) {
+    it->second.entries[name] = attr;
+    if (HasOtherNames(attr)) it->second.linked.insert(attr.ino);
+  }
   if (auto f = fetching_.find(dir); f != fetching_.end()) {
     f->second.changes.push_back(Change{Change::kAdd, name, attr});
   }
@@ -54,9 +64,28 @@ void StatAhead::NoteAdded(meta::InodeId dir, const std::string& name,
 
 void StatAhead::NoteRemoved(meta::InodeId dir, const std::string& name) {
   MutexLock lock(mu_);
-  if (auto it = listings_.find(dir); it != listings_.end()) it->second.entries.erase(name);
+  // The removed name's inode lost a link (and its ctime moved): its other names, in
+  // this listing or another, must not answer with the old nlink. Which inode it was is
+  // known only when a listing of `dir` holds the name.
+  meta::InodeId unlinked = 0;
+  if (auto it = listings_.find(dir); it != listings_.end()) {
+    if (auto e = it->second.entries.find(name); e != it->second.entries.end()) {
+      unlinked = e->second.ino;
+      it->second.entries.erase(e);
+    }
+  }
+  for (auto& [listed_dir, l] : listings_) {
+    (void)listed_dir;
+    LinkDroppedLocked(l, unlinked);
+  }
   if (auto f = fetching_.find(dir); f != fetching_.end()) {
     f->second.changes.push_back(Change{Change::kRemove, name, {}});
+  }
+  // Other directories being fetched may hold another name of it, read before the unlink.
+  meta::InodeAttr a;
+  a.ino = unlinked;
+  for (auto& [fetched_dir, f] : fetching_) {
+    if (fetched_dir != dir) f.changes.push_back(Change{Change::kLinkDropped, {}, a});
   }
 }
 
@@ -104,7 +133,10 @@ bool StatAhead::Store(meta::InodeId dir, std::vector<Entry> entries, uint64_t se
   }
   Listing& l = listings_[dir];
   l.entries.reserve(entries.size());
-  for (Entry& e : entries) l.entries.emplace(std::move(e.name), e.attr);
+  for (Entry& e : entries) {
+    if (HasOtherNames(e.attr)) l.linked.insert(e.attr.ino);
+    l.entries.emplace(std::move(e.name), e.attr);
+  }
   // This client's changes made while the listing was read: each is at least as new as
   // what the listing holds for its name, whichever side of the change the server's
   // answer fell on.
@@ -112,9 +144,19 @@ bool StatAhead::Store(meta::InodeId dir, std::vector<Entry> entries, uint64_t se
     switch (c.kind) {
       case Change::kAdd:
         l.entries[c.name] = c.attr;
+        if (HasOtherNames(c.attr)) l.linked.insert(c.attr.ino);
         break;
-      case Change::kRemove:
-        l.entries.erase(c.name);
+      case Change::kRemove: {
+        meta::InodeId unlinked = 0;
+        if (auto e = l.entries.find(c.name); e != l.entries.end()) {
+          unlinked = e->second.ino;
+          l.entries.erase(e);
+        }
+        LinkDroppedLocked(l, unlinked);
+        break;
+      }
+      case Change::kLinkDropped:
+        LinkDroppedLocked(l, c.attr.ino);
         break;
       case Change::kStale:
         l.stale.insert(c.attr.ino);
@@ -132,6 +174,15 @@ void StatAhead::Abandon(meta::InodeId dir) {
   fetching_.erase(dir);
   // Too big, or the server failed: not again for a while.
   quiet_until_[dir] = Clock::now() + options_.validity;
+}
+
+void StatAhead::LinkDroppedLocked(Listing& l, meta::InodeId unlinked) {
+  if (unlinked != 0) {
+    l.stale.insert(unlinked);
+    return;
+  }
+  // Not known which inode: any listed one with other names may have been it.
+  l.stale.insert(l.linked.begin(), l.linked.end());
 }
 
 void StatAhead::DropExpiredLocked(Clock::time_point now) {

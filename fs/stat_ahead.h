@@ -12,11 +12,13 @@
 // kernel could have cached. It never hides this client's own changes: entries this
 // client adds or removes are applied to it (NoteAdded, NoteRemoved; also to a listing
 // being fetched, when it is stored), a rename drops it (NoteChanged), and an inode whose
-// attributes this client changed is answered by the server again (NoteAttrChanged). One
-// exception: unlinking one name of a hard-linked file leaves the other names' listed
-// nlink and ctime as they were, as another client's unlink would. Attributes in a
-// listing may also be older than what this client learnt since the listing's first
-// request: the caller keeps the fresher ones (Inode::UpdateAttrAsOf).
+// attributes this client changed is answered by the server again (NoteAttrChanged).
+// A removed name (unlink, or a rename over it) takes its inode back to the server in
+// every listing, so the file's other names show the new nlink and ctime (xfstests
+// generic/002 saw the old ones); when no listing held the name, which inode it was is
+// not known here and every listed file with more than one link goes back instead.
+// Attributes in a listing may also be older than what this client learnt since the
+// listing's first request: the caller keeps the fresher ones (Inode::UpdateAttrAsOf).
 //
 // Creates benefit too: the kernel looks a name up before it creates it, and a listing
 // answers "absent" without an RPC (the create itself still goes to the server, which
@@ -75,6 +77,7 @@ class StatAhead {
 
   // This client's acknowledged changes (see the file comment).
   void NoteAdded(meta::InodeId dir, const std::string& name, const meta::InodeAttr& attr);
+  // Also after a rename that replaced `name` (its inode lost a link).
   void NoteRemoved(meta::InodeId dir, const std::string& name);
   void NoteChanged(meta::InodeId dir);  // entries moved in ways not tracked (rename)
   void NoteAttrChanged(meta::InodeId ino);  // setattr, truncate, a write's commit, link...
@@ -97,20 +100,26 @@ class StatAhead {
   struct Listing {
     std::unordered_map<std::string, meta::InodeAttr> entries;
     std::unordered_set<meta::InodeId> stale;  // attributes changed since: ask the server
+    // Listed files with more than one link: the candidates when an unlinked name's
+    // inode is not known (NoteRemoved).
+    std::unordered_set<meta::InodeId> linked;
     uint64_t seq_before = 0;
     Clock::time_point sent;
   };
   // A change noted while a listing was being fetched, applied when it is stored.
   struct Change {
-    enum Kind { kAdd, kRemove, kStale } kind;
+    // kLinkDropped: a name of attr.ino (0: not known which) was removed elsewhere.
+    enum Kind { kAdd, kRemove, kStale, kLinkDropped } kind;
     std::string name;
-    meta::InodeAttr attr;  // kAdd; attr.ino for kStale
+    meta::InodeAttr attr;  // kAdd; attr.ino for kStale and kLinkDropped
   };
   struct Fetch {
     bool dropped = false;
     std::vector<Change> changes;
   };
   void DropExpiredLocked(Clock::time_point now) REQUIRES(mu_);
+  // A name of `unlinked` (0: not known which inode) is gone: see NoteRemoved.
+  void LinkDroppedLocked(Listing& l, meta::InodeId unlinked) REQUIRES(mu_);
 
   const Options options_;
   mutable Mutex mu_;

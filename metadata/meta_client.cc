@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <unistd.h>
+
 // Which reply type decodes which opcode's answer: the Request and Reply columns of
 // meta_ops.h (Call<op> takes them from there).
 
@@ -33,7 +35,24 @@ constexpr milliseconds kUnregisterTimeout{1000};
 }  // namespace
 
 MetaClient::MetaClient(std::unique_ptr<rpc::RpcClient> rpc, const MetaClientOptions& options)
-    : rpc_(std::move(rpc)), options_(options) {}
+    : rpc_(std::move(rpc)), options_(options) {
+  default_caller_ = options.caller.has_value() ? *options.caller : ProcessCredentials();
+}
+
+Credentials ProcessCredentials() {
+  Credentials c;
+  c.uid = geteuid();
+  c.gid = getegid();
+  const int n = getgroups(0, nullptr);
+  if (n > 0) {
+    std::vector<gid_t> groups(static_cast<size_t>(n));
+    const int got = getgroups(n, groups.data());
+    for (int i = 0; i < got && c.groups.size() < kMaxCallerGroups; ++i) {
+      c.groups.push_back(groups[static_cast<size_t>(i)]);
+    }
+  }
+  return c;
+}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(transport::Device& device,
                                                         const Endpoint& server,
@@ -71,7 +90,7 @@ MetaClient::~MetaClient() {
   cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
   if (cluster_.block_size == 0) return;  // never registered (Connect failed)
-  auto payload = Encode(UnregisterRequest{});
+  auto payload = EncodeWithCaller(UnregisterRequest{});
   auto r = rpc_->Call(static_cast<uint16_t>(Opcode::kUnregister), payload, kUnregisterTimeout);
   if (!r.ok()) {
     spdlog::debug("meta client: unregister of session {:#x} failed: {}", rpc_->session(),
@@ -128,7 +147,12 @@ Status MetaClient::CallDirs(const typename OpTypes<op>::Request& req,
 }
 
 int MetaClient::CallRaw(Opcode op, std::span<const uint8_t> payload, std::vector<uint8_t>* body) {
-  Started s = StartRaw(op, payload);
+  const Credentials& caller = this->caller();
+  std::vector<uint8_t> call;
+  call.reserve(EncodedSize(caller) + payload.size());
+  EncodeTo(caller, &call);
+  call.insert(call.end(), payload.begin(), payload.end());
+  Started s = StartRaw(op, call);
   std::vector<uint8_t> raw;
   std::span<const uint8_t> b;
   // CallRaw's callers (the wire tests) send malformed bytes on purpose, and a refusal
@@ -145,7 +169,8 @@ int MetaClient::Register() {
   // Register runs at mount time: bound it by the connect timeout so that a server that
   // accepts connections but does not answer fails the mount quickly.
   auto r =
-      rpc_->Call(static_cast<uint16_t>(Opcode::kRegister), Encode(req), options_.connect_timeout);
+      rpc_->Call(static_cast<uint16_t>(Opcode::kRegister), EncodeWithCaller(req),
+                 options_.connect_timeout);
   if (!r.ok()) {
     int err = ErrnoOfRpcStatus(r.status());
     spdlog::error("meta client: register failed: {}", r.status().ToString());
@@ -195,7 +220,7 @@ void MetaClient::HeartbeatLoop() {
   // server delays stopping (the destructor) by at most that.
   const milliseconds period(std::max<uint32_t>(lease_ms_ / 3, 1));
   const milliseconds call_timeout = std::max(period, milliseconds(100));
-  const std::vector<uint8_t> payload = Encode(HeartbeatRequest{});
+  const std::vector<uint8_t> payload = EncodeWithCaller(HeartbeatRequest{});
   std::unique_lock lock(mu_);
   while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
     lock.unlock();

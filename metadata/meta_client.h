@@ -28,12 +28,14 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "common/endpoint.h"
 #include "common/status.h"
 #include "transport/transport.h"
+#include "metadata/caller_scope.h"
 #include "metadata/meta_api.h"
 #include "metadata/meta_ops.h"
 #include "metadata/meta_protocol.h"
@@ -52,7 +54,13 @@ struct MetaClientOptions {
   // Reconnect attempts after a lost connection (with backoff up to 500 ms): ~20 s.
   uint32_t reconnect_attempts = 50;
   bool heartbeat = true;  // false for tests that want the lease to lapse
+  // Who calls made outside any CallerScope (caller_scope.h) act for. Unset: this
+  // process's effective uid, gid and groups at Connect.
+  std::optional<Credentials> caller;
 };
+
+// This process's effective uid, gid and supplementary groups.
+Credentials ProcessCredentials();
 
 class MetaClient final : public MetaApi {
  public:
@@ -107,7 +115,7 @@ class MetaClient final : public MetaApi {
   // reply type. No client-side checks (the MetaApi methods add them).
   template <Opcode op>
   Status Call(const typename OpTypes<op>::Request& req, typename OpTypes<op>::Reply* reply) {
-    Started s = StartRaw(op, Encode(req));
+    Started s = StartRaw(op, EncodeWithCaller(req));
     std::vector<uint8_t> raw;
     std::span<const uint8_t> body;
     DPMFS_RETURN_IF_ERROR(FinishReply(s, &raw, &body));
@@ -124,7 +132,7 @@ class MetaClient final : public MetaApi {
   // such as CheckName: the server checks everything again).
   template <class Req>
   Started Start(Opcode op, const Req& req) {
-    return StartRaw(op, Encode(req));
+    return StartRaw(op, EncodeWithCaller(req));
   }
   // The reply of `s` decoded into `reply` (the type the typed call decodes): 0, or the
   // errno the typed call's Status would carry.
@@ -137,8 +145,9 @@ class MetaClient final : public MetaApi {
     return 0;
   }
 
-  // Sends any request (already encoded) and returns the reply's errno and body: for
-  // tests and fuzzing that need to send what the typed calls would refuse to build.
+  // Sends any request (already encoded, without its caller: the current one is put in
+  // front) and returns the reply's errno and body: for tests and fuzzing that need to
+  // send what the typed calls would refuse to build.
   int CallRaw(Opcode op, std::span<const uint8_t> payload, std::vector<uint8_t>* body);
 
   // Fault injection for tests: drops the connection (calls in flight are re-sent).
@@ -146,7 +155,24 @@ class MetaClient final : public MetaApi {
 
  private:
   MetaClient(std::unique_ptr<rpc::RpcClient> rpc, const MetaClientOptions& options);
+  // `payload` starts with the caller (EncodeWithCaller).
   Started StartRaw(Opcode op, std::span<const uint8_t> payload);
+  // The caller this thread's calls act for: the innermost CallerScope's, else the
+  // client's default.
+  const Credentials& caller() const {
+    const Credentials* c = CallerScope::Current();
+    return c != nullptr ? *c : default_caller_;
+  }
+  // A request payload: the caller, then `req` (one buffer, sized once).
+  template <class Req>
+  std::vector<uint8_t> EncodeWithCaller(const Req& req) const {
+    const Credentials& c = caller();
+    std::vector<uint8_t> out;
+    out.reserve(EncodedSize(c) + EncodedSize(req));
+    EncodeTo(c, &out);
+    EncodeTo(req, &out);
+    return out;
+  }
   // Waits for `s`'s reply: OK with `raw` the whole reply and `body` what follows the
   // errno in it, or the failure (the server's errno, or the RPC's, naming the operation).
   Status FinishReply(Started& s, std::vector<uint8_t>* raw, std::span<const uint8_t>* body);
@@ -163,6 +189,7 @@ class MetaClient final : public MetaApi {
 
   std::unique_ptr<rpc::RpcClient> rpc_;
   const MetaClientOptions options_;
+  Credentials default_caller_;
   ClusterInfo cluster_;
   uint32_t lease_ms_ = 0;
   std::mutex mu_;

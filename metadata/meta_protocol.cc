@@ -133,6 +133,9 @@ void Fields(IO& io, ClusterInfo& c) {
                  "does not match the server's position in the list");
     }
   }
+  io.U32("cluster.replicas", c.replicas);
+  io.Require(c.replicas >= 1 && c.replicas <= kMaxReplicas && c.replicas <= c.servers.size(),
+             "cluster.replicas", "is not in 1..3 and at most the number of servers");
 }
 
 template <class IO>
@@ -452,6 +455,44 @@ void Fields(IO& io, FallocateRequest& m) {
   }
 DPMFS_META_MESSAGES(DPMFS_DEFINE_CODEC)
 #undef DPMFS_DEFINE_CODEC
+
+// ---- The caller (a prefix of every request; fixed layout, groups inline) ----
+
+size_t EncodedSize(const Credentials& c) { return kCredentialsMinSize + 4 * c.groups.size(); }
+
+void EncodeTo(const Credentials& c, std::vector<uint8_t>* out) {
+  const size_t at = out->size();
+  out->resize(at + EncodedSize(c));
+  WireWriter w(out->data() + at);
+  w.U32("uid", c.uid);
+  w.U32("gid", c.gid);
+  w.U32("groups", static_cast<uint32_t>(c.groups.size()));
+  for (uint32_t g : c.groups) w.U32("groups", g);
+}
+
+std::vector<uint8_t> EncodeCall(const Credentials& caller, std::span<const uint8_t> body) {
+  std::vector<uint8_t> out;
+  out.reserve(EncodedSize(caller) + body.size());
+  EncodeTo(caller, &out);
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+Status SplitCall(std::span<const uint8_t> payload, Credentials* caller,
+                 std::span<const uint8_t>* body) {
+  WireReader r(payload, "Credentials");
+  uint32_t n = 0;
+  r.U32("uid", caller->uid);
+  r.U32("gid", caller->gid);
+  r.U32("groups", n);
+  r.Require(n <= kMaxCallerGroups, "groups", "names more than kMaxCallerGroups (1024) groups");
+  r.Require(uint64_t{n} * 4 <= r.left(), "groups", "is truncated");
+  if (!r.ok()) return r.Finish();
+  caller->groups.resize(n);
+  for (uint32_t& g : caller->groups) r.U32("groups", g);
+  *body = payload.subspan(payload.size() - r.left());
+  return Status::OK();
+}
 
 std::vector<uint8_t> EncodeErrorReply(int err) {
   if (err <= 0 || err > kMaxErrno) {

@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "common/status.h"
 
 namespace dpmfs::meta {
@@ -42,6 +44,8 @@ inline constexpr uint32_t kMaxReaddirEntries = 1024;  // per Readdir reply
 inline constexpr uint32_t kMaxExtentsPerReply = 4096;
 inline constexpr uint32_t kMaxWrittenRanges = 1024;   // per Commit
 inline constexpr uint32_t kMaxDataServers = 256;
+// The most copies of a block (the replication factor R; docs/replication.md).
+inline constexpr uint32_t kMaxReplicas = 3;
 inline constexpr uint64_t kMaxFileSize = 1ull << 44;  // 16 TiB of (sparse) address space
 // The RPC message size the metadata server grants (an xattr value of 64 KiB must fit).
 inline constexpr uint32_t kMetaMaxMessage = 256u << 10;
@@ -107,7 +111,38 @@ struct ClusterInfo {
   uint32_t block_size = 0;   // allocation unit, bytes
   uint32_t stripe_unit = 0;  // bytes, a multiple of block_size
   std::vector<DataServerInfo> servers;
+  // Copies of each block (1..kMaxReplicas, at most servers.size()); where they are is
+  // metadata/placement.h.
+  uint32_t replicas = 1;
 };
+
+// ---- The caller ----
+// Every request payload starts with the credentials of the user it acts for, then the
+// operation's request (below):
+//   u32 uid | u32 gid | u32 n | n x u32 supplementary group
+// The FUSE client sends the uid/gid/groups of the process behind each FUSE request;
+// dpmfs-meta maps them (root_squash, allowed uids per client host) and checks every
+// operation against the file modes as a local file system would
+// (metadata/permissions.h). The client host is trusted to tell the truth about its
+// users (AUTH_SYS); authentication of the host itself is the connection's business.
+inline constexpr uint32_t kMaxCallerGroups = 1024;  // more is refused (InvalidArgument)
+inline constexpr size_t kCredentialsMinSize = 12;
+struct Credentials {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  // Inline up to 16: decoding a request allocates nothing for an ordinary user.
+  boost::container::small_vector<uint32_t, 16> groups;
+  bool operator==(const Credentials&) const = default;
+};
+size_t EncodedSize(const Credentials& c);
+void EncodeTo(const Credentials& c, std::vector<uint8_t>* out);
+// `caller` followed by the encoded request `body`: a request payload.
+std::vector<uint8_t> EncodeCall(const Credentials& caller, std::span<const uint8_t> body);
+// Splits a request payload into its caller and the operation's request bytes (a view
+// into `payload`). InvalidArgument when the credentials are truncated or name more than
+// kMaxCallerGroups groups.
+Status SplitCall(std::span<const uint8_t> payload, Credentials* caller,
+                 std::span<const uint8_t>* body);
 
 // ---- Requests and replies (field order = wire order) ----
 

@@ -10,7 +10,10 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "common/fd_limit.h"
 #include "common/service_notify.h"
+#include "metadata/meta_ops.h"
+#include "transport/transport_flags.h"
 #include "transport/transport.h"
 #include "metadata/meta_service.h"
 #include "metadata/meta_store.h"
@@ -83,10 +86,55 @@ int main(int argc, char** argv) {
                "blocks (and cut file tails) on the data servers before reuse. Files then "
                "show old bytes of freed blocks, and two clients extending one file can "
                "lose each other's writes");
+  meta::CallerPolicyOptions callers;
+  std::vector<std::string> allow_uids;
+  app.add_flag("--root-squash", callers.root_squash,
+               "Map uid 0 of every client (and gid / group 0) to nobody (65534), as NFS's "
+               "root_squash: root on a client host gets only what others get");
+  app.add_option("--allow-uids", allow_uids,
+                 "HOST=LO-HI[,LO-HI...]: the uids the client host HOST (its address as it "
+                 "connects, e.g. 10.0.0.7) may act for; requests for any other uid get "
+                 "EPERM. One option per host; hosts not named are not restricted; nobody "
+                 "(65534) is always allowed. Applied after --root-squash");
   app.add_flag("--msync", msync,
                "On a pool that is not real PM: msync every journal append (survives an OS "
                "crash) instead of relying on the page cache (survives a process crash)");
+  rpc::RpcServerOptions ro;
+  app.add_option("--max-connections", ro.max_connections,
+                 "Client connections served at once; more are refused with a message saying so")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--max-connections-per-peer", ro.max_connections_per_peer,
+                 "Connections from one peer address at once")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--max-buffer-bytes", ro.max_buffer_bytes,
+                 "Receive and reply buffers of all connections together (each connection "
+                 "holds 72 x 256 KiB, committed only as messages touch them); connects beyond "
+                 "it are refused until others leave")
+      ->check(CLI::Range(uint64_t{32} << 20, uint64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--reply-cache-bytes", ro.reply_cache_bytes_per_session,
+                 "Bytes of mutation replies kept per session for at-most-once (reads keep none)")
+      ->check(CLI::Range(uint64_t{64} << 10, uint64_t{1} << 30))
+      ->capture_default_str();
+  uint32_t idle_timeout_ms = 0, linger_ms = 0;
+  app.add_option("--idle-timeout-ms", idle_timeout_ms,
+                 "Close a connection that sent no request (not even a heartbeat) this long; "
+                 "0: 3 x --lease-ms")
+      ->check(CLI::Range(0u, 86400000u));
+  app.add_option("--session-linger-ms", linger_ms,
+                 "Drop the reply cache of a session with no connection this long; 0: 2 x "
+                 "--lease-ms")
+      ->check(CLI::Range(0u, 86400000u));
+  transport::AddSoftLimitFlags(app, &dev);
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
+  ro.idle_timeout_ms = idle_timeout_ms != 0 ? idle_timeout_ms : 3 * opts.lease_ms;
+  ro.session_linger_ms = linger_ms != 0 ? linger_ms : 2 * opts.lease_ms;
+  // Reads and heartbeats are idempotent: re-sent, they run again, and keep no cache.
+  ro.at_most_once = [](uint16_t op) {
+    return meta::IsJournaled(static_cast<meta::Opcode>(op));
+  };
 
   auto fail = [](const Status& st) {
     std::cerr << "dpmfs-meta: error: " << st.ToString() << "\n";
@@ -120,6 +168,14 @@ int main(int argc, char** argv) {
     if (!dep.ok()) return fail(dep.status().WithContext("--data " + d));
   }
   opts.data_endpoints = data;
+  for (const std::string& spec : allow_uids) {
+    auto parsed = meta::ParseAllowUids(spec);
+    if (!parsed.ok()) return fail(parsed.status());
+    callers.allow_uids.push_back(std::move(*parsed));
+  }
+  auto policy = meta::CallerPolicy::Create(std::move(callers));
+  if (!policy.ok()) return fail(policy.status());
+  opts.caller_policy = std::move(*policy);
   if (opts.free_quarantine_ms >= opts.lease_ms) {
     // An allocation waiting for quarantined space holds its connection (and with inline
     // handlers that client's heartbeats) for up to a quarantine.
@@ -138,6 +194,15 @@ int main(int argc, char** argv) {
 
   auto store = meta::MetaStore::Open(pool_path, expect, msync);
   if (!store.ok()) return fail(store.status().WithContext("opening " + pool_path));
+  const uint64_t fds_needed = uint64_t{ro.max_connections} + dev.soft_max_pending_handshakes +
+                              64 + 4 * data.size();
+  auto nofile = RaiseOpenFileLimit(fds_needed);
+  if (!nofile.ok()) return fail(nofile.status());
+  if (*nofile < fds_needed) {
+    spdlog::warn("open-file limit {} is below the {} that --max-connections {} needs (raise "
+                 "ulimit -n)",
+                 *nofile, fds_needed, ro.max_connections);
+  }
   auto device = transport::OpenDevice(dev);
   if (!device.ok()) return fail(device.status());
   // Freed blocks are zeroed on their data servers before they are reused (and so are
@@ -162,7 +227,6 @@ int main(int argc, char** argv) {
       pool_path, rs.checkpoint_bytes, rs.checkpoint_lsn, rs.records_replayed,
       rs.dropped_torn_tail ? " (an unacknowledged torn record dropped)" : "", rs.seconds);
 
-  rpc::RpcServerOptions ro;
   ro.listen = *ep;
   ro.worker_threads = workers;
   ro.inline_handlers = inline_handlers;

@@ -71,7 +71,14 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
                               " is not a multiple of the block size");
   }
   cfg.stripe_unit = sb.stripe_unit;
+  std::vector<uint64_t> data_sizes;
+  for (const DataPoolGeometry& p : sb.data_pools) data_sizes.push_back(p.data_size);
+  Result<Placement> placement = Placement::Make(sb.replicas, cfg.block_size, data_sizes);
+  if (!placement.ok()) return placement.status().WithContext(path);
+  // The allocators hand out each server's primary region only (placement.h); the copies
+  // go where the placement puts them.
   cfg.pools = sb.data_pools;
+  for (DataPoolGeometry& p : cfg.pools) p.data_size = placement->PrimaryCapacity(p.index);
   cfg.root_time = Timespec{static_cast<int64_t>(info.created_unix_ns / 1000000000ull),
                            static_cast<uint32_t>(info.created_unix_ns % 1000000000ull)};
   // statfs's inode total: what the checkpoint slots could hold at ~256 bytes an inode.
@@ -83,12 +90,14 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   cfg.cluster.cluster_uuid = info.cluster.bytes;
   cfg.cluster.block_size = cfg.block_size;
   cfg.cluster.stripe_unit = cfg.stripe_unit;
+  cfg.cluster.replicas = sb.replicas;
   for (size_t i = 0; i < sb.data_pools.size(); ++i) {
     cfg.cluster.servers.push_back(DataServerInfo{sb.data_pools[i].index, options.data_endpoints[i],
                                                  sb.data_pools[i].data_size});
   }
 
   std::unique_ptr<MetaService> svc(new MetaService(std::move(store), options));
+  svc->placement_ = std::make_unique<Placement>(*placement);
   svc->ns_ = std::make_unique<Namespace>(std::move(cfg));
   RecoveryStats local;
   if (stats == nullptr) stats = &local;
@@ -207,9 +216,23 @@ Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
     return Status::InvalidArgument("opcode " + std::to_string(req.opcode) +
                                    " is no metadata operation");
   }
+  // Every request starts with the caller it acts for; the policy maps it (root_squash)
+  // or refuses it (a uid its host may not send), then every check is against it.
+  Credentials caller;
+  std::span<const uint8_t> body;
+  DPMFS_RETURN_IF_ERROR(SplitCall(req.payload, &caller, &body));
+  const bool acts_for_a_user = op->kind == OpKind::kRead || op->kind == OpKind::kMutation;
+  const auto opcode = static_cast<Opcode>(req.opcode);
+  if (options_.caller_policy.active() && acts_for_a_user && opcode != Opcode::kRelease &&
+      opcode != Opcode::kReleaseMany) {
+    if (int err = options_.caller_policy.Map(req.peer, &caller); err != 0) {
+      RefusedCaller(req, caller);
+      return EncodeErrorReply(err);
+    }
+  }
   if (op->kind == OpKind::kLease) {
     HeartbeatRequest hb;
-    DPMFS_RETURN_IF_ERROR(Decode(req.payload, &hb));
+    DPMFS_RETURN_IF_ERROR(Decode(body, &hb));
     HeartbeatReply reply;
     std::shared_lock lock(mu_);
     if (Session* s = ns_->FindSession(req.session)) {
@@ -218,13 +241,30 @@ Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
     }
     return EncodeReply(reply);
   }
-  if (op->kind == OpKind::kMutation || op->kind == OpKind::kSession) return HandleMutation(req);
+  if (op->kind == OpKind::kMutation || op->kind == OpKind::kSession) {
+    return HandleMutation(req, caller, body);
+  }
   n_reads_.fetch_add(1, std::memory_order_relaxed);
   std::shared_lock lock(mu_);
-  return ns_->Read(req.opcode, req.payload);
+  return ns_->Read(req.opcode, body, caller);
 }
 
-Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& req) {
+void MetaService::RefusedCaller(const rpc::RpcRequest& req, const Credentials& caller) {
+  n_refused_callers_.fetch_add(1, std::memory_order_relaxed);
+  // Once per (host, uid): a misconfigured host would otherwise fill the log.
+  std::string key = std::string(PeerHost(req.peer)) + "/" + std::to_string(caller.uid);
+  {
+    std::lock_guard lock(refused_mu_);
+    if (refused_logged_.size() >= 1024 || !refused_logged_.insert(std::move(key)).second) return;
+  }
+  spdlog::warn("refused {} for uid {} from {}: that host may not act for this uid "
+               "(--allow-uids); answering EPERM (logged once per host and uid)",
+               OpcodeName(static_cast<Opcode>(req.opcode)), caller.uid, req.peer);
+}
+
+Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& req,
+                                                         const Credentials& caller,
+                                                         std::span<const uint8_t> body) {
   std::unique_lock lock(mu_);
   bool too_old = false;
   if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
@@ -239,9 +279,9 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
   }
   SetattrRequest sa;
   if (options_.zeroer != nullptr && static_cast<Opcode>(req.opcode) == Opcode::kSetattr &&
-      Decode(req.payload, &sa).ok() && (sa.valid & SetattrRequest::kSize) != 0) {
+      Decode(body, &sa).ok() && (sa.valid & SetattrRequest::kSize) != 0) {
     lock.unlock();
-    if (int err = ZeroTruncatedTail(sa); err != 0) return EncodeErrorReply(err);
+    if (int err = ZeroTruncatedTail(sa, caller); err != 0) return EncodeErrorReply(err);
     lock.lock();
     if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
       n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
@@ -270,11 +310,12 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
     ctx.now = NowTimespec();
     ctx.session = req.session;
     ctx.seq = req.seq;
+    ctx.caller = caller;
     ctx.metadata_full = MetadataFull();
     ctx.lease_deadline_ms = SteadyMs() + options_.lease_ms;
     ctx.space_wait_limit_ms = StopRequested() ? 0 : wait_limit;
     err = 0;
-    reply = ns_->Mutate(req.opcode, req.payload, ctx, &err);
+    reply = ns_->Mutate(req.opcode, body, ctx, &err);
     if (!reply.ok()) return reply.status();  // did not decode: nothing changed
     if (ctx.retry_at_ms == 0) break;
     lock.unlock();
@@ -287,7 +328,7 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
       return std::move(*cached);
     }
   }
-  Journal(req.opcode, ctx, err, req.payload);
+  Journal(req.opcode, ctx, err, body);
   lock.unlock();
   n_mutations_.fetch_add(1, std::memory_order_relaxed);
   if (static_cast<Opcode>(req.opcode) == Opcode::kUnregister && rpc_ != nullptr) {
@@ -304,6 +345,7 @@ void MetaService::Journal(uint16_t op, const OpContext& ctx, int err,
   rec.seq = ctx.seq;
   rec.now = ctx.now;
   rec.err = err;
+  rec.caller = ctx.caller;
   if (err == 0) {
     rec.request = request;
     rec.allocations = ctx.allocations;
@@ -370,21 +412,30 @@ void MetaService::Start() {
   if (options_.zeroer != nullptr) scrub_thread_ = std::thread([this] { ScrubLoop(); });
 }
 
-int MetaService::ZeroTruncatedTail(const SetattrRequest& sa) {
+int MetaService::ZeroTruncatedTail(const SetattrRequest& sa, const Credentials& caller) {
   PoolRange tail;
   {
     std::shared_lock lock(mu_);
-    if (!ns_->TruncatedTail(sa.ino, sa.size, &tail)) return 0;
+    // A caller who may not truncate must not get the bytes zeroed either.
+    if (!ns_->TruncatedTail(sa, caller, &tail)) return 0;
   }
   // The bytes are the truncate's to remove: a write racing it lands before it (and is
   // cut) or after it (past the new EOF, where it extends the file again). Zeroing after
   // the truncate could destroy such a later write; zeroing before cannot.
-  Status st = options_.zeroer->Zero(tail.server, tail.pool_offset, tail.length);
+  Status st = ZeroEveryCopy(tail);
   if (!st.ok()) {
     spdlog::warn("truncate of inode {} to {}: {}; answering EIO", sa.ino, sa.size, st.ToString());
     return EIO;
   }
   return 0;
+}
+
+Status MetaService::ZeroEveryCopy(const PoolRange& primary) {
+  for (uint32_t k = 0; k < placement_->replicas(); ++k) {
+    const ReplicaLocation at = placement_->Replica(primary.server, primary.pool_offset, k);
+    DPMFS_RETURN_IF_ERROR(options_.zeroer->Zero(at.server, at.pool_offset, primary.length));
+  }
+  return Status::OK();
 }
 
 void MetaService::ScrubLoop() {
@@ -420,7 +471,7 @@ void MetaService::ScrubLoop() {
       size_t done = 0;
       Status st;
       for (; done < work.size(); ++done) {
-        st = options_.zeroer->Zero(server, work[done].pool_offset, work[done].length);
+        st = ZeroEveryCopy(work[done]);
         if (!st.ok()) break;
       }
       {
@@ -546,6 +597,7 @@ MetaServiceStats MetaService::stats() const {
   s.durable_cache_hits = n_cache_hits_.load();
   s.checkpoints = n_checkpoints_.load();
   s.expired_sessions = n_expired_.load();
+  s.refused_callers = n_refused_callers_.load();
   std::shared_lock lock(mu_);
   s.last_checkpoint_bytes = last_checkpoint_bytes_;
   s.last_checkpoint_seconds = last_checkpoint_seconds_;

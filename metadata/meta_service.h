@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -37,8 +38,10 @@
 
 #include "common/status.h"
 #include "metadata/block_scrubber.h"
+#include "metadata/caller_policy.h"
 #include "metadata/meta_store.h"
 #include "metadata/namespace.h"
+#include "metadata/placement.h"
 #include "rpc/rpc_server.h"
 
 namespace dpmfs::meta {
@@ -68,6 +71,9 @@ struct MetaServiceOptions {
   // scrubbing (unit tests without data servers); then freed blocks keep old bytes.
   // Must outlive the service.
   RangeZeroer* zeroer = nullptr;
+  // root_squash and the uids each client host may act for (caller_policy.h), applied
+  // to every request's caller before the permission checks.
+  CallerPolicy caller_policy;
 };
 
 struct MetaServiceStats {
@@ -78,6 +84,7 @@ struct MetaServiceStats {
   uint64_t last_checkpoint_bytes = 0;
   double last_checkpoint_seconds = 0;
   uint64_t expired_sessions = 0;
+  uint64_t refused_callers = 0;  // requests refused by the caller policy (EPERM)
   size_t inodes = 0;
   size_t sessions = 0;
 };
@@ -113,7 +120,9 @@ class MetaService {
 
  private:
   MetaService(std::unique_ptr<MetaStore> store, const MetaServiceOptions& options);
-  Result<std::vector<uint8_t>> HandleMutation(const rpc::RpcRequest& req);
+  // `body`: the request after its caller (meta_protocol.h, SplitCall).
+  Result<std::vector<uint8_t>> HandleMutation(const rpc::RpcRequest& req, const Credentials& caller,
+                                              std::span<const uint8_t> body);
   // Journals the mutation just applied (mu_ held exclusively); fail-stop on failure.
   void Journal(uint16_t op, const OpContext& ctx, int err, std::span<const uint8_t> request);
   Status CheckpointLocked();
@@ -125,8 +134,13 @@ class MetaService {
   // Before a setattr that shrinks a file to a size inside a block: zeroes the bytes of
   // that block the truncate cuts off, so that bytes past EOF read as zeros when anyone
   // extends the file again. EIO when the data server cannot do it.
-  int ZeroTruncatedTail(const SetattrRequest& sa);
+  // Nothing when `caller` may not truncate the file (the setattr then fails).
+  int ZeroTruncatedTail(const SetattrRequest& sa, const Credentials& caller);
+  // Zeroes the range on its primary and every copy (placement.h).
+  Status ZeroEveryCopy(const PoolRange& primary);
   int64_t SteadyMs() const;
+  // Counts and logs (once per host and uid) a request the caller policy refused.
+  void RefusedCaller(const rpc::RpcRequest& req, const Credentials& caller);
   // Sleeps until `steady_ms` (steady clock) or until Stop().
   void WaitUntil(int64_t steady_ms);
   bool StopRequested();
@@ -134,6 +148,7 @@ class MetaService {
   std::unique_ptr<MetaStore> store_;
   const MetaServiceOptions options_;
   std::unique_ptr<Namespace> ns_;
+  std::unique_ptr<Placement> placement_;  // set by Open, never changed
   rpc::RpcServer* rpc_ = nullptr;
   bool ready_ = false;  // Open completed: the namespace is whole
 
@@ -142,7 +157,9 @@ class MetaService {
   uint64_t last_blob_bytes_ = 0;     // guarded by mu_
 
   std::atomic<uint64_t> n_mutations_{0}, n_reads_{0}, n_cache_hits_{0}, n_checkpoints_{0},
-      n_expired_{0};
+      n_expired_{0}, n_refused_callers_{0};
+  std::mutex refused_mu_;
+  std::set<std::string> refused_logged_;  // guarded by refused_mu_: "host/uid" logged
   uint64_t last_checkpoint_bytes_ = 0;  // guarded by mu_
   double last_checkpoint_seconds_ = 0;  // guarded by mu_
 

@@ -51,9 +51,13 @@ constexpr std::array<uint8_t, N> MagicBytes(std::string_view s) {
 
 // --- Superblock (first kSuperblockSize bytes of the pool's data area) ---
 constexpr auto kSuperMagic = MagicBytes<8>("DPMFSMS1");
-constexpr uint32_t kStoreVersion = 1;
+// Version 2 added the replication factor at kSbReplicas; a version-1 superblock has zero
+// there (reserved) and is read as one copy of each block, which is what it meant.
+constexpr uint32_t kStoreVersion = 2;
+constexpr uint32_t kFirstVersionWithReplicas = 2;
 constexpr size_t kSbFixedSize = 64;  // the fields below; then reserved zero bytes
 constexpr size_t kSbCrc = 60;        // u32, CRC32C of the 4 KiB, this field as zero
+constexpr size_t kSbReplicas = 64;   // u32 (version >= 2): copies of each block, 1..3
 constexpr size_t kSbPools = 128;     // count x [block_size u32][data_size u64]
 constexpr size_t kSbPoolEntry = 12;
 static_assert(kSbPools + kMaxDataServers * kSbPoolEntry <= kSuperblockSize);
@@ -258,6 +262,8 @@ void EncodeSuperblock(uint8_t* sb, const Superblock& s) {
   codec::ByteWriter w(sb);
   SuperblockFields(w, raw);  // CRC zero for now
   assert(w.position() == sb + kSbFixedSize);
+  codec::ByteWriter replicas(sb + kSbReplicas);
+  replicas.U32("replicas", s.replicas);
   codec::ByteWriter pools(sb + kSbPools);
   for (DataPoolGeometry g : s.data_pools) PoolEntryFields(pools, g);
   codec::ByteWriter crc(sb + kSbCrc);
@@ -311,6 +317,17 @@ Result<Superblock> DecodeSuperblock(const std::string& path, const pool::PoolInf
                std::to_string(kMaxDataServers));
   }
   if (s.stripe_unit == 0) return bad("stripe unit 0");
+  if (s.version >= kFirstVersionWithReplicas) {
+    codec::ByteReader rr({sb + kSbReplicas, 4}, "metadata superblock");
+    rr.U32("replicas", s.replicas);
+    if (s.replicas == 0 || s.replicas > kMaxReplicas || s.replicas > count) {
+      return bad("replication factor " + std::to_string(s.replicas) + " is not in 1.." +
+                 std::to_string(std::min(kMaxReplicas, count)) + " (" + std::to_string(count) +
+                 " data pools)");
+    }
+  } else {
+    s.replicas = 1;
+  }
   codec::ByteReader pools({sb + kSbPools, count * kSbPoolEntry}, "metadata superblock");
   for (uint32_t i = 0; i < count; ++i) {
     DataPoolGeometry g{i, 0, 0};
@@ -512,6 +529,16 @@ Status ValidateFormatOptions(uint64_t data_area_size, const MetaFormatOptions& o
                                    std::to_string(kMaxDataServers) + " a cluster may have");
   }
   if (options.stripe_unit == 0) return Status::InvalidArgument("stripe unit 0 is invalid");
+  if (options.replicas == 0 || options.replicas > kMaxReplicas) {
+    return Status::InvalidArgument("replication factor " + std::to_string(options.replicas) +
+                                   " is not in 1.." + std::to_string(kMaxReplicas));
+  }
+  if (options.replicas > options.data_pools.size()) {
+    return Status::InvalidArgument(
+        "replication factor " + std::to_string(options.replicas) + " needs at least " +
+        std::to_string(options.replicas) + " data pools (each copy of a block on a different "
+        "one), the cluster has " + std::to_string(options.data_pools.size()));
+  }
   for (size_t i = 0; i < options.data_pools.size(); ++i) {
     const DataPoolGeometry& g = options.data_pools[i];
     std::string name = "data pool " + std::to_string(i);
@@ -565,6 +592,7 @@ Status MetaStore::Format(pool::MappedPool& pool, const MetaFormatOptions& option
   Superblock s;
   s.version = kStoreVersion;
   s.stripe_unit = options.stripe_unit;
+  s.replicas = options.replicas;
   s.data_pools = options.data_pools;
   s.journal_offset = l.journal_offset;
   s.journal_size = l.journal_size;

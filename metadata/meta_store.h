@@ -3,7 +3,7 @@
 // this class only makes bytes durable, in order, and gives them back after a crash.
 //
 // Layout (inside the pool's data area; documented in metadata/README.md):
-//   superblock  4 KiB: magic "DPMFSMS1", version, stripe unit, the data pools of the
+//   superblock  4 KiB: magic "DPMFSMS1", version, stripe unit, replicas (version 2), the data pools of the
 //               cluster (index, block size, data size), region offsets/sizes, CRC32C.
 //   journal     a header (base LSN, generation, CRC; two copies written alternately, so
 //               a torn header write never destroys the current one) + an 8-byte
@@ -75,6 +75,9 @@ struct DataPoolGeometry {
 struct Superblock {
   uint32_t version = 1;
   uint32_t stripe_unit = 0;  // bytes; a multiple of every data pool's block size
+  // Copies of each block, 1..kMaxReplicas and at most data_pools.size() (version 2; a
+  // version-1 superblock reads as 1). docs/replication.md.
+  uint32_t replicas = 1;
   std::vector<DataPoolGeometry> data_pools;  // index order, 1..kMaxDataServers
   // Where the regions lie, as byte offsets in the pool file (filled by Open and
   // ReadSuperblock; mkfs show prints them). Layout in metadata/README.md.
@@ -86,6 +89,7 @@ struct Superblock {
 
 struct MetaFormatOptions {
   uint32_t stripe_unit = 1u << 20;
+  uint32_t replicas = 1;  // 1..kMaxReplicas, at most data_pools.size()
   std::vector<DataPoolGeometry> data_pools;
   // Fraction of the metadata pool's data area given to the journal; the rest is split
   // evenly between the two checkpoint slots.

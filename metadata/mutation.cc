@@ -11,16 +11,21 @@
 namespace dpmfs::meta {
 
 namespace {
-constexpr uint32_t kRecordMagic = 0x31524d44;  // "DMR1"
+constexpr uint32_t kRecordMagicV1 = 0x31524d44;  // "DMR1": no caller field
+constexpr uint32_t kRecordMagic = 0x32524d44;    // "DMR2"
 constexpr size_t kHeadSize = 4 + 2 + 8 + 8 + 8 + 4 + 4 + 4;  // magic .. request length
+                                                              // (without the caller)
 constexpr size_t kRangeSize = 4 + 8 + 8;
 }  // namespace
 
 // Layout (little-endian, common/byte_codec.h): magic u32, op u16, session u64, seq u64,
-// now.sec i64, now.nsec u32, err i32, request length u32 + bytes, allocation count u32,
-// then per allocation server u32, pool_offset u64, length u64.
+// now.sec i64, now.nsec u32, err i32, caller (uid u32, gid u32, group count u32, groups),
+// request length u32 + bytes, allocation count u32, then per allocation server u32,
+// pool_offset u64, length u64.
 void EncodeMutation(const MutationRecord& rec, std::vector<uint8_t>* out) {
-  out->resize(kHeadSize + rec.request.size() + 4 + rec.allocations.size() * kRangeSize);
+  const size_t caller_size = EncodedSize(rec.caller);
+  out->resize(kHeadSize + caller_size + rec.request.size() + 4 +
+              rec.allocations.size() * kRangeSize);
   codec::ByteWriter w(out->data());
   w.U32("magic", kRecordMagic);
   w.U16("op", rec.op);
@@ -29,6 +34,10 @@ void EncodeMutation(const MutationRecord& rec, std::vector<uint8_t>* out) {
   w.I64("now.sec", rec.now.sec);
   w.U32("now.nsec", rec.now.nsec);
   w.I32("err", rec.err);
+  w.U32("caller.uid", rec.caller.uid);
+  w.U32("caller.gid", rec.caller.gid);
+  w.U32("caller.groups", static_cast<uint32_t>(rec.caller.groups.size()));
+  for (uint32_t g : rec.caller.groups) w.U32("caller.groups", g);
   w.U32("request length", static_cast<uint32_t>(rec.request.size()));
   if (!rec.request.empty()) std::memcpy(w.position(), rec.request.data(), rec.request.size());
   codec::ByteWriter t(w.position() + rec.request.size());
@@ -47,7 +56,8 @@ Status DecodeMutation(std::span<const uint8_t> bytes, MutationRecord* rec,
   codec::ByteReader r(bytes, "journal record");
   uint32_t magic = 0;
   r.U32("magic", magic);
-  r.Require(magic == kRecordMagic, "magic", "is bad (not a namespace mutation)");
+  r.Require(magic == kRecordMagic || magic == kRecordMagicV1, "magic",
+            "is bad (not a namespace mutation)");
   r.U16("op", rec->op);
   r.U64("session", rec->session);
   r.U64("seq", rec->seq);
@@ -56,6 +66,17 @@ Status DecodeMutation(std::span<const uint8_t> bytes, MutationRecord* rec,
   r.Require(rec->now.nsec < 1000000000u, "now.nsec", "is >= 1e9");
   r.I32("err", rec->err);
   r.Require(rec->err >= 0, "err", "is a negative errno");
+  rec->caller = Credentials{};
+  if (magic == kRecordMagic) {
+    uint32_t groups = 0;
+    r.U32("caller.uid", rec->caller.uid);
+    r.U32("caller.gid", rec->caller.gid);
+    r.U32("caller.groups", groups);
+    r.Require(groups <= kMaxCallerGroups && uint64_t{groups} * 4 <= r.left(), "caller.groups",
+              "is more groups than the record holds or a request may name");
+    if (r.ok()) rec->caller.groups.resize(groups);
+    for (uint32_t& g : rec->caller.groups) r.U32("caller.groups", g);
+  }
   uint32_t req_len = 0;
   r.U32("request length", req_len);
   r.Require(req_len <= r.left(), "request length", "is longer than the record");
@@ -105,6 +126,7 @@ Status ApplyRecord(Namespace& ns, uint64_t lsn, std::span<const uint8_t> bytes) 
   ctx.now = rec.now;
   ctx.session = rec.session;
   ctx.seq = rec.seq;
+  ctx.caller = rec.caller;
   ctx.allocations = std::move(ranges);
   int err = 0;
   auto r = ns.Mutate(rec.op, rec.request, ctx, &err);

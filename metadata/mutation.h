@@ -2,12 +2,16 @@
 // and replays it after a crash (see namespace.h for the replay model).
 //
 // Layout (little-endian):
-//   u32 magic "DMR1" | u16 op | u64 session | u64 seq | i64 now.sec | u32 now.nsec |
-//   i32 err | u32 request length | request bytes (empty when err != 0) |
+//   u32 magic "DMR2" | u16 op | u64 session | u64 seq | i64 now.sec | u32 now.nsec |
+//   i32 err | caller (Credentials: u32 uid, u32 gid, u32 n, n x u32 group; the mapped
+//   caller the server checked, so replay decides the same) |
+//   u32 request length | request bytes (empty when err != 0) |
 //   u32 n | n x (u32 server, u64 pool_offset, u64 length)   -- ranges the allocators
 //                                                             handed out, in order
 // A record with err != 0 changed nothing; it exists so that a retried request gets the
-// same errno after a restart (the durable reply cache).
+// same errno after a restart (the durable reply cache). Records of magic "DMR1" (before
+// callers were journaled) have no caller field and replay as root, which is what the
+// server then checked (nothing).
 //
 // Thread-safety: free functions on values.
 #pragma once
@@ -28,6 +32,7 @@ struct MutationRecord {
   uint64_t seq = 0;
   Timespec now;
   int32_t err = 0;
+  Credentials caller;  // root for DMR1 records
   std::span<const uint8_t> request;  // encoding: refers to the caller's bytes;
                                      // decoding: into the decoded buffer
   std::span<const PoolRange> allocations;

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "metadata/namespace_internal.h"
+#include "metadata/permissions.h"
 
 namespace dpmfs::meta {
 
@@ -112,12 +113,14 @@ Result<std::vector<uint8_t>> Namespace::Mutate(uint16_t op, std::span<const uint
   return r;
 }
 
-Result<std::vector<uint8_t>> Namespace::Read(uint16_t op, std::span<const uint8_t> payload) const {
+Result<std::vector<uint8_t>> Namespace::Read(uint16_t op, std::span<const uint8_t> payload,
+                                             const Credentials& caller) const {
   int err = 0;
   switch (static_cast<Opcode>(op)) {
 #define DPMFS_NS_READ_kRead(Name, Req, Rep) \
   case Opcode::k##Name:                     \
-    return RunOp<Req, Rep>(payload, &err, [&](const Req& q, Rep* p) { return Read##Name(q, p); });
+    return RunOp<Req, Rep>(payload, &err,                                                     \
+                           [&](const Req& q, Rep* p) { return Read##Name(q, caller, p); });
 #define DPMFS_NS_READ_kMutation(Name, Req, Rep)
 #define DPMFS_NS_READ_kSession(Name, Req, Rep)
 #define DPMFS_NS_READ_kLease(Name, Req, Rep)
@@ -183,9 +186,15 @@ int Namespace::FindDir(InodeId ino, const Inode** out) const {
   return 0;
 }
 
-int Namespace::FindEntry(InodeId parent, const std::string& name, const Inode** dir,
-                         const Inode** in) const {
+int Namespace::FindSearchableDir(const Credentials& caller, InodeId ino, Inode** out) {
+  if (int e = FindDir(ino, out)) return e;
+  return perm::MayLookup(caller, (*out)->attr);
+}
+
+int Namespace::FindEntry(const Credentials& caller, InodeId parent, const std::string& name,
+                         const Inode** dir, const Inode** in) const {
   if (int e = FindDir(parent, dir)) return e;
+  if (int e = perm::MayLookup(caller, (*dir)->attr)) return e;
   if (int e = CheckName(name)) return e;
   auto it = (*dir)->dir->by_name.find(name);
   if (it == (*dir)->dir->by_name.end()) return ENOENT;
@@ -193,11 +202,12 @@ int Namespace::FindEntry(InodeId parent, const std::string& name, const Inode** 
   return *in == nullptr ? EIO : 0;  // CheckInvariants rules EIO out
 }
 
-int Namespace::FindEntry(InodeId parent, const std::string& name, Inode** dir, Inode** in) {
+int Namespace::FindEntry(const Credentials& caller, InodeId parent, const std::string& name,
+                         Inode** dir, Inode** in) {
   // The const lookup changes nothing; the caller owns the namespace mutably.
   const Inode* d = nullptr;
   const Inode* i = nullptr;
-  if (int e = std::as_const(*this).FindEntry(parent, name, &d, &i)) return e;
+  if (int e = std::as_const(*this).FindEntry(caller, parent, name, &d, &i)) return e;
   *dir = const_cast<Inode*>(d);
   *in = const_cast<Inode*>(i);
   return 0;

@@ -119,8 +119,13 @@ class Namespace {
   }
 
   // Executes a read-only operation (lookup, getattr, readlink, readdir, statfs,
-  // getxattr, listxattr, layout). InvalidArgument when the payload does not decode.
-  Result<std::vector<uint8_t>> Read(uint16_t op, std::span<const uint8_t> payload) const;
+  // getxattr, listxattr, layout) for `caller` (permissions.h). InvalidArgument when the
+  // payload does not decode. Without a caller: as root.
+  Result<std::vector<uint8_t>> Read(uint16_t op, std::span<const uint8_t> payload,
+                                    const Credentials& caller) const;
+  Result<std::vector<uint8_t>> Read(uint16_t op, std::span<const uint8_t> payload) const {
+    return Read(op, payload, Credentials{});
+  }
 
   // ---- The components ----
   Sessions& sessions() { return client_sessions_; }
@@ -172,7 +177,8 @@ class Namespace {
   // holds the new EOF lie: [new_size, min(size, end of that block)) on its data pool.
   // False when there are none (not a regular file, not shrinking, an aligned size, no
   // block allocated there).
-  bool TruncatedTail(InodeId ino, uint64_t new_size, PoolRange* out) const;
+  // False too when `caller` may not make that setattr (it will fail without zeroing).
+  bool TruncatedTail(const SetattrRequest& sa, const Credentials& caller, PoolRange* out) const;
 
   // ---- Checkpoints (checkpoint_codec.cc) ----
   // The whole state as one blob; deterministic (equal states give equal bytes).
@@ -203,7 +209,8 @@ class Namespace {
 #define DPMFS_NS_HANDLER_kMutation(Name, Req, Rep) \
   int Do##Name(const Req& req, OpContext& ctx, Rep* reply);
 #define DPMFS_NS_HANDLER_kSession(Name, Req, Rep) DPMFS_NS_HANDLER_kMutation(Name, Req, Rep)
-#define DPMFS_NS_HANDLER_kRead(Name, Req, Rep) int Read##Name(const Req& req, Rep* reply) const;
+#define DPMFS_NS_HANDLER_kRead(Name, Req, Rep) \
+  int Read##Name(const Req& req, const Credentials& caller, Rep* reply) const;
 #define DPMFS_NS_HANDLER_kLease(Name, Req, Rep)
 #define DPMFS_NS_HANDLER(Name, number, str, kind, Req, Rep, family) \
   DPMFS_NS_HANDLER_##kind(Name, Req, Rep)
@@ -236,12 +243,16 @@ class Namespace {
   // The directory `ino` or an errno (ENOENT, ENOTDIR).
   int FindDir(InodeId ino, Inode** out);
   int FindDir(InodeId ino, const Inode** out) const;
-  // The entry `name` of directory `parent` (lookup, unlink, rmdir): the directory and the
-  // inode it names, or the errno (ENOTDIR/ENOENT for the parent, a bad name, ENOENT for
-  // no such entry, EIO for an entry naming no inode, which CheckInvariants rules out).
-  int FindEntry(InodeId parent, const std::string& name, Inode** dir, Inode** in);
-  int FindEntry(InodeId parent, const std::string& name, const Inode** dir,
-                const Inode** in) const;
+  // The entry `name` of directory `parent` (lookup, unlink, rmdir) as `caller` finds it:
+  // the directory and the inode it names, or the errno (ENOTDIR/ENOENT for the parent,
+  // EACCES without search permission on it, a bad name, ENOENT for no such entry, EIO
+  // for an entry naming no inode, which CheckInvariants rules out).
+  int FindEntry(const Credentials& caller, InodeId parent, const std::string& name, Inode** dir,
+                Inode** in);
+  int FindEntry(const Credentials& caller, InodeId parent, const std::string& name,
+                const Inode** dir, const Inode** in) const;
+  // The directory `ino` that `caller` may search (x): FindDir, then EACCES.
+  int FindSearchableDir(const Credentials& caller, InodeId ino, Inode** out);
   InodeAttr AttrOf(const Inode& inode) const;
   Inode& NewInode(uint32_t mode, uint32_t uid, uint32_t gid, uint64_t rdev, OpContext& ctx);
   // Links `ino` into `dir` under `name` (a fresh cookie).

@@ -20,6 +20,11 @@ namespace dpmfs::meta {
 struct OpContext {
   bool replay = false;
   Timespec now;
+  // Who the operation acts for, after the server's mapping (root_squash, allowed
+  // uids): every permission check (permissions.h) is against it. Journaled with the
+  // record, so replay decides exactly as the live server did. Default: root (the
+  // server's own mutations and tests that do not care).
+  Credentials caller;
   uint64_t session = 0;  // 0 for server-internal mutations (no reply cache)
   uint64_t seq = 0;
   // Live: the pool ranges handed out, in order of allocation. Replay: the same ranges,

@@ -38,6 +38,7 @@
 
 #include "metadata/namespace.h"
 #include "metadata/namespace_internal.h"
+#include "metadata/permissions.h"
 
 namespace dpmfs::meta {
 
@@ -51,8 +52,10 @@ int Namespace::DoOpen(const OpenRequest& req, OpContext& ctx, OpenReply* reply) 
   if (in->is_dir() && ((req.flags & O_ACCMODE) != O_RDONLY || (req.flags & O_TRUNC))) {
     return EISDIR;
   }
+  if (int e = perm::MayOpen(ctx.caller, in->attr, req.flags)) return e;
   if ((req.flags & O_TRUNC) && in->is_reg()) {
     Truncate(*in, 0, ctx);
+    in->attr.mode = perm::ModeAfterWrite(ctx.caller, in->attr.mode);
     Touch(*in, ctx.now, true, true);
   }
   reply->handle = OpenHandle(*in, ctx);
@@ -79,12 +82,16 @@ int Namespace::DoReleaseMany(const ReleaseManyRequest& req, OpContext& ctx,
   return 0;  // never an errno: the journal must replay exactly what was released
 }
 
-bool Namespace::TruncatedTail(InodeId ino, uint64_t new_size, PoolRange* out) const {
-  const Inode* in = Find(ino);
+bool Namespace::TruncatedTail(const SetattrRequest& sa, const Credentials& caller,
+                              PoolRange* out) const {
+  const uint64_t new_size = sa.size;
+  const Inode* in = Find(sa.ino);
   const uint64_t bs = config_.block_size;
   if (in == nullptr || !in->is_reg() || new_size >= in->attr.size || new_size % bs == 0) {
     return false;
   }
+  uint32_t mode = 0;
+  if (perm::MaySetattr(caller, in->attr, sa, &mode) != 0) return false;
   const uint64_t end = std::min(in->attr.size, RoundUp(new_size, bs));
   std::vector<Extent> found;
   in->extents.Find(new_size, end - new_size, 1, &found);
@@ -190,6 +197,9 @@ int Namespace::DoAllocate(const AllocateRequest& req, OpContext& ctx, AllocateRe
   if (in == nullptr) return ENOENT;
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return EINVAL;
+  // The data operations name an inode, not an open handle: they need the modes'
+  // permission, with the owner's override (permissions.h).
+  if (int e = perm::MayAccessOwnerOverride(ctx.caller, in->attr, perm::kWrite)) return e;
   if (req.length == 0) return EINVAL;
   if (req.offset > kMaxFileSize || req.length > kMaxFileSize - req.offset) return EFBIG;
   const uint64_t bs = config_.block_size;
@@ -225,6 +235,7 @@ int Namespace::DoCommit(const CommitRequest& req, OpContext& ctx, AttrReply* rep
   if (in == nullptr) return ENOENT;
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return EINVAL;
+  if (int e = perm::MayAccessOwnerOverride(ctx.caller, in->attr, perm::kWrite)) return e;
   const uint64_t bs = config_.block_size;
   if ((req.valid & CommitRequest::kSize) && req.new_size > kMaxFileSize) return EFBIG;
   if (req.written.size() > kMaxWrittenRanges) return EINVAL;
@@ -245,6 +256,8 @@ int Namespace::DoCommit(const CommitRequest& req, OpContext& ctx, AttrReply* rep
   const Timespec t = (req.mtime == Timespec{}) ? ctx.now : req.mtime;
   in->attr.mtime = t;
   in->attr.ctime = t;
+  // A write by anyone but root takes the file's set-ID privileges away.
+  in->attr.mode = perm::ModeAfterWrite(ctx.caller, in->attr.mode);
   reply->attr = AttrOf(*in);
   return 0;
 }
@@ -259,6 +272,7 @@ int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrRepl
   if (in == nullptr) return ENOENT;
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return ENODEV;
+  if (int e = perm::MayAccessOwnerOverride(ctx.caller, in->attr, perm::kWrite)) return e;
   if (req.length == 0) return EINVAL;
   if (req.offset > kMaxFileSize || req.length > kMaxFileSize - req.offset) return EFBIG;
   const uint64_t bs = config_.block_size;
@@ -306,11 +320,18 @@ int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrRepl
   return 0;
 }
 
-int Namespace::ReadLayout(const LayoutRequest& req, LayoutReply* reply) const {
+int Namespace::ReadLayout(const LayoutRequest& req, const Credentials& caller,
+                          LayoutReply* reply) const {
   const Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return EINVAL;
+  // Where the bytes are is as good as the bytes: a reader's or a writer's (who maps
+  // the blocks it overwrites) permission, or the owner's.
+  if (perm::MayAccessOwnerOverride(caller, in->attr, perm::kRead) != 0 &&
+      perm::MayAccess(caller, in->attr, perm::kWrite) != 0) {
+    return EACCES;
+  }
   reply->attr = AttrOf(*in);
   // Extents are block-aligned on the wire (meta_protocol.h): widen an unaligned range
   // to whole blocks, since Find clips extents to the range it is given.
@@ -329,7 +350,8 @@ int Namespace::ReadLayout(const LayoutRequest& req, LayoutReply* reply) const {
   return 0;
 }
 
-int Namespace::ReadStatfs(const StatfsRequest&, StatfsReply* reply) const {
+int Namespace::ReadStatfs(const StatfsRequest&, const Credentials& /*caller*/,
+                          StatfsReply* reply) const {
   const uint64_t bs = config_.block_size;
   reply->block_size = static_cast<uint32_t>(bs);
   reply->total_blocks = total_bytes() / bs;

@@ -11,6 +11,7 @@
 
 #include "metadata/namespace.h"
 #include "metadata/namespace_internal.h"
+#include "metadata/permissions.h"
 
 namespace dpmfs::meta {
 
@@ -18,35 +19,37 @@ namespace {
 constexpr uint32_t kPermBits = 07777;
 }  // namespace
 
-// Linux's inode_init_owner: in a set-group-ID directory a new inode takes the
-// directory's group rather than the creator's, and a new directory keeps the bit so
-// that the rule reaches the whole subtree. Decided here, not by the client, so every
-// client gets the same result. (The other half of the kernel's rule, dropping
-// set-group-ID from a new file whose creator is outside the group, needs the
-// creator's supplementary groups: the kernel applies it before the request is sent,
-// mode_strip_sgid.)
-static void InheritGroup(const InodeAttr& dir, uint32_t* mode, uint32_t* gid) {
-  if ((dir.mode & S_ISGID) == 0) return;
-  *gid = dir.gid;
-  if (S_ISDIR(*mode)) *mode |= S_ISGID;
+// The owner, group and mode of a new inode made by the caller in `dir`: the caller's
+// (root may name another owner), the set-group-ID directory's group (Linux's
+// inode_init_owner and mode_strip_sgid, permissions.h). Decided here, not by the
+// client, so every client gets the same result.
+static void NewInodeOwner(const Credentials& caller, const InodeAttr& dir, uint32_t req_uid,
+                          uint32_t req_gid, uint32_t* mode, uint32_t* uid, uint32_t* gid) {
+  perm::NewOwner(caller, req_uid, req_gid, uid, gid);
+  perm::InheritFromDirectory(caller, dir, mode, gid);
 }
 
-int Namespace::ReadLookup(const LookupRequest& req, EntryReply* reply) const {
+int Namespace::ReadLookup(const LookupRequest& req, const Credentials& caller,
+                          EntryReply* reply) const {
   const Inode* dir = nullptr;
   const Inode* in = nullptr;
-  if (int e = FindEntry(req.parent, req.name, &dir, &in)) return e;
+  if (int e = FindEntry(caller, req.parent, req.name, &dir, &in)) return e;
   reply->attr = AttrOf(*in);
   return 0;
 }
 
-int Namespace::ReadGetattr(const GetattrRequest& req, AttrReply* reply) const {
+// stat(2) needs no permission on the inode itself (only search on the path, which the
+// lookups that found it checked).
+int Namespace::ReadGetattr(const GetattrRequest& req, const Credentials& /*caller*/,
+                           AttrReply* reply) const {
   const Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   reply->attr = AttrOf(*in);
   return 0;
 }
 
-int Namespace::ReadReadlink(const ReadlinkRequest& req, ReadlinkReply* reply) const {
+int Namespace::ReadReadlink(const ReadlinkRequest& req, const Credentials& /*caller*/,
+                            ReadlinkReply* reply) const {
   const Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   if (!S_ISLNK(in->attr.mode)) return EINVAL;
@@ -54,9 +57,11 @@ int Namespace::ReadReadlink(const ReadlinkRequest& req, ReadlinkReply* reply) co
   return 0;
 }
 
-int Namespace::ReadReaddir(const ReaddirRequest& req, ReaddirReply* reply) const {
+int Namespace::ReadReaddir(const ReaddirRequest& req, const Credentials& caller,
+                           ReaddirReply* reply) const {
   const Inode* dir = nullptr;
   if (int e = FindDir(req.ino, &dir)) return e;
+  if (int e = perm::MayAccess(caller, dir->attr, perm::kRead)) return e;
   if (req.max_entries == 0 || req.max_entries > kMaxReaddirEntries) return EINVAL;
   // Stay well inside the message size: an entry encodes as ~120 bytes + its name.
   constexpr size_t kBudget = kMetaMaxMessage - 8192;
@@ -92,8 +97,10 @@ int Namespace::DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* r
   Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   const uint32_t v = req.valid;
+  uint32_t mode = in->attr.mode;
   if (v & SetattrRequest::kAccessed) {
     if (v != (SetattrRequest::kAccessed | SetattrRequest::kAtime)) return EINVAL;
+    if (int e = perm::MaySetattr(ctx.caller, in->attr, req, &mode)) return e;
     if (req.atime > in->attr.atime) in->attr.atime = req.atime;
     reply->attr = AttrOf(*in);
     return 0;
@@ -103,9 +110,9 @@ int Namespace::DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* r
     if (!in->is_reg()) return EINVAL;
     if (req.size > kMaxFileSize) return EFBIG;
   }
-  if (v & SetattrRequest::kMode) {
-    in->attr.mode = (in->attr.mode & S_IFMT) | (req.mode & kPermBits);
-  }
+  // Who may, and what the mode becomes (set-ID bits cleared by chmod, chown, truncate).
+  if (int e = perm::MaySetattr(ctx.caller, in->attr, req, &mode)) return e;
+  in->attr.mode = mode;
   if (v & SetattrRequest::kUid) in->attr.uid = req.uid;
   if (v & SetattrRequest::kGid) in->attr.gid = req.gid;
   if ((v & SetattrRequest::kSize) && req.size != in->attr.size) {
@@ -129,7 +136,7 @@ int Namespace::DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* r
 
 int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* reply) {
   Inode* dir = nullptr;
-  if (int e = FindDir(req.parent, &dir)) return e;
+  if (int e = FindSearchableDir(ctx.caller, req.parent, &dir)) return e;
   if (int e = CheckName(req.name)) return e;
   const uint32_t type = req.mode & S_IFMT;
   if (type != 0 && type != S_IFREG) return EINVAL;
@@ -139,8 +146,10 @@ int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* r
     Inode* in = Find(it->second.ino);
     if (in == nullptr) return EIO;
     if (in->is_dir()) return EISDIR;
+    if (int e = perm::MayOpen(ctx.caller, in->attr, req.flags)) return e;
     if ((req.flags & O_TRUNC) && in->is_reg()) {
       Truncate(*in, 0, ctx);
+      in->attr.mode = perm::ModeAfterWrite(ctx.caller, in->attr.mode);
       Touch(*in, ctx.now, true, true);
     }
     reply->handle = OpenHandle(*in, ctx);
@@ -148,12 +157,13 @@ int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* r
     reply->created = false;
     return 0;
   }
+  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
   if (dir->attr.nlink == 0) return ENOENT;  // a removed directory takes no new names
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
   uint32_t mode = S_IFREG | (req.mode & kPermBits);
-  uint32_t gid = req.gid;
-  InheritGroup(dir->attr, &mode, &gid);
-  Inode& in = NewInode(mode, req.uid, gid, 0, ctx);
+  uint32_t uid = 0, gid = 0;
+  NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
+  Inode& in = NewInode(mode, uid, gid, 0, ctx);
   in.attr.nlink = 1;
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
@@ -166,16 +176,17 @@ int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* r
 
 int Namespace::DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* reply) {
   Inode* dir = nullptr;
-  if (int e = FindDir(req.parent, &dir)) return e;
+  if (int e = FindSearchableDir(ctx.caller, req.parent, &dir)) return e;
   if (int e = CheckName(req.name)) return e;
   if (dir->dir->by_name.count(req.name)) return EEXIST;
+  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
   if (dir->attr.nlink == 0) return ENOENT;
   if (dir->attr.nlink >= kMaxLinks) return EMLINK;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
   uint32_t mode = S_IFDIR | (req.mode & kPermBits);
-  uint32_t gid = req.gid;
-  InheritGroup(dir->attr, &mode, &gid);
-  Inode& in = NewInode(mode, req.uid, gid, 0, ctx);
+  uint32_t uid = 0, gid = 0;
+  NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
+  Inode& in = NewInode(mode, uid, gid, 0, ctx);
   in.attr.nlink = 2;
   in.parent = dir->attr.ino;
   in.dir = std::make_unique<Directory>();
@@ -189,7 +200,7 @@ int Namespace::DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* repl
 
 int Namespace::DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* reply) {
   Inode* dir = nullptr;
-  if (int e = FindDir(req.parent, &dir)) return e;
+  if (int e = FindSearchableDir(ctx.caller, req.parent, &dir)) return e;
   if (int e = CheckName(req.name)) return e;
   uint32_t type = req.mode & S_IFMT;
   switch (type) {
@@ -207,14 +218,16 @@ int Namespace::DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* repl
     default:
       return EINVAL;
   }
+  if (int e = perm::MayMknod(ctx.caller, type)) return e;
   if (dir->dir->by_name.count(req.name)) return EEXIST;
+  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
   if (dir->attr.nlink == 0) return ENOENT;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
   const uint64_t rdev = (type == S_IFCHR || type == S_IFBLK) ? req.rdev : 0;
   uint32_t mode = type | (req.mode & kPermBits);
-  uint32_t gid = req.gid;
-  InheritGroup(dir->attr, &mode, &gid);
-  Inode& in = NewInode(mode, req.uid, gid, rdev, ctx);
+  uint32_t uid = 0, gid = 0;
+  NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
+  Inode& in = NewInode(mode, uid, gid, rdev, ctx);
   in.attr.nlink = 1;
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
@@ -225,18 +238,19 @@ int Namespace::DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* repl
 
 int Namespace::DoSymlink(const SymlinkRequest& req, OpContext& ctx, EntryReply* reply) {
   Inode* dir = nullptr;
-  if (int e = FindDir(req.parent, &dir)) return e;
+  if (int e = FindSearchableDir(ctx.caller, req.parent, &dir)) return e;
   if (int e = CheckName(req.name)) return e;
   if (req.target.empty()) return ENOENT;  // as symlink(2)
   if (req.target.size() > kMaxSymlinkLength) return ENAMETOOLONG;
   if (req.target.find('\0') != std::string::npos) return EINVAL;
   if (dir->dir->by_name.count(req.name)) return EEXIST;
+  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
   if (dir->attr.nlink == 0) return ENOENT;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
   uint32_t mode = S_IFLNK | 0777;
-  uint32_t gid = req.gid;
-  InheritGroup(dir->attr, &mode, &gid);
-  Inode& in = NewInode(mode, req.uid, gid, 0, ctx);
+  uint32_t uid = 0, gid = 0;
+  NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
+  Inode& in = NewInode(mode, uid, gid, 0, ctx);
   in.attr.nlink = 1;
   in.attr.size = req.target.size();
   in.symlink = req.target;
@@ -251,10 +265,11 @@ int Namespace::DoLink(const LinkRequest& req, OpContext& ctx, EntryReply* reply)
   Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   Inode* dir = nullptr;
-  if (int e = FindDir(req.new_parent, &dir)) return e;
+  if (int e = FindSearchableDir(ctx.caller, req.new_parent, &dir)) return e;
   if (int e = CheckName(req.new_name)) return e;
   if (in->is_dir()) return EPERM;
   if (dir->dir->by_name.count(req.new_name)) return EEXIST;
+  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
   if (dir->attr.nlink == 0 || in->attr.nlink == 0) return ENOENT;
   if (in->attr.nlink >= kMaxLinks) return EMLINK;
   if (ctx.metadata_full) return ENOSPC;
@@ -270,7 +285,8 @@ int Namespace::DoLink(const LinkRequest& req, OpContext& ctx, EntryReply* reply)
 int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply) {
   Inode* dir = nullptr;
   Inode* in = nullptr;
-  if (int e = FindEntry(req.parent, req.name, &dir, &in)) return e;
+  if (int e = FindEntry(ctx.caller, req.parent, req.name, &dir, &in)) return e;
+  if (int e = perm::MayDelete(ctx.caller, dir->attr, in->attr)) return e;
   if (in->is_dir()) return EISDIR;
   RemoveEntry(*dir, req.name);
   --in->attr.nlink;
@@ -284,7 +300,8 @@ int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx, DirsReply* rep
 int Namespace::DoRmdir(const UnlinkRequest& req, OpContext& ctx, DirsReply* reply) {
   Inode* dir = nullptr;
   Inode* in = nullptr;
-  if (int e = FindEntry(req.parent, req.name, &dir, &in)) return e;
+  if (int e = FindEntry(ctx.caller, req.parent, req.name, &dir, &in)) return e;
+  if (int e = perm::MayDelete(ctx.caller, dir->attr, in->attr)) return e;
   if (!in->is_dir()) return ENOTDIR;
   if (!in->dir->by_name.empty()) return ENOTEMPTY;
   RemoveEntry(*dir, req.name);
@@ -309,8 +326,8 @@ int Namespace::DoRename(const RenameRequest& req, OpContext& ctx, DirsReply* rep
   if (req.flags == (kNoReplace | kExchange)) return EINVAL;
   Inode* sdir = nullptr;
   Inode* ddir = nullptr;
-  if (int e = FindDir(req.parent, &sdir)) return e;
-  if (int e = FindDir(req.new_parent, &ddir)) return e;
+  if (int e = FindSearchableDir(ctx.caller, req.parent, &sdir)) return e;
+  if (int e = FindSearchableDir(ctx.caller, req.new_parent, &ddir)) return e;
   if (int e = CheckName(req.name)) return e;
   if (int e = CheckName(req.new_name)) return e;
   auto sit = sdir->dir->by_name.find(req.name);
@@ -325,6 +342,23 @@ int Namespace::DoRename(const RenameRequest& req, OpContext& ctx, DirsReply* rep
   if (src == nullptr || (have_dst && dst == nullptr)) return EIO;
   const bool src_dir = src->is_dir();
   const bool dst_dir = dst != nullptr && dst->is_dir();
+  if (src != dst) {
+    // vfs_rename's order: the source's removal, the target's removal or the new name's
+    // creation, then a directory changing parents needs write on itself (its "..").
+    if (int e = perm::MayDelete(ctx.caller, sdir->attr, src->attr)) return e;
+    if (int e = dst != nullptr ? perm::MayDelete(ctx.caller, ddir->attr, dst->attr)
+                               : perm::MayCreate(ctx.caller, ddir->attr)) {
+      return e;
+    }
+    if (sdir != ddir) {
+      if (src_dir) {
+        if (int e = perm::MayAccess(ctx.caller, src->attr, perm::kWrite)) return e;
+      }
+      if ((req.flags & kExchange) && dst_dir) {
+        if (int e = perm::MayAccess(ctx.caller, dst->attr, perm::kWrite)) return e;
+      }
+    }
+  }
 
   if (req.flags & kExchange) {
     if (src == dst) return 0;

@@ -8,6 +8,7 @@
 
 #include "metadata/namespace.h"
 #include "metadata/namespace_internal.h"
+#include "metadata/permissions.h"
 
 namespace dpmfs::meta {
 
@@ -30,28 +31,30 @@ int XattrNameError(const std::string& name) {
 
 }  // namespace
 
-// Linux keeps user.* xattrs to regular files and directories (fs/xattr.c,
-// xattr_permission): elsewhere setting or removing one is EPERM, reading one ENODATA.
-// The kernel checks this before a FUSE request is sent; this is for other clients.
-static bool UserXattrRefused(const std::string& name, uint32_t mode) {
-  return name.compare(0, 5, "user.") == 0 && !S_ISREG(mode) && !S_ISDIR(mode);
-}
+// Who may read and write which namespace (Linux's xattr_permission: user.* only on
+// regular files and directories and as the file's modes, trusted.* and security.*
+// writes only by root) is perm::MayXattr. The kernel checks it before a FUSE request
+// is sent; the server checks it for every client.
 
-int Namespace::ReadGetxattr(const GetxattrRequest& req, GetxattrReply* reply) const {
+int Namespace::ReadGetxattr(const GetxattrRequest& req, const Credentials& caller,
+                            GetxattrReply* reply) const {
   const Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   if (int e = XattrNameError(req.name)) return e;
-  if (UserXattrRefused(req.name, in->attr.mode)) return ENODATA;
+  if (int e = perm::MayXattr(caller, in->attr, req.name, false)) return e;
   auto it = in->xattrs.find(req.name);
   if (it == in->xattrs.end()) return ENODATA;
   reply->value = it->second;
   return 0;
 }
 
-int Namespace::ReadListxattr(const ListxattrRequest& req, ListxattrReply* reply) const {
+int Namespace::ReadListxattr(const ListxattrRequest& req, const Credentials& caller,
+                             ListxattrReply* reply) const {
   const Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
-  for (const auto& [name, value] : in->xattrs) reply->names.push_back(name);
+  for (const auto& [name, value] : in->xattrs) {
+    if (perm::MayListXattr(caller, name)) reply->names.push_back(name);
+  }
   return 0;
 }
 
@@ -60,7 +63,7 @@ int Namespace::DoSetxattr(const SetxattrRequest& req, OpContext& ctx, EmptyReply
   if (in == nullptr) return ENOENT;
   if (req.flags & ~uint32_t{XATTR_CREATE | XATTR_REPLACE}) return EINVAL;
   if (int e = XattrNameError(req.name)) return e;
-  if (UserXattrRefused(req.name, in->attr.mode)) return EPERM;
+  if (int e = perm::MayXattr(ctx.caller, in->attr, req.name, true)) return e;
   if (req.value.size() > kMaxXattrValueLength) return E2BIG;
   auto it = in->xattrs.find(req.name);
   const bool exists = it != in->xattrs.end();
@@ -83,7 +86,7 @@ int Namespace::DoRemovexattr(const RemovexattrRequest& req, OpContext& ctx, Empt
   Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   if (int e = XattrNameError(req.name)) return e;
-  if (UserXattrRefused(req.name, in->attr.mode)) return EPERM;
+  if (int e = perm::MayXattr(ctx.caller, in->attr, req.name, true)) return e;
   auto it = in->xattrs.find(req.name);
   if (it == in->xattrs.end()) return ENODATA;
   in->xattr_list_bytes -= it->first.size() + 1;

@@ -42,6 +42,7 @@
 namespace dpmfs::mkfs {
 namespace {
 
+static_assert(kMaxClusterReplicas == meta::kMaxReplicas);
 static_assert(kMaxClusterDataServers == meta::kMaxDataServers,
               "a cluster file must not name more data pools than a superblock describes");
 
@@ -106,6 +107,7 @@ void PrintSuperblock(const meta::Superblock& sb) {
   std::cout << "metadata superblock:\n"
             << "  version:      " << sb.version << "\n"
             << "  stripe unit:  " << sized(sb.stripe_unit) << "\n"
+            << "  replicas:     " << sb.replicas << "\n"
             << "  journal:      " << sized(sb.journal_size) << " at offset " << sb.journal_offset
             << "\n"
             << "  checkpoints:  2 slots of " << sized(sb.checkpoint_slot_size) << " at offsets "
@@ -315,6 +317,7 @@ struct MetaCommand {
   std::string size;
   std::vector<std::string> data_pools;
   std::string stripe_unit = "1M";
+  uint32_t replicas = 1;
   bool force = false;
 
   void Register(CLI::App& app) {
@@ -338,6 +341,11 @@ struct MetaCommand {
                     "every data pool's block size")
         ->capture_default_str()
         ->check(SizeValidator());
+    cmd->add_option("--replicas", replicas,
+                    "Copies of each block, on that many distinct data pools "
+                    "(docs/replication.md)")
+        ->capture_default_str()
+        ->check(CLI::Range(1u, meta::kMaxReplicas));
     cmd->add_flag("--force", force,
                   "Overwrite a file that already holds a dpmfs pool (its contents are lost)");
   }
@@ -377,6 +385,7 @@ struct MetaCommand {
               [](const auto& a, const auto& b) { return a.second.index < b.second.index; });
     meta::MetaFormatOptions options;
     options.stripe_unit = static_cast<uint32_t>(su);
+    options.replicas = replicas;
     for (size_t i = 0; i < pools.size(); ++i) {
       const auto& [p, info] = pools[i];
       if (i > 0 && info.index == pools[i - 1].second.index) {
@@ -465,6 +474,7 @@ struct ClusterCommand {
     // not be on this host.
     meta::MetaFormatOptions options;
     options.stripe_unit = cf.stripe_unit;
+    options.replicas = cf.replicas;
     for (size_t i = 0; i < cf.data.size(); ++i) {
       options.data_pools.push_back({static_cast<uint32_t>(i), cf.block_size,
                                     DataSizeFor(cf.data[i].pool_size, cf.block_size)});

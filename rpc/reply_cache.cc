@@ -54,19 +54,25 @@ void SessionReplyCache::Finish(uint64_t seq, int32_t status, std::span<const uin
                                Waiters* waiters) {
   auto found = index_.find(seq);
   Entry& e = found != index_.end() ? *found : Insert(seq);
-  if (!e.done) ++done_;
+  if (!e.done) {
+    ++done_;
+  } else {
+    bytes_ -= e.reply.size();
+  }
   e.done = true;
   e.status = status;
   e.reply.assign(reply.begin(), reply.end());
+  bytes_ += e.reply.size();
   waiters->clear();
   for (Waiter& w : e.waiters) waiters->push_back(std::move(w));
   e.waiters.clear();
   // Evict the oldest completed replies beyond the bound; executing ones stay.
-  for (auto it = index_.begin(); done_ > capacity_ && it != index_.end();) {
-    if (it->done) {
+  for (auto it = index_.begin(); (done_ > capacity_ || bytes_ > max_bytes_) && it != index_.end();) {
+    if (it->done && &*it != &e) {
       evicted_max_ = std::max(evicted_max_, it->seq);
       Entry& old = *it;
       it = index_.erase(it);
+      bytes_ -= old.reply.size();
       old.waiters.clear();
       if (old.reply.capacity() > kKeepReplyCapacity) std::vector<uint8_t>().swap(old.reply);
       free_.push_front(old);

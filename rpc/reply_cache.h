@@ -2,8 +2,8 @@
 // A request is started once per (session, seq): a retry of it either joins the
 // execution still running (as a waiter) or is answered from the stored reply; a seq
 // older than every reply still kept is refused (it may or may not have executed).
-// At most `capacity` completed replies are kept; the oldest (lowest seq) go first,
-// executing requests never.
+// At most `capacity` completed replies and `max_bytes` of their payloads are kept; the
+// oldest (lowest seq) go first, executing requests and the reply just stored never.
 //
 // Nothing is allocated per request once the cache is warm: entries are Boost.Intrusive
 // nodes (an rbtree by seq) recycled through a free list with their reply buffers, and
@@ -33,7 +33,8 @@ class SessionReplyCache {
   // A request has one waiter unless a retry arrived while it executed.
   using Waiters = boost::container::small_vector<Waiter, 2>;
 
-  explicit SessionReplyCache(size_t capacity) : capacity_(capacity) {}
+  explicit SessionReplyCache(size_t capacity, uint64_t max_bytes = UINT64_MAX)
+      : capacity_(capacity), max_bytes_(max_bytes) {}
   ~SessionReplyCache();
   SessionReplyCache(const SessionReplyCache&) = delete;
   SessionReplyCache& operator=(const SessionReplyCache&) = delete;
@@ -51,6 +52,7 @@ class SessionReplyCache {
 
   size_t size() const { return index_.size(); }  // completed and executing
   size_t done() const { return done_; }
+  uint64_t bytes() const { return bytes_; }  // payload bytes of the completed replies
   uint64_t evicted_max() const { return evicted_max_; }
 
  private:
@@ -73,6 +75,8 @@ class SessionReplyCache {
   Entry& Insert(uint64_t seq);
 
   const size_t capacity_;
+  const uint64_t max_bytes_;
+  uint64_t bytes_ = 0;
   std::deque<Entry> storage_;  // every entry ever made (stable addresses)
   Index index_;                // by seq
   FreeList free_;              // recycled entries, their reply buffers kept

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <deque>
 #include <optional>
+#include <unordered_set>
 
 #include "rpc/reply_cache.h"
 #include "transport/send_queue_credits.h"
@@ -22,6 +23,17 @@ namespace {
 constexpr uint32_t kSpareReplySlots = 8;
 // How long a worker waits for a reply buffer before it gives the reply up.
 constexpr int kReplySlotWaitRounds = 200;  // x 10 ms
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string PeerHost(const std::string& peer) {
+  auto colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
 }  // namespace
 
 struct RpcServer::Task {
@@ -35,8 +47,9 @@ struct RpcServer::Task {
 };
 
 struct RpcServer::Session {
-  explicit Session(size_t capacity) : cache(capacity) {}
+  Session(size_t capacity, uint64_t max_bytes) : cache(capacity, max_bytes) {}
   SessionReplyCache cache;
+  int64_t unconnected_since_ms = 0;  // 0: a connection of the session is live
 };
 
 // The connection whose receive completion the current thread is handling, if any: its
@@ -56,6 +69,7 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     Shutdown();
     owned_qp_.reset();  // joins the receive thread while every member is still alive
     if (mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(mr_);
+    server_->buffer_bytes_.fetch_sub(reserved_, std::memory_order_relaxed);
   }
 
   // Before accepting: allocate and register the buffers, post every receive.
@@ -70,6 +84,18 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     // (the metadata server's: 32 receive + 40 reply buffers of 256 KiB) would otherwise
     // be cleared at every connect.
     const uint64_t bytes = uint64_t{depth_ + reply_slots_} * max_message_;
+    const uint64_t held = server_->buffer_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    reserved_ = bytes;  // released by the destructor
+    if (held + bytes > server_->options_.max_buffer_bytes) {
+      server_->buffer_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+      reserved_ = 0;
+      return Status::ResourceExhausted(
+          "rpc server " + server_->endpoint_.ToString() + ": connection buffers at their limit (" +
+          std::to_string(held >> 20) + " MiB held, max " +
+          std::to_string(server_->options_.max_buffer_bytes >> 20) +
+          " MiB); try again later");
+    }
+    last_request_ms_.store(SteadyMs());
     memory_ = std::make_unique_for_overwrite<uint8_t[]>(bytes);
     DPMFS_ASSIGN_OR_RETURN(
         mr_, server_->device_.RegisterMemory(memory_.get(), bytes, transport::kLocalWrite));
@@ -81,6 +107,10 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     }
     return EncodeConnectReply(ConnectReply{max_message_, depth_});
   }
+
+  // The connect failed: the QP Prepare was given is gone (the listener owned it), so
+  // the destructor must not touch it.
+  void Detach() { qp_ = nullptr; }
 
   // Takes ownership of the accepted QP (the one Prepare was given).
   void Run(std::unique_ptr<transport::QueuePair> qp) {
@@ -105,11 +135,14 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
     return finished_.load() || (qp_ != nullptr && qp_->state() != transport::QpState::kConnected);
   }
   const std::string& peer() const { return peer_; }
+  uint64_t session() const { return session_; }
+  int64_t last_request_ms() const { return last_request_ms_.load(std::memory_order_relaxed); }
 
   // The QP's on_recv handler: one request (or the failure that ends the connection),
   // on the transport's receive thread.
   void OnRecv(const Completion& c) {
     if (finished_.load() || stop_.load()) return;
+    last_request_ms_.store(SteadyMs(), std::memory_order_relaxed);
     t_receiving_for = this;
     // A failed receive: the client went away (or sent more than a buffer holds).
     bool ok = c.ok() && Handle(c);
@@ -299,6 +332,8 @@ class RpcServer::Connection : public std::enable_shared_from_this<Connection> {
   uint32_t unsignaled_ GUARDED_BY(send_mu_) = 0;  // replies posted unsignaled since the last signaled one
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
+  std::atomic<int64_t> last_request_ms_{0};  // steady ms of the last message (or connect)
+  uint64_t reserved_ = 0;  // bytes of server_->buffer_bytes_ this connection holds
 };
 
 RpcServer::RpcServer(transport::Device& device, RpcServerOptions options,
@@ -358,8 +393,21 @@ void RpcServer::Stop() {
 }
 
 RpcServerStats RpcServer::stats() const {
-  return RpcServerStats{n_connections_.load(), n_executed_.load(), n_cache_hits_.load(),
-                        n_malformed_.load(), n_dropped_.load()};
+  RpcServerStats st{n_connections_.load(), n_executed_.load(), n_cache_hits_.load(),
+                    n_malformed_.load(), n_dropped_.load()};
+  st.refused_connections = n_refused_.load();
+  st.idle_closed = n_idle_closed_.load();
+  st.lingering_dropped = n_lingering_dropped_.load();
+  st.buffer_bytes = buffer_bytes_.load();
+  {
+    MutexLock lock(conns_mu_);
+    st.open_connections = conns_.size();
+  }
+  {
+    MutexLock lock(sessions_mu_);
+    st.sessions = sessions_.size();
+  }
+  return st;
 }
 
 void RpcServer::DropSession(uint64_t session) {
@@ -373,6 +421,7 @@ void RpcServer::AcceptLoop() {
     transport::AcceptHandler handler =
         [&](std::span<const uint8_t> data,
             transport::QueuePair& qp) -> Result<std::vector<uint8_t>> {
+      DPMFS_RETURN_IF_ERROR(Admit(qp.peer_description()));
       DPMFS_ASSIGN_OR_RETURN(ConnectRequest req, DecodeConnectRequest(data));
       return conn->Prepare(req, qp);
     };
@@ -384,11 +433,13 @@ void RpcServer::AcceptLoop() {
     auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
     {
       MutexLock lock(conns_mu_);
-      conns_.remove_if([](const auto& c) { return c->finished(); });
+      SweepLocked();
     }
     if (!qp.ok()) {
+      conn->Detach();
       if (qp.status().code() == StatusCode::kTimedOut) continue;
       if (stop_.load()) break;
+      n_refused_.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("rpc: connection refused: {}", qp.status().ToString());
       continue;
     }
@@ -397,6 +448,58 @@ void RpcServer::AcceptLoop() {
     spdlog::debug("rpc: client {} connected", conn->peer());
     MutexLock lock(conns_mu_);
     conns_.push_back(std::move(conn));
+  }
+}
+
+Status RpcServer::Admit(const std::string& peer) {
+  const std::string host = PeerHost(peer);
+  MutexLock lock(conns_mu_);
+  SweepLocked();
+  size_t from_host = 0;
+  for (const auto& c : conns_) from_host += PeerHost(c->peer()) == host ? 1 : 0;
+  if (conns_.size() >= options_.max_connections) {
+    return Status::ResourceExhausted("rpc server " + endpoint_.ToString() + " is at its limit of " +
+                                     std::to_string(options_.max_connections) +
+                                     " connections (--max-connections)");
+  }
+  if (from_host >= options_.max_connections_per_peer) {
+    return Status::ResourceExhausted("rpc server " + endpoint_.ToString() + " already holds " +
+                                     std::to_string(from_host) + " connections from " + host +
+                                     ", its limit per peer address (--max-connections-per-peer)");
+  }
+  return Status::OK();
+}
+
+void RpcServer::SweepLocked() {
+  const int64_t now = SteadyMs();
+  if (options_.idle_timeout_ms != 0) {
+    for (auto& c : conns_) {
+      if (!c->finished() && now - c->last_request_ms() > options_.idle_timeout_ms) {
+        spdlog::info("rpc: closing connection of {} (session {:#x}): no request for {} ms",
+                     c->peer(), c->session(), options_.idle_timeout_ms);
+        n_idle_closed_.fetch_add(1, std::memory_order_relaxed);
+        c->Shutdown();
+      }
+    }
+  }
+  conns_.remove_if([](const auto& c) { return c->finished(); });
+  // Sessions whose client has not been connected for session_linger_ms go with their
+  // reply caches: a client that reconnects does so within its retries (seconds).
+  std::unordered_set<uint64_t> connected;
+  for (const auto& c : conns_) connected.insert(c->session());
+  MutexLock lock(sessions_mu_);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    Session& s = *it->second;
+    if (connected.count(it->first) != 0) {
+      s.unconnected_since_ms = 0;
+    } else if (s.unconnected_since_ms == 0) {
+      s.unconnected_since_ms = now;
+    } else if (now - s.unconnected_since_ms > options_.session_linger_ms) {
+      n_lingering_dropped_.fetch_add(1, std::memory_order_relaxed);
+      it = sessions_.erase(it);
+      continue;
+    }
+    ++it;
   }
 }
 
@@ -434,10 +537,15 @@ void RpcServer::Execute(Task& task) {
     task.conn->SendReply(h.request_id, h.opcode, h.seq, static_cast<int32_t>(st.code()),
                          {reinterpret_cast<const uint8_t*>(m.data()), m.size()});
   };
-  {
+  // Idempotent requests bypass the cache: re-sent, they simply run again.
+  const bool cached = !options_.at_most_once || options_.at_most_once(h.opcode);
+  if (cached) {
     MutexLock lock(sessions_mu_);
     std::unique_ptr<Session>& s = sessions_[h.session];
-    if (!s) s = std::make_unique<Session>(options_.reply_cache_per_session);
+    if (!s) {
+      s = std::make_unique<Session>(options_.reply_cache_per_session,
+                                    options_.reply_cache_bytes_per_session);
+    }
     int32_t status = 0;
     std::vector<uint8_t> reply;
     switch (s->cache.Begin(h.seq, {task.conn, h.request_id}, &status, &reply)) {
@@ -481,7 +589,9 @@ void RpcServer::Execute(Task& task) {
   int32_t status = static_cast<int32_t>(st.code());
 
   SessionReplyCache::Waiters waiters;
-  {
+  if (!cached) {
+    waiters.emplace_back(task.conn, h.request_id);
+  } else {
     MutexLock lock(sessions_mu_);
     auto sit = sessions_.find(h.session);
     if (sit == sessions_.end()) {

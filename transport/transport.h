@@ -235,6 +235,19 @@ struct DeviceOptions {
   uint32_t soft_drain_delay_us = 100;
   // soft: bytes of WRITE payload the NIC buffers before it stops reading (backpressure).
   uint64_t soft_buffer_bytes = 64ull << 20;
+  // soft, resource limits against peers that stall (transport/README.md, "Limits"):
+  // a frame begun but not finished (a WRITE announcing more than it sends), or responses
+  // the peer does not read while it keeps sending requests, for this long: the
+  // connection is closed. 0: never (tests only).
+  uint32_t soft_stall_timeout_ms = 10000;
+  // Per QP: bytes of responses (READ data copies, ACKs) queued for a peer that does not
+  // read them. Beyond it the QP stops reading the peer's requests until they drain.
+  uint64_t soft_max_queued_bytes = 64ull << 20;
+  // A connected peer must send its CONNECT within this long.
+  uint32_t soft_handshake_timeout_ms = 5000;
+  // Connections accepted whose CONNECT has not arrived yet, per listener; beyond it the
+  // oldest is dropped (a real client's CONNECT follows its connect within a round trip).
+  uint32_t soft_max_pending_handshakes = 256;
   // verbs: device name (e.g. "rxe0"); empty means whatever librdmacm resolves.
   std::string verbs_device;
 };

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -302,6 +303,93 @@ TEST_P(TransferTest, EveryServerIsPostedToBeforeAnyIsWaitedOn) {
     EXPECT_EQ(all.size(), 2u);
     EXPECT_LT(first_wait, t_events.size());
   }
+}
+
+// Replication (docs/replication.md): one piece, two copies, one on each server.
+WritePiece Replicated(uint64_t at0, uint64_t at1, const std::vector<uint8_t>& data) {
+  WritePiece w{{0, at0}, data.size(), data.data()};
+  w.more.at[0] = {1, at1};
+  w.more.count = 1;
+  return w;
+}
+
+TEST_P(TransferTest, AReplicatedWriteIsPostedToEveryCopyBeforeAnyIsWaitedOn) {
+  if (GetParam() == PersistMethod::kFlush && !client_device_->SupportsFlush()) {
+    GTEST_SKIP() << "no RDMA FLUSH on this device";
+  }
+  auto x = Pattern(3 * kMaxIo + 512, 11);
+  WritePiece w[] = {Replicated(4096, 1 << 20, x)};
+  ASSERT_TRUE(transfer_->Write(w).ok());  // connections made
+  t_events.clear();
+  t_recording = true;
+  Status st = transfer_->Write(w);
+  t_recording = false;
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::set<int> posted;
+  for (const auto& e : t_events) {
+    if (e.second == 'W') break;
+    posted.insert(e.first);
+  }
+  EXPECT_EQ(posted.size(), 2u) << "copies posted to before the first wait";
+  // Each copy holds the data: read them one at a time, unreplicated.
+  std::vector<uint8_t> c0(x.size()), c1(x.size());
+  ReadPiece r0[] = {{{0, 4096}, c0.size(), c0.data()}};
+  ReadPiece r1[] = {{{1, 1 << 20}, c1.size(), c1.data()}};
+  ASSERT_TRUE(transfer_->Read(r0).ok());
+  ASSERT_TRUE(transfer_->Read(r1).ok());
+  EXPECT_EQ(c0, x);
+  EXPECT_EQ(c1, x);
+}
+
+TEST_P(TransferTest, AReplicatedReadFailsOverToTheOtherCopyAndEioWhenNoneIsLeft) {
+  if (GetParam() == PersistMethod::kFlush && !client_device_->SupportsFlush()) {
+    GTEST_SKIP() << "no RDMA FLUSH on this device";
+  }
+  // Pieces at different MiB so that the first copy tried differs between them.
+  auto x = Pattern(20000, 12), y = Pattern(kMaxIo + 7, 13);
+  WritePiece w[] = {Replicated(0, 4 << 20, x), Replicated(1 << 20, 5 << 20, y)};
+  ASSERT_TRUE(transfer_->Write(w).ok());
+  auto read_all = [&](std::vector<uint8_t>* rx, std::vector<uint8_t>* ry) {
+    rx->assign(x.size(), 0);
+    ry->assign(y.size(), 0);
+    ReadPiece r[] = {{w[0].where, x.size(), rx->data(), w[0].more},
+                     {w[1].where, y.size(), ry->data(), w[1].more}};
+    return transfer_->Read(r);
+  };
+  std::vector<uint8_t> rx, ry;
+  for (uint32_t dead : {0u, 1u}) {
+    SCOPED_TRACE("server " + std::to_string(dead) + " stopped");
+    const uint16_t port = servers_[dead]->endpoint().port;
+    servers_[dead].reset();
+    Status st = read_all(&rx, &ry);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(rx, x);
+    EXPECT_EQ(ry, y);
+    // A write needs every copy: it fails, naming the server that is gone.
+    st = transfer_->Write(w);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("data server " + std::to_string(dead)), std::string::npos)
+        << st.ToString();
+    StartServer(dead, port);
+  }
+  // Both copies gone: an error at once, not a hang.
+  servers_[0].reset();
+  servers_[1].reset();
+  const auto start = std::chrono::steady_clock::now();
+  Status st = read_all(&rx, &ry);
+  EXPECT_FALSE(st.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_P(TransferTest, AReplicaSetNamingAServerTwiceIsRefused) {
+  std::vector<uint8_t> x(4096, 1);
+  WritePiece w{{1, 0}, x.size(), x.data()};
+  w.more.at[0] = {1, 1 << 20};
+  w.more.count = 1;
+  Status st = transfer_->Write({&w, 1});
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+  w.more.count = kMaxReplicas;  // more copies than a piece may have
+  EXPECT_EQ(transfer_->Write({&w, 1}).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_P(TransferTest, WarmCallsAllocateNothing) {

@@ -22,6 +22,9 @@
 #                lease expiry reclaims its session and the file's space
 #   restart      a namespace with data and fio's files survive down + up, and kill -9 of
 #                every daemon and the client at once + up
+#   permissions  a mount made without default_permissions still enforces the modes for
+#                an unprivileged user (PermissionTest as uid 65534); with dpmfs-meta
+#                --root-squash, root through the mount gets only the others' bits
 #
 # Each phase starts its own cluster (tools/dpmfs up) in a temporary directory and always
 # stops and deletes it (trap). Environment: DPMFS_BUILD_DIR (the build), DPMFS_POSIX_TEST
@@ -44,8 +47,8 @@ skip() { echo "SKIPPED: e2e $phase: $*"; exit 77; }
 fail() { echo "FAIL: e2e $phase: $*" >&2; exit 1; }
 
 case "$phase" in
-  tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart) ;;
-  *) echo "usage: run_e2e.sh tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart" >&2
+  tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart|permissions) ;;
+  *) echo "usage: run_e2e.sh tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart|permissions" >&2
      exit 2 ;;
 esac
 
@@ -411,5 +414,30 @@ phase_restart() {
 }
 
 start=$SECONDS
+phase_permissions() {
+  # The mount options of the old fstab line: allow_other, no default_permissions.
+  cluster_up --mount-opts allow_other
+  mkdir -p "$mnt/perm"
+  chmod 755 "$mnt/perm"
+  log "PermissionTest as uid 65534 in $mnt/perm (mounted without asking for default_permissions)"
+  DPMFS_TEST_DIR=$mnt/perm DPMFS_TEST_ENFORCED=1 "$posix_test" --gtest_filter='PermissionTest.*' ||
+    fail "an unprivileged user did what the modes forbid through a mount without default_permissions"
+  printf 'root only\n' >"$mnt/perm/rootfile"
+  chmod 600 "$mnt/perm/rootfile"
+  mkdir -m 755 "$mnt/perm/rootdir"
+  log "restarting with dpmfs-meta --root-squash: root through the mount is nobody"
+  "$dpmfs" down "$cluster" >/dev/null || fail "'dpmfs down' failed"
+  cluster_up --mount-opts allow_other --meta-arg=--root-squash
+  cat "$mnt/perm/rootfile" >/dev/null 2>"$work/err" &&
+    fail "root read a 0600 file of root's through a root_squash mount"
+  grep -q "Permission denied" "$work/err" || fail "reading the 0600 file: $(cat "$work/err")"
+  touch "$mnt/perm/rootdir/new" 2>/dev/null &&
+    fail "root created a file in a 0755 directory of root's through a root_squash mount"
+  chmod 666 "$mnt/perm/rootfile" 2>/dev/null &&
+    fail "root chmod-ed root's file through a root_squash mount"
+  ls "$mnt/perm/rootdir" >/dev/null || fail "root_squash took away the others' bits too (ls of a 0755 directory)"
+  log "root_squash holds: read, create and chmod refused; the others' bits still apply"
+}
+
 "phase_${phase//-/_}"
 log "PASS ($((SECONDS - start)) s)"

@@ -155,6 +155,22 @@ TEST(MountOptions, AtimeRules) {
   EXPECT_EQ(o->atime, AtimePolicy::kRelatime) << "the last one given wins";
 }
 
+// A read-only mount never updates access times (xfstests generic/003: ro,strictatime).
+TEST(MountOptions, ReadOnlyMeansNoatime) {
+  auto o = Parse({"h:1", "/m", "-o", "ro,strictatime"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_TRUE(o->read_only);
+  EXPECT_EQ(o->atime, AtimePolicy::kNoatime);
+  EXPECT_TRUE(HasFuseOption(*o, "ro")) << "the kernel refuses the writes";
+  o = Parse({"h:1", "/m", "-o", "strictatime", "-o", "ro"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->atime, AtimePolicy::kNoatime);
+  o = Parse({"h:1", "/m", "-o", "ro,rw,strictatime"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_FALSE(o->read_only) << "the last of ro and rw wins";
+  EXPECT_EQ(o->atime, AtimePolicy::kStrictatime);
+}
+
 TEST(MountOptions, OdirectPath) {
   auto o = Parse({"h:1", "/m"});
   ASSERT_TRUE(o.ok());

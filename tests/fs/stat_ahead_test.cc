@@ -113,6 +113,43 @@ TEST(StatAhead, ThisClientsChangesAreApplied) {
   EXPECT_EQ(sa.Lookup(kDir, "zz", &f), Answer::kUnknown);
 }
 
+InodeAttr Linked(meta::InodeId ino, uint32_t nlink) {
+  InodeAttr a = A(ino);
+  a.nlink = nlink;
+  return a;
+}
+
+// Removing one name of a hard-linked file (xfstests generic/002): its other names, in
+// any listing, are answered by the server again (the nlink and ctime moved). When no
+// listing held the removed name, every listed file with other names goes back.
+TEST(StatAhead, ARemovedNameTakesItsInodesOtherNamesBackToTheServer) {
+  StatAhead sa(Opts());
+  ASSERT_TRUE(Trigger(sa, kDir));
+  ASSERT_TRUE(sa.Store(kDir,
+                       {{"a", Linked(100, 3)}, {"a2", Linked(100, 3)}, {"b", Linked(101, 1)},
+                        {"h", Linked(102, 2)}},
+                       1, StatAhead::Clock::now()));
+  ASSERT_TRUE(Trigger(sa, kDir + 1));
+  ASSERT_TRUE(sa.Store(kDir + 1, {{"x", Linked(100, 3)}, {"y", Linked(103, 1)}}, 1,
+                       StatAhead::Clock::now()));
+  StatAhead::Found f;
+  sa.NoteRemoved(kDir, "a");
+  EXPECT_EQ(sa.Lookup(kDir, "a", &f), Answer::kAbsent);
+  EXPECT_EQ(sa.Lookup(kDir, "a2", &f), Answer::kUnknown);
+  EXPECT_EQ(sa.Lookup(kDir + 1, "x", &f), Answer::kUnknown) << "another listing";
+  EXPECT_EQ(sa.Lookup(kDir, "h", &f), Answer::kFound) << "another inode";
+  // A name of a directory not listed: which inode is not known.
+  ASSERT_TRUE(Trigger(sa, kDir + 2));  // being fetched meanwhile
+  sa.NoteRemoved(kDir + 5, "q");
+  EXPECT_EQ(sa.Lookup(kDir, "h", &f), Answer::kUnknown);
+  EXPECT_EQ(sa.Lookup(kDir, "b", &f), Answer::kFound) << "one link: no other name";
+  EXPECT_EQ(sa.Lookup(kDir + 1, "y", &f), Answer::kFound);
+  ASSERT_TRUE(sa.Store(kDir + 2, {{"k", Linked(104, 2)}, {"m", Linked(105, 1)}}, 1,
+                       StatAhead::Clock::now()));
+  EXPECT_EQ(sa.Lookup(kDir + 2, "k", &f), Answer::kUnknown) << "listed before the unlink";
+  EXPECT_EQ(sa.Lookup(kDir + 2, "m", &f), Answer::kFound);
+}
+
 TEST(StatAhead, ChangesDuringTheFetchAreAppliedWhenItIsStored) {
   StatAhead sa(Opts());
   ASSERT_TRUE(Trigger(sa));

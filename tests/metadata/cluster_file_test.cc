@@ -100,6 +100,22 @@ TEST_F(ClusterFileTest, SettingsMayFollowThePools) {
   EXPECT_EQ(r->stripe_unit, 128u << 10);
 }
 
+TEST_F(ClusterFileTest, Replicas) {
+  Result<ClusterFile> r = Parse(std::string(kMinimal));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->replicas, 1u);  // the default: one copy
+  const std::string two_data = std::string(kMinimal) +
+                               "data 127.0.0.1:7002 /dev/shm/x/data1.pool 1G\n";
+  r = Parse(two_data + "replicas 2\n");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->replicas, 2u);
+  ExpectError(two_data + "replicas 3\n", 4, "replicas 3 needs at least 3 data servers");
+  ExpectError(two_data + "replicas 0\n", 4, "not a number from 1 to 3");
+  ExpectError(two_data + "replicas 4\n", 4, "not a number from 1 to 3");
+  ExpectError(two_data + "replicas two\n", 4, "not a number from 1 to 3");
+  ExpectError(two_data + "replicas 1\nreplicas 2\n", 5, "repeats line 4");
+}
+
 TEST_F(ClusterFileTest, MissingFile) {
   Result<ClusterFile> r = ParseClusterFile(dir_ + "/nope.conf");
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);

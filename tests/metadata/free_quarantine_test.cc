@@ -141,7 +141,7 @@ class QuarantineServiceTest : public ::testing::Test {
   // One request through MetaService::Handle; the reply's errno, its body decoded.
   template <class Req, class Rep>
   int Call(Opcode op, const Req& req, Rep* rep) {
-    std::vector<uint8_t> payload = Encode(req);
+    std::vector<uint8_t> payload = EncodeCall(Credentials{}, Encode(req));
     rpc::RpcRequest r;
     r.opcode = static_cast<uint16_t>(op);
     r.session = 0x51;

@@ -20,6 +20,17 @@ namespace {
 using namespace std::chrono_literals;
 using Bytes = std::vector<uint8_t>;
 
+// A request's operation bytes, after the caller every request starts with (the fake
+// server remembers the last caller of a lookup).
+Credentials g_last_lookup_caller;
+std::span<const uint8_t> BodyOf(const rpc::RpcRequest& r, Credentials* caller = nullptr) {
+  Credentials c;
+  std::span<const uint8_t> body;
+  if (!SplitCall(r.payload, &c, &body).ok()) return r.payload;  // Decode then refuses it
+  if (caller != nullptr) *caller = c;
+  return body;
+}
+
 // Inode numbers the fake Getattr handler treats specially.
 constexpr InodeId kGarbageReply = 7;    // a reply that does not decode
 constexpr InodeId kRpcError = 8;        // an RPC-level error status
@@ -59,7 +70,7 @@ class MetaClientTest : public ::testing::Test {
     h[static_cast<uint16_t>(Opcode::kRegister)] =
         [this](const rpc::RpcRequest& r) -> Result<Bytes> {
       RegisterRequest req;
-      DPMFS_RETURN_IF_ERROR(Decode(r.payload, &req));
+      DPMFS_RETURN_IF_ERROR(Decode(BodyOf(r), &req));
       {
         std::lock_guard lock(mu_);
         client_name_ = req.client_name;
@@ -74,20 +85,25 @@ class MetaClientTest : public ::testing::Test {
     h[static_cast<uint16_t>(Opcode::kHeartbeat)] =
         [this](const rpc::RpcRequest& r) -> Result<Bytes> {
       HeartbeatRequest req;
-      DPMFS_RETURN_IF_ERROR(Decode(r.payload, &req));
+      DPMFS_RETURN_IF_ERROR(Decode(BodyOf(r), &req));
       ++heartbeats_;
       return EncodeReply(HeartbeatReply{!forget_session_.exchange(false)});
     };
     h[static_cast<uint16_t>(Opcode::kUnregister)] =
         [this](const rpc::RpcRequest& r) -> Result<Bytes> {
       UnregisterRequest req;
-      DPMFS_RETURN_IF_ERROR(Decode(r.payload, &req));
+      DPMFS_RETURN_IF_ERROR(Decode(BodyOf(r), &req));
       ++unregisters_;
       return EncodeReply(EmptyReply{});
     };
     h[static_cast<uint16_t>(Opcode::kLookup)] = [this](const rpc::RpcRequest& r) -> Result<Bytes> {
       LookupRequest req;
-      DPMFS_RETURN_IF_ERROR(Decode(r.payload, &req));
+      Credentials caller;
+      DPMFS_RETURN_IF_ERROR(Decode(BodyOf(r, &caller), &req));
+      {
+        std::lock_guard lock(mu_);
+        g_last_lookup_caller = caller;
+      }
       ++lookups_;
       if (int err = CheckName(req.name); err != 0) return EncodeErrorReply(err);
       if (req.name == "missing") return EncodeErrorReply(ENOENT);
@@ -95,7 +111,7 @@ class MetaClientTest : public ::testing::Test {
     };
     h[static_cast<uint16_t>(Opcode::kGetattr)] = [this](const rpc::RpcRequest& r) -> Result<Bytes> {
       GetattrRequest req;
-      DPMFS_RETURN_IF_ERROR(Decode(r.payload, &req));
+      DPMFS_RETURN_IF_ERROR(Decode(BodyOf(r), &req));
       switch (req.ino) {
         case kGarbageReply:
           return Bytes{0, 0, 0, 0, 1, 2, 3};
@@ -115,7 +131,7 @@ class MetaClientTest : public ::testing::Test {
     };
     h[static_cast<uint16_t>(Opcode::kReaddir)] = [](const rpc::RpcRequest& r) -> Result<Bytes> {
       ReaddirRequest req;
-      DPMFS_RETURN_IF_ERROR(Decode(r.payload, &req));
+      DPMFS_RETURN_IF_ERROR(Decode(BodyOf(r), &req));
       ReaddirReply reply;
       for (uint32_t i = 0; i < 3; ++i)
         reply.entries.push_back({"e" + std::to_string(i), i + 2, 0, i + 1, {}});
@@ -196,6 +212,53 @@ TEST_F(MetaClientTest, ErrnoFromTheServerReachesTheCaller) {
   EXPECT_TRUE(rd.eof);
   // More entries than asked for is a server bug the client refuses.
   EXPECT_EQ(c->Readdir(ReaddirRequest{1, 0, 2, false}, &rd).ToErrno(), EIO);
+}
+
+// Every request carries its caller: the client's default (this process, or the one
+// given in the options) outside a CallerScope, the innermost scope's inside one.
+TEST_F(MetaClientTest, RequestsCarryTheCallerOfTheirThread) {
+  StartServer();
+  MetaClientOptions o;
+  Credentials fixed;
+  fixed.uid = 4242;
+  fixed.gid = 4343;
+  fixed.groups = {7, 8, 9};
+  o.caller = fixed;
+  auto c = Client(o);
+  ASSERT_NE(c, nullptr);
+  auto last = [&] {
+    std::lock_guard lock(mu_);
+    return g_last_lookup_caller;
+  };
+  InodeAttr a;
+  ASSERT_EQ(c->Lookup(kRootInode, "x", &a).ToErrno(), 0);
+  EXPECT_EQ(last(), fixed);
+  Credentials alice;
+  alice.uid = 1000;
+  alice.gid = 100;
+  {
+    CallerScope scope(alice);
+    ASSERT_EQ(c->Lookup(kRootInode, "x", &a).ToErrno(), 0);
+    EXPECT_EQ(last(), alice);
+    int resolved = 0;
+    CallerScope lazy(
+        [](void* n, Credentials* out) {
+          ++*static_cast<int*>(n);
+          out->uid = 7;
+        },
+        &resolved);
+    EXPECT_EQ(resolved, 0);  // nothing asked yet
+    ASSERT_EQ(c->Lookup(kRootInode, "x", &a).ToErrno(), 0);
+    ASSERT_EQ(c->Lookup(kRootInode, "x", &a).ToErrno(), 0);
+    EXPECT_EQ(resolved, 1);  // resolved once, at the first call
+    EXPECT_EQ(last().uid, 7u);
+  }
+  ASSERT_EQ(c->Lookup(kRootInode, "x", &a).ToErrno(), 0);
+  EXPECT_EQ(last(), fixed);
+  auto own = Client();  // no caller given: this process's credentials
+  ASSERT_NE(own, nullptr);
+  ASSERT_EQ(own->Lookup(kRootInode, "x", &a).ToErrno(), 0);
+  EXPECT_EQ(last(), ProcessCredentials());
 }
 
 TEST_F(MetaClientTest, BadNamesAreRefusedLocally) {

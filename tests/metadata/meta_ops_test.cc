@@ -126,7 +126,9 @@ class MetaOpsServiceTest : public ::testing::Test {
     std::error_code ec;
     if (!HasFailure()) std::filesystem::remove_all(dir_, ec);
   }
-  Result<std::vector<uint8_t>> Send(uint16_t opcode, std::vector<uint8_t> payload) {
+  // `body` without its caller: sent as root (Credentials{}).
+  Result<std::vector<uint8_t>> Send(uint16_t opcode, std::vector<uint8_t> body) {
+    const std::vector<uint8_t> payload = EncodeCall(Credentials{}, body);
     rpc::RpcRequest r;
     r.opcode = opcode;
     r.session = 0x77;

@@ -55,7 +55,7 @@ namespace dpmfs::meta {
 
 auto Tie(const DataServerInfo& m) { return std::tie(m.index, m.endpoint, m.data_size); }
 auto Tie(const ClusterInfo& m) {
-  return std::tie(m.cluster_uuid, m.block_size, m.stripe_unit, m.servers);
+  return std::tie(m.cluster_uuid, m.block_size, m.stripe_unit, m.servers, m.replicas);
 }
 auto Tie(const DirEntry& m) { return std::tie(m.name, m.ino, m.mode, m.cookie, m.attr); }
 auto Tie(const ByteRange& m) { return std::tie(m.offset, m.length); }
@@ -162,6 +162,7 @@ ClusterInfo SampleCluster() {
   c.stripe_unit = 1 << 20;
   c.servers = {DataServerInfo{0, "127.0.0.1:7001", 1ull << 30},
                DataServerInfo{1, "[::1]:7002", 3ull << 30}};
+  c.replicas = 2;
   return c;
 }
 

@@ -732,7 +732,8 @@ TEST_F(MetaServerTest, ServiceCheckpointsAndRunsOutOfMetadataSpace) {
     return svc.ok() ? std::move(*svc) : nullptr;
   };
   uint64_t seq = 0;
-  auto call = [&](MetaService& svc, Opcode op, const std::vector<uint8_t>& payload) {
+  auto call = [&](MetaService& svc, Opcode op, const std::vector<uint8_t>& body) {
+    const std::vector<uint8_t> payload = EncodeCall(Credentials{}, body);
     rpc::RpcRequest r;
     r.opcode = static_cast<uint16_t>(op);
     r.session = 42;
@@ -826,13 +827,14 @@ TEST_F(MetaServerTest, MeasureRecoveryTime) {
   rpc::RpcRequest r;
   r.session = 9;
   r.opcode = static_cast<uint16_t>(Opcode::kMkdir);
-  auto dir_payload = Encode(MkdirRequest{kRootInode, "d", 0755, 0, 0});
+  auto dir_payload = EncodeCall(Credentials{}, Encode(MkdirRequest{kRootInode, "d", 0755, 0, 0}));
   r.seq = ++seq;
   r.payload = dir_payload;
   ASSERT_TRUE(svc->Handle(r).ok());
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < kN; ++i) {
-    auto payload = Encode(CreateRequest{kRootInode + 1, "file" + std::to_string(i), 0644, 0, 0, 0});
+    auto payload = EncodeCall(
+        Credentials{}, Encode(CreateRequest{kRootInode + 1, "file" + std::to_string(i), 0644, 0, 0, 0}));
     r.opcode = static_cast<uint16_t>(Opcode::kCreate);
     r.seq = ++seq;
     r.payload = payload;

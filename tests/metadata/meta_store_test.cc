@@ -136,7 +136,7 @@ class MetaStoreTest : public ::testing::Test {
   }
 
   // A metadata pool of `size` bytes with a journal of about `fraction` of it.
-  void Format(uint64_t size = 8ull << 20, double fraction = 0.25) {
+  void Format(uint64_t size = 8ull << 20, double fraction = 0.25, uint32_t replicas = 1) {
     pool::FormatOptions fo;
     fo.geometry = {pool::Role::kMetadata, kCluster, 0, 4096, size};
     fo.force = true;
@@ -146,6 +146,7 @@ class MetaStoreTest : public ::testing::Test {
     MetaFormatOptions mo;
     mo.data_pools = TwoDataPools();
     mo.journal_fraction = fraction;
+    mo.replicas = replicas;
     Status st = MetaStore::Format(*mapped, mo);
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
@@ -206,7 +207,8 @@ TEST_F(MetaStoreTest, FormatWritesSuperblock) {
   auto store = Open();
   ASSERT_TRUE(store);
   const Superblock& sb = store->superblock();
-  EXPECT_EQ(sb.version, 1u);
+  EXPECT_EQ(sb.version, 2u);
+  EXPECT_EQ(sb.replicas, 1u);
   EXPECT_EQ(sb.stripe_unit, 1u << 20);
   ASSERT_EQ(sb.data_pools.size(), 2u);
   EXPECT_EQ(sb.data_pools[1].index, 1u);
@@ -327,14 +329,73 @@ TEST_F(MetaStoreTest, NewerSuperblockVersionIsNotSupported) {
   Format();
   const uint64_t sb_off = pool::DataOffsetFor(4096);
   Bytes sb = ReadAt(path_, sb_off, 4096);
-  sb[8] = 2;                                       // version
+  sb[8] = 3;                                       // version
   std::fill(sb.begin() + 60, sb.begin() + 64, 0);  // CRC field
   uint32_t crc = Crc32c(sb.data(), sb.size());
   for (int i = 0; i < 4; ++i) sb[60 + i] = static_cast<uint8_t>(crc >> (8 * i));
   WriteAt(path_, sb_off, sb);
   auto s = MetaStore::Open(path_, {});
   EXPECT_EQ(s.status().code(), StatusCode::kNotSupported);
-  EXPECT_THAT(s.status().message(), HasSubstr("version 2 is newer"));
+  EXPECT_THAT(s.status().message(), HasSubstr("version 3 is newer"));
+}
+
+// Rewrites the superblock's bytes [at, at+bytes.size()) and its CRC.
+void PatchSuperblock(const std::string& path, size_t at, const Bytes& bytes) {
+  const uint64_t sb_off = pool::DataOffsetFor(4096);
+  Bytes sb = ReadAt(path, sb_off, 4096);
+  std::copy(bytes.begin(), bytes.end(), sb.begin() + at);
+  std::fill(sb.begin() + 60, sb.begin() + 64, 0);  // CRC field
+  uint32_t crc = Crc32c(sb.data(), sb.size());
+  for (int i = 0; i < 4; ++i) sb[60 + i] = static_cast<uint8_t>(crc >> (8 * i));
+  WriteAt(path, sb_off, sb);
+}
+
+TEST_F(MetaStoreTest, TheReplicationFactorIsRecorded) {
+  Format(8ull << 20, 0.25, 2);
+  auto store = Open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->superblock().version, 2u);
+  EXPECT_EQ(store->superblock().replicas, 2u);
+  store.reset();
+  Result<Superblock> read = ReadSuperblock(path_);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->replicas, 2u);
+}
+
+TEST_F(MetaStoreTest, AVersion1PoolOpensWithOneCopy) {
+  // A pool of the format before replication: version 1, byte 64 reserved (zero).
+  Format(8ull << 20, 0.25, 2);
+  PatchSuperblock(path_, 8, {1, 0, 0, 0});
+  PatchSuperblock(path_, 64, {0, 0, 0, 0});
+  auto store = Open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->superblock().version, 1u);
+  EXPECT_EQ(store->superblock().replicas, 1u);
+}
+
+TEST_F(MetaStoreTest, ABadReplicationFactorIsRefused) {
+  Format(8ull << 20, 0.25, 2);
+  for (uint8_t r : {0, 3, 4}) {  // two data pools: 3 copies do not fit
+    SCOPED_TRACE(int(r));
+    PatchSuperblock(path_, 64, {r, 0, 0, 0});
+    auto s = MetaStore::Open(path_, {});
+    EXPECT_EQ(s.status().code(), StatusCode::kCorruption);
+    EXPECT_THAT(s.status().message(), HasSubstr("replication factor"));
+  }
+  pool::FormatOptions fo;
+  fo.geometry = {pool::Role::kMetadata, kCluster, 0, 4096, 8ull << 20};
+  fo.force = true;
+  ASSERT_TRUE(pool::FormatPool(path_, fo).ok());
+  auto mapped = pool::MappedPool::Open(path_, {});
+  ASSERT_TRUE(mapped.ok());
+  MetaFormatOptions mo;
+  mo.data_pools = TwoDataPools();
+  mo.replicas = 3;
+  Status st = MetaStore::Format(*mapped, mo);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), HasSubstr("needs at least 3 data pools"));
+  mo.replicas = 0;
+  EXPECT_EQ(MetaStore::Format(*mapped, mo).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(MetaStoreTest, AppendNeedsRecover) {

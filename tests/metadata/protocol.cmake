@@ -23,3 +23,8 @@ if(DPMFS_FUZZ)
   target_link_options(meta_decode_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(meta_decode_fuzz PRIVATE dpmfs_common)
 endif()
+
+# The placement of a block's copies (metadata/placement.h), shared by client and server.
+dpmfs_add_test(placement_test
+  SOURCES metadata/placement_test.cc
+  LIBS dpmfs_meta_protocol)

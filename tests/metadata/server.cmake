@@ -22,3 +22,16 @@ dpmfs_add_test(block_scrubber_test
 dpmfs_add_test(meta_ops_test
   SOURCES metadata/meta_ops_test.cc
   LIBS dpmfs_meta_server dpmfs_meta_client)
+# The permission rules (metadata/permissions.*) and the caller policy (root_squash,
+# allowed uids per host: metadata/caller_policy.*), case by case.
+dpmfs_add_test(permissions_test
+  SOURCES metadata/permissions_test.cc
+  LIBS dpmfs_meta_server)
+# The server enforces the modes for every caller: a real dpmfs-meta driven by MetaClients
+# that state their caller (an unprivileged uid gets EACCES/EPERM for each forbidden
+# operation), --root-squash, --allow-uids, set-ID clearing through replay.
+dpmfs_add_test(meta_permissions_test
+  SOURCES metadata/meta_permissions_test.cc
+  LIBS dpmfs_meta_client)
+target_compile_definitions(meta_permissions_test PRIVATE DPMFS_META_BIN="$<TARGET_FILE:dpmfs-meta>")
+add_dependencies(meta_permissions_test dpmfs-meta)

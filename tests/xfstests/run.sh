@@ -32,6 +32,10 @@ Options:
   --base-port P     the test cluster's metadata server on P, the scratch cluster's on
                     P+100 (default \$XFSTESTS_BASE_PORT, else 31000)
   --timeout SEC     stop the suite after SEC seconds (default 3600)
+  --test-timeout SEC  stop a single test after SEC seconds (default 1200): its
+                    processes are killed, and if one is stuck in a file-system request
+                    the run's file-system daemons too; the suite records it as failed
+                    and goes on with the next test (mounted afresh)
   -h, --help        this text
 Environment: DPMFS_BUILD_DIR (default $root/build) names the dpmfs build.
 EOF
@@ -41,7 +45,7 @@ group="" list="$here/subset.txt" target=dpmfs tests=()
 src=${XFSTESTS_SRC:-$root/../shared/xfstests}
 work=${XFSTESTS_WORK:-/var/tmp/dpmfs-xfstests}
 base_port=${XFSTESTS_BASE_PORT:-31000}
-suite_timeout=3600
+suite_timeout=3600 test_timeout=1200
 while [ $# -gt 0 ]; do
   case "$1" in
     -g) group=${2:?-g needs a group}; shift ;;
@@ -51,6 +55,7 @@ while [ $# -gt 0 ]; do
     --work) work=${2:?}; shift ;;
     --base-port) base_port=${2:?}; shift ;;
     --timeout) suite_timeout=${2:?}; shift ;;
+    --test-timeout) test_timeout=${2:?}; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "$prog: unknown option '$1' (see --help)" >&2; exit 2 ;;
     *) tests+=("$1") ;;
@@ -58,6 +63,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$target" in dpmfs|bindfs) ;; *) echo "$prog: --target dpmfs|bindfs" >&2; exit 2 ;; esac
+for n in "$suite_timeout" "$test_timeout" "$base_port"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "$prog: '$n' is not a positive number" >&2; exit 2; }
+done
 build=${DPMFS_BUILD_DIR:-$root/build}
 [[ "$build" = /* ]] || build=$(pwd)/$build
 
@@ -120,27 +128,61 @@ mnt=$work/mnt-$target
 bin=$work/bin
 mkdir -p "$state" "$mnt/test" "$mnt/scratch"
 cleanup_steps=()
-client_pids() {
-  [ "$target" = dpmfs ] || return 0
-  local f pid cmd
-  for f in /proc/[0-9]*/cmdline; do
-    pid=${f#/proc/}; pid=${pid%/cmdline}
-    cmd=$( { tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
-    case "$cmd" in
-      "$build/fs/dpmfs-mount 127.0.0.1:$base_port "*|"$build/fs/dpmfs-mount 127.0.0.1:$((base_port + 100)) "*) echo "$pid" ;;
+suite_pid=""
+# The file-system daemons of this run, by their arguments (both daemonize: they are no
+# children of ours): dpmfs clients of our two clusters, bindfs over our two sources.
+fs_daemon_pids() {
+  local pid cmd
+  while read -r pid cmd; do
+    case "$target:$cmd" in
+      "dpmfs:$build/fs/dpmfs-mount 127.0.0.1:$base_port "*|"dpmfs:$build/fs/dpmfs-mount 127.0.0.1:$((base_port + 100)) "*) echo "$pid" ;;
+      "bindfs:bindfs "*"$state/tmpfs-test/dev "*|"bindfs:bindfs "*"$state/tmpfs-scratch/dev "*) echo "$pid" ;;
     esac
+  done < <(ps -e -o pid=,args=)
+}
+# Every process below `root` (not itself).
+descendants() {
+  ps -e -o pid=,ppid= | awk -v root="$1" '
+    { parent[$1] = $2 }
+    END { for (p in parent) { q = parent[p]; while (q > 1) { if (q == root) { print p; break } q = parent[q] } } }'
+}
+# Sends SIG to each pid; then waits up to SEC seconds for all of them to be gone.
+signal_and_wait() {
+  local sig=$1 sec=$2 pid i; shift 2
+  for pid in "$@"; do kill "-$sig" "$pid" 2>/dev/null; done
+  for ((i = 0; i < sec * 10; i++)); do
+    local alive=0
+    for pid in "$@"; do [ -d "/proc/$pid" ] && alive=1; done
+    [ $alive -eq 0 ] && return 0
+    sleep 0.1
   done
+  return 1
 }
 cleanup() {
   local rc=$?
   set +e
+  trap - INT TERM
+  # The suite first (a run cut short: interrupted, or the runner killed), then the file
+  # systems' daemons: SIGTERM unmounts a client (SIGCONT first: one may have been
+  # stopped), and ends every request a stuck test waits in. SIGKILL for what remains.
+  local pids=() i
+  if [ -n "$suite_pid" ]; then
+    pids=($(descendants "$suite_pid") "$suite_pid")
+    signal_and_wait TERM 5 "${pids[@]}" || signal_and_wait KILL 2 "${pids[@]}"
+  fi
+  pids=($(fs_daemon_pids))
+  if [ ${#pids[@]} -gt 0 ]; then
+    for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null; done
+    signal_and_wait TERM 10 "${pids[@]}" || signal_and_wait KILL 5 "${pids[@]}"
+  fi
+  if [ -n "$suite_pid" ]; then
+    pids=($(descendants "$suite_pid") "$suite_pid")
+    signal_and_wait KILL 5 "${pids[@]}"
+  fi
   for m in "$mnt/test" "$mnt/scratch"; do
     if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
   done
-  local i pid
-  # Clients left by a suite that was cut short (SIGTERM unmounts them): ours by the
-  # binary and the addresses of our clusters, ended by pid.
-  for pid in $(client_pids); do kill "$pid"; done
+  [ -n "${watchdog_pid:-}" ] && kill "$watchdog_pid" 2>/dev/null
   for ((i = ${#cleanup_steps[@]} - 1; i >= 0; i--)); do eval "${cleanup_steps[i]}" >/dev/null 2>&1; done
   exit $rc
 }
@@ -272,10 +314,53 @@ inner='
     if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
   done
   exit $rc'
-helper_dir=$bin
-TEST_DIR_=$mnt/test SCRATCH_MNT_=$mnt/scratch \
-  unshare -m --propagation private -- bash -c "$inner" inner "$tree" "$helper_dir" \
-  "$suite_timeout" "${args[@]}" 2>&1 | tee "$out" || rc=$?
+# The watchdog: a test that hangs must not wedge the run. Every 5 s it looks for the
+# test check is running (the process "/bin/bash .../tests/GROUP/NNN" below the suite);
+# one running longer than --test-timeout gets SIGKILL with all its processes, and the
+# run's file-system daemons are stopped too (SIGCONT, SIGTERM, SIGKILL after 10 s): the
+# file system may be what hangs, and a process waiting in a FUSE request no signal ends
+# (once a request is sent, the kernel waits for the answer), nor does check's own
+# unmount after the test. Without its daemon the kernel ends every request with
+# ENOTCONN; check records the test as failed, unmounts, and the next test mounts afresh.
+timed_out=$work/timed-out-$target.txt
+: >"$timed_out"
+watchdog() {
+  set +e
+  while [ -d "/proc/$suite_pid" ]; do
+    sleep 5
+    local line pid age name
+    line=$(ps -o pid=,etimes=,args= -p "$(descendants "$suite_pid" | paste -sd, -)" 2>/dev/null |
+           awk '$3 ~ /bash$/ && $4 ~ /(^|\/)tests\/[a-z0-9]+\/[0-9]+$/ { print $1, $2, $4; exit }')
+    [ -n "$line" ] || continue
+    read -r pid age name <<<"$line"
+    [ "$age" -gt "$test_timeout" ] || continue
+    name=${name##*/tests/}
+    local pids=($(descendants "$pid") "$pid") daemons=($(fs_daemon_pids)) how="SIGKILL"
+    signal_and_wait KILL 10 "${pids[@]}" || how="SIGKILL; it was stuck in a file-system request"
+    for p in "${daemons[@]}"; do kill -CONT "$p" 2>/dev/null; done
+    signal_and_wait TERM 10 "${daemons[@]}" || signal_and_wait KILL 10 "${daemons[@]}"
+    signal_and_wait KILL 10 "${pids[@]}"
+    note "$name ran longer than $test_timeout s: stopped ($how), and the file systems' daemons" \
+         "(pids ${daemons[*]}); the next test mounts afresh" >&2
+    echo "$name" >>"$timed_out"
+  done
+}
+
+# In the background with `wait`, so that a signal to the runner is handled at once
+# (bash runs traps only after a foreground child ends) and cleanup can end the suite.
+# (A subshell: $! of a pipeline would be its last command, tee.)
+(
+  TEST_DIR_=$mnt/test SCRATCH_MNT_=$mnt/scratch \
+    unshare -m --propagation private -- bash -c "$inner" inner "$tree" "$bin" \
+    "$suite_timeout" "${args[@]}" 2>&1 | tee "$out"
+) &
+suite_pid=$!
+watchdog &
+watchdog_pid=$!
+wait "$suite_pid" || rc=$?
+kill "$watchdog_pid" 2>/dev/null
+wait "$watchdog_pid" 2>/dev/null || true  # killed: 143, not a failure of the run
+suite_pid=""
 
 # --- Summary. ---------------------------------------------------------------------------
 names() { awk -v k="$1" 'index($0, k) == 1 { for (i = 3 - (k != "Not run:"); i <= NF; ++i) print $i; exit }' "$out" | sort -u; }
@@ -287,6 +372,9 @@ elapsed=$(($(date +%s) - started))
 if [ "$ran" -eq 0 ] && [ "$notrun" -eq 0 ] && [ "$failed" -eq 0 ]; then
   note "the suite produced no summary (exit $rc; output in $out)"
   failed=1 passed=0
+fi
+if [ -s "$timed_out" ]; then
+  note "stopped by --test-timeout ($test_timeout s): $(paste -sd' ' "$timed_out")"
 fi
 note "results in $tree/results; this run: $out; $((elapsed / 60))m$((elapsed % 60))s"
 echo "$passed passed, $failed failed, $notrun skipped"

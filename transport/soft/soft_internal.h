@@ -112,6 +112,9 @@ class SoftQueuePair final : public QueuePair {
     const uint8_t* payload = nullptr;  // borrowed (registered memory) unless owned
     uint32_t payload_len = 0;
     size_t sent = 0;  // bytes of header + payload already written
+    // Bytes this frame holds in memory while queued (header, plus the payload when it
+    // owns a copy): what soft_max_queued_bytes bounds.
+    uint64_t queued_cost = 0;
 
     // The payload to send. (Not `payload` once inline: a moved frame's inline bytes move.)
     const uint8_t* bytes() const { return inline_payload ? inline_bytes : payload; }
@@ -134,6 +137,11 @@ class SoftQueuePair final : public QueuePair {
   void TxLoop();
   // One non-blocking sendmsg of out_queue_ (out_mu_ held); false if the socket is full.
   bool WriteQueuedLocked() REQUIRES(out_mu_);
+  // Rx thread, before it serves a request: while the responses queued for the peer
+  // exceed soft_max_queued_bytes (a peer that sends requests but does not read their
+  // answers), waits for them to drain. False when they did not within the stall
+  // timeout (or the QP is stopping): the connection is then closed.
+  bool WaitForOutputRoom();
   // While corked, frames queue (whoever posts them) instead of going out; Uncork sends
   // the queue in one sendmsg (the tx thread takes what the socket does not).
   void Cork();
@@ -144,7 +152,12 @@ class SoftQueuePair final : public QueuePair {
   // Reads and handles one frame (rx_mu_ held). False once the connection is done:
   // `*why` then says how outstanding requests fail.
   bool ReceiveFrame(CompletionStatus* why);
-  Status ReadExact(void* dst, size_t n);
+  // Reads n bytes (rx thread, or a caller holding rx_mu_). Once a frame has begun
+  // (`frame_start` false, or some of these bytes arrived), waiting for more is bounded
+  // by the device's stall timeout: a half-sent frame does not hold the QP forever.
+  Status ReadExact(void* dst, size_t n, bool frame_start = false);
+  // Blocks until the socket is readable; bounded by the stall timeout when `bounded`.
+  Status WaitReadableFor(bool bounded);
   // Before a blocking read: places this QP's buffered WRITEs as they come due, until
   // data arrives (or the connection reports something) — the rx thread is this QP's
   // drain engine while it lives, so no other thread wakes per WRITE.
@@ -207,6 +220,8 @@ class SoftQueuePair final : public QueuePair {
   Mutex out_mu_;  // also serialises the socket's write side
   std::condition_variable out_cv_;
   std::deque<OutFrame> out_queue_ GUARDED_BY(out_mu_);
+  uint64_t out_queued_cost_ GUARDED_BY(out_mu_) = 0;  // sum of queued_cost in out_queue_
+  std::condition_variable room_cv_;  // the queue shrank (tx thread) or the QP stops
   std::thread tx_thread_;
   bool corked_ GUARDED_BY(out_mu_) = false;
 
@@ -299,11 +314,14 @@ class SoftDevice final : public Device {
   // Drains every pending write of every QP (used before deregistering and at exit).
   void DrainAll();
   Clock::duration drain_delay() const { return drain_delay_; }
+  // The resource limits of transport.h's DeviceOptions (soft_*).
+  const DeviceOptions& options() const { return options_; }
   std::atomic<uint64_t>* buffered_bytes() { return &buffered_bytes_; }
 
  private:
   void DrainLoop();
 
+  const DeviceOptions options_;
   mutable std::shared_mutex regions_mu_;
   std::unordered_map<uint32_t, RegionEntry> regions_;
 

@@ -20,6 +20,10 @@ constexpr size_t kMaxIov = 256;
 // Responses held back for one batched send: at most this many, each at most this big.
 constexpr size_t kMaxHeldResponses = 64;
 constexpr uint32_t kMaxHeldPayload = 64 * 1024;
+// A WRITE's payload is read into the NIC buffer in pieces of at most this size, each
+// allocated only when its bytes are about to arrive: a header announcing 1 GiB commits
+// nothing it was merely told (a stalled sender holds one piece, then times out).
+constexpr uint32_t kWritePiece = 64 * 1024;
 
 bool IsRequest(FrameType t) { return static_cast<uint8_t>(t) <= 5; }
 
@@ -56,6 +60,10 @@ void SoftQueuePair::Disconnect() {
     unpark_ = true;
   }
   park_cv_.notify_all();
+  {
+    MutexLock lock(out_mu_);  // an rx thread waiting for output room must see stopping_
+  }
+  room_cv_.notify_all();
   // An on_recv handler may disconnect from the rx thread itself: that thread cannot join
   // itself; it leaves its loop once the handler returns (the socket is shut down) and
   // fails what is outstanding there. The destructor joins it.
@@ -264,6 +272,8 @@ void SoftQueuePair::OutputLocked(MutexLock& lock, std::span<OutFrame> frames,
   for (size_t i = first_unsent; i < frames.size(); ++i) {
     OutFrame& f = frames[i];
     if (copy_payload_if_queued) f.OwnPayload();
+    f.queued_cost = kHeaderSize + (copy_payload_if_queued ? f.payload_len : 0);
+    out_queued_cost_ += f.queued_cost;
     out_queue_.push_back(std::move(f));
   }
   if (corked_) return;  // Uncork sends it
@@ -304,6 +314,8 @@ bool SoftQueuePair::WriteQueuedLocked() {
   if (w < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
     out_queue_.clear();  // broken connection: the rx thread fails the QP
+    out_queued_cost_ = 0;
+    room_cv_.notify_all();
     return true;
   }
   size_t written = static_cast<size_t>(w);
@@ -312,7 +324,9 @@ bool SoftQueuePair::WriteQueuedLocked() {
     size_t left = kHeaderSize + f.payload_len - f.sent;
     if (written >= left) {
       written -= left;
+      out_queued_cost_ -= f.queued_cost;
       out_queue_.pop_front();
+      room_cv_.notify_all();
     } else {
       f.sent += written;
       written = 0;
@@ -333,6 +347,26 @@ void SoftQueuePair::TxLoop() {
       lock.Lock();
     }
   }
+}
+
+bool SoftQueuePair::WaitForOutputRoom() {
+  const DeviceOptions& o = device_->options();
+  MutexLock lock(out_mu_);
+  if (out_queued_cost_ <= o.soft_max_queued_bytes) return true;
+  auto room = [&]() REQUIRES(out_mu_) {
+    return out_queued_cost_ <= o.soft_max_queued_bytes || stopping_.load();
+  };
+  if (o.soft_stall_timeout_ms == 0) {
+    lock.Wait(room_cv_, room);
+  } else if (!lock.WaitUntil(room_cv_,
+                             Clock::now() + std::chrono::milliseconds(o.soft_stall_timeout_ms),
+                             room)) {
+    spdlog::warn("soft transport: {} has not read {} bytes of responses for {} ms; closing the "
+                 "connection",
+                 peer_, out_queued_cost_, o.soft_stall_timeout_ms);
+    return false;
+  }
+  return !stopping_.load();
 }
 
 void SoftQueuePair::OutFrame::OwnPayload() {
@@ -379,8 +413,24 @@ void SoftQueuePair::FlushResponses() {
 
 // ---------------------------------------------------------------- rx path
 
-Status SoftQueuePair::ReadExact(void* dst, size_t n) {
+Status SoftQueuePair::WaitReadableFor(bool bounded) {
+  const uint32_t ms = device_->options().soft_stall_timeout_ms;
+  if (!bounded || ms == 0) return Status::OK();  // the blocking recv waits
+  pollfd p{fd_.get(), POLLIN, 0};
+  while (true) {
+    int rc = ::poll(&p, 1, static_cast<int>(ms));
+    if (rc > 0) return Status::OK();
+    if (rc == 0) {
+      return Status::TimedOut("connection to " + peer_ + ": a frame begun " + std::to_string(ms) +
+                              " ms ago is still incomplete (stalled sender); closing it");
+    }
+    if (errno != EINTR) return Status::FromErrno(errno, "poll on " + peer_);
+  }
+}
+
+Status SoftQueuePair::ReadExact(void* dst, size_t n, bool frame_start) {
   auto* out = static_cast<uint8_t*>(dst);
+  const size_t wanted = n;
   while (n > 0) {
     if (rx_begin_ < rx_end_) {
       size_t take = std::min(n, rx_end_ - rx_begin_);
@@ -394,7 +444,20 @@ Status SoftQueuePair::ReadExact(void* dst, size_t n) {
     FlushResponses();
     DeliverHeld();
     PlaceDueWhileIdle();
-    if (n >= kDirectReadThreshold) return RecvAll(fd_.get(), out, n);
+    // Between frames a connection may idle for as long as it likes; inside one, the
+    // rest must keep coming.
+    DPMFS_RETURN_IF_ERROR(WaitReadableFor(!frame_start || n != wanted));
+    if (n >= kDirectReadThreshold) {
+      ssize_t r = ::recv(fd_.get(), out, n, 0);
+      if (r == 0) return Status::Unavailable("connection closed by " + peer_);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return Status::Unavailable("connection to " + peer_ + " failed: " + std::strerror(errno));
+      }
+      out += r;
+      n -= static_cast<size_t>(r);
+      continue;
+    }
     ssize_t r = ::recv(fd_.get(), rx_buf_.get(), kRxBufferSize, 0);
     if (r == 0) return Status::Unavailable("connection closed by " + peer_);
     if (r < 0) {
@@ -425,9 +488,13 @@ void SoftQueuePair::PlaceDueWhileIdle() {
 
 bool SoftQueuePair::ReceiveFrame(CompletionStatus* why) {
   uint8_t raw[kHeaderSize];
-  Status st = ReadExact(raw, kHeaderSize);
+  Status st = ReadExact(raw, kHeaderSize, /*frame_start=*/true);
   if (!st.ok()) {
-    if (!stopping_.load()) spdlog::debug("soft transport: {}", st.ToString());
+    if (st.code() == StatusCode::kTimedOut) {
+      spdlog::warn("soft transport: {}", st.message());
+    } else if (!stopping_.load()) {
+      spdlog::debug("soft transport: {}", st.ToString());
+    }
     return false;
   }
   auto h = DecodeHeader(std::span<const uint8_t, kHeaderSize>(raw));
@@ -437,6 +504,8 @@ bool SoftQueuePair::ReceiveFrame(CompletionStatus* why) {
     return false;
   }
   if (IsRequest(h->type)) {
+    // A peer that keeps asking but does not read the answers is read no further.
+    if (!WaitForOutputRoom()) return false;
     // The rx thread serves the peer's requests from now on; SENDs to a QP opened for
     // caller-driven receives are what its callers wait for, and may read themselves.
     if (h->type != FrameType::kSend || !options_.caller_driven_receives) {
@@ -522,15 +591,27 @@ Status SoftQueuePair::HandleRequest(const FrameHeader& h) {
                                "WRITE_WITH_IMM with no receive posted");
         }
       }
-      std::unique_ptr<uint8_t[]> data;
-      uint32_t capacity = 0;
-      if (h.length > 0) {
-        data = pending_->TakeBuffer(h.length, &capacity);
-        DPMFS_RETURN_IF_ERROR(ReadExact(data.get(), h.length));
-      }
-      device_->Buffer(pending_, PendingWrites::Entry{dst, std::move(data), h.length,
-                                                     Clock::now() + device_->drain_delay(),
-                                                     capacity});
+      // Piece by piece: memory is committed as the payload arrives, never for what the
+      // header merely announced. A WRITE placed in part when its sender stalls is what
+      // an RC QP allows for a WRITE that failed: the range it names may have changed.
+      uint32_t placed = 0;
+      do {
+        const uint32_t piece = std::min(h.length - placed, kWritePiece);
+        std::unique_ptr<uint8_t[]> data;
+        uint32_t capacity = 0;
+        if (piece > 0) {
+          data = pending_->TakeBuffer(piece, &capacity);
+          Status rs = ReadExact(data.get(), piece);
+          if (!rs.ok()) {
+            if (rs.code() == StatusCode::kTimedOut) spdlog::warn("soft transport: {}", rs.message());
+            return rs;
+          }
+        }
+        device_->Buffer(pending_, PendingWrites::Entry{dst + placed, std::move(data), piece,
+                                                       Clock::now() + device_->drain_delay(),
+                                                       capacity});
+        placed += piece;
+      } while (placed < h.length);
       if (h.type == FrameType::kWriteWithImm) {
         // The receive completion is delivered after the data (and all before it) is placed.
         pending_->Drain(true, Clock::now());

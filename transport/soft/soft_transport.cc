@@ -25,7 +25,7 @@ constexpr size_t kKeepSmall = 64;  // recycled small buffers kept per QP
 std::unique_ptr<uint8_t[]> PendingWrites::TakeBuffer(uint32_t length, uint32_t* capacity) {
   if (length > kSmallBuffer) {
     *capacity = length;
-    return std::make_unique<uint8_t[]>(length);
+    return std::make_unique_for_overwrite<uint8_t[]>(length);  // filled by the payload
   }
   *capacity = kSmallBuffer;
   {
@@ -63,7 +63,8 @@ void PendingWrites::Drain(bool all, Clock::time_point now) {
 }
 
 SoftDevice::SoftDevice(const DeviceOptions& options)
-    : drain_delay_(std::chrono::microseconds(options.soft_drain_delay_us)),
+    : options_(options),
+      drain_delay_(std::chrono::microseconds(options.soft_drain_delay_us)),
       buffer_limit_(options.soft_buffer_bytes) {
   drain_thread_ = std::thread([this] { DrainLoop(); });
 }
@@ -220,8 +221,6 @@ uint8_t* SoftDevice::Check(uint32_t key, uint64_t addr, uint64_t len, uint32_t a
 
 namespace {
 
-constexpr auto kHandshakeTimeout = std::chrono::seconds(5);
-
 void SetRecvTimeout(int fd, std::chrono::microseconds t) {
   timeval tv{static_cast<time_t>(t.count() / 1000000), static_cast<suseconds_t>(t.count() % 1000000)};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -279,7 +278,12 @@ class SoftListener final : public Listener {
         return true;
       });
       Clock::time_point wake_at = deadline;
-      std::vector<pollfd> fds = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      // Out of descriptors: leave the listening socket alone for a moment instead of
+      // spinning on a readiness accept() cannot take (the backlog holds the rest).
+      const bool accept_paused = now < accept_paused_until_;
+      if (accept_paused) wake_at = std::min(wake_at, accept_paused_until_);
+      std::vector<pollfd> fds = {{accept_paused ? -1 : fd_.get(), POLLIN, 0},
+                                 {wake_.get(), POLLIN, 0}};
       for (const Handshake& h : pending_) {
         fds.push_back({h.fd.get(), POLLIN, 0});
         wake_at = std::min(wake_at, h.deadline);
@@ -311,7 +315,24 @@ class SoftListener final : public Listener {
         if (conn.valid()) {
           SetNoDelay(conn.get());
           std::string peer = PeerName(conn.get());
-          pending_.push_back(Handshake{std::move(conn), peer, Clock::now() + kHandshakeTimeout});
+          const DeviceOptions& o = device_->options();
+          if (pending_.size() >= std::max<uint32_t>(o.soft_max_pending_handshakes, 1)) {
+            // The oldest is the likeliest to be silent: a real client's CONNECT follows
+            // its connect within a round trip. Dropping it keeps the newest a chance.
+            if (dropped_pending_++ % 100 == 0) {
+              spdlog::warn("soft transport: {} connections without a CONNECT pending; dropping "
+                           "the oldest, from {} ({} dropped so far)",
+                           pending_.size(), pending_.front().peer, dropped_pending_);
+            }
+            pending_.erase(pending_.begin());
+          }
+          pending_.push_back(Handshake{
+              std::move(conn), peer,
+              Clock::now() + std::chrono::milliseconds(o.soft_handshake_timeout_ms)});
+        } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          spdlog::warn("soft transport: cannot accept on {}: {}; pausing accepts for 50 ms",
+                       local_.ToString(), std::strerror(errno));
+          accept_paused_until_ = Clock::now() + std::chrono::milliseconds(50);
         }
       }
       if (Clock::now() >= deadline) {
@@ -401,7 +422,9 @@ class SoftListener final : public Listener {
   UniqueFd wake_;
   std::atomic<bool> shutdown_{false};
   Mutex accept_mu_;
-  std::vector<Handshake> pending_;
+  std::vector<Handshake> pending_;  // in accept order, oldest first
+  uint64_t dropped_pending_ = 0;
+  Clock::time_point accept_paused_until_{};
 };
 
 }  // namespace
