@@ -56,11 +56,11 @@ for f in sbin/dpmfs-meta sbin/dpmfs-data sbin/dpmfs-mount sbin/mkfs.dpmfs sbin/d
          share/bash-completion/completions/mkfs.dpmfs share/bash-completion/completions/dpmfs-data; do
   [ -e "$prefix/$f" ] || fail "$f is not installed under $prefix"
 done
-ls "$root"/etc/default/dpmfs "$root"/usr/local/etc/default/dpmfs 2>/dev/null | grep -q . ||
+[ -e "$root/etc/default/dpmfs" ] || [ -e "$prefix/etc/default/dpmfs" ] ||
   fail "/etc/default/dpmfs is not installed"
 for page in "$prefix"/share/man/man*/*; do
   grep -q '^\.TH' "$page" || fail "$page is not a man page"
-  grep -q -- '--help' "$page" || fail "$page does not describe the program's flags"
+  grep -qE -- '(\\-\\-|--)[a-z]' "$page" || fail "$page does not describe the program's flags"
 done
 
 echo "--- --version names the version and the commit"
@@ -90,7 +90,7 @@ CONF
 # ExecStart of a unit, as systemd would run it with /etc/default/dpmfs empty.
 exec_start() {
   sed -n 's/^ExecStart=//p' "$prefix/lib/systemd/system/$1" |
-    sed -e "s|\${DPMFS_CLUSTER_FILE}|$conf|" -e "s|%i|$2|" -e 's|\$DPMFS_[A-Z_]*||'
+    sed -e "s|\${DPMFS_CLUSTER_FILE}|$conf|" -e "s|%i|${2:-}|" -e 's|\$DPMFS_[A-Z_]*||'
 }
 wait_ready() {
   for _ in $(seq 200); do grep -q '^READY ' "$1" && return 0; sleep 0.1; done
