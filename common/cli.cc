@@ -3,14 +3,19 @@
 #include <iostream>
 
 #include "common/logging.h"
+#include "dpmfs_commit.h"  // generated: DPMFS_GIT_COMMIT
 
 namespace dpmfs {
+
+std::string VersionText() {
+  return std::string("dpmfs ") + DPMFS_VERSION + " (commit " + DPMFS_GIT_COMMIT + ")";
+}
 
 void AddCommonFlags(CLI::App& app, CommonFlags* flags) {
   app.add_option("--log-level", flags->log_level,
                  "Log verbosity: trace, debug, info, warn, error, critical, off "
                  "(default: $DPMFS_LOG_LEVEL, else info)");
-  app.set_version_flag("--version", std::string("dpmfs ") + DPMFS_VERSION);
+  app.set_version_flag("--version", VersionText());
 }
 
 std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv,

@@ -21,7 +21,11 @@ struct CommonFlags {
   std::string log_level;  // empty: $DPMFS_LOG_LEVEL or info
 };
 
+// Adds --log-level and --version (which prints VersionText()).
 void AddCommonFlags(CLI::App& app, CommonFlags* flags);
+
+// "dpmfs 0.1.0 (commit 1a2b3c4d5e6f)": what every program's --version says.
+std::string VersionText();
 
 // Parses argv. Returns an exit code when the program should stop now (--help printed:
 // 0; bad flags: 2 with CLI11's message naming the flag; bad log level: 2), or

@@ -19,4 +19,11 @@ inline constexpr std::string_view kLogLevelNames = "trace|debug|info|warn|error|
 // InvalidArgument naming the accepted ones.
 Status InitLogging(std::string_view program, std::string_view level);
 
+// Sends the default logger (level kept) to syslog (ident `program`, facility daemon), for
+// a process that detached from its terminal.
+void LogToSyslog(std::string_view program);
+// Sends the default logger (level kept) to the file `path`, appended, created (or made)
+// mode 0600: logs name files and users. IOError when it cannot be opened.
+Status LogToFile(std::string_view program, const std::string& path);
+
 }  // namespace dpmfs

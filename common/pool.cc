@@ -24,6 +24,7 @@
 #include "common/crc32c.h"
 #include "common/byte_codec.h"
 #include "common/persistent_memory.h"
+#include "common/pool_lock.h"
 #include "common/unique_fd.h"
 
 namespace dpmfs::pool {
@@ -309,6 +310,13 @@ Status NotAPoolFileType(const std::string& path) {
                               "device-DAX devices (/dev/daxX.Y)");
 }
 
+// An existing file (or device) with contents that are not a dpmfs pool: someone's data,
+// overwritten only when asked to.
+Status NotAPool(const std::string& path, const std::string& what) {
+  return Status::AlreadyExists(path + " exists and is not a dpmfs pool (a " + what +
+                               " with other contents); use --force to overwrite it");
+}
+
 // The header a pool of geometry `g` gets (both FormatPool paths write it).
 PoolInfo InfoOfNewPool(const PoolGeometry& g) {
   PoolInfo info;
@@ -344,6 +352,10 @@ Result<PoolInfo> FormatDevice(const std::string& path, const FormatOptions& opti
     }
     spdlog::warn("overwriting {} in {} (forced)", what, path);
     mem->MemsetPersist(base, 0, kHeaderSize);  // first: no server takes it for the old pool
+  } else if (std::any_of(base, base + kHeaderSize, [](uint8_t b) { return b != 0; })) {
+    // A new namespace reads as zeros; anything else was put there by someone.
+    if (!options.force) return NotAPool(path, "device");
+    spdlog::warn("{} holds data that is not a dpmfs pool; overwriting it (forced)", path);
   }
   PoolInfo info = InfoOfNewPool(g);
   // Zero the reserved area, and with zero_data everything else, before the header.
@@ -480,6 +492,9 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
   }
   if (raw < 0) return Status::FromErrno(errno, "cannot open " + path + " for writing");
   UniqueFd fd(raw);
+  // Held until the format is done: a server cannot open the pool half-made, and a pool a
+  // server holds is never formatted under it, --force or not.
+  DPMFS_RETURN_IF_ERROR(PoolLock::LockDescriptor(fd.get(), path));
   // A pool we created and failed to finish is removed again, so no half-made file stays.
   bool done = false;
   struct Cleanup {
@@ -519,8 +534,9 @@ Result<PoolInfo> FormatPool(const std::string& path, const FormatOptions& option
       DPMFS_RETURN_IF_ERROR(PwriteFull(fd.get(), zeros.data(), zeros.size(), 0, path));
       DPMFS_RETURN_IF_ERROR(Fsync(fd.get(), path));
     } else {
-      spdlog::warn("{} holds {} bytes that are not a dpmfs pool; overwriting them", path,
-                   static_cast<uint64_t>(st.st_size));
+      if (!options.force) return NotAPool(path, std::to_string(st.st_size) + "-byte file");
+      spdlog::warn("{} holds {} bytes that are not a dpmfs pool; overwriting them (forced)",
+                   path, static_cast<uint64_t>(st.st_size));
     }
   }
 

@@ -117,8 +117,12 @@ struct FormatOptions {
 };
 
 // Creates (or, with force, overwrites) the pool file at `path`, sized pool_size, with a
-// header and a data area. Errors: AlreadyExists ("use --force") when the file already
-// holds a dpmfs header (valid or merely with our magic) and !force; InvalidArgument for a
+// header and a data area, holding the pool lock (common/pool_lock.h) meanwhile.
+// Errors: FailedPrecondition naming the holder when another process holds the pool's
+// lock (a running server), even with force; AlreadyExists ("use --force") when the file
+// already holds a dpmfs header (valid or merely with our magic), or other contents (a
+// non-empty file without the magic, a device whose first 4 KiB are not zero), and
+// !force; InvalidArgument for a
 // bad geometry (too small: names the minimum; block size not a power of two in range;
 // nil cluster); IOError with strerror and the path when the OS refuses.
 // Crash safety: an existing header is invalidated first and the new header is written

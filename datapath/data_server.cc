@@ -280,8 +280,11 @@ Result<std::unique_ptr<DataServer>> DataServer::Start(transport::Device& device,
                                                       const DataServerOptions& options) {
   pool::OpenExpectations expect = options.expect;
   expect.role = pool::Role::kData;
+  // One server per pool: a second would hand out the same blocks under its own sessions.
+  DPMFS_ASSIGN_OR_RETURN(pool::PoolLock lock, pool::PoolLock::Acquire(options.pool_path));
   DPMFS_ASSIGN_OR_RETURN(pool::MappedPool pool, pool::MappedPool::Open(options.pool_path, expect));
   std::unique_ptr<DataServer> s(new DataServer(device, options, std::move(pool)));
+  s->lock_ = std::move(lock);
   uint32_t access = transport::kLocalWrite | transport::kRemoteRead | transport::kRemoteWrite;
   if (device.SupportsFlush()) access |= transport::kRemoteFlush;
   auto mr = device.RegisterMemory(s->pool_.data(), s->pool_.data_size(), access);

@@ -20,6 +20,7 @@
 
 #include "common/endpoint.h"
 #include "common/pool.h"
+#include "common/pool_lock.h"
 #include "common/status.h"
 #include "transport/transport.h"
 
@@ -79,6 +80,7 @@ class DataServer {
 
   transport::Device& device_;
   DataServerOptions options_;
+  pool::PoolLock lock_;  // held while serving (mkfs and a second server are refused)
   pool::MappedPool pool_;
   transport::MemoryRegion pool_mr_;
   std::unique_ptr<transport::Listener> listener_;

@@ -9,8 +9,10 @@
 #include <spdlog/spdlog.h>
 
 #include "common/cli.h"
+#include "common/cluster_file.h"
 #include "common/cluster_key.h"
 #include "common/fd_limit.h"
+#include "common/service_notify.h"
 #include "datapath/data_server.h"
 #include "datapath/persist_method.h"
 #include "transport/transport_flags.h"
@@ -30,9 +32,20 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:7100", transport_name = "soft", cluster;
   uint32_t index = 0;
   transport::DeviceOptions dev;
-  app.add_option("--pool", opts.pool_path, "Path of the data pool file")->required();
-  app.add_option("--listen", listen, "Address to listen on, HOST:PORT (port 0: any free port)")
-      ->capture_default_str();
+  std::string cluster_file;
+  auto* pool_opt = app.add_option("--pool", opts.pool_path,
+                                  "Path of the data pool file (or --cluster-file and --index)");
+  auto* listen_opt =
+      app.add_option("--listen", listen,
+                     "Address to listen on, HOST:PORT (port 0: any free port). With "
+                     "--cluster-file: the data line's address unless given")
+          ->capture_default_str();
+  auto* file_opt = app.add_option(
+      "--cluster-file", cluster_file,
+      "Serve data pool --index of this cluster file (mkfs.dpmfs --help describes it): the "
+      "pool path and listen address come from its data line, the expected cluster UUID "
+      "from its cluster_uuid line");
+  file_opt->excludes(pool_opt);
   app.add_option("--transport", transport_name, "RDMA transport: soft (software NIC over TCP) "
                  "or verbs (rdma-core)")->capture_default_str();
   app.add_option("--drain-delay-us", dev.soft_drain_delay_us,
@@ -42,7 +55,7 @@ int main(int argc, char** argv) {
   app.add_option("--verbs-device", dev.verbs_device, "verbs transport: RDMA device name");
   auto* cluster_opt = app.add_option("--cluster", cluster,
                                      "Refuse the pool unless it belongs to this cluster UUID");
-  auto* index_opt = app.add_option("--index", index, "Refuse the pool unless it has this index");
+  auto* index_opt = app.add_option("--index", index, "Refuse the pool unless it has this index (with --cluster-file: the data line to serve)");
   std::string key_file;
   app.add_option("--key-file", key_file, kKeyFileHelp);
   bool no_auth = false;
@@ -79,6 +92,27 @@ int main(int argc, char** argv) {
     std::cerr << "dpmfs-data: error: " << st.ToString() << "\n";
     return 1;
   };
+  if (*file_opt) {
+    if (!*index_opt) {
+      std::cerr << "dpmfs-data: --cluster-file needs --index N: which data line to serve\n";
+      return 2;
+    }
+    auto cf = ParseClusterFile(cluster_file);
+    if (!cf.ok()) return fail(cf.status());
+    if (index >= cf->data.size()) {
+      return fail(Status::InvalidArgument(
+          "--index " + std::to_string(index) + ": " + cluster_file + " has data lines for "
+          "indexes 0 to " + std::to_string(cf->data.size() - 1)));
+    }
+    const ClusterFile::Daemon& d = cf->data[index];
+    opts.pool_path = d.pool_path;
+    if (listen_opt->count() == 0) listen = d.endpoint.ToString();
+    if (cf->cluster && !*cluster_opt) opts.expect.cluster = *cf->cluster;
+  } else if (opts.pool_path.empty()) {
+    std::cerr << "dpmfs-data: --pool PATH (or --cluster-file FILE --index N) is required\n"
+              << "Run with --help for more information.\n";
+    return 2;
+  }
   auto ep = Endpoint::Parse(listen);
   if (!ep.ok()) return fail(ep.status());
   opts.listen = *ep;
@@ -89,7 +123,7 @@ int main(int argc, char** argv) {
     spdlog::warn("--no-auth: peers are NOT authenticated; anyone reaching {} can read and "
                  "write the whole pool", listen);
   } else {
-    auto key = LoadClusterKey(key_file, /*cluster_file=*/"");
+    auto key = LoadClusterKey(key_file, cluster_file);
     if (!key.ok()) return fail(key.status());
     dev.cluster_key = *key;
   }
@@ -122,12 +156,12 @@ int main(int argc, char** argv) {
   if (!device.ok()) return fail(device.status());
   auto server = datapath::DataServer::Start(**device, opts);
   if (!server.ok()) return fail(server.status());
-  std::printf("READY %s\n", (*server)->endpoint().ToString().c_str());
-  std::fflush(stdout);
+  ServiceReady((*server)->endpoint().ToString());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {} received; stopping", sig);
+  ServiceStopping();
   (*server)->Stop();
   auto st = (*server)->stats();
   spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused, {} bytes "

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "common/cluster_key.h"
 #include "common/logging.h"
 #include "datapath/transfer.h"
@@ -92,6 +93,11 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
     Report(report_fd, 1);
     return rc;
   };
+  if (!opts.log.empty() && opts.log[0] == '/') {
+    if (Status st = LogToFile(kProgram, opts.log); !st.ok()) return fail(st.message());
+  } else if (opts.log == "syslog" && report_fd < 0) {
+    LogToSyslog(kProgram);
+  }
   auto endpoint = Endpoint::Parse(opts.meta_server);
   if (!endpoint.ok()) {
     return fail("metadata server address '" + opts.meta_server +
@@ -216,7 +222,18 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
       cluster.replicas == 1 ? "y" : "ies", cluster.block_size, cluster.stripe_unit, datapath::PersistMethodName(opts.persist),
       transport::BackendName(opts.transport));
   if (report_fd >= 0) {
+    // Whether stderr is a file decides the default log target: check before Detach
+    // points it at /dev/null.
+    struct stat err_st {};
+    const bool stderr_is_file = ::fstat(STDERR_FILENO, &err_st) == 0 && S_ISREG(err_st.st_mode);
     Detach();
+    // A detached mount (mount(8), fstab) has no terminal: its warnings and errors would be
+    // lost, so they go to syslog unless told otherwise or stderr is a file.
+    if (opts.log == "syslog" || (opts.log.empty() && !stderr_is_file)) {
+      LogToSyslog(kProgram);
+      spdlog::info("mounted dpmfs from {} at {}; logging to syslog", opts.meta_server,
+                   opts.mountpoint);
+    }
     Report(report_fd, 0);
   }
 
@@ -255,7 +272,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (opts.show_version) {
-    std::cout << kProgram << " " << DPMFS_VERSION << " (libfuse " << fuse_pkgversion() << ")\n";
+    std::cout << kProgram << ": " << VersionText() << " (libfuse " << fuse_pkgversion() << ")\n";
     return 0;
   }
   if (Status st = InitLogging(kProgram, opts.log_level); !st.ok()) {

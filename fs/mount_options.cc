@@ -174,6 +174,15 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     o->max_write = static_cast<uint32_t>(v);
     return Status::OK();
   }
+  if (name == "log") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    if (value != "syslog" && value != "stderr" && (value.empty() || value[0] != '/')) {
+      return Status::InvalidArgument("log=" + std::string(value) +
+                                     ": expected syslog, stderr or an absolute file path");
+    }
+    o->log = std::string(value);
+    return Status::OK();
+  }
   if (name == "log_level") {
     DPMFS_RETURN_IF_ERROR(need_value());
     o->log_level = std::string(value);
@@ -355,6 +364,9 @@ std::string MountUsage(std::string_view program) {
          "                     after a request before it sleeps: less latency for a CPU's\n"
          "                     worth of polling while busy (default 200; 0 = off)\n"
          "  log_level=LEVEL    trace|debug|info|warn|error (default $DPMFS_LOG_LEVEL or info)\n"
+         "  log=syslog|stderr|/PATH   where the log goes (default: stderr in the foreground;\n"
+         "                     syslog once a background mount (mount(8), fstab) detaches,\n"
+         "                     unless stderr is a file); a /PATH file is made mode 0600\n"
          "  debug              as -d\n"
          "\n"
          "FUSE/VFS options passed to the kernel: allow_other, allow_root, default_permissions,\n"

@@ -68,6 +68,10 @@ struct MountOptions {
   std::string log_level;          // -o log_level=debug; empty: $DPMFS_LOG_LEVEL or info
   // -o key_file=PATH: the cluster key; empty: $DPMFS_KEY_FILE, else /etc/dpmfs/cluster.key
   std::string key_file;
+  // -o log=syslog|stderr|/PATH: where a mount's log goes. Empty (default): stderr in the
+  // foreground; once a background mount detaches, syslog, unless stderr was redirected
+  // to a file (`2>mount.log`), which keeps it. A /PATH file is created mode 0600.
+  std::string log;
 
   // Options for libfuse's fuse_session_new ("-o" list, already validated), in order.
   std::vector<std::string> fuse_options;

@@ -12,6 +12,7 @@
 #include "common/cluster_file.h"
 #include "common/cluster_key.h"
 #include "common/fd_limit.h"
+#include "common/service_notify.h"
 #include "metadata/meta_ops.h"
 #include "transport/transport_flags.h"
 #include "transport/transport.h"
@@ -39,16 +40,23 @@ int main(int argc, char** argv) {
   bool inline_handlers = true;
   bool msync = false;
   transport::DeviceOptions dev;
-  app.add_option("--pool", pool_path, "Path of the metadata pool file")->required();
-  app.add_option("--listen", listen, "Address to listen on, HOST:PORT (port 0: any free port)")
-      ->capture_default_str();
+  auto* pool_opt = app.add_option("--pool", pool_path,
+                                  "Path of the metadata pool file (default with "
+                                  "--cluster-file: the file's meta line)");
+  auto* listen_opt =
+      app.add_option("--listen", listen,
+                     "Address to listen on, HOST:PORT (port 0: any free port; default with "
+                     "--cluster-file: the file's meta line)")
+          ->capture_default_str();
   auto* data_opt = app.add_option(
       "--data", data,
       "A data server's address HOST:PORT, handed to clients; repeat once per data pool, in "
       "pool index order");
   auto* file_opt = app.add_option("--cluster-file", cluster_file,
-                                  "Take the data servers' addresses from this cluster file's "
-                                  "data lines instead of --data");
+                                  "Take everything from this cluster file: the pool and "
+                                  "listen address from its meta line (unless --pool/--listen "
+                                  "are given), the data servers' addresses from its data "
+                                  "lines (instead of --data), the cluster UUID to expect");
   data_opt->excludes(file_opt);
   std::string key_file;
   app.add_option("--key-file", key_file, kKeyFileHelp);
@@ -135,6 +143,20 @@ int main(int argc, char** argv) {
     std::cerr << "dpmfs-meta: error: " << st.ToString() << "\n";
     return 1;
   };
+  pool::OpenExpectations expect;
+  expect.role = pool::Role::kMetadata;
+  if (!cluster_file.empty()) {
+    auto cf = ParseClusterFile(cluster_file);
+    if (!cf.ok()) return fail(cf.status());
+    for (const auto& d : cf->data) data.push_back(d.endpoint.ToString());
+    if (pool_opt->count() == 0) pool_path = cf->meta.pool_path;
+    if (listen_opt->count() == 0) listen = cf->meta.endpoint.ToString();
+    if (cf->cluster) expect.cluster = *cf->cluster;
+  } else if (pool_path.empty()) {
+    std::cerr << "dpmfs-meta: --pool PATH (or --cluster-file FILE) is required\n"
+              << "Run with --help for more information.\n";
+    return 2;
+  }
   auto ep = Endpoint::Parse(listen);
   if (!ep.ok()) return fail(ep.status());
   auto backend = transport::ParseBackend(transport_name);
@@ -143,11 +165,6 @@ int main(int argc, char** argv) {
   auto key = LoadClusterKey(key_file, cluster_file);
   if (!key.ok()) return fail(key.status());
   dev.cluster_key = *key;
-  if (!cluster_file.empty()) {
-    auto cf = ParseClusterFile(cluster_file);
-    if (!cf.ok()) return fail(cf.status());
-    for (const auto& d : cf->data) data.push_back(d.endpoint.ToString());
-  }
   if (data.empty()) {
     return fail(Status::InvalidArgument(
         "no data servers: pass --data HOST:PORT once per data pool, or --cluster-file"));
@@ -181,8 +198,6 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  pool::OpenExpectations expect;
-  expect.role = pool::Role::kMetadata;
   auto store = meta::MetaStore::Open(pool_path, expect, msync);
   if (!store.ok()) return fail(store.status().WithContext("opening " + pool_path));
   const uint64_t fds_needed = uint64_t{ro.max_connections} + dev.soft_max_pending_handshakes +
@@ -207,6 +222,8 @@ int main(int argc, char** argv) {
   meta::DataServerZeroer zeroer(**device, (*store)->pool_info().cluster.bytes,
                                 std::move(zero_targets));
   if (!no_scrub) opts.zeroer = &zeroer;
+  // Printed (PROGRESS lines) and told to systemd, so a long replay is waited for.
+  opts.recovery_progress = [](std::string_view what) { ServiceProgress(what); };
   meta::RecoveryStats rs;
   auto service = meta::MetaService::Open(std::move(*store), opts, &rs);
   if (!service.ok()) return fail(service.status().WithContext("recovering " + pool_path));
@@ -224,12 +241,12 @@ int main(int argc, char** argv) {
   if (!server.ok()) return fail(server.status().WithContext("listening on " + listen));
   (*service)->AttachRpcServer(server->get());
   (*service)->Start();
-  std::printf("READY %s\n", (*server)->endpoint().ToString().c_str());
-  std::fflush(stdout);
+  ServiceReady((*server)->endpoint().ToString());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {} received; stopping", sig);
+  ServiceStopping();
   (*server)->Stop();
   Status st = (*service)->Stop();
   auto ss = (*service)->stats();

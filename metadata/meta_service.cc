@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 
 #include "metadata/mutation.h"
@@ -101,10 +102,33 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   RecoveryStats local;
   if (stats == nullptr) stats = &local;
   MetaService* s = svc.get();
+  auto progress = [&options](const std::string& what) {
+    if (options.recovery_progress) options.recovery_progress(what);
+  };
+  // Replay reports once a second, so a supervisor sees a long replay move.
+  uint64_t replayed = 0;
+  auto last_report = std::chrono::steady_clock::now();
+  progress("loading the metadata checkpoint");
   Status st = s->store_->Recover(
-      [s](std::span<const uint8_t> blob) { return s->ns_->Load(blob); },
-      [s](uint64_t lsn, std::span<const uint8_t> rec) { return s->ReplayRecord(lsn, rec); }, stats);
+      [s, &progress](std::span<const uint8_t> blob) {
+        Status loaded = s->ns_->Load(blob);
+        progress("checkpoint loaded (" + std::to_string(blob.size()) +
+                 " bytes); replaying the journal");
+        return loaded;
+      },
+      [s, &progress, &replayed, &last_report](uint64_t lsn, std::span<const uint8_t> rec) {
+        ++replayed;
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_report >= std::chrono::seconds(1)) {
+          last_report = now;
+          progress("replaying the journal: " + std::to_string(replayed) +
+                   " records so far (LSN " + std::to_string(lsn) + ")");
+        }
+        return s->ReplayRecord(lsn, rec);
+      },
+      stats);
   if (!st.ok()) return st;
+  progress("journal replayed: " + std::to_string(stats->records_replayed) + " records");
   if (stats->records_replayed > 0) {
     st = s->ns_->CheckInvariants();
     if (!st.ok()) {
@@ -117,6 +141,7 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   // A checkpoint now makes the next recovery short, and on a fresh file system puts the
   // root directory on the pool.
   if (stats->checkpoint_lsn == 0 || stats->records_replayed > 0) {
+    progress("writing a checkpoint of the recovered namespace");
     std::unique_lock lock(s->mu_);
     Status ck = s->CheckpointLocked();
     if (ck.code() == StatusCode::kResourceExhausted) {

@@ -25,12 +25,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -45,6 +47,10 @@
 namespace dpmfs::meta {
 
 struct MetaServiceOptions {
+  // Told what recovery is doing while Open runs (loading the checkpoint, every second of
+  // journal replay, the checkpoint after it): dpmfs-meta passes it on to its supervisor
+  // (common/service_notify.h), which then waits as long as progress continues.
+  std::function<void(std::string_view what)> recovery_progress;
   // Data server addresses, in data pool index order (their count must equal the
   // superblock's data pools).
   std::vector<std::string> data_endpoints;

@@ -30,6 +30,7 @@
 
 #include "common/crc32c.h"
 #include "common/byte_codec.h"
+#include "common/pool_lock.h"
 #include "metadata/meta_protocol.h"
 
 namespace dpmfs::meta {
@@ -654,9 +655,10 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& path,
   if (::flock(lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     if (err == EWOULDBLOCK) {
-      return Status::FailedPrecondition("metadata pool " + path +
-                                        " is in use (another dpmfs-meta, or another open of "
-                                        "it in this process, holds its lock)");
+      return Status::FailedPrecondition("metadata pool " + path + " is in use by " +
+                                        pool::DescribeLockHolder(path) +
+                                        " (another dpmfs-meta, or another open of it in this "
+                                        "process, holds its lock)");
     }
     return Status::FromErrno(err, "cannot lock metadata pool " + path);
   }

@@ -15,8 +15,6 @@
 // Exit codes: 0 success, 1 runtime failure ("mkfs.dpmfs: error: ..."), 2 usage error
 // (bad flags, a bad cluster file, or a geometry FormatPool rejects as invalid).
 // Thread-safety: single-threaded program.
-#include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,10 +34,11 @@
 #include "common/cluster_file.h"
 #include "mkfs/key_command.h"
 #include "common/pool.h"
+#include "common/pool_lock.h"
 #include "common/status.h"
-#include "common/unique_fd.h"
 #include "metadata/meta_protocol.h"
 #include "metadata/meta_store.h"
+#include "mkfs/cluster_selection.h"
 
 namespace dpmfs::mkfs {
 namespace {
@@ -141,16 +140,12 @@ bool HoldsPool(const std::string& path) {
          info.status().code() == StatusCode::kNotSupported;
 }
 
-// A running dpmfs-meta holds a flock on its pool (meta::MetaStore::Open): formatting it
-// under the server's feet would destroy the file system it is serving, --force or not.
-Status CheckMetaPoolNotInUse(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return Status::OK();  // nothing there, or FormatPool reports why
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-    return Status::FailedPrecondition(path +
-                                      " is in use by a running metadata server; stop it first");
-  }
-  return Status::OK();  // the probe's lock goes with the descriptor
+// A non-empty regular file without the dpmfs magic: someone's data (FormatPool refuses
+// it without --force; the cluster command says so before touching any pool).
+bool HoldsOtherData(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) > 0 &&
+         !HoldsPool(path);
 }
 
 std::string DescribePool(const std::string& path) {
@@ -288,7 +283,6 @@ Result<pool::PoolInfo> FormatWithProgress(const std::string& path, const pool::P
 Result<pool::PoolInfo> FormatMetaPool(const std::string& path, uint64_t pool_size,
                                       const pool::ClusterUuid& cluster,
                                       const meta::MetaFormatOptions& options, bool force) {
-  DPMFS_RETURN_IF_ERROR(CheckMetaPoolNotInUse(path));
   DPMFS_ASSIGN_OR_RETURN(
       pool::PoolInfo info,
       FormatWithProgress(path, {pool::Role::kMetadata, cluster, 0, kMetaBlockSize, pool_size},
@@ -430,30 +424,55 @@ struct MetaCommand {
   }
 };
 
-// `mkfs.dpmfs cluster CLUSTER_FILE`
+// `mkfs.dpmfs cluster CLUSTER_FILE [--only meta|data:N ...]`
 struct ClusterCommand {
   CLI::App* cmd = nullptr;
   std::string file;
+  std::vector<std::string> only;
   bool force = false;
 
   void Register(CLI::App& app) {
     cmd = app.add_subcommand("cluster",
-                             "Format every pool a cluster file names: each data pool (index = "
-                             "order of its line), then the metadata pool");
+                             "Format this host's pools of a cluster file: the lines whose "
+                             "address is this host's (loopback counts), or those named by "
+                             "--only; data pools (index = order of their lines) first, then "
+                             "the metadata pool");
     cmd->add_option("CLUSTER_FILE", file,
                     "Cluster file (see 'Cluster file' below); mkfs.dpmfs never rewrites it")
         ->required();
+    cmd->add_option("--only", only,
+                    "Format only these pools, whatever their addresses: 'meta' or 'data:N' "
+                    "(repeat, or separate with commas). The metadata pool needs only the "
+                    "file's data lines, not the data pool files")
+        ->delimiter(',');
     cmd->add_flag("--force", force,
-                  "Overwrite pool files that already hold dpmfs pools. Without it nothing is "
-                  "touched if any of them does");
+                  "Overwrite pool files that already hold dpmfs pools or other contents. "
+                  "Without it nothing is touched if any of them does. A pool a running "
+                  "server holds is refused even with --force");
   }
 
   int Run() {
     Result<ClusterFile> parsed = ParseClusterFile(file);
     if (!parsed.ok()) return Fail(parsed.status(), /*invalid_argument_is_usage=*/true);
     const ClusterFile& cf = *parsed;
+    Result<ClusterSelection> selected = SelectPools(cf, only);
+    if (!selected.ok()) return Fail(selected.status(), /*invalid_argument_is_usage=*/true);
+    const ClusterSelection& sel = *selected;
+    if (!sel.all() && !cf.cluster) {
+      // Each host would otherwise make up a UUID of its own: pools of one cluster that
+      // refuse each other.
+      return Fail(Status::InvalidArgument(
+                      file + " has no cluster_uuid line, and this host formats only part of "
+                             "the cluster: the other hosts must give their pools the same "
+                             "UUID. Add 'cluster_uuid " +
+                      pool::ClusterUuid::Generate().ToString() +
+                      "' (or any UUID) to the file on every host"),
+                  true);
+    }
 
-    // Everything that can be checked is checked before the first pool is touched.
+    // Everything that can be checked is checked before the first pool is touched. The
+    // metadata pool describes the data pools from the file's sizes, so their files need
+    // not be on this host.
     meta::MetaFormatOptions options;
     options.stripe_unit = cf.stripe_unit;
     options.replicas = cf.replicas;
@@ -466,18 +485,28 @@ struct ClusterCommand {
                                  cf.meta.pool_path),
                   true);
     }
-    std::vector<const ClusterFile::Daemon*> all;
-    for (const ClusterFile::Daemon& d : cf.data) all.push_back(&d);
-    all.push_back(&cf.meta);
-    if (Status st = CheckMetaPoolNotInUse(cf.meta.pool_path); !st.ok()) {
-      return Fail(st.WithContext("refusing to format the cluster of " + file));
+    std::vector<const ClusterFile::Daemon*> mine;
+    for (size_t i = 0; i < cf.data.size(); ++i) {
+      if (sel.data[i]) mine.push_back(&cf.data[i]);
+    }
+    if (sel.meta) mine.push_back(&cf.meta);
+    // A pool a running server holds is never formatted (FormatPool refuses it too, but
+    // by then the pools before it would be formatted already).
+    for (const ClusterFile::Daemon* d : mine) {
+      if (Status st = pool::CheckPoolNotInUse(d->pool_path); !st.ok()) {
+        return Fail(st.WithContext("refusing to format the cluster of " + file +
+                                   " (nothing was changed)"));
+      }
     }
     if (!force) {
       std::string existing;
-      for (const ClusterFile::Daemon* d : all) {
+      for (const ClusterFile::Daemon* d : mine) {
         if (HoldsPool(d->pool_path)) {
           existing += (existing.empty() ? "" : "; ") + d->pool_path + " already holds " +
                       DescribePool(d->pool_path);
+        } else if (HoldsOtherData(d->pool_path)) {
+          existing += (existing.empty() ? "" : "; ") + d->pool_path +
+                      " exists and is not a dpmfs pool";
         }
       }
       if (!existing.empty()) {
@@ -487,7 +516,7 @@ struct ClusterCommand {
                                           "(destroys their contents)"));
       }
     }
-    for (const ClusterFile::Daemon* d : all) {
+    for (const ClusterFile::Daemon* d : mine) {
       std::filesystem::path parent = std::filesystem::path(d->pool_path).parent_path();
       std::error_code ec;
       if (!parent.empty() && !std::filesystem::create_directories(parent, ec) && ec) {
@@ -499,6 +528,7 @@ struct ClusterCommand {
     const bool generated = !cf.cluster.has_value();
     const pool::ClusterUuid cluster = generated ? pool::ClusterUuid::Generate() : *cf.cluster;
     for (size_t i = 0; i < cf.data.size(); ++i) {
+      if (!sel.data[i]) continue;
       const ClusterFile::Daemon& d = cf.data[i];
       Result<pool::PoolInfo> info = FormatWithProgress(
           d.pool_path,
@@ -509,18 +539,23 @@ struct ClusterCommand {
                     true);
       }
     }
-    Result<pool::PoolInfo> meta_info =
-        FormatMetaPool(cf.meta.pool_path, cf.meta.pool_size, cluster, options, force);
-    if (!meta_info.ok()) {
-      return Fail(meta_info.status().WithContext(cf.Where(cf.meta) + ": metadata pool"), true);
+    std::optional<meta::Superblock> sb;
+    if (sel.meta) {
+      Result<pool::PoolInfo> meta_info =
+          FormatMetaPool(cf.meta.pool_path, cf.meta.pool_size, cluster, options, force);
+      if (!meta_info.ok()) {
+        return Fail(meta_info.status().WithContext(cf.Where(cf.meta) + ": metadata pool"), true);
+      }
+      Result<meta::Superblock> read = meta::ReadSuperblock(cf.meta.pool_path);
+      if (!read.ok()) return Fail(read.status());
+      sb = *read;
     }
-    Result<meta::Superblock> sb = meta::ReadSuperblock(cf.meta.pool_path);
-    if (!sb.ok()) return Fail(sb.status());
 
-    std::cout << "formatted cluster " << cluster.ToString() << " from " << file << "\n";
+    std::cout << "formatted cluster " << cluster.ToString() << " from " << file
+              << (sel.all() ? "" : " (this host's pools)") << "\n";
     if (!EnsureClusterKey(file)) return 1;
     size_t width = 4;
-    for (const ClusterFile::Daemon* d : all) width = std::max(width, d->pool_path.size());
+    for (const ClusterFile::Daemon* d : mine) width = std::max(width, d->pool_path.size());
     auto row = [&](const std::string& role, const std::string& index, const std::string& path,
                    const std::string& pool_size, const std::string& endpoint) {
       std::cout << std::left << std::setw(10) << role << std::setw(7) << index
@@ -529,16 +564,23 @@ struct ClusterCommand {
     };
     row("ROLE", "INDEX", "PATH", "SIZE", "ENDPOINT");
     for (size_t i = 0; i < cf.data.size(); ++i) {
+      if (!sel.data[i]) continue;
       const ClusterFile::Daemon& d = cf.data[i];
       row("data", std::to_string(i), d.pool_path, pool::FormatSize(d.pool_size),
           d.endpoint.ToString());
     }
-    row("metadata", "-", cf.meta.pool_path, pool::FormatSize(cf.meta.pool_size),
-        cf.meta.endpoint.ToString());
+    if (sel.meta) {
+      row("metadata", "-", cf.meta.pool_path, pool::FormatSize(cf.meta.pool_size),
+          cf.meta.endpoint.ToString());
+    }
+    for (const std::string& s : sel.skipped) std::cout << "not formatted here: " << s << "\n";
     std::cout << "block size " << cf.block_size << ", stripe unit "
-              << pool::FormatSize(cf.stripe_unit) << ", journal "
-              << pool::FormatSize(sb->journal_size) << ", checkpoint slots 2 x "
-              << pool::FormatSize(sb->checkpoint_slot_size) << "\n";
+              << pool::FormatSize(cf.stripe_unit);
+    if (sb) {
+      std::cout << ", journal " << pool::FormatSize(sb->journal_size) << ", checkpoint slots 2 x "
+                << pool::FormatSize(sb->checkpoint_slot_size);
+    }
+    std::cout << "\n";
     if (generated) {
       std::cout << "new cluster UUID " << cluster.ToString() << " (" << file
                 << " is left as it is; add 'cluster_uuid " << cluster.ToString()

@@ -15,6 +15,8 @@ packages=(
   libboost-dev                                               # Boost.Intrusive, small_vector: rpc/reply_cache.h
   libcli11-dev                                               # command lines
   libsodium-dev                                              # cluster key, handshake MACs (docs/security.md)
+  libsystemd-dev                                             # sd_notify (Type=notify units)
+  help2man                                                   # man pages from --help
   procps psmisc                                              # free (tests/vm), fuser (launcher, tests)
   fio bindfs                                                 # e2e tests and benchmarks (fio, and a
                                                              # FUSE passthrough for dpmfs-bench fs)

@@ -3,6 +3,7 @@
 #include "common/pool.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "common/crc32c.h"
+#include "common/pool_lock.h"
 
 namespace dpmfs::pool {
 namespace {
@@ -147,7 +149,9 @@ TEST_F(PoolTest, PoolIsTheOwnersOnly) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   WriteFile(Path("old"), 0, "not a pool", 10);
   ASSERT_EQ(::chmod(Path("old").c_str(), 0644), 0);
-  Format(Path("old"));
+  FormatOptions forced = Options();
+  forced.force = true;  // "not a pool" is someone's file: only overwritten when forced
+  ASSERT_TRUE(FormatPool(Path("old"), forced).ok());
   ASSERT_EQ(::stat(Path("old").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   ::umask(old_umask);
@@ -219,12 +223,51 @@ TEST_F(PoolTest, RefusesFileWithOnlyOurMagic) {
   EXPECT_TRUE(FormatPool(path, o).ok());
 }
 
-TEST_F(PoolTest, OverwritesFileThatIsNotAPool) {
+TEST_F(PoolTest, RefusesFileThatIsNotAPoolWithoutForce) {
   std::string path = Path();
   std::string text = "just some text, not a pool\n";
   WriteFile(path, 0, text.data(), text.size());
   Result<PoolInfo> r = FormatPool(path, Options());
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r.status().code(), StatusCode::kAlreadyExists) << r.status().ToString();
+  EXPECT_THAT(r.status().message(), HasSubstr(path + " exists and is not a dpmfs pool"));
+  EXPECT_THAT(r.status().message(), HasSubstr("--force"));
+  EXPECT_EQ(ReadFile(path, 0, text.size()), std::vector<uint8_t>(text.begin(), text.end()));
+  FormatOptions o = Options();
+  o.force = true;
+  ASSERT_TRUE(FormatPool(path, o).ok());
+  // An empty file holds nothing to lose: formatted without --force.
+  std::string empty = Path("empty");
+  std::ofstream(empty).close();
+  EXPECT_TRUE(FormatPool(empty, Options()).ok());
+}
+
+// A pool whose lock another open file description holds (a running server) is refused
+// even with --force; the refusal names the holder.
+TEST_F(PoolTest, RefusesPoolInUseEvenWithForce) {
+  std::string path = Path();
+  Format(path);
+  int holder = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(holder, 0);
+  ASSERT_EQ(::flock(holder, LOCK_EX | LOCK_NB), 0);
+  FormatOptions o = Options();
+  o.force = true;
+  o.geometry.cluster = ClusterUuid::Generate();
+  Result<PoolInfo> r = FormatPool(path, o);
+  ASSERT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
+  EXPECT_THAT(r.status().message(), HasSubstr(path + " is in use"));
+  EXPECT_THAT(r.status().message(), HasSubstr("pid " + std::to_string(::getpid())));
+  EXPECT_EQ(ReadPoolHeader(path)->cluster, cluster_);  // untouched
+  EXPECT_EQ(CheckPoolNotInUse(path).code(), StatusCode::kFailedPrecondition);
+  Result<PoolLock> second = PoolLock::Acquire(path);
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  ::close(holder);
+  EXPECT_TRUE(CheckPoolNotInUse(path).ok());
+  {
+    Result<PoolLock> lock = PoolLock::Acquire(path);
+    ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+    EXPECT_EQ(FormatPool(path, o).status().code(), StatusCode::kFailedPrecondition);
+  }
+  EXPECT_TRUE(FormatPool(path, o).ok());
 }
 
 TEST_F(PoolTest, ForceZeroesDataUnlessNoZero) {
@@ -324,8 +367,8 @@ TEST_F(PoolTest, BadMagic) {
   EXPECT_THAT(r.status().message(), HasSubstr("not a dpmfs pool (no dpmfs header)"));
   EXPECT_THAT(r.status().message(), HasSubstr("mkfs.dpmfs"));
   EXPECT_THAT(r.status().message(), HasSubstr(path));
-  // Without the magic, mkfs treats the file as not ours and formats it without --force.
-  EXPECT_TRUE(FormatPool(path, Options()).ok());
+  // Without the magic the file is not ours: formatted only with --force.
+  EXPECT_EQ(FormatPool(path, Options()).status().code(), StatusCode::kAlreadyExists);
 
   std::string zeros = Path("zeros");
   std::ofstream(zeros).close();

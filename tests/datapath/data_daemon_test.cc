@@ -99,6 +99,101 @@ TEST_F(DataDaemonTest, VerbsWithoutDeviceSaysWhy) {
   EXPECT_NE(r.err.find("RDMA"), std::string::npos) << r.err;
 }
 
+// Two data servers on one pool would each believe they own it: the second is refused
+// with the first one's pid in the message, and the pool is free again once it stops.
+TEST_F(DataDaemonTest, SecondServerOnTheSamePoolIsRefused) {
+  std::string out = (dir_ / "first").string();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    FILE* f = std::freopen(out.c_str(), "w", stdout);
+    (void)f;
+    execl(DPMFS_DATA_BIN, DPMFS_DATA_BIN, "--pool", pool_.c_str(), "--listen", "127.0.0.1:0",
+          "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string ready;
+  for (int i = 0; i < 200 && ready.find("READY ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream f(out);
+    ready.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  EXPECT_NE(ready.find("READY "), std::string::npos) << ready;
+  ProcessRun second = RunDaemon({"--pool", pool_, "--listen", "127.0.0.1:0"}, dir_);
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.err.find(pool_ + " is in use"), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("pid " + std::to_string(pid) + " (dpmfs-data)"), std::string::npos)
+      << second.err;
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// `dpmfs-data --cluster-file FILE --index N`: pool, address and cluster UUID from the
+// file's lines; mistakes in the flags or the index are said clearly.
+TEST_F(DataDaemonTest, ClusterFileAndIndexConfigureTheServer) {
+  auto info = dpmfs::pool::ReadPoolHeader(pool_);
+  ASSERT_TRUE(info.ok());
+  // data line 1 is our pool (index 0 in its header: refused), line 0 another path.
+  std::string conf = (dir_ / "cluster.conf").string();
+  std::ofstream(conf) << "cluster_uuid " << info->cluster.ToString() << "\n"
+                      << "meta 127.0.0.1:1 meta.pool 8M\n"
+                      << "data 127.0.0.1:0x data1.pool 8M\n";
+  ProcessRun bad_file = RunDaemon({"--cluster-file", conf, "--index", "0"}, dir_);
+  EXPECT_EQ(bad_file.exit_code, 1);
+  EXPECT_NE(bad_file.err.find(conf + ":3: bad address"), std::string::npos) << bad_file.err;
+
+  std::ofstream(conf) << "cluster_uuid " << info->cluster.ToString() << "\n"
+                      << "meta 127.0.0.1:1 meta.pool 8M\n"
+                      << "data 127.0.0.1:2 data0.pool 8M\n"
+                      << "data 127.0.0.1:3 other.pool 8M\n";
+  ProcessRun no_index = RunDaemon({"--cluster-file", conf}, dir_);
+  EXPECT_EQ(no_index.exit_code, 2);
+  EXPECT_NE(no_index.err.find("--cluster-file needs --index"), std::string::npos) << no_index.err;
+  ProcessRun both = RunDaemon({"--cluster-file", conf, "--index", "0", "--pool", pool_}, dir_);
+  EXPECT_EQ(both.exit_code, 2);
+  ProcessRun beyond = RunDaemon({"--cluster-file", conf, "--index", "2"}, dir_);
+  EXPECT_EQ(beyond.exit_code, 1);
+  EXPECT_NE(beyond.err.find("indexes 0 to 1"), std::string::npos) << beyond.err;
+  ProcessRun missing = RunDaemon({"--cluster-file", conf, "--index", "1"}, dir_);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find((dir_ / "other.pool").string()), std::string::npos) << missing.err;
+
+  // Index 0: serves data0.pool, listening where the file says (port 0 is not allowed in a
+  // file, so --listen overrides the address here to get a free port).
+  std::string out = (dir_ / "ready").string();
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    FILE* f = std::freopen(out.c_str(), "w", stdout);
+    (void)f;
+    execl(DPMFS_DATA_BIN, DPMFS_DATA_BIN, "--cluster-file", conf.c_str(), "--index", "0",
+          "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string ready;
+  for (int i = 0; i < 200 && ready.find("READY ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream f(out);
+    ready.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  EXPECT_NE(ready.find("READY 127.0.0.1:"), std::string::npos) << ready;
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+
+  // A cluster_uuid that is not the pool's: refused.
+  std::ofstream(conf) << "cluster_uuid 2c5f39cb-3fb2-42e3-994f-1127e4ddb538\n"
+                      << "meta 127.0.0.1:1 meta.pool 8M\n"
+                      << "data 127.0.0.1:2 data0.pool 8M\n";
+  ProcessRun foreign = RunDaemon({"--cluster-file", conf, "--index", "0", "--listen",
+                                  "127.0.0.1:0"}, dir_);
+  EXPECT_EQ(foreign.exit_code, 1);
+  EXPECT_NE(foreign.err.find("belongs to cluster"), std::string::npos) << foreign.err;
+}
+
 TEST_F(DataDaemonTest, ReadyThenCleanStopOnSigterm) {
   std::string out = (dir_ / "ready").string();
   pid_t pid = fork();

@@ -59,6 +59,20 @@ TEST(MountOptions, OurOptions) {
   }
 }
 
+// Where a detached mount logs: syslog, stderr or an absolute file; anything else is a
+// usage error naming the forms (a relative path would depend on the helper's cwd).
+TEST(MountOptions, LogTarget) {
+  EXPECT_EQ(Parse({"h:1", "/mnt/x"})->log, "");
+  EXPECT_EQ(Parse({"h:1", "/mnt/x", "-o", "log=syslog"})->log, "syslog");
+  EXPECT_EQ(Parse({"h:1", "/mnt/x", "-o", "log=stderr"})->log, "stderr");
+  EXPECT_EQ(Parse({"h:1", "/mnt/x", "-o", "log=/var/log/dpmfs.log"})->log, "/var/log/dpmfs.log");
+  auto bad = Parse({"h:1", "/mnt/x", "-o", "log=relative.log"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("expected syslog, stderr or an absolute file path"),
+            std::string::npos);
+  EXPECT_FALSE(Parse({"h:1", "/mnt/x", "-o", "log="}).ok());
+}
+
 TEST(MountOptions, DebugImpliesForeground) {
   auto o = Parse({"h:1", "/m", "-d"});
   ASSERT_TRUE(o.ok());

@@ -5,6 +5,9 @@
 // quarantine flag; refused pools and flags. Also measures single-client create and stat
 // rates (recorded as properties).
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <gtest/gtest.h>
 #include <linux/falloc.h>
 #include <signal.h>
@@ -574,6 +577,94 @@ TEST_F(MetaServerTest, ClusterFileNamesTheDataServers) {
   ASSERT_EQ(c->cluster().servers.size(), 2u);
   EXPECT_EQ(c->cluster().servers[0].endpoint, "10.0.0.1:7201");
   EXPECT_EQ(c->cluster().servers[1].endpoint, "10.0.0.2:7202");
+}
+
+// A port nobody listens on right now (bound and released: another test could take it
+// in between, which a retry of the test would survive).
+uint16_t FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// `dpmfs-meta --cluster-file FILE` alone: the pool and the listen address come from the
+// file's meta line, and a cluster_uuid line is checked against the pool.
+TEST_F(MetaServerTest, ClusterFileAloneConfiguresTheServer) {
+  cluster_file_ = dir_ + "/cluster";
+  const std::string addr = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
+  std::ofstream(cluster_file_) << "meta " << addr << " meta.pool 32M\n"
+                               << "data 10.0.0.1:7201 data0.pool 64M\n"
+                               << "data 10.0.0.2:7202 data1.pool 64M\n";
+  DaemonOptions o;
+  o.name = "metadata server";
+  o.log_prefix = "meta";
+  o.log_dir = dir_;
+  o.argv = {DPMFS_META_BIN, "--cluster-file", cluster_file_, "--no-scrub"};
+  auto started = DaemonProcess::Start(o, ++generation_);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  EXPECT_EQ(started.value()->endpoint().ToString(), addr);
+  started.value().reset();
+
+  std::ofstream(cluster_file_) << "cluster_uuid 2c5f39cb-3fb2-42e3-994f-1127e4ddb538\n"
+                               << "meta " << addr << " meta.pool 32M\n"
+                               << "data 10.0.0.1:7201 data0.pool 64M\n"
+                               << "data 10.0.0.2:7202 data1.pool 64M\n";
+  auto refused = DaemonProcess::Start(o, ++generation_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("belongs to cluster"), std::string::npos)
+      << refused.status().ToString();
+  std::string err;
+  EXPECT_EQ(RunCommand({DPMFS_META_BIN, "--listen", "127.0.0.1:0"}, &err, dir_), 2);
+  EXPECT_NE(err.find("--pool PATH (or --cluster-file FILE) is required"), std::string::npos)
+      << err;
+}
+
+// Recovery tells its supervisor how far it got: PROGRESS lines on stdout (tools/dpmfs
+// waits while they come) and, under systemd, sd_notify datagrams on $NOTIFY_SOCKET
+// (EXTEND_TIMEOUT_USEC and STATUS while replaying, then READY=1), checked here on a socket
+// of the test's own.
+TEST_F(MetaServerTest, RecoveryReportsProgressToItsSupervisor) {
+  StartServer();
+  {
+    auto c = Connect();
+    ASSERT_NE(c, nullptr);
+    for (int i = 0; i < 20; ++i) Mkdir(*c, kRootInode, "d" + std::to_string(i));
+  }
+  KillServer();  // the mkdirs stay in the journal: the next start replays them
+
+  const std::string sock_path = dir_ + "/notify.sock";
+  int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock_path.c_str());
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
+  StartServer();
+  ::unsetenv("NOTIFY_SOCKET");
+  std::string notes;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(sock, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+    notes.append(buf, static_cast<size_t>(n)).append("|");
+  }
+  ::close(sock);
+  EXPECT_NE(notes.find("EXTEND_TIMEOUT_USEC=30000000\nSTATUS=loading the metadata checkpoint"),
+            std::string::npos)
+      << notes;
+  EXPECT_NE(notes.find("STATUS=journal replayed: "), std::string::npos) << notes;
+  EXPECT_NE(notes.find("READY=1\nSTATUS=serving on " + listen_), std::string::npos) << notes;
+
+  std::ifstream out(dir_ + "/meta-" + std::to_string(generation_) + ".out");
+  std::string text((std::istreambuf_iterator<char>(out)), {});
+  EXPECT_NE(text.find("PROGRESS journal replayed: "), std::string::npos) << text;
+  EXPECT_LT(text.find("PROGRESS "), text.find("READY "));
 }
 
 // A record inside the acknowledged part of the journal is damaged: the server refuses to

@@ -1,6 +1,7 @@
 // Runs the real mkfs.dpmfs binary (MKFS_BIN, set by CMake) and checks exit codes, output
 // and the pools it leaves behind.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/local_address.h"
 #include "common/pool.h"
 #include "metadata/meta_store.h"
 
@@ -209,6 +211,44 @@ TEST_F(MkfsTest, RefusesExistingPoolWithoutForce) {
   EXPECT_EQ(after->pool_size, 8u << 20);
 }
 
+TEST_F(MkfsTest, RefusesFileThatIsNotAPoolWithoutForce) {
+  std::ofstream(Path()) << "precious notes, not a pool\n";
+  RunResult r = Run({"data", Path(), "--size", "4M"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(Path() + " exists and is not a dpmfs pool"));
+  EXPECT_THAT(r.err, HasSubstr("--force"));
+  EXPECT_EQ(Slurp(Path()), "precious notes, not a pool\n");
+  r = Run({"data", Path(), "--size", "4M", "--force"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(pool::ReadPoolHeader(Path()).ok());
+}
+
+// A running server holds an exclusive flock on its pool (here the test holds it):
+// formatting it is refused even with --force, by data, meta and cluster alike.
+TEST_F(MkfsTest, RefusesPoolInUseEvenWithForce) {
+  ASSERT_EQ(Run({"data", Path(), "--size", "4M"}).code, 0);
+  auto before = pool::ReadPoolHeader(Path());
+  ASSERT_TRUE(before.ok());
+  int holder = ::open(Path().c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(holder, 0);
+  ASSERT_EQ(::flock(holder, LOCK_EX | LOCK_NB), 0);
+  RunResult r = Run({"data", Path(), "--size", "4M", "--force"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(Path() + " is in use"));
+  EXPECT_THAT(r.err, HasSubstr("pid " + std::to_string(::getpid())));
+  EXPECT_EQ(pool::ReadPoolHeader(Path())->cluster, before->cluster);
+
+  std::string conf = Path("cluster.conf");
+  std::ofstream(conf) << "meta 127.0.0.1:7100 " << Path("meta.pool") << " 4M\n"
+                      << "data 127.0.0.1:7101 " << Path() << " 4M\n";
+  r = Run({"cluster", conf, "--force"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(Path() + " is in use"));
+  EXPECT_FALSE(std::filesystem::exists(Path("meta.pool")));
+  ::close(holder);
+  EXPECT_EQ(Run({"data", Path(), "--size", "4M", "--force"}).code, 0);
+}
+
 TEST_F(MkfsTest, InvalidGeometryIsUsageError) {
   RunResult r = Run({"data", Path(), "--size", "1M"});
   EXPECT_EQ(r.code, 2);
@@ -396,7 +436,7 @@ TEST_F(MkfsMetaTest, RefusesExistingPoolWithoutForce) {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     r = Run({"meta", Path("meta"), "--size", "4M", "--data-pool", Data(0), "--force"});
     EXPECT_EQ(r.code, 1);
-    EXPECT_THAT(r.err, HasSubstr("in use by a running metadata server"));
+    EXPECT_THAT(r.err, HasSubstr(Path("meta") + " is in use by pid " + std::to_string(::getpid())));
   }
   // A data pool is never taken for the metadata pool, forced or not.
   r = Run({"meta", Data(0), "--size", "4M", "--data-pool", Data(0), "--force"});
@@ -549,6 +589,70 @@ TEST_F(MkfsClusterTest, RefusesBeforeTouchingAnything) {
   EXPECT_NE(after->cluster, before->cluster);
   EXPECT_EQ(after->index, 1u);
   EXPECT_EQ(pool::ReadPoolHeader(Path("new/meta.pool"))->cluster, after->cluster);
+}
+
+// One cluster file for every host: each formats the lines whose address is its own
+// (loopback is; 203.0.113.0/24 is TEST-NET-3, documentation only), or those --only names.
+// The metadata pool is made without the data pool files: their geometry is the file's.
+TEST_F(MkfsClusterTest, FormatsOnlyThisHostsLines) {
+  for (const char* host : {"203.0.113.1", "203.0.113.2"}) {
+    Result<bool> local = IsLocalHost(host);
+    if (!local.ok() || *local) GTEST_SKIP() << host << " is an address of this host";
+  }
+  const std::string lines = "meta 127.0.0.1:7100 meta.pool 8M\n"
+                            "data 127.0.0.1:7101 data0.pool 4M\n"
+                            "data 203.0.113.1:7102 data1.pool 6M\n";
+  std::string conf = WriteClusterFile(std::string("cluster_uuid ") + kUuid + "\n" + lines);
+  RunResult r = Run({"cluster", conf});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("(this host's pools)"));
+  EXPECT_THAT(r.out, HasSubstr("not formatted here: data 1 (203.0.113.1:7102, " + conf +
+                               ":4): another host's"));
+  EXPECT_TRUE(std::filesystem::exists(Path("data0.pool")));
+  EXPECT_FALSE(std::filesystem::exists(Path("data1.pool")));
+  Result<meta::Superblock> sb = meta::ReadSuperblock(Path("meta.pool"));
+  ASSERT_TRUE(sb.ok()) << sb.status().ToString();
+  ASSERT_EQ(sb->data_pools.size(), 2u);
+  EXPECT_EQ(sb->data_pools[1].data_size, (6u << 20) - (2u << 20));  // from the file's size
+
+  // The other host formats its line; --only picks it here.
+  r = Run({"cluster", conf, "--only", "data:1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  Result<pool::PoolInfo> d1 = pool::ReadPoolHeader(Path("data1.pool"));
+  ASSERT_TRUE(d1.ok());
+  EXPECT_EQ(d1->index, 1u);
+  EXPECT_EQ(d1->cluster.ToString(), kUuid);
+  EXPECT_EQ(d1->data_size, sb->data_pools[1].data_size);
+  EXPECT_THAT(r.out, HasSubstr("not formatted here: metadata"));
+
+  // --only meta again: refused without --force (it exists), formatted with it.
+  r = Run({"cluster", conf, "--only", "meta"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("already holds a dpmfs metadata pool"));
+  EXPECT_EQ(Run({"cluster", conf, "--only", "meta", "--force"}).code, 0);
+
+  // Bad --only values are usage errors.
+  r = Run({"cluster", conf, "--only", "data:2"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("has data pools 0 to 1"));
+  r = Run({"cluster", conf, "--only", "journal"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("expected 'meta' or 'data:N'"));
+
+  // Part of a cluster without a cluster_uuid line: each host would make up its own.
+  std::string bare = WriteClusterFile(lines);
+  r = Run({"cluster", bare, "--only", "meta", "--force"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("has no cluster_uuid line"));
+
+  // No line of this host: says which addresses this host has.
+  std::string remote = WriteClusterFile(std::string("cluster_uuid ") + kUuid + "\n" +
+                                        "meta 203.0.113.1:7100 m.pool 8M\n"
+                                        "data 203.0.113.2:7101 d.pool 4M\n");
+  r = Run({"cluster", remote});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no line of " + remote + " has an address of this host"));
+  EXPECT_THAT(r.err, HasSubstr("127.0.0.1"));
 }
 
 TEST_F(MkfsClusterTest, BadClusterFileNamesTheLine) {
