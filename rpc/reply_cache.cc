@@ -68,7 +68,9 @@ void SessionReplyCache::Finish(uint64_t seq, int32_t status, std::span<const uin
   e.waiters.clear();
   // Evict the oldest completed replies beyond the bound; executing ones stay.
   for (auto it = index_.begin(); (done_ > capacity_ || bytes_ > max_bytes_) && it != index_.end();) {
-    if (it->done && &*it != &e) {
+    // Over the count, the lowest seq goes even if it is the reply just stored (a late
+    // finisher of an old seq); over the bytes only, the reply just stored stays.
+    if (it->done && (&*it != &e || done_ > capacity_)) {
       evicted_max_ = std::max(evicted_max_, it->seq);
       Entry& old = *it;
       it = index_.erase(it);

@@ -3,7 +3,8 @@
 // execution still running (as a waiter) or is answered from the stored reply; a seq
 // older than every reply still kept is refused (it may or may not have executed).
 // At most `capacity` completed replies and `max_bytes` of their payloads are kept; the
-// oldest (lowest seq) go first, executing requests and the reply just stored never.
+// oldest (lowest seq) go first, executing requests never, the reply just stored not
+// for the byte bound alone.
 //
 // Nothing is allocated per request once the cache is warm: entries are Boost.Intrusive
 // nodes (an rbtree by seq) recycled through a free list with their reply buffers, and

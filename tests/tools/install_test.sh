@@ -117,12 +117,12 @@ unshare -m --propagation private -- bash -euc '
   mount --bind "$1" /usr/local/sbin
   export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
   [ "$(command -v dpmfs)" = /usr/local/sbin/dpmfs ] || { echo "dpmfs is not the installed one"; exit 1; }
-  mount -t fuse.dpmfs "$2" "$3" -o default_permissions,log="$4"
+  mount -t fuse.dpmfs "$2" "$3" -o default_permissions,log="$4",key_file="$5"
   echo "written through the installed client" >"$3/hello"
   sync "$3/hello"
   [ "$(cat "$3/hello")" = "written through the installed client" ]
   umount "$3"
-' inner "$sbin" "$meta" "$work/mnt" "$work/client.log" || fail "mount through the installed files failed"
+' inner "$sbin" "$meta" "$work/mnt" "$work/client.log" "$(dirname "$conf")/cluster.key" || fail "mount through the installed files failed"
 
 echo "--- the detached client logged to its file, mode 0600"
 for _ in $(seq 50); do grep -q "unmounted" "$work/client.log" 2>/dev/null && break; sleep 0.1; done
