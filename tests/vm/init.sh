@@ -367,7 +367,11 @@ EOT
   # not the server.
   # util-linux setpriv, copied in by run.sh, by its path: busybox sh would run its own
   # setpriv applet, which cannot change uids.
-  (ulimit -l 8192 && exec /usr/local/bin/setpriv --reuid=65534 --regid=65534 --clear-groups \
+  # The cluster key is root's (mode 0600): this user gets a copy of its own, so that the
+  # memlock limit is what the mount meets.
+  cp /tmp/cluster.key /tmp/cluster-unpriv.key && chown 65534:65534 /tmp/cluster-unpriv.key
+  (ulimit -l 8192 && export DPMFS_KEY_FILE=/tmp/cluster-unpriv.key &&
+    exec /usr/local/bin/setpriv --reuid=65534 --regid=65534 --clear-groups \
     timeout 60 dpmfs-mount "$fs_meta" "$fs_mnt" -f -o transport=verbs) >/tmp/fs-unpriv.out 2>&1
   rc=$?
   tail -n 3 /tmp/fs-unpriv.out
