@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "fuzz_check.h"
+#include "transport/connection_auth.h"
 #include "transport/soft/soft_wire.h"
 
 namespace {
@@ -34,6 +35,8 @@ bool Allowed(uint8_t type, uint8_t flags, uint32_t payload_len, uint32_t length)
     case 32: return payload_len <= kMaxConnectPrivateData;
     case 33: return payload_len <= kMaxAcceptPrivateData;
     case 34: return payload_len <= kMaxRejectReason;
+    case 35: return payload_len == auth::kChallengeSize;  // CHALLENGE (connection_auth.h)
+    case 36: return payload_len <= auth::kMaxAuthSize;    // AUTH
     default: return false;
   }
 }
