@@ -1,5 +1,6 @@
 #include "datapath/data_client.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -84,6 +85,13 @@ Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& devic
   c->credits_ = std::make_unique<SendQueueCredits>(qpo.max_send_wr);
   qpo.max_recv_wr = options.queue_depth;
   DataClient* self = c.get();
+  // Verbs keeps its receive CQ: there a thread would have to dispatch on_recv.
+  if (strategy->replies() && device.backend() == transport::Backend::kSoft) {
+    c->caller_reads_replies_ = true;
+    c->replies_.reserve(options.queue_depth + 8);
+    qpo.on_recv = [self](const Completion& comp) { self->OnReply(comp); };
+    qpo.caller_driven_receives = true;
+  }
   qpo.prepare = [self](transport::QueuePair& qp) -> Status {
     if (!self->strategy_->replies()) return Status::OK();
     for (uint32_t s = 0; s < self->options_.queue_depth; ++s) {
@@ -301,6 +309,27 @@ Status DataClient::Reap(std::vector<SlotResult>* done) {
   // methods' writes by a send completion.
   const bool reply_side = strategy_->replies();
   const bool replies = reply_side && reads_in_flight_ == 0;
+  if (caller_reads_replies_) {
+    // One write in flight: poll the connection for a round trip before sleeping in it
+    // (see below); more: leave the core to the threads that answer.
+    const auto poll_first = in_flight_ == 1 && kFewCpus
+                                ? std::chrono::duration_cast<transport::Duration>(kYieldPoll)
+                                : transport::Duration(0);
+    while (true) {
+      PollCompletions(true, done);
+      if (done->size() != before || failed_) break;
+      auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) {
+        return Status::TimedOut("no write to data server " + qp_->peer_description() +
+                                " finished within " +
+                                std::to_string(options_.timeout.count() / 1000) + " ms");
+      }
+      WaitCompletions(std::chrono::duration_cast<transport::Duration>(deadline - now),
+                      poll_first);
+    }
+    return failed_ && done->size() == before ? Status::Unavailable(failure_.message())
+                                             : Status::OK();
+  }
   if (in_flight_ == 1 && kFewCpus) {
     // One write in flight: its latency is all that matters, and sleeping costs a
     // wake-up. Poll, yielding the core to the NIC threads that will deliver it
@@ -374,10 +403,75 @@ Status DataClient::SubmitRead(uint32_t slot, uint64_t offset, uint32_t len) {
 
 void DataClient::PollCompletions(bool recv_too, std::vector<SlotResult>* done) {
   Completion comps[32];
+  if (caller_reads_replies_) {
+    // Read what the connection has, without blocking: nobody else may be reading it.
+    (void)qp_->DriveReceives(transport::Duration(0), transport::Duration(0),
+                             [this] { return HaveCompletions(); });
+    if (recv_too) {
+      for (size_t i = 0, n = TakeReplies(comps, 32); i < n; ++i) {
+        HandleCompletion(comps[i], true, done);
+      }
+    }
+    for (size_t i = 0, n = TakeSends(comps, 32); i < n; ++i) HandleCompletion(comps[i], false, done);
+    return;
+  }
   if (recv_too) {
     for (size_t i = 0, n = qp_->PollRecv(comps); i < n; ++i) HandleCompletion(comps[i], true, done);
   }
   for (size_t i = 0, n = qp_->PollSend(comps); i < n; ++i) HandleCompletion(comps[i], false, done);
+}
+
+void DataClient::OnReply(const Completion& c) {
+  {
+    std::lock_guard lock(replies_mu_);
+    replies_.push_back(c);
+  }
+  replies_cv_.notify_one();
+}
+
+size_t DataClient::TakeReplies(Completion* out, size_t max) {
+  std::lock_guard lock(replies_mu_);
+  size_t n = std::min(max, replies_.size());
+  std::copy_n(replies_.begin(), n, out);
+  replies_.erase(replies_.begin(), replies_.begin() + static_cast<ptrdiff_t>(n));
+  return n;
+}
+
+size_t DataClient::TakeSends(Completion* out, size_t max) {
+  if (stash_begin_ == stash_end_) {
+    stash_begin_ = 0;
+    stash_end_ = qp_->PollSend({send_stash_, kStash});
+  }
+  size_t n = std::min(max, stash_end_ - stash_begin_);
+  std::copy_n(send_stash_ + stash_begin_, n, out);
+  stash_begin_ += n;
+  return n;
+}
+
+bool DataClient::HaveCompletions() {
+  if (stash_begin_ == stash_end_) {
+    stash_begin_ = 0;
+    stash_end_ = qp_->PollSend({send_stash_, kStash});
+    if (stash_end_ != 0) return true;
+  } else {
+    return true;
+  }
+  std::lock_guard lock(replies_mu_);
+  return !replies_.empty();
+}
+
+void DataClient::WaitCompletions(transport::Duration timeout, transport::Duration poll_first) {
+  using transport::QueuePair;
+  QueuePair::DriveResult r = qp_->DriveReceives(timeout, poll_first, [this] {
+    return HaveCompletions();
+  });
+  if (r == QueuePair::DriveResult::kDone || r == QueuePair::DriveResult::kTimedOut) return;
+  // kBusy: the transport's thread reads the connection now (it has not parked yet) and
+  // hands replies to OnReply; kUnsupported: the QP is failing, its flushed completions
+  // arrive the same way. Wait for them a little, then look again.
+  std::unique_lock lock(replies_mu_);
+  replies_cv_.wait_for(lock, std::min<transport::Duration>(timeout, std::chrono::milliseconds(1)),
+                       [this] { return !replies_.empty(); });
 }
 
 Status DataClient::PostChain(WorkRequest* wrs, uint32_t n) {
@@ -387,6 +481,12 @@ Status DataClient::PostChain(WorkRequest* wrs, uint32_t n) {
     if (failed_) return Status::Unavailable(failure_.message());
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return Status::TimedOut("send queue stayed full");
+    if (caller_reads_replies_) {
+      WaitCompletions(std::chrono::duration_cast<transport::Duration>(deadline - now),
+                      transport::Duration(0));
+      PollCompletions(true, &early_done_);
+      continue;
+    }
     size_t k = qp_->WaitSend(comps, std::chrono::duration_cast<transport::Duration>(deadline - now));
     for (size_t i = 0; i < k; ++i) HandleCompletion(comps[i], false, &early_done_);
   }
@@ -443,6 +543,25 @@ Status DataClient::Read(uint64_t offset, void* data, uint32_t len) {
     }
     return read_done || failed_;
   };
+  if (caller_reads_replies_) {
+    // Send completions through the stash; replies that arrive meanwhile finish writes
+    // (early_done_, for the next Reap).
+    auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+    const auto poll_first = kFewCpus ? std::chrono::duration_cast<transport::Duration>(kYieldPoll)
+                                     : transport::Duration(0);
+    while (!read_done && !failed_) {
+      for (size_t i = 0, n = TakeReplies(comps, 8); i < n; ++i) {
+        HandleCompletion(comps[i], true, &early_done_);
+      }
+      if (handle(TakeSends(comps, 8))) break;
+      auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return Status::TimedOut("READ from data server timed out");
+      WaitCompletions(std::chrono::duration_cast<transport::Duration>(deadline - now), poll_first);
+    }
+    if (!read_done) return Status::Unavailable(failure_.message());
+    std::memcpy(data, buf, len);
+    return Status::OK();
+  }
   if (kFewCpus) {
     // As for a lone write (Reap): poll, yielding the core, before sleeping. A sleeping
     // reader is woken on another CPU, and waking an idle virtual CPU is much of what

@@ -20,8 +20,10 @@
 // Thread-safety: none; one thread per DataClient (open one per thread).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -111,6 +113,21 @@ class DataClient {
   // (into early_done_) while it waits.
   Status PostChain(transport::WorkRequest* wrs, uint32_t n);
 
+  // ---- replies read by the caller (imm, rpc on soft: caller_reads_replies_) ----
+  // The server's replies reach OnReply (QueuePairOptions::on_recv), on this caller's
+  // thread while it reads the connection itself (DriveReceives) or on the transport's
+  // thread otherwise; the caller takes them from replies_. Spares the transport thread's
+  // wake-up per reply, as caller-driven reception does for the READ of `read`.
+  void OnReply(const transport::Completion& c);
+  // Send completions (stashed while deciding whether to stop reading) or replies.
+  size_t TakeSends(transport::Completion* out, size_t max);
+  size_t TakeReplies(transport::Completion* out, size_t max);
+  // Whether a completion of either kind is there (polls the send queue into the stash).
+  bool HaveCompletions();
+  // Reads the connection until a completion is there or `timeout` passes, polling for
+  // the first `poll_first`. Never calls WaitSend: the transport's thread is parked.
+  void WaitCompletions(transport::Duration timeout, transport::Duration poll_first);
+
   struct Slot {
     bool busy = false;
     bool read = false;  // a SubmitRead, not a write
@@ -137,6 +154,14 @@ class DataClient {
   std::vector<SlotResult> sync_done_;
   bool failed_ = false;
   Status failure_;
+
+  bool caller_reads_replies_ = false;
+  std::mutex replies_mu_;
+  std::condition_variable replies_cv_;
+  std::vector<transport::Completion> replies_;  // under replies_mu_; capacity kept
+  static constexpr size_t kStash = 32;
+  transport::Completion send_stash_[kStash];
+  size_t stash_begin_ = 0, stash_end_ = 0;
 };
 
 }  // namespace dpmfs::datapath

@@ -105,6 +105,11 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server, bool wait
                                servers_[server].ToString() +
                                ") unreachable: " + client.status().message());
   }
+  if (server < options_.expect.size()) {
+    DPMFS_RETURN_IF_ERROR(CheckDataServerIdentity((*client)->server(), options_.expect[server],
+                                                  servers_[server],
+                                                  "the metadata server's cluster map"));
+  }
   lease.client_ = std::move(client).value();
   return lease;
 }

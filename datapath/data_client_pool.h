@@ -32,6 +32,7 @@
 #include "common/endpoint.h"
 #include "common/status.h"
 #include "datapath/data_client.h"
+#include "datapath/data_server_identity.h"
 #include "transport/transport.h"
 
 namespace dpmfs::datapath {
@@ -39,6 +40,10 @@ namespace dpmfs::datapath {
 struct DataClientPoolOptions {
   DataClientOptions client;  // persist method, queue depth, max I/O, timeout
   uint32_t max_idle_per_server = 16;   // idle connections kept per data server
+  // expect[i]: who data server i must be (data_server_identity.h); a new connection to a
+  // server that says otherwise is closed and Acquire fails with FailedPrecondition.
+  // Empty: not checked (tests of the pool alone).
+  std::vector<DataServerIdentity> expect;
 };
 
 class DataClientPool {

@@ -16,8 +16,11 @@ namespace dpmfs::datapath {
 
 using transport::Completion;
 
-// Send-queue size of a data server connection: it only sends replies.
-constexpr uint32_t kReplySendQueue = kMaxQueueDepth + 32;
+// Send-queue size of a data server connection: it only sends replies. Room for a full
+// queue depth of replies plus the unsignaled ones (up to a quarter of the queue) a
+// signaled reply retires: replies are posted from the receive thread, which cannot
+// wait for send completions (it is what delivers them).
+constexpr uint32_t kReplySendQueue = 2 * kMaxQueueDepth + 32;
 using transport::Opcode;
 using transport::WorkRequest;
 
@@ -48,6 +51,7 @@ class DataServer::Connection final : public persist::ServerConnection {
   // Before accepting: reserve the buffers against the server's budget, allocate and
   // register them, post receives.
   Result<std::vector<uint8_t>> Prepare(transport::QueuePair& qp) {
+    rx_qp_ = &qp;
     uint32_t qd = req_.queue_depth;
     const uint32_t receive = strategy_.receive_size(req_);
     recv_size_ = receive != 0 ? receive : 8;
@@ -129,20 +133,29 @@ class DataServer::Connection final : public persist::ServerConnection {
     return qp.PostRecv({&wr, 1});
   }
 
+  // Messages (imm, rpc) are handled by OnRecv on the transport's receive thread; this
+  // thread only notices the client going away.
   void Loop() {
     Completion comps[32];
     while (!stop_.load() && qp_->state() == transport::QpState::kConnected) {
-      size_t n = qp_->WaitRecv(comps, std::chrono::milliseconds(100));
-      for (size_t i = 0; i < n; ++i) {
-        if (!comps[i].ok()) break;  // the QP failed: the client went away
-        Handle(comps[i]);
-      }
-      ReapSends();
+      (void)qp_->WaitRecv(comps, std::chrono::milliseconds(100));
     }
     spdlog::info("client {} disconnected", qp_->peer_description());
     finished_.store(true);
   }
 
+ public:
+  // A receive completion, on the transport's receive thread (QueuePairOptions::on_recv):
+  // the message is validated, persisted and answered right there, so no thread wakes
+  // per write (soft: the rx thread that read the message sends the reply; measured in
+  // transport/README.md). Flushed receives of a closing connection are ignored.
+  void OnRecv(const Completion& c) {
+    if (!c.ok() || rx_qp_ == nullptr) return;
+    ReapSends();
+    Handle(c);
+  }
+
+ private:
   void Handle(const Completion& c) {
     uint32_t buf_index = static_cast<uint32_t>(c.context);
     const uint8_t* buf = memory_.get() + uint64_t{buf_index} * recv_size_;
@@ -150,10 +163,10 @@ class DataServer::Connection final : public persist::ServerConnection {
     Status st = strategy_.Handle(c, {buf, recv_size_}, *this, &d);
     if (!st.ok()) {
       server_->n_refused_.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("refusing a write from {}: {}", qp_->peer_description(), st.ToString());
+      spdlog::warn("refusing a write from {}: {}", rx_qp_->peer_description(), st.ToString());
     }
     // Repost the receive buffer before replying, so the client's next message has one.
-    Status rp = PostRecv(*qp_, buf_index);
+    Status rp = PostRecv(*rx_qp_, buf_index);
     if (!rp.ok()) return;
     if (d.slot >= req_.queue_depth) return;  // cannot even name the slot: let it time out
     uint8_t* reply = memory_.get() + uint64_t{req_.queue_depth} * recv_size_ +
@@ -165,18 +178,21 @@ class DataServer::Connection final : public persist::ServerConnection {
     wr.local_addr = reply;
     wr.length = kReplySize;
     wr.lkey = mr_.lkey;
-    for (int i = 0; i < 1000 && !credits_.CanPost(1); ++i) {
-      if (qp_->state() != transport::QpState::kConnected) return;
-      Completion c;
-      if (qp_->WaitSend({&c, 1}, std::chrono::milliseconds(10)) == 1 && c.ok()) credits_.Completed();
+    // No waiting for room here: this thread delivers the completions that return it.
+    // The queue holds every reply a client's queue depth allows (kReplySendQueue); a
+    // client that never acknowledges gets its connection refused by the transport.
+    Status posted = rx_qp_->PostSend({&wr, 1});
+    if (posted.ok()) {
+      credits_.Posted(1, wr.signaled);
+    } else {
+      spdlog::warn("replying to {}: {}", rx_qp_->peer_description(), posted.ToString());
     }
-    if (qp_->PostSend({&wr, 1}).ok()) credits_.Posted(1, wr.signaled);
   }
 
   // Reply sends complete only to return send-queue room; a failure shows in the QP state.
   void ReapSends() {
     Completion sc[32];
-    while (size_t n = qp_->PollSend(sc)) {
+    while (size_t n = rx_qp_->PollSend(sc)) {
       for (size_t i = 0; i < n; ++i) {
         if (sc[i].ok()) credits_.Completed();
       }
@@ -242,6 +258,8 @@ class DataServer::Connection final : public persist::ServerConnection {
   ConnectRequest req_;
   const persist::PersistStrategy& strategy_;
   std::unique_ptr<transport::QueuePair> qp_;
+  // The same QP, known from Prepare on: messages may arrive before Run takes ownership.
+  transport::QueuePair* rx_qp_ = nullptr;
   std::unique_ptr<uint8_t[]> memory_;
   uint64_t memory_size_ = 0;
   uint64_t reserved_ = 0;  // bytes of server_->buffer_bytes_ this connection holds
@@ -309,6 +327,9 @@ DataServerStats DataServer::stats() const {
 void DataServer::AcceptLoop() {
   while (!stop_.load()) {
     std::unique_ptr<Connection> conn;
+    // The receive handler reaches the connection through this cell, filled in once the
+    // connection exists (before the QP is connected, so before any message).
+    auto target = std::make_shared<std::atomic<Connection*>>(nullptr);
     transport::AcceptHandler handler = [&](std::span<const uint8_t> data,
                                            transport::QueuePair& qp) -> Result<std::vector<uint8_t>> {
       // The caps first: a refused peer costs nothing but this check.
@@ -338,11 +359,15 @@ void DataServer::AcceptLoop() {
       }
       DPMFS_RETURN_IF_ERROR(strategy.Admit(req));
       conn = std::make_unique<Connection>(this, req);
+      target->store(conn.get(), std::memory_order_release);
       return conn->Prepare(qp);
     };
     transport::QueuePairOptions qpo;
     qpo.max_send_wr = kReplySendQueue;
     qpo.max_recv_wr = kMaxQueueDepth;
+    qpo.on_recv = [target](const Completion& c) {
+      if (Connection* conn = target->load(std::memory_order_acquire)) conn->OnRecv(c);
+    };
     auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
     {
       // Reap connections whose clients went away.

@@ -3,9 +3,11 @@
 // the server's CPU only works for the `imm` and `rpc` persist methods (persist a
 // described range / copy a sent payload, then reply).
 //
-// Threads: one accept thread, and one thread per imm/rpc client connection (waits on
-// that QP's receive queue); one-sided connections (none, read, read2, flush) have none.
-// Connections are capped (DataServerLimits), so the threads are too.
+// Threads: one accept thread, and one thread per imm/rpc client connection that only
+// notices the client leaving; one-sided connections (none, read, read2, flush) have
+// none. The messages of imm and rpc are handled (checked, persisted, answered) on the
+// transport's receive thread of their QP (QueuePairOptions::on_recv). Connections are
+// capped (DataServerLimits), so the threads are too.
 // Thread-safety: Start/Stop/endpoint from one controlling thread.
 #pragma once
 

@@ -10,6 +10,7 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "common/cluster_key.h"
 #include "common/fd_limit.h"
 #include "common/service_notify.h"
 #include "datapath/data_server.h"
@@ -55,6 +56,13 @@ int main(int argc, char** argv) {
   auto* cluster_opt = app.add_option("--cluster", cluster,
                                      "Refuse the pool unless it belongs to this cluster UUID");
   auto* index_opt = app.add_option("--index", index, "Refuse the pool unless it has this index (with --cluster-file: the data line to serve)");
+  std::string key_file;
+  app.add_option("--key-file", key_file, kKeyFileHelp);
+  bool no_auth = false;
+  app.add_flag("--no-auth", no_auth,
+               "INSECURE: serve any peer without proof of the cluster key (anyone who can reach "
+               "the port can read and write the whole pool). Only to measure what "
+               "authentication costs (dpmfs-bench persist --no-auth)");
   app.add_flag("--msync", opts.msync,
                "imm/rpc on a pool that is not real PM: msync each write (survives an OS crash) "
                "instead of relying on the page cache (survives a process crash)");
@@ -111,6 +119,14 @@ int main(int argc, char** argv) {
   auto backend = transport::ParseBackend(transport_name);
   if (!backend.ok()) return fail(backend.status());
   dev.backend = *backend;
+  if (no_auth) {
+    spdlog::warn("--no-auth: peers are NOT authenticated; anyone reaching {} can read and "
+                 "write the whole pool", listen);
+  } else {
+    auto key = LoadClusterKey(key_file, cluster_file);
+    if (!key.ok()) return fail(key.status());
+    dev.cluster_key = *key;
+  }
   if (*cluster_opt) {
     auto uuid = pool::ClusterUuid::Parse(cluster);
     if (!uuid.ok()) return fail(uuid.status());
@@ -148,7 +164,9 @@ int main(int argc, char** argv) {
   ServiceStopping();
   (*server)->Stop();
   auto st = (*server)->stats();
-  spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused, {} bytes scrubbed",
-               st.connections, st.imm_writes, st.rpc_writes, st.refused, st.zeroed_bytes);
+  spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused, {} bytes "
+               "scrubbed, {} failed authentications, {} connections refused by the rate limit",
+               st.connections, st.imm_writes, st.rpc_writes, st.refused, st.zeroed_bytes,
+               (*device)->auth_failures(), (*device)->auth_refused());
   return 0;
 }

@@ -101,7 +101,7 @@ DataTransfer::DataTransfer(transport::Device& device, std::vector<Endpoint> serv
                            const DataTransferOptions& options)
     : options_(options),
       pool_(device, std::move(servers),
-            DataClientPoolOptions{options.client, options.max_idle_per_server}) {}
+            DataClientPoolOptions{options.client, options.max_idle_per_server, options.expect}) {}
 
 DataTransfer::~DataTransfer() = default;
 

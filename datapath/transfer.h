@@ -76,6 +76,7 @@ struct ReadPiece {
 struct DataTransferOptions {
   DataClientOptions client;           // persist method, queue depth, max I/O, timeout
   uint32_t max_idle_per_server = 16;  // idle connections kept per data server
+  std::vector<DataServerIdentity> expect;  // DataClientPoolOptions::expect
 };
 
 class DataTransfer {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/cli.h"
+#include "common/cluster_key.h"
 #include "common/logging.h"
 #include "datapath/transfer.h"
 #include "fs/file_io.h"
@@ -104,6 +105,9 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
   }
   transport::DeviceOptions dev_opts;
   dev_opts.backend = opts.transport;
+  auto key = LoadClusterKey(opts.key_file, /*cluster_file=*/"");
+  if (!key.ok()) return fail(key.status().ToString());
+  dev_opts.cluster_key = *key;
   auto device = transport::OpenDevice(dev_opts);
   if (!device.ok()) return fail(device.status().ToString());
 
@@ -149,6 +153,10 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
   popts.client.max_io_size = 1u << 20;
   popts.client.timeout = std::chrono::seconds(5);
   popts.max_idle_per_server = opts.max_threads + 2;
+  // Each data server must be the pool the metadata server's records name (issue 18).
+  for (const auto& s : cluster.servers) {
+    popts.expect.push_back({cluster.cluster_uuid, s.index, cluster.block_size, s.data_size});
+  }
   auto pool = std::make_unique<datapath::DataTransfer>(**device, data_endpoints, popts);
   // Probe each data server once: a persist method the device cannot do is fatal now
   // rather than an EIO on every write; an unreachable server is only a warning (it
@@ -157,7 +165,8 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
     Status probe = pool->Probe(i);
     if (probe.ok()) continue;
     if (probe.message().find("flush persist method") != std::string::npos ||
-        probe.code() == StatusCode::kInvalidArgument) {
+        probe.code() == StatusCode::kInvalidArgument ||
+        probe.code() == StatusCode::kFailedPrecondition) {  // another pool than recorded
       return fail(probe.message());
     }
     spdlog::warn("{} (its files will fail with EIO until it is reachable)", probe.message());

@@ -103,6 +103,11 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     o->persist = *m;
     return Status::OK();
   }
+  if (name == "key_file") {
+    DPMFS_RETURN_IF_ERROR(need_value());
+    o->key_file = std::string(value);
+    return Status::OK();
+  }
   if (name == "transport") {
     DPMFS_RETURN_IF_ERROR(need_value());
     auto b = transport::ParseBackend(value);
@@ -335,6 +340,8 @@ std::string MountUsage(std::string_view program) {
          "  persist=METHOD     how writes are made durable: read (default), read2, imm, rpc,\n"
          "                     flush, none (none is NOT durable; for comparison only)\n"
          "  transport=soft|verbs   RDMA transport (default soft: software NIC over TCP)\n"
+         "  key_file=PATH      the cluster key (default $DPMFS_KEY_FILE, else\n"
+         "                     /etc/dpmfs/cluster.key; docs/security.md)\n"
          "  attr_timeout=SEC   kernel attribute cache time (default 1)\n"
          "  entry_timeout=SEC  kernel name cache time (default 1)\n"
          "  max_threads=N      request worker threads (default 2 per CPU, 4..64)\n"

@@ -66,6 +66,8 @@ struct MountOptions {
   uint32_t poll_us = kDefaultPollUs;
   uint32_t max_write = 1u << 20;  // largest WRITE request the kernel sends
   std::string log_level;          // -o log_level=debug; empty: $DPMFS_LOG_LEVEL or info
+  // -o key_file=PATH: the cluster key; empty: $DPMFS_KEY_FILE, else /etc/dpmfs/cluster.key
+  std::string key_file;
   // -o log=syslog|stderr|/PATH: where a mount's log goes. Empty (default): stderr in the
   // foreground; once a background mount detaches, syslog, unless stderr was redirected
   // to a file (`2>mount.log`), which keeps it. A /PATH file is created mode 0600.

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "datapath/data_server_identity.h"
+
 namespace dpmfs::meta {
 
 namespace {
@@ -28,18 +30,9 @@ Status DataServerZeroer::ConnectLocked(uint32_t server, Connection& c) {
   const Server& want = servers_[server];
   auto client = datapath::DataClient::Connect(device_, want.endpoint, o);
   if (!client.ok()) return client.status();
-  const datapath::ServerInfo& got = (*client)->server();
-  if (got.cluster != cluster_ || got.pool_index != want.index ||
-      got.block_size != want.block_size || got.pool.length != want.data_size) {
-    return Status::FailedPrecondition(
-        "data server " + want.endpoint.ToString() + " serves pool " +
-        std::to_string(got.pool_index) + " (block size " + std::to_string(got.block_size) +
-        ", data area " + std::to_string(got.pool.length) + " bytes" +
-        (got.cluster != cluster_ ? ", of another cluster" : "") + "), but the metadata pool " +
-        "names pool " + std::to_string(want.index) + " (block size " +
-        std::to_string(want.block_size) + ", data area " + std::to_string(want.data_size) +
-        " bytes) at that address; not zeroing anything there");
-  }
+  DPMFS_RETURN_IF_ERROR(datapath::CheckDataServerIdentity(
+      (*client)->server(), {cluster_, want.index, want.block_size, want.data_size},
+      want.endpoint, "the metadata pool's records"));
   c.client = std::move(client).value();
   return Status::OK();
 }

@@ -10,6 +10,7 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "common/cluster_key.h"
 #include "common/fd_limit.h"
 #include "common/service_notify.h"
 #include "metadata/meta_ops.h"
@@ -57,6 +58,8 @@ int main(int argc, char** argv) {
                                   "are given), the data servers' addresses from its data "
                                   "lines (instead of --data), the cluster UUID to expect");
   data_opt->excludes(file_opt);
+  std::string key_file;
+  app.add_option("--key-file", key_file, kKeyFileHelp);
   app.add_option("--transport", transport_name,
                  "RDMA transport: soft (software NIC over TCP) or verbs (rdma-core)")
       ->capture_default_str();
@@ -159,6 +162,9 @@ int main(int argc, char** argv) {
   auto backend = transport::ParseBackend(transport_name);
   if (!backend.ok()) return fail(backend.status());
   dev.backend = *backend;
+  auto key = LoadClusterKey(key_file, cluster_file);
+  if (!key.ok()) return fail(key.status());
+  dev.cluster_key = *key;
   if (data.empty()) {
     return fail(Status::InvalidArgument(
         "no data servers: pass --data HOST:PORT once per data pool, or --cluster-file"));

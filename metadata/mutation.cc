@@ -16,6 +16,7 @@ constexpr uint32_t kRecordMagic = 0x32524d44;    // "DMR2"
 constexpr size_t kHeadSize = 4 + 2 + 8 + 8 + 8 + 4 + 4 + 4;  // magic .. request length
                                                               // (without the caller)
 constexpr size_t kRangeSize = 4 + 8 + 8;
+constexpr int32_t kMaxErrno = 4095;  // Linux's MAX_ERRNO, as the reply protocol's
 }  // namespace
 
 // Layout (little-endian, common/byte_codec.h): magic u32, op u16, session u64, seq u64,
@@ -65,7 +66,9 @@ Status DecodeMutation(std::span<const uint8_t> bytes, MutationRecord* rec,
   r.U32("now.nsec", rec->now.nsec);
   r.Require(rec->now.nsec < 1000000000u, "now.nsec", "is >= 1e9");
   r.I32("err", rec->err);
-  r.Require(rec->err >= 0, "err", "is a negative errno");
+  // An errno the reply protocol can carry (SplitReply's range): replay caches it as the
+  // reply a retried request gets after a restart.
+  r.Require(rec->err >= 0 && rec->err <= kMaxErrno, "err", "is not an errno (0..4095)");
   rec->caller = Credentials{};
   if (magic == kRecordMagic) {
     uint32_t groups = 0;

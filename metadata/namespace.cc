@@ -350,10 +350,12 @@ Status Namespace::CheckInvariants() const {
       return fail("inode " + std::to_string(ino) + " xattr size accounting is off");
     }
     Status bad;
+    // A copy: clang before 16 cannot capture a structured binding in a lambda (P1381).
+    const InodeId this_ino = ino;
     in->extents.ForEach([&](const Extent& e) {
       if (!bad.ok()) return;
       if (e.server >= used.size()) {
-        bad = fail("inode " + std::to_string(ino) + " has an extent on data server " +
+        bad = fail("inode " + std::to_string(this_ino) + " has an extent on data server " +
                    std::to_string(e.server) + " of " + std::to_string(used.size()));
         return;
       }

@@ -125,8 +125,10 @@ int MaySetattr(const Credentials& c, const InodeAttr& a, const SetattrRequest& r
     }
     *mode = next;
   }
-  if ((v & (R::kUid | R::kGid)) && !S_ISDIR(a.mode)) {
-    // Giving a file away (or re-grouping it) never carries its privileges along.
+  if ((v & (R::kUid | R::kGid)) && !(v & R::kMode) && !S_ISDIR(a.mode)) {
+    // Giving a file away (or re-grouping it) never carries its privileges along. A
+    // mode sent in the same request is the client's own result of that rule (the
+    // kernel folds the cleared bits into the chown it sends), so it wins.
     *mode &= ~uint32_t{S_ISUID};
     if ((*mode & S_IXGRP) || (!IsRoot(c) && !InGroup(c, a.gid))) *mode &= ~uint32_t{S_ISGID};
   }

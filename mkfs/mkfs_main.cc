@@ -32,6 +32,7 @@
 
 #include "common/cli.h"
 #include "common/cluster_file.h"
+#include "mkfs/key_command.h"
 #include "common/pool.h"
 #include "common/pool_lock.h"
 #include "common/status.h"
@@ -552,6 +553,7 @@ struct ClusterCommand {
 
     std::cout << "formatted cluster " << cluster.ToString() << " from " << file
               << (sel.all() ? "" : " (this host's pools)") << "\n";
+    if (!EnsureClusterKey(file)) return 1;
     size_t width = 4;
     for (const ClusterFile::Daemon* d : mine) width = std::max(width, d->pool_path.size());
     auto row = [&](const std::string& role, const std::string& index, const std::string& path,
@@ -630,6 +632,9 @@ Subcommands:
                           one cluster UUID (the file's cluster_uuid, else a new one), and
                           print a table of them. Without --force nothing is touched if any
                           pool file already holds a dpmfs pool.
+  key create|rotate FILE  Write a new random cluster key (mode 0600) to FILE; 'rotate'
+                          replaces an existing one. 'cluster' makes one beside the cluster
+                          file (cluster.key) when there is none.
   show PATH               Validate a pool's header (and a metadata pool's superblock) and
                           print their fields.
 
@@ -663,10 +668,12 @@ int Main(int argc, char** argv) {
   MetaCommand meta;
   ClusterCommand cluster;
   ShowCommand show;
+  KeyCommand key;
   data.Register(app);
   meta.Register(app);
   cluster.Register(app);
   show.Register(app);
+  key.Register(app);
   app.footer(kFooter);  // after the subcommands, which would otherwise inherit it
 
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
@@ -674,6 +681,7 @@ int Main(int argc, char** argv) {
   if (meta.cmd->parsed()) return meta.Run();
   if (cluster.cmd->parsed()) return cluster.Run();
   if (show.cmd->parsed()) return show.Run();
+  if (key.parsed()) return key.Run();
   return 2;  // unreachable: require_subcommand(1)
 }
 

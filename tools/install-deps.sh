@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, whatever dpmfs needs to build, run and test that is
 # not on this machine yet. Idempotent and quiet when nothing is missing, so both README
-# commands (and .ci/run) call it unconditionally.
+# commands (and .ci/run) call it unconditionally. `--fuzz` adds clang's libFuzzer.
 set -euo pipefail
 
 packages=(
@@ -14,12 +14,18 @@ packages=(
   libbenchmark-dev                                           # dpmfs-microbench (tools/bench)
   libboost-dev                                               # Boost.Intrusive, small_vector: rpc/reply_cache.h
   libcli11-dev                                               # command lines
+  libsodium-dev                                              # cluster key, handshake MACs (docs/security.md)
   libsystemd-dev                                             # sd_notify (Type=notify units)
   help2man                                                   # man pages from --help
   procps psmisc                                              # free (tests/vm), fuser (launcher, tests)
   fio bindfs                                                 # e2e tests and benchmarks (fio, and a
                                                              # FUSE passthrough for dpmfs-bench fs)
 )
+
+# tools/fuzz.sh only: libFuzzer, ASan and UBSan come with clang's compiler-rt.
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

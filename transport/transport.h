@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/cluster_key.h"
 #include "common/endpoint.h"
 #include "common/status.h"
 
@@ -250,6 +251,11 @@ struct DeviceOptions {
   uint32_t soft_max_pending_handshakes = 256;
   // verbs: device name (e.g. "rxe0"); empty means whatever librdmacm resolves.
   std::string verbs_device;
+  // When set, every connection this device makes or accepts first proves, both ways,
+  // that both ends hold this key (connection_auth.h, docs/security.md); a peer that
+  // cannot is refused before the application sees its request. Unset: no
+  // authentication (transport unit tests only; every daemon and client sets it).
+  std::shared_ptr<const ClusterKey> cluster_key;
 };
 
 // A NIC with its protection domain. Register memory, listen, connect.
@@ -272,6 +278,10 @@ class Device {
                                                      Duration timeout) = 0;
   // Whether FLUSH work requests are available (soft: always; verbs: device + library).
   virtual bool SupportsFlush() const = 0;
+  // Handshakes that failed authentication (wrong or no key, replayed, malformed), and
+  // connection attempts refused unheard by the per-address rate limit.
+  virtual uint64_t auth_failures() const { return 0; }
+  virtual uint64_t auth_refused() const { return 0; }
 };
 
 // Opens the backend named in `options`. verbs fails with Unavailable (naming why) when

@@ -34,6 +34,14 @@ foreach(_phase posix fio two-clients crash-data crash-data-detects-loss crash-me
     RESOURCE_LOCK dpmfs_e2e)
 endforeach()
 
+# The flood (issue 17, "Resource limits"): 1000 held connections, half-open ones,
+# oversized requests and a connect/disconnect flood against the metadata server and a
+# data server while the mount keeps working; daemon RSS bounded and given back (~30 s).
+add_test(NAME e2e_flood COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/flood.sh)
+set_tests_properties(e2e_flood PROPERTIES
+  ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77 TIMEOUT 240
+  LABELS e2e RESOURCE_LOCK dpmfs_e2e)
+
 # Replication (docs/replication.md): R = 2 over 3 data servers through a mount, reads
 # failing over while each server in turn is killed, EIO (not a hang) with both copies
 # down. ~30 s idle, 90 s on a loaded machine.

@@ -2,6 +2,7 @@
 // in /dev/shm, soft transport), with the metadata server replaced by an in-memory
 // extent service whose extents the tests build by hand.
 #include "fs/file_io.h"
+#include "tests/support/test_cluster_key.h"
 
 #include <gtest/gtest.h>
 
@@ -157,6 +158,7 @@ class FileIoTest : public ::testing::Test {
     }
     transport::DeviceOptions dopt;
     dopt.backend = transport::Backend::kSoft;
+    dopt.cluster_key = test_support::TestClusterKey();
     auto dev = transport::OpenDevice(dopt);
     ASSERT_TRUE(dev.ok()) << dev.status().ToString();
     device_ = std::move(dev).value();

@@ -40,6 +40,7 @@
 #include <gtest/gtest.h>
 
 #include "common/daemon_process.h"
+#include "tests/support/test_cluster_key.h"
 #include "common/pool.h"
 #include "transport/transport.h"
 #include "metadata/meta_client.h"
@@ -564,6 +565,7 @@ TEST_P(MetaCrashTest, KillNineAtRandomPointsLosesNothingAcknowledged) {
 
   transport::DeviceOptions dev;
   dev.backend = transport::Backend::kSoft;
+  dev.cluster_key = test_support::TestClusterKey();
   auto device = transport::OpenDevice(dev);
   ASSERT_TRUE(device.ok()) << device.status().ToString();
   MetaClientOptions co;

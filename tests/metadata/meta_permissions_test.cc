@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "common/daemon_process.h"
+#include "tests/support/test_cluster_key.h"
 #include "metadata/meta_client.h"
 #include "tests/metadata/meta_test_pool.h"
 #include "transport/transport.h"
@@ -37,7 +38,9 @@ class MetaPermissionsTest : public ::testing::Test {
     dir_ = MakeTestDir("meta-perm-test");
     pool_ = dir_ + "/meta.pool";
     ASSERT_NO_FATAL_FAILURE(FormatTestMetaPool(pool_, TestMetaPool{}));
-    auto device = transport::OpenSoftDevice(transport::DeviceOptions{});
+    transport::DeviceOptions dev;
+    dev.cluster_key = test_support::TestClusterKey();  // the spawned dpmfs-meta's key
+    auto device = transport::OpenSoftDevice(dev);
     ASSERT_TRUE(device.ok()) << device.status().ToString();
     device_ = std::move(*device);
   }

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "common/daemon_process.h"
+#include "tests/support/test_cluster_key.h"
 #include "common/pool.h"
 #include "transport/transport.h"
 #include "metadata/meta_client.h"
@@ -78,6 +79,7 @@ class MetaServerTest : public ::testing::Test {
     p.data_pool_bytes = kDataPool;
     ASSERT_NO_FATAL_FAILURE(FormatTestMetaPool(pool_, p));
     transport::DeviceOptions dev;
+    dev.cluster_key = test_support::TestClusterKey();
     auto device = transport::OpenSoftDevice(dev);
     ASSERT_TRUE(device.ok()) << device.status().ToString();
     device_ = std::move(*device);
@@ -384,12 +386,16 @@ TEST_F(MetaServerTest, RetriedMutationsAfterRestartComeFromTheDurableCache) {
   ro.session = kSession;
   ro.max_message = kMetaMaxMessage;
   ro.reconnect_attempts = 0;
+  // Raw RPC: every payload starts with its caller (root here).
+  auto as_root = [](const std::vector<uint8_t>& body) { return EncodeCall(Credentials{}, body); };
   std::vector<std::pair<Opcode, std::vector<uint8_t>>> calls = {
-      {Opcode::kRegister, Encode(RegisterRequest{"raw"})},
-      {Opcode::kCreate, Encode(CreateRequest{kRootInode, "x", 0644, 0, 0, O_CREAT | O_EXCL})},
-      {Opcode::kMkdir, Encode(MkdirRequest{kRootInode, "y", 0755, 0, 0})},
-      {Opcode::kRmdir, Encode(UnlinkRequest{kRootInode, "y"})},
-      {Opcode::kCreate, Encode(CreateRequest{kRootInode, "x", 0644, 0, 0, O_CREAT | O_EXCL})},
+      {Opcode::kRegister, as_root(Encode(RegisterRequest{"raw"}))},
+      {Opcode::kCreate,
+       as_root(Encode(CreateRequest{kRootInode, "x", 0644, 0, 0, O_CREAT | O_EXCL}))},
+      {Opcode::kMkdir, as_root(Encode(MkdirRequest{kRootInode, "y", 0755, 0, 0}))},
+      {Opcode::kRmdir, as_root(Encode(UnlinkRequest{kRootInode, "y"}))},
+      {Opcode::kCreate,
+       as_root(Encode(CreateRequest{kRootInode, "x", 0644, 0, 0, O_CREAT | O_EXCL}))},
   };
   std::vector<std::vector<uint8_t>> first;
   {
@@ -422,7 +428,7 @@ TEST_F(MetaServerTest, RetriedMutationsAfterRestartComeFromTheDurableCache) {
   }
   // A new sequence number executes for real.
   auto r =
-      (*rc)->Call(static_cast<uint16_t>(Opcode::kRmdir), Encode(UnlinkRequest{kRootInode, "y"}));
+      (*rc)->Call(static_cast<uint16_t>(Opcode::kRmdir), as_root(Encode(UnlinkRequest{kRootInode, "y"})));
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE(SplitReply(*r, &err, &body).ok());
   EXPECT_EQ(err, ENOENT);
@@ -732,8 +738,8 @@ TEST_F(MetaServerTest, ServiceCheckpointsAndRunsOutOfMetadataSpace) {
     return svc.ok() ? std::move(*svc) : nullptr;
   };
   uint64_t seq = 0;
-  auto call = [&](MetaService& svc, Opcode op, const std::vector<uint8_t>& body) {
-    const std::vector<uint8_t> payload = EncodeCall(Credentials{}, body);
+  auto call = [&](MetaService& svc, Opcode op, const std::vector<uint8_t>& request) {
+    const std::vector<uint8_t> payload = EncodeCall(Credentials{}, request);
     rpc::RpcRequest r;
     r.opcode = static_cast<uint16_t>(op);
     r.session = 42;

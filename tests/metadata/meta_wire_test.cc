@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "common/socket.h"
+#include "tests/support/test_cluster_key.h"
 #include "transport/transport.h"
 #include "metadata/meta_client.h"
 #include "metadata/meta_protocol.h"
@@ -37,6 +38,7 @@ class MetaWireTest : public ::testing::Test {
     ASSERT_TRUE(st.ok()) << st.ToString();
     transport::DeviceOptions dev;
     dev.backend = transport::Backend::kSoft;
+    dev.cluster_key = test_support::TestClusterKey();
     auto device = transport::OpenDevice(dev);
     ASSERT_TRUE(device.ok()) << device.status().ToString();
     device_ = std::move(*device);

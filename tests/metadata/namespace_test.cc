@@ -1722,5 +1722,31 @@ TEST_F(QuarantineTest, ReplayOfAWorkloadUnderQuarantinePressure) {
   RandomWorkloadReplaysExactly(7);
 }
 
+// Found by journal_record_fuzz (tests/fuzz): a record whose errno is no errno (Linux's
+// MAX_ERRNO is 4095) decoded, and replay cached an error reply the protocol cannot carry
+// (EncodeErrorReply logged an error and substituted EIO, so a retry after the restart got
+// another answer than the one journaled). The decoder refuses it as Corruption.
+TEST(MutationRecordTest, RefusesAnErrnoOutsideTheLinuxRange) {
+  MutationRecord rec;
+  rec.op = static_cast<uint16_t>(Opcode::kMkdir);
+  rec.session = 7;
+  rec.seq = 1;
+  std::vector<uint8_t> bytes;
+  MutationRecord out;
+  std::vector<PoolRange> ranges;
+  for (int32_t err : {4096, 553648128}) {
+    rec.err = err;
+    EncodeMutation(rec, &bytes);
+    Status st = DecodeMutation(bytes, &out, &ranges);
+    EXPECT_EQ(st.code(), StatusCode::kCorruption) << err << ": " << st.ToString();
+    EXPECT_NE(st.message().find("err"), std::string::npos) << st.ToString();
+  }
+  rec.err = 4095;
+  EncodeMutation(rec, &bytes);
+  Status st = DecodeMutation(bytes, &out, &ranges);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(out.err, 4095);
+}
+
 }  // namespace
 }  // namespace dpmfs::meta

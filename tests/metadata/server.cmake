@@ -32,6 +32,6 @@ dpmfs_add_test(permissions_test
 # operation), --root-squash, --allow-uids, set-ID clearing through replay.
 dpmfs_add_test(meta_permissions_test
   SOURCES metadata/meta_permissions_test.cc
-  LIBS dpmfs_meta_client)
+  LIBS dpmfs_meta_server dpmfs_meta_client)
 target_compile_definitions(meta_permissions_test PRIVATE DPMFS_META_BIN="$<TARGET_FILE:dpmfs-meta>")
 add_dependencies(meta_permissions_test dpmfs-meta)

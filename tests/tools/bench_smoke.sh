@@ -36,6 +36,10 @@ fail() {
 "$mkfs" data "$dir/pool" --size 64M >/dev/null 2>"$dir/mkfs.err" \
   || { cat "$dir/mkfs.err" >&2; fail "mkfs.dpmfs data failed"; }
 
+# The server and the benchmark prove this key to each other (docs/security.md).
+"$mkfs" key create "$dir/cluster.key" >/dev/null || fail "mkfs.dpmfs key create failed"
+export DPMFS_KEY_FILE=$dir/cluster.key
+
 "$data_server" --pool "$dir/pool" --listen 127.0.0.1:0 --transport soft \
   >"$dir/server.out" 2>"$dir/server.err" &
 server_pid=$!

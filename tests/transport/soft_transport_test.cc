@@ -81,6 +81,34 @@ TEST_F(SoftTransportTest, WriteCompletesBeforeItsDataReachesMemory) {
   EXPECT_GE(completed_ms + visible_ms, kDelayMs / 2) << "drained long before the delay";
 }
 
+// A QP that goes idle with WRITEs buffered: its rx thread places them between 1x and
+// 2x the delay after they arrived (a timer wakes it, no frame does), each of a few
+// spaced WRITEs, not only the first. The upper bound has a margin for a loaded machine.
+TEST_F(SoftTransportTest, BufferedWritesOfAnIdleQpArePlacedWithinTwoDelays) {
+  Open(kDelayUs);
+  if (IsSkipped()) return;
+  Buffer& target = rig_.NewBuffer(3 * 4096, 0);
+  Buffer& local = rig_.NewBuffer(3 * 4096, 0);
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion tmr, rig_.Register(rig_.target(), target, kAllRemote));
+  DPMFS_ASSERT_OK_AND_ASSIGN(MemoryRegion lmr, rig_.Register(rig_.initiator(), local, kLocalWrite));
+  DPMFS_ASSERT_OK_AND_ASSIGN(QpPair p, rig_.Connect());
+  for (uint32_t i = 0; i < 3; ++i) {
+    FillPattern(local.data() + i * 4096, 4096, static_cast<uint8_t>(i + 1));
+    WorkRequest w = WriteWr(lmr, i * 4096, ToRemote(tmr), i * 4096, 4096, i + 1);
+    auto t0 = Clock::now();
+    DPMFS_ASSERT_OK(p.initiator->PostSend({&w, 1}));
+    auto c = CollectSend(*p.initiator, 1);
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_TRUE(c[0].ok()) << Describe(c[0]);
+    double visible_ms = WaitForMemory(target.data() + i * 4096, local.data() + i * 4096, 4096,
+                                      std::chrono::seconds(3));
+    ASSERT_GE(visible_ms, 0) << "WRITE " << i << " never reached memory";
+    double placed_ms = MillisSince(t0);
+    EXPECT_GE(placed_ms, kDelayMs * 0.9) << "WRITE " << i << " placed before the delay";
+    EXPECT_LE(placed_ms, kDelayMs * 2 + 150) << "WRITE " << i << " placed late";
+  }
+}
+
 // A READ on the same QP right after a WRITE returns the new data, and takes far less
 // than the drain delay: it drains the QP's earlier WRITEs at once.
 TEST_F(SoftTransportTest, ReadAfterWriteDrainsAtOnce) {

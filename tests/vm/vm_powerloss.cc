@@ -17,6 +17,7 @@
 //     Reads every acknowledged record back through the data server (one-sided READs)
 //     and checks it. Exit 0: every acknowledged record is intact; 1: one is not (each
 //     loss is printed); 3: the check could not be carried out.
+#include <cstdlib>
 #include <fcntl.h>
 #include <libpmem.h>
 #include <sys/stat.h>
@@ -34,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/cluster_key.h"
 #include "common/cli.h"
 #include "common/endpoint.h"
 #include "datapath/data_client.h"
@@ -184,6 +186,10 @@ void Stream(Writer& w, const Flags& f, const std::atomic<bool>& stop) {
 Result<std::unique_ptr<transport::Device>> Open(const Flags& f) {
   transport::DeviceOptions options;
   DPMFS_ASSIGN_OR_RETURN(options.backend, transport::ParseBackend(f.transport));
+  // The data server it talks to holds the guest's key (init.sh sets $DPMFS_KEY_FILE).
+  if (std::getenv("DPMFS_KEY_FILE") != nullptr) {
+    DPMFS_ASSIGN_OR_RETURN(options.cluster_key, LoadClusterKey("", ""));
+  }
   return transport::OpenDevice(options);
 }
 

@@ -217,7 +217,10 @@ if [ "$target" = dpmfs ]; then
 log="$state/client-\${1//[^0-9A-Za-z.]/_}.log"
 start=\$(stat -c %s "\$log" 2>/dev/null || echo 0)
 rc=0
-"$build/fs/dpmfs-mount" "\$@" -o subtype= </dev/null >>"\$log" 2>&1 || rc=\$?
+# Each of the two clusters has its own key (docs/security.md): the one of the source's.
+key="$state/cluster-scratch/cluster.key"
+[ "\$1" = "127.0.0.1:$base_port" ] && key="$state/cluster-test/cluster.key"
+"$build/fs/dpmfs-mount" "\$@" -o subtype=,key_file="\$key" </dev/null >>"\$log" 2>&1 || rc=\$?
 if [ \$rc -ne 0 ]; then tail -c +\$((start + 1)) "\$log" >&2; fi
 exit \$rc
 EOF

@@ -19,6 +19,7 @@
 #include <random>
 #include <thread>
 
+#include "common/cluster_key.h"
 #include "common/daemon_process.h"
 #include "common/endpoint.h"
 #include "common/pool.h"
@@ -232,6 +233,8 @@ class SpawnedServer {
     }
     s->dir_ = tmpl;
     s->pool_ = s->dir_ + "/meta.pool";
+    s->key_file_ = s->dir_ + "/cluster.key";
+    DPMFS_RETURN_IF_ERROR(CreateKeyFile(s->key_file_, /*replace=*/false));
 
     pool::FormatOptions fo;
     fo.geometry.role = pool::Role::kMetadata;
@@ -254,7 +257,8 @@ class SpawnedServer {
     d.log_prefix = "meta";
     d.log_dir = s->dir_;
     d.argv = {bin,           "--pool", s->pool_,      "--listen",    "127.0.0.1:0", "--data",
-              "127.0.0.1:1", "--data", "127.0.0.1:2", "--transport", o.transport};
+              "127.0.0.1:1", "--data", "127.0.0.1:2", "--transport", o.transport,
+              "--key-file",  s->key_file_};
     if (o.workers != 0) {
       d.argv.push_back("--workers");
       d.argv.push_back(std::to_string(o.workers));
@@ -294,10 +298,11 @@ class SpawnedServer {
   Endpoint endpoint() const { return proc_->endpoint(); }
   pid_t pid() const { return proc_->pid(); }
   const std::string& command() const { return command_; }
+  const std::string& key_file() const { return key_file_; }
 
  private:
   SpawnedServer() = default;
-  std::string dir_, pool_, command_;
+  std::string dir_, pool_, command_, key_file_;
   DaemonOptions options_;
   uint64_t generation_ = 1;
   std::unique_ptr<DaemonProcess> proc_;
@@ -1105,6 +1110,7 @@ CLI::App* AddMetaCommand(CLI::App& app, MetaBenchOptions* opts) {
   cmd->fallthrough();  // --log-level may come after the subcommand
   cmd->add_option("--meta", opts->meta,
                   "A running metadata server, HOST:PORT (default: start one on a scratch pool)");
+  cmd->add_option("--key-file", opts->key_file, std::string("With --meta: ") + kKeyFileHelp);
   cmd->add_option("--meta-pid", opts->meta_pid,
                   "With --meta: the server's pid on this host, to report its CPU time per "
                   "operation (without it those columns show '-')");
@@ -1218,6 +1224,8 @@ Status RunMetaBench(const MetaBenchOptions& opts) {
                                cpu.server->source(), cpu.self.source())
                  : fmt::format("server pid unknown: pass --meta-pid; client {}", cpu.self.source());
 
+  DPMFS_ASSIGN_OR_RETURN(plan.device.cluster_key,
+                         LoadClusterKey(spawned ? spawned->key_file() : opts.key_file, ""));
   DPMFS_ASSIGN_OR_RETURN(auto device, transport::OpenDevice(plan.device));
   Ids ids;
   DPMFS_ASSIGN_OR_RETURN(auto setup, [&]() -> Result<std::unique_ptr<MetaClient>> {

@@ -26,6 +26,7 @@ struct MetaBenchOptions {
   uint32_t workers = 0;  // started server's --workers; 0: its default
   bool msync = false;    // started server's --msync
   std::string transport = "soft";
+  std::string key_file;  // with `meta`: the cluster key (default: common/cluster_key.h)
   std::vector<std::string> ops = {"create", "stat", "unlink", "mkdir", "rename"};
   std::vector<uint32_t> threads = {1, 4, 16};
   std::vector<std::string> clients = {"shared", "per-thread"};

@@ -18,6 +18,8 @@ namespace dpmfs::bench {
 struct PersistBenchOptions {
   std::string server;  // HOST:PORT of a dpmfs-data
   std::string transport = "soft";
+  std::string key_file;  // the cluster key (default: common/cluster_key.h)
+  bool no_auth = false;  // against a dpmfs-data --no-auth: measures what authentication costs
   uint32_t drain_delay_us = 100;  // the client's own soft device; irrelevant but harmless
   std::vector<std::string> methods = {"all"};
   std::vector<std::string> sizes = {"64", "256", "4096", "65536"};

@@ -20,6 +20,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/cluster_key.h"
 #include "common/cli.h"
 #include "common/pool.h"
 #include "datapath/data_protocol.h"
@@ -318,7 +319,11 @@ int Run(int argc, char** argv) {
     if (!made.ok()) return fail(made.status());
     spdlog::debug("formatted {} ({} data bytes)", pool_path, made->data_size);
   }
-  so.argv = {f.data_bin, "--pool", pool_path, "--listen", "127.0.0.1:0", "--transport", "soft"};
+  // A key of this run's own: the server and this process prove it to each other.
+  const std::string key_file = scratch->path() + "/cluster.key";
+  if (Status st = CreateKeyFile(key_file, /*replace=*/false); !st.ok()) return fail(st);
+  so.argv = {f.data_bin, "--pool",      pool_path, "--listen", "127.0.0.1:0",
+             "--transport", "soft",     "--key-file", key_file};
   if (drain) {
     so.argv.push_back("--drain-delay-us");
     so.argv.push_back(std::to_string(*drain));
@@ -326,6 +331,9 @@ int Run(int argc, char** argv) {
 
   transport::DeviceOptions dev;
   dev.backend = transport::Backend::kSoft;
+  auto key = LoadClusterKey(key_file, "");
+  if (!key.ok()) return fail(key.status());
+  dev.cluster_key = *key;
   auto device = transport::OpenDevice(dev);
   if (!device.ok()) return fail(device.status());
 

@@ -29,6 +29,7 @@
 
 #include "common/socket.h"
 #include "transport/soft/soft_completion_queue.h"
+#include "transport/connection_auth.h"
 #include "transport/soft/soft_wire.h"
 #include "transport/transport.h"
 
@@ -160,8 +161,13 @@ class SoftQueuePair final : public QueuePair {
   Status WaitReadableFor(bool bounded);
   // Before a blocking read: places this QP's buffered WRITEs as they come due, until
   // data arrives (or the connection reports something) — the rx thread is this QP's
-  // drain engine while it lives, so no other thread wakes per WRITE.
+  // drain engine while it lives, so no other thread wakes per WRITE. It sleeps on the
+  // socket and a timerfd that stays armed across sleeps (placement_timer_), never on a
+  // poll timeout: a timeout arms and cancels a kernel timer per WRITE, and on this
+  // machine's virtual CPUs that cost more than the round trip (see transport/README.md).
   void PlaceDueWhileIdle();
+  // Arms placement_timer_ to fire at `at` (rx_mu_ held); false if the kernel refused.
+  bool ArmPlacementTimer(Clock::time_point at);
   Status SkipBytes(size_t n);
   Status HandleRequest(const FrameHeader& h);
   Status HandleResponse(const FrameHeader& h);
@@ -234,6 +240,12 @@ class SoftQueuePair final : public QueuePair {
   std::unique_ptr<uint8_t[]> rx_buf_;
   size_t rx_begin_ = 0, rx_end_ = 0;
   std::vector<OutFrame> held_responses_;  // rx thread only
+  // Wakes the rx thread when a buffered WRITE is due and no frame arrives first
+  // (rx thread only). Armed for the oldest entry's due time plus one drain delay, and
+  // re-armed only when it fires or the oldest entry would be placed later than that:
+  // a stream of WRITEs arms it (and is woken by it) once per delay at most.
+  UniqueFd placement_timer_;
+  std::optional<Clock::time_point> placement_timer_at_;
   std::vector<Completion> held_deliveries_;  // rx thread only
 
   // ---- caller-driven reception (soft_caller_rx.cc) ----
@@ -298,6 +310,12 @@ class SoftDevice final : public Device {
                                              const QueuePairOptions& options,
                                              Duration timeout) override;
   bool SupportsFlush() const override { return true; }
+  uint64_t auth_failures() const override { return auth_gate_.failures(); }
+  uint64_t auth_refused() const override { return auth_gate_.refused(); }
+
+  // The key connections must prove (null: no authentication) and the failures' gate.
+  const ClusterKey* cluster_key() const { return cluster_key_.get(); }
+  auth::AuthFailureGate& auth_gate() { return auth_gate_; }
 
   // Looks up `key` and checks [addr, addr+len) lies inside with `access`. On success
   // returns the host pointer (and the region in `*region` if given).
@@ -327,6 +345,8 @@ class SoftDevice final : public Device {
 
   Clock::duration drain_delay_;
   uint64_t buffer_limit_;
+  std::shared_ptr<const ClusterKey> cluster_key_;
+  auth::AuthFailureGate auth_gate_;
   Mutex drain_mu_;
   std::condition_variable drain_cv_;
   struct Due {

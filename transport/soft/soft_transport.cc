@@ -65,7 +65,8 @@ void PendingWrites::Drain(bool all, Clock::time_point now) {
 SoftDevice::SoftDevice(const DeviceOptions& options)
     : options_(options),
       drain_delay_(std::chrono::microseconds(options.soft_drain_delay_us)),
-      buffer_limit_(options.soft_buffer_bytes) {
+      buffer_limit_(options.soft_buffer_bytes),
+      cluster_key_(options.cluster_key) {
   drain_thread_ = std::thread([this] { DrainLoop(); });
 }
 
@@ -244,11 +245,54 @@ Result<std::pair<FrameHeader, std::vector<uint8_t>>> RecvFrame(int fd) {
   DPMFS_ASSIGN_OR_RETURN(FrameHeader h, DecodeHeader(std::span<const uint8_t, kHeaderSize>(buf)));
   std::vector<uint8_t> payload(h.payload_len);  // bounded by DecodeHeader for handshakes
   if (h.type != FrameType::kConnect && h.type != FrameType::kAccept &&
-      h.type != FrameType::kReject) {
+      h.type != FrameType::kReject && h.type != FrameType::kChallenge) {
     return Status::Corruption("expected a handshake frame");
   }
   DPMFS_RETURN_IF_ERROR(RecvAll(fd, payload.data(), payload.size()));
   return std::make_pair(h, std::move(payload));
+}
+
+// The connection as both ends see it, for the proofs: the initiator's end, the target's.
+Result<auth::ConnectionParams> Params(int fd, bool initiator) {
+  DPMFS_ASSIGN_OR_RETURN(Endpoint local, LocalEndpoint(fd));
+  std::string peer = PeerName(fd);
+  auth::ConnectionParams p;
+  p.backend = Backend::kSoft;
+  p.initiator = initiator ? local.ToString() : peer;
+  p.target = initiator ? peer : local.ToString();
+  return p;
+}
+
+// The initiator's side of connection_auth.h, after HELLO went out: checks the target's
+// CHALLENGE and sends AUTH carrying the application's request.
+Status AnswerChallenge(int fd, const ClusterKey& key, const auth::Nonce& nonce,
+                       std::span<const uint8_t> app_data, const std::string& peer) {
+  auto reply = RecvFrame(fd);
+  if (!reply.ok()) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return Status::TimedOut("no answer from " + peer + " within the timeout");
+    }
+    return Status::Unavailable("connecting to " + peer + ": " + reply.status().message());
+  }
+  if (reply->first.type == FrameType::kReject) {
+    std::string reason(reply->second.begin(), reply->second.end());
+    return Status::PermissionDenied("connection rejected by " + peer +
+                                    (reason.empty() ? "" : ": " + reason));
+  }
+  if (reply->first.type != FrameType::kChallenge) {
+    return Status::PermissionDenied(peer + " did not authenticate itself (it holds no cluster "
+                                    "key, or is not a dpmfs server of this version): refused");
+  }
+  DPMFS_ASSIGN_OR_RETURN(auth::Challenge ch, auth::DecodeChallenge(reply->second));
+  DPMFS_ASSIGN_OR_RETURN(auth::ConnectionParams conn, Params(fd, /*initiator=*/true));
+  if (!auth::ProofsEqual(auth::TargetProof(key, nonce, ch.nonce, conn), ch.proof)) {
+    return Status::PermissionDenied(peer + " failed to prove it holds the cluster key (the "
+                                    "servers have another key file?): refused");
+  }
+  auth::AuthRequest req;
+  req.proof = auth::InitiatorProof(key, nonce, ch.nonce, conn, app_data);
+  req.app_data.assign(app_data.begin(), app_data.end());
+  return SendFrame(fd, FrameType::kAuth, auth::EncodeAuthRequest(req));
 }
 
 // Accepts connections. Handshakes in progress are polled together with the listening
@@ -306,6 +350,19 @@ class SoftListener final : public Listener {
           continue;
         }
         if (!h.complete) continue;
+        if (device_->cluster_key() != nullptr && !h.authenticated) {
+          Status auth = Authenticate(h);
+          if (!auth.ok()) {
+            device_->auth_gate().Failed(h.peer, "soft", auth.message());
+            // The peer learns only that it failed, never why.
+            static constexpr std::string_view kReason = "authentication failed";
+            (void)SendFrame(h.fd.get(), FrameType::kReject,
+                            {reinterpret_cast<const uint8_t*>(kReason.data()), kReason.size()});
+            pending_.erase(pending_.begin() + static_cast<ptrdiff_t>(i - 2));
+            continue;
+          }
+          if (!h.authenticated) continue;  // CHALLENGE sent; the AUTH frame comes next
+        }
         Handshake done = std::move(h);
         pending_.erase(pending_.begin() + static_cast<ptrdiff_t>(i - 2));
         return Finish(std::move(done), handler, options);
@@ -315,6 +372,9 @@ class SoftListener final : public Listener {
         if (conn.valid()) {
           SetNoDelay(conn.get());
           std::string peer = PeerName(conn.get());
+          if (device_->cluster_key() != nullptr && !device_->auth_gate().Admit(peer)) {
+            continue;  // too many failures from this address lately: closed unheard
+          }
           const DeviceOptions& o = device_->options();
           if (pending_.size() >= std::max<uint32_t>(o.soft_max_pending_handshakes, 1)) {
             // The oldest is the likeliest to be silent: a real client's CONNECT follows
@@ -357,9 +417,53 @@ class SoftListener final : public Listener {
     std::vector<uint8_t> buf;
     FrameHeader header;
     bool complete = false;
+    // Authentication (only with a cluster key): after CONNECT's HELLO the CHALLENGE is
+    // sent and the next frame must be AUTH; `app_data` is then the application's request.
+    FrameType expect = FrameType::kConnect;
+    auth::Nonce initiator_nonce{};
+    auth::Nonce target_nonce{};
+    bool authenticated = false;
+    std::vector<uint8_t> app_data;
   };
 
-  // Reads what has arrived of a CONNECT frame, never more than the frame itself.
+  // One step of the target's side of connection_auth.h on a complete frame in `h.buf`:
+  // HELLO -> send CHALLENGE and wait for AUTH; AUTH -> check the proof. An error is an
+  // authentication failure (the caller logs, counts and rejects).
+  Status Authenticate(Handshake& h) {
+    std::span<const uint8_t> payload(h.buf.data() + kHeaderSize, h.buf.size() - kHeaderSize);
+    const ClusterKey& key = *device_->cluster_key();
+    DPMFS_ASSIGN_OR_RETURN(auth::ConnectionParams conn, Params(h.fd.get(), /*initiator=*/false));
+    if (h.expect == FrameType::kConnect) {
+      Result<auth::Hello> hello = auth::DecodeHello(payload);
+      if (!hello.ok()) {
+        return Status::PermissionDenied("its connection request is no authentication hello (a "
+                                        "peer without the cluster key?): " +
+                                        hello.status().message());
+      }
+      h.initiator_nonce = hello->nonce;
+      h.target_nonce = auth::FreshNonce();
+      auth::Challenge ch{h.target_nonce, auth::TargetProof(key, h.initiator_nonce,
+                                                           h.target_nonce, conn)};
+      DPMFS_RETURN_IF_ERROR(SendFrame(h.fd.get(), FrameType::kChallenge, auth::EncodeChallenge(ch)));
+      h.expect = FrameType::kAuth;
+      h.buf.clear();
+      h.complete = false;
+      return Status::OK();
+    }
+    Result<auth::AuthRequest> req = auth::DecodeAuthRequest(payload);
+    if (!req.ok()) return req.status();
+    auth::Proof want =
+        auth::InitiatorProof(key, h.initiator_nonce, h.target_nonce, conn, req->app_data);
+    if (!auth::ProofsEqual(want, req->proof)) {
+      return Status::PermissionDenied("wrong proof of the cluster key (another key, or a "
+                                      "replayed handshake)");
+    }
+    h.authenticated = true;
+    h.app_data = std::move(req->app_data);
+    return Status::OK();
+  }
+
+  // Reads what has arrived of the frame expected (CONNECT, or AUTH), never more than it.
   static Status ReadSome(Handshake& h) {
     while (!h.complete) {
       size_t want = h.buf.size() < kHeaderSize ? kHeaderSize
@@ -378,7 +482,10 @@ class SoftListener final : public Listener {
       if (h.buf.size() == kHeaderSize && have < kHeaderSize) {
         DPMFS_ASSIGN_OR_RETURN(
             h.header, DecodeHeader(std::span<const uint8_t, kHeaderSize>(h.buf.data(), kHeaderSize)));
-        if (h.header.type != FrameType::kConnect) return Status::Corruption("expected CONNECT");
+        if (h.header.type != h.expect) {
+          return Status::Corruption(h.expect == FrameType::kConnect ? "expected CONNECT"
+                                                                    : "expected AUTH");
+        }
       }
       if (h.buf.size() >= kHeaderSize && h.buf.size() == kHeaderSize + h.header.payload_len) {
         h.complete = true;
@@ -391,7 +498,10 @@ class SoftListener final : public Listener {
                                             const QueuePairOptions& options) {
     int raw = h.fd.get();
     ::fcntl(raw, F_SETFL, ::fcntl(raw, F_GETFL) & ~O_NONBLOCK);  // the QP uses blocking reads
-    std::vector<uint8_t> peer_data(h.buf.begin() + kHeaderSize, h.buf.end());
+    std::vector<uint8_t> peer_data = h.authenticated
+                                         ? std::move(h.app_data)
+                                         : std::vector<uint8_t>(h.buf.begin() + kHeaderSize,
+                                                                h.buf.end());
     auto qp = std::make_unique<SoftQueuePair>(device_, std::move(h.fd), options);
     if (options.prepare) {
       Status st = options.prepare(*qp);
@@ -450,8 +560,16 @@ Result<std::unique_ptr<QueuePair>> SoftDevice::Connect(const Endpoint& peer,
   SetRecvTimeout(raw, timeout.count() > 0 ? timeout : std::chrono::microseconds(1000));
   auto qp = std::make_unique<SoftQueuePair>(this, std::move(fd), options);
   if (options.prepare) DPMFS_RETURN_IF_ERROR(options.prepare(*qp));
-  DPMFS_RETURN_IF_ERROR(SendFrame(raw, FrameType::kConnect, private_data)
-                            .WithContext("connecting to " + peer.ToString()));
+  if (cluster_key_ != nullptr) {
+    const auth::Nonce nonce = auth::FreshNonce();
+    DPMFS_RETURN_IF_ERROR(SendFrame(raw, FrameType::kConnect, auth::EncodeHello({nonce}))
+                              .WithContext("connecting to " + peer.ToString()));
+    DPMFS_RETURN_IF_ERROR(
+        AnswerChallenge(raw, *cluster_key_, nonce, private_data, peer.ToString()));
+  } else {
+    DPMFS_RETURN_IF_ERROR(SendFrame(raw, FrameType::kConnect, private_data)
+                              .WithContext("connecting to " + peer.ToString()));
+  }
   auto reply = RecvFrame(raw);
   if (!reply.ok()) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -464,6 +582,10 @@ Result<std::unique_ptr<QueuePair>> SoftDevice::Connect(const Endpoint& peer,
     std::string reason(reply->second.begin(), reply->second.end());
     return Status::PermissionDenied("connection rejected by " + peer.ToString() +
                                     (reason.empty() ? "" : ": " + reason));
+  }
+  if (reply->first.type == FrameType::kChallenge) {
+    return Status::PermissionDenied(peer.ToString() + " requires proof of the cluster key and "
+                                    "this side has none: give it the cluster's key file");
   }
   if (reply->first.type != FrameType::kAccept) {
     return Status::Corruption("unexpected handshake reply from " + peer.ToString());

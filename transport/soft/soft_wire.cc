@@ -1,5 +1,7 @@
 #include "transport/soft/soft_wire.h"
 
+#include "transport/connection_auth.h"
+
 #include <bit>
 #include <cstring>
 #include <string>
@@ -22,7 +24,7 @@ T Get(const uint8_t* p) {
 }
 
 bool KnownType(uint8_t t) {
-  return (t >= 1 && t <= 5) || (t >= 16 && t <= 18) || (t >= 32 && t <= 34);
+  return (t >= 1 && t <= 5) || (t >= 16 && t <= 18) || (t >= 32 && t <= 36);
 }
 
 }  // namespace
@@ -93,6 +95,12 @@ Result<FrameHeader> DecodeHeader(std::span<const uint8_t, kHeaderSize> in) {
       break;
     case FrameType::kReject:
       if (h.payload_len > kMaxRejectReason) return bad_len("reason too long");
+      break;
+    case FrameType::kChallenge:
+      if (h.payload_len != auth::kChallengeSize) return bad_len("challenge of the wrong size");
+      break;
+    case FrameType::kAuth:
+      if (h.payload_len > auth::kMaxAuthSize) return bad_len("authentication too long");
       break;
   }
   return h;

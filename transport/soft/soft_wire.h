@@ -34,6 +34,9 @@ enum class FrameType : uint8_t {
   kConnect = 32,  // payload: initiator private data (≤ kMaxConnectPrivateData)
   kAccept = 33,   // payload: target private data (≤ kMaxAcceptPrivateData)
   kReject = 34,   // payload: a short reason text
+  // authentication (connection_auth.h), between CONNECT and ACCEPT when keys are set
+  kChallenge = 35,  // target → initiator: auth::Challenge
+  kAuth = 36,       // initiator → target: auth::AuthRequest (carries the app's request)
 };
 
 inline constexpr uint8_t kFlagSignaled = 1;

@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Flood a live dpmfs cluster while a mounted client keeps working (issue 17, "Resource
+limits"; tests/e2e/README.md). Run by tests/e2e/flood.sh (CI) and tools/flood.sh (long).
+
+Against the metadata server and one data server at once, for --seconds:
+  - --conns concurrent connections that complete a valid handshake and then sit idle,
+    spread over source addresses 127.0.0.2.. (--sources), half on each server;
+  - half-open connections: half a CONNECT, and half a frame after a handshake;
+  - oversized requests: a data CONNECT asking for 1024 x 16 MiB of buffers, a WRITE
+    header announcing the whole pool followed by 64 KiB and a stall, an rpc CONNECT
+    asking for the largest messages and depth;
+  - a connect/disconnect flood.
+Meanwhile a workload on the mount (create, write 64 KiB, fsync, read back, unlink) runs
+throughout and its latency is compared with the same before the flood. Checks: both
+daemons stay alive, their VmRSS never exceeds baseline + --rss-bound-mib, it comes back
+to within --rss-return-mib of the baseline after the flood, and the workload keeps
+making progress (no operation slower than --max-op-seconds). Prints the figures.
+Exit status 0 pass, 1 fail.
+"""
+import argparse
+import errno
+import os
+import resource
+import socket
+import statistics
+import struct
+import sys
+import threading
+import time
+
+HDR = struct.Struct("<IBBHIIQQII")  # the soft frame header, 40 bytes
+MAGIC = 0x534D5044
+T_WRITE, T_SEND, T_CONNECT, T_ACCEPT, T_REJECT = 1, 4, 32, 33, 34
+
+
+def frame(ftype, payload=b"", length=None, seq=0, addr=0, rkey=0, flags=0, payload_len=None):
+    plen = len(payload) if payload_len is None else payload_len
+    ln = plen if length is None else length
+    return HDR.pack(MAGIC, ftype, flags, 0, plen, 0, seq, addr, rkey, ln) + payload
+
+
+def data_connect(method=2, qd=16, io=1 << 20):
+    return struct.pack("<IHBBII", 0x44504D44, 1, method, 0, qd, io)
+
+
+def rpc_connect(session, max_message=64 << 10, depth=32):
+    return struct.pack("<IBBHQII", 0x4E435244, 1, 0, 0, session, max_message, depth)
+
+
+def parse_ep(s):
+    host, port = s.rsplit(":", 1)
+    return host, int(port)
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def recv_exact(s, n, timeout=5.0):
+    s.settimeout(timeout)
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def connect(ep, source=None, timeout=5.0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if source:
+        s.bind((source, 0))
+    s.connect(ep)
+    return s
+
+
+def handshake(ep, private, source=None):
+    """Returns (socket, reply type, reply payload)."""
+    s = connect(ep, source)
+    s.sendall(frame(T_CONNECT, private))
+    h = HDR.unpack(recv_exact(s, HDR.size))
+    payload = recv_exact(s, h[4]) if h[4] else b""
+    return s, h[1], payload
+
+
+class Workload(threading.Thread):
+    """The legitimate client: one file's create/write/fsync/read/unlink, over and over."""
+
+    def __init__(self, mnt):
+        super().__init__(daemon=True)
+        self.dir = os.path.join(mnt, "flood-workload")
+        os.makedirs(self.dir, exist_ok=True)
+        self.samples = []  # (start time, seconds)
+        self.errors = []
+        self.stop = threading.Event()
+
+    def run(self):
+        data = os.urandom(64 << 10)
+        i = 0
+        while not self.stop.is_set():
+            path = os.path.join(self.dir, f"f{i % 16}")
+            t0 = time.monotonic()
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_RDWR, 0o644)
+                os.write(fd, data)
+                os.fsync(fd)
+                os.lseek(fd, 0, os.SEEK_SET)
+                back = os.read(fd, len(data))
+                os.close(fd)
+                os.unlink(path)
+                if back != data:
+                    self.errors.append(f"{path}: read back differs")
+            except OSError as e:
+                self.errors.append(f"{path}: {e}")
+            self.samples.append((t0, time.monotonic() - t0))
+            i += 1
+
+    def window(self, t0, t1):
+        return [d for (t, d) in self.samples if t0 <= t < t1]
+
+
+def pct(v, p):
+    if not v:
+        return float("nan")
+    v = sorted(v)
+    return v[min(len(v) - 1, int(p / 100.0 * len(v)))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--meta", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--meta-pid", type=int, required=True)
+    ap.add_argument("--data-pid", type=int, required=True)
+    ap.add_argument("--mnt", required=True)
+    ap.add_argument("--conns", type=int, default=1000)
+    ap.add_argument("--sources", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=8)
+    ap.add_argument("--rss-bound-mib", type=int, default=400)
+    ap.add_argument("--rss-return-mib", type=int, default=64)
+    ap.add_argument("--max-op-seconds", type=float, default=5)
+    a = ap.parse_args()
+    meta, data = parse_ep(a.meta), parse_ep(a.data)
+    pids = {"meta": a.meta_pid, "data": a.data_pid}
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = a.conns + 1024
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+    failures = []
+    work = Workload(a.mnt)
+    work.start()
+    base_t0 = time.monotonic()
+    time.sleep(2.0)
+    base = {k: rss_kib(p) for k, p in pids.items()}
+    base_t1 = time.monotonic()
+
+    peak = dict(base)
+    stop_sampling = threading.Event()
+
+    def sample():
+        while not stop_sampling.is_set():
+            for k, p in pids.items():
+                r = rss_kib(p)
+                if r is not None:
+                    peak[k] = max(peak[k], r)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+
+    flood_t0 = time.monotonic()
+    held, refused, sockets = {"meta": 0, "data": 0}, {"meta": 0, "data": 0}, []
+    sources = [f"127.0.0.{2 + i}" for i in range(a.sources)]
+
+    # 1. Concurrent connections with a valid handshake, held idle.
+    for i in range(a.conns):
+        name, ep = ("meta", meta) if i % 2 == 0 else ("data", data)
+        priv = rpc_connect(0x1000 + i) if name == "meta" else data_connect()
+        try:
+            s, t, _ = handshake(ep, priv, sources[i % len(sources)])
+            if t == T_ACCEPT:
+                held[name] += 1
+                sockets.append(s)
+            else:
+                refused[name] += 1
+                s.close()
+        except OSError:
+            refused[name] += 1
+
+    # 2. Half-open: half a CONNECT; half a frame after a handshake.
+    half = []
+    for i in range(100):
+        ep = meta if i % 2 == 0 else data
+        try:
+            s = connect(ep, "127.0.0.200")
+            s.sendall(frame(T_CONNECT, data_connect())[:20])
+            half.append(s)
+            s2, t, _ = handshake(ep, rpc_connect(0x9000 + i) if ep == meta else data_connect(),
+                                 "127.0.0.201")
+            if t == T_ACCEPT:
+                s2.sendall(frame(T_SEND, b"x" * 1000)[:HDR.size + 100])
+                half.append(s2)
+        except OSError:
+            pass
+
+    # 3. Oversized: a 1024 x 16 MiB rpc CONNECT, a WRITE header announcing the pool.
+    try:
+        s, t, why = handshake(data, data_connect(method=4, qd=1024, io=16 << 20), "127.0.0.202")
+        if t != T_REJECT:
+            failures.append("a 1024 x 16 MiB rpc CONNECT was not refused")
+        else:
+            print(f"oversized CONNECT refused: {why.decode(errors='replace')}")
+        s.close()
+    except OSError as e:
+        failures.append(f"oversized CONNECT: {e}")
+    big_writes = []
+    for i in range(4):
+        try:
+            s, t, info = handshake(data, data_connect(), "127.0.0.203")
+            if t == T_ACCEPT and len(info) >= 28:
+                addr, length, rkey = struct.unpack_from("<QQI", info, 8)
+                ln = min(length, (1 << 30) - 1)
+                s.sendall(frame(T_WRITE, os.urandom(64 << 10), length=ln, payload_len=ln,
+                                seq=1, addr=addr, rkey=rkey))
+                big_writes.append(s)
+        except OSError:
+            pass
+    try:
+        s, t, _ = handshake(meta, rpc_connect(0xBEEF, max_message=1 << 20, depth=256), "127.0.0.204")
+        s.close()
+    except OSError:
+        pass
+
+    # 4. Connect/disconnect flood until the end of the window, from two threads.
+    flood_count = [0, 0]
+    end = flood_t0 + a.seconds
+
+    def churn(idx, ep, priv):
+        while time.monotonic() < end:
+            try:
+                s, _, _ = handshake(ep, priv, "127.0.0.205")
+                s.close()
+                flood_count[idx] += 1
+            except OSError:
+                time.sleep(0.001)
+
+    churners = [threading.Thread(target=churn, args=(0, meta, rpc_connect(0x7777))),
+                threading.Thread(target=churn, args=(1, data, data_connect()))]
+    for t in churners:
+        t.start()
+    for t in churners:
+        t.join()
+    flood_t1 = time.monotonic()
+    during_rss = dict(peak)
+
+    for k, p in pids.items():
+        if not alive(p):
+            failures.append(f"dpmfs-{k} (pid {p}) died during the flood")
+
+    # Release everything and wait for memory to come back.
+    for s in sockets + half + big_writes:
+        try:
+            s.close()
+        except OSError:
+            pass
+    deadline = time.monotonic() + 20
+    after = {}
+    while time.monotonic() < deadline:
+        after = {k: rss_kib(p) for k, p in pids.items()}
+        if all(after[k] is not None and after[k] - base[k] <= a.rss_return_mib * 1024 for k in pids):
+            break
+        time.sleep(0.5)
+    stop_sampling.set()
+    time.sleep(1.0)
+    work.stop.set()
+    work.join(timeout=30)
+
+    before_lat = work.window(base_t0, base_t1)
+    during_lat = work.window(flood_t0, flood_t1)
+    for k in pids:
+        grow = (peak[k] - base[k]) / 1024
+        if grow > a.rss_bound_mib:
+            failures.append(f"dpmfs-{k} grew by {grow:.0f} MiB during the flood (bound {a.rss_bound_mib})")
+        if after.get(k) is None or after[k] - base[k] > a.rss_return_mib * 1024:
+            failures.append(f"dpmfs-{k} did not give memory back: {base[k] // 1024} -> "
+                            f"{(after.get(k) or 0) // 1024} MiB")
+    if not during_lat:
+        failures.append("the mounted client made no progress during the flood")
+    elif max(during_lat) > a.max_op_seconds:
+        failures.append(f"a client operation took {max(during_lat):.1f} s during the flood")
+    if work.errors:
+        failures.append(f"client errors: {work.errors[:3]}")
+
+    print(f"flood: {a.seconds:.0f} s, {a.conns} concurrent handshaken connections asked for "
+          f"from {a.sources} addresses: held meta {held['meta']} data {held['data']}, "
+          f"refused meta {refused['meta']} data {refused['data']}; {len(half)} half-open; "
+          f"{len(big_writes)} stalled WRITEs announcing the pool; churn meta {flood_count[0]} "
+          f"data {flood_count[1]} connect/close")
+    for k in pids:
+        print(f"RSS dpmfs-{k}: before {base[k] / 1024:.0f} MiB, peak {during_rss[k] / 1024:.0f} MiB, "
+              f"after {(after.get(k) or 0) / 1024:.0f} MiB")
+    print(f"client op (create+64KiB write+fsync+read+unlink) before: n={len(before_lat)} "
+          f"p50={pct(before_lat, 50) * 1e3:.1f} ms p99={pct(before_lat, 99) * 1e3:.1f} ms; during: "
+          f"n={len(during_lat)} p50={pct(during_lat, 50) * 1e3:.1f} ms "
+          f"p99={pct(during_lat, 99) * 1e3:.1f} ms max={max(during_lat or [0]) * 1e3:.0f} ms")
+    for f in failures:
+        print("FAIL:", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
