@@ -87,6 +87,8 @@ data 127.0.0.1:$(free_port) $pools/data0.pool 32M
 data 127.0.0.1:$(free_port) $pools/data1.pool 32M
 CONF
 "$prefix/sbin/mkfs.dpmfs" cluster "$conf" >"$work/mkfs.log" 2>&1 || fail "mkfs.dpmfs cluster failed"
+# mkfs made the cluster key beside the cluster file, where the daemons look for it.
+[ -f "$work/cluster.key" ] || fail "mkfs.dpmfs cluster made no cluster key beside $conf"
 # ExecStart of a unit, as systemd would run it with /etc/default/dpmfs empty.
 exec_start() {
   sed -n 's/^ExecStart=//p' "$prefix/lib/systemd/system/$1" |
@@ -117,12 +119,12 @@ unshare -m --propagation private -- bash -euc '
   mount --bind "$1" /usr/local/sbin
   export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
   [ "$(command -v dpmfs)" = /usr/local/sbin/dpmfs ] || { echo "dpmfs is not the installed one"; exit 1; }
-  mount -t fuse.dpmfs "$2" "$3" -o default_permissions,log="$4"
+  mount -t fuse.dpmfs "$2" "$3" -o default_permissions,log="$4",key_file="$5"
   echo "written through the installed client" >"$3/hello"
   sync "$3/hello"
   [ "$(cat "$3/hello")" = "written through the installed client" ]
   umount "$3"
-' inner "$sbin" "$meta" "$work/mnt" "$work/client.log" || fail "mount through the installed files failed"
+' inner "$sbin" "$meta" "$work/mnt" "$work/client.log" "$work/cluster.key" || fail "mount through the installed files failed"
 
 echo "--- the detached client logged to its file, mode 0600"
 for _ in $(seq 50); do grep -q "unmounted" "$work/client.log" 2>/dev/null && break; sleep 0.1; done
