@@ -36,7 +36,8 @@ if [ "$mode" = --deb ]; then
   echo "--- cpack -G DEB, unpacked into a scratch root"
   (cd "$work" && cpack -G DEB -B "$work/deb" --config "$build/CPackConfig.cmake" >/dev/null)
   deb=$(ls "$work"/deb/dpmfs_*.deb)
-  dpkg-deb --info "$deb" | grep -q 'Depends:.*fuse3' || fail "the .deb does not depend on fuse3"
+  info=$(dpkg-deb --info "$deb")  # not piped into grep -q: its early exit would fail pipefail
+  [[ "$info" == *"Depends: fuse3"* ]] || fail "the .deb does not depend on fuse3: $info"
   dpkg-deb -x "$deb" "$root"
   prefix=$root/usr
 else
