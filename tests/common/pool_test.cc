@@ -515,9 +515,14 @@ TEST_F(PoolTest, UnwritablePathIsIOError) {
   ASSERT_EQ(r.status().code(), StatusCode::kIOError) << r.status().ToString();
   EXPECT_THAT(r.status().message(), HasSubstr(std::strerror(ENOENT)));
   EXPECT_THAT(r.status().message(), HasSubstr(missing));
-  // Not a regular file.
-  r = FormatPool("/dev/null", Options());
-  EXPECT_FALSE(r.ok());
+  // Not a regular file: a character device that is not device DAX. Only while /dev/null
+  // really is the device: on a machine where something replaced it by a plain file,
+  // formatting it would "succeed" and make /dev/null a pool.
+  struct stat null_st {};
+  if (::stat("/dev/null", &null_st) == 0 && S_ISCHR(null_st.st_mode)) {
+    r = FormatPool("/dev/null", Options());
+    EXPECT_FALSE(r.ok());
+  }
 }
 
 TEST_F(PoolTest, MissingOrDirectoryPoolOnOpen) {

@@ -36,7 +36,8 @@ if [ "$mode" = --deb ]; then
   echo "--- cpack -G DEB, unpacked into a scratch root"
   (cd "$work" && cpack -G DEB -B "$work/deb" --config "$build/CPackConfig.cmake" >/dev/null)
   deb=$(ls "$work"/deb/dpmfs_*.deb)
-  dpkg-deb --info "$deb" | grep -q 'Depends:.*fuse3' || fail "the .deb does not depend on fuse3"
+  info=$(dpkg-deb --info "$deb")  # not piped into grep -q: its early exit would fail pipefail
+  [[ "$info" == *"Depends: fuse3"* ]] || fail "the .deb does not depend on fuse3: $info"
   dpkg-deb -x "$deb" "$root"
   prefix=$root/usr
 else
@@ -87,6 +88,8 @@ data 127.0.0.1:$(free_port) $pools/data0.pool 32M
 data 127.0.0.1:$(free_port) $pools/data1.pool 32M
 CONF
 "$prefix/sbin/mkfs.dpmfs" cluster "$conf" >"$work/mkfs.log" 2>&1 || fail "mkfs.dpmfs cluster failed"
+# mkfs made the cluster key beside the cluster file, where the daemons look for it.
+[ -f "$work/cluster.key" ] || fail "mkfs.dpmfs cluster made no cluster key beside $conf"
 # ExecStart of a unit, as systemd would run it with /etc/default/dpmfs empty.
 exec_start() {
   sed -n 's/^ExecStart=//p' "$prefix/lib/systemd/system/$1" |
@@ -122,7 +125,7 @@ unshare -m --propagation private -- bash -euc '
   sync "$3/hello"
   [ "$(cat "$3/hello")" = "written through the installed client" ]
   umount "$3"
-' inner "$sbin" "$meta" "$work/mnt" "$work/client.log" "$(dirname "$conf")/cluster.key" || fail "mount through the installed files failed"
+' inner "$sbin" "$meta" "$work/mnt" "$work/client.log" "$work/cluster.key" || fail "mount through the installed files failed"
 
 echo "--- the detached client logged to its file, mode 0600"
 for _ in $(seq 50); do grep -q "unmounted" "$work/client.log" 2>/dev/null && break; sleep 0.1; done
