@@ -57,11 +57,18 @@ int MayDelete(const Credentials& c, const InodeAttr& dir, const InodeAttr& victi
   return 0;
 }
 
+// __FMODE_EXEC of include/linux/fs.h: in f_flags of an open for execve, never set by
+// open(2) itself.
+constexpr uint32_t kFmodeExec = 0x20;
+
 int MayOpen(const Credentials& c, const InodeAttr& a, uint32_t flags) {
   uint32_t mask = 0;
   switch (flags & O_ACCMODE) {
     case O_RDONLY:
-      mask = kRead;
+      // The kernel opens a file to execute it with O_RDONLY | __FMODE_EXEC (0x20), and
+      // FUSE passes f_flags on: such an open needs x, not r (a mode-0111 program runs;
+      // xfstests generic/126 failed on it).
+      mask = (flags & kFmodeExec) != 0 ? kExec : kRead;
       break;
     case O_WRONLY:
       mask = kWrite;

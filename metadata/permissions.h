@@ -38,8 +38,8 @@
 //   - new inodes belong to the caller (a root caller may name another owner: the
 //     request's uid/gid); in a set-group-ID directory they take its group, and a new
 //     file created there by a non-member loses set-group-ID.
-// Not checked: execute on open (the kernel checks it; the protocol does not say when
-// an open is for exec), protected_hardlinks/protected_symlinks (sysctls of the
+// An open for execve (__FMODE_EXEC in the flags FUSE passes on) needs x instead of r.
+// Not checked: protected_hardlinks/protected_symlinks (sysctls of the
 // client's kernel), ACLs (dpmfs has none).
 //
 // Thread-safety: pure functions.
