@@ -101,5 +101,48 @@ TEST(ReplyCache, ALongRunStaysBoundedAndAnswersCorrectly) {
   }
 }
 
+
+// Both bounds, each on its own: many small replies stop at the count with their bytes
+// far below the byte bound; a few big ones stop at the bytes with the count far below
+// its bound; and a reply bigger than the whole byte bound is still kept (its retry
+// must be answered), alone.
+TEST(ReplyCache, TheCountAndTheByteBoundEachEvictOnTheirOwn) {
+  auto conn = std::make_shared<int>(1);
+  int32_t status = 0;
+  std::vector<uint8_t> reply;
+  SessionReplyCache::Waiters waiters;
+  auto run = [&](SessionReplyCache& c, uint64_t first, uint64_t n, size_t size) {
+    for (uint64_t seq = first; seq < first + n; ++seq) {
+      ASSERT_EQ(c.Begin(seq, {conn, seq}, &status, &reply), Start::kExecute) << seq;
+      c.Finish(seq, 0, std::vector<uint8_t>(size, static_cast<uint8_t>(seq)), &waiters);
+    }
+  };
+
+  SessionReplyCache by_count(4, 1 << 20);
+  ASSERT_NO_FATAL_FAILURE(run(by_count, 1, 10, 100));
+  EXPECT_EQ(by_count.done(), 4u) << "the count bound did not hold";
+  EXPECT_EQ(by_count.bytes(), 400u);
+  EXPECT_EQ(by_count.evicted_max(), 6u);
+
+  SessionReplyCache by_bytes(100, 10000);
+  ASSERT_NO_FATAL_FAILURE(run(by_bytes, 1, 10, 3000));
+  EXPECT_EQ(by_bytes.done(), 3u) << "the byte bound did not hold";
+  EXPECT_EQ(by_bytes.bytes(), 9000u);
+  EXPECT_EQ(by_bytes.evicted_max(), 7u);
+  EXPECT_EQ(by_bytes.Begin(7, {conn, 0}, &status, &reply), Start::kTooOld);
+  EXPECT_EQ(by_bytes.Begin(8, {conn, 0}, &status, &reply), Start::kCached);
+  EXPECT_EQ(reply, std::vector<uint8_t>(3000, 8));
+
+  ASSERT_NO_FATAL_FAILURE(run(by_bytes, 11, 1, 20000));  // over the byte bound alone
+  EXPECT_EQ(by_bytes.done(), 1u);
+  EXPECT_EQ(by_bytes.bytes(), 20000u);
+  EXPECT_EQ(by_bytes.Begin(11, {conn, 0}, &status, &reply), Start::kCached);
+  EXPECT_EQ(reply.size(), 20000u);
+  // Evicted later like any other: the bytes go back down.
+  ASSERT_NO_FATAL_FAILURE(run(by_bytes, 12, 2, 10));
+  EXPECT_EQ(by_bytes.done(), 2u);
+  EXPECT_EQ(by_bytes.bytes(), 20u);
+}
+
 }  // namespace
 }  // namespace dpmfs::rpc
