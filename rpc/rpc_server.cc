@@ -406,6 +406,7 @@ RpcServerStats RpcServer::stats() const {
   {
     MutexLock lock(sessions_mu_);
     st.sessions = sessions_.size();
+    for (const auto& [id, session] : sessions_) st.reply_cache_bytes += session->cache.bytes();
   }
   return st;
 }

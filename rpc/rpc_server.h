@@ -89,6 +89,7 @@ struct RpcServerStats {
   uint64_t idle_closed = 0;          // closed by idle_timeout_ms
   uint64_t open_connections = 0;
   uint64_t sessions = 0;             // sessions holding a reply cache now
+  uint64_t reply_cache_bytes = 0;    // reply payloads those caches hold
   uint64_t lingering_dropped = 0;    // sessions dropped by session_linger_ms
   uint64_t buffer_bytes = 0;         // connection buffers held now
 };

@@ -104,6 +104,9 @@ TEST_F(RpcLimitsTest, ReplyCachesAreBoundedAndSkipIdempotentRequests) {
   ASSERT_TRUE(writer.ok());
   for (int i = 0; i < 64; ++i) ASSERT_TRUE((*writer)->Call(kWrite, {}).ok());
   EXPECT_EQ(server_->stats().sessions, 1u);
+  // 64 replies of 64 KiB (4 MiB) were made; 4 fit the bound.
+  EXPECT_EQ(server_->stats().reply_cache_bytes, o.reply_cache_bytes_per_session)
+      << "the writer's reply cache is not held to its byte bound";
 }
 
 // Sessions whose client left are dropped with their caches after the linger time, and a
