@@ -17,7 +17,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/cluster_key.h"
 #include "common/unique_fd.h"
+#include "transport/connection_auth.h"
 #include "transport/soft/soft_wire.h"
 #include "transport/transport.h"
 #include "tests/transport/transport_test_util.h"
@@ -70,13 +72,22 @@ FrameHeader Header(FrameType t, uint32_t len = 0) {
 // A raw TCP peer speaking the soft wire by hand.
 class RawPeer {
  public:
-  explicit RawPeer(const Endpoint& to) {
+  // From `source_ip` (a loopback address) when given.
+  explicit RawPeer(const Endpoint& to, const char* source_ip = nullptr) {
     fd_.reset(::socket(AF_INET, SOCK_STREAM, 0));
+    if (source_ip != nullptr) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source_ip, &src.sin_addr);
+      if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) fd_.reset();
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(to.port);
     ::inet_pton(AF_INET, to.host.c_str(), &a.sin_addr);
-    if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) fd_.reset();
+    if (fd_.valid() && ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      fd_.reset();
+    }
   }
   bool ok() const { return fd_.valid(); }
   void Send(const std::vector<uint8_t>& b) {
@@ -166,7 +177,6 @@ TEST_F(SoftLimitsTest, AnnouncedWriteLengthIsNotAllocated) {
     auto bytes = Frame(h, 64 << 10);  // the header and the first 64 KiB only
     peer.Send(bytes);
     const int64_t grown = PeakGrowth(before, kStallMs - 300);
-  std::printf("target grew by %lld MiB\n", static_cast<long long>(grown >> 20));
     std::printf("target grew by %lld MiB\n", static_cast<long long>(grown >> 20));
     EXPECT_LT(grown, 32ll << 20) << "a 256 MiB WRITE header with 64 KiB behind it grew the "
                                     "target by " << (grown >> 20) << " MiB";
@@ -252,6 +262,56 @@ TEST_F(SoftLimitsTest, SilentConnectionsBeyondTheCapAreDropped) {
       << "the oldest silent connection was kept beyond the cap of " << kMaxPending;
   auto r = rig_.initiator().Connect(ep(), {}, {}, std::chrono::seconds(2));
   EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+
+// With a cluster key, every way a peer fails its handshake counts against its address,
+// not only a wrong proof: a frame that is no handshake at all, a wrong frame type, and
+// a connection that never sends one. Once an address has failed kMaxFailures times it
+// is closed unheard (once garbage and silence were only logged, a line per connection,
+// and never refused).
+TEST(SoftHandshakeGate, MalformedAndSilentHandshakesCountAgainstTheAddress) {
+  DeviceOptions o;
+  o.backend = Backend::kSoft;
+  o.soft_handshake_timeout_ms = 200;
+  o.cluster_key = std::make_shared<const ClusterKey>(ClusterKey::Generate());
+  Rig rig;
+  ASSERT_TRUE(rig.Open(o, Endpoint{"127.0.0.1", 0}).ok());
+  AcceptLoop loop(rig.listener());
+  const Endpoint ep = rig.listener().local_endpoint();
+  const auto deadline_for = [&](uint64_t n) {
+    const auto end = Clock::now() + std::chrono::seconds(5);
+    while (rig.target().auth_failures() < n && Clock::now() < end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return rig.target().auth_failures();
+  };
+  constexpr int kMax = auth::AuthFailureGate::kMaxFailures;
+  uint64_t failed = 0;
+  for (int i = 0; i < kMax; ++i) {
+    RawPeer peer(ep, "127.0.0.7");
+    ASSERT_TRUE(peer.ok());
+    switch (i % 3) {
+      case 0:  // not a soft frame at all
+        peer.Send(std::vector<uint8_t>(soft::kHeaderSize, 0x41));
+        break;
+      case 1:  // a frame, but not the handshake's
+        peer.Send(Frame(Header(FrameType::kRead, 8)));
+        break;
+      case 2:  // nothing: the handshake timeout ends it
+        break;
+    }
+    EXPECT_TRUE(peer.PeerCloses(std::chrono::seconds(3))) << "attempt " << i;
+    EXPECT_EQ(deadline_for(++failed), failed) << "attempt " << i << " was not counted";
+  }
+  // Refused unheard now, even with a proper HELLO.
+  RawPeer again(ep, "127.0.0.7");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again.PeerCloses(std::chrono::seconds(3)));
+  EXPECT_GE(rig.target().auth_refused(), 1u) << "an address that kept failing was heard again";
+  // Another address is not affected: a keyed initiator still connects.
+  auto good = rig.initiator().Connect(ep, {}, {}, std::chrono::seconds(3));
+  EXPECT_TRUE(good.ok()) << good.status().ToString();
 }
 
 }  // namespace

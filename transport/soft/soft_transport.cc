@@ -317,8 +317,9 @@ class SoftListener final : public Listener {
       Clock::time_point now = Clock::now();
       std::erase_if(pending_, [&](const Handshake& h) {
         if (h.deadline > now) return false;
-        spdlog::warn("soft transport: {} connected but sent no connection request; dropped",
-                     h.peer);
+        HandshakeFailed(h, "no handshake within " +
+                               std::to_string(device_->options().soft_handshake_timeout_ms) +
+                               " ms");
         return true;
       });
       Clock::time_point wake_at = deadline;
@@ -344,8 +345,7 @@ class SoftListener final : public Listener {
         Handshake& h = pending_[i - 2];
         Status st = ReadSome(h);
         if (!st.ok()) {
-          spdlog::warn("soft transport: bad connection request from {}: {}", h.peer,
-                       st.message());
+          HandshakeFailed(h, "bad connection request: " + st.message());
           pending_.erase(pending_.begin() + static_cast<ptrdiff_t>(i - 2));
           continue;
         }
@@ -353,7 +353,7 @@ class SoftListener final : public Listener {
         if (device_->cluster_key() != nullptr && !h.authenticated) {
           Status auth = Authenticate(h);
           if (!auth.ok()) {
-            device_->auth_gate().Failed(h.peer, "soft", auth.message());
+            HandshakeFailed(h, auth.message());
             // The peer learns only that it failed, never why.
             static constexpr std::string_view kReason = "authentication failed";
             (void)SendFrame(h.fd.get(), FrameType::kReject,
@@ -424,7 +424,22 @@ class SoftListener final : public Listener {
     auth::Nonce target_nonce{};
     bool authenticated = false;
     std::vector<uint8_t> app_data;
+    bool closed = false;  // the peer closed (or reset) its connection
   };
+
+  // A handshake that ends without a connection. With a key, every such end (garbage, a
+  // wrong frame, silence, a wrong proof) is a failed authentication: the gate logs it
+  // (a bounded number of lines per address) and counts it against the peer's address.
+  // A peer that closes before sending a byte (a port probe) is only noted.
+  void HandshakeFailed(const Handshake& h, const std::string& why) {
+    if (device_->cluster_key() == nullptr) {
+      spdlog::warn("soft transport: handshake with {} failed: {}", h.peer, why);
+    } else if (h.buf.empty() && h.expect == FrameType::kConnect && h.closed) {
+      spdlog::debug("soft transport: {} closed its connection before a handshake", h.peer);
+    } else {
+      device_->auth_gate().Failed(h.peer, "soft", why);
+    }
+  }
 
   // One step of the target's side of connection_auth.h on a complete frame in `h.buf`:
   // HELLO -> send CHALLENGE and wait for AUTH; AUTH -> check the proof. An error is an
@@ -476,6 +491,7 @@ class SoftListener final : public Listener {
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
           return Status::OK();
         }
+        h.closed = true;
         return Status::Unavailable("connection closed during the handshake");
       }
       h.buf.resize(have + static_cast<size_t>(r));
