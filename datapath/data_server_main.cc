@@ -67,14 +67,7 @@ int main(int argc, char** argv) {
                "imm/rpc on a pool that is not real PM: msync each write (survives an OS crash) "
                "instead of relying on the page cache (survives a process crash)");
   datapath::DataServerLimits& lim = opts.limits;
-  app.add_option("--max-connections", lim.max_connections,
-                 "Client connections served at once; more are refused with a message saying so")
-      ->check(CLI::Range(1u, 1000000u))
-      ->capture_default_str();
-  app.add_option("--max-connections-per-peer", lim.max_connections_per_peer,
-                 "Connections from one peer address at once (one host cannot take them all)")
-      ->check(CLI::Range(1u, 1000000u))
-      ->capture_default_str();
+  transport::AddConnectionLimitFlags(app, &lim.max_connections, &lim.max_connections_per_peer);
   app.add_option("--max-connection-buffer-bytes", lim.max_connection_buffer_bytes,
                  "Receive/reply/ring buffers one connection may ask for (rpc: queue depth x "
                  "(32 + I/O size)); a connect asking for more is refused")

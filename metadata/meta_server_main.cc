@@ -103,14 +103,7 @@ int main(int argc, char** argv) {
                "On a pool that is not real PM: msync every journal append (survives an OS "
                "crash) instead of relying on the page cache (survives a process crash)");
   rpc::RpcServerOptions ro;
-  app.add_option("--max-connections", ro.max_connections,
-                 "Client connections served at once; more are refused with a message saying so")
-      ->check(CLI::Range(1u, 1000000u))
-      ->capture_default_str();
-  app.add_option("--max-connections-per-peer", ro.max_connections_per_peer,
-                 "Connections from one peer address at once")
-      ->check(CLI::Range(1u, 1000000u))
-      ->capture_default_str();
+  transport::AddConnectionLimitFlags(app, &ro.max_connections, &ro.max_connections_per_peer);
   app.add_option("--max-buffer-bytes", ro.max_buffer_bytes,
                  "Receive and reply buffers of all connections together (each connection "
                  "holds 72 x 256 KiB, committed only as messages touch them); connects beyond "

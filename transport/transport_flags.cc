@@ -25,4 +25,16 @@ void AddSoftLimitFlags(CLI::App& app, DeviceOptions* o) {
       ->capture_default_str();
 }
 
+void AddConnectionLimitFlags(CLI::App& app, uint32_t* max_connections,
+                             uint32_t* max_connections_per_peer) {
+  app.add_option("--max-connections", *max_connections,
+                 "Client connections served at once; more are refused with a message saying so")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
+  app.add_option("--max-connections-per-peer", *max_connections_per_peer,
+                 "Connections from one peer address at once (one host cannot take them all)")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
+}
+
 }  // namespace dpmfs::transport
