@@ -4,9 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <thread>
 #include <vector>
-
 
 #include <spdlog/spdlog.h>
 
@@ -34,9 +32,10 @@ class DataServer::Connection final : public persist::ServerConnection {
       : server_(server), req_(req), strategy_(persist::Of(req.method)) {}
 
   ~Connection() {
-    stop_.store(true);
-    if (thread_.joinable()) thread_.join();
-    if (qp_) qp_->Disconnect();
+    // The QP goes before the buffers: its destructor joins the transport thread that
+    // calls OnRecv (verbs' Disconnect does not), which may still be handling a message
+    // in them.
+    qp_.reset();
     if (mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(mr_);
     if (ring_mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(ring_mr_);
     server_->buffer_bytes_.fetch_sub(reserved_, std::memory_order_relaxed);
@@ -107,16 +106,15 @@ class DataServer::Connection final : public persist::ServerConnection {
     return EncodeServerInfo(info);
   }
 
-  void Run(std::unique_ptr<transport::QueuePair> qp) {
-    qp_ = std::move(qp);
-    // One-sided methods never involve this server's CPU: no thread waits for them.
-    if (strategy_.receive_size(req_) != 0) thread_ = std::thread([this] { Loop(); });
-  }
+  // Takes the connected QP. No thread of its own: messages (imm, rpc) reach OnRecv on
+  // the transport's thread, one-sided methods never involve this server's CPU, and the
+  // accept loop reaps the connection once its QP has failed (the client went away).
+  void Run(std::unique_ptr<transport::QueuePair> qp) { qp_ = std::move(qp); }
 
   bool finished() const {
-    return finished_.load() || (!thread_.joinable() && qp_ != nullptr &&
-                                qp_->state() != transport::QpState::kConnected);
+    return qp_ != nullptr && qp_->state() != transport::QpState::kConnected;
   }
+  std::string peer_description() const { return qp_ == nullptr ? "" : qp_->peer_description(); }
   // The peer's address without its port.
   std::string peer_host() const { return qp_ == nullptr ? "" : PeerHost(qp_->peer_description()); }
   static std::string PeerHost(const std::string& peer) {
@@ -133,18 +131,6 @@ class DataServer::Connection final : public persist::ServerConnection {
     wr.length = recv_size_;
     wr.lkey = mr_.lkey;
     return qp.PostRecv({&wr, 1});
-  }
-
-  // Messages (imm, rpc) are handled by OnRecv on the transport's receive thread; this
-  // thread only notices the client going away. It must not wait on the receive queue
-  // itself: on verbs a dispatch thread waits there for OnRecv, and completions this
-  // thread took would be lost (every imm/rpc write then timed out in the VM suite).
-  void Loop() {
-    while (!stop_.load() && qp_->state() == transport::QpState::kConnected) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    spdlog::info("client {} disconnected", qp_->peer_description());
-    finished_.store(true);
   }
 
  public:
@@ -270,9 +256,6 @@ class DataServer::Connection final : public persist::ServerConnection {
   transport::MemoryRegion mr_, ring_mr_;
   uint32_t recv_size_ = 0;
   SendQueueCredits credits_{kReplySendQueue};
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> finished_{false};
-  std::thread thread_;
 };
 
 DataServer::DataServer(transport::Device& device, DataServerOptions options,
@@ -327,6 +310,14 @@ DataServerStats DataServer::stats() const {
                          n_zeroed_.load(), open, buffer_bytes_.load()};
 }
 
+void DataServer::ReapFinishedLocked() {
+  connections_.remove_if([](const std::unique_ptr<Connection>& c) {
+    if (!c->finished()) return false;
+    spdlog::info("client {} disconnected", c->peer_description());
+    return true;
+  });
+}
+
 void DataServer::AcceptLoop() {
   while (!stop_.load()) {
     std::unique_ptr<Connection> conn;
@@ -340,7 +331,7 @@ void DataServer::AcceptLoop() {
         const DataServerLimits& lim = options_.limits;
         const std::string host = Connection::PeerHost(qp.peer_description());
         std::lock_guard lock(connections_mu_);
-        connections_.remove_if([](const auto& c) { return c->finished(); });
+        ReapFinishedLocked();
         size_t from_host = 0;
         for (const auto& c : connections_) from_host += c->peer_host() == host ? 1 : 0;
         if (connections_.size() >= lim.max_connections) {
@@ -373,9 +364,8 @@ void DataServer::AcceptLoop() {
     };
     auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
     {
-      // Reap connections whose clients went away.
       std::lock_guard lock(connections_mu_);
-      connections_.remove_if([](const auto& c) { return c->finished(); });
+      ReapFinishedLocked();
     }
     if (!qp.ok()) {
       if (qp.status().code() == StatusCode::kTimedOut) continue;

@@ -3,11 +3,11 @@
 // the server's CPU only works for the `imm` and `rpc` persist methods (persist a
 // described range / copy a sent payload, then reply).
 //
-// Threads: one accept thread, and one thread per imm/rpc client connection that only
-// notices the client leaving; one-sided connections (none, read, read2, flush) have
-// none. The messages of imm and rpc are handled (checked, persisted, answered) on the
-// transport's receive thread of their QP (QueuePairOptions::on_recv). Connections are
-// capped (DataServerLimits), so the threads are too.
+// Threads: one accept thread, which also reaps the connections whose QP failed (the
+// client went away). Connections have no thread of their own: the messages of imm and
+// rpc are handled (checked, persisted, answered) on the transport's receive thread of
+// their QP (QueuePairOptions::on_recv); one-sided methods (none, read, read2, flush)
+// never involve this server's CPU.
 // Thread-safety: Start/Stop/endpoint from one controlling thread.
 #pragma once
 
@@ -77,6 +77,8 @@ class DataServer {
   class Connection;
   DataServer(transport::Device& device, DataServerOptions options, pool::MappedPool pool);
   void AcceptLoop();
+  // Drops (and logs) the connections whose client went away. Under connections_mu_.
+  void ReapFinishedLocked();
 
   transport::Device& device_;
   DataServerOptions options_;

@@ -11,14 +11,16 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <thread>
+#include <optional>
 #include <vector>
 
 #include "common/pool.h"
+#include "tests/fs/fs_test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using dpmfs::fs::testing::Process;
 
 struct ProcessRun {
   int exit_code = -1;
@@ -51,6 +53,12 @@ class DataDaemonTest : public ::testing::Test {
     ASSERT_TRUE(dpmfs::pool::FormatPool(pool_, fo).ok());
   }
   void TearDown() override { fs::remove_all(dir_); }
+  // Starts dpmfs-data with `args` in the background, output in the test's directory;
+  // `p` stops it on destruction even when the test fails.
+  bool StartDaemon(Process& p, std::vector<std::string> args) {
+    args.insert(args.begin(), {DPMFS_DATA_BIN, "--log-level", "warn"});
+    return p.Start(args, dir_ / "daemon.out", dir_ / "daemon.err");
+  }
   fs::path dir_;
   std::string pool_;
 };
@@ -102,32 +110,17 @@ TEST_F(DataDaemonTest, VerbsWithoutDeviceSaysWhy) {
 // Two data servers on one pool would each believe they own it: the second is refused
 // with the first one's pid in the message, and the pool is free again once it stops.
 TEST_F(DataDaemonTest, SecondServerOnTheSamePoolIsRefused) {
-  std::string out = (dir_ / "first").string();
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    FILE* f = std::freopen(out.c_str(), "w", stdout);
-    (void)f;
-    execl(DPMFS_DATA_BIN, DPMFS_DATA_BIN, "--pool", pool_.c_str(), "--listen", "127.0.0.1:0",
-          "--log-level", "warn", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  std::string ready;
-  for (int i = 0; i < 200 && ready.find("READY ") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::ifstream f(out);
-    ready.assign(std::istreambuf_iterator<char>(f), {});
-  }
-  EXPECT_NE(ready.find("READY "), std::string::npos) << ready;
+  Process first;
+  ASSERT_TRUE(StartDaemon(first, {"--pool", pool_, "--listen", "127.0.0.1:0"}));
+  ASSERT_TRUE(first.WaitReady()) << first.err_text();
   ProcessRun second = RunDaemon({"--pool", pool_, "--listen", "127.0.0.1:0"}, dir_);
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_NE(second.err.find(pool_ + " is in use"), std::string::npos) << second.err;
-  EXPECT_NE(second.err.find("pid " + std::to_string(pid) + " (dpmfs-data)"), std::string::npos)
+  EXPECT_NE(second.err.find("pid " + std::to_string(first.pid()) + " (dpmfs-data)"),
+            std::string::npos)
       << second.err;
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  first.Signal(SIGTERM);
+  EXPECT_EQ(first.Wait(std::chrono::seconds(5)), 0);
 }
 
 // `dpmfs-data --cluster-file FILE --index N`: pool, address and cluster UUID from the
@@ -162,27 +155,14 @@ TEST_F(DataDaemonTest, ClusterFileAndIndexConfigureTheServer) {
 
   // Index 0: serves data0.pool, listening where the file says (port 0 is not allowed in a
   // file, so --listen overrides the address here to get a free port).
-  std::string out = (dir_ / "ready").string();
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    FILE* f = std::freopen(out.c_str(), "w", stdout);
-    (void)f;
-    execl(DPMFS_DATA_BIN, DPMFS_DATA_BIN, "--cluster-file", conf.c_str(), "--index", "0",
-          "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  std::string ready;
-  for (int i = 0; i < 200 && ready.find("READY ") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::ifstream f(out);
-    ready.assign(std::istreambuf_iterator<char>(f), {});
-  }
-  EXPECT_NE(ready.find("READY 127.0.0.1:"), std::string::npos) << ready;
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  Process served;
+  ASSERT_TRUE(StartDaemon(served, {"--cluster-file", conf, "--index", "0", "--listen",
+                                   "127.0.0.1:0"}));
+  std::optional<std::string> at = served.WaitReady();
+  ASSERT_TRUE(at) << served.err_text();
+  EXPECT_EQ(at->rfind("127.0.0.1:", 0), 0u) << *at;
+  served.Signal(SIGTERM);
+  EXPECT_EQ(served.Wait(std::chrono::seconds(5)), 0);
 
   // A cluster_uuid that is not the pool's: refused.
   std::ofstream(conf) << "cluster_uuid 2c5f39cb-3fb2-42e3-994f-1127e4ddb538\n"
@@ -195,36 +175,14 @@ TEST_F(DataDaemonTest, ClusterFileAndIndexConfigureTheServer) {
 }
 
 TEST_F(DataDaemonTest, ReadyThenCleanStopOnSigterm) {
-  std::string out = (dir_ / "ready").string();
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    FILE* f = std::freopen(out.c_str(), "w", stdout);
-    (void)f;
-    execl(DPMFS_DATA_BIN, DPMFS_DATA_BIN, "--pool", pool_.c_str(), "--listen", "127.0.0.1:0",
-          "--log-level", "warn", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  std::string ready;
-  for (int i = 0; i < 100 && ready.find("READY 127.0.0.1:") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::ifstream f(out);
-    ready.assign(std::istreambuf_iterator<char>(f), {});
-  }
-  EXPECT_NE(ready.find("READY 127.0.0.1:"), std::string::npos) << ready;
-  kill(pid, SIGTERM);
-  int status = 0;
-  for (int i = 0; i < 100; ++i) {
-    if (waitpid(pid, &status, WNOHANG) == pid) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (i == 99) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      FAIL() << "dpmfs-data did not stop within 5 s of SIGTERM";
-    }
-  }
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  Process daemon;
+  ASSERT_TRUE(StartDaemon(daemon, {"--pool", pool_, "--listen", "127.0.0.1:0"}));
+  std::optional<std::string> at = daemon.WaitReady();
+  ASSERT_TRUE(at) << daemon.err_text();
+  EXPECT_EQ(at->rfind("127.0.0.1:", 0), 0u) << *at;
+  daemon.Signal(SIGTERM);
+  EXPECT_EQ(daemon.Wait(std::chrono::seconds(5)), 0)
+      << "dpmfs-data did not stop cleanly within 5 s of SIGTERM: " << daemon.err_text();
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The data server's own limits (issue 17, "Resource limits"; datapath/README.md,
 // "Limits"): connections in all and per peer address, connection buffers per connection
-// and in all, each refused with a message naming the limit; one-sided connections
-// start no server thread; what a client held comes back when it leaves.
+// and in all, each refused with a message naming the limit; no connection starts a
+// server thread of its own; what a client held comes back when it leaves.
 #include <dirent.h>
 #include <gtest/gtest.h>
 
@@ -135,23 +135,41 @@ TEST_F(DataServerLimitsTest, ConnectionBuffersAreBudgeted) {
   EXPECT_TRUE(third.ok()) << "the budget did not come back: " << third.status().ToString();
 }
 
-// One-sided connections never involve the server's CPU, so they start no server thread
-// (each costs the soft QPs' receive threads only: two here, initiator and target).
-TEST_F(DataServerLimitsTest, OneSidedConnectionsStartNoServerThread) {
+// No connection starts a server thread of its own: one-sided methods never involve the
+// server's CPU, and imm/rpc messages are handled on the transport's receive thread. Each
+// connection costs the soft QPs' receive threads only (two here, initiator and target;
+// a server thread per imm/rpc connection made it three); the server reaps departed
+// ones by their QP state.
+class DataServerThreadsTest : public DataServerLimitsTest,
+                              public ::testing::WithParamInterface<PersistMethod> {};
+
+TEST_P(DataServerThreadsTest, ConnectionsStartNoServerThread) {
   ASSERT_NO_FATAL_FAILURE(Start(DataServerLimits{}));
   const size_t before = ThreadCount();
   std::vector<std::unique_ptr<DataClient>> held;
+  std::vector<uint8_t> data(4096, 0x5a);
   for (int i = 0; i < 20; ++i) {
-    auto c = Connect(PersistMethod::kRead);
+    auto c = Connect(GetParam(), 4, 64u << 10);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
+    // A write each, so every thread a connection ever has is there.
+    ASSERT_TRUE((*c)->Write(uint64_t(i) * data.size(), data.data(),
+                            static_cast<uint32_t>(data.size())).ok());
     held.push_back(std::move(c).value());
   }
   ASSERT_TRUE(WaitOpen(20));
   const size_t added = ThreadCount() - before;
-  EXPECT_LE(added, 2u * 20 + 2) << "20 one-sided connections added " << added << " threads";
+  EXPECT_LE(added, 2u * 20 + 2) << "20 " << PersistMethodName(GetParam())
+                                << " connections added " << added << " threads";
   held.clear();
-  EXPECT_TRUE(WaitOpen(0)) << "departed one-sided clients were kept";
+  EXPECT_TRUE(WaitOpen(0)) << "departed clients were kept";
 }
+
+INSTANTIATE_TEST_SUITE_P(Methods, DataServerThreadsTest,
+                         ::testing::Values(PersistMethod::kRead, PersistMethod::kImm,
+                                           PersistMethod::kRpc),
+                         [](const auto& info) {
+                           return std::string(PersistMethodName(info.param));
+                         });
 
 }  // namespace
 }  // namespace dpmfs::datapath

@@ -401,11 +401,18 @@ TEST_P(TransferTest, WarmCallsAllocateNothing) {
   WritePiece w[] = {{{0, 0}, x.size(), x.data()}, {{1, 4096}, 4096, x.data()}};
   ReadPiece r[] = {{{0, 0}, x.size(), back.data()}, {{1, 4096}, 4096, back.data()}};
   WritePiece one[] = {{{1, 0}, 4096, x.data()}};
+  // Replica sets: writes to both copies, reads from one (pieces at even and odd MiB:
+  // one reads its first copy, the other its second).
+  WritePiece rw[] = {Replicated(2 << 20, 4 << 20, x), Replicated(3 << 20, 5 << 20, x)};
+  ReadPiece rr[] = {{rw[0].where, x.size(), back.data(), rw[0].more},
+                    {rw[1].where, x.size(), back.data(), rw[1].more}};
   // Warm up: connections made, per-thread scratch sized.
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(transfer_->Write(w).ok());
     ASSERT_TRUE(transfer_->Read(r).ok());
     ASSERT_TRUE(transfer_->Write(one).ok());
+    ASSERT_TRUE(transfer_->Write(rw).ok());
+    ASSERT_TRUE(transfer_->Read(rr).ok());
   }
   t_allocations = 0;
   t_counting = true;
@@ -414,10 +421,12 @@ TEST_P(TransferTest, WarmCallsAllocateNothing) {
     ok &= transfer_->Write(w).ok();
     ok &= transfer_->Read(r).ok();
     ok &= transfer_->Write(one).ok();
+    ok &= transfer_->Write(rw).ok();
+    ok &= transfer_->Read(rr).ok();
   }
   t_counting = false;
   ASSERT_TRUE(ok);
-  EXPECT_EQ(t_allocations, 0u) << "allocations in 600 warm transfer calls";
+  EXPECT_EQ(t_allocations, 0u) << "allocations in 1000 warm transfer calls";
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, TransferTest, ::testing::ValuesIn(AllPersistMethods()),
