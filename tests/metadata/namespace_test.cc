@@ -63,6 +63,7 @@ class NamespaceTest : public ::testing::Test {
     ctx.seq = ++seq_;
     ctx.lease_deadline_ms = 1;
     ctx.space_wait_limit_ms = wait_limit_ms_;
+    ctx.caller = caller_;
     clock_ms_ += clock_step_ms_;
     int err = -1;
     auto r = ns_->Mutate(op, payload, ctx, &err);
@@ -74,18 +75,8 @@ class NamespaceTest : public ::testing::Test {
       EXPECT_EQ(err, ENOSPC);
       return err;
     }
-    MutationRecord rec;
-    rec.op = op;
-    rec.session = ctx.session;
-    rec.seq = ctx.seq;
-    rec.now = ctx.now;
-    rec.err = err;
-    if (err == 0) {
-      rec.request = payload;
-      rec.allocations = ctx.allocations;
-    }
     std::vector<uint8_t> bytes;
-    EncodeMutation(rec, &bytes);
+    EncodeMutation(RecordOf(op, ctx, err, payload), &bytes);
     log_.push_back(std::move(bytes));
     int e = 0;
     std::span<const uint8_t> body;
@@ -335,6 +326,7 @@ class NamespaceTest : public ::testing::Test {
   uint64_t session_ = 0x5e55;
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
+  Credentials caller_;  // whom the mutations act for (root unless a test changes it)
   std::vector<InodeAttr> last_dirs_;  // of the last Unlink, Rmdir or Rename
   // The quarantine's clock (QuarantineTest hooks it into config_): each mutation first
   // moves it clock_step_ms_ on.
@@ -401,6 +393,23 @@ TEST_F(NamespaceTest, CreateLookupOpen) {
   uint64_t hd = 0;
   EXPECT_EQ(Open(d.ino, O_RDONLY | O_DIRECTORY, &hd), 0);
   EXPECT_EQ(Release(d.ino, hd), 0);
+  ExpectReplayEqual();
+}
+
+// The journal keeps the caller each mutation acted for: replay must decide as the live
+// run did (here the owner of a new inode), not as root. (This file's journal once dropped the caller and replayed as root.)
+TEST_F(NamespaceTest, ReplayDecidesForTheJournaledCaller) {
+  EntryReply dir;
+  ASSERT_EQ(Mut(Opcode::kMkdir, MkdirRequest{kRootInode, "shared", 0777, 0, 0}, &dir), 0);
+  caller_.uid = 1000;
+  caller_.gid = 1000;
+  CreateReply created;
+  // Asks for root's ownership: a non-root caller gets its own.
+  ASSERT_EQ(Mut(Opcode::kCreate, CreateRequest{dir.attr.ino, "f", 0644, 0, 0, O_CREAT}, &created),
+            0);
+  EXPECT_EQ(created.attr.uid, 1000u);
+  EntryReply refused;
+  EXPECT_EQ(Mut(Opcode::kMkdir, MkdirRequest{kRootInode, "mine", 0755, 0, 0}, &refused), EACCES);
   ExpectReplayEqual();
 }
 
