@@ -11,6 +11,7 @@
 #include <sys/xattr.h>
 
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <set>
 
@@ -1755,6 +1756,50 @@ TEST(MutationRecordTest, RefusesAnErrnoOutsideTheLinuxRange) {
   Status st = DecodeMutation(bytes, &out, &ranges);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(out.err, 4095);
+}
+
+// The caller in a journal record: kept across encode and decode, its group count capped
+// and checked against the record's bytes before the groups are read (the pool may be
+// damaged), and a first-version record ("DMR1", no caller) decoding as root.
+TEST(MutationRecordTest, CallerRoundTripsAndItsGroupCountIsCapped) {
+  MutationRecord rec;
+  rec.op = static_cast<uint16_t>(Opcode::kMkdir);
+  rec.session = 7;
+  rec.seq = 1;
+  rec.caller.uid = 1000;
+  rec.caller.gid = 100;
+  for (uint32_t g = 0; g < 20; ++g) rec.caller.groups.push_back(g);
+  const std::vector<uint8_t> request = {1, 2, 3};
+  rec.request = request;
+  std::vector<uint8_t> bytes;
+  EncodeMutation(rec, &bytes);
+  MutationRecord out;
+  std::vector<PoolRange> ranges;
+  ASSERT_TRUE(DecodeMutation(bytes, &out, &ranges).ok());
+  EXPECT_EQ(out.caller, rec.caller);
+  ASSERT_EQ(out.request.size(), 3u);
+
+  // The group count sits after magic, op, session, seq, now, err, uid and gid.
+  constexpr size_t kGroupsAt = 4 + 2 + 8 + 8 + 8 + 4 + 4 + 4 + 4;
+  for (uint32_t n : {kMaxCallerGroups + 1, 0xFFFFFFFFu, 200u}) {  // 200: past the bytes
+    std::vector<uint8_t> bad = bytes;
+    if (n == kMaxCallerGroups + 1) bad.resize(bad.size() + 4 * kMaxCallerGroups);  // room
+    std::memcpy(bad.data() + kGroupsAt, &n, 4);  // little-endian host
+    Status st = DecodeMutation(bad, &out, &ranges);
+    EXPECT_EQ(st.code(), StatusCode::kCorruption) << n << ": " << st.ToString();
+    EXPECT_NE(st.message().find("caller.groups"), std::string::npos) << st.ToString();
+  }
+
+  // DMR1: the same record without the caller field.
+  MutationRecord root_rec = rec;
+  root_rec.caller = Credentials{};
+  EncodeMutation(root_rec, &bytes);
+  bytes.erase(bytes.begin() + kGroupsAt - 8, bytes.begin() + kGroupsAt + 4);
+  const uint32_t v1 = 0x31524d44;
+  std::memcpy(bytes.data(), &v1, 4);
+  ASSERT_TRUE(DecodeMutation(bytes, &out, &ranges).ok());
+  EXPECT_EQ(out.caller, Credentials{});
+  EXPECT_EQ(out.request.size(), 3u);
 }
 
 }  // namespace
