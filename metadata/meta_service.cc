@@ -339,18 +339,7 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
 
 void MetaService::Journal(uint16_t op, const OpContext& ctx, int err,
                           std::span<const uint8_t> request) {
-  MutationRecord rec;
-  rec.op = op;
-  rec.session = ctx.session;
-  rec.seq = ctx.seq;
-  rec.now = ctx.now;
-  rec.err = err;
-  rec.caller = ctx.caller;
-  if (err == 0) {
-    rec.request = request;
-    rec.allocations = ctx.allocations;
-  }
-  EncodeMutation(rec, &record_buf_);
+  EncodeMutation(RecordOf(op, ctx, err, request), &record_buf_);
   auto lsn = store_->Append(record_buf_);
   if (!lsn.ok()) {
     if (lsn.status().code() != StatusCode::kResourceExhausted) FailStop(lsn.status());

@@ -19,6 +19,22 @@ constexpr size_t kRangeSize = 4 + 8 + 8;
 constexpr int32_t kMaxErrno = 4095;  // Linux's MAX_ERRNO, as the reply protocol's
 }  // namespace
 
+MutationRecord RecordOf(uint16_t op, const OpContext& ctx, int err,
+                        std::span<const uint8_t> request) {
+  MutationRecord rec;
+  rec.op = op;
+  rec.session = ctx.session;
+  rec.seq = ctx.seq;
+  rec.now = ctx.now;
+  rec.err = err;
+  rec.caller = ctx.caller;
+  if (err == 0) {  // an error changed nothing: only the reply is replayed
+    rec.request = request;
+    rec.allocations = ctx.allocations;
+  }
+  return rec;
+}
+
 // Layout (little-endian, common/byte_codec.h): magic u32, op u16, session u64, seq u64,
 // now.sec i64, now.nsec u32, err i32, caller (uid u32, gid u32, group count u32, groups),
 // request length u32 + bytes, allocation count u32, then per allocation server u32,

@@ -23,6 +23,7 @@
 #include "common/status.h"
 #include "metadata/extent_map.h"
 #include "metadata/meta_protocol.h"
+#include "metadata/op_context.h"
 
 namespace dpmfs::meta {
 
@@ -37,6 +38,14 @@ struct MutationRecord {
                                      // decoding: into the decoded buffer
   std::span<const PoolRange> allocations;
 };
+
+// The record of mutation `op` that Namespace::Mutate just ran with `ctx` and answered
+// with `err`, `request` its bytes (after the caller): what the journal must hold for
+// replay to decide exactly as the live run did (its time, caller and allocations). Refers
+// to `ctx` and `request`, which must outlive it. MetaService journals it; tests that
+// keep their own journal build it here too, so they cannot drift from it.
+MutationRecord RecordOf(uint16_t op, const OpContext& ctx, int err,
+                        std::span<const uint8_t> request);
 
 // Appends the encoding of `rec` to `out` (cleared first).
 void EncodeMutation(const MutationRecord& rec, std::vector<uint8_t>* out);

@@ -326,16 +326,8 @@ int Namespace::ReadLayout(const LayoutRequest& req, const Credentials& caller,
   if (in == nullptr) return ENOENT;
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return EINVAL;
-  // Where the bytes are is as good as the bytes: a reader's or a writer's (who maps
-  // the blocks it overwrites) permission, or the owner's, or an executor's: the kernel
-  // reads a program it runs through the same requests, and the layout request cannot
-  // say it is for an exec (xfstests generic/126: a mode-001 program). So a key-holding
-  // client can read a file it may only execute, which a local file system would refuse.
-  if (perm::MayAccessOwnerOverride(caller, in->attr, perm::kRead) != 0 &&
-      perm::MayAccess(caller, in->attr, perm::kWrite) != 0 &&
-      perm::MayAccess(caller, in->attr, perm::kExec) != 0) {
-    return EACCES;
-  }
+  // Where the bytes are is as good as the bytes (who may ask: permissions.h).
+  if (int e = perm::MayReadLayout(caller, in->attr)) return e;
   reply->attr = AttrOf(*in);
   // Extents are block-aligned on the wire (meta_protocol.h): widen an unaligned range
   // to whole blocks, since Find clips extents to the range it is given.

@@ -86,14 +86,7 @@ int Namespace::DoRemovexattr(const RemovexattrRequest& req, OpContext& ctx, Empt
   Inode* in = Find(req.ino);
   if (in == nullptr) return ENOENT;
   if (int e = XattrNameError(req.name)) return e;
-  // The kernel's kill-priv after a write or fallocate by another user removes
-  // security.capability as that user (FUSE sends it as the caller's request); Linux lets
-  // whoever may write the file drop it (xfstests generic/688 failed with EPERM).
-  const bool kill_priv = req.name == "security.capability" &&
-                         perm::MayAccess(ctx.caller, in->attr, perm::kWrite) == 0;
-  if (!kill_priv) {
-    if (int e = perm::MayXattr(ctx.caller, in->attr, req.name, true)) return e;
-  }
+  if (int e = perm::MayRemoveXattr(ctx.caller, in->attr, req.name)) return e;
   auto it = in->xattrs.find(req.name);
   if (it == in->xattrs.end()) return ENODATA;
   in->xattr_list_bytes -= it->first.size() + 1;

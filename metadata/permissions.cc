@@ -57,17 +57,18 @@ int MayDelete(const Credentials& c, const InodeAttr& dir, const InodeAttr& victi
   return 0;
 }
 
-// __FMODE_EXEC of include/linux/fs.h: in f_flags of an open for execve, never set by
-// open(2) itself.
-constexpr uint32_t kFmodeExec = 0x20;
+int MayReadLayout(const Credentials& c, const InodeAttr& a) {
+  if (MayAccessOwnerOverride(c, a, kRead) == 0 || MayAccess(c, a, kWrite) == 0 ||
+      MayAccess(c, a, kExec) == 0) {
+    return 0;
+  }
+  return EACCES;
+}
 
-int MayOpen(const Credentials& c, const InodeAttr& a, uint32_t flags) {
+uint32_t OpenAccess(uint32_t flags) {
   uint32_t mask = 0;
   switch (flags & O_ACCMODE) {
     case O_RDONLY:
-      // The kernel opens a file to execute it with O_RDONLY | __FMODE_EXEC (0x20), and
-      // FUSE passes f_flags on: such an open needs x, not r (a mode-0111 program runs;
-      // xfstests generic/126 failed on it).
       mask = (flags & kFmodeExec) != 0 ? kExec : kRead;
       break;
     case O_WRONLY:
@@ -78,7 +79,11 @@ int MayOpen(const Credentials& c, const InodeAttr& a, uint32_t flags) {
       break;
   }
   if (flags & O_TRUNC) mask |= kWrite;
-  return MayAccess(c, a, mask);
+  return mask;
+}
+
+int MayOpen(const Credentials& c, const InodeAttr& a, uint32_t flags) {
+  return MayAccess(c, a, OpenAccess(flags));
 }
 
 int MayMknod(const Credentials& c, uint32_t mode) {
@@ -189,6 +194,13 @@ int MayXattr(const Credentials& c, const InodeAttr& a, std::string_view name, bo
     return MayAccess(c, a, write ? kWrite : kRead);
   }
   return 0;  // other namespaces are refused by name (EOPNOTSUPP) before this
+}
+
+int MayRemoveXattr(const Credentials& c, const InodeAttr& a, std::string_view name) {
+  // cap_inode_killpriv removes it with no permission check of its own; through FUSE the
+  // removal arrives as the writer's request, so being allowed to write is the check.
+  if (name == "security.capability" && MayAccess(c, a, kWrite) == 0) return 0;
+  return MayXattr(c, a, name, true);
 }
 
 bool MayListXattr(const Credentials& c, std::string_view name) {

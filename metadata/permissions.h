@@ -26,19 +26,26 @@
 //     execute is set.
 //   - utimes: explicit times need owner or root (EPERM); "now" needs owner, root or w
 //     (EACCES).
-//   - truncate, and the data operations (layout: r or w, allocate, commit, fallocate:
-//     w): the modes, except that the owner always may (knfsd's owner override: a file
-//     created 0444 and written through the descriptor that created it). A write or
-//     truncate by anyone but root clears set-user-ID (and set-group-ID with group x).
-//   - open: r for O_RDONLY, w for O_WRONLY, both for O_RDWR, w for O_TRUNC; readdir: r.
+//   - truncate, and the data operations (allocate, commit, fallocate: w): the modes,
+//     except that the owner always may (knfsd's owner override: a file created 0444
+//     and written through the descriptor that created it). A write or truncate by
+//     anyone but root clears set-user-ID (and set-group-ID with group x).
+//   - layout (where the blocks are, which is as good as the bytes): r with the owner's
+//     override, or w (a writer maps the blocks it overwrites), or x: the kernel reads
+//     a program it runs through the same requests, which cannot say they are for an
+//     exec. So a client holding the cluster key can read a file it may only execute,
+//     which a local file system would refuse.
+//   - open: r for O_RDONLY, w for O_WRONLY, both for O_RDWR, w for O_TRUNC; an open for
+//     execve (__FMODE_EXEC in the flags FUSE passes on) x instead of r; readdir: r.
 //   - xattrs: user.* as the file's r (get, list) and w (set, remove), only on regular
 //     files and directories, in sticky directories set/remove by owner or root;
 //     trusted.* and security.* set/remove by root only (EPERM), trusted.* read by root
-//     only (ENODATA) and hidden from others' lists.
+//     only (ENODATA) and hidden from others' lists. Exception: whoever may write the
+//     file may remove security.capability (the kernel's kill-priv after a write or
+//     fallocate by another user, which FUSE sends as that user's request).
 //   - new inodes belong to the caller (a root caller may name another owner: the
 //     request's uid/gid); in a set-group-ID directory they take its group, and a new
 //     file created there by a non-member loses set-group-ID.
-// An open for execve (__FMODE_EXEC in the flags FUSE passes on) needs x instead of r.
 // Not checked: protected_hardlinks/protected_symlinks (sysctls of the
 // client's kernel), ACLs (dpmfs has none).
 //
@@ -66,6 +73,8 @@ inline bool IsOwnerOrRoot(const Credentials& c, const InodeAttr& a) {
 int MayAccess(const Credentials& c, const InodeAttr& a, uint32_t mask);
 // As MayAccess, but the owner always may (data operations on an inode, truncate).
 int MayAccessOwnerOverride(const Credentials& c, const InodeAttr& a, uint32_t mask);
+// Asking where a file's blocks are (layout): r (owner override), w or x, else EACCES.
+int MayReadLayout(const Credentials& c, const InodeAttr& a);
 // Search permission on a directory of the path.
 inline int MayLookup(const Credentials& c, const InodeAttr& dir) { return MayAccess(c, dir, kExec); }
 // Adding a name to `dir`.
@@ -75,7 +84,13 @@ inline int MayCreate(const Credentials& c, const InodeAttr& dir) {
 // Removing the name of `victim` from `dir` (unlink, rmdir, rename's source and target):
 // EACCES without w+x on dir, EPERM for the sticky rule.
 int MayDelete(const Credentials& c, const InodeAttr& dir, const InodeAttr& victim);
-// Opening an existing inode with open(2) flags.
+// __FMODE_EXEC of include/linux/fs.h: in the f_flags of an open for execve (O_RDONLY |
+// __FMODE_EXEC), which FUSE passes on; never set by open(2) itself.
+inline constexpr uint32_t kFmodeExec = 0x20;
+// The access an open with `flags` needs: r, w or both by O_ACCMODE, w for O_TRUNC, and
+// x instead of r for an open for execve (a mode-0111 program runs; xfstests generic/126).
+uint32_t OpenAccess(uint32_t flags);
+// Opening an existing inode with open(2) flags: MayAccess for OpenAccess(flags).
 int MayOpen(const Credentials& c, const InodeAttr& a, uint32_t flags);
 // Creating an inode of type `mode & S_IFMT`: EPERM for device nodes unless root.
 int MayMknod(const Credentials& c, uint32_t mode);
@@ -101,6 +116,9 @@ void InheritFromDirectory(const Credentials& c, const InodeAttr& dir, uint32_t* 
 // security namespace). `write`: set or remove. 0, EACCES, EPERM or (reading trusted.*
 // or user.* where they cannot be) ENODATA.
 int MayXattr(const Credentials& c, const InodeAttr& a, std::string_view name, bool write);
+// removexattr: MayXattr's write rule, except that whoever may write the file may remove
+// security.capability (the kernel's kill-priv; xfstests generic/688 failed with EPERM).
+int MayRemoveXattr(const Credentials& c, const InodeAttr& a, std::string_view name);
 // Whether listxattr shows `name` to `c` (trusted.* only to root).
 bool MayListXattr(const Credentials& c, std::string_view name);
 

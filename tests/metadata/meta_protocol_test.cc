@@ -6,9 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <set>
 #include <tuple>
@@ -673,6 +675,44 @@ TEST(MetaProtocol, SplitReply) {
     p = EncodeErrorReply(bad);
     ASSERT_TRUE(SplitReply(p, &err, &body).ok());
     EXPECT_EQ(err, EIO);
+  }
+}
+
+// The caller in front of every request: its group count comes from the peer, so it is
+// capped (kMaxCallerGroups) and checked against the bytes before the groups are read.
+TEST(MetaProtocol, CallerGroupCountIsCappedBeforeAllocation) {
+  Credentials c;
+  c.uid = 1000;
+  c.gid = 100;
+  for (uint32_t g = 0; g < 20; ++g) c.groups.push_back(g);  // past the inline 16
+  const std::vector<uint8_t> body = {7, 8, 9};
+  std::vector<uint8_t> p = EncodeCall(c, body);
+  Credentials out;
+  std::span<const uint8_t> rest;
+  ASSERT_TRUE(SplitCall(p, &out, &rest).ok());
+  EXPECT_EQ(out, c);
+  EXPECT_TRUE(std::equal(rest.begin(), rest.end(), body.begin(), body.end()));
+
+  auto with_count = [](uint32_t n, size_t groups_present) {
+    std::vector<uint8_t> q(12 + 4 * groups_present, 0);
+    std::memcpy(q.data() + 8, &n, 4);  // little-endian host (x86-64, aarch64)
+    return q;
+  };
+  // Exactly the cap, all present: fine. One more (all present), or a count the bytes do
+  // not hold: InvalidArgument, and no groups taken.
+  ASSERT_TRUE(SplitCall(with_count(kMaxCallerGroups, kMaxCallerGroups), &out, &rest).ok());
+  EXPECT_EQ(out.groups.size(), kMaxCallerGroups);
+  for (auto [n, present] : {std::pair<uint32_t, size_t>{kMaxCallerGroups + 1, kMaxCallerGroups + 1},
+                            {0xFFFFFFFFu, 4}, {40, 39}}) {
+    const std::vector<uint8_t> q = with_count(n, present);
+    Credentials fresh;
+    Status st = SplitCall(q, &fresh, &rest);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << n << ": " << st.ToString();
+    EXPECT_NE(st.message().find("groups"), std::string::npos) << st.ToString();
+    EXPECT_TRUE(fresh.groups.empty());
+  }
+  for (size_t n = 0; n < kCredentialsMinSize; ++n) {
+    EXPECT_FALSE(SplitCall(std::vector<uint8_t>(n, 0), &out, &rest).ok()) << n;
   }
 }
 

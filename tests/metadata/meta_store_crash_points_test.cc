@@ -98,18 +98,8 @@ Workload MakeWorkload(int ops, int checkpoint_every, uint64_t journal_capacity, 
     auto reply = ns.Mutate(static_cast<uint16_t>(op), payload, ctx, &err);
     EXPECT_TRUE(reply.ok()) << reply.status().ToString();
     EXPECT_EQ(ctx.retry_at_ms, 0);
-    MutationRecord rec;
-    rec.op = static_cast<uint16_t>(op);
-    rec.session = ctx.session;
-    rec.seq = ctx.seq;
-    rec.now = ctx.now;
-    rec.err = err;
-    if (err == 0) {
-      rec.request = payload;
-      rec.allocations = ctx.allocations;
-    }
     Step s;
-    EncodeMutation(rec, &s.bytes);
+    EncodeMutation(RecordOf(static_cast<uint16_t>(op), ctx, err, payload), &s.bytes);
     journal_bytes += 24 + (s.bytes.size() + 7) / 8 * 8;
     w.steps.push_back(std::move(s));
     w.states.push_back(ns.Serialize());

@@ -11,6 +11,7 @@
 #include <sys/xattr.h>
 
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <set>
 
@@ -63,6 +64,7 @@ class NamespaceTest : public ::testing::Test {
     ctx.seq = ++seq_;
     ctx.lease_deadline_ms = 1;
     ctx.space_wait_limit_ms = wait_limit_ms_;
+    ctx.caller = caller_;
     clock_ms_ += clock_step_ms_;
     int err = -1;
     auto r = ns_->Mutate(op, payload, ctx, &err);
@@ -74,18 +76,8 @@ class NamespaceTest : public ::testing::Test {
       EXPECT_EQ(err, ENOSPC);
       return err;
     }
-    MutationRecord rec;
-    rec.op = op;
-    rec.session = ctx.session;
-    rec.seq = ctx.seq;
-    rec.now = ctx.now;
-    rec.err = err;
-    if (err == 0) {
-      rec.request = payload;
-      rec.allocations = ctx.allocations;
-    }
     std::vector<uint8_t> bytes;
-    EncodeMutation(rec, &bytes);
+    EncodeMutation(RecordOf(op, ctx, err, payload), &bytes);
     log_.push_back(std::move(bytes));
     int e = 0;
     std::span<const uint8_t> body;
@@ -335,6 +327,7 @@ class NamespaceTest : public ::testing::Test {
   uint64_t session_ = 0x5e55;
   uint64_t seq_ = 0;
   uint64_t tick_ = 0;
+  Credentials caller_;  // whom the mutations act for (root unless a test changes it)
   std::vector<InodeAttr> last_dirs_;  // of the last Unlink, Rmdir or Rename
   // The quarantine's clock (QuarantineTest hooks it into config_): each mutation first
   // moves it clock_step_ms_ on.
@@ -401,6 +394,23 @@ TEST_F(NamespaceTest, CreateLookupOpen) {
   uint64_t hd = 0;
   EXPECT_EQ(Open(d.ino, O_RDONLY | O_DIRECTORY, &hd), 0);
   EXPECT_EQ(Release(d.ino, hd), 0);
+  ExpectReplayEqual();
+}
+
+// The journal keeps the caller each mutation acted for: replay must decide as the live
+// run did (here the owner of a new inode), not as root. (This file's journal once dropped the caller and replayed as root.)
+TEST_F(NamespaceTest, ReplayDecidesForTheJournaledCaller) {
+  EntryReply dir;
+  ASSERT_EQ(Mut(Opcode::kMkdir, MkdirRequest{kRootInode, "shared", 0777, 0, 0}, &dir), 0);
+  caller_.uid = 1000;
+  caller_.gid = 1000;
+  CreateReply created;
+  // Asks for root's ownership: a non-root caller gets its own.
+  ASSERT_EQ(Mut(Opcode::kCreate, CreateRequest{dir.attr.ino, "f", 0644, 0, 0, O_CREAT}, &created),
+            0);
+  EXPECT_EQ(created.attr.uid, 1000u);
+  EntryReply refused;
+  EXPECT_EQ(Mut(Opcode::kMkdir, MkdirRequest{kRootInode, "mine", 0755, 0, 0}, &refused), EACCES);
   ExpectReplayEqual();
 }
 
@@ -1746,6 +1756,50 @@ TEST(MutationRecordTest, RefusesAnErrnoOutsideTheLinuxRange) {
   Status st = DecodeMutation(bytes, &out, &ranges);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(out.err, 4095);
+}
+
+// The caller in a journal record: kept across encode and decode, its group count capped
+// and checked against the record's bytes before the groups are read (the pool may be
+// damaged), and a first-version record ("DMR1", no caller) decoding as root.
+TEST(MutationRecordTest, CallerRoundTripsAndItsGroupCountIsCapped) {
+  MutationRecord rec;
+  rec.op = static_cast<uint16_t>(Opcode::kMkdir);
+  rec.session = 7;
+  rec.seq = 1;
+  rec.caller.uid = 1000;
+  rec.caller.gid = 100;
+  for (uint32_t g = 0; g < 20; ++g) rec.caller.groups.push_back(g);
+  const std::vector<uint8_t> request = {1, 2, 3};
+  rec.request = request;
+  std::vector<uint8_t> bytes;
+  EncodeMutation(rec, &bytes);
+  MutationRecord out;
+  std::vector<PoolRange> ranges;
+  ASSERT_TRUE(DecodeMutation(bytes, &out, &ranges).ok());
+  EXPECT_EQ(out.caller, rec.caller);
+  ASSERT_EQ(out.request.size(), 3u);
+
+  // The group count sits after magic, op, session, seq, now, err, uid and gid.
+  constexpr size_t kGroupsAt = 4 + 2 + 8 + 8 + 8 + 4 + 4 + 4 + 4;
+  for (uint32_t n : {kMaxCallerGroups + 1, 0xFFFFFFFFu, 200u}) {  // 200: past the bytes
+    std::vector<uint8_t> bad = bytes;
+    if (n == kMaxCallerGroups + 1) bad.resize(bad.size() + 4 * kMaxCallerGroups);  // room
+    std::memcpy(bad.data() + kGroupsAt, &n, 4);  // little-endian host
+    Status st = DecodeMutation(bad, &out, &ranges);
+    EXPECT_EQ(st.code(), StatusCode::kCorruption) << n << ": " << st.ToString();
+    EXPECT_NE(st.message().find("caller.groups"), std::string::npos) << st.ToString();
+  }
+
+  // DMR1: the same record without the caller field.
+  MutationRecord root_rec = rec;
+  root_rec.caller = Credentials{};
+  EncodeMutation(root_rec, &bytes);
+  bytes.erase(bytes.begin() + kGroupsAt - 8, bytes.begin() + kGroupsAt + 4);
+  const uint32_t v1 = 0x31524d44;
+  std::memcpy(bytes.data(), &v1, 4);
+  ASSERT_TRUE(DecodeMutation(bytes, &out, &ranges).ok());
+  EXPECT_EQ(out.caller, Credentials{});
+  EXPECT_EQ(out.request.size(), 3u);
 }
 
 }  // namespace

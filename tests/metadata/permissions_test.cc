@@ -90,6 +90,31 @@ TEST(Permissions, OpenModes) {
   EXPECT_EQ(MayOpen(kRoot, Attr(S_IFREG | 0000, 1, 1), O_RDWR), 0);
 }
 
+// The kernel opens a program for execve with O_RDONLY | __FMODE_EXEC and FUSE passes
+// the flags on: x is what it needs, not r (xfstests generic/126: a mode-001 program).
+TEST(Permissions, OpenForExecNeedsExecNotRead) {
+  EXPECT_EQ(OpenAccess(O_RDONLY | kFmodeExec), kExec);
+  EXPECT_EQ(OpenAccess(O_RDONLY), kRead);
+  const InodeAttr exec_only = Attr(S_IFREG | 0001, 0, 0);
+  EXPECT_EQ(MayOpen(kAlice, exec_only, O_RDONLY | kFmodeExec), 0);
+  EXPECT_EQ(MayOpen(kAlice, exec_only, O_RDONLY), EACCES);
+  const InodeAttr read_only = Attr(S_IFREG | 0004, 0, 0);
+  EXPECT_EQ(MayOpen(kAlice, read_only, O_RDONLY | kFmodeExec), EACCES);
+  // Root executes only what someone may execute.
+  EXPECT_EQ(MayOpen(kRoot, Attr(S_IFREG | 0644, 1, 1), O_RDONLY | kFmodeExec), EACCES);
+  EXPECT_EQ(MayOpen(kRoot, Attr(S_IFREG | 0100, 1, 1), O_RDONLY | kFmodeExec), 0);
+}
+
+// Where the blocks are: a reader (or the owner), a writer, or an executor may ask.
+TEST(Permissions, LayoutForReadersWritersOwnersAndExecutors) {
+  EXPECT_EQ(MayReadLayout(kBob, Attr(S_IFREG | 0004, 1000, 1000)), 0);
+  EXPECT_EQ(MayReadLayout(kBob, Attr(S_IFREG | 0002, 1000, 1000)), 0);
+  EXPECT_EQ(MayReadLayout(kBob, Attr(S_IFREG | 0001, 1000, 1000)), 0);
+  EXPECT_EQ(MayReadLayout(kBob, Attr(S_IFREG | 0770, 1000, 1000)), EACCES);
+  EXPECT_EQ(MayReadLayout(kAlice, Attr(S_IFREG | 0000, 1000, 1000)), 0);  // owner
+  EXPECT_EQ(MayReadLayout(kRoot, Attr(S_IFREG | 0000, 1000, 1000)), 0);
+}
+
 TEST(Permissions, MknodDevicesNeedRoot) {
   EXPECT_EQ(MayMknod(kAlice, S_IFCHR), EPERM);
   EXPECT_EQ(MayMknod(kAlice, S_IFBLK), EPERM);
@@ -238,6 +263,21 @@ TEST(Permissions, Xattrs) {
   EXPECT_FALSE(MayListXattr(kAlice, "trusted.a"));
   EXPECT_TRUE(MayListXattr(kAlice, "user.a"));
   EXPECT_TRUE(MayListXattr(kRoot, "trusted.a"));
+}
+
+// The kernel's kill-priv after a write by another user removes security.capability
+// as that user: whoever may write the file may remove it, and nothing else of security.*
+// (xfstests generic/688 failed with EPERM on fallocate by another user).
+TEST(Permissions, AWriterMayRemoveSecurityCapabilityOnly) {
+  const InodeAttr writable = Attr(S_IFREG | 0666, 1000, 1000);
+  EXPECT_EQ(MayRemoveXattr(kBob, writable, "security.capability"), 0);
+  EXPECT_EQ(MayRemoveXattr(kBob, writable, "security.selinux"), EPERM);
+  EXPECT_EQ(MayRemoveXattr(kBob, writable, "trusted.a"), EPERM);
+  EXPECT_EQ(MayRemoveXattr(kBob, Attr(S_IFREG | 0644, 1000, 1000), "security.capability"),
+            EPERM);
+  EXPECT_EQ(MayRemoveXattr(kBob, writable, "user.a"), 0);  // as MayXattr's write
+  EXPECT_EQ(MayRemoveXattr(kBob, Attr(S_IFREG | 0644, 1000, 1000), "user.a"), EACCES);
+  EXPECT_EQ(MayRemoveXattr(kRoot, Attr(S_IFREG | 0000, 1000, 1000), "security.capability"), 0);
 }
 
 TEST(CallerPolicy, RootSquash) {
