@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <string_view>
 
 #include "common/local_address.h"
 
@@ -23,11 +24,16 @@ Result<ClusterSelection> SelectPools(const ClusterFile& cf, const std::vector<st
         sel.meta = true;
         continue;
       }
+      // The prefix first: for a value shorter than "data:" the digits would start past
+      // its end, and from_chars over such a range is undefined.
+      constexpr std::string_view kData = "data:";
       size_t n = 0;
-      const char* digits = o.c_str() + 5;
-      const char* end = o.c_str() + o.size();
-      auto [p, ec] = std::from_chars(digits, end, n);
-      if (o.rfind("data:", 0) != 0 || o.size() == 5 || ec != std::errc() || p != end) {
+      const char* end = o.data() + o.size();
+      std::from_chars_result parsed{o.data(), std::errc::invalid_argument};
+      if (o.size() > kData.size() && o.starts_with(kData)) {
+        parsed = std::from_chars(o.data() + kData.size(), end, n);
+      }
+      if (parsed.ec != std::errc() || parsed.ptr != end) {
         return Status::InvalidArgument("--only " + o + ": expected 'meta' or 'data:N'");
       }
       if (n >= cf.data.size()) {

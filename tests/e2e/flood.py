@@ -2,7 +2,9 @@
 """Flood a live dpmfs cluster while a mounted client keeps working (issue 17, "Resource
 limits"; tests/e2e/README.md). Run by tests/e2e/flood.sh (CI) and tools/flood.sh (long).
 
-Against the metadata server and one data server at once, for --seconds:
+Every handshake proves the cluster key (--key-file; docs/security.md: HELLO, CHALLENGE,
+AUTH carrying the connect request), so the flood reaches what lies behind
+authentication. Against the metadata server and one data server at once, for --seconds:
   - --conns concurrent connections that complete a valid handshake and then sit idle,
     spread over source addresses 127.0.0.2.. (--sources), half on each server;
   - half-open connections: half a CONNECT, and half a frame after a handshake;
@@ -14,11 +16,15 @@ Meanwhile a workload on the mount (create, write 64 KiB, fsync, read back, unlin
 throughout and its latency is compared with the same before the flood. Checks: both
 daemons stay alive, their VmRSS never exceeds baseline + --rss-bound-mib, it comes back
 to within --rss-return-mib of the baseline after the flood, and the workload keeps
-making progress (no operation slower than --max-op-seconds). Prints the figures.
+making progress (no operation slower than --max-op-seconds); and that the flood took
+place: connections were held on both servers, the oversized CONNECT was refused for its
+size (not for its proof), WRITEs were left stalled. Prints the figures.
 Exit status 0 pass, 1 fail.
 """
 import argparse
 import errno
+import hashlib
+import hmac
 import os
 import resource
 import socket
@@ -31,6 +37,9 @@ import time
 HDR = struct.Struct("<IBBHIIQQII")  # the soft frame header, 40 bytes
 MAGIC = 0x534D5044
 T_WRITE, T_SEND, T_CONNECT, T_ACCEPT, T_REJECT = 1, 4, 32, 33, 34
+T_CHALLENGE, T_AUTH = 35, 36
+# transport/connection_auth.h
+HELLO_MAGIC, CHALLENGE_MAGIC, AUTH_MAGIC, AUTH_VERSION = 0x4F4C4548, 0x4C4C4843, 0x48545541, 1
 
 
 def frame(ftype, payload=b"", length=None, seq=0, addr=0, rkey=0, flags=0, payload_len=None):
@@ -91,12 +100,47 @@ def connect(ep, source=None, timeout=5.0):
     return s
 
 
-def handshake(ep, private, source=None):
-    """Returns (socket, reply type, reply payload)."""
-    s = connect(ep, source)
-    s.sendall(frame(T_CONNECT, private))
+def proof_subkey(cluster_key):
+    """crypto_kdf_derive_from_key(32, 1, "dpmfsAU1", key): BLAKE2b keyed with the cluster
+    key, the subkey id in the salt, the context in the personalisation."""
+    return hashlib.blake2b(b"", digest_size=32, key=cluster_key,
+                           salt=struct.pack("<Q", 1) + bytes(8), person=b"dpmfsAU1" + bytes(8)).digest()
+
+
+def proof(subkey, role, ni, nt, initiator, target, app=b""):
+    """crypto_auth (HMAC-SHA-512-256) over the transcript of connection_auth.cc's MakeProof."""
+    def lp(b):
+        return struct.pack("<I", len(b)) + b
+    t = (lp(role) + struct.pack("<H", AUTH_VERSION) + ni + nt + lp(b"soft") +
+         lp(initiator.encode()) + lp(target.encode()) + lp(app))
+    return hmac.new(subkey, t, hashlib.sha512).digest()[:32]
+
+
+def recv_frame(s):
     h = HDR.unpack(recv_exact(s, HDR.size))
-    payload = recv_exact(s, h[4]) if h[4] else b""
+    return h, (recv_exact(s, h[4]) if h[4] else b"")
+
+
+SUBKEY = None  # set in main from --key-file
+
+
+def handshake(ep, private, source=None):
+    """The initiator's side of the authenticated handshake with `private` as the connect
+    request. Returns (socket, reply type, reply payload)."""
+    s = connect(ep, source)
+    ni = os.urandom(32)
+    s.sendall(frame(T_CONNECT, struct.pack("<IHH", HELLO_MAGIC, AUTH_VERSION, 0) + ni))
+    h, payload = recv_frame(s)
+    if h[1] != T_CHALLENGE:
+        return s, h[1], payload
+    nt, proof_t = payload[8:40], payload[40:72]
+    me, peer = "%s:%d" % s.getsockname()[:2], "%s:%d" % s.getpeername()[:2]
+    if not hmac.compare_digest(proof_t, proof(SUBKEY, b"dpmfs target", ni, nt, me, peer)):
+        raise ConnectionError(f"{peer} did not prove the cluster key")
+    proof_i = proof(SUBKEY, b"dpmfs initiator", ni, nt, me, peer, private)
+    s.sendall(frame(T_AUTH, struct.pack("<IHH", AUTH_MAGIC, AUTH_VERSION, 0) + proof_i +
+                    struct.pack("<I", len(private)) + private))
+    h, payload = recv_frame(s)
     return s, h[1], payload
 
 
@@ -150,6 +194,7 @@ def main():
     ap.add_argument("--meta-pid", type=int, required=True)
     ap.add_argument("--data-pid", type=int, required=True)
     ap.add_argument("--mnt", required=True)
+    ap.add_argument("--key-file", required=True, help="the cluster key (64 hex digits)")
     ap.add_argument("--conns", type=int, default=1000)
     ap.add_argument("--sources", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=8)
@@ -157,6 +202,9 @@ def main():
     ap.add_argument("--rss-return-mib", type=int, default=64)
     ap.add_argument("--max-op-seconds", type=float, default=5)
     a = ap.parse_args()
+    global SUBKEY
+    with open(a.key_file) as f:
+        SUBKEY = proof_subkey(bytes.fromhex(f.read().strip()))
     meta, data = parse_ep(a.meta), parse_ep(a.data)
     pids = {"meta": a.meta_pid, "data": a.data_pid}
 
@@ -225,10 +273,13 @@ def main():
     # 3. Oversized: a 1024 x 16 MiB rpc CONNECT, a WRITE header announcing the pool.
     try:
         s, t, why = handshake(data, data_connect(method=4, qd=1024, io=16 << 20), "127.0.0.202")
+        why = why.decode(errors="replace")
         if t != T_REJECT:
             failures.append("a 1024 x 16 MiB rpc CONNECT was not refused")
+        elif "authentic" in why:
+            failures.append(f"the oversized CONNECT was refused before its size was seen: {why}")
         else:
-            print(f"oversized CONNECT refused: {why.decode(errors='replace')}")
+            print(f"oversized CONNECT refused: {why}")
         s.close()
     except OSError as e:
         failures.append(f"oversized CONNECT: {e}")
@@ -252,7 +303,8 @@ def main():
 
     # 4. Connect/disconnect flood until the end of the window, from two threads.
     flood_count = [0, 0]
-    end = flood_t0 + a.seconds
+    # At least 2 s of it even when the phases above used up the window (a loaded machine).
+    end = max(flood_t0 + a.seconds, time.monotonic() + 2.0)
 
     def churn(idx, ep, priv):
         while time.monotonic() < end:
@@ -309,6 +361,15 @@ def main():
         failures.append(f"a client operation took {max(during_lat):.1f} s during the flood")
     if work.errors:
         failures.append(f"client errors: {work.errors[:3]}")
+    # The flood itself: without these the checks above would pass on a flood that never
+    # got past the handshake (as when authentication was added and this file spoke none).
+    for k in pids:
+        if held[k] == 0:
+            failures.append(f"no flood connection was held by dpmfs-{k} (refused {refused[k]})")
+    if not big_writes:
+        failures.append("no WRITE announcing the pool was left stalled on the data server")
+    if min(flood_count) == 0:
+        failures.append(f"the connect/disconnect flood completed no handshake: {flood_count}")
 
     print(f"flood: {a.seconds:.0f} s, {a.conns} concurrent handshaken connections asked for "
           f"from {a.sources} addresses: held meta {held['meta']} data {held['data']}, "

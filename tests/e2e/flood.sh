@@ -33,4 +33,4 @@ meta_ep=$(awk '$1 == "meta" {print $2}' "$work/cluster.conf")
 data_ep=$(awk '$1 == "data" {print $2; exit}' "$work/cluster.conf")
 python3 "$here/flood.py" --meta "$meta_ep" --data "$data_ep" \
   --meta-pid "$(cat "$work/run/meta.pid")" --data-pid "$(cat "$work/run/data0.pid")" \
-  --mnt "$work/mnt" "$@"
+  --mnt "$work/mnt" --key-file "$work/cluster.key" "$@"

@@ -35,17 +35,16 @@ void FuzzConnectRequest(std::span<const uint8_t> in) {
     fuzz::CheckRefusal(r.status(), "DecodeConnectRequest");
   } else {
     FUZZ_CHECK(ValidConnect(*r), "accepted an invalid ConnectRequest");
-    Result<ConnectRequest> again = DecodeConnectRequest(EncodeConnectRequest(*r));
-    FUZZ_CHECK(again.ok() && SameConnect(*again, *r), "ConnectRequest changes on re-encoding");
+    fuzz::CheckRoundTrip(*r, DecodeConnectRequest(EncodeConnectRequest(*r)), true, SameConnect,
+                         "accepted ConnectRequest");
   }
   if (in.size() < 9) return;
   ConnectRequest x;
   x.method = static_cast<PersistMethod>(in[0]);
   x.queue_depth = static_cast<uint32_t>(Le(in.data() + 1, 4));
   x.max_io_size = static_cast<uint32_t>(Le(in.data() + 5, 4));
-  Result<ConnectRequest> y = DecodeConnectRequest(EncodeConnectRequest(x));
-  FUZZ_CHECK(y.ok() == ValidConnect(x), "ConnectRequest accepted/refused against its rules");
-  if (y.ok()) FUZZ_CHECK(SameConnect(*y, x), "decode(encode(ConnectRequest)) differs");
+  fuzz::CheckRoundTrip(x, DecodeConnectRequest(EncodeConnectRequest(x)), ValidConnect(x),
+                       SameConnect, "ConnectRequest");
 }
 
 bool SameRegion(const transport::RemoteRegion& a, const transport::RemoteRegion& b) {
@@ -64,8 +63,8 @@ void FuzzServerInfo(std::span<const uint8_t> in) {
   } else {
     FUZZ_CHECK(r->pool.length != 0 && r->pool.addr + r->pool.length > r->pool.addr,
                "accepted an empty or wrapping pool");
-    Result<ServerInfo> again = DecodeServerInfo(EncodeServerInfo(*r));
-    FUZZ_CHECK(again.ok() && SameInfo(*again, *r), "ServerInfo changes on re-encoding");
+    fuzz::CheckRoundTrip(*r, DecodeServerInfo(EncodeServerInfo(*r)), true, SameInfo,
+                         "accepted ServerInfo");
   }
   if (in.size() < 65) return;
   ServerInfo x;
@@ -76,10 +75,8 @@ void FuzzServerInfo(std::span<const uint8_t> in) {
   x.pool_index = static_cast<uint32_t>(Le(in.data() + 56, 4));
   x.block_size = static_cast<uint32_t>(Le(in.data() + 60, 4));
   x.is_pmem = (in[64] & 1) != 0;
-  Result<ServerInfo> y = DecodeServerInfo(EncodeServerInfo(x));
   const bool valid = x.pool.length != 0 && x.pool.addr + x.pool.length > x.pool.addr;
-  FUZZ_CHECK(y.ok() == valid, "ServerInfo accepted/refused against its rules");
-  if (valid) FUZZ_CHECK(SameInfo(*y, x), "decode(encode(ServerInfo)) differs");
+  fuzz::CheckRoundTrip(x, DecodeServerInfo(EncodeServerInfo(x)), valid, SameInfo, "ServerInfo");
 }
 
 void FuzzDescriptor(std::span<const uint8_t> in) {
@@ -101,14 +98,14 @@ void FuzzDescriptor(std::span<const uint8_t> in) {
                     static_cast<uint32_t>(Le(in.data() + 16, 4))};
   uint8_t enc[kDescriptorSize];
   EncodeDescriptor(x, enc);
-  Result<WriteDescriptor> y = DecodeDescriptor(fuzz::Exact({enc, kDescriptorSize}));
-  const bool valid = (x.flags & ~kDescriptorZero) == 0;
-  FUZZ_CHECK(y.ok() == valid, "descriptor accepted/refused against its rules");
-  if (valid) {
-    FUZZ_CHECK(y->offset == x.offset && y->length == x.length && y->slot == x.slot &&
-                   y->flags == x.flags,
-               "decode(encode(WriteDescriptor)) differs");
-  }
+  fuzz::CheckRoundTrip(
+      x, DecodeDescriptor(fuzz::Exact({enc, kDescriptorSize})),
+      (x.flags & ~kDescriptorZero) == 0,
+      [](const WriteDescriptor& a, const WriteDescriptor& b) {
+        return a.offset == b.offset && a.length == b.length && a.slot == b.slot &&
+               a.flags == b.flags;
+      },
+      "WriteDescriptor");
 }
 
 void FuzzReply(std::span<const uint8_t> in) {
@@ -129,10 +126,11 @@ void FuzzReply(std::span<const uint8_t> in) {
   Reply x{static_cast<uint32_t>(Le(in.data(), 4)), static_cast<StatusCode>(code)};
   uint8_t enc[kReplySize];
   EncodeReply(x, enc);
-  Result<Reply> y = DecodeReply(fuzz::Exact({enc, kReplySize}));
-  const bool valid = code >= 0 && code <= static_cast<int32_t>(StatusCode::kInternal);
-  FUZZ_CHECK(y.ok() == valid, "reply accepted/refused against its rules");
-  if (valid) FUZZ_CHECK(y->slot == x.slot && y->code == x.code, "decode(encode(Reply)) differs");
+  fuzz::CheckRoundTrip(
+      x, DecodeReply(fuzz::Exact({enc, kReplySize})),
+      code >= 0 && code <= static_cast<int32_t>(StatusCode::kInternal),
+      [](const Reply& a, const Reply& b) { return a.slot == b.slot && a.code == b.code; },
+      "Reply");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <source_location>
 #include <span>
 #include <vector>
 
@@ -41,6 +42,25 @@ inline void CheckRefusal(const Status& st, const char* decoder) {
 // bytes after it unnoticed).
 inline std::vector<uint8_t> Exact(std::span<const uint8_t> bytes) {
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+// The round trip every codec target checks: `y`, what decode(encode(x)) gave for a value
+// `x` built from the input's bytes (or decoded from them), is accepted exactly when `x` is
+// `valid` by the codec's rules, and an accepted one has every field of `x` (`same`).
+// Reports the caller's line, as FUZZ_CHECK does.
+template <typename T, typename Same>
+void CheckRoundTrip(const T& x, const Result<T>& y, bool valid, Same same, const char* what,
+                    std::source_location where = std::source_location::current()) {
+  const char* wrong = nullptr;
+  if (y.ok() != valid) {
+    wrong = valid ? "a valid value is refused" : "an invalid value is accepted";
+  } else if (valid && !same(*y, x)) {
+    wrong = "decode(encode(x)) differs from x";
+  }
+  if (wrong == nullptr) return;
+  std::fprintf(stderr, "%s:%u: property failed: %s: %s\n", where.file_name(),
+               static_cast<unsigned>(where.line()), what, wrong);
+  std::abort();
 }
 
 // Little-endian reads for restating a layout in a property (independent of the codec).

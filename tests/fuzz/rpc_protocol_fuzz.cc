@@ -10,7 +10,6 @@
 //   - every refusal is a clean Status (fuzz_check.h), and ASan sees every byte read.
 #include <cstring>
 
-
 #include "fuzz_check.h"
 #include "rpc/rpc_protocol.h"
 
@@ -54,35 +53,35 @@ void FuzzMessage(std::span<const uint8_t> in) {
              "accepted header re-encodes differently");
 }
 
+bool ValidConnectRequest(const ConnectRequest& r) {
+  return r.session != 0 && r.max_message >= kMinMessageSize &&
+         r.max_message <= kMaxMessageSizeCap && r.recv_depth >= 1 && r.recv_depth <= kMaxDepth;
+}
+bool SameConnectRequest(const ConnectRequest& a, const ConnectRequest& b) {
+  return a.session == b.session && a.max_message == b.max_message && a.recv_depth == b.recv_depth;
+}
+
 void FuzzConnectRequest(std::span<const uint8_t> in) {
   std::vector<uint8_t> data = fuzz::Exact(in);
   Result<ConnectRequest> r = DecodeConnectRequest(data);
   if (!r.ok()) {
     fuzz::CheckRefusal(r.status(), "DecodeConnectRequest");
   } else {
-    FUZZ_CHECK(r->session != 0 && r->max_message >= kMinMessageSize &&
-                   r->max_message <= kMaxMessageSizeCap && r->recv_depth >= 1 &&
-                   r->recv_depth <= kMaxDepth,
-               "accepted an out-of-range ConnectRequest");
-    Result<ConnectRequest> again = DecodeConnectRequest(EncodeConnectRequest(*r));
-    FUZZ_CHECK(again.ok() && again->session == r->session &&
-                   again->max_message == r->max_message && again->recv_depth == r->recv_depth,
-               "ConnectRequest does not survive re-encoding");
+    FUZZ_CHECK(ValidConnectRequest(*r), "accepted an out-of-range ConnectRequest");
+    fuzz::CheckRoundTrip(*r, DecodeConnectRequest(EncodeConnectRequest(*r)), true,
+                         SameConnectRequest, "accepted ConnectRequest");
   }
   // Structured: the input's first 16 bytes as field values.
   if (in.size() < 16) return;
   ConnectRequest x{Le(in.data(), 8), static_cast<uint32_t>(Le(in.data() + 8, 4)),
                    static_cast<uint32_t>(Le(in.data() + 12, 4))};
-  Result<ConnectRequest> y = DecodeConnectRequest(EncodeConnectRequest(x));
-  const bool valid = x.session != 0 && x.max_message >= kMinMessageSize &&
-                     x.max_message <= kMaxMessageSizeCap && x.recv_depth >= 1 &&
-                     x.recv_depth <= kMaxDepth;
-  FUZZ_CHECK(y.ok() == valid, "ConnectRequest accepted/refused against its rules");
-  if (valid) {
-    FUZZ_CHECK(y->session == x.session && y->max_message == x.max_message &&
-                   y->recv_depth == x.recv_depth,
-               "decode(encode(ConnectRequest)) differs");
-  }
+  fuzz::CheckRoundTrip(x, DecodeConnectRequest(EncodeConnectRequest(x)), ValidConnectRequest(x),
+                       SameConnectRequest, "ConnectRequest");
+}
+
+bool ValidConnectReply(const ConnectReply& r) {
+  return r.max_message >= kMinMessageSize && r.max_message <= kMaxMessageSizeCap &&
+         r.depth >= 1 && r.depth <= kMaxDepth;
 }
 
 void FuzzConnectReply(std::span<const uint8_t> in) {
@@ -91,21 +90,17 @@ void FuzzConnectReply(std::span<const uint8_t> in) {
   if (!r.ok()) {
     fuzz::CheckRefusal(r.status(), "DecodeConnectReply");
   } else {
-    FUZZ_CHECK(r->max_message >= kMinMessageSize && r->max_message <= kMaxMessageSizeCap &&
-                   r->depth >= 1 && r->depth <= kMaxDepth,
-               "accepted an out-of-range ConnectReply");
+    FUZZ_CHECK(ValidConnectReply(*r), "accepted an out-of-range ConnectReply");
   }
   if (in.size() < 8) return;
   ConnectReply x{static_cast<uint32_t>(Le(in.data(), 4)),
                  static_cast<uint32_t>(Le(in.data() + 4, 4))};
-  Result<ConnectReply> y = DecodeConnectReply(EncodeConnectReply(x));
-  const bool valid = x.max_message >= kMinMessageSize && x.max_message <= kMaxMessageSizeCap &&
-                     x.depth >= 1 && x.depth <= kMaxDepth;
-  FUZZ_CHECK(y.ok() == valid, "ConnectReply accepted/refused against its rules");
-  if (valid) {
-    FUZZ_CHECK(y->max_message == x.max_message && y->depth == x.depth,
-               "decode(encode(ConnectReply)) differs");
-  }
+  fuzz::CheckRoundTrip(
+      x, DecodeConnectReply(EncodeConnectReply(x)), ValidConnectReply(x),
+      [](const ConnectReply& a, const ConnectReply& b) {
+        return a.max_message == b.max_message && a.depth == b.depth;
+      },
+      "ConnectReply");
 }
 
 }  // namespace

@@ -635,9 +635,12 @@ TEST_F(MkfsClusterTest, FormatsOnlyThisHostsLines) {
   r = Run({"cluster", conf, "--only", "data:2"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("has data pools 0 to 1"));
-  r = Run({"cluster", conf, "--only", "journal"});
-  EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.err, HasSubstr("expected 'meta' or 'data:N'"));
+  // Shorter than "data:" included (the digits must not be looked for past the end).
+  for (const char* bad : {"journal", "d", "data", "data:", "data:1x", "data:-1", "datax1"}) {
+    r = Run({"cluster", conf, "--only", bad});
+    EXPECT_EQ(r.code, 2) << bad;
+    EXPECT_THAT(r.err, HasSubstr("expected 'meta' or 'data:N'")) << bad;
+  }
 
   // Part of a cluster without a cluster_uuid line: each host would make up its own.
   std::string bare = WriteClusterFile(lines);

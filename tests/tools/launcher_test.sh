@@ -7,26 +7,11 @@
 #
 #   launcher_test.sh            (DPMFS_BUILD_DIR: the build with the daemons)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-dpmfs=$root/tools/dpmfs
-[ "$(id -u)" -eq 0 ] || { echo "SKIPPED: needs root"; exit 77; }
-[ -c /dev/fuse ] || { echo "SKIPPED: /dev/fuse is missing"; exit 77; }
+source "$(dirname "$0")/../support/cluster_script_prologue.sh" launcher-test
+before_destroy() { fusermount3 -u -z "$work/helper" 2>/dev/null; }
+# Where 'up' records the key for the mount helper: here, not the machine's /run/dpmfs/keys.
+export DPMFS_LOCAL_KEYS=$work/keys
 
-work=$(mktemp -d /tmp/dpmfs-launcher-test.XXXXXX)
-dir=$work/cluster
-cleanup() {
-  local rc=$?
-  set +e
-  [ $rc -eq 0 ] || { "$dpmfs" status "$dir"; tail -n 20 "$dir"/logs/*.log; }
-  fusermount3 -u -z "$work/helper" 2>/dev/null
-  "$dpmfs" destroy "$dir" >/dev/null 2>&1
-  rm -rf "$work"
-  exit $rc
-}
-trap cleanup EXIT
-
-step() { echo "--- $*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
 # expect_rc RC CMD...: runs CMD, which must exit with RC; its output goes to $work/out.
 expect_rc() {
   local want=$1 rc=0; shift
@@ -79,6 +64,11 @@ expect_out 'stale mount'
 
 step "mount-helper mode (as mount.fuse3 runs it) and a second client"
 addr=$(awk '$1 == "meta" {print $2}' "$dir/cluster.conf")
+link=$DPMFS_LOCAL_KEYS/${addr//[^A-Za-z0-9.]/_}.key
+# up recorded the cluster's key under its address (the helper is given no key below).
+[ "$(readlink "$link")" = "$dir/cluster.key" ] || fail "up did not link $link to the cluster key"
+# Another cluster's link (another address) is no business of this one's down.
+ln -s "$work/other.key" "$DPMFS_LOCAL_KEYS/127.0.0.1_1.key"
 mkdir -p "$work/helper" "$work/second"
 expect_rc 0 "$dpmfs" "$addr" "$work/helper" -o default_permissions
 grep -q " $work/helper fuse" /proc/mounts || fail "mount-helper mode did not mount"
@@ -94,10 +84,15 @@ expect_out 'unmounted .*/mnt'
 expect_out 'unmounted .*/second'
 grep -qE " ($dir/mnt|$work/second) " /proc/mounts && fail "a mount survived down"
 expect_rc 3 "$dpmfs" status "$dir"
+[ ! -e "$link" ] && [ ! -L "$link" ] || fail "down left the key link $link"
+[ -L "$DPMFS_LOCAL_KEYS/127.0.0.1_1.key" ] || fail "down removed another cluster's key link"
 expect_rc 0 "$dpmfs" down "$dir"
 expect_out 'nothing was running'
+# A stale link at this address (a cluster that died without down) is replaced by up.
+ln -s "$work/other.key" "$link"
 expect_rc 0 "$dpmfs" up "$dir"
 expect_out 'mounted at'
+[ "$(readlink "$link")" = "$dir/cluster.key" ] || fail "up kept a stale key link $link"
 [ "$(cat "$dir/mnt/file")" = survives ] || fail "the data did not survive down + up"
 
 step "a daemon that cannot start: its log is shown, what up started is stopped"
