@@ -96,7 +96,7 @@ exec_start() {
     sed -e "s|\${DPMFS_CLUSTER_FILE}|$conf|" -e "s|%i|${2:-}|" -e 's|\$DPMFS_[A-Z_]*||'
 }
 wait_ready() {
-  for _ in $(seq 200); do grep -q '^READY ' "$1" && return 0; sleep 0.1; done
+  for _ in $(seq 200); do grep -qs '^READY ' "$1" && return 0; sleep 0.1; done
   fail "no READY in $1"
 }
 for i in 0 1; do
