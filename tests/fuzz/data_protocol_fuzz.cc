@@ -35,7 +35,7 @@ void FuzzConnectRequest(std::span<const uint8_t> in) {
     fuzz::CheckRefusal(r.status(), "DecodeConnectRequest");
   } else {
     FUZZ_CHECK(ValidConnect(*r), "accepted an invalid ConnectRequest");
-    fuzz::CheckRoundTrip(*r, DecodeConnectRequest(EncodeConnectRequest(*r)), true, SameConnect,
+    FUZZ_CHECK_ROUND_TRIP(*r, DecodeConnectRequest(EncodeConnectRequest(*r)), true, SameConnect,
                          "accepted ConnectRequest");
   }
   if (in.size() < 9) return;
@@ -43,7 +43,7 @@ void FuzzConnectRequest(std::span<const uint8_t> in) {
   x.method = static_cast<PersistMethod>(in[0]);
   x.queue_depth = static_cast<uint32_t>(Le(in.data() + 1, 4));
   x.max_io_size = static_cast<uint32_t>(Le(in.data() + 5, 4));
-  fuzz::CheckRoundTrip(x, DecodeConnectRequest(EncodeConnectRequest(x)), ValidConnect(x),
+  FUZZ_CHECK_ROUND_TRIP(x, DecodeConnectRequest(EncodeConnectRequest(x)), ValidConnect(x),
                        SameConnect, "ConnectRequest");
 }
 
@@ -63,7 +63,7 @@ void FuzzServerInfo(std::span<const uint8_t> in) {
   } else {
     FUZZ_CHECK(r->pool.length != 0 && r->pool.addr + r->pool.length > r->pool.addr,
                "accepted an empty or wrapping pool");
-    fuzz::CheckRoundTrip(*r, DecodeServerInfo(EncodeServerInfo(*r)), true, SameInfo,
+    FUZZ_CHECK_ROUND_TRIP(*r, DecodeServerInfo(EncodeServerInfo(*r)), true, SameInfo,
                          "accepted ServerInfo");
   }
   if (in.size() < 65) return;
@@ -76,7 +76,7 @@ void FuzzServerInfo(std::span<const uint8_t> in) {
   x.block_size = static_cast<uint32_t>(Le(in.data() + 60, 4));
   x.is_pmem = (in[64] & 1) != 0;
   const bool valid = x.pool.length != 0 && x.pool.addr + x.pool.length > x.pool.addr;
-  fuzz::CheckRoundTrip(x, DecodeServerInfo(EncodeServerInfo(x)), valid, SameInfo, "ServerInfo");
+  FUZZ_CHECK_ROUND_TRIP(x, DecodeServerInfo(EncodeServerInfo(x)), valid, SameInfo, "ServerInfo");
 }
 
 void FuzzDescriptor(std::span<const uint8_t> in) {
@@ -98,7 +98,7 @@ void FuzzDescriptor(std::span<const uint8_t> in) {
                     static_cast<uint32_t>(Le(in.data() + 16, 4))};
   uint8_t enc[kDescriptorSize];
   EncodeDescriptor(x, enc);
-  fuzz::CheckRoundTrip(
+  FUZZ_CHECK_ROUND_TRIP(
       x, DecodeDescriptor(fuzz::Exact({enc, kDescriptorSize})),
       (x.flags & ~kDescriptorZero) == 0,
       [](const WriteDescriptor& a, const WriteDescriptor& b) {
@@ -126,7 +126,7 @@ void FuzzReply(std::span<const uint8_t> in) {
   Reply x{static_cast<uint32_t>(Le(in.data(), 4)), static_cast<StatusCode>(code)};
   uint8_t enc[kReplySize];
   EncodeReply(x, enc);
-  fuzz::CheckRoundTrip(
+  FUZZ_CHECK_ROUND_TRIP(
       x, DecodeReply(fuzz::Exact({enc, kReplySize})),
       code >= 0 && code <= static_cast<int32_t>(StatusCode::kInternal),
       [](const Reply& a, const Reply& b) { return a.slot == b.slot && a.code == b.code; },

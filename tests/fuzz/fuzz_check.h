@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <source_location>
 #include <span>
 #include <vector>
 
 #include "common/status.h"
+
+// fuzz::CheckRoundTrip(x, y, valid, same, what), reporting the caller's line.
+#define FUZZ_CHECK_ROUND_TRIP(...) ::dpmfs::fuzz::CheckRoundTrip(__FILE__, __LINE__, __VA_ARGS__)
 
 #define FUZZ_CHECK(cond, what)                                                         \
   do {                                                                                 \
@@ -47,10 +49,11 @@ inline std::vector<uint8_t> Exact(std::span<const uint8_t> bytes) {
 // The round trip every codec target checks: `y`, what decode(encode(x)) gave for a value
 // `x` built from the input's bytes (or decoded from them), is accepted exactly when `x` is
 // `valid` by the codec's rules, and an accepted one has every field of `x` (`same`).
-// Reports the caller's line, as FUZZ_CHECK does.
+// Called through FUZZ_CHECK_ROUND_TRIP, which passes the caller's file and line (the
+// clang of Debian 12 has no std::source_location).
 template <typename T, typename Same>
-void CheckRoundTrip(const T& x, const Result<T>& y, bool valid, Same same, const char* what,
-                    std::source_location where = std::source_location::current()) {
+void CheckRoundTrip(const char* file, int line, const T& x, const Result<T>& y, bool valid,
+                    Same same, const char* what) {
   const char* wrong = nullptr;
   if (y.ok() != valid) {
     wrong = valid ? "a valid value is refused" : "an invalid value is accepted";
@@ -58,8 +61,7 @@ void CheckRoundTrip(const T& x, const Result<T>& y, bool valid, Same same, const
     wrong = "decode(encode(x)) differs from x";
   }
   if (wrong == nullptr) return;
-  std::fprintf(stderr, "%s:%u: property failed: %s: %s\n", where.file_name(),
-               static_cast<unsigned>(where.line()), what, wrong);
+  std::fprintf(stderr, "%s:%d: property failed: %s: %s\n", file, line, what, wrong);
   std::abort();
 }
 

@@ -68,14 +68,14 @@ void FuzzConnectRequest(std::span<const uint8_t> in) {
     fuzz::CheckRefusal(r.status(), "DecodeConnectRequest");
   } else {
     FUZZ_CHECK(ValidConnectRequest(*r), "accepted an out-of-range ConnectRequest");
-    fuzz::CheckRoundTrip(*r, DecodeConnectRequest(EncodeConnectRequest(*r)), true,
+    FUZZ_CHECK_ROUND_TRIP(*r, DecodeConnectRequest(EncodeConnectRequest(*r)), true,
                          SameConnectRequest, "accepted ConnectRequest");
   }
   // Structured: the input's first 16 bytes as field values.
   if (in.size() < 16) return;
   ConnectRequest x{Le(in.data(), 8), static_cast<uint32_t>(Le(in.data() + 8, 4)),
                    static_cast<uint32_t>(Le(in.data() + 12, 4))};
-  fuzz::CheckRoundTrip(x, DecodeConnectRequest(EncodeConnectRequest(x)), ValidConnectRequest(x),
+  FUZZ_CHECK_ROUND_TRIP(x, DecodeConnectRequest(EncodeConnectRequest(x)), ValidConnectRequest(x),
                        SameConnectRequest, "ConnectRequest");
 }
 
@@ -95,7 +95,7 @@ void FuzzConnectReply(std::span<const uint8_t> in) {
   if (in.size() < 8) return;
   ConnectReply x{static_cast<uint32_t>(Le(in.data(), 4)),
                  static_cast<uint32_t>(Le(in.data() + 4, 4))};
-  fuzz::CheckRoundTrip(
+  FUZZ_CHECK_ROUND_TRIP(
       x, DecodeConnectReply(EncodeConnectReply(x)), ValidConnectReply(x),
       [](const ConnectReply& a, const ConnectReply& b) {
         return a.max_message == b.max_message && a.depth == b.depth;

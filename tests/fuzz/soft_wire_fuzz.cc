@@ -80,7 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   x.length = static_cast<uint32_t>(Le(data + 36, 4));
   uint8_t enc[kHeaderSize];
   EncodeHeader(x, enc);
-  fuzz::CheckRoundTrip(x, DecodeHeader(std::span<const uint8_t, kHeaderSize>(enc, kHeaderSize)),
+  FUZZ_CHECK_ROUND_TRIP(x, DecodeHeader(std::span<const uint8_t, kHeaderSize>(enc, kHeaderSize)),
                        Allowed(data[4], x.flags, x.payload_len, x.length), Same,
                        "FrameHeader (against the table)");
   return 0;
