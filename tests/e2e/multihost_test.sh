@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# A cluster that is really several hosts (issue 18): every daemon and every client in its
+# own network namespace with its own address, joined by a bridge, started from one
+# cluster file the way docs/deploy.md deploys on real machines.
+#
+#   multihost_test.sh [--long]
+#
+# Hosts: dpmfs-mh-PID-meta 10.77.0.10 (metadata server), -d0..-d2 10.77.0.11-13 (data
+# servers), -c0/-c1 10.77.0.21-22 (clients); each has a veth into the bridge dpmfs-mh-br
+# in the namespace dpmfs-mh-PID-br, so the host's own network is never touched. Pools on
+# /dev/shm/dpmfs-mh-PID/. The daemons and mounts run under `nsenter --net` (not `ip netns
+# exec`, which also makes a private mount namespace: a FUSE mount made there would be
+# invisible here), so the mounts are ordinary mounts of this host, each reaching the
+# servers through its own namespace's address.
+#
+#  1. mkfs.dpmfs cluster in each server's namespace formats only that host's lines (and
+#     says "not formatted here" for the others); only the metadata host makes the key.
+#  2. The daemons start from the cluster file and listen on their own addresses; both
+#     clients mount; fio writes with crc32c verification through both at once, and each
+#     client verifies the other's files (no cached pages); TwoClientTest and
+#     SharedFileExtension of posix_test across the two clients (--long: the whole
+#     posix_test through each client).
+#  3. tc netem on every veth, 1 ms delay and 1% loss: fio with verification still passes.
+#     Skipped, and counted as skipped, where the kernel has no sch_netem.
+#  4. A 5 s partition of data server 1 (its veth set down in the bridge) while fio writes
+#     through client 0 and a probe (multihost_probe.py) times single writes through client 1:
+#     every error an application sees is EIO within BOUND_S seconds (never a hang: the step
+#     runs under `timeout`), writes resume after the heal, and every write fio or the
+#     probe saw acknowledged reads back intact after the heal (fio --verify_state_load).
+#
+# Ends with "N passed, N failed, N skipped" and the elapsed time; exits 1 on a failure,
+# 77 (ctest: skipped) without root, /dev/fuse, ip, nsenter, fio or python3.
+# DPMFS_MH_KEEP=1 keeps the scratch directory (logs) after a failure.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${DPMFS_BUILD_DIR:-$root/build}
+posix_test=${DPMFS_POSIX_TEST:-$build/tests/posix_test}
+probe=$root/tests/e2e/multihost_probe.py
+long=0
+case "${1:-}" in
+  --long) long=1 ;;
+  "") ;;
+  *) echo "usage: multihost_test.sh [--long]" >&2; exit 2 ;;
+esac
+
+skip_all() { echo "SKIPPED: $*"; exit 77; }
+[ "$(id -u)" -eq 0 ] || skip_all "needs root (network namespaces, FUSE mounts)"
+[ -c /dev/fuse ] || skip_all "/dev/fuse is missing"
+for tool in ip nsenter fio python3; do
+  command -v $tool >/dev/null || skip_all "$tool is missing (tools/install-deps.sh installs it)"
+done
+for bin in mkfs/mkfs.dpmfs metadata/dpmfs-meta datapath/dpmfs-data fs/dpmfs-mount; do
+  [ -x "$build/$bin" ] || { echo "FAIL: $build/$bin is not built" >&2; exit 1; }
+done
+[ -x "$posix_test" ] || { echo "FAIL: posix_test not found at $posix_test" >&2; exit 1; }
+
+started=$(date +%s.%N)
+passed=0 failed=0 skipped=0
+tag=$$
+prefix=dpmfs-mh-$tag
+bridge_ns=$prefix-br
+work=$(mktemp -d "/tmp/dpmfs-mh.XXXXXX")
+pools=/dev/shm/dpmfs-mh-$tag
+cluster_file=$work/cluster.conf
+key_file=$work/cluster.key
+# Seconds within which a write the partition blocks must fail (EIO) or complete: the data
+# client waits 5 s for a connection or a completion (DataClientOptions::timeout), and an
+# operation is retried once on a fresh connection; 2 s for a loaded machine.
+BOUND_S=12
+
+hosts=(meta d0 d1 d2 c0 c1)
+declare -A addr=([meta]=10.77.0.10 [d0]=10.77.0.11 [d1]=10.77.0.12 [d2]=10.77.0.13
+                 [c0]=10.77.0.21 [c1]=10.77.0.22)
+declare -A pid_of=()
+made_ns=()
+mounts=()
+
+step() { echo "--- $*"; }
+pass() { passed=$((passed + 1)); echo "ok: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+skip() { skipped=$((skipped + 1)); echo "skipped: $*"; }
+die() { fail "$*"; exit 1; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+ns() { echo "$prefix-$1"; }
+# Runs a command in host $1's network namespace only (the mount namespace stays ours).
+on() { local h=$1; shift; nsenter --net="/run/netns/$(ns "$h")" -- "$@"; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  [ $rc -eq 0 ] || [ $failed -gt 0 ] || failed=1
+  if [ $failed -gt 0 ]; then
+    for f in "$work"/logs/*.log; do
+      [ -e "$f" ] && { echo "=== end of $f"; tail -n 15 "$f"; }
+    done
+  fi
+  local m p
+  for m in "${mounts[@]}"; do
+    fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+  done
+  for p in "${pid_of[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pid_of[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  for p in "${made_ns[@]}"; do ip netns del "$p" 2>/dev/null; done
+  rm -rf "$pools"
+  if [ $failed -gt 0 ] && [ "${DPMFS_MH_KEEP:-0}" = 1 ]; then
+    echo "kept $work (DPMFS_MH_KEEP=1)"
+  else
+    rm -rf "$work"
+  fi
+  echo "$passed passed, $failed failed, $skipped skipped in $(secs "$started" "$(now)") s"
+  [ $failed -eq 0 ] || exit 1
+  exit 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$work/logs" "$work/fio" "$pools"
+
+# ---------------------------------------------------------------------------------------
+step "network: namespaces $prefix-{br,${hosts[*]// /,}}, veths into the bridge dpmfs-mh-br"
+ip netns add "$bridge_ns" && made_ns+=("$bridge_ns") || die "ip netns add $bridge_ns failed"
+ip -n "$bridge_ns" link set lo up
+ip -n "$bridge_ns" link add dpmfs-mh-br type bridge || die "no bridge support"
+ip -n "$bridge_ns" link set dpmfs-mh-br up
+for h in "${hosts[@]}"; do
+  ip netns add "$(ns "$h")" && made_ns+=("$(ns "$h")") || die "ip netns add $(ns "$h") failed"
+  ip -n "$(ns "$h")" link set lo up
+  ip -n "$bridge_ns" link add "v-$h" type veth peer name eth0 netns "$(ns "$h")" ||
+    die "no veth support"
+  ip -n "$bridge_ns" link set "v-$h" master dpmfs-mh-br up
+  ip -n "$(ns "$h")" addr add "${addr[$h]}/24" dev eth0
+  ip -n "$(ns "$h")" link set eth0 up
+done
+pass "6 hosts on 10.77.0.0/24"
+
+# ---------------------------------------------------------------------------------------
+step "one cluster file; mkfs.dpmfs cluster on each server host formats only its lines"
+{
+  echo "cluster_uuid $(cat /proc/sys/kernel/random/uuid)"
+  echo "block_size 4K"
+  echo "stripe_unit 1M"
+  echo "meta ${addr[meta]}:7000 $pools/meta.pool 64M"
+  for i in 0 1 2; do echo "data ${addr[d$i]}:7001 $pools/data$i.pool 256M"; done
+} >"$cluster_file"
+mkfs_on() {  # HOST: formats; checks what it formatted and what it left
+  local h=$1 out=$work/logs/mkfs-$1.log
+  on "$h" "$build/mkfs/mkfs.dpmfs" cluster "$cluster_file" >"$out" 2>&1 ||
+    { cat "$out"; die "mkfs.dpmfs cluster on $h failed"; }
+  local skipped_lines
+  skipped_lines=$(grep -c '^not formatted here: ' "$out" || true)
+  [ "$skipped_lines" -eq 3 ] ||
+    { cat "$out"; die "mkfs on $h: expected 3 lines 'not formatted here', got $skipped_lines"; }
+  grep '^not formatted here: ' "$out" | grep -q "${addr[$h]}" &&
+    { cat "$out"; die "mkfs on $h left its own line unformatted"; }
+  true
+}
+mkfs_on meta
+[ -f "$pools/meta.pool" ] || die "the metadata host did not format meta.pool"
+ls "$pools"/data*.pool >/dev/null 2>&1 && die "the metadata host formatted data pools"
+[ -f "$key_file" ] || die "the metadata host's mkfs made no cluster key beside the cluster file"
+key_sum=$(sha256sum <"$key_file")
+for i in 0 1 2; do
+  mkfs_on "d$i"
+  [ -f "$pools/data$i.pool" ] || die "d$i did not format data$i.pool"
+done
+[ "$(sha256sum <"$key_file")" = "$key_sum" ] || die "a data host's mkfs replaced the cluster key"
+pass "each host formatted its own pool, listed the other 3 as not formatted here; one key"
+
+# ---------------------------------------------------------------------------------------
+# start_on HOST NAME CMD...: the daemon in HOST's namespace, log in logs/NAME.log, until
+# it prints READY (20 s).
+start_on() {
+  local h=$1 name=$2; shift 2
+  local log=$work/logs/$name.log
+  on "$h" setsid "$@" </dev/null >>"$log" 2>&1 &
+  pid_of[$name]=$!
+  local t
+  for t in $(seq 200); do
+    grep -q '^READY ' "$log" 2>/dev/null && break
+    kill -0 "${pid_of[$name]}" 2>/dev/null || { cat "$log"; die "$name exited before READY"; }
+    sleep 0.1
+  done
+  grep -q '^READY ' "$log" || { cat "$log"; die "$name printed no READY within 20 s"; }
+  grep '^READY ' "$log" | tail -n 1 | grep -q " ${addr[$h]}:" ||
+    { cat "$log"; die "$name is not serving on its host's address ${addr[$h]}"; }
+}
+step "servers: dpmfs-data --cluster-file --index N on d0..d2, dpmfs-meta --cluster-file on meta"
+for i in 0 1 2; do
+  start_on "d$i" "data$i" "$build/datapath/dpmfs-data" --cluster-file "$cluster_file" --index "$i"
+done
+start_on meta meta "$build/metadata/dpmfs-meta" --cluster-file "$cluster_file"
+pass "4 servers READY on their own addresses"
+
+# mount_on HOST DIR [OPTS]: dpmfs-mount in HOST's namespace (foreground, detached by setsid)
+mount_on() {
+  local h=$1 mnt=$2 extra=${3:-}
+  local log=$work/logs/mount-$h.log
+  mkdir -p "$mnt"
+  on "$h" setsid "$build/fs/dpmfs-mount" "${addr[meta]}:7000" "$mnt" -f \
+    -o "default_permissions,allow_other,key_file=$key_file$extra" </dev/null >>"$log" 2>&1 &
+  pid_of[mount-$h]=$!
+  mounts+=("$mnt")
+  local t
+  for t in $(seq 200); do
+    awk -v m="$mnt" '$2 == m { found = 1 } END { exit !found }' /proc/mounts && stat -f "$mnt" >/dev/null 2>&1 &&
+      return 0
+    kill -0 "${pid_of[mount-$h]}" 2>/dev/null || { cat "$log"; die "dpmfs-mount on $h exited"; }
+    sleep 0.1
+  done
+  cat "$log"; die "$mnt not mounted within 20 s"
+}
+m0=$work/mnt-c0 m1=$work/mnt-c1
+step "clients: dpmfs-mount ${addr[meta]}:7000 on c0 ($m0) and c1 ($m1, lookupcache=positive)"
+mount_on c0 "$m0"
+mount_on c1 "$m1" ,lookupcache=positive
+echo hello-from-c0 >"$m0/hello"
+[ "$(cat "$m1/hello")" = hello-from-c0 ] || die "c1 does not see c0's file"
+pass "both clients mounted through 10.77.0.10; a file written on c0 reads back on c1"
+
+# ---------------------------------------------------------------------------------------
+# fio jobs with crc32c verification. SIZE per job; the verify-only pass through the other
+# client reads from the data servers (that client has no cached pages of these files).
+write_fio_jobs() {
+  cat >"$1" <<EOF
+[global]
+size=$2
+ioengine=psync
+verify=crc32c
+verify_fatal=1
+do_verify=1
+randrepeat=1
+group_reporting=0
+
+[seq-direct-1m]
+rw=write
+bs=1M
+direct=1
+
+[rand-direct-4k]
+rw=randwrite
+bs=4k
+direct=1
+
+[rand-buffered-16k]
+rw=randwrite
+bs=16k
+fsync=16
+EOF
+}
+fio_size=16M
+[ $long = 0 ] || fio_size=64M
+write_fio_jobs "$work/fio/jobs.fio" "$fio_size"
+# fio_both LABEL: both clients write + verify at once, each in its own directory, then
+# each verifies the other's files. Prints fio's bandwidth lines.
+fio_both() {
+  local label=$1 c rc0=0 rc1=0
+  mkdir -p "$m0/fio-$label-c0" "$m0/fio-$label-c1"
+  local t0; t0=$(now)
+  (cd "$work/fio" && timeout 300 fio --directory="$m0/fio-$label-c0" jobs.fio \
+     --output="$work/fio/$label-c0.txt") & local p0=$!
+  (cd "$work/fio" && timeout 300 fio --directory="$m1/fio-$label-c1" jobs.fio \
+     --output="$work/fio/$label-c1.txt") & local p1=$!
+  wait $p0 || rc0=$?
+  wait $p1 || rc1=$?
+  grep -E '^ +(WRITE|READ):' "$work/fio/$label-c0.txt" "$work/fio/$label-c1.txt" |
+    sed 's/^/    /' || true
+  [ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] ||
+    { grep -hE 'err=|error' "$work/fio/$label-c"?.txt | head; fail "$label: fio write+verify failed (c0 $rc0, c1 $rc1)"; return; }
+  local rc=0
+  (cd "$work/fio" && timeout 300 fio --directory="$m1/fio-$label-c0" --verify_only jobs.fio \
+     --output="$work/fio/$label-c0-on-c1.txt") || rc=$?
+  (cd "$work/fio" && timeout 300 fio --directory="$m0/fio-$label-c1" --verify_only jobs.fio \
+     --output="$work/fio/$label-c1-on-c0.txt") || rc=$?
+  local verified
+  verified=$(cat "$work/fio/$label-c0-on-c1.txt" "$work/fio/$label-c1-on-c0.txt" | grep -cE 'err= 0' || true)
+  [ $rc -eq 0 ] && [ "$verified" -eq 6 ] ||
+    { fail "$label: cross-client verify-only failed (rc $rc, $verified of 6 jobs without error)"; return; }
+  pass "$label: fio 2 clients x 3 jobs x $fio_size written and verified (crc32c), each verified again through the other client, in $(secs "$t0" "$(now)") s"
+}
+step "fio with verification through both clients at once"
+fio_both plain
+
+step "posix_test across the two clients (TwoClientTest, SharedFileExtension)"
+mkdir -p "$m0/tc"
+t0=$(now)
+if DPMFS_TEST_DIR=$m0/tc DPMFS_TEST_DIR2=$m1/tc DPMFS_TEST_LOOKUPCACHE2=positive \
+     timeout 600 "$posix_test" --gtest_filter='TwoClientTest.*:*SharedFileExtension.*' \
+     >"$work/logs/posix-two-clients.log" 2>&1; then
+  pass "posix_test two-client cases: $(grep -E '^\[  PASSED  \]' "$work/logs/posix-two-clients.log" | sed 's/\[  PASSED  \] //'), $(grep -c '^\[  SKIPPED \]' "$work/logs/posix-two-clients.log" || true) skipped, in $(secs "$t0" "$(now)") s"
+else
+  grep -E '^\[  FAILED  \]|Failure' "$work/logs/posix-two-clients.log" | head -20
+  fail "posix_test two-client cases failed across the hosts"
+fi
+if [ $long = 1 ]; then
+  for c in c0 c1; do
+    mnt=$m0; [ $c = c0 ] || mnt=$m1
+    mkdir -p "$mnt/posix-$c"
+    t0=$(now)
+    if DPMFS_TEST_DIR=$mnt/posix-$c timeout 900 "$posix_test" \
+         --gtest_filter='-TwoClientTest.*:*SharedFileExtension.*' >"$work/logs/posix-$c.log" 2>&1; then
+      pass "posix_test (all single-client suites) through $c: $(grep -E '^\[  PASSED  \]' "$work/logs/posix-$c.log" | sed 's/\[  PASSED  \] //') in $(secs "$t0" "$(now)") s"
+    else
+      grep -E '^\[  FAILED  \]|Failure' "$work/logs/posix-$c.log" | head -20
+      fail "posix_test failed through $c"
+    fi
+  done
+else
+  skip "posix_test's single-client suites through each client (--long runs them)"
+fi
+
+# ---------------------------------------------------------------------------------------
+step "tc netem on every veth: 1 ms delay, 1% loss"
+netem_why=""
+if ! command -v tc >/dev/null; then
+  netem_why="tc is missing (iproute2)"
+elif ! out=$(ip netns exec "$bridge_ns" tc qdisc add dev lo root netem delay 1ms 2>&1); then
+  netem_why="this kernel has no sch_netem (tc: ${out//$'\n'/ })"
+fi
+if [ -n "$netem_why" ]; then
+  skip "netem: 1 ms delay + 1% loss under fio: $netem_why"
+else
+  ip netns exec "$bridge_ns" tc qdisc del dev lo root
+  for h in "${hosts[@]}"; do
+    ip netns exec "$bridge_ns" tc qdisc add dev "v-$h" root netem delay 1ms loss 1%
+    ip netns exec "$(ns "$h")" tc qdisc add dev eth0 root netem delay 1ms loss 1%
+  done
+  fio_both netem
+  for h in "${hosts[@]}"; do
+    ip netns exec "$bridge_ns" tc qdisc del dev "v-$h" root
+    ip netns exec "$(ns "$h")" tc qdisc del dev eth0 root
+  done
+fi
+
+# ---------------------------------------------------------------------------------------
+step "a 5 s partition of d1 (${addr[d1]}) while fio writes through c0 and the probe through c1"
+pdir=$work/partition
+mkdir -p "$pdir" "$m0/part"
+part_fio=(--name=part --directory="$m0/part" --rw=randwrite --bs=4k --size=48M --numjobs=2
+          --direct=1 --ioengine=psync --verify=crc32c --verify_state_save=1 --randrepeat=1
+          --runtime=12 --group_reporting=0)
+# Files of 48 stripe units: every data server holds part of each.
+(cd "$pdir" && exec timeout 90 fio "${part_fio[@]}" --fallocate=none --do_verify=0 \
+   --output="$pdir/fio-write.txt") & fio_pid=$!
+(exec timeout 90 python3 "$probe" write "$m1/probe" "$pdir/probe.log" "$pdir/stop" 60) & probe_pid=$!
+sleep 3
+kill -0 $fio_pid 2>/dev/null || { cat "$pdir/fio-write.txt"; die "fio ended before the partition"; }
+[ -s "$pdir/probe.log" ] || die "the probe wrote nothing before the partition"
+cut=$(now)
+ip -n "$bridge_ns" link set v-d1 down
+sleep 5
+ip -n "$bridge_ns" link set v-d1 up
+heal=$(now)
+echo "    cut at +0, healed at +$(secs "$cut" "$heal") s"
+fio_rc=0
+wait $fio_pid || fio_rc=$?
+fio_end=$(now)
+# The probe goes on until I/O has resumed and a little more (or until its own 60 s).
+for _ in $(seq 150); do
+  python3 "$probe" report "$pdir/probe.log" "$cut" "$heal" "$BOUND_S" 2>/dev/null | grep -q "resumed [0-9]" && break
+  sleep 0.2
+done
+sleep 1
+touch "$pdir/stop"
+probe_rc=0
+wait $probe_pid || probe_rc=$?
+[ $fio_rc -ne 124 ] || fail "partition: fio hung (killed by timeout after 90 s)"
+[ $probe_rc -eq 0 ] || fail "partition: the probe ended with status $probe_rc (124: hung)"
+fio_errs=$(grep -oE 'err= *[0-9]+' "$pdir/fio-write.txt" | tr -d ' ' | sort | uniq -c | tr '\n' ' ' || true)
+fio_issued=$(grep -oE 'issued rwts: total=[0-9]+,[0-9]+' "$pdir/fio-write.txt" | sed -E 's/.*,//' | tr '\n' ' ' || true)
+echo "    fio: exit $fio_rc at +$(secs "$cut" "$fio_end") s, writes issued per job: ${fio_issued:-?}; $fio_errs"
+grep -hE 'io_u error|fio: .*error' "$pdir/fio-write.txt" | head -3 | sed 's/^/    /' || true
+if grep -qE 'err= *[0-9]+' "$pdir/fio-write.txt" &&
+   grep -oE 'err= *[0-9]+' "$pdir/fio-write.txt" | grep -qvE 'err= *(0|5)$'; then
+  fail "partition: fio saw an error other than EIO"
+else
+  pass "partition: fio saw no error other than EIO (exit $fio_rc)"
+fi
+if python3 "$probe" report "$pdir/probe.log" "$cut" "$heal" "$BOUND_S" >"$pdir/report.txt"; then
+  pass "partition: $(sed 's/^probe: //' "$pdir/report.txt")"
+else
+  cat "$pdir/report.txt"
+  fail "partition: the probe's writes (above)"
+fi
+for h in c0 c1; do
+  kill -0 "${pid_of[mount-$h]}" 2>/dev/null || fail "partition: the client on $h died"
+done
+
+step "after the heal: every acknowledged write reads back"
+vrc=0
+(cd "$pdir" && timeout 120 fio "${part_fio[@]}" --verify_only --do_verify=1 --verify_state_load=1 \
+   --verify_fatal=1 --output="$pdir/fio-verify.txt") || vrc=$?
+verified=$(grep -oE 'issued rwts: total=[0-9]+' "$pdir/fio-verify.txt" | sed -E 's/.*=//' | tr '\n' ' ' || true)
+if [ $vrc -eq 0 ]; then
+  pass "fio --verify_state_load: every write fio saw complete verified (reads per job: ${verified:-?})"
+else
+  grep -E 'err=|verify|bad' "$pdir/fio-verify.txt" | head -10
+  fail "fio verify after the heal failed (exit $vrc): an acknowledged write was lost"
+fi
+if out=$(timeout 60 python3 "$probe" check "$m0/probe" "$pdir/probe.log"); then
+  pass "probe read back through c0: $out"
+else
+  echo "$out" | tail -5
+  fail "probe: acknowledged writes lost"
+fi
+fio_both healed
