@@ -341,99 +341,126 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------
-step "a 5 s partition of d1 (${addr[d1]}) while fio writes through c0 and the probe through c1"
-pdir=$work/partition
-mkdir -p "$pdir" "$m0/part"
 # One fio process per client, each one job (fio 3.33 with numjobs=2 verifies the second
-# job's state against the wrong offsets once a job ends by its runtime: seen on tmpfs).
-# Files of 48 stripe units: every data server holds part of each.
-part_args() {  # MOUNT NAME: sets part_fio, fio's arguments for client NAME's job
-  part_fio=(--name="part-$2" --directory="$1/part" --rw=randwrite --bs=4k --size=48M --direct=1
-            --ioengine=psync --verify=crc32c --verify_state_save=1 --randrepeat=1 --runtime=12
-            --fallocate=none)
+# job's state against the wrong offsets once a job ends by its runtime: seen on tmpfs
+# with fallocate=none).
+# Files of 48 stripe units: every data server holds part of each. fallocate=truncate: the
+# file has its full size from the start (sparse), so the verify pass never reads past EOF
+# (a job stopped by EIO leaves a shorter file, and fio would lay it out again).
+part_args() {  # MOUNT NAME LABEL RUNTIME: sets part_fio, fio's arguments for NAME's job
+  part_fio=(--name="part-$2" --directory="$1/part-$3" --rw=randwrite --bs=4k --size=48M
+            --direct=1 --ioengine=psync --verify=crc32c --verify_state_save=1 --randrepeat=1
+            --runtime="$4" --fallocate=truncate)
 }
-(exec timeout 90 python3 "$probe" write "$m1/probe" "$pdir/probe.log" "$pdir/stop" 60) & probe_pid=$!
-# The probe first fills its file (192 writes); its log starts with the timed rounds.
-for _ in $(seq 200); do [ -s "$pdir/probe.log" ] && break; sleep 0.1; done
-[ -s "$pdir/probe.log" ] || die "the probe wrote nothing within 20 s"
-fio_pids=()
-for c in c0 c1; do
-  mnt=$m0; [ $c = c0 ] || mnt=$m1
-  part_args "$mnt" $c
-  (cd "$pdir" && exec timeout 90 fio "${part_fio[@]}" --do_verify=0 \
-     --output="$pdir/fio-write-$c.txt") & fio_pids+=($!)
-done
-sleep 3
-for p in "${fio_pids[@]}"; do
-  kill -0 "$p" 2>/dev/null || { cat "$pdir"/fio-write-*.txt; die "fio ended before the partition"; }
-done
-cut=$(now)
-# DPMFS_MH_NO_CUT=1: the same step without the cut (a control for the checks below).
-[ "${DPMFS_MH_NO_CUT:-0}" = 1 ] || ip -n "$bridge_ns" link set v-d1 down
-sleep 5
-ip -n "$bridge_ns" link set v-d1 up
-heal=$(now)
-echo "    cut at +0, healed at +$(secs "$cut" "$heal") s"
-declare -A fio_rc=() fio_end=()
-for i in 0 1; do
-  c=c$i; fio_rc[$c]=0
-  wait "${fio_pids[i]}" || fio_rc[$c]=$?
-  fio_end[$c]=$(now)
-done
-# The probe goes on until I/O has resumed and a little more (or until its own 60 s).
-for _ in $(seq 150); do
-  python3 "$probe" report "$pdir/probe.log" "$cut" "$heal" "$BOUND_S" 2>/dev/null | grep -q "resumed [0-9]" && break
-  sleep 0.2
-done
-sleep 1
-touch "$pdir/stop"
-probe_rc=0
-wait $probe_pid || probe_rc=$?
-[ $probe_rc -eq 0 ] || fail "partition: the probe ended with status $probe_rc (124: hung)"
-for c in c0 c1; do
-  out=$pdir/fio-write-$c.txt
-  issued=$(grep -oE 'issued rwts: total=[0-9]+,[0-9]+' "$out" | sed -E 's/.*,//' || true)
-  errs=$(grep -oE 'err= *[0-9]+' "$out" | tr -d ' ' || true)
-  echo "    fio through $c: exit ${fio_rc[$c]} at +$(secs "$cut" "${fio_end[$c]}") s, ${issued:-?} writes issued, ${errs:-no err line}"
-  grep -hE 'io_u error|fio: .*error' "$out" | head -3 | sed 's/^/      /' || true
-  if [ "${fio_rc[$c]}" -eq 124 ]; then
-    fail "partition: fio through $c hung (killed by timeout after 90 s)"
-  elif grep -oE 'err= *[0-9]+' "$out" | grep -qvE 'err= *(0|5)$'; then
-    fail "partition: fio through $c saw an error other than EIO"
-  else
-    pass "partition: fio through $c saw no error other than EIO (exit ${fio_rc[$c]})"
-  fi
-done
-if python3 "$probe" report "$pdir/probe.log" "$cut" "$heal" "$BOUND_S" >"$pdir/report.txt"; then
-  pass "partition: $(sed 's/^probe: //' "$pdir/report.txt")"
-else
-  cat "$pdir/report.txt"
-  fail "partition: the probe's writes (above)"
-fi
-for h in c0 c1; do
-  kill -0 "${pid_of[mount-$h]}" 2>/dev/null || fail "partition: the client on $h died"
-done
 
-step "after the heal: every acknowledged write reads back"
-for c in c0 c1; do
-  vrc=0
-  # Read back through the other client: no cached pages.
-  other=$m1; [ $c = c0 ] || other=$m0
-  part_args "$other" $c
-  (cd "$pdir" && exec timeout 120 fio "${part_fio[@]}" --verify_only --do_verify=1 \
-     --verify_state_load=1 --verify_fatal=1 --output="$pdir/fio-verify-$c.txt") || vrc=$?
-  verified=$(grep -oE 'issued rwts: total=[0-9]+' "$pdir/fio-verify-$c.txt" | sed -E 's/.*=//' || true)
-  if [ $vrc -eq 0 ]; then
-    pass "fio --verify_state_load: every write fio saw complete through $c verified through the other client (${verified:-?} blocks)"
+# partition LABEL SECONDS [must-fail]: cuts d1's veth for SECONDS while fio writes through
+# both clients and the probe through c1; checks errors (EIO only, within BOUND_S), that
+# writes resume after the heal and that every acknowledged write reads back. must-fail:
+# the probe must also have seen EIO (a partition longer than the client's timeout).
+partition() {
+  local label=$1 seconds=$2 must_fail=${3:-}
+  local pdir=$work/$label runtime=$(($2 + 7)) c i p mnt other out
+  step "$label: a ${seconds} s partition of d1 (${addr[d1]}) while fio writes through c0 and c1 and the probe through c1"
+  mkdir -p "$pdir" "$m0/part-$label"
+  (exec timeout 120 python3 "$probe" write "$m1/probe-$label" "$pdir/probe.log" "$pdir/stop" 90) &
+  local probe_pid=$!
+  # The probe first fills its file (192 writes); its log starts with the timed rounds.
+  for _ in $(seq 200); do [ -s "$pdir/probe.log" ] && break; sleep 0.1; done
+  [ -s "$pdir/probe.log" ] || die "$label: the probe wrote nothing within 20 s"
+  local fio_pids=()
+  for c in c0 c1; do
+    mnt=$m0; [ $c = c0 ] || mnt=$m1
+    part_args "$mnt" $c "$label" "$runtime"
+    (cd "$pdir" && exec timeout 90 fio "${part_fio[@]}" --do_verify=0 \
+       --output="$pdir/fio-write-$c.txt") & fio_pids+=($!)
+  done
+  sleep 3
+  for p in "${fio_pids[@]}"; do
+    kill -0 "$p" 2>/dev/null || { cat "$pdir"/fio-write-*.txt; die "$label: fio ended before the partition"; }
+  done
+  local cut heal
+  cut=$(now)
+  # DPMFS_MH_NO_CUT=1: the same step without the cut (a control for the checks below).
+  [ "${DPMFS_MH_NO_CUT:-0}" = 1 ] || ip -n "$bridge_ns" link set v-d1 down
+  sleep "$seconds"
+  ip -n "$bridge_ns" link set v-d1 up
+  heal=$(now)
+  echo "    cut at +0, healed at +$(secs "$cut" "$heal") s"
+  local -A fio_rc=() fio_end=()
+  for i in 0 1; do
+    c=c$i; fio_rc[$c]=0
+    wait "${fio_pids[i]}" || fio_rc[$c]=$?
+    fio_end[$c]=$(now)
+  done
+  # The probe goes on until I/O has resumed and a little more (or until its own 90 s).
+  for _ in $(seq 150); do
+    python3 "$probe" report "$pdir/probe.log" "$cut" "$heal" "$BOUND_S" 2>/dev/null |
+      grep -q "resumed [0-9]" && break
+    sleep 0.2
+  done
+  sleep 1
+  touch "$pdir/stop"
+  local probe_rc=0
+  wait $probe_pid || probe_rc=$?
+  [ $probe_rc -eq 0 ] || fail "$label: the probe ended with status $probe_rc (124: hung)"
+  local issued errs
+  for c in c0 c1; do
+    out=$pdir/fio-write-$c.txt
+    issued=$(grep -oE 'issued rwts: total=[0-9]+,[0-9]+' "$out" | sed -E 's/.*,//' || true)
+    errs=$(grep -oE 'err= *[0-9]+' "$out" | tr -d ' ' || true)
+    echo "    fio through $c: exit ${fio_rc[$c]} at +$(secs "$cut" "${fio_end[$c]}") s, ${issued:-?} writes issued, ${errs:-no err line}"
+    grep -hE 'io_u error|fio: .*error' "$out" | head -3 | sed 's/^/      /' || true
+    if [ "${fio_rc[$c]}" -eq 124 ]; then
+      fail "$label: fio through $c hung (killed by timeout after 90 s)"
+    elif grep -oE 'err= *[0-9]+' "$out" | grep -qvE 'err= *(0|5)$'; then
+      fail "$label: fio through $c saw an error other than EIO"
+    else
+      pass "$label: fio through $c saw no error other than EIO (exit ${fio_rc[$c]})"
+    fi
+  done
+  if python3 "$probe" report "$pdir/probe.log" "$cut" "$heal" "$BOUND_S" >"$pdir/report.txt"; then
+    pass "$label: $(sed 's/^probe: //' "$pdir/report.txt")"
   else
-    grep -E 'err=|verify|bad' "$pdir/fio-verify-$c.txt" | head -10
-    fail "fio verify of $c's writes after the heal failed (exit $vrc): an acknowledged write was lost"
+    cat "$pdir/report.txt"
+    fail "$label: the probe's writes (above)"
   fi
-done
-if out=$(timeout 60 python3 "$probe" check "$m0/probe" "$pdir/probe.log"); then
-  pass "probe read back through c0: $out"
+  if [ "$must_fail" = must-fail ] && ! grep -q 'errors: EIO' "$pdir/report.txt"; then
+    fail "$label: a ${seconds} s partition gave the probe no EIO: the failure path was not exercised"
+  fi
+  for c in c0 c1; do
+    kill -0 "${pid_of[mount-$c]}" 2>/dev/null || fail "$label: the client on $c died"
+  done
+
+  step "$label, after the heal: every acknowledged write reads back"
+  local vrc verified
+  for c in c0 c1; do
+    vrc=0
+    # Read back through the other client: no cached pages.
+    other=$m1; [ $c = c0 ] || other=$m0
+    part_args "$other" $c "$label" "$runtime"
+    (cd "$pdir" && exec timeout 120 fio "${part_fio[@]}" --verify_only --do_verify=1 \
+       --verify_state_load=1 --verify_fatal=1 --output="$pdir/fio-verify-$c.txt") || vrc=$?
+    verified=$(grep -oE 'issued rwts: total=[0-9]+' "$pdir/fio-verify-$c.txt" | sed -E 's/.*=//' || true)
+    if [ $vrc -eq 0 ]; then
+      pass "$label: every write fio saw complete through $c verified through the other client (${verified:-?} blocks, fio --verify_state_load)"
+    else
+      grep -E 'err=|verify|bad' "$pdir/fio-verify-$c.txt" | head -10
+      fail "$label: fio verify of $c's writes after the heal failed (exit $vrc): an acknowledged write was lost"
+    fi
+  done
+  if out=$(timeout 60 python3 "$probe" check "$m0/probe-$label" "$pdir/probe.log"); then
+    pass "$label: probe read back through c0: $out"
+  else
+    echo "$out" | tail -5
+    fail "$label: probe: acknowledged writes lost"
+  fi
+}
+
+partition partition-5s 5
+if [ $long = 1 ]; then
+  # Longer than the client's 5 s timeout: the application must see EIO, in bounded time.
+  partition partition-15s 15 must-fail
 else
-  echo "$out" | tail -5
-  fail "probe: acknowledged writes lost"
+  skip "a 15 s partition, past the client's timeout, that must give EIO (--long runs it)"
 fi
 fio_both healed
