@@ -60,6 +60,7 @@ tag=$$
 prefix=dpmfs-mh-$tag
 bridge_ns=$prefix-br
 work=$(mktemp -d "/tmp/dpmfs-mh.XXXXXX")
+chmod 755 "$work"  # uid 65534 must reach the mounts inside it (posix_test's PermissionTest)
 pools=/dev/shm/dpmfs-mh-$tag
 cluster_file=$work/cluster.conf
 key_file=$work/cluster.key
@@ -68,6 +69,8 @@ key_file=$work/cluster.key
 # operation is retried once on a fresh connection; 2 s for a loaded machine.
 BOUND_S=12
 
+data_size=256M
+[ $long = 0 ] || data_size=1G  # posix_test's 5 GiB sparse file, 64 MiB fio jobs
 hosts=(meta d0 d1 d2 c0 c1)
 declare -A addr=([meta]=10.77.0.10 [d0]=10.77.0.11 [d1]=10.77.0.12 [d2]=10.77.0.13
                  [c0]=10.77.0.21 [c1]=10.77.0.22)
@@ -120,15 +123,18 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$work/logs" "$work/fio" "$pools"
+chmod 700 "$work/logs"
 
 # ---------------------------------------------------------------------------------------
 step "network: namespaces $prefix-{br,${hosts[*]// /,}}, veths into the bridge dpmfs-mh-br"
-ip netns add "$bridge_ns" && made_ns+=("$bridge_ns") || die "ip netns add $bridge_ns failed"
+ip netns add "$bridge_ns" || die "ip netns add $bridge_ns failed"
+made_ns+=("$bridge_ns")
 ip -n "$bridge_ns" link set lo up
 ip -n "$bridge_ns" link add dpmfs-mh-br type bridge || die "no bridge support"
 ip -n "$bridge_ns" link set dpmfs-mh-br up
 for h in "${hosts[@]}"; do
-  ip netns add "$(ns "$h")" && made_ns+=("$(ns "$h")") || die "ip netns add $(ns "$h") failed"
+  ip netns add "$(ns "$h")" || die "ip netns add $(ns "$h") failed"
+  made_ns+=("$(ns "$h")")
   ip -n "$(ns "$h")" link set lo up
   ip -n "$bridge_ns" link add "v-$h" type veth peer name eth0 netns "$(ns "$h")" ||
     die "no veth support"
@@ -145,7 +151,7 @@ step "one cluster file; mkfs.dpmfs cluster on each server host formats only its 
   echo "block_size 4K"
   echo "stripe_unit 1M"
   echo "meta ${addr[meta]}:7000 $pools/meta.pool 64M"
-  for i in 0 1 2; do echo "data ${addr[d$i]}:7001 $pools/data$i.pool 256M"; done
+  for i in 0 1 2; do echo "data ${addr[d$i]}:7001 $pools/data$i.pool $data_size"; done
 } >"$cluster_file"
 mkfs_on() {  # HOST: formats; checks what it formatted and what it left
   local h=$1 out=$work/logs/mkfs-$1.log
@@ -179,8 +185,7 @@ start_on() {
   local log=$work/logs/$name.log
   on "$h" setsid "$@" </dev/null >>"$log" 2>&1 &
   pid_of[$name]=$!
-  local t
-  for t in $(seq 200); do
+  for _ in $(seq 200); do
     grep -q '^READY ' "$log" 2>/dev/null && break
     kill -0 "${pid_of[$name]}" 2>/dev/null || { cat "$log"; die "$name exited before READY"; }
     sleep 0.1
@@ -205,8 +210,7 @@ mount_on() {
     -o "default_permissions,allow_other,key_file=$key_file$extra" </dev/null >>"$log" 2>&1 &
   pid_of[mount-$h]=$!
   mounts+=("$mnt")
-  local t
-  for t in $(seq 200); do
+  for _ in $(seq 200); do
     awk -v m="$mnt" '$2 == m { found = 1 } END { exit !found }' /proc/mounts && stat -f "$mnt" >/dev/null 2>&1 &&
       return 0
     kill -0 "${pid_of[mount-$h]}" 2>/dev/null || { cat "$log"; die "dpmfs-mount on $h exited"; }
@@ -269,8 +273,11 @@ fio_both() {
   wait $p1 || rc1=$?
   grep -E '^ +(WRITE|READ):' "$work/fio/$label-c0.txt" "$work/fio/$label-c1.txt" |
     sed 's/^/    /' || true
-  [ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] ||
-    { grep -hE 'err=|error' "$work/fio/$label-c"?.txt | head; fail "$label: fio write+verify failed (c0 $rc0, c1 $rc1)"; return; }
+  if [ $rc0 -ne 0 ] || [ $rc1 -ne 0 ]; then
+    grep -hE 'err=|error' "$work/fio/$label-c"?.txt | head
+    fail "$label: fio write+verify failed (c0 $rc0, c1 $rc1)"
+    return
+  fi
   local rc=0
   (cd "$work/fio" && timeout 300 fio --directory="$m1/fio-$label-c0" --verify_only jobs.fio \
      --output="$work/fio/$label-c0-on-c1.txt") || rc=$?
@@ -278,8 +285,11 @@ fio_both() {
      --output="$work/fio/$label-c1-on-c0.txt") || rc=$?
   local verified
   verified=$(cat "$work/fio/$label-c0-on-c1.txt" "$work/fio/$label-c1-on-c0.txt" | grep -cE 'err= 0' || true)
-  [ $rc -eq 0 ] && [ "$verified" -eq 6 ] ||
-    { fail "$label: cross-client verify-only failed (rc $rc, $verified of 6 jobs without error)"; return; }
+  if [ $rc -ne 0 ] || [ "$verified" -ne 6 ]; then
+    fail "$label: cross-client verify-only failed (rc $rc, $verified of 6 jobs without error)"
+    return
+  fi
+  rm -rf "$m0/fio-$label-c0" "$m0/fio-$label-c1"  # room for the next steps' files
   pass "$label: fio 2 clients x 3 jobs x $fio_size written and verified (crc32c), each verified again through the other client, in $(secs "$t0" "$(now)") s"
 }
 if [ "${DPMFS_MH_PARTITION_ONLY:-0}" = 1 ]; then
