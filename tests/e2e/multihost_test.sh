@@ -23,14 +23,17 @@
 #  3. tc netem on every veth, 1 ms delay and 1% loss: fio with verification still passes.
 #     Skipped, and counted as skipped, where the kernel has no sch_netem.
 #  4. A 5 s partition of data server 1 (its veth set down in the bridge) while fio writes
-#     through client 0 and a probe (multihost_probe.py) times single writes through client 1:
-#     every error an application sees is EIO within BOUND_S seconds (never a hang: the step
-#     runs under `timeout`), writes resume after the heal, and every write fio or the
-#     probe saw acknowledged reads back intact after the heal (fio --verify_state_load).
+#     through both clients and a probe (multihost_probe.py) times single writes through
+#     client 1: every error an application sees is EIO within BOUND_S seconds (never a
+#     hang: the step runs under `timeout`), writes resume after the heal, and every write
+#     fio or the probe saw acknowledged reads back intact after the heal (fio
+#     --verify_state_load, through the other client). --long adds a 15 s partition, past
+#     the client's timeout, in which the probe must see EIO.
 #
 # Ends with "N passed, N failed, N skipped" and the elapsed time; exits 1 on a failure,
 # 77 (ctest: skipped) without root, /dev/fuse, ip, nsenter, fio or python3.
-# DPMFS_MH_KEEP=1 keeps the scratch directory (logs) after a failure.
+# DPMFS_MH_KEEP=1 keeps the scratch directory (logs) after a failure;
+# DPMFS_MH_PARTITION_ONLY=1 runs only the partitions, DPMFS_MH_NO_CUT=1 without the cut.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${DPMFS_BUILD_DIR:-$root/build}
@@ -75,6 +78,7 @@ hosts=(meta d0 d1 d2 c0 c1)
 declare -A addr=([meta]=10.77.0.10 [d0]=10.77.0.11 [d1]=10.77.0.12 [d2]=10.77.0.13
                  [c0]=10.77.0.21 [c1]=10.77.0.22)
 declare -A pid_of=()
+bg_pids=()  # fio and probe runs in the background, ended if the rig stops early
 made_ns=()
 mounts=()
 
@@ -100,6 +104,7 @@ cleanup() {
     done
   fi
   local m p
+  for p in "${bg_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done  # timeout passes it on
   for m in "${mounts[@]}"; do
     fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
   done
@@ -374,6 +379,7 @@ partition() {
   mkdir -p "$pdir" "$m0/part-$label"
   (exec timeout 120 python3 "$probe" write "$m1/probe-$label" "$pdir/probe.log" "$pdir/stop" 90) &
   local probe_pid=$!
+  bg_pids+=("$probe_pid")
   # The probe first fills its file (192 writes); its log starts with the timed rounds.
   for _ in $(seq 200); do [ -s "$pdir/probe.log" ] && break; sleep 0.1; done
   [ -s "$pdir/probe.log" ] || die "$label: the probe wrote nothing within 20 s"
@@ -383,6 +389,7 @@ partition() {
     part_args "$mnt" $c "$label" "$runtime"
     (cd "$pdir" && exec timeout 90 fio "${part_fio[@]}" --do_verify=0 \
        --output="$pdir/fio-write-$c.txt") & fio_pids+=($!)
+    bg_pids+=($!)
   done
   sleep 3
   for p in "${fio_pids[@]}"; do
