@@ -92,6 +92,11 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 ns() { echo "$prefix-$1"; }
 # Runs a command in host $1's network namespace only (the mount namespace stays ours).
 on() { local h=$1; shift; nsenter --net="/run/netns/$(ns "$h")" -- "$@"; }
+# The namespace file for nsenter --net. Daemons are started with nsenter as a simple
+# command in the background, not through on(): a function run with & is a subshell, and
+# $! would be that subshell's pid, not the daemon's (nsenter and setsid exec, so $! is
+# the daemon itself); cleanup would stop the subshell and leave the daemon running.
+netns_file() { echo "/run/netns/$(ns "$1")"; }
 
 cleanup() {
   local rc=$?
@@ -188,7 +193,7 @@ pass "each host formatted its own pool, listed the other 3 as not formatted here
 start_on() {
   local h=$1 name=$2; shift 2
   local log=$work/logs/$name.log
-  on "$h" setsid "$@" </dev/null >>"$log" 2>&1 &
+  nsenter --net="$(netns_file "$h")" -- setsid "$@" </dev/null >>"$log" 2>&1 &
   pid_of[$name]=$!
   for _ in $(seq 200); do
     grep -q '^READY ' "$log" 2>/dev/null && break
@@ -204,6 +209,11 @@ for i in 0 1 2; do
   start_on "d$i" "data$i" "$build/datapath/dpmfs-data" --cluster-file "$cluster_file" --index "$i"
 done
 start_on meta meta "$build/metadata/dpmfs-meta" --cluster-file "$cluster_file"
+# What cleanup stops must be the daemons themselves.
+for name in data0 data1 data2 meta; do
+  tr '\0' ' ' <"/proc/${pid_of[$name]}/cmdline" | grep -q '^/.*/dpmfs-\(data\|meta\) ' ||
+    die "pid ${pid_of[$name]} recorded for $name is not the daemon: $(tr '\0' ' ' <"/proc/${pid_of[$name]}/cmdline")"
+done
 pass "4 servers READY on their own addresses"
 
 # mount_on HOST DIR [OPTS]: dpmfs-mount in HOST's namespace (foreground, detached by setsid)
@@ -211,7 +221,7 @@ mount_on() {
   local h=$1 mnt=$2 extra=${3:-}
   local log=$work/logs/mount-$h.log
   mkdir -p "$mnt"
-  on "$h" setsid "$build/fs/dpmfs-mount" "${addr[meta]}:7000" "$mnt" -f \
+  nsenter --net="$(netns_file "$h")" -- setsid "$build/fs/dpmfs-mount" "${addr[meta]}:7000" "$mnt" -f \
     -o "default_permissions,allow_other,key_file=$key_file$extra" </dev/null >>"$log" 2>&1 &
   pid_of[mount-$h]=$!
   mounts+=("$mnt")
