@@ -82,7 +82,7 @@ step "an extent straddling the last used block: shared and owned but free"
 expect_rc 0 "$damage" "$meta_pool" straddle /big
 expect_rc 1 "$mkfs" check "$conf"
 expect_out "^shared: "
-expect_out "^owned-free: bytes \[[0-9]+, [0-9]+\) = blocks [0-9]+-[0-9]+ of data pool [0-9] .* belong to inode [0-9]+ \(/big\)"
+expect_out "^owned-free: bytes \[[0-9]+, [0-9]+\) = blocks [0-9]+-[0-9]+ of data pool [0-9] .* belong to inode [0-9]+ \(/[a-z0-9/]+\) file offset [0-9]+ but are free in the allocator"
 restore
 
 step "a file no directory names leaks its blocks"
