@@ -24,7 +24,7 @@
 namespace dpmfs::mkfs {
 
 // The whole file at `path`, mapped copy-on-write. NotSupported for a character device;
-// NotFound / IOError when it cannot be opened or mapped.
+// IOError (with the errno's text) when it cannot be opened or mapped.
 Result<std::unique_ptr<pmem::PersistentMemory>> MapPrivateCopy(const std::string& path);
 
 }  // namespace dpmfs::mkfs
