@@ -1,5 +1,6 @@
 #include "mkfs/key_command.h"
 
+#include <filesystem>
 #include <iostream>
 
 #include "common/cluster_key.h"
@@ -34,8 +35,19 @@ int KeyCommand::Run() {
   return 0;
 }
 
-bool EnsureClusterKey(const std::string& cluster_file) {
+bool EnsureClusterKey(const std::string& cluster_file, bool may_create) {
   const std::string path = KeyFileBesideClusterFile(cluster_file);
+  if (!may_create) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) {
+      std::cout << "cluster key " << path << " kept (it exists)\n";
+    } else {
+      std::cout << "no cluster key at " << path
+                << ": copy the one the metadata host's mkfs.dpmfs cluster made (mode 0600) "
+                   "here before starting the data servers (docs/deploy.md)\n";
+    }
+    return true;
+  }
   Status st = CreateKeyFile(path, /*replace=*/false);
   if (st.code() == StatusCode::kAlreadyExists) {
     std::cout << "cluster key " << path << " kept (it exists)\n";

@@ -23,9 +23,12 @@ struct KeyCommand {
   int Run();
 };
 
-// mkfs.dpmfs cluster: the key beside the cluster file, created if it is missing (an
-// existing key is kept: the cluster's hosts already hold it). Prints what it did.
-// Returns false (after printing why) when the key could not be made.
-bool EnsureClusterKey(const std::string& cluster_file);
+// mkfs.dpmfs cluster: the key beside the cluster file. An existing key is kept (the
+// cluster's hosts already hold it). A missing one is created only when `may_create`,
+// i.e. when this run formats the metadata pool: the metadata host makes the cluster's one
+// key, and a host that formats only data pools must receive a copy of it (a key of its
+// own would refuse every client), which is what it prints instead. Returns false (after
+// printing why) when the key could not be made.
+bool EnsureClusterKey(const std::string& cluster_file, bool may_create);
 
 }  // namespace dpmfs::mkfs

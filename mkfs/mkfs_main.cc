@@ -553,7 +553,7 @@ struct ClusterCommand {
 
     std::cout << "formatted cluster " << cluster.ToString() << " from " << file
               << (sel.all() ? "" : " (this host's pools)") << "\n";
-    if (!EnsureClusterKey(file)) return 1;
+    if (!EnsureClusterKey(file, /*may_create=*/sel.meta)) return 1;
     size_t width = 4;
     for (const ClusterFile::Daemon* d : mine) width = std::max(width, d->pool_path.size());
     auto row = [&](const std::string& role, const std::string& index, const std::string& path,
@@ -634,7 +634,8 @@ Subcommands:
                           pool file already holds a dpmfs pool.
   key create|rotate FILE  Write a new random cluster key (mode 0600) to FILE; 'rotate'
                           replaces an existing one. 'cluster' makes one beside the cluster
-                          file (cluster.key) when there is none.
+                          file (cluster.key) when there is none and it formats the
+                          metadata pool; data-only hosts need a copy of that one.
   show PATH               Validate a pool's header (and a metadata pool's superblock) and
                           print their fields.
 

@@ -36,18 +36,8 @@ inline MetaWorkload RunMetaWorkload() {
     ctx.lease_deadline_ms = 1;
     int err = -1;
     auto reply = ns.Mutate(static_cast<uint16_t>(op), payload, ctx, &err);
-    MutationRecord rec;
-    rec.op = static_cast<uint16_t>(op);
-    rec.session = ctx.session;
-    rec.seq = ctx.seq;
-    rec.now = ctx.now;
-    rec.err = err;
-    if (err == 0) {
-      rec.request = payload;
-      rec.allocations = ctx.allocations;
-    }
     std::vector<uint8_t> bytes;
-    EncodeMutation(rec, &bytes);
+    EncodeMutation(RecordOf(static_cast<uint16_t>(op), ctx, err, payload), &bytes);
     w.records.push_back(std::move(bytes));
     w.states.push_back(ns.Serialize());
     std::vector<uint8_t> body;

@@ -16,6 +16,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/cluster_key.h"
 #include "common/local_address.h"
 #include "common/pool.h"
 #include "metadata/meta_store.h"
@@ -589,6 +590,38 @@ TEST_F(MkfsClusterTest, RefusesBeforeTouchingAnything) {
   EXPECT_NE(after->cluster, before->cluster);
   EXPECT_EQ(after->index, 1u);
   EXPECT_EQ(pool::ReadPoolHeader(Path("new/meta.pool"))->cluster, after->cluster);
+}
+
+// Several hosts share one cluster key. Only a run that formats the metadata line creates
+// it; a host formatting only data lines must not make up a key of its own (it would
+// differ from the metadata host's, and its data server would refuse every client), and
+// says where the key must come from instead.
+TEST_F(MkfsClusterTest, OnlyTheMetadataHostCreatesTheClusterKey) {
+  std::string conf = WriteClusterFile(std::string("cluster_uuid ") + kUuid + "\n" +
+                                      "meta 127.0.0.1:7100 meta.pool 8M\n"
+                                      "data 127.0.0.1:7101 data0.pool 4M\n"
+                                      "data 127.0.0.1:7102 data1.pool 4M\n");
+  const std::string key = KeyFileBesideClusterFile(conf);
+  ASSERT_FALSE(std::filesystem::exists(key));
+  RunResult r = Run({"cluster", conf, "--only", "data:1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(key)) << "a data-only host made its own key";
+  EXPECT_THAT(r.out, HasSubstr("no cluster key at " + key));
+  EXPECT_THAT(r.out, HasSubstr("copy"));
+
+  r = Run({"cluster", conf, "--only", "meta"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(std::filesystem::exists(key));
+  EXPECT_THAT(r.out, HasSubstr("created cluster key " + key));
+  Result<ClusterKey> made = LoadKeyFile(key);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+
+  r = Run({"cluster", conf, "--only", "data:0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cluster key " + key + " kept"));
+  Result<ClusterKey> kept = LoadKeyFile(key);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_TRUE(kept->bytes() == made->bytes()) << "a data host replaced the metadata host's key";
 }
 
 // One cluster file for every host: each formats the lines whose address is its own
