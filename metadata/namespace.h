@@ -23,7 +23,7 @@
 // retried request gets the same answer after a restart).
 //
 // Thread-safety: none. The owner (MetaService) serializes mutations against everything
-// and lets const reads run concurrently with each other (a std::shared_mutex);
+// and lets const reads run concurrently with each other (a SharedMutex);
 // Session::lease_deadline_ms is atomic so that a heartbeat may renew it under the
 // shared lock.
 #pragma once
