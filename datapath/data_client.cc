@@ -88,7 +88,10 @@ Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& devic
   // Verbs keeps its receive CQ: there a thread would have to dispatch on_recv.
   if (strategy->replies() && device.backend() == transport::Backend::kSoft) {
     c->caller_reads_replies_ = true;
-    c->replies_.reserve(options.queue_depth + 8);
+    {
+      MutexLock lock(c->replies_mu_);  // nobody else has the client yet; for the analysis
+      c->replies_.reserve(options.queue_depth + 8);
+    }
     qpo.on_recv = [self](const Completion& comp) { self->OnReply(comp); };
     qpo.caller_driven_receives = true;
   }
@@ -423,14 +426,14 @@ void DataClient::PollCompletions(bool recv_too, std::vector<SlotResult>* done) {
 
 void DataClient::OnReply(const Completion& c) {
   {
-    std::lock_guard lock(replies_mu_);
+    MutexLock lock(replies_mu_);
     replies_.push_back(c);
   }
   replies_cv_.notify_one();
 }
 
 size_t DataClient::TakeReplies(Completion* out, size_t max) {
-  std::lock_guard lock(replies_mu_);
+  MutexLock lock(replies_mu_);
   size_t n = std::min(max, replies_.size());
   std::copy_n(replies_.begin(), n, out);
   replies_.erase(replies_.begin(), replies_.begin() + static_cast<ptrdiff_t>(n));
@@ -456,7 +459,7 @@ bool DataClient::HaveCompletions() {
   } else {
     return true;
   }
-  std::lock_guard lock(replies_mu_);
+  MutexLock lock(replies_mu_);
   return !replies_.empty();
 }
 
@@ -469,9 +472,9 @@ void DataClient::WaitCompletions(transport::Duration timeout, transport::Duratio
   // kBusy: the transport's thread reads the connection now (it has not parked yet) and
   // hands replies to OnReply; kUnsupported: the QP is failing, its flushed completions
   // arrive the same way. Wait for them a little, then look again.
-  std::unique_lock lock(replies_mu_);
-  replies_cv_.wait_for(lock, std::min<transport::Duration>(timeout, std::chrono::milliseconds(1)),
-                       [this] { return !replies_.empty(); });
+  MutexLock lock(replies_mu_);
+  lock.WaitFor(replies_cv_, std::min<transport::Duration>(timeout, std::chrono::milliseconds(1)),
+               [this]() REQUIRES(replies_mu_) { return !replies_.empty(); });
 }
 
 Status DataClient::PostChain(WorkRequest* wrs, uint32_t n) {

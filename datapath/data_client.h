@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "datapath/data_protocol.h"
 #include "datapath/persist_method.h"
@@ -156,9 +157,9 @@ class DataClient {
   Status failure_;
 
   bool caller_reads_replies_ = false;
-  std::mutex replies_mu_;
+  Mutex replies_mu_;
   std::condition_variable replies_cv_;
-  std::vector<transport::Completion> replies_;  // under replies_mu_; capacity kept
+  std::vector<transport::Completion> replies_ GUARDED_BY(replies_mu_);  // capacity kept
   static constexpr size_t kStash = 32;
   transport::Completion send_stash_[kStash];
   size_t stash_begin_ = 0, stash_end_ = 0;

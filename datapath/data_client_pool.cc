@@ -53,13 +53,13 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server, bool wait
   lease.pool_ = this;
   lease.server_ = server;
   // Takes an idle connection to `server` (mu_ held).
-  auto take_idle = [&] {
+  auto take_idle = [&]() REQUIRES(mu_) {
     lease.client_ = std::move(idle_[server].back());
     lease.reused_ = true;
     idle_[server].pop_back();
   };
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!idle_[server].empty()) {
       take_idle();
       return lease;
@@ -82,15 +82,15 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server, bool wait
     }
     std::vector<std::unique_ptr<DataClient>> freed;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (uint32_t s = 0; s < idle_.size(); ++s) {
         if (s == server) continue;
         for (auto& c : idle_[s]) freed.push_back(std::move(c));
         idle_[s].clear();
       }
       if (freed.empty() && wait) {
-        returned_.wait_for(lock, std::chrono::milliseconds(20),
-                           [&] { return !idle_[server].empty(); });
+        lock.WaitFor(returned_, std::chrono::milliseconds(20),
+                     [&]() REQUIRES(mu_) { return !idle_[server].empty(); });
       }
       if (!idle_[server].empty()) {
         take_idle();
@@ -117,7 +117,7 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server, bool wait
 void DataClientPool::Return(uint32_t server, std::unique_ptr<DataClient> client) {
   std::unique_ptr<DataClient> surplus;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto& idle = idle_[server];
     if (idle.size() < options_.max_idle_per_server) {
       idle.push_back(std::move(client));
@@ -132,7 +132,7 @@ void DataClientPool::Return(uint32_t server, std::unique_ptr<DataClient> client)
 void DataClientPool::DropIdle(uint32_t server) {
   std::vector<std::unique_ptr<DataClient>> dropped;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     dropped.swap(idle_[server]);
   }
   if (!dropped.empty()) {
@@ -142,7 +142,7 @@ void DataClientPool::DropIdle(uint32_t server) {
 }
 
 uint64_t DataClientPool::connects() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return connects_;
 }
 

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "datapath/data_client.h"
 #include "datapath/data_server_identity.h"
@@ -102,10 +103,10 @@ class DataClientPool {
   transport::Device& device_;
   const std::vector<Endpoint> servers_;
   const DataClientPoolOptions options_;
-  mutable std::mutex mu_;
-  std::vector<std::vector<std::unique_ptr<DataClient>>> idle_;  // per server
+  mutable Mutex mu_;
+  std::vector<std::vector<std::unique_ptr<DataClient>>> idle_ GUARDED_BY(mu_);  // per server
   std::condition_variable returned_;  // a connection went back to idle_
-  uint64_t connects_ = 0;
+  uint64_t connects_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace dpmfs::datapath

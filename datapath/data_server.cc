@@ -296,14 +296,14 @@ void DataServer::Stop() {
   if (stop_.exchange(true)) return;
   if (listener_) listener_->Shutdown();
   if (accept_thread_.joinable()) accept_thread_.join();
-  std::lock_guard lock(connections_mu_);
+  MutexLock lock(connections_mu_);
   connections_.clear();
 }
 
 DataServerStats DataServer::stats() const {
   uint64_t open = 0;
   {
-    std::lock_guard lock(connections_mu_);
+    MutexLock lock(connections_mu_);
     open = connections_.size();
   }
   return DataServerStats{n_connections_.load(), n_imm_.load(), n_rpc_.load(), n_refused_.load(),
@@ -330,7 +330,7 @@ void DataServer::AcceptLoop() {
       {
         const DataServerLimits& lim = options_.limits;
         const std::string host = Connection::PeerHost(qp.peer_description());
-        std::lock_guard lock(connections_mu_);
+        MutexLock lock(connections_mu_);
         ReapFinishedLocked();
         size_t from_host = 0;
         for (const auto& c : connections_) from_host += c->peer_host() == host ? 1 : 0;
@@ -364,7 +364,7 @@ void DataServer::AcceptLoop() {
     };
     auto qp = listener_->Accept(handler, qpo, std::chrono::milliseconds(200));
     {
-      std::lock_guard lock(connections_mu_);
+      MutexLock lock(connections_mu_);
       ReapFinishedLocked();
     }
     if (!qp.ok()) {
@@ -377,7 +377,7 @@ void DataServer::AcceptLoop() {
     n_connections_.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("client {} connected", (*qp)->peer_description());
     conn->Run(std::move(qp).value());
-    std::lock_guard lock(connections_mu_);
+    MutexLock lock(connections_mu_);
     connections_.push_back(std::move(conn));
   }
 }

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "common/pool.h"
 #include "common/pool_lock.h"
 #include "common/status.h"
@@ -78,7 +79,7 @@ class DataServer {
   DataServer(transport::Device& device, DataServerOptions options, pool::MappedPool pool);
   void AcceptLoop();
   // Drops (and logs) the connections whose client went away. Under connections_mu_.
-  void ReapFinishedLocked();
+  void ReapFinishedLocked() REQUIRES(connections_mu_);
 
   transport::Device& device_;
   DataServerOptions options_;
@@ -89,8 +90,8 @@ class DataServer {
   Endpoint endpoint_;
   std::atomic<bool> stop_{false};
   std::thread accept_thread_;
-  mutable std::mutex connections_mu_;
-  std::list<std::unique_ptr<Connection>> connections_;  // guarded by connections_mu_
+  mutable Mutex connections_mu_;
+  std::list<std::unique_ptr<Connection>> connections_ GUARDED_BY(connections_mu_);
   std::atomic<uint64_t> buffer_bytes_{0};  // sum of the live connections' buffers
   std::atomic<uint64_t> n_connections_{0}, n_imm_{0}, n_rpc_{0}, n_refused_{0},
       n_zeroed_{0};

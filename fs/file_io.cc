@@ -1,5 +1,6 @@
 #include "fs/file_io.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
 
@@ -44,6 +45,13 @@ bool AnyHole(const std::vector<Segment>& segs) {
     if (s.kind == Segment::Kind::kHole) return true;
   }
   return false;
+}
+
+// A data-path failure as the engine answers it: EIO whatever the transfer's code (a
+// lost data server is ENOTCONN to the transfer, but to a file's reader or writer it is
+// an I/O error), with the transfer's own Status kept in the message.
+Status DataPathError(std::string_view what, const Status& transfer) {
+  return Status::Posix(EIO, fmt::format("{}: {}", what, transfer.ToString()));
 }
 
 }  // namespace
@@ -91,7 +99,7 @@ void FileIo::AddCopies(std::vector<Piece>* pieces) const {
   }
 }
 
-int FileIo::ValidateExtents(meta::InodeId ino, const std::vector<Extent>& extents) const {
+Status FileIo::ValidateExtents(const std::vector<Extent>& extents) const {
   for (const Extent& e : extents) {
     const char* why = nullptr;
     if (e.length == 0) {
@@ -113,14 +121,13 @@ int FileIo::ValidateExtents(meta::InodeId ino, const std::vector<Extent>& extent
       why = "lies outside its data server's primary region (metadata/placement.h)";
     }
     if (why != nullptr) {
-      spdlog::error(
-          "inode {}: the metadata server sent an extent that {} (file offset {}, length {}, "
-          "server {}, pool offset {}); failing the operation with EIO",
-          ino, why, e.file_offset, e.length, e.server, e.pool_offset);
-      return EIO;
+      return Status::Posix(
+          EIO, fmt::format("the metadata server sent an extent that {} (file offset {}, length "
+                           "{}, server {}, pool offset {})",
+                           why, e.file_offset, e.length, e.server, e.pool_offset));
     }
   }
-  return 0;
+  return Status::OK();
 }
 
 void FileIo::KnowEmptyLayout(Inode& inode) {
@@ -129,82 +136,82 @@ void FileIo::KnowEmptyLayout(Inode& inode) {
                              LayoutCache::Clock::now() + options_.layout_ttl);
 }
 
-int FileIo::WithinLayoutTtl(meta::InodeId ino, const char* what,
-                            const std::function<int()>& request,
-                            LayoutCache::Clock::time_point* valid_until) {
+Status FileIo::WithinLayoutTtl(const char* what, const std::function<Status()>& request,
+                               LayoutCache::Clock::time_point* valid_until) {
   constexpr int kAttempts = 3;
   for (int attempt = 1;; ++attempt) {
     *valid_until = LayoutCache::Clock::now() + options_.layout_ttl;
-    if (int err = request(); err != 0) return err;
-    if (LayoutCache::Clock::now() < *valid_until) return 0;
+    DPMFS_RETURN_IF_ERROR(request());
+    if (LayoutCache::Clock::now() < *valid_until) return Status::OK();
     if (attempt == kAttempts) {
-      spdlog::error("inode {}: {} replies take longer than the {} ms layout TTL; giving up",
-                    ino, what, options_.layout_ttl.count());
-      return EIO;
+      return Status::Posix(EIO, fmt::format("{} replies took longer than the {} ms layout TTL "
+                                            "{} times; giving up",
+                                            what, options_.layout_ttl.count(), kAttempts));
     }
   }
 }
 
-int FileIo::FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
-                        uint64_t map_begin, uint64_t map_end) {
+Status FileIo::FetchLayout(Inode& inode, uint64_t begin, uint64_t end,
+                           std::vector<Segment>* segs, uint64_t map_begin, uint64_t map_end) {
   uint64_t epoch = 0;
   std::vector<Extent> all;
-  auto fetch = [&]() -> int {
+  auto fetch = [&]() -> Status {
     epoch = inode.layout().epoch();
     all.clear();
     uint64_t pos = begin;
     while (pos < end) {
       meta::LayoutRequest req{inode.ino(), pos, end - pos};
       meta::LayoutReply rep;
-      if (int err = meta_.Layout(req, &rep); err != 0) return err;
-      if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
+      DPMFS_RETURN_IF_ERROR(meta_.Layout(req, &rep));
+      DPMFS_RETURN_IF_ERROR(ValidateExtents(rep.extents));
       uint64_t known_end = end;
       if (rep.truncated) {
         if (rep.extents.empty() ||
             rep.extents.back().file_offset + rep.extents.back().length <= pos) {
-          spdlog::error(
-              "inode {}: the metadata server's layout reply stopped without progress "
-              "at offset {}",
-              inode.ino(), pos);
-          return EIO;
+          return Status::Posix(
+              EIO, fmt::format("the metadata server's layout reply stopped without progress "
+                               "at offset {}",
+                               pos));
         }
         known_end = std::min(end, rep.extents.back().file_offset + rep.extents.back().length);
       }
       all.insert(all.end(), rep.extents.begin(), rep.extents.end());
       pos = known_end;
     }
-    return 0;
+    return Status::OK();
   };
   LayoutCache::Clock::time_point valid_until;
-  if (int err = WithinLayoutTtl(inode.ino(), "layout", fetch, &valid_until); err != 0) {
-    return err;
-  }
+  DPMFS_RETURN_IF_ERROR(WithinLayoutTtl("layout", fetch, &valid_until));
   if (inode.layout().InsertFetched(epoch, all, begin, end, valid_until)) {
-    if (inode.layout().Map(map_begin, map_end, segs)) return 0;
+    if (inode.layout().Map(map_begin, map_end, segs)) return Status::OK();
   }
   // The inode's cache changed while the layout was on its way (a commit, a truncate):
   // this reply may be older than the cache, so it serves this operation only.
   LayoutCache scratch;
   (void)scratch.InsertFetched(scratch.epoch(), all, begin, end);
-  if (!scratch.Map(map_begin, map_end, segs)) return EIO;  // cannot happen: all is known
-  return 0;
+  if (!scratch.Map(map_begin, map_end, segs)) {  // cannot happen: all is known
+    return Status::Posix(EIO, fmt::format("the layout fetched over [{}, {}) does not map [{}, {})",
+                                          begin, end, map_begin, map_end));
+  }
+  return Status::OK();
 }
 
-int FileIo::MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs) {
-  if (inode.layout().Map(begin, end, segs)) return 0;
+Status FileIo::MapRange(Inode& inode, uint64_t begin, uint64_t end,
+                        std::vector<Segment>* segs) {
+  if (inode.layout().Map(begin, end, segs)) return Status::OK();
   uint64_t window = std::max<uint64_t>(AlignUp(options_.layout_window, stripe_unit_), stripe_unit_);
   uint64_t wb = AlignDown(begin, window);
   uint64_t we = std::min(AlignUp(end, window), AlignUp(meta::kMaxFileSize, window));
   return FetchLayout(inode, wb, we, segs, begin, end);
 }
 
-int FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t* n) {
+Status FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t* n) {
   *n = 0;
   uint64_t size = inode.size();
-  if (len == 0 || offset >= size) return 0;
+  if (len == 0 || offset >= size) return Status::OK();
   uint64_t end = offset + std::min<uint64_t>(len, size - offset);
   std::vector<Segment> segs;
-  if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
+  DPMFS_RETURN_IF_ERROR(MapRange(inode, offset, end, &segs));
 
   // Holes and unwritten blocks read as zeros here; written extents are one-sided
   // READs, all servers at once (datapath::DataTransfer).
@@ -220,12 +227,10 @@ int FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t
   }
   AddCopies(&pieces);
   if (Status st = data_.Read(pieces); !st.ok()) {
-    spdlog::warn("inode {}: read of {} bytes at {} failed: {}", inode.ino(), end - offset, offset,
-                 st.ToString());
-    return EIO;
+    return DataPathError(fmt::format("read of {} bytes at {}", end - offset, offset), st);
   }
   *n = end - offset;
-  return 0;
+  return Status::OK();
 }
 
 void FileIo::AddPiece(uint32_t server, uint64_t pool_offset, uint64_t begin, uint64_t end,
@@ -248,22 +253,23 @@ void FileIo::AddPiece(uint32_t server, uint64_t pool_offset, uint64_t begin, uin
   pieces->push_back(datapath::WritePiece{{server, pool_offset}, end - begin, source});
 }
 
-int FileIo::WritePieces(meta::InodeId ino, std::vector<datapath::WritePiece>& pieces) {
+Status FileIo::WritePieces(std::vector<datapath::WritePiece>& pieces) {
   AddCopies(&pieces);
-  if (Status st = data_.Write(pieces); !st.ok()) {
-    spdlog::warn("inode {}: write failed: {}", ino, st.ToString());
-    return EIO;
-  }
-  return 0;
+  if (Status st = data_.Write(pieces); !st.ok()) return DataPathError("write", st);
+  return Status::OK();
 }
 
-int FileIo::Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len) {
-  if (len == 0) return 0;
-  if (offset > meta::kMaxFileSize || len > meta::kMaxFileSize - offset) return EFBIG;
+Status FileIo::Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len) {
+  if (len == 0) return Status::OK();
+  if (offset > meta::kMaxFileSize || len > meta::kMaxFileSize - offset) {
+    return Status::Posix(EFBIG, fmt::format("a write of {} bytes at {} ends past the largest "
+                                            "file size ({})",
+                                            len, offset, meta::kMaxFileSize));
+  }
   const uint64_t end = offset + len;
   const Timespec now = Now();
   std::vector<Segment> segs;
-  if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
+  DPMFS_RETURN_IF_ERROR(MapRange(inode, offset, end, &segs));
   if (end <= inode.size() && AllWritten(segs)) {
     // Overwrite of written blocks: data servers only (DESIGN.md "overwrite").
     std::vector<datapath::WritePiece>& pieces = ScratchWritePieces();
@@ -271,16 +277,16 @@ int FileIo::Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len
       AddPiece(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, offset, data,
                &pieces);
     }
-    if (int err = WritePieces(inode.ino(), pieces); err != 0) return err;
+    DPMFS_RETURN_IF_ERROR(WritePieces(pieces));
     inode.NoteOverwrite(now);
-    return 0;
+    return Status::OK();
   }
   std::lock_guard<std::mutex> lock(inode.write_mutex());
   return SlowWrite(inode, offset, data, len, now);
 }
 
-int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t len,
-                      const Timespec& now) {
+Status FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t len,
+                         const Timespec& now) {
   const uint64_t end = offset + len;
   const uint64_t bstart = AlignDown(offset, block_size_);
   const uint64_t bend = AlignUp(end, block_size_);
@@ -293,19 +299,18 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
     // (up to --free-quarantine-ms, longer than the layout TTL); the repeat of a late
     // reply finds the blocks allocated already and returns at once.
     LayoutCache::Clock::time_point valid_until;
-    int err = WithinLayoutTtl(
-        inode.ino(), "allocate",
-        [&] {
-          if (int e = meta_.Allocate(req, &rep); e != 0) return e;
-          return ValidateExtents(inode.ino(), rep.extents);
+    DPMFS_RETURN_IF_ERROR(WithinLayoutTtl(
+        "allocate",
+        [&]() -> Status {
+          DPMFS_RETURN_IF_ERROR(meta_.Allocate(req, &rep));
+          return ValidateExtents(rep.extents);
         },
-        &valid_until);
-    if (err != 0) return err;
+        &valid_until));
     inode.layout().Insert(rep.extents, valid_until);
     if (!inode.layout().Map(offset, end, &segs) || AnyHole(segs)) {
-      spdlog::error("inode {}: the metadata server's allocate reply does not cover [{}, {})",
-                    inode.ino(), bstart, bend);
-      return EIO;
+      return Status::Posix(
+          EIO, fmt::format("the metadata server's allocate reply does not cover [{}, {})", bstart,
+                           bend));
     }
   }
   // Only the caller's bytes are written, also into unwritten blocks and past EOF: an
@@ -332,18 +337,17 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
     }
   }
   if (written.size() > meta::kMaxWrittenRanges) {
-    spdlog::error("inode {}: a write of {} bytes spans {} unwritten ranges (limit {})", inode.ino(),
-                  len, written.size(), meta::kMaxWrittenRanges);
-    return EIO;
+    return Status::Posix(EIO, fmt::format("a write of {} bytes spans {} unwritten ranges (limit {})",
+                                          len, written.size(), meta::kMaxWrittenRanges));
   }
   spdlog::trace("inode {}: write [{}, +{}): {} segments, {} pieces, {} unwritten ranges",
                 inode.ino(), offset, len, segs.size(), pieces.size(), written.size());
-  if (int err = WritePieces(inode.ino(), pieces); err != 0) return err;
+  DPMFS_RETURN_IF_ERROR(WritePieces(pieces));
 
   const bool grows = end > old_size;
   if (written.empty() && !grows) {
     inode.NoteOverwrite(now);
-    return 0;
+    return Status::OK();
   }
   // The data is durable; now make it part of the file (DESIGN.md "append / hole fill").
   meta::CommitRequest commit;
@@ -355,87 +359,94 @@ int FileIo::SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t
   commit.mtime = Now();
   commit.written = written;
   InodeAttr attr;
-  if (int err = meta_.Commit(commit, &attr); err != 0) return err;
+  DPMFS_RETURN_IF_ERROR(meta_.Commit(commit, &attr));
   for (const meta::ByteRange& r : written)
     inode.layout().MarkWritten(r.offset, r.offset + r.length);
   inode.SetAttr(attr);
   if (grows) inode.GrowSize(end);
-  return 0;
+  return Status::OK();
 }
 
-int FileIo::ZeroRange(Inode& inode, uint64_t offset, uint64_t len) {
+Status FileIo::ZeroRange(Inode& inode, uint64_t offset, uint64_t len) {
   std::lock_guard<std::mutex> lock(inode.write_mutex());
   return ZeroRangeLocked(inode, offset, len);
 }
 
-int FileIo::ModifyLayout(Inode& inode, const std::vector<meta::ByteRange>& zero_before,
-                         const std::function<int()>& op,
-                         const std::vector<meta::ByteRange>& zero_after) {
+Status FileIo::ModifyLayout(Inode& inode, const std::vector<meta::ByteRange>& zero_before,
+                            const std::function<Status()>& op,
+                            const std::vector<meta::ByteRange>& zero_after) {
   std::lock_guard<std::mutex> lock(inode.write_mutex());
   for (const meta::ByteRange& r : zero_before) {
-    if (int err = ZeroRangeLocked(inode, r.offset, r.length); err != 0) return err;
+    DPMFS_RETURN_IF_ERROR(ZeroRangeLocked(inode, r.offset, r.length));
   }
-  int err = op();
+  Status st = op();
   inode.layout().Clear();  // even on error: the server may have done part of it
-  if (err != 0) return err;
+  if (!st.ok()) return st;
   for (const meta::ByteRange& r : zero_after) {
-    if (int e = ZeroRangeLocked(inode, r.offset, r.length); e != 0) return e;
+    DPMFS_RETURN_IF_ERROR(ZeroRangeLocked(inode, r.offset, r.length));
   }
-  return 0;
+  return Status::OK();
 }
 
-int FileIo::ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len) {
-  if (len == 0 || offset >= meta::kMaxFileSize) return 0;
+Status FileIo::ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len) {
+  if (len == 0 || offset >= meta::kMaxFileSize) return Status::OK();
   uint64_t end = offset + std::min(len, meta::kMaxFileSize - offset);
   std::vector<Segment> segs;
-  if (int err = MapRange(inode, offset, end, &segs); err != 0) return err;
+  DPMFS_RETURN_IF_ERROR(MapRange(inode, offset, end, &segs));
   std::vector<datapath::WritePiece>& pieces = ScratchWritePieces();
   for (const Segment& s : segs) {
     if (s.kind != Segment::Kind::kWritten) continue;
     AddPiece(s.server, s.pool_offset, s.file_offset, s.file_offset + s.length, 0, nullptr,
              &pieces);
   }
-  if (pieces.empty()) return 0;
-  return WritePieces(inode.ino(), pieces);
+  if (pieces.empty()) return Status::OK();
+  return WritePieces(pieces);
 }
 
-int FileIo::FlushMtime(Inode& inode) {
+Status FileIo::FlushMtime(Inode& inode) {
   // Its reply carries the size: like every size this engine learns, it is taken under
   // the write mutex (see Inode::SetAttr).
   std::lock_guard<std::mutex> lock(inode.write_mutex());
   Timespec t;
-  if (!inode.TakePendingMtime(&t)) return 0;
-  if (!Later(t, inode.server_attr().mtime)) return 0;
+  if (!inode.TakePendingMtime(&t)) return Status::OK();
+  if (!Later(t, inode.server_attr().mtime)) return Status::OK();
   meta::CommitRequest commit;
   commit.ino = inode.ino();
   commit.mtime = t;
   InodeAttr attr;
-  if (int err = meta_.Commit(commit, &attr); err != 0) {
+  if (Status st = meta_.Commit(commit, &attr); !st.ok()) {
     inode.NoteOverwrite(t);  // still pending: the next flush tries again
-    return err;
+    return st;
   }
   inode.SetAttr(attr);
-  return 0;
+  return Status::OK();
 }
 
-int FileIo::Seek(Inode& inode, uint64_t offset, bool data, uint64_t* result) {
+Status FileIo::Seek(Inode& inode, uint64_t offset, bool data, uint64_t* result) {
   std::vector<Extent> extents;
   uint64_t size = 0;
   uint64_t pos = offset;
   for (bool first = true;; first = false) {
     meta::LayoutRequest req{inode.ino(), pos, 0};
     meta::LayoutReply rep;
-    if (int err = meta_.Layout(req, &rep); err != 0) return err;
-    if (int err = ValidateExtents(inode.ino(), rep.extents); err != 0) return err;
+    DPMFS_RETURN_IF_ERROR(meta_.Layout(req, &rep));
+    DPMFS_RETURN_IF_ERROR(ValidateExtents(rep.extents));
     if (first) size = rep.attr.size;
     extents.insert(extents.end(), rep.extents.begin(), rep.extents.end());
     if (!rep.truncated) break;
     if (rep.extents.empty() || rep.extents.back().file_offset + rep.extents.back().length <= pos) {
-      return EIO;
+      return Status::Posix(
+          EIO, fmt::format("the metadata server's layout reply stopped without progress at "
+                           "offset {}",
+                           pos));
     }
     pos = rep.extents.back().file_offset + rep.extents.back().length;
   }
-  if (offset >= size) return ENXIO;
+  auto no_more = [&] {
+    return Status::Posix(ENXIO, fmt::format("no {} at or after offset {} (size {})",
+                                            data ? "data" : "hole", offset, size));
+  };
+  if (offset >= size) return no_more();
   std::sort(extents.begin(), extents.end(),
             [](const Extent& a, const Extent& b) { return a.file_offset < b.file_offset; });
   auto is_data = [](const Extent& e) { return (e.flags & Extent::kUnwritten) == 0; };
@@ -443,11 +454,11 @@ int FileIo::Seek(Inode& inode, uint64_t offset, bool data, uint64_t* result) {
     for (const Extent& e : extents) {
       if (!is_data(e) || e.file_offset + e.length <= offset) continue;
       uint64_t at = std::max(e.file_offset, offset);
-      if (at >= size) return ENXIO;
+      if (at >= size) return no_more();
       *result = at;
-      return 0;
+      return Status::OK();
     }
-    return ENXIO;
+    return no_more();
   }
   uint64_t hole = offset;
   for (const Extent& e : extents) {
@@ -456,7 +467,7 @@ int FileIo::Seek(Inode& inode, uint64_t offset, bool data, uint64_t* result) {
     hole = e.file_offset + e.length;
   }
   *result = std::min(hole, size);
-  return 0;
+  return Status::OK();
 }
 
 }  // namespace dpmfs::fs

@@ -20,10 +20,14 @@
 // hands it to the transfer API (datapath/transfer.h), which moves every server's pieces
 // at once; connections, slots, pipelining and retry are below it.
 //
-// Errors are errnos, ready for fuse_reply_err: the metadata server's answer as it
-// gave it; EIO for a data-path failure (a data server unreachable or failing the
-// request) and for a layout the server should never have sent (logged); EFBIG past
-// meta::kMaxFileSize.
+// Errors: every operation returns a Status carrying the POSIX errno it fails with
+// (common/status.h), and says in its message what failed; the FUSE operations turn it
+// into the kernel's errno and log the message, once (ErrnoAtEdge, fs/fuse_ops.h). The
+// errnos: the metadata server's answer as it gave it; EIO for a data-path failure (a
+// data server unreachable or failing the request; the transfer's own Status is in the
+// message) and for a layout the server should never have sent; EFBIG past
+// meta::kMaxFileSize; ENXIO from Seek. An OK Status allocates nothing: the read and
+// write paths stay allocation-free.
 //
 // Thread-safety: thread-safe; any number of operations at once, on any inodes.
 #pragma once
@@ -35,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "datapath/transfer.h"
 #include "fs/inode_table.h"
 #include "fs/layout_cache.h"
@@ -43,14 +48,15 @@
 
 namespace dpmfs::fs {
 
-// The metadata operations the engine needs: MetaClient in the mount, a fake in tests.
-// Same contract as MetaClient: 0 or a positive errno. Must be thread-safe.
+// The metadata operations the engine needs: the mount's MetaApi (MetaExtentService in
+// fs/fuse_ops.h), a fake in tests. Same contract as meta::MetaApi: a Status carrying
+// the POSIX errno of a failure. Must be thread-safe.
 class ExtentService {
  public:
   virtual ~ExtentService() = default;
-  virtual int Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) = 0;
-  virtual int Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) = 0;
-  virtual int Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) = 0;
+  virtual Status Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) = 0;
+  virtual Status Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) = 0;
+  virtual Status Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) = 0;
 };
 
 struct FileIoOptions {
@@ -75,61 +81,62 @@ class FileIo {
   void KnowEmptyLayout(Inode& inode);
 
   // Reads up to `len` bytes at `offset` into `buf`; *n gets the bytes read (short at EOF).
-  int Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t* n);
+  Status Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, size_t* n);
   // Writes `len` bytes at `offset`; durable on return.
-  int Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len);
+  Status Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len);
   // Makes [offset, offset+len) read as zeros where the file has written blocks (holes
   // and unwritten blocks already do), with data writes. Used for the partial blocks
   // at the edges of a truncate, punch hole or zero range.
-  int ZeroRange(Inode& inode, uint64_t offset, uint64_t len);
+  Status ZeroRange(Inode& inode, uint64_t offset, uint64_t len);
   // Changes the file's layout on the server (truncate, fallocate, punch hole, zero
   // range) with `op`, under the inode's write mutex: first makes `zero_before` read as
-  // zeros, then runs `op` (its errno is returned), drops the layout cache (the server
+  // zeros, then runs `op` (its failure is returned), drops the layout cache (the server
   // freed or added blocks), then zeros `zero_after`. Punch hole and zero range zero
   // their partial edge blocks after (the server frees or zeroes only whole blocks);
   // growing needs nothing (bytes past EOF are zero).
-  int ModifyLayout(Inode& inode, const std::vector<meta::ByteRange>& zero_before,
-                   const std::function<int()>& op, const std::vector<meta::ByteRange>& zero_after);
+  Status ModifyLayout(Inode& inode, const std::vector<meta::ByteRange>& zero_before,
+                      const std::function<Status()>& op,
+                      const std::vector<meta::ByteRange>& zero_after);
   // Commits the mtime of lazily-committed overwrites, if one is pending and newer than
   // the server's.
-  int FlushMtime(Inode& inode);
+  Status FlushMtime(Inode& inode);
   // lseek SEEK_DATA (data=true) / SEEK_HOLE from `offset`; kUnwritten counts as a hole.
   // ENXIO at or past EOF, or (SEEK_DATA) when no data follows.
-  int Seek(Inode& inode, uint64_t offset, bool data, uint64_t* result);
+  Status Seek(Inode& inode, uint64_t offset, bool data, uint64_t* result);
 
   uint32_t block_size() const { return block_size_; }
 
  private:
   // Maps [begin, end) from the cache, fetching the layout around it on a miss.
-  int MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs);
+  Status MapRange(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs);
   // Layout RPCs over [begin, end) into `cache` (the inode's, at `epoch`, or a scratch
   // one when the inode's moved on).
   // Runs `request` (one metadata exchange whose reply names blocks: Layout, Allocate)
   // until its reply arrives within the layout TTL, i.e. before *valid_until (request
   // send time + TTL): a later reply may name blocks the server freed right after
-  // answering. Returns request's errno, or EIO after 3 late replies.
-  int WithinLayoutTtl(meta::InodeId ino, const char* what, const std::function<int()>& request,
-                      LayoutCache::Clock::time_point* valid_until);
-  int FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
-                  uint64_t map_begin, uint64_t map_end);
+  // answering. Returns request's failure, or EIO after 3 late replies.
+  Status WithinLayoutTtl(const char* what, const std::function<Status()>& request,
+                         LayoutCache::Clock::time_point* valid_until);
+  Status FetchLayout(Inode& inode, uint64_t begin, uint64_t end, std::vector<Segment>* segs,
+                     uint64_t map_begin, uint64_t map_end);
   // Checks extents from the server (alignment, bounds, server index); EIO if bad.
-  int ValidateExtents(meta::InodeId ino, const std::vector<meta::Extent>& extents) const;
-  int SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t len,
-                const meta::Timespec& now);
+  Status ValidateExtents(const std::vector<meta::Extent>& extents) const;
+  Status SlowWrite(Inode& inode, uint64_t offset, const uint8_t* data, size_t len,
+                   const meta::Timespec& now);
   // Appends the write piece of file range [begin, end) at pool_offset of `server`,
   // continuing the previous piece when it is contiguous on the same server. Its source
   // is `data` at file offset `data_offset`, or zeros when data is null.
   static void AddPiece(uint32_t server, uint64_t pool_offset, uint64_t begin, uint64_t end,
                        uint64_t data_offset, const uint8_t* data,
                        std::vector<datapath::WritePiece>* pieces);
-  // Writes the pieces through the transfer API; EIO on any data-path failure (logged).
-  // Every piece (built with its primary location) gets its other copies first.
-  int WritePieces(meta::InodeId ino, std::vector<datapath::WritePiece>& pieces);
+  // Writes the pieces through the transfer API; EIO on any data-path failure. Every
+  // piece (built with its primary location) gets its other copies first.
+  Status WritePieces(std::vector<datapath::WritePiece>& pieces);
   // Fills each piece's other copies from the placement (nothing with one copy).
   template <class Piece>
   void AddCopies(std::vector<Piece>* pieces) const;
   static meta::Placement PlacementOf(const meta::ClusterInfo& cluster, uint32_t block_size);
-  int ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len);
+  Status ZeroRangeLocked(Inode& inode, uint64_t offset, uint64_t len);
 
   ExtentService& meta_;
   datapath::DataTransfer& data_;

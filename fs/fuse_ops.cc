@@ -32,18 +32,6 @@ int ErrnoAtEdge(const Status& st, uint64_t ino) {
   return err;
 }
 
-int MetaExtentService::Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) {
-  return ErrnoAtEdge(meta_.Layout(req, reply), req.ino);
-}
-
-int MetaExtentService::Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) {
-  return ErrnoAtEdge(meta_.Allocate(req, reply), req.ino);
-}
-
-int MetaExtentService::Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) {
-  return ErrnoAtEdge(meta_.Commit(req, attr), req.ino);
-}
-
 namespace {
 
 using meta::InodeAttr;
@@ -350,14 +338,15 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   if (r.valid & meta::SetattrRequest::kSize) {
     // Nothing to zero on either side: the metadata server zeroes the tail a shrink
     // cuts off, so growing finds zeros past EOF (metadata/ops_files.cc).
-    err = fs->io().ModifyLayout(*inode, {},
-                                [&] {
-                                  int e = ErrnoAtEdge(fs->meta().Setattr(r, &out), r.ino);
-                                  if (e == 0)
-                                    inode->SetAttr(out);  // under the write mutex: authoritative
-                                  return e;
-                                },
-                                {});
+    err = ErrnoAtEdge(fs->io().ModifyLayout(*inode, {},
+                                            [&]() -> Status {
+                                              Status st = fs->meta().Setattr(r, &out);
+                                              // Under the write mutex: authoritative.
+                                              if (st.ok()) inode->SetAttr(out);
+                                              return st;
+                                            },
+                                            {}),
+                      r.ino);
   } else {
     uint64_t seq = AttrSequence();
     err = ErrnoAtEdge(fs->meta().Setattr(r, &out), r.ino);
@@ -544,9 +533,10 @@ void CommitAtime(Filesystem* fs, Inode& inode) {
 void DropHandle(Filesystem* fs, Handle* h) {
   // Writes changed size and mtime; a statahead listing may hold the old ones.
   if ((h->flags & O_ACCMODE) != O_RDONLY) fs->stat_ahead().NoteAttrChanged(h->inode->ino());
-  if (int err = fs->io().FlushMtime(*h->inode); err != 0) {
+  // Release cannot fail to the kernel: this is the failure's edge.
+  if (Status st = fs->io().FlushMtime(*h->inode); !st.ok()) {
     spdlog::warn("inode {}: committing the mtime at release failed: {}", h->inode->ino(),
-                 std::strerror(err));
+                 st.ToString());
   }
   CommitAtime(fs, *h->inode);
   fs->releases().Add(h->inode->ino(), h->server_handle);
@@ -663,8 +653,9 @@ void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
   // Noted before the data is read: a direct write that completes after this looks at it
   // (OpWrite); one that completed before has its bytes in what this READ returns.
   if (!FromDirectPath(fi)) inode.NotePageCacheFill();
-  if (int err = fs->io().Read(inode, static_cast<uint64_t>(off), size, buf.data(), &n); err != 0) {
-    fuse_reply_err(req, err);
+  if (Status st = fs->io().Read(inode, static_cast<uint64_t>(off), size, buf.data(), &n);
+      !st.ok()) {
+    fuse_reply_err(req, ErrnoAtEdge(st, inode.ino()));
     return;
   }
   NoteRead(fs, inode);
@@ -679,10 +670,10 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   }
   Filesystem* fs = Fs(req);
   Inode& inode = *HandleOf(fi)->inode;
-  int err = fs->io().Write(inode, static_cast<uint64_t>(off),
-                           reinterpret_cast<const uint8_t*>(data), size);
-  if (err != 0) {
-    fuse_reply_err(req, err);
+  if (Status st = fs->io().Write(inode, static_cast<uint64_t>(off),
+                                 reinterpret_cast<const uint8_t*>(data), size);
+      !st.ok()) {
+    fuse_reply_err(req, ErrnoAtEdge(st, ino));
     return;
   }
   // The data is durable: a page a buffered reader cached while the write was in flight
@@ -697,7 +688,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
 
 void OpFlush(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
   // Data is durable at every write's return; what is left is the lazy mtime.
-  fuse_reply_err(req, Fs(req)->io().FlushMtime(*HandleOf(fi)->inode));
+  Inode& inode = *HandleOf(fi)->inode;
+  fuse_reply_err(req, ErrnoAtEdge(Fs(req)->io().FlushMtime(inode), inode.ino()));
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
@@ -707,7 +699,8 @@ void OpRelease(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
 
 void OpFsync(fuse_req_t req, fuse_ino_t /*ino*/, int datasync, fuse_file_info* fi) {
   // Data and size are durable already; fsync (not fdatasync) also wants the mtime.
-  fuse_reply_err(req, datasync ? 0 : Fs(req)->io().FlushMtime(*HandleOf(fi)->inode));
+  Inode& inode = *HandleOf(fi)->inode;
+  fuse_reply_err(req, datasync ? 0 : ErrnoAtEdge(Fs(req)->io().FlushMtime(inode), inode.ino()));
 }
 
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
@@ -737,15 +730,15 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   fs->stat_ahead().NoteAttrChanged(ino);
   // Growing needs no zeroing: bytes past EOF read as zeros (metadata/ops_files.cc).
   InodeAttr attr;
-  int err = fs->io().ModifyLayout(
+  Status st = fs->io().ModifyLayout(
       *inode, {},
-      [&] {
-        int e = ErrnoAtEdge(fs->meta().Fallocate(r, &attr), r.ino);
-        if (e == 0) inode->SetAttr(attr);  // under the write mutex: authoritative
-        return e;
+      [&]() -> Status {
+        Status fst = fs->meta().Fallocate(r, &attr);
+        if (fst.ok()) inode->SetAttr(attr);  // under the write mutex: authoritative
+        return fst;
       },
       edges);
-  fuse_reply_err(req, err);
+  fuse_reply_err(req, ErrnoAtEdge(st, ino));
 }
 
 // copy_file_range(2) inside the mount: the data goes from the source's data servers to
@@ -784,16 +777,27 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t /*ino_in*/, off_t off_in, fuse_f
   len = std::min<size_t>(len, kCopyMax);
   thread_local std::vector<uint8_t> buf;
   size_t done = 0;
-  int err = 0;
+  Status st;
+  uint64_t failed_ino = 0;  // the inode whose read or write failed
   while (done < len) {
     const size_t want = std::min(len - done, kCopyChunk);
     if (buf.size() < want) buf.resize(want);
     size_t n = 0;
-    if ((err = fs->io().Read(in, src + done, want, buf.data(), &n)) != 0 || n == 0) break;
-    if ((err = fs->io().Write(out, dst + done, buf.data(), n)) != 0) break;
+    st = fs->io().Read(in, src + done, want, buf.data(), &n);
+    if (!st.ok()) {
+      failed_ino = in.ino();
+      break;
+    }
+    if (n == 0) break;
+    st = fs->io().Write(out, dst + done, buf.data(), n);
+    if (!st.ok()) {
+      failed_ino = out.ino();
+      break;
+    }
     done += n;
     if (n < want) break;  // the source's end
   }
+  const int err = ErrnoAtEdge(st, failed_ino);
   if (done == 0 && err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -812,10 +816,11 @@ void OpLseek(fuse_req_t req, fuse_ino_t /*ino*/, off_t off, int whence, fuse_fil
     return;
   }
   uint64_t result = 0;
-  if (int err = Fs(req)->io().Seek(*HandleOf(fi)->inode, static_cast<uint64_t>(off),
-                                   whence == SEEK_DATA, &result);
-      err != 0) {
-    fuse_reply_err(req, err);
+  Inode& inode = *HandleOf(fi)->inode;
+  if (Status st = Fs(req)->io().Seek(inode, static_cast<uint64_t>(off), whence == SEEK_DATA,
+                                     &result);
+      !st.ok()) {
+    fuse_reply_err(req, ErrnoAtEdge(st, inode.ino()));
     return;
   }
   fuse_reply_lseek(req, static_cast<off_t>(result));

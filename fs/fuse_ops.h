@@ -12,10 +12,10 @@
 //     through the kernel's O_DIRECT path (no direct_io), so it bypasses the page cache
 //     and the file can still be mapped;
 //   - flock/fcntl locks are left to the kernel (no lock ops: local to this mount);
-//   - errors: a metadata failure arrives as a Status carrying the server's errno and is
-//     turned into the kernel's errno once, here (ReplyErrno in fuse_ops.cc), with its
-//     message logged; the I/O engine (FileIo) still answers errnos; EIO for data-path
-//     failures.
+//   - errors: a failure of the metadata service (MetaApi) or of the I/O engine (FileIo)
+//     arrives as a Status carrying its POSIX errno (the server's answer; EIO for
+//     data-path failures) and is turned into the kernel's errno once, here
+//     (ErrnoAtEdge), with its message logged.
 //
 // Thread-safety: every operation may run on any worker thread at once; the state they
 // share (InodeTable, FileIo, MetaApi) is thread-safe.
@@ -37,24 +37,29 @@
 
 namespace dpmfs::fs {
 
-// FileIo's metadata calls, made through the mount's MetaApi. FileIo (fs/file_io.h)
-// still speaks errnos: this adapter is where those calls' Status becomes one, with the
-// message logged (as the FUSE operations do for their own calls).
+// FileIo's metadata calls, made through the mount's MetaApi: passed on as they are
+// (their Status reaches the FUSE operation through FileIo's own).
 class MetaExtentService : public ExtentService {
  public:
   explicit MetaExtentService(meta::MetaApi& meta) : meta_(meta) {}
-  int Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) override;
-  int Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) override;
-  int Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) override;
+  Status Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) override {
+    return meta_.Layout(req, reply);
+  }
+  Status Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) override {
+    return meta_.Allocate(req, reply);
+  }
+  Status Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) override {
+    return meta_.Commit(req, attr);
+  }
 
  private:
   meta::MetaApi& meta_;
 };
 
-// The one place a metadata failure becomes the kernel's errno: 0 for OK, else the
-// errno `st` carries, with `st`'s message logged for inode `ino` (debug for the
-// namespace's own answers such as ENOENT, warn for failures of the service: EIO,
-// ETIMEDOUT, ENOTCONN).
+// The one place a failure (of the metadata service or the I/O engine) becomes the
+// kernel's errno: 0 for OK, else the errno `st` carries, with `st`'s message logged for
+// inode `ino` (debug for the namespace's own answers such as ENOENT, warn for failures
+// of the service or the data path: EIO, ETIMEDOUT, ENOTCONN).
 int ErrnoAtEdge(const Status& st, uint64_t ino);
 
 class Filesystem {

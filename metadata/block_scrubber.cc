@@ -43,7 +43,7 @@ Status DataServerZeroer::Zero(uint32_t server, uint64_t pool_offset, uint64_t le
   }
   Connection& c = *connections_[server];
   for (uint64_t done = 0; done < length;) {
-    std::lock_guard lock(c.mu);  // per request: others interleave with a long range
+    MutexLock lock(c.mu);  // per request: others interleave with a long range
     if (!c.client) DPMFS_RETURN_IF_ERROR(ConnectLocked(server, c));
     const auto piece = static_cast<uint32_t>(std::min<uint64_t>(kZeroRequestBytes, length - done));
     Status st = c.client->Zero(pool_offset + done, piece);

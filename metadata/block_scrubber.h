@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "datapath/data_client.h"
 #include "transport/transport.h"
@@ -57,10 +58,10 @@ class DataServerZeroer : public RangeZeroer {
 
  private:
   struct Connection {
-    std::mutex mu;
-    std::unique_ptr<datapath::DataClient> client;
+    Mutex mu;
+    std::unique_ptr<datapath::DataClient> client GUARDED_BY(mu);
   };
-  Status ConnectLocked(uint32_t server, Connection& c);
+  Status ConnectLocked(uint32_t server, Connection& c) REQUIRES(c.mu);
 
   transport::Device& device_;
   const std::array<uint8_t, 16> cluster_;

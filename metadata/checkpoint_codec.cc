@@ -48,7 +48,9 @@ void WriteBlob(IO& w, const char* field, const std::vector<uint8_t>& b) {
 class NamespaceCodec {
  public:
   static void Write(const Namespace& ns, std::vector<uint8_t>* out);
-  static Status Read(Namespace& ns, std::span<const uint8_t> blob);
+  // `refused` null: an extent the allocators refuse is Corruption (the servers). Else
+  // (the offline check) it is counted there and kept, unmarked.
+  static Status Read(Namespace& ns, std::span<const uint8_t> blob, uint64_t* refused);
 
  private:
   // The blob's layout, written once for ByteSizer and ByteWriter (Read mirrors it with
@@ -65,12 +67,17 @@ std::vector<uint8_t> Namespace::Serialize() const {
 }
 
 Status Namespace::Load(std::span<const uint8_t> blob) {
-  Status st = NamespaceCodec::Read(*this, blob);
+  Status st = NamespaceCodec::Read(*this, blob, nullptr);
   if (!st.ok()) return st;
   st = CheckInvariants();
   if (!st.ok())
     return Status::Corruption("checkpoint describes an impossible namespace: " + st.message());
   return Status::OK();
+}
+
+Status Namespace::LoadForCheck(std::span<const uint8_t> blob, uint64_t* refused) {
+  *refused = 0;
+  return NamespaceCodec::Read(*this, blob, refused);
 }
 
 void NamespaceCodec::Write(const Namespace& ns, std::vector<uint8_t>* out) {
@@ -167,7 +174,7 @@ void NamespaceCodec::Fields(const Namespace& ns, const std::vector<InodeId>& ino
   }
 }
 
-Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
+Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob, uint64_t* refused) {
   CheckpointReader r(blob, "namespace checkpoint");
   auto corrupt = [&](const std::string& what) {
     return Status::Corruption("namespace checkpoint (" + std::to_string(blob.size()) + " bytes) " +
@@ -265,6 +272,12 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob) {
       }
       if (e.server >= ns.space_.allocators().size() ||
           !ns.space_.allocators()[e.server].MarkUsed(e.pool_offset, e.length)) {
+        if (refused != nullptr) {
+          ++*refused;  // the offline check reports it with what it overlaps
+          prev_end = e.file_offset + e.length;
+          in->extents.Insert(e);
+          continue;
+        }
         return corrupt(ew + " at pool offset " + std::to_string(e.pool_offset) + " of data pool " +
                        std::to_string(e.server) +
                        " overlaps another extent or lies outside the pool");

@@ -104,6 +104,11 @@ class BlockAllocator {
   uint32_t block_size() const { return block_size_; }
   uint64_t total_bytes() const { return total_; }
   uint64_t free_bytes() const { return free_; }
+  // Every free range (offset, length) in offset order, coalesced (the offline check
+  // compares them with the extent maps).
+  void ForEachFreeRange(const std::function<void(uint64_t offset, uint64_t length)>& fn) const {
+    for (const auto& [offset, length] : free_ranges_) fn(offset, length);
+  }
 
  private:
   uint32_t server_;

@@ -84,7 +84,7 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(transport::Device& devic
 
 MetaClient::~MetaClient() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -221,9 +221,9 @@ void MetaClient::HeartbeatLoop() {
   const milliseconds period(std::max<uint32_t>(lease_ms_ / 3, 1));
   const milliseconds call_timeout = std::max(period, milliseconds(100));
   const std::vector<uint8_t> payload = EncodeWithCaller(HeartbeatRequest{});
-  std::unique_lock lock(mu_);
-  while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
-    lock.unlock();
+  MutexLock lock(mu_);
+  while (!lock.WaitFor(cv_, period, [this]() REQUIRES(mu_) { return stop_; })) {
+    lock.Unlock();
     auto r = rpc_->Call(static_cast<uint16_t>(Opcode::kHeartbeat), payload, call_timeout);
     int err = 0;
     std::span<const uint8_t> body;
@@ -244,7 +244,7 @@ void MetaClient::HeartbeatLoop() {
           rpc_->session());
       if (Register() != 0) spdlog::warn("meta client: re-registering failed; retrying later");
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 

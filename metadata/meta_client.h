@@ -33,6 +33,7 @@
 #include <thread>
 
 #include "common/endpoint.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "transport/transport.h"
 #include "metadata/caller_scope.h"
@@ -192,9 +193,9 @@ class MetaClient final : public MetaApi {
   Credentials default_caller_;
   ClusterInfo cluster_;
   uint32_t lease_ms_ = 0;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread heartbeat_;
 };
 

@@ -98,10 +98,12 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
 
   std::unique_ptr<MetaService> svc(new MetaService(std::move(store), options));
   svc->placement_ = std::make_unique<Placement>(*placement);
-  svc->ns_ = std::make_unique<Namespace>(std::move(cfg));
+  MetaService* s = svc.get();
+  // Nobody else has the service yet; the lock is for the analysis (and costs nothing).
+  WriterLock lock(s->mu_);
+  s->ns_ = std::make_unique<Namespace>(std::move(cfg));
   RecoveryStats local;
   if (stats == nullptr) stats = &local;
-  MetaService* s = svc.get();
   auto progress = [&options](const std::string& what) {
     if (options.recovery_progress) options.recovery_progress(what);
   };
@@ -110,13 +112,14 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   auto last_report = std::chrono::steady_clock::now();
   progress("loading the metadata checkpoint");
   Status st = s->store_->Recover(
-      [s, &progress](std::span<const uint8_t> blob) {
+      [s, &progress](std::span<const uint8_t> blob) REQUIRES(s->mu_) {  // Open holds it
         Status loaded = s->ns_->Load(blob);
         progress("checkpoint loaded (" + std::to_string(blob.size()) +
                  " bytes); replaying the journal");
         return loaded;
       },
-      [s, &progress, &replayed, &last_report](uint64_t lsn, std::span<const uint8_t> rec) {
+      [s, &progress, &replayed, &last_report](uint64_t lsn, std::span<const uint8_t> rec)
+          REQUIRES(s->mu_) {  // Open holds it
         ++replayed;
         auto now = std::chrono::steady_clock::now();
         if (now - last_report >= std::chrono::seconds(1)) {
@@ -142,7 +145,6 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   // root directory on the pool.
   if (stats->checkpoint_lsn == 0 || stats->records_replayed > 0) {
     progress("writing a checkpoint of the recovered namespace");
-    std::unique_lock lock(s->mu_);
     Status ck = s->CheckpointLocked();
     if (ck.code() == StatusCode::kResourceExhausted) {
       // The journal still holds everything: serve (growth refused with ENOSPC until
@@ -198,6 +200,11 @@ Status MetaService::ReplayRecord(uint64_t lsn, std::span<const uint8_t> bytes) {
   return ApplyRecord(*ns_, lsn, bytes);
 }
 
+const ClusterInfo& MetaService::cluster() const {
+  ReaderLock lock(mu_);  // fixed at Open: the lock is for the analysis
+  return ns_->config().cluster;
+}
+
 std::map<uint16_t, rpc::RpcHandler> MetaService::Handlers() {
   // Every row of meta_ops.h, nothing else: the RPC server refuses any other opcode
   // before it reaches us.
@@ -234,7 +241,7 @@ Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
     HeartbeatRequest hb;
     DPMFS_RETURN_IF_ERROR(Decode(body, &hb));
     HeartbeatReply reply;
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     if (Session* s = ns_->FindSession(req.session)) {
       s->lease_deadline_ms.store(SteadyMs() + options_.lease_ms, std::memory_order_relaxed);
       reply.known = true;
@@ -245,7 +252,7 @@ Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
     return HandleMutation(req, caller, body);
   }
   n_reads_.fetch_add(1, std::memory_order_relaxed);
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return ns_->Read(req.opcode, body, caller);
 }
 
@@ -254,7 +261,7 @@ void MetaService::RefusedCaller(const rpc::RpcRequest& req, const Credentials& c
   // Once per (host, uid): a misconfigured host would otherwise fill the log.
   std::string key = std::string(PeerHost(req.peer)) + "/" + std::to_string(caller.uid);
   {
-    std::lock_guard lock(refused_mu_);
+    MutexLock lock(refused_mu_);
     if (refused_logged_.size() >= 1024 || !refused_logged_.insert(std::move(key)).second) return;
   }
   spdlog::warn("refused {} for uid {} from {}: that host may not act for this uid "
@@ -265,7 +272,7 @@ void MetaService::RefusedCaller(const rpc::RpcRequest& req, const Credentials& c
 Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& req,
                                                          const Credentials& caller,
                                                          std::span<const uint8_t> body) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   bool too_old = false;
   if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
     n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
@@ -280,9 +287,9 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
   SetattrRequest sa;
   if (options_.zeroer != nullptr && static_cast<Opcode>(req.opcode) == Opcode::kSetattr &&
       Decode(body, &sa).ok() && (sa.valid & SetattrRequest::kSize) != 0) {
-    lock.unlock();
+    lock.Unlock();
     if (int err = ZeroTruncatedTail(sa, caller); err != 0) return EncodeErrorReply(err);
-    lock.lock();
+    lock.Lock();
     if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
       n_cache_hits_.fetch_add(1, std::memory_order_relaxed);
       return std::move(*cached);
@@ -318,9 +325,9 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
     reply = ns_->Mutate(req.opcode, body, ctx, &err);
     if (!reply.ok()) return reply.status();  // did not decode: nothing changed
     if (ctx.retry_at_ms == 0) break;
-    lock.unlock();
+    lock.Unlock();
     WaitUntil(ctx.retry_at_ms);
-    lock.lock();
+    lock.Lock();
     // Nothing of this request was cached, but a re-send of it may have been answered
     // meanwhile on another thread.
     if (auto cached = ns_->CachedReply(req.session, req.seq, &too_old)) {
@@ -329,7 +336,7 @@ Result<std::vector<uint8_t>> MetaService::HandleMutation(const rpc::RpcRequest& 
     }
   }
   Journal(req.opcode, ctx, err, body);
-  lock.unlock();
+  lock.Unlock();
   n_mutations_.fetch_add(1, std::memory_order_relaxed);
   if (static_cast<Opcode>(req.opcode) == Opcode::kUnregister && rpc_ != nullptr) {
     rpc_->DropSession(req.session);
@@ -383,7 +390,7 @@ Status MetaService::CheckpointLocked() {
 }
 
 Status MetaService::Checkpoint() {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   return CheckpointLocked();
 }
 
@@ -395,7 +402,7 @@ bool MetaService::MetadataFull() const {
 }
 
 void MetaService::Start() {
-  std::lock_guard lock(lease_mu_);
+  MutexLock lock(lease_mu_);
   if (lease_thread_.joinable() || stopped_) return;
   lease_thread_ = std::thread([this] { LeaseLoop(); });
   if (options_.zeroer != nullptr) scrub_thread_ = std::thread([this] { ScrubLoop(); });
@@ -404,7 +411,7 @@ void MetaService::Start() {
 int MetaService::ZeroTruncatedTail(const SetattrRequest& sa, const Credentials& caller) {
   PoolRange tail;
   {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     // A caller who may not truncate must not get the bytes zeroed either.
     if (!ns_->TruncatedTail(sa, caller, &tail)) return 0;
   }
@@ -432,7 +439,10 @@ void MetaService::ScrubLoop() {
   // failed is left alone.
   constexpr uint64_t kRoundBytes = 256ull << 20;
   constexpr int64_t kBackoffMs = 1000, kIdleMs = 100;
-  const size_t servers = ns_->config().pools.size();
+  const size_t servers = [&] {
+    ReaderLock lock(mu_);
+    return ns_->config().pools.size();
+  }();
   std::vector<int64_t> retry_at(servers, 0);
   std::vector<bool> warned(servers, false);
   // A long scrub (after a restart, or of a big file's blocks) reports when it is done.
@@ -447,13 +457,13 @@ void MetaService::ScrubLoop() {
       {
         // Idle most of the time: look under the shared lock before taking the
         // exclusive one (which every request of the server would wait for).
-        std::shared_lock look(mu_);
+        ReaderLock look(mu_);
         if (ns_->scrub_queued_bytes() == 0 && ns_->next_quarantine_release_ms() > SteadyMs()) {
           continue;
         }
       }
       {
-        std::unique_lock lock(mu_);
+        WriterLock lock(mu_);
         ns_->TakeScrubWork(server, kRoundBytes, kRoundBytes, &work);
       }
       if (work.empty()) continue;
@@ -464,7 +474,7 @@ void MetaService::ScrubLoop() {
         if (!st.ok()) break;
       }
       {
-        std::unique_lock lock(mu_);
+        WriterLock lock(mu_);
         ns_->FinishScrub({work.begin(), work.begin() + done}, true);
         ns_->FinishScrub({work.begin() + done, work.end()}, false);
       }
@@ -493,7 +503,7 @@ void MetaService::ScrubLoop() {
     burst_bytes = 0;
     int64_t wake = SteadyMs() + kIdleMs;
     {
-      std::shared_lock lock(mu_);
+      ReaderLock lock(mu_);
       wake = std::min(wake, ns_->next_quarantine_release_ms());
     }
     WaitUntil(std::max(wake, SteadyMs() + 1));
@@ -502,7 +512,7 @@ void MetaService::ScrubLoop() {
 
 Status MetaService::Stop() {
   {
-    std::lock_guard lock(lease_mu_);
+    MutexLock lock(lease_mu_);
     if (stopped_) return Status::OK();
     stopped_ = true;
     stop_ = true;
@@ -519,29 +529,29 @@ Status MetaService::Stop() {
 void MetaService::LeaseLoop() {
   const auto period =
       std::chrono::milliseconds(std::clamp<uint32_t>(options_.lease_ms / 4, 10, 1000));
-  std::unique_lock lk(lease_mu_);
+  MutexLock lk(lease_mu_);
   while (!stop_) {
-    lease_cv_.wait_for(lk, period);
+    lk.WaitFor(lease_cv_, period);
     if (stop_) break;
-    lk.unlock();
+    lk.Unlock();
     std::vector<uint64_t> expired;
     bool release = false;
     {
-      std::shared_lock lock(mu_);
+      ReaderLock lock(mu_);
       expired = ns_->ExpiredSessions(SteadyMs());
       release = ns_->next_quarantine_release_ms() <= SteadyMs();
     }
     if (release) {
       // Allocations release what is due themselves; this keeps statfs's free count
       // current (within a period) when nothing allocates.
-      std::unique_lock lock(mu_);
+      WriterLock lock(mu_);
       ns_->ReleaseQuarantine();
     }
     for (uint64_t id : expired) {
       size_t handles = 0;
       std::string name;
       {
-        std::unique_lock lock(mu_);
+        WriterLock lock(mu_);
         Session* s = ns_->FindSession(id);
         // A heartbeat may have come in between.
         if (s == nullptr || s->lease_deadline_ms.load() > SteadyMs()) continue;
@@ -564,19 +574,19 @@ void MetaService::LeaseLoop() {
       spdlog::info("session {:#x} ({}) lease lapsed: ended it and released its {} open handles", id,
                    name.empty() ? "unnamed" : name, handles);
     }
-    lk.lock();
+    lk.Lock();
   }
 }
 
 bool MetaService::StopRequested() {
-  std::lock_guard lock(lease_mu_);
+  MutexLock lock(lease_mu_);
   return stop_;
 }
 
 void MetaService::WaitUntil(int64_t steady_ms) {
   const auto deadline = std::chrono::steady_clock::time_point(std::chrono::milliseconds(steady_ms));
-  std::unique_lock lk(lease_mu_);
-  lease_cv_.wait_until(lk, deadline, [this] { return stop_; });
+  MutexLock lk(lease_mu_);
+  lk.WaitUntil(lease_cv_, deadline, [this]() REQUIRES(lease_mu_) { return stop_; });
 }
 
 MetaServiceStats MetaService::stats() const {
@@ -587,7 +597,7 @@ MetaServiceStats MetaService::stats() const {
   s.checkpoints = n_checkpoints_.load();
   s.expired_sessions = n_expired_.load();
   s.refused_callers = n_refused_callers_.load();
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   s.last_checkpoint_bytes = last_checkpoint_bytes_;
   s.last_checkpoint_seconds = last_checkpoint_seconds_;
   s.inodes = ns_->inode_count();

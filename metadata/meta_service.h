@@ -30,12 +30,13 @@
 #include <set>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
+#include "common/shared_mutex.h"
 #include "common/status.h"
 #include "metadata/block_scrubber.h"
 #include "metadata/caller_policy.h"
@@ -116,7 +117,7 @@ class MetaService {
   // Serializes the namespace and writes a checkpoint now.
   Status Checkpoint();
   MetaServiceStats stats() const;
-  const ClusterInfo& cluster() const { return ns_->config().cluster; }
+  const ClusterInfo& cluster() const;
 
  private:
   MetaService(std::unique_ptr<MetaStore> store, const MetaServiceOptions& options);
@@ -124,10 +125,11 @@ class MetaService {
   Result<std::vector<uint8_t>> HandleMutation(const rpc::RpcRequest& req, const Credentials& caller,
                                               std::span<const uint8_t> body);
   // Journals the mutation just applied (mu_ held exclusively); fail-stop on failure.
-  void Journal(uint16_t op, const OpContext& ctx, int err, std::span<const uint8_t> request);
-  Status CheckpointLocked();
-  Status ReplayRecord(uint64_t lsn, std::span<const uint8_t> bytes);
-  bool MetadataFull() const;
+  void Journal(uint16_t op, const OpContext& ctx, int err, std::span<const uint8_t> request)
+      REQUIRES(mu_);
+  Status CheckpointLocked() REQUIRES(mu_);
+  Status ReplayRecord(uint64_t lsn, std::span<const uint8_t> bytes) REQUIRES(mu_);
+  bool MetadataFull() const REQUIRES_SHARED(mu_);
   void LeaseLoop();
   // The scrub thread: zeroes the namespace's scrub queue through options_.zeroer.
   void ScrubLoop();
@@ -147,26 +149,28 @@ class MetaService {
 
   std::unique_ptr<MetaStore> store_;
   const MetaServiceOptions options_;
-  std::unique_ptr<Namespace> ns_;
+  // Set by Open, never changed; the namespace itself is read under mu_ shared, changed
+  // under mu_ exclusive.
+  std::unique_ptr<Namespace> ns_ PT_GUARDED_BY(mu_);
   std::unique_ptr<Placement> placement_;  // set by Open, never changed
   rpc::RpcServer* rpc_ = nullptr;
   bool ready_ = false;  // Open completed: the namespace is whole
 
-  mutable std::shared_mutex mu_;     // the namespace lock
-  std::vector<uint8_t> record_buf_;  // guarded by mu_ (exclusive)
-  uint64_t last_blob_bytes_ = 0;     // guarded by mu_
+  mutable SharedMutex mu_;  // the namespace lock
+  std::vector<uint8_t> record_buf_ GUARDED_BY(mu_);
+  uint64_t last_blob_bytes_ GUARDED_BY(mu_) = 0;
 
   std::atomic<uint64_t> n_mutations_{0}, n_reads_{0}, n_cache_hits_{0}, n_checkpoints_{0},
       n_expired_{0}, n_refused_callers_{0};
-  std::mutex refused_mu_;
-  std::set<std::string> refused_logged_;  // guarded by refused_mu_: "host/uid" logged
-  uint64_t last_checkpoint_bytes_ = 0;  // guarded by mu_
-  double last_checkpoint_seconds_ = 0;  // guarded by mu_
+  Mutex refused_mu_;
+  std::set<std::string> refused_logged_ GUARDED_BY(refused_mu_);  // "host/uid" logged
+  uint64_t last_checkpoint_bytes_ GUARDED_BY(mu_) = 0;
+  double last_checkpoint_seconds_ GUARDED_BY(mu_) = 0;
 
-  std::mutex lease_mu_;
+  Mutex lease_mu_;
   std::condition_variable lease_cv_;
-  bool stop_ = false;
-  bool stopped_ = false;
+  bool stop_ GUARDED_BY(lease_mu_) = false;
+  bool stopped_ GUARDED_BY(lease_mu_) = false;
   std::thread lease_thread_;
   std::thread scrub_thread_;
 };

@@ -1064,7 +1064,7 @@ Status MetaStore::TrimJournalTail(const JournalFound& j, uint64_t last, uint64_t
 
 // 7. Appends continue after the last record.
 void MetaStore::ResumeAppends(int current_slot, uint64_t tail, uint64_t last) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   current_slot_ = current_slot;
   tail_ = tail;
   next_lsn_ = last + 1;
@@ -1083,7 +1083,7 @@ Status MetaStore::Recover(const LoadFn& load, const ReplayFn& replay, RecoverySt
   const std::string& path = pool_->path();
   RecoveryStats local;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     recovered_ = false;
   }
 
@@ -1103,11 +1103,13 @@ Status MetaStore::Recover(const LoadFn& load, const ReplayFn& replay, RecoverySt
         "metadata pool {}: finishing an interrupted checkpoint (slot {}, generation {}, "
         "through LSN {})",
         path, SlotName(checkpoint.newest), checkpoint.generation, checkpoint.through_lsn);
+    MutexLock lock(mu_);
     DPMFS_RETURN_IF_ERROR(
         ResetJournal(checkpoint.generation, checkpoint.through_lsn + 1, journal.mark));
   } else {
     DPMFS_RETURN_IF_ERROR(                                                        // 5
-        ReplayJournal(journal, replay, &local, &last, &tail));
+        ReplayJournal(journal, replay, &local, &last, &tail));  // unlocked: replay calls back
+    MutexLock lock(mu_);
     DPMFS_RETURN_IF_ERROR(TrimJournalTail(journal, last, tail));                  // 6
   }
   ResumeAppends(checkpoint.newest, tail, last);                                   // 7
@@ -1130,7 +1132,7 @@ Result<uint64_t> MetaStore::Append(std::span<const uint8_t> record) {
   uint64_t lsn = 0;
   uint64_t off = 0;
   {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (true) {
       if (!recovered_) {
         return Status::FailedPrecondition("metadata journal of " + pool_->path() +
@@ -1154,7 +1156,7 @@ Result<uint64_t> MetaStore::Append(std::span<const uint8_t> record) {
       // The completion flags form a ring indexed by LSN: wait for room in it (only with
       // more than kCompletionRing appends in flight).
       if (next_lsn_ - written_lsn_ <= kCompletionRing) break;
-      cv_.wait(lock);
+      lock.Wait(cv_);
     }
     if (tail_ + size > reserve_mark_) {
       // Once per MiB of journal: raise the reserve mark (durably) before any byte past
@@ -1187,7 +1189,7 @@ Result<uint64_t> MetaStore::Append(std::span<const uint8_t> record) {
   std::memset(dst + kRecordHeaderSize + record.size(), 0, size - kRecordHeaderSize - record.size());
   Status written = PersistRange(dst, size);
 
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (!written.ok()) {
     if (failed_.ok()) failed_ = written.WithContext("metadata journal of " + pool_->path());
     cv_.notify_all();
@@ -1203,16 +1205,16 @@ Result<uint64_t> MetaStore::Append(std::span<const uint8_t> record) {
   while (durable_lsn_ < lsn) {
     if (!failed_.ok()) return failed_;
     if (persisting_ || written_lsn_ <= durable_lsn_) {
-      cv_.wait(lock);
+      lock.Wait(cv_);
       continue;
     }
     persisting_ = true;
     const uint64_t target = written_lsn_;
-    lock.unlock();
+    lock.Unlock();
     uint8_t* word = journal_ + kDurableLsnOffset;
     StoreWord(word, target);  // aligned 8-byte store: a crash sees old or new, never torn
     Status st = PersistRange(word, 8);
-    lock.lock();
+    lock.Lock();
     persisting_ = false;
     if (!st.ok()) {
       if (failed_.ok()) failed_ = st.WithContext("metadata journal of " + pool_->path());
@@ -1226,14 +1228,14 @@ Result<uint64_t> MetaStore::Append(std::span<const uint8_t> record) {
 }
 
 double MetaStore::journal_fill() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return records_capacity_ == 0
              ? 0.0
              : static_cast<double>(tail_) / static_cast<double>(records_capacity_);
 }
 
 uint64_t MetaStore::last_lsn() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return next_lsn_ - 1;
 }
 
@@ -1244,7 +1246,7 @@ uint64_t MetaStore::checkpoint_capacity() const { return slot_capacity_; }
 // --- Checkpoint ---
 
 Status MetaStore::WriteCheckpoint(uint64_t through_lsn, std::span<const uint8_t> blob) {
-  std::lock_guard lock(mu_);  // holds off Append for the whole checkpoint
+  MutexLock lock(mu_);  // holds off Append for the whole checkpoint
   const std::string& path = pool_->path();
   if (!recovered_) {
     return Status::FailedPrecondition("metadata pool " + path + ": checkpoint before Recover");
@@ -1272,7 +1274,7 @@ Status MetaStore::WriteCheckpoint(uint64_t through_lsn, std::span<const uint8_t>
   uint8_t* slot = slots_[target];
   // A failure to persist (msync mode) leaves the media in one of the crash states below,
   // but this process no longer knows which: stop accepting work.
-  auto fail = [&](const Status& st) {
+  auto fail = [&](const Status& st) REQUIRES(mu_) {
     failed_ = st.WithContext("checkpoint of metadata pool " + path);
     return failed_;
   };

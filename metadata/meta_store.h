@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/persistent_memory.h"
 #include "common/pool.h"
 #include "common/status.h"
@@ -166,7 +167,7 @@ class MetaStore {
   // Implementation state.
   std::optional<pool::MappedPool> pool_;
   Superblock superblock_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
 
   // Makes a range durable through the seam (common/persistent_memory.h): Persist, or Sync
   // (msync) in msync mode.
@@ -177,11 +178,11 @@ class MetaStore {
   // Starts journal generation `generation` at `base_lsn` (the last step of a checkpoint,
   // also finished by Recover after a crash inside it). `used`: bytes of records to zero,
   // UINT64_MAX to find them.
-  Status ResetJournal(uint64_t generation, uint64_t base_lsn, uint64_t used);
+  Status ResetJournal(uint64_t generation, uint64_t base_lsn, uint64_t used) REQUIRES(mu_);
   // Zeroes the record area in [from, limit) up to its last non-zero byte.
   Status ZeroRecordTail(uint64_t from, uint64_t limit);
   // Sets the reserve mark word (and reserve_mark_) to `mark` and persists it.
-  Status SetReserveMark(uint64_t mark);
+  Status SetReserveMark(uint64_t mark) REQUIRES(mu_);
 
   // The steps of Recover, in order (metadata/README.md, "Recover"; meta_store.cc).
   struct JournalFound;     // the current journal header, durable word, reserve mark
@@ -192,7 +193,8 @@ class MetaStore {
                                           const CheckpointFound& checkpoint) const;  // it)
   Status ReplayJournal(const JournalFound& journal, const ReplayFn& replay,  // 5
                        RecoveryStats* stats, uint64_t* last, uint64_t* end);
-  Status TrimJournalTail(const JournalFound& journal, uint64_t last, uint64_t end);  // 6
+  Status TrimJournalTail(const JournalFound& journal, uint64_t last, uint64_t end)  // 6
+      REQUIRES(mu_);
   void ResumeAppends(int current_slot, uint64_t tail, uint64_t last);     // 7
   std::string SlotWhere(int slot) const;
   std::string DamagedSlots(const CheckpointFound& checkpoint) const;
@@ -207,20 +209,23 @@ class MetaStore {
   uint8_t* slots_[2] = {nullptr, nullptr};
   uint64_t slot_capacity_ = 0;  // blob bytes per slot
 
-  // Journal state, guarded by mu_ (set by Recover).
+  // Journal state (set by Recover). Recover runs alone, but takes mu_ for the steps
+  // that change it all the same, so that the analysis sees every access under it.
   static constexpr uint64_t kCompletionRing = 1024;  // appends in flight at most
   std::condition_variable cv_;
-  bool recovered_ = false;
-  Status failed_;                  // sticky persist failure
-  uint64_t generation_ = 0;        // current journal generation
-  int current_slot_ = -1;          // slot of the current checkpoint; -1: none yet
-  uint64_t tail_ = 0;              // next free byte of the record area
-  uint64_t reserve_mark_ = 0;      // the reserve mark word on media holds this (>= tail_)
-  uint64_t next_lsn_ = 1;          // LSN the next Append gets
-  uint64_t written_lsn_ = 0;       // every record <= this is written and flushed
-  uint64_t durable_lsn_ = 0;       // the durable-LSN word on media holds this
-  bool persisting_ = false;        // a thread is persisting the durable-LSN word
-  std::array<uint8_t, kCompletionRing> done_{};  // written flags for LSNs > written_lsn_
+  bool recovered_ GUARDED_BY(mu_) = false;
+  Status failed_ GUARDED_BY(mu_);            // sticky persist failure
+  uint64_t generation_ GUARDED_BY(mu_) = 0;  // current journal generation
+  int current_slot_ GUARDED_BY(mu_) = -1;    // slot of the current checkpoint; -1: none yet
+  uint64_t tail_ GUARDED_BY(mu_) = 0;        // next free byte of the record area
+  // The reserve mark word on media holds this (>= tail_).
+  uint64_t reserve_mark_ GUARDED_BY(mu_) = 0;
+  uint64_t next_lsn_ GUARDED_BY(mu_) = 1;     // LSN the next Append gets
+  uint64_t written_lsn_ GUARDED_BY(mu_) = 0;  // every record <= this is written and flushed
+  uint64_t durable_lsn_ GUARDED_BY(mu_) = 0;  // the durable-LSN word on media holds this
+  bool persisting_ GUARDED_BY(mu_) = false;   // a thread is persisting the durable-LSN word
+  // Written flags for LSNs > written_lsn_.
+  std::array<uint8_t, kCompletionRing> done_ GUARDED_BY(mu_){};
 };
 
 // Reads the superblock of the metadata pool at `path` (for mkfs show / dpmfs status).

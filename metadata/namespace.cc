@@ -284,6 +284,23 @@ void Namespace::Touch(Inode& inode, const Timespec& now, bool mtime, bool ctime)
 // ---------------------------------------------------------------------------------------
 // Invariants
 
+void Namespace::ForEachInode(const std::function<void(const InodeView&)>& fn) const {
+  InodeView v;
+  for (const auto& [ino, in] : inodes_) {
+    v.attr = &in->attr;
+    v.parent = in->parent;
+    v.extents = &in->extents;
+    v.open_count = in->open_count;
+    v.entries.clear();
+    if (in->dir) {
+      for (const auto& [cookie, node] : in->dir->by_cookie) {
+        v.entries.push_back(DirEntryView{node->first, node->second.ino});
+      }
+    }
+    fn(v);
+  }
+}
+
 Status Namespace::CheckInvariants() const {
   auto fail = [](std::string m) { return Status::Internal(std::move(m)); };
   const Inode* root = Find(kRootInode);

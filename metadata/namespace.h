@@ -23,7 +23,7 @@
 // retried request gets the same answer after a restart).
 //
 // Thread-safety: none. The owner (MetaService) serializes mutations against everything
-// and lets const reads run concurrently with each other (a std::shared_mutex);
+// and lets const reads run concurrently with each other (a SharedMutex);
 // Session::lease_deadline_ms is atomic so that a heartbeat may renew it under the
 // shared lock.
 #pragma once
@@ -187,6 +187,25 @@ class Namespace {
   // from the extent maps. Corruption (naming what and where) for a blob that does not
   // parse or describes an impossible state (overlapping extents, a dangling entry...).
   Status Load(std::span<const uint8_t> blob);
+  // Load for the offline check (mkfs.dpmfs check, mkfs/cluster_check.h): the blob must
+  // still parse, but extents that overlap others or leave their pool are kept (without
+  // being marked in the allocators) and the invariants are not checked, so that the
+  // check can report every problem rather than the first. `*refused` counts the
+  // extents the allocators refused. Never serve from a namespace loaded this way.
+  Status LoadForCheck(std::span<const uint8_t> blob, uint64_t* refused);
+
+  // What the offline check sees of one inode (ForEachInode).
+  struct DirEntryView {
+    std::string name;
+    InodeId ino = 0;
+  };
+  struct InodeView {
+    const InodeAttr* attr = nullptr;
+    InodeId parent = 0;                 // directories: the directory naming it (root: 1)
+    const ExtentMap* extents = nullptr;
+    uint32_t open_count = 0;            // handles open on it, over every session
+    std::vector<DirEntryView> entries;  // directories: every entry, in cookie order
+  };
 
   // ---- Inspection (tests, statfs, dpmfs status) ----
   size_t inode_count() const { return inodes_.size(); }
@@ -199,6 +218,8 @@ class Namespace {
   // match the entries, parents match, open counts match the handles, allocator usage
   // matches the extents. Internal error naming the first problem.
   Status CheckInvariants() const;
+  // Every inode, in no particular order (the offline check walks the namespace).
+  void ForEachInode(const std::function<void(const InodeView&)>& fn) const;
 
  private:
   struct Directory;
@@ -278,6 +299,9 @@ class Namespace {
   uint64_t next_handle_ = 1;
 
   friend class NamespaceCodec;  // checkpoint_codec.cc
+  // Tests only (tests/mkfs/namespace_surgery.h): damages a namespace on purpose so that
+  // the offline check has something to find. Nothing in the servers uses it.
+  friend class NamespaceSurgery;
 };
 
 // A clock reading for OpContext::now (CLOCK_REALTIME).

@@ -85,6 +85,7 @@ class Space {
   void Reset(const std::vector<DataPoolGeometry>& pools);
   // The allocators, for the checkpoint codec (which marks the extents' blocks used).
   std::vector<BlockAllocator>& allocators() { return allocators_; }
+  const std::vector<BlockAllocator>& allocators() const { return allocators_; }
 
  private:
   SpaceOptions options_;
