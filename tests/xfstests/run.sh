@@ -373,8 +373,19 @@ ran=$(names "Ran:" | wc -l) notrun=$(names "Not run:" | wc -l) failed=$(names "F
 passed=$(comm -23 <(names "Ran:") <(sort -u <(names "Not run:") <(names "Failures:")) | wc -l)
 elapsed=$(($(date +%s) - started))
 if [ "$ran" -eq 0 ] && [ "$notrun" -eq 0 ] && [ "$failed" -eq 0 ]; then
-  note "the suite produced no summary (exit $rc; output in $out)"
-  failed=1 passed=0
+  # No summary: check was stopped (the suite timeout, a signal). Count what finished from
+  # its per-test lines ("generic/001 5s", "... [not run] why", "... - output mismatch",
+  # "... [failed, ...]"), so a cut-short run still says how far it got and what failed.
+  counts=$(awk '$1 ~ /^[a-z0-9]+\/[0-9]+$/ {
+      last = $1
+      if ($2 == "[not") n++
+      else if ($0 ~ /output mismatch|\[failed/) f++
+      else if ($2 ~ /^[0-9]+s$/) p++
+    } END { printf "%d %d %d %s\n", p, f, n, last }' "$out")
+  read -r passed failed notrun last_test <<<"$counts"
+  note "the suite produced no summary (exit $rc; output in $out): stopped during or after" \
+       "${last_test:-its first test}; counted from its per-test lines"
+  failed=$((failed + 1))  # the unfinished run itself
 fi
 if [ -s "$timed_out" ]; then
   note "stopped by --test-timeout ($test_timeout s): $(paste -sd' ' "$timed_out")"
