@@ -20,38 +20,21 @@
 
 #include "common/pool.h"
 #include "datapath/data_server.h"
+#include "tests/support/allocation_counter.h"
 
 // The replacement operator new/delete below pair malloc with free; GCC, seeing new
 // and free meet after inlining, would call them mismatched.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
-namespace {
-thread_local bool t_counting = false;
-thread_local uint64_t t_allocations = 0;
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (t_counting) ++t_allocations;
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+using dpmfs::test_support::NotCounted;
+using dpmfs::test_support::t_allocations;
+using dpmfs::test_support::t_counting;
 
 namespace dpmfs::datapath {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Pauses the allocation count for the scope of a transport call.
-struct NotCounted {
-  bool was = t_counting;
-  NotCounted() { t_counting = false; }
-  ~NotCounted() { t_counting = was; }
-};
 
 // What the calling thread did to which queue pair, while t_recording: 'P' posted a
 // send chain, 'W' polled or waited for completions.

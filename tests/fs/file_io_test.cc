@@ -19,42 +19,11 @@
 #include "datapath/transfer.h"
 #include "fs/inode_table.h"
 #include "tests/fs/fs_test_util.h"
+#include "tests/support/allocation_counter.h"
 
-// ---- Allocation counting (WarmOverwriteAndReadAddNoAllocationToTheTransfers) ----
-// Replaces the global allocator of this test binary; counts only while armed, on the
-// arming thread. Sanitizer runtimes bring their own operator new, so under a sanitizer
-// the replacement (and the allocation test) is left out.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define DPMFS_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define DPMFS_SANITIZED 1
-#endif
-#endif
-
-namespace {
-thread_local bool t_counting = false;
-thread_local uint64_t t_allocations = 0;
-}  // namespace
-
-#ifndef DPMFS_SANITIZED
-// GCC flags free() in a replaced operator delete as mismatched with operator new, which
-// is exactly what a replacement pair built on malloc/free is.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void* operator new(std::size_t n) {
-  if (t_counting) ++t_allocations;
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#endif
+// Allocation counting (WarmOverwriteAndReadAddNoAllocationToTheTransfers).
+using dpmfs::test_support::t_allocations;
+using dpmfs::test_support::t_counting;
 
 namespace dpmfs::fs {
 namespace {

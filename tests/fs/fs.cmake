@@ -7,7 +7,7 @@ dpmfs_add_test(fs_unit_test
 
 dpmfs_add_test(fs_file_io_test
   SOURCES fs/file_io_test.cc
-  LIBS dpmfs_fs_io)
+  LIBS dpmfs_fs_io dpmfs_test_allocation_counter)
 target_compile_definitions(fs_file_io_test PRIVATE DPMFS_DATA_BIN="$<TARGET_FILE:dpmfs-data>")
 add_dependencies(fs_file_io_test dpmfs-data)
 

@@ -15,41 +15,11 @@
 #include <set>
 #include <tuple>
 
-// ---- Allocation counting (for "encoding allocates once") ----
-// Replaces the global allocator of this test binary; counts only while armed, on the
-// arming thread. Sanitizer runtimes bring their own operator new, so under a sanitizer
-// the replacement (and the allocation test) is left out.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define DPMFS_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define DPMFS_SANITIZED 1
-#endif
-#endif
+#include "tests/support/allocation_counter.h"
 
-namespace {
-thread_local bool g_count_allocs = false;
-thread_local int g_allocs = 0;
-}  // namespace
-
-#ifndef DPMFS_SANITIZED
-// GCC flags free() in a replaced operator delete as mismatched with operator new, which
-// is exactly what a replacement pair built on malloc/free is.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void* operator new(size_t n) {
-  if (g_count_allocs) ++g_allocs;
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-#endif
+// Allocation counting (for "encoding allocates once").
+using dpmfs::test_support::t_allocations;
+using dpmfs::test_support::t_counting;
 
 namespace dpmfs::meta {
 
@@ -378,25 +348,25 @@ TEST(MetaProtocol, CorruptedBytesNeverCrashOrOverAllocate) {
 template <class T>
 void CheckOneAllocation() {
   const T m = Make<T>();
-  g_allocs = 0;
-  g_count_allocs = true;
+  t_allocations = 0;
+  t_counting = true;
   std::vector<uint8_t> bytes = Encode(m);
-  g_count_allocs = false;
-  EXPECT_EQ(g_allocs, bytes.empty() ? 0 : 1);
+  t_counting = false;
+  EXPECT_EQ(t_allocations, bytes.empty() ? 0u : 1u);
   // EncodeTo into a buffer with room allocates nothing.
   std::vector<uint8_t> buf;
   buf.reserve(bytes.size() + 8);
-  g_allocs = 0;
-  g_count_allocs = true;
+  t_allocations = 0;
+  t_counting = true;
   EncodeTo(m, &buf);
-  g_count_allocs = false;
-  EXPECT_EQ(g_allocs, 0);
+  t_counting = false;
+  EXPECT_EQ(t_allocations, 0u);
   // A reply ([errno][body]) is sized once too: it is what every server call returns.
-  g_allocs = 0;
-  g_count_allocs = true;
+  t_allocations = 0;
+  t_counting = true;
   std::vector<uint8_t> reply = EncodeReply(m);
-  g_count_allocs = false;
-  EXPECT_EQ(g_allocs, 1);
+  t_counting = false;
+  EXPECT_EQ(t_allocations, 1u);
   EXPECT_EQ(reply.size(), 4 + bytes.size());
 }
 

@@ -2,7 +2,7 @@
 # Included from tests/CMakeLists.txt.
 dpmfs_add_test(meta_protocol_test
   SOURCES metadata/meta_protocol_test.cc
-  LIBS dpmfs_meta_protocol)
+  LIBS dpmfs_meta_protocol dpmfs_test_allocation_counter)
 dpmfs_add_test(meta_client_test
   SOURCES metadata/meta_client_test.cc
   LIBS dpmfs_meta_client)
