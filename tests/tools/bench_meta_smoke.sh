@@ -7,7 +7,10 @@
 # --recovery-ops): the server is killed with SIGKILL after 3000 acknowledged mknods and
 # restarted, the benchmark checks the files are there, and the report must say how long
 # the restart took and what the server replayed. Performance is not judged here:
-# benchmarks are programs.
+# benchmarks are programs. No warm-up: unlink consumes the files the create phase made,
+# and when unlink runs more than 5x faster than create (per-thread clients, window 4) a
+# 0.05 s warm-up used them all up and the cell measured 0 operations (seen twice in six
+# runs of this sitting); the benchmark's limit is written down in tools/bench/README.md ('unlink's supply').
 #
 # Usage: bench_meta_smoke.sh BENCH_BIN META_BIN
 set -euo pipefail
@@ -28,7 +31,7 @@ fail() {
 mkdir "$dir/scratch"
 json=$dir/meta.json
 "$bench" meta --meta-bin "$meta" --scratch-dir "$dir/scratch" --pool-size 64M --ops all \
-  --threads 1,2 --clients shared,per-thread --window 1,4 --seconds 0.2 --warmup-seconds 0.05 \
+  --threads 1,2 --clients shared,per-thread --window 1,4 --seconds 0.2 --warmup-seconds 0 \
   --json "$json" >"$dir/bench.out" 2>"$dir/bench.err" \
   || { cat "$dir/bench.out" "$dir/bench.err" >&2; fail "dpmfs-bench meta failed"; }
 cat "$dir/bench.out"
