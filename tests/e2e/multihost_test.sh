@@ -56,6 +56,17 @@ for bin in mkfs/mkfs.dpmfs metadata/dpmfs-meta datapath/dpmfs-data fs/dpmfs-moun
   [ -x "$build/$bin" ] || { echo "FAIL: $build/$bin is not built" >&2; exit 1; }
 done
 [ -x "$posix_test" ] || { echo "FAIL: posix_test not found at $posix_test" >&2; exit 1; }
+# The machine must be able to make what the rig is made of (a container may forbid network
+# namespaces, or a kernel lack veth or bridges): probed in a namespace of its own, removed
+# at once, so a missing capability is a skip with its reason, not a failure of dpmfs.
+probe_ns=dpmfs-mh-probe-$$
+if ! probe_err=$( { ip netns add "$probe_ns" &&
+                    ip -n "$probe_ns" link add dpmfs-mh-pa type veth peer name dpmfs-mh-pb &&
+                    ip -n "$probe_ns" link add dpmfs-mh-pbr type bridge; } 2>&1); then
+  ip netns del "$probe_ns" 2>/dev/null
+  skip_all "this machine cannot make network namespaces, veth pairs and bridges: $probe_err"
+fi
+ip netns del "$probe_ns"
 
 started=$(date +%s.%N)
 passed=0 failed=0 skipped=0
