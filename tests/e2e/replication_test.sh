@@ -10,24 +10,7 @@
 # Not yet here (docs/replication.md, "State"): writes while a copy is down (they fail
 # until the cluster map and degraded-write records exist).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-dpmfs=$root/tools/dpmfs
-[ "$(id -u)" -eq 0 ] || { echo "SKIPPED: needs root"; exit 77; }
-[ -c /dev/fuse ] || { echo "SKIPPED: /dev/fuse is missing"; exit 77; }
-
-work=$(mktemp -d /tmp/dpmfs-replication-test.XXXXXX)
-dir=$work/cluster
-cleanup() {
-  local rc=$?
-  set +e
-  [ $rc -eq 0 ] || { "$dpmfs" status "$dir"; tail -n 20 "$dir"/logs/*.log; }
-  "$dpmfs" destroy "$dir" >/dev/null 2>&1
-  rm -rf "$work"
-  exit $rc
-}
-trap cleanup EXIT
-step() { echo "--- $*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/../support/cluster_script_prologue.sh" replication-test
 
 step "--replicas above --data-servers is refused, nothing is created"
 if "$dpmfs" up "$dir" --data-servers 2 --replicas 3 >"$work/out" 2>&1; then

@@ -16,15 +16,7 @@ source "$(dirname "$0")/../support/cluster_script_prologue.sh" mkfs-check-test
 build=${DPMFS_BUILD_DIR:-$root/build}
 mkfs=$build/mkfs/mkfs.dpmfs
 damage=$build/tests/dpmfs-check-damage
-export DPMFS_LOCAL_KEYS=$work/keys
 
-# expect_rc RC CMD...: runs CMD, which must exit with RC; its output goes to $work/out.
-expect_rc() {
-  local want=$1 rc=0; shift
-  "$@" >"$work/out" 2>&1 || rc=$?
-  [ "$rc" -eq "$want" ] || { cat "$work/out"; fail "'$*' exited $rc, want $want"; }
-}
-expect_out() { grep -qE -- "$1" "$work/out" || { cat "$work/out"; fail "output lacks /$1/"; }; }
 pools_sum() { sha256sum "$meta_pool" "${data_pools[@]}" | awk '{print $1}' | tr '\n' ' '; }
 save() { mkdir -p "$work/saved"; for p in "$meta_pool" "${data_pools[@]}"; do cp --sparse=always "$p" "$work/saved/"; done; }
 restore() { for p in "$meta_pool" "${data_pools[@]}"; do cp --sparse=always "$work/saved/$(basename "$p")" "$p"; done; }

@@ -9,16 +9,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../support/cluster_script_prologue.sh" launcher-test
 before_destroy() { fusermount3 -u -z "$work/helper" 2>/dev/null; }
-# Where 'up' records the key for the mount helper: here, not the machine's /run/dpmfs/keys.
-export DPMFS_LOCAL_KEYS=$work/keys
 
-# expect_rc RC CMD...: runs CMD, which must exit with RC; its output goes to $work/out.
-expect_rc() {
-  local want=$1 rc=0; shift
-  "$@" >"$work/out" 2>&1 || rc=$?
-  [ "$rc" -eq "$want" ] || { cat "$work/out"; fail "'$*' exited $rc, want $want"; }
-}
-expect_out() { grep -qE -- "$1" "$work/out" || { cat "$work/out"; fail "output lacks /$1/"; }; }
 
 step "usage"
 expect_rc 0 "$dpmfs" --help
