@@ -120,13 +120,9 @@ class Checker {
   uint64_t refused_extents_ = 0;
 
   // The namespace as the checks see it.
-  struct Node {
-    const meta::InodeAttr* attr = nullptr;
-    InodeId parent = 0;
-    const meta::ExtentMap* extents = nullptr;
-    uint32_t open_count = 0;
-    std::vector<Namespace::DirEntryView> entries;
-  };
+  // What the namespace shows of each inode (its attributes and extents by pointer: the
+  // namespace outlives the check).
+  using Node = Namespace::InodeView;
   std::unordered_map<InodeId, Node> nodes_;
   std::unordered_map<InodeId, std::string> paths_;  // the first path found to each inode
 };
@@ -338,15 +334,7 @@ void Checker::Recover() {
 }
 
 void Checker::CheckTree() {
-  ns_->ForEachInode([this](const Namespace::InodeView& v) {
-    Node n;
-    n.attr = v.attr;
-    n.parent = v.parent;
-    n.extents = v.extents;
-    n.open_count = v.open_count;
-    n.entries = v.entries;
-    nodes_.emplace(v.attr->ino, std::move(n));
-  });
+  ns_->ForEachInode([this](const Namespace::InodeView& v) { nodes_.emplace(v.attr->ino, v); });
   report_.inodes = nodes_.size();
   ticker_.Say("walking the tree of " + std::to_string(nodes_.size()) + " inodes");
 
