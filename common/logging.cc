@@ -37,6 +37,20 @@ Status InitLogging(std::string_view program, std::string_view level) {
   return Status::OK();
 }
 
+Status SetLogLevel(std::string_view level) {
+  const std::string name(level);
+  spdlog::level::level_enum lvl = spdlog::level::from_str(name);
+  if (lvl == spdlog::level::off && name != "off") {
+    return Status::InvalidArgument("unknown log level '" + name + "' (use one of " +
+                                   std::string(kLogLevelNames) + "); level unchanged");
+  }
+  const auto old = spdlog::default_logger()->level();
+  spdlog::warn("log level changed from {} to {} by an admin request",
+               spdlog::level::to_string_view(old), name);
+  spdlog::default_logger()->set_level(lvl);
+  return Status::OK();
+}
+
 namespace {
 
 // Replaces the default logger by one named `program` on `sink`, with the old level.

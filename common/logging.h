@@ -19,6 +19,11 @@ inline constexpr std::string_view kLogLevelNames = "trace|debug|info|warn|error|
 // InvalidArgument naming the accepted ones.
 Status InitLogging(std::string_view program, std::string_view level);
 
+// Changes the level of the default logger while running (an admin request: `dpmfs
+// log-level`). InvalidArgument, level unchanged, for an unknown name. The change itself
+// is logged at warn, so the log shows when debug lines start and stop.
+Status SetLogLevel(std::string_view level);
+
 // Sends the default logger (level kept) to syslog (ident `program`, facility daemon), for
 // a process that detached from its terminal.
 void LogToSyslog(std::string_view program);

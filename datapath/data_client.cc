@@ -110,6 +110,13 @@ Result<std::unique_ptr<DataClient>> DataClient::Connect(transport::Device& devic
     }
     return Status::OK();
   };
+  if (options.token != nullptr) {
+    SessionTokenSource::Current token = options.token->Get();
+    qpo.credential = std::move(token.bytes);
+    if (!qpo.credential.empty()) {
+      c->token_refresh_at_ms_ = TokenRefreshAtMs(token.issued_ms, token.expires_ms);
+    }
+  }
   ConnectRequest req{options.method, options.queue_depth, options.max_io_size};
   auto qp = device.Connect(server, EncodeConnectRequest(req), qpo, options.timeout);
   if (!qp.ok()) return qp.status().WithContext("connecting to data server " + server.ToString());

@@ -32,6 +32,7 @@
 #include "common/status.h"
 #include "datapath/data_protocol.h"
 #include "datapath/persist_method.h"
+#include "datapath/session_token.h"
 #include "transport/send_queue_credits.h"
 #include "transport/transport.h"
 
@@ -42,6 +43,9 @@ struct DataClientOptions {
   uint32_t queue_depth = 16;          // slots: writes in flight at once
   uint32_t max_io_size = 1u << 20;    // bytes per write / read
   transport::Duration timeout = std::chrono::seconds(5);  // connect and each wait
+  // The session token presented at connect (session_token.h): a data server that checks
+  // tokens refuses a connection without a valid one. Null: none presented.
+  std::shared_ptr<SessionTokenSource> token;
 };
 
 struct SlotResult {
@@ -67,6 +71,9 @@ class DataClient {
   const ServerInfo& server() const { return server_; }
   uint64_t data_size() const { return server_.pool.length; }
   PersistMethod method() const { return options_.method; }
+  // The token this connection was made with is in its last third: replace the
+  // connection (the data server revokes it when the token expires). Never without one.
+  bool token_due() const { return token_refresh_at_ms_ != 0 && UnixMs() >= token_refresh_at_ms_; }
   uint32_t queue_depth() const { return options_.queue_depth; }
 
   // Registered buffer of `slot` (max_io_size bytes): put a write's data here.
@@ -155,6 +162,8 @@ class DataClient {
   std::vector<SlotResult> sync_done_;
   bool failed_ = false;
   Status failure_;
+
+  int64_t token_refresh_at_ms_ = 0;  // Unix ms; 0: no token, never due
 
   bool caller_reads_replies_ = false;
   Mutex replies_mu_;

@@ -58,14 +58,23 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server, bool wait
     lease.reused_ = true;
     idle_[server].pop_back();
   };
+  // Idle connections whose session token is in its last third are closed, not reused
+  // (outside the lock: it disconnects QPs): the data server revokes them at the token's
+  // expiry, and a fresh connection carries the renewed token.
+  std::vector<std::unique_ptr<DataClient>> stale;
   {
     MutexLock lock(mu_);
+    while (!idle_[server].empty() && idle_[server].back()->token_due()) {
+      stale.push_back(std::move(idle_[server].back()));
+      idle_[server].pop_back();
+    }
     if (!idle_[server].empty()) {
       take_idle();
       return lease;
     }
     ++connects_;
   }
+  stale.clear();
   // Connect outside the lock: other servers' operations must not wait behind it.
   auto client = DataClient::Connect(device_, servers_[server], options_.client);
   // Out of registrable memory (verbs: RLIMIT_MEMLOCK of an unprivileged client): close
@@ -119,7 +128,7 @@ void DataClientPool::Return(uint32_t server, std::unique_ptr<DataClient> client)
   {
     MutexLock lock(mu_);
     auto& idle = idle_[server];
-    if (idle.size() < options_.max_idle_per_server) {
+    if (idle.size() < options_.max_idle_per_server && !client->token_due()) {
       idle.push_back(std::move(client));
       returned_.notify_all();  // one condition variable for every server
       return;

@@ -45,9 +45,9 @@ Status CheckHeader(uint32_t magic, uint16_t version, const char* what) {
 Status Truncated(ByteReader& r) { return Status::Corruption(r.Finish().message()); }
 
 template <class IO>
-void Fields(IO& io, ConnectRequest& req, uint8_t& method, uint8_t& pad) {
+void Fields(IO& io, ConnectRequest& req, uint8_t& method, uint8_t& purpose) {
   io.U8("method", method);
-  io.U8("pad", pad);
+  io.U8("purpose", purpose);
   io.U32("queue_depth", req.queue_depth);
   io.U32("max_io_size", req.max_io_size);
 }
@@ -80,6 +80,20 @@ void Fields(IO& io, WriteDescriptor& d, uint32_t& magic) {
   io.U32("flags", d.flags);
 }
 
+template <class IO>
+void Fields(IO& io, AdminRequest& a, uint32_t& magic, uint16_t& version, uint16_t& kind) {
+  Header(io, magic, version);
+  io.U16("kind", kind);
+  io.Bytes("level", a.level, kMaxAdminLevelName);
+}
+template <class IO>
+void Fields(IO& io, AdminReply& a, uint32_t& magic, uint16_t& version, int32_t& code) {
+  Header(io, magic, version);
+  io.I32("code", code);
+  io.Bytes("message", a.message, kMaxAdminMessage);
+  io.Bytes("body", a.body, kMaxAdminReplySize);
+}
+
 // The reply: 12 bytes of fields, then zeros up to kReplySize.
 template <class IO>
 void Fields(IO& io, Reply& r, uint32_t& magic, int32_t& code) {
@@ -95,9 +109,9 @@ std::vector<uint8_t> EncodeConnectRequest(const ConnectRequest& req) {
   ByteWriter w(out.data());
   uint32_t magic = kDataProtocolMagic;
   uint16_t version = kDataProtocolVersion;
-  uint8_t method = static_cast<uint8_t>(req.method), pad = 0;
+  uint8_t method = static_cast<uint8_t>(req.method), purpose = static_cast<uint8_t>(req.purpose);
   Header(w, magic, version);
-  Fields(w, const_cast<ConnectRequest&>(req), method, pad);
+  Fields(w, const_cast<ConnectRequest&>(req), method, purpose);
   return out;
 }
 
@@ -109,9 +123,14 @@ Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data) {
   if (!r.ok()) return Truncated(r);
   DPMFS_RETURN_IF_ERROR(CheckHeader(magic, version, "connection request"));
   ConnectRequest req;
-  uint8_t method = 0, pad = 0;
-  Fields(r, req, method, pad);
+  uint8_t method = 0, purpose = 0;
+  Fields(r, req, method, purpose);
   if (!r.ok()) return Truncated(r);
+  if (purpose > static_cast<uint8_t>(ConnectPurpose::kAdmin)) {
+    return Status::InvalidArgument("unknown connection purpose " + std::to_string(purpose) +
+                                   " (0 data, 1 admin)");
+  }
+  req.purpose = static_cast<ConnectPurpose>(purpose);
   if (persist::Find(static_cast<PersistMethod>(method)) == nullptr) {
     return Status::InvalidArgument("unknown persist method " + std::to_string(method));
   }
@@ -125,6 +144,62 @@ Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data) {
                                    " outside 1.." + std::to_string(kMaxIoSize));
   }
   return req;
+}
+
+std::vector<uint8_t> EncodeAdminRequest(const AdminRequest& a) {
+  uint32_t magic = kDataProtocolMagic;
+  uint16_t version = kDataProtocolVersion, kind = static_cast<uint16_t>(a.kind);
+  codec::ByteSizer sizer;
+  Fields(sizer, const_cast<AdminRequest&>(a), magic, version, kind);
+  std::vector<uint8_t> out(sizer.size());
+  ByteWriter w(out.data());
+  Fields(w, const_cast<AdminRequest&>(a), magic, version, kind);
+  return out;
+}
+
+Result<AdminRequest> DecodeAdminRequest(std::span<const uint8_t> in) {
+  AdminRequest a;
+  uint32_t magic = 0;
+  uint16_t version = 0, kind = 0;
+  ByteReader r(in, "AdminRequest");
+  Fields(r, a, magic, version, kind);
+  // Exactly the request: a receive buffer is not padded.
+  DPMFS_RETURN_IF_ERROR(r.Finish());
+  DPMFS_RETURN_IF_ERROR(CheckHeader(magic, version, "admin request"));
+  if (kind != static_cast<uint16_t>(AdminKind::kStats) &&
+      kind != static_cast<uint16_t>(AdminKind::kLogLevel)) {
+    return Status::InvalidArgument("unknown admin request kind " + std::to_string(kind));
+  }
+  a.kind = static_cast<AdminKind>(kind);
+  return a;
+}
+
+std::vector<uint8_t> EncodeAdminReply(const AdminReply& a) {
+  uint32_t magic = kDataProtocolMagic;
+  uint16_t version = kDataProtocolVersion;
+  int32_t code = static_cast<int32_t>(a.code);
+  codec::ByteSizer sizer;
+  Fields(sizer, const_cast<AdminReply&>(a), magic, version, code);
+  std::vector<uint8_t> out(sizer.size());
+  ByteWriter w(out.data());
+  Fields(w, const_cast<AdminReply&>(a), magic, version, code);
+  return out;
+}
+
+Result<AdminReply> DecodeAdminReply(std::span<const uint8_t> in) {
+  AdminReply a;
+  uint32_t magic = 0;
+  uint16_t version = 0;
+  int32_t code = 0;
+  ByteReader r(in, "AdminReply");
+  Fields(r, a, magic, version, code);
+  DPMFS_RETURN_IF_ERROR(r.Finish());
+  DPMFS_RETURN_IF_ERROR(CheckHeader(magic, version, "admin reply"));
+  if (code < 0 || code > static_cast<int32_t>(StatusCode::kInternal)) {
+    return Status::InvalidArgument("admin reply has unknown status code " + std::to_string(code));
+  }
+  a.code = static_cast<StatusCode>(code);
+  return a;
 }
 
 std::vector<uint8_t> EncodeServerInfo(const ServerInfo& s) {

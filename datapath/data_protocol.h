@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -27,11 +28,19 @@ inline constexpr uint32_t kMaxIoSize = 16u << 20;
 // gigabytes, or abort it, with one CONNECT. The clients' defaults (16 x 1 MiB) use 16 MiB.
 inline constexpr uint64_t kMaxRpcReceiveBytes = 64ull << 20;
 
+// What a connection is for (the byte after the method, once padding; older clients send
+// 0). kAdmin: no data, queue depth 1; the client SENDs AdminRequests and the server
+// answers each with an AdminReply (stats, log level; `dpmfs stats`). The cluster-key
+// handshake of the transport admits it like any other connection.
+enum class ConnectPurpose : uint8_t { kData = 0, kAdmin = 1 };
+
 // Client → server, in the connect private data (16 of 56 bytes).
 struct ConnectRequest {
   PersistMethod method = PersistMethod::kRead;
   uint32_t queue_depth = 16;
   uint32_t max_io_size = 1u << 20;
+  // Last, so that {method, depth, size} initializers keep meaning what they meant.
+  ConnectPurpose purpose = ConnectPurpose::kData;
 };
 std::vector<uint8_t> EncodeConnectRequest(const ConnectRequest& r);
 Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data);
@@ -74,5 +83,29 @@ struct Reply {
 inline constexpr size_t kReplySize = 16;
 void EncodeReply(const Reply& r, uint8_t out[kReplySize]);
 Result<Reply> DecodeReply(std::span<const uint8_t> in);
+
+// ---- Admin connections (ConnectPurpose::kAdmin) ----
+// Client → server: one request per SEND, at most kAdminRequestSize bytes.
+//   u32 magic | u16 version | u16 kind | str level (kLogLevel only, else empty)
+enum class AdminKind : uint16_t { kStats = 1, kLogLevel = 2 };
+struct AdminRequest {
+  AdminKind kind = AdminKind::kStats;
+  std::string level;
+};
+inline constexpr uint32_t kAdminRequestSize = 64;
+inline constexpr size_t kMaxAdminLevelName = 16;
+// Server → client: u32 magic | u16 version | i32 status code | str message | str body
+// (kStats: a metrics::StatsReport). At most kMaxAdminReplySize bytes.
+struct AdminReply {
+  StatusCode code = StatusCode::kOk;
+  std::string message;  // why, when code is not kOk
+  std::string body;
+};
+inline constexpr size_t kMaxAdminMessage = 512;
+inline constexpr uint32_t kMaxAdminReplySize = (128u << 10) + 1024;
+std::vector<uint8_t> EncodeAdminRequest(const AdminRequest& r);
+Result<AdminRequest> DecodeAdminRequest(std::span<const uint8_t> in);
+std::vector<uint8_t> EncodeAdminReply(const AdminReply& r);
+Result<AdminReply> DecodeAdminReply(std::span<const uint8_t> in);
 
 }  // namespace dpmfs::datapath

@@ -3,13 +3,18 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include <spdlog/spdlog.h>
 
+#include "common/logging.h"
 #include "datapath/data_protocol.h"
 #include "datapath/persist/persist_strategy.h"
+#include "datapath/session_token.h"
 #include "transport/send_queue_credits.h"
 
 namespace dpmfs::datapath {
@@ -28,8 +33,18 @@ using transport::WorkRequest;
 // for the method (imm, rpc) is the method's strategy's (datapath/persist/).
 class DataServer::Connection final : public persist::ServerConnection {
  public:
-  Connection(DataServer* server, const ConnectRequest& req)
-      : server_(server), req_(req), strategy_(persist::Of(req.method)) {}
+  // `token`: the session this connection serves, when the server checks tokens.
+  Connection(DataServer* server, const ConnectRequest& req, std::optional<SessionToken> token)
+      : server_(server),
+        req_(req),
+        strategy_(persist::Of(req.method)),
+        token_(std::move(token)),
+        admin_(req.purpose == ConnectPurpose::kAdmin),
+        reply_size_(admin_ ? kMaxAdminReplySize : kReplySize) {
+    // An admin connection has one request outstanding at a time (its reply buffer is
+    // the large one); whatever depth it asked for.
+    if (admin_) req_.queue_depth = 1;
+  }
 
   ~Connection() {
     // The QP goes before the buffers: its destructor joins the transport thread that
@@ -38,11 +53,15 @@ class DataServer::Connection final : public persist::ServerConnection {
     qp_.reset();
     if (mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(mr_);
     if (ring_mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(ring_mr_);
+    // The revocation: the connection's own remote key stops working (one-sided READs and
+    // WRITEs with it now fail at the NIC), whatever the client still holds.
+    if (pool_mr_.addr != nullptr) (void)server_->device_.DeregisterMemory(pool_mr_);
     server_->buffer_bytes_.fetch_sub(reserved_, std::memory_order_relaxed);
   }
 
   // Bytes of buffers a connection for `req` holds: what the limits are checked against.
   static uint64_t BufferBytes(const ConnectRequest& req, const persist::PersistStrategy& s) {
+    if (req.purpose == ConnectPurpose::kAdmin) return kAdminRequestSize + kMaxAdminReplySize;
     const uint32_t receive = s.receive_size(req);
     const uint64_t qd = req.queue_depth;
     return qd * (receive != 0 ? receive : 8) + qd * kReplySize +
@@ -54,7 +73,7 @@ class DataServer::Connection final : public persist::ServerConnection {
   Result<std::vector<uint8_t>> Prepare(transport::QueuePair& qp) {
     rx_qp_ = &qp;
     uint32_t qd = req_.queue_depth;
-    const uint32_t receive = strategy_.receive_size(req_);
+    const uint32_t receive = admin_ ? kAdminRequestSize : strategy_.receive_size(req_);
     recv_size_ = receive != 0 ? receive : 8;
     const DataServerLimits& lim = server_->options_.limits;
     const uint64_t need = BufferBytes(req_, strategy_);
@@ -80,14 +99,26 @@ class DataServer::Connection final : public persist::ServerConnection {
     // [receive buffers][reply buffers]. Not zeroed: a receive buffer is written by the
     // message it receives before it is read, a reply buffer by its reply; untouched
     // pages of a large ring are then never committed.
-    memory_size_ = uint64_t{qd} * recv_size_ + uint64_t{qd} * kReplySize;
+    memory_size_ = uint64_t{qd} * recv_size_ + uint64_t{qd} * reply_size_;
     memory_ = std::make_unique_for_overwrite<uint8_t[]>(memory_size_);
     DPMFS_ASSIGN_OR_RETURN(mr_, server_->device_.RegisterMemory(memory_.get(), memory_size_,
                                                                 transport::kLocalWrite));
     ServerInfo info;
-    info.pool = {reinterpret_cast<uint64_t>(server_->pool_mr_.addr), server_->pool_.data_size(),
-                 server_->pool_mr_.rkey};
-    if (strategy_.needs_ring()) {
+    transport::MemoryRegion pool_mr = server_->pool_mr_;
+    if (token_.has_value()) {
+      // Its own registration, so that revoking it (the destructor) touches nobody else's.
+      DPMFS_ASSIGN_OR_RETURN(pool_mr_, server_->device_.RegisterMemory(server_->pool_.data(),
+                                                                       server_->pool_.data_size(),
+                                                                       server_->pool_mr_.access));
+      pool_mr = pool_mr_;
+    }
+    // An admin connection reads and writes no file data: it learns no remote key (and so
+    // needs no session token, only the cluster key's handshake).
+    if (!admin_) {
+      info.pool = {reinterpret_cast<uint64_t>(pool_mr.addr), server_->pool_.data_size(),
+                   pool_mr.rkey};
+    }
+    if (strategy_.needs_ring() && !admin_) {
       ring_.assign(uint64_t{qd} * kDescriptorSize, 0);
       DPMFS_ASSIGN_OR_RETURN(ring_mr_,
                              server_->device_.RegisterMemory(ring_.data(), ring_.size(),
@@ -114,6 +145,9 @@ class DataServer::Connection final : public persist::ServerConnection {
   bool finished() const {
     return qp_ != nullptr && qp_->state() != transport::QpState::kConnected;
   }
+  // Its session token expired at `now_ms` (Unix ms): time to revoke.
+  bool expired(int64_t now_ms) const { return token_.has_value() && token_->expires_ms <= now_ms; }
+  const std::optional<SessionToken>& token() const { return token_; }
   std::string peer_description() const { return qp_ == nullptr ? "" : qp_->peer_description(); }
   // The peer's address without its port.
   std::string peer_host() const { return qp_ == nullptr ? "" : PeerHost(qp_->peer_description()); }
@@ -148,8 +182,21 @@ class DataServer::Connection final : public persist::ServerConnection {
   void Handle(const Completion& c) {
     uint32_t buf_index = static_cast<uint32_t>(c.context);
     const uint8_t* buf = memory_.get() + uint64_t{buf_index} * recv_size_;
+    if (admin_) {
+      HandleAdmin(buf_index, {buf, std::min<uint32_t>(c.byte_len, recv_size_)});
+      return;
+    }
     WriteDescriptor d;
+    const auto start = std::chrono::steady_clock::now();
     Status st = strategy_.Handle(c, {buf, recv_size_}, *this, &d);
+    // Per request kind: what the server's CPU did for it (check, copy, persist), not
+    // the round trip (the client's histograms have that).
+    const DataServer::RequestKind kind = (d.flags & kDescriptorZero) != 0
+                                             ? DataServer::RequestKind::kZero
+                                         : req_.method == PersistMethod::kImm
+                                             ? DataServer::RequestKind::kImmWrite
+                                             : DataServer::RequestKind::kRpcWrite;
+    server_->Record(kind, st.ok() ? d.length : 0, start);
     if (!st.ok()) {
       server_->n_refused_.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("refusing a write from {}: {}", rx_qp_->peer_description(), st.ToString());
@@ -159,7 +206,7 @@ class DataServer::Connection final : public persist::ServerConnection {
     if (!rp.ok()) return;
     if (d.slot >= req_.queue_depth) return;  // cannot even name the slot: let it time out
     uint8_t* reply = memory_.get() + uint64_t{req_.queue_depth} * recv_size_ +
-                     uint64_t{d.slot} * kReplySize;
+                     uint64_t{d.slot} * reply_size_;
     EncodeReply(Reply{d.slot, st.code()}, reply);
     WorkRequest wr;
     wr.opcode = Opcode::kSend;
@@ -176,6 +223,46 @@ class DataServer::Connection final : public persist::ServerConnection {
     } else {
       spdlog::warn("replying to {}: {}", rx_qp_->peer_description(), posted.ToString());
     }
+  }
+
+  // An admin request (ConnectPurpose::kAdmin): answered from this receive thread like a
+  // write, with an AdminReply in the connection's one large reply buffer.
+  void HandleAdmin(uint32_t buf_index, std::span<const uint8_t> msg) {
+    const auto start = std::chrono::steady_clock::now();
+    AdminReply reply;
+    auto req = DecodeAdminRequest(msg);
+    spdlog::debug("admin request {} from {}",
+                  req.ok() ? (req->kind == AdminKind::kStats ? "stats" : "log_level") : "(refused)",
+                  rx_qp_->peer_description());
+    if (!req.ok()) {
+      server_->n_refused_.fetch_add(1, std::memory_order_relaxed);
+      reply.code = req.status().code();
+      reply.message = req.status().message().substr(0, kMaxAdminMessage);
+    } else if (req->kind == AdminKind::kStats) {
+      const std::vector<uint8_t> report = metrics::EncodeStatsReport(server_->Report());
+      reply.body.assign(report.begin(), report.end());
+    } else {
+      Status st = SetLogLevel(req->level);
+      reply.code = st.code();
+      reply.message = st.message().substr(0, kMaxAdminMessage);
+    }
+    if (!PostRecv(*rx_qp_, buf_index).ok()) return;
+    std::vector<uint8_t> bytes = EncodeAdminReply(reply);
+    if (bytes.size() > reply_size_) {
+      reply = AdminReply{StatusCode::kResourceExhausted, "the stats report is over the reply size", {}};
+      bytes = EncodeAdminReply(reply);
+    }
+    uint8_t* out = memory_.get() + uint64_t{req_.queue_depth} * recv_size_;
+    std::memcpy(out, bytes.data(), bytes.size());
+    WorkRequest wr;
+    wr.opcode = Opcode::kSend;
+    wr.signaled = credits_.ShouldSignal(1);
+    wr.local_addr = out;
+    wr.length = static_cast<uint32_t>(bytes.size());
+    wr.lkey = mr_.lkey;
+    Status posted = rx_qp_->PostSend({&wr, 1});
+    if (posted.ok()) credits_.Posted(1, wr.signaled);
+    server_->Record(DataServer::RequestKind::kAdmin, 0, start);
   }
 
   // Reply sends complete only to return send-queue room; a failure shows in the QP state.
@@ -246,6 +333,10 @@ class DataServer::Connection final : public persist::ServerConnection {
   DataServer* server_;
   ConnectRequest req_;
   const persist::PersistStrategy& strategy_;
+  const std::optional<SessionToken> token_;
+  transport::MemoryRegion pool_mr_;  // with a token: this connection's registration of the data area
+  const bool admin_;          // ConnectPurpose::kAdmin
+  const uint32_t reply_size_;  // of each reply buffer
   std::unique_ptr<transport::QueuePair> qp_;
   // The same QP, known from Prepare on: messages may arrive before Run takes ownership.
   transport::QueuePair* rx_qp_ = nullptr;
@@ -300,6 +391,41 @@ void DataServer::Stop() {
   connections_.clear();
 }
 
+void DataServer::Record(RequestKind kind, uint64_t bytes,
+                        std::chrono::steady_clock::time_point start) {
+  const auto k = static_cast<size_t>(kind);
+  latency_[k].Record(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count()));
+  if (bytes != 0) bytes_[k].fetch_add(bytes, std::memory_order_relaxed);
+}
+
+metrics::StatsReport DataServer::Report() const {
+  static constexpr const char* kKindNames[kRequestKinds] = {"imm_write", "rpc_write", "zero", "admin"};
+  const DataServerStats s = stats();
+  metrics::StatsReport r;
+  r.role = "data";
+  r.instance = endpoint_.ToString();
+  r.Gauge("up", "", 1);
+  r.Gauge("uptime_seconds", "",
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                    std::chrono::steady_clock::now() - started_)
+                                    .count()));
+  r.Gauge("pool_index", "", pool_.info().index);
+  r.Gauge("pool_data_bytes", "", pool_.data_size());
+  r.Counter("connections_accepted", "", s.connections);
+  r.Gauge("connections_open", "", s.open_connections);
+  r.Counter("refused", "", s.refused);
+  r.Gauge("connection_buffer_bytes", "", s.buffer_bytes);
+  r.Counter("zeroed_bytes", "", s.zeroed_bytes);
+  for (size_t k = 0; k < kRequestKinds; ++k) {
+    r.Histogram("request_latency", kKindNames[k], latency_[k]);
+    r.Counter("request_bytes", kKindNames[k], bytes_[k].load(std::memory_order_relaxed));
+  }
+  for (const metrics::HistogramValue& h : r.histograms) r.Counter("requests", h.op, h.snapshot.count);
+  return r;
+}
+
 DataServerStats DataServer::stats() const {
   uint64_t open = 0;
   {
@@ -307,13 +433,24 @@ DataServerStats DataServer::stats() const {
     open = connections_.size();
   }
   return DataServerStats{n_connections_.load(), n_imm_.load(), n_rpc_.load(), n_refused_.load(),
-                         n_zeroed_.load(), open, buffer_bytes_.load()};
+                         n_zeroed_.load(), open, buffer_bytes_.load(), n_revoked_.load()};
 }
 
 void DataServer::ReapFinishedLocked() {
-  connections_.remove_if([](const std::unique_ptr<Connection>& c) {
-    if (!c->finished()) return false;
-    spdlog::info("client {} disconnected", c->peer_description());
+  const int64_t now = options_.token_key != nullptr ? UnixMs() : 0;
+  connections_.remove_if([&](const std::unique_ptr<Connection>& c) {
+    if (c->finished()) {
+      spdlog::info("client {} disconnected", c->peer_description());
+      return true;
+    }
+    if (!c->expired(now)) return false;
+    // Closing it deregisters its memory: one-sided access ends here, not at the next
+    // connect. A live client has replaced the connection before this (token_due).
+    n_revoked_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("session {:#x} ({}) from {}: its token expired {} ms ago; registration revoked "
+                 "and connection closed",
+                 c->token()->session, c->token()->client, c->peer_description(),
+                 now - c->token()->expires_ms);
     return true;
   });
 }
@@ -348,11 +485,20 @@ void DataServer::AcceptLoop() {
       }
       DPMFS_ASSIGN_OR_RETURN(ConnectRequest req, DecodeConnectRequest(data));
       const persist::PersistStrategy& strategy = persist::Of(req.method);
-      if (strategy.needs_flush() && !device_.SupportsFlush()) {
-        return Status::NotSupported("this data server's device has no RDMA FLUSH");
+      // An admin connection carries no writes: its method is not used.
+      if (req.purpose == ConnectPurpose::kData) {
+        if (strategy.needs_flush() && !device_.SupportsFlush()) {
+          return Status::NotSupported("this data server's device has no RDMA FLUSH");
+        }
+        DPMFS_RETURN_IF_ERROR(strategy.Admit(req));
       }
-      DPMFS_RETURN_IF_ERROR(strategy.Admit(req));
-      conn = std::make_unique<Connection>(this, req);
+      std::optional<SessionToken> token;
+      if (options_.token_key != nullptr && req.purpose == ConnectPurpose::kData) {
+        Result<SessionToken> t = VerifySessionToken(*options_.token_key, qp.peer_credential(), UnixMs());
+        if (!t.ok()) return t.status();  // refused, logged and counted by the caller below
+        token = std::move(t).value();
+      }
+      conn = std::make_unique<Connection>(this, req, std::move(token));
       target->store(conn.get(), std::memory_order_release);
       return conn->Prepare(qp);
     };

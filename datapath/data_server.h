@@ -11,17 +11,22 @@
 // Thread-safety: Start/Stop/endpoint from one controlling thread.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
+#include "common/cluster_key.h"
 #include "common/endpoint.h"
+#include "common/live_histogram.h"
 #include "common/mutex.h"
 #include "common/pool.h"
 #include "common/pool_lock.h"
+#include "common/stats_report.h"
 #include "common/status.h"
 #include "transport/transport.h"
 
@@ -48,6 +53,11 @@ struct DataServerOptions {
   // instead of relying on the page cache (survives a process crash only).
   bool msync = false;
   DataServerLimits limits;
+  // Set: a connection is served only with a valid session token (session_token.h) MACed
+  // with this key, gets its own registration of the data area (its own remote key), and
+  // loses it when the token expires (docs/security.md, "Tokens"). Null: every connection
+  // shares one registration for as long as it lasts (--no-auth, tests of the data path).
+  std::shared_ptr<const ClusterKey> token_key;
 };
 
 struct DataServerStats {
@@ -58,6 +68,7 @@ struct DataServerStats {
   uint64_t zeroed_bytes = 0;  // rpc zero requests (kDescriptorZero)
   uint64_t open_connections = 0;
   uint64_t buffer_bytes = 0;  // connection buffers held now
+  uint64_t revoked = 0;  // connections whose token expired: registration revoked, closed
 };
 
 class DataServer {
@@ -71,14 +82,24 @@ class DataServer {
   const pool::PoolInfo& pool_info() const { return pool_.info(); }
   bool is_pmem() const { return pool_.is_pmem(); }
   DataServerStats stats() const;
+  // The live metrics (docs/monitoring.md): connections, refusals, and per request kind
+  // the server's CPU takes part in (imm and rpc writes, zero requests, admin requests)
+  // a latency histogram and bytes. One-sided READs and WRITEs never reach this CPU:
+  // the clients' histograms count them.
+  metrics::StatsReport Report() const;
   // Stops accepting, disconnects every client, joins the threads. Idempotent.
   void Stop();
 
  private:
   class Connection;
+  enum class RequestKind : uint8_t { kImmWrite, kRpcWrite, kZero, kAdmin };
+  static constexpr size_t kRequestKinds = 4;
+  // On a receive thread, per message handled: lock-free.
+  void Record(RequestKind kind, uint64_t bytes, std::chrono::steady_clock::time_point start);
   DataServer(transport::Device& device, DataServerOptions options, pool::MappedPool pool);
   void AcceptLoop();
-  // Drops (and logs) the connections whose client went away. Under connections_mu_.
+  // Drops (and logs) the connections whose client went away, and those whose session
+  // token expired (their registration goes with them). Under connections_mu_.
   void ReapFinishedLocked() REQUIRES(connections_mu_);
 
   transport::Device& device_;
@@ -93,8 +114,11 @@ class DataServer {
   mutable Mutex connections_mu_;
   std::list<std::unique_ptr<Connection>> connections_ GUARDED_BY(connections_mu_);
   std::atomic<uint64_t> buffer_bytes_{0};  // sum of the live connections' buffers
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::array<metrics::LiveHistogram, kRequestKinds> latency_;
+  std::array<std::atomic<uint64_t>, kRequestKinds> bytes_{};
   std::atomic<uint64_t> n_connections_{0}, n_imm_{0}, n_rpc_{0}, n_refused_{0},
-      n_zeroed_{0};
+      n_zeroed_{0}, n_revoked_{0};
 };
 
 }  // namespace dpmfs::datapath

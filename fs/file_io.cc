@@ -1,5 +1,7 @@
 #include "fs/file_io.h"
 
+#include "fs/client_metrics.h"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
@@ -70,7 +72,8 @@ FileIo::FileIo(ExtentService& meta, datapath::DataTransfer& data, const meta::Cl
       options_(options),
       block_size_(cluster.block_size != 0 ? cluster.block_size : 4096),
       stripe_unit_(cluster.stripe_unit != 0 ? cluster.stripe_unit : block_size_),
-      placement_(PlacementOf(cluster, block_size_)) {}
+      placement_(PlacementOf(cluster, block_size_)),
+      view_(placement_.servers(), stripe_unit_) {}
 
 static_assert(datapath::kMaxReplicas == meta::kMaxReplicas);
 
@@ -226,7 +229,13 @@ Status FileIo::Read(Inode& inode, uint64_t offset, size_t len, uint8_t* buf, siz
     pieces.push_back(datapath::ReadPiece{{s.server, s.pool_offset}, s.length, dst});
   }
   AddCopies(&pieces);
-  if (Status st = data_.Read(pieces); !st.ok()) {
+  Status read_st;
+  {
+    metrics::ScopedLatency timed(ClientMetrics::Get().data_read());
+    read_st = placement_.replicas() > 1 ? ReadReplicated(pieces) : data_.Read(pieces);
+  }
+  ClientMetrics::Get().AddRead(end - offset, read_st.ok());
+  if (Status st = std::move(read_st); !st.ok()) {
     return DataPathError(fmt::format("read of {} bytes at {}", end - offset, offset), st);
   }
   *n = end - offset;
@@ -255,8 +264,146 @@ void FileIo::AddPiece(uint32_t server, uint64_t pool_offset, uint64_t begin, uin
 
 Status FileIo::WritePieces(std::vector<datapath::WritePiece>& pieces) {
   AddCopies(&pieces);
-  if (Status st = data_.Write(pieces); !st.ok()) return DataPathError("write", st);
+  uint64_t bytes = 0;
+  for (const datapath::WritePiece& p : pieces) bytes += p.length;  // the file's bytes, copies aside
+  Status st;
+  {
+    metrics::ScopedLatency timed(ClientMetrics::Get().data_write());
+    st = placement_.replicas() > 1 ? WriteReplicated(pieces) : data_.Write(pieces);
+  }
+  ClientMetrics::Get().AddWritten(bytes, st.ok());
+  if (!st.ok()) return placement_.replicas() > 1 ? st : DataPathError("write", st);
   return Status::OK();
+}
+
+void FileIo::RefreshClusterView(bool force) {
+  if (!force && meta_.latest_epoch() <= view_.epoch()) return;
+  meta::ClusterMapReply map;
+  if (Status st = meta_.GetClusterMap(&map); st.ok()) {
+    view_.Update(map);
+  } else if (st.posix_errno() != ENOSYS) {
+    spdlog::warn("fetching the cluster map: {}", st.ToString());
+  }
+}
+
+bool FileIo::RecheckDownServers() {
+  bool changed = false;
+  for (uint32_t server = 0; server < placement_.servers(); ++server) {
+    if (view_.IsDown(server) && Reachable(server)) {
+      meta::ClusterMapReply map;
+      const uint64_t before = view_.epoch();
+      if (meta_.ReportDataServer(meta::ReportDataServerRequest{server, before}, &map).ok()) {
+        view_.Update(map);
+        changed |= view_.epoch() != before;
+      }
+    }
+  }
+  return changed;
+}
+
+bool FileIo::Reachable(uint32_t server) {
+  uint8_t byte = 0;
+  const datapath::ReadPiece probe{{server, 0}, 1, &byte};
+  return data_.Read({&probe, 1}).ok();
+}
+
+template <class Piece>
+bool FileIo::ReportUnreachable(const std::vector<Piece>& pieces, uint64_t epoch,
+                               const Status& failure) {
+  bool reported = false;
+  uint32_t checked[64];
+  size_t n_checked = 0;
+  for (const Piece& p : pieces) {
+    for (uint32_t c = 0; c <= p.more.count; ++c) {
+      const uint32_t server = c == 0 ? p.where.server : p.more.at[c - 1].server;
+      if (std::find(checked, checked + n_checked, server) != checked + n_checked) continue;
+      if (n_checked < std::size(checked)) checked[n_checked++] = server;
+      if (Reachable(server)) continue;
+      meta::ClusterMapReply map;
+      Status st = meta_.ReportDataServer(meta::ReportDataServerRequest{server, epoch}, &map);
+      if (st.ok()) view_.Update(map);
+      spdlog::warn("data server {} does not answer ({}); reported it to the metadata server, "
+                   "which has it {}",
+                   server, failure.ToString(),
+                   st.ok() && server < map.servers.size()
+                       ? std::string(meta::DataServerStateName(map.servers[server].state))
+                       : st.ToString());
+      reported = true;
+    }
+  }
+  return reported;
+}
+
+Status FileIo::ReadReplicated(std::vector<datapath::ReadPiece>& pieces) {
+  // The copies as placed; each attempt keeps those its map lets it read.
+  thread_local std::vector<datapath::ReadPiece> all;
+  all.assign(pieces.begin(), pieces.end());
+  Status last;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // A resyncing server may still hold stale bytes, a down one none: read the up
+    // copies. A second attempt (the first failed on copies the map had up) decides with
+    // a fresh map: a server that came back may be up by now.
+    RefreshClusterView(attempt > 0);
+    pieces.assign(all.begin(), all.end());
+    Status st = view_.KeepReadableCopies(pieces);
+    if (!st.ok() && RecheckDownServers()) {
+      pieces.assign(all.begin(), all.end());
+      st = view_.KeepReadableCopies(pieces);
+    }
+    DPMFS_RETURN_IF_ERROR(st);
+    last = data_.Read(pieces);
+    if (last.ok()) return last;
+    if (attempt == 0) ReportUnreachable(pieces, view_.epoch(), last);
+  }
+  return last;
+}
+
+Status FileIo::WriteReplicated(std::vector<datapath::WritePiece>& pieces) {
+  // Each failed attempt either finds a server that does not answer (reported: the
+  // metadata server probes it and takes it down, and the next attempt writes without
+  // it) or refreshes the map; a server that answers probes but keeps failing writes
+  // ends in EIO after these many.
+  constexpr int kAttempts = 4;
+  thread_local std::vector<datapath::WritePiece> live;       // this attempt's copies
+  thread_local std::vector<meta::PrimaryRange> to_mark;      // units losing a copy
+  Status last;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    RefreshClusterView(false);
+    live.assign(pieces.begin(), pieces.end());
+    uint64_t epoch = 0;
+    if (Status st = view_.DropDownCopies(live, &to_mark, &epoch); !st.ok()) {
+      if (RecheckDownServers()) continue;
+      return st;
+    }
+    if (!to_mark.empty()) {
+      // Recorded before the write goes out: once the data is on the survivors only,
+      // the down server's copy is stale, and its resync must know (docs/replication.md).
+      Status st;
+      for (size_t i = 0; i < to_mark.size() && st.ok(); i += meta::kMaxDegradedRanges) {
+        meta::MarkDegradedRequest req;
+        req.epoch = epoch;
+        req.ranges.assign(to_mark.begin() + i,
+                          to_mark.begin() + std::min(to_mark.size(), i + meta::kMaxDegradedRanges));
+        st = meta_.MarkDegraded(req);
+      }
+      if (st.posix_errno() == ESTALE) {  // the map moved on: decide again with the new one
+        RefreshClusterView(true);
+        continue;
+      }
+      if (!st.ok()) {
+        return Status::Posix(EIO, fmt::format("recording a write with a copy down: {}",
+                                              st.ToString()));
+      }
+      view_.Marked(epoch, to_mark);
+    }
+    last = data_.Write(live);
+    if (last.ok()) return Status::OK();
+    // Which of the servers failed? The pool dropped the failed connections, so a
+    // one-byte read connects afresh.
+    const bool reported = ReportUnreachable(live, epoch, last);
+    if (!reported) RefreshClusterView(true);
+  }
+  return DataPathError("write", last);
 }
 
 Status FileIo::Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len) {

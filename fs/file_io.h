@@ -32,6 +32,7 @@
 // Thread-safety: thread-safe; any number of operations at once, on any inodes.
 #pragma once
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +42,7 @@
 
 #include "common/status.h"
 #include "datapath/transfer.h"
+#include "fs/cluster_view.h"
 #include "fs/inode_table.h"
 #include "fs/layout_cache.h"
 #include "metadata/meta_protocol.h"
@@ -57,6 +59,18 @@ class ExtentService {
   virtual Status Layout(const meta::LayoutRequest& req, meta::LayoutReply* reply) = 0;
   virtual Status Allocate(const meta::AllocateRequest& req, meta::AllocateReply* reply) = 0;
   virtual Status Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) = 0;
+  // The cluster map (replicated clusters only; meta::MetaApi's, same defaults).
+  virtual Status GetClusterMap(meta::ClusterMapReply* /*reply*/) {
+    return Status::Posix(ENOSYS, "no cluster map");
+  }
+  virtual Status ReportDataServer(const meta::ReportDataServerRequest& /*req*/,
+                                  meta::ClusterMapReply* /*reply*/) {
+    return Status::Posix(ENOSYS, "no cluster map");
+  }
+  virtual Status MarkDegraded(const meta::MarkDegradedRequest& /*req*/) {
+    return Status::Posix(ENOSYS, "no cluster map");
+  }
+  virtual uint64_t latest_epoch() const { return 0; }
 };
 
 struct FileIoOptions {
@@ -132,6 +146,26 @@ class FileIo {
   // Writes the pieces through the transfer API; EIO on any data-path failure. Every
   // piece (built with its primary location) gets its other copies first.
   Status WritePieces(std::vector<datapath::WritePiece>& pieces);
+  // WritePieces with more than one copy (docs/replication.md): to the copies that are
+  // not down in the cluster map, after MarkDegraded of the units that lose a copy; a
+  // failure makes it find the server that failed (a one-byte read), report it to the
+  // metadata server and try again with the map that comes back.
+  Status WriteReplicated(std::vector<datapath::WritePiece>& pieces);
+  // Read with more than one copy: from the copies the map has up (or, for a piece with
+  // none, resyncing), once more with a fresh map when that fails.
+  Status ReadReplicated(std::vector<datapath::ReadPiece>& pieces);
+  // Reports to the metadata server every server of `pieces` that does not answer a
+  // one-byte read; takes the map it answers with. True when one was reported.
+  template <class Piece>
+  bool ReportUnreachable(const std::vector<Piece>& pieces, uint64_t epoch, const Status& failure);
+  // Fetches the cluster map when the metadata server mentioned a newer epoch.
+  void RefreshClusterView(bool force);
+  // Whether data server `server` answers a one-byte read now.
+  bool Reachable(uint32_t server);
+  // Every copy of something is down in the view: reports the down servers that answer
+  // again (the metadata server probes them and lets them back in, resyncing), so that
+  // the first request after a server returns succeeds. True when the map changed.
+  bool RecheckDownServers();
   // Fills each piece's other copies from the placement (nothing with one copy).
   template <class Piece>
   void AddCopies(std::vector<Piece>* pieces) const;
@@ -145,6 +179,7 @@ class FileIo {
   const uint32_t block_size_;
   const uint32_t stripe_unit_;
   const meta::Placement placement_;  // where the copies of a block are
+  ClusterView view_;                 // which copies are up (replicated clusters)
 };
 
 // The current time as the metadata protocol carries it (CLOCK_REALTIME).

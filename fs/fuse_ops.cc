@@ -1,5 +1,7 @@
 #include "fs/fuse_ops.h"
 
+#include "fs/client_metrics.h"
+
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <spdlog/spdlog.h>
@@ -1098,11 +1100,14 @@ void ResolveRequestCaller(void* req, meta::Credentials* out) {
   auto r = static_cast<fuse_req_t>(req);
   Fs(r)->caller_groups().Resolve(r, out);
 }
-template <auto Op>
+// Also times the operation into its histogram (client_metrics.h): the operations reply
+// before they return, so this is the kernel's wait plus what is left after the reply.
+template <auto Op, FuseOp kOp>
 struct AsCaller;
-template <class... Args, void (*Op)(fuse_req_t, Args...)>
-struct AsCaller<Op> {
+template <class... Args, void (*Op)(fuse_req_t, Args...), FuseOp kOp>
+struct AsCaller<Op, kOp> {
   static void Run(fuse_req_t req, Args... args) {
+    metrics::ScopedLatency timed(ClientMetrics::Get().fuse_op(kOp));
     meta::CallerScope caller(&ResolveRequestCaller, req);
     Op(req, args...);
   }
@@ -1112,39 +1117,39 @@ fuse_lowlevel_ops MakeOps() {
   fuse_lowlevel_ops ops;
   std::memset(&ops, 0, sizeof ops);
   ops.init = OpInit;
-  ops.lookup = AsCaller<OpLookup>::Run;
+  ops.lookup = AsCaller<OpLookup, FuseOp::kLookup>::Run;
   ops.forget = OpForget;
   ops.forget_multi = OpForgetMulti;
-  ops.getattr = AsCaller<OpGetattr>::Run;
-  ops.setattr = AsCaller<OpSetattr>::Run;
-  ops.readlink = AsCaller<OpReadlink>::Run;
-  ops.mknod = AsCaller<OpMknod>::Run;
-  ops.mkdir = AsCaller<OpMkdir>::Run;
-  ops.unlink = AsCaller<OpUnlink>::Run;
-  ops.rmdir = AsCaller<OpRmdir>::Run;
-  ops.symlink = AsCaller<OpSymlink>::Run;
-  ops.rename = AsCaller<OpRename>::Run;
-  ops.link = AsCaller<OpLink>::Run;
-  ops.open = AsCaller<OpOpen>::Run;
-  ops.read = AsCaller<OpRead>::Run;
-  ops.write = AsCaller<OpWrite>::Run;
-  ops.flush = AsCaller<OpFlush>::Run;
-  ops.release = AsCaller<OpRelease>::Run;
-  ops.fsync = AsCaller<OpFsync>::Run;
-  ops.opendir = AsCaller<OpOpendir>::Run;
-  ops.readdir = AsCaller<OpReaddir>::Run;
-  ops.readdirplus = AsCaller<OpReaddirplus>::Run;
-  ops.releasedir = AsCaller<OpReleasedir>::Run;
-  ops.fsyncdir = AsCaller<OpFsyncdir>::Run;
-  ops.statfs = AsCaller<OpStatfs>::Run;
-  ops.setxattr = AsCaller<OpSetxattr>::Run;
-  ops.getxattr = AsCaller<OpGetxattr>::Run;
-  ops.listxattr = AsCaller<OpListxattr>::Run;
-  ops.removexattr = AsCaller<OpRemovexattr>::Run;
-  ops.create = AsCaller<OpCreate>::Run;
-  ops.fallocate = AsCaller<OpFallocate>::Run;
-  ops.lseek = AsCaller<OpLseek>::Run;
-  ops.copy_file_range = AsCaller<OpCopyFileRange>::Run;
+  ops.getattr = AsCaller<OpGetattr, FuseOp::kGetattr>::Run;
+  ops.setattr = AsCaller<OpSetattr, FuseOp::kSetattr>::Run;
+  ops.readlink = AsCaller<OpReadlink, FuseOp::kReadlink>::Run;
+  ops.mknod = AsCaller<OpMknod, FuseOp::kMknod>::Run;
+  ops.mkdir = AsCaller<OpMkdir, FuseOp::kMkdir>::Run;
+  ops.unlink = AsCaller<OpUnlink, FuseOp::kUnlink>::Run;
+  ops.rmdir = AsCaller<OpRmdir, FuseOp::kRmdir>::Run;
+  ops.symlink = AsCaller<OpSymlink, FuseOp::kSymlink>::Run;
+  ops.rename = AsCaller<OpRename, FuseOp::kRename>::Run;
+  ops.link = AsCaller<OpLink, FuseOp::kLink>::Run;
+  ops.open = AsCaller<OpOpen, FuseOp::kOpen>::Run;
+  ops.read = AsCaller<OpRead, FuseOp::kRead>::Run;
+  ops.write = AsCaller<OpWrite, FuseOp::kWrite>::Run;
+  ops.flush = AsCaller<OpFlush, FuseOp::kFlush>::Run;
+  ops.release = AsCaller<OpRelease, FuseOp::kRelease>::Run;
+  ops.fsync = AsCaller<OpFsync, FuseOp::kFsync>::Run;
+  ops.opendir = AsCaller<OpOpendir, FuseOp::kOpendir>::Run;
+  ops.readdir = AsCaller<OpReaddir, FuseOp::kReaddir>::Run;
+  ops.readdirplus = AsCaller<OpReaddirplus, FuseOp::kReaddirplus>::Run;
+  ops.releasedir = AsCaller<OpReleasedir, FuseOp::kReleasedir>::Run;
+  ops.fsyncdir = AsCaller<OpFsyncdir, FuseOp::kFsyncdir>::Run;
+  ops.statfs = AsCaller<OpStatfs, FuseOp::kStatfs>::Run;
+  ops.setxattr = AsCaller<OpSetxattr, FuseOp::kSetxattr>::Run;
+  ops.getxattr = AsCaller<OpGetxattr, FuseOp::kGetxattr>::Run;
+  ops.listxattr = AsCaller<OpListxattr, FuseOp::kListxattr>::Run;
+  ops.removexattr = AsCaller<OpRemovexattr, FuseOp::kRemovexattr>::Run;
+  ops.create = AsCaller<OpCreate, FuseOp::kCreate>::Run;
+  ops.fallocate = AsCaller<OpFallocate, FuseOp::kFallocate>::Run;
+  ops.lseek = AsCaller<OpLseek, FuseOp::kLseek>::Run;
+  ops.copy_file_range = AsCaller<OpCopyFileRange, FuseOp::kCopyFileRange>::Run;
   // No getlk/setlk/flock: the kernel then keeps POSIX and BSD locks local to this
   // mount, which is what a single-client lock needs.
   return ops;

@@ -51,6 +51,17 @@ class MetaExtentService : public ExtentService {
   Status Commit(const meta::CommitRequest& req, meta::InodeAttr* attr) override {
     return meta_.Commit(req, attr);
   }
+  Status GetClusterMap(meta::ClusterMapReply* reply) override {
+    return meta_.GetClusterMap(reply);
+  }
+  Status ReportDataServer(const meta::ReportDataServerRequest& req,
+                          meta::ClusterMapReply* reply) override {
+    return meta_.ReportDataServer(req, reply);
+  }
+  Status MarkDegraded(const meta::MarkDegradedRequest& req) override {
+    return meta_.MarkDegraded(req);
+  }
+  uint64_t latest_epoch() const override { return meta_.latest_epoch(); }
 
  private:
   meta::MetaApi& meta_;

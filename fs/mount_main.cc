@@ -30,8 +30,10 @@
 #include "common/cli.h"
 #include "common/cluster_key.h"
 #include "common/logging.h"
+#include "common/stats_report.h"
 #include "datapath/transfer.h"
 #include "fs/file_io.h"
+#include "fs/client_metrics.h"
 #include "fs/fuse_ops.h"
 #include "fs/mount_options.h"
 #include "fs/session_loop.h"
@@ -115,6 +117,18 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
   char host[256] = {};
   (void)::gethostname(host, sizeof host - 1);
   mopts.client_name = std::string(host) + ":" + std::to_string(::getpid()) + " " + opts.mountpoint;
+  // The session tokens the metadata server issues at each lease renewal, presented to
+  // the data servers by every new connection (docs/security.md, "Tokens").
+  auto data_token = std::make_shared<datapath::SessionTokenSource>();
+  mopts.on_data_token = [data_token](std::vector<uint8_t> bytes) {
+    Status st = data_token->Set(std::move(bytes));
+    if (!st.ok()) spdlog::warn("ignoring a session token from the metadata server: {}", st.ToString());
+  };
+  // This mount's metrics reach `dpmfs stats` through the metadata server, with each
+  // heartbeat (docs/monitoring.md): no port of its own to open, find or secure.
+  mopts.stats_report = [name = mopts.client_name] {
+    return metrics::EncodeStatsReport(fs::ClientMetrics::Get().Report(name));
+  };
   auto meta_client = meta::MetaClient::Connect(**device, *endpoint, mopts);
   if (!meta_client.ok() && meta_client.status().code() == StatusCode::kResourceExhausted) {
     // A local limit (verbs: the connection's buffers cannot be pinned under
@@ -152,6 +166,7 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
   popts.client.queue_depth = 2;
   popts.client.max_io_size = 1u << 20;
   popts.client.timeout = std::chrono::seconds(5);
+  popts.client.token = data_token;
   popts.max_idle_per_server = opts.max_threads + 2;
   // Each data server must be the pool the metadata server's records name (issue 18).
   for (const auto& s : cluster.servers) {

@@ -15,8 +15,9 @@ constexpr uint32_t kZeroRequestBytes = 1u << 20;
 
 DataServerZeroer::DataServerZeroer(transport::Device& device,
                                    const std::array<uint8_t, 16>& cluster,
-                                   std::vector<Server> servers)
-    : device_(device), cluster_(cluster), servers_(std::move(servers)) {
+                                   std::vector<Server> servers,
+                                   std::shared_ptr<datapath::SessionTokenSource> token)
+    : device_(device), cluster_(cluster), servers_(std::move(servers)), token_(std::move(token)) {
   for (size_t i = 0; i < servers_.size(); ++i) connections_.push_back(std::make_unique<Connection>());
 }
 
@@ -27,6 +28,7 @@ Status DataServerZeroer::ConnectLocked(uint32_t server, Connection& c) {
   o.method = datapath::PersistMethod::kRpc;
   o.queue_depth = 1;
   o.max_io_size = kZeroRequestBytes;
+  o.token = token_;
   const Server& want = servers_[server];
   auto client = datapath::DataClient::Connect(device_, want.endpoint, o);
   if (!client.ok()) return client.status();
@@ -44,6 +46,9 @@ Status DataServerZeroer::Zero(uint32_t server, uint64_t pool_offset, uint64_t le
   Connection& c = *connections_[server];
   for (uint64_t done = 0; done < length;) {
     MutexLock lock(c.mu);  // per request: others interleave with a long range
+    // A connection whose token nears its expiry is replaced before the data server
+    // revokes it under a request.
+    if (c.client && c.client->token_due()) c.client.reset();
     if (!c.client) DPMFS_RETURN_IF_ERROR(ConnectLocked(server, c));
     const auto piece = static_cast<uint32_t>(std::min<uint64_t>(kZeroRequestBytes, length - done));
     Status st = c.client->Zero(pool_offset + done, piece);

@@ -50,8 +50,11 @@ class DataServerZeroer : public RangeZeroer {
     uint32_t block_size = 0;
     uint64_t data_size = 0;  // bytes of the pool's data area, as the metadata pool says
   };
+  // `token`: the session token its connections present (the metadata server vouches
+  // for itself: SessionTokenSource::SelfIssued); null where data servers check none.
   DataServerZeroer(transport::Device& device, const std::array<uint8_t, 16>& cluster,
-                   std::vector<Server> servers);
+                   std::vector<Server> servers,
+                   std::shared_ptr<datapath::SessionTokenSource> token = nullptr);
   ~DataServerZeroer() override;
 
   Status Zero(uint32_t server, uint64_t pool_offset, uint64_t length) override;
@@ -66,6 +69,7 @@ class DataServerZeroer : public RangeZeroer {
   transport::Device& device_;
   const std::array<uint8_t, 16> cluster_;
   const std::vector<Server> servers_;
+  const std::shared_ptr<datapath::SessionTokenSource> token_;
   std::vector<std::unique_ptr<Connection>> connections_;
 };
 

@@ -18,7 +18,10 @@ namespace dpmfs::meta {
 namespace {
 
 constexpr uint64_t kBlobMagic = 0x31534e53464d5044ull;  // "DPMFSNS1"
-constexpr uint32_t kBlobVersion = 1;
+// Version 2 appends the cluster map (cluster_map.h); a version-1 blob (before
+// replication had a map) loads with a fresh one: epoch 1, every server up, nothing dirty.
+constexpr uint32_t kBlobVersion = 2;
+constexpr uint32_t kBlobVersionNoMap = 1;
 
 using CheckpointReader = codec::ByteReader;
 
@@ -172,6 +175,7 @@ void NamespaceCodec::Fields(const Namespace& ns, const std::vector<InodeId>& ino
       WriteBlob(w, "reply", reply);
     }
   }
+  ns.cluster_map_.WriteTo(w);
 }
 
 Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob, uint64_t* refused) {
@@ -185,7 +189,7 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob, uint64
   r.U64("magic", magic);
   r.U32("version", version);
   if (r.ok() && magic != kBlobMagic) return corrupt("has a bad magic");
-  if (r.ok() && version != kBlobVersion) {
+  if (r.ok() && version != kBlobVersion && version != kBlobVersionNoMap) {
     return Status::NotSupported("namespace checkpoint has format version " +
                                 std::to_string(version) + "; this dpmfs-meta reads " +
                                 std::to_string(kBlobVersion));
@@ -359,6 +363,8 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob, uint64
       return corrupt("repeats or zeroes session " + std::to_string(id));
     }
   }
+  ns.cluster_map_.Reset();
+  if (version == kBlobVersion && r.ok()) ns.cluster_map_.ReadFrom(r);
   Status st = r.Finish();
   if (!st.ok()) return Status::Corruption(st.message());
   return Status::OK();

@@ -14,6 +14,7 @@
 // Thread-safety: implementations are thread-safe; any number of calls may run at once.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -67,6 +68,22 @@ class MetaApi {
   virtual Status Allocate(const AllocateRequest& req, AllocateReply* reply) = 0;
   virtual Status Commit(const CommitRequest& req, InodeAttr* attr) = 0;
   virtual Status Fallocate(const FallocateRequest& req, InodeAttr* attr) = 0;
+
+  // ---- The cluster map (docs/replication.md) ----
+  // Defaults for services without one (tests' fakes): ENOSYS, epoch 0.
+  virtual Status GetClusterMap(ClusterMapReply* /*reply*/) {
+    return Status::Posix(ENOSYS, "this metadata service has no cluster map");
+  }
+  virtual Status ReportDataServer(const ReportDataServerRequest& /*req*/,
+                                  ClusterMapReply* /*reply*/) {
+    return Status::Posix(ENOSYS, "this metadata service has no cluster map");
+  }
+  virtual Status MarkDegraded(const MarkDegradedRequest& /*req*/) {
+    return Status::Posix(ENOSYS, "this metadata service has no cluster map");
+  }
+  // The newest map epoch the service has mentioned (in heartbeat replies): a client
+  // holding an older map fetches it before its next replicated write.
+  virtual uint64_t latest_epoch() const { return 0; }
 };
 
 }  // namespace dpmfs::meta

@@ -1,5 +1,7 @@
 #include "metadata/meta_client.h"
 
+#include "common/stats_report.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -76,6 +78,18 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(transport::Device& devic
         return Status::Unavailable(std::move(what));
       default:
         return Status::IOError(std::move(what));
+    }
+  }
+  if (options.on_data_token) {
+    // The first session token comes with the first renewal, now rather than a third of
+    // a lease later: data servers refuse a client without one. Register itself is a
+    // journaled mutation, whose reply a token must never be cached in.
+    bool known = false;
+    Status st = c->RenewLease(options.connect_timeout, &known);
+    if (!st.ok()) {
+      spdlog::warn("meta client: no session token yet ({}); data servers refuse this client "
+                   "until a heartbeat brings one",
+                   st.ToString());
     }
   }
   if (options.heartbeat) c->heartbeat_ = std::thread([p = c.get()] { p->HeartbeatLoop(); });
@@ -215,37 +229,80 @@ int MetaClient::Register() {
   return 0;
 }
 
+Status MetaClient::RenewLease(milliseconds timeout, bool* known) {
+  const std::vector<uint8_t> payload = EncodeWithCaller(HeartbeatRequest{});
+  auto r = rpc_->Call(static_cast<uint16_t>(Opcode::kHeartbeat), payload, timeout);
+  int err = 0;
+  std::span<const uint8_t> body;
+  HeartbeatReply reply;
+  Status s = r.ok() ? SplitReply(*r, &err, &body) : r.status();
+  if (s.ok() && err != 0) {
+    s = Status::IOError(std::string("heartbeat answered ") + std::strerror(err));
+  } else if (s.ok()) {
+    s = Decode(body, &reply);
+  }
+  DPMFS_RETURN_IF_ERROR(s);
+  *known = reply.known;
+  // The cluster map's epoch only moves forward (docs/replication.md).
+  uint64_t seen = latest_epoch_.load(std::memory_order_relaxed);
+  while (reply.epoch > seen &&
+         !latest_epoch_.compare_exchange_weak(seen, reply.epoch, std::memory_order_release)) {
+  }
+  if (!reply.data_token.empty() && options_.on_data_token) {
+    options_.on_data_token(std::vector<uint8_t>(reply.data_token.begin(), reply.data_token.end()));
+  }
+  return Status::OK();
+}
+
 void MetaClient::HeartbeatLoop() {
   // lease_ms_ is fixed after Connect. The call's own timeout is one period, so a lost
   // server delays stopping (the destructor) by at most that.
   const milliseconds period(std::max<uint32_t>(lease_ms_ / 3, 1));
   const milliseconds call_timeout = std::max(period, milliseconds(100));
-  const std::vector<uint8_t> payload = EncodeWithCaller(HeartbeatRequest{});
   MutexLock lock(mu_);
   while (!lock.WaitFor(cv_, period, [this]() REQUIRES(mu_) { return stop_; })) {
     lock.Unlock();
-    auto r = rpc_->Call(static_cast<uint16_t>(Opcode::kHeartbeat), payload, call_timeout);
-    int err = 0;
-    std::span<const uint8_t> body;
-    HeartbeatReply reply;
-    Status s = r.ok() ? SplitReply(*r, &err, &body) : r.status();
-    if (s.ok() && err != 0) {
-      s = Status::IOError(std::string("heartbeat answered ") + std::strerror(err));
-    } else if (s.ok()) {
-      s = Decode(body, &reply);
-    }
+    bool known = true;
+    Status s = RenewLease(call_timeout, &known);
     if (!s.ok()) {
       spdlog::warn("meta client: heartbeat of session {:#x} failed: {}", rpc_->session(),
                    s.ToString());
-    } else if (!reply.known) {
+    } else if (!known) {
       spdlog::warn(
           "meta client: the metadata server no longer knows session {:#x} (its lease "
           "lapsed): registering again; files this client had open were closed by the server",
           rpc_->session());
-      if (Register() != 0) spdlog::warn("meta client: re-registering failed; retrying later");
+      if (Register() != 0) {
+        spdlog::warn("meta client: re-registering failed; retrying later");
+      } else if (options_.on_data_token) {
+        // The new registration's token now, not a period later.
+        (void)RenewLease(call_timeout, &known);
+      }
     }
+    if (s.ok() && options_.stats_report) PushStats(call_timeout);
     lock.Lock();
   }
+}
+
+void MetaClient::PushStats(std::chrono::milliseconds timeout) {
+  PushStatsRequest q;
+  const std::vector<uint8_t> report = options_.stats_report();
+  if (report.size() > metrics::kMaxStatsReportBytes) {
+    if (!stats_too_big_logged_) {
+      spdlog::warn("meta client: stats report of {} bytes is over the {} a server takes; not "
+                   "pushed (logged once)", report.size(), metrics::kMaxStatsReportBytes);
+    }
+    stats_too_big_logged_ = true;
+    return;
+  }
+  q.report.assign(report.begin(), report.end());
+  auto r = rpc_->Call(static_cast<uint16_t>(Opcode::kPushStats), EncodeWithCaller(q), timeout);
+  int err = 0;
+  std::span<const uint8_t> body;
+  Status s = r.ok() ? SplitReply(*r, &err, &body) : r.status();
+  if (s.ok() && err != 0) s = Status::IOError(std::string("answered ") + std::strerror(err));
+  // Stats are best effort: a server without them (or a full table) costs one debug line.
+  if (!s.ok()) spdlog::debug("meta client: pushing stats failed: {}", s.ToString());
 }
 
 void MetaClient::DisconnectForTesting() { rpc_->DisconnectForTesting(); }
@@ -398,6 +455,19 @@ Status MetaClient::Removexattr(InodeId ino, std::string_view name) {
 
 Status MetaClient::Layout(const LayoutRequest& req, LayoutReply* reply) {
   return Call<Opcode::kLayout>(req, reply);
+}
+
+Status MetaClient::GetClusterMap(ClusterMapReply* reply) {
+  return Call<Opcode::kGetClusterMap>(GetClusterMapRequest{}, reply);
+}
+
+Status MetaClient::ReportDataServer(const ReportDataServerRequest& req, ClusterMapReply* reply) {
+  return Call<Opcode::kReportDataServer>(req, reply);
+}
+
+Status MetaClient::MarkDegraded(const MarkDegradedRequest& req) {
+  EmptyReply reply;
+  return Call<Opcode::kMarkDegraded>(req, &reply);
 }
 
 Status MetaClient::Allocate(const AllocateRequest& req, AllocateReply* reply) {

@@ -24,7 +24,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <chrono>
+#include <functional>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -58,6 +60,14 @@ struct MetaClientOptions {
   // Who calls made outside any CallerScope (caller_scope.h) act for. Unset: this
   // process's effective uid, gid and groups at Connect.
   std::optional<Credentials> caller;
+  // Told every session token the metadata server issues (right after registering, then
+  // at each lease renewal): what the client presents to data servers
+  // (datapath::SessionTokenSource::Set). Called on the connecting or heartbeat thread.
+  std::function<void(std::vector<uint8_t>)> on_data_token;
+  // This client's live metrics (an encoded metrics::StatsReport), pushed to the server
+  // with every heartbeat so that `dpmfs stats` sees every client through the metadata
+  // server (docs/monitoring.md). Called on the heartbeat thread. Null: nothing pushed.
+  std::function<std::vector<uint8_t>()> stats_report;
 };
 
 // This process's effective uid, gid and supplementary groups.
@@ -111,6 +121,10 @@ class MetaClient final : public MetaApi {
   Status Allocate(const AllocateRequest& req, AllocateReply* reply) override;
   Status Commit(const CommitRequest& req, InodeAttr* attr) override;
   Status Fallocate(const FallocateRequest& req, InodeAttr* attr) override;
+  Status GetClusterMap(ClusterMapReply* reply) override;
+  Status ReportDataServer(const ReportDataServerRequest& req, ClusterMapReply* reply) override;
+  Status MarkDegraded(const MarkDegradedRequest& req) override;
+  uint64_t latest_epoch() const override { return latest_epoch_.load(std::memory_order_acquire); }
 
   // The stub of operation `op` (a row of meta_ops.h): sends its request type, decodes its
   // reply type. No client-side checks (the MetaApi methods add them).
@@ -186,7 +200,13 @@ class MetaClient final : public MetaApi {
   template <Opcode op>
   Status CallDirs(const typename OpTypes<op>::Request& req, std::vector<InodeAttr>* dirs);
   int Register();
+  // One heartbeat: renews the lease, passes a token on (on_data_token); `*known` false
+  // when the server no longer knows the session.
+  Status RenewLease(std::chrono::milliseconds timeout, bool* known);
   void HeartbeatLoop();
+  // Sends options_.stats_report() (heartbeat thread only).
+  void PushStats(std::chrono::milliseconds timeout);
+  bool stats_too_big_logged_ = false;  // heartbeat thread only
 
   std::unique_ptr<rpc::RpcClient> rpc_;
   const MetaClientOptions options_;
@@ -197,6 +217,7 @@ class MetaClient final : public MetaApi {
   std::condition_variable cv_;
   bool stop_ GUARDED_BY(mu_) = false;
   std::thread heartbeat_;
+  std::atomic<uint64_t> latest_epoch_{0};  // from heartbeat replies
 };
 
 }  // namespace dpmfs::meta

@@ -18,6 +18,9 @@
 //              unregister); not counted as a namespace mutation
 //   kLease     renews the session's lease in memory only (heartbeat); handled by the
 //              service, not the namespace
+//   kAdmin     about the server, not the namespace (stats, a client's pushed stats, the
+//              log level): handled by the service, never journaled, no caller policy
+//              (the connection's cluster-key handshake is what admits it)
 //
 // Thread-safety: constants and pure functions.
 #pragma once
@@ -61,13 +64,22 @@ namespace dpmfs::meta {
   X(Allocate,     31, "allocate",     kMutation, AllocateRequest,    AllocateReply,    files)          \
   X(Commit,       32, "commit",       kMutation, CommitRequest,      AttrReply,        files)          \
   X(Fallocate,    33, "fallocate",    kMutation, FallocateRequest,   AttrReply,        files)          \
-  X(ReleaseMany,  34, "release_many", kMutation, ReleaseManyRequest, ReleaseManyReply, files)
+  X(ReleaseMany,  34, "release_many", kMutation, ReleaseManyRequest, ReleaseManyReply, files)          \
+  X(GetClusterMap, 40, "get_cluster_map", kRead, GetClusterMapRequest, ClusterMapReply, cluster)        \
+  X(ReportDataServer, 41, "report_data_server", kRead, ReportDataServerRequest, ClusterMapReply, cluster) \
+  X(MarkDegraded, 42, "mark_degraded", kMutation, MarkDegradedRequest, EmptyReply, cluster)          \
+  X(Stats,        48, "stats",        kAdmin,    StatsRequest,       StatsReply,       admin)          \
+  X(PushStats,    49, "push_stats",   kAdmin,    PushStatsRequest,   EmptyReply,       admin)          \
+  X(LogLevel,     50, "log_level",    kAdmin,    LogLevelRequest,    EmptyReply,       admin)
 // clang-format on
+// (ReportDataServer is a read for the namespace: the service probes the server outside
+// the namespace lock and journals a state change as its own record, then answers with
+// the map; docs/replication.md.)
 // (Open and Release are mutations: they create and drop open handles, which decide when
 // an unlinked file's blocks are freed, and open(O_TRUNC) truncates. ReleaseMany is
 // several Releases in one journaled mutation: clients batch them.)
 
-enum class OpKind : uint8_t { kRead, kMutation, kSession, kLease };
+enum class OpKind : uint8_t { kRead, kMutation, kSession, kLease, kAdmin };
 
 enum class Opcode : uint16_t {
 #define DPMFS_OP_ENUM(Name, number, str, kind, Req, Rep, family) k##Name = number,

@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "common/byte_codec.h"
+#include "common/stats_report.h"
 
 // Wire layout: each message's Fields() below lists its fields in wire order (the same
 // order as the struct in meta_protocol.h). Fixed sizes: Timespec 12 bytes, InodeAttr 92,
@@ -166,11 +167,28 @@ void Fields(IO&, HeartbeatRequest&) {}
 template <class IO>
 void Fields(IO& io, HeartbeatReply& m) {
   io.Bool("known", m.known);
+  io.Bytes("data_token", m.data_token, kMaxDataTokenSize);
+  io.U64("epoch", m.epoch);
 }
 template <class IO>
 void Fields(IO&, UnregisterRequest&) {}
 template <class IO>
 void Fields(IO&, EmptyReply&) {}
+
+template <class IO>
+void Fields(IO&, StatsRequest&) {}
+template <class IO>
+void Fields(IO& io, StatsReply& m) {
+  io.Bytes("bundle", m.bundle, kMaxStatsBundleBytes);
+}
+template <class IO>
+void Fields(IO& io, PushStatsRequest& m) {
+  io.Bytes("report", m.report, metrics::kMaxStatsReportBytes);
+}
+template <class IO>
+void Fields(IO& io, LogLevelRequest& m) {
+  io.Bytes("level", m.level, kMaxLogLevelName);
+}
 
 template <class IO>
 void Fields(IO& io, LookupRequest& m) {
@@ -329,6 +347,39 @@ template <class IO>
 void Fields(IO& io, ReleaseManyReply& m) {
   io.U32("refused", m.refused);
 }
+template <class IO>
+void Fields(IO&, GetClusterMapRequest&) {}
+template <class IO>
+void Fields(IO& io, ClusterMapReply& m) {
+  io.U64("epoch", m.epoch);
+  io.Vector("servers", m.servers, kMaxDataServers, 1 + 3 * 8,
+            [](IO& sub, DataServerStatus& s) {
+              uint8_t state = static_cast<uint8_t>(s.state);
+              sub.U8("servers.state", state);
+              sub.Require(state <= static_cast<uint8_t>(DataServerState::kResyncing),
+                          "servers.state", "is not up (0), down (1) or resyncing (2)");
+              s.state = static_cast<DataServerState>(state);
+              sub.U64("servers.dirty_bytes", s.dirty_bytes);
+              sub.U64("servers.resync_done_bytes", s.resync_done_bytes);
+              sub.U64("servers.resync_total_bytes", s.resync_total_bytes);
+            });
+}
+template <class IO>
+void Fields(IO& io, ReportDataServerRequest& m) {
+  io.U32("server", m.server);
+  io.U64("epoch", m.epoch);
+}
+template <class IO>
+void Fields(IO& io, MarkDegradedRequest& m) {
+  io.U64("epoch", m.epoch);
+  io.Vector("ranges", m.ranges, kMaxDegradedRanges, 4 + 8 + 8,
+            [](IO& sub, PrimaryRange& r) {
+              sub.U32("ranges.server", r.server);
+              sub.U64("ranges.pool_offset", r.pool_offset);
+              sub.U64("ranges.length", r.length);
+            });
+}
+
 template <class IO>
 void Fields(IO&, StatfsRequest&) {}
 template <class IO>
@@ -492,6 +543,18 @@ Status SplitCall(std::span<const uint8_t> payload, Credentials* caller,
   for (uint32_t& g : caller->groups) r.U32("groups", g);
   *body = payload.subspan(payload.size() - r.left());
   return Status::OK();
+}
+
+std::string_view DataServerStateName(DataServerState s) {
+  switch (s) {
+    case DataServerState::kUp:
+      return "up";
+    case DataServerState::kDown:
+      return "down";
+    case DataServerState::kResyncing:
+      return "resyncing";
+  }
+  return "unknown";
 }
 
 std::vector<uint8_t> EncodeErrorReply(int err) {

@@ -154,13 +154,43 @@ struct RegisterReply {
   ClusterInfo cluster;
 };
 struct HeartbeatRequest {};
+// The most bytes of a session token (datapath/session_token.h; transport::kMaxCredential).
+inline constexpr size_t kMaxDataTokenSize = 128;
 struct HeartbeatReply {
   // false: the server does not know this session (it expired): register again; open
   // handles of the old session are gone.
   bool known = false;
+  // known, and the server issues session tokens: a fresh token for this session, lasting
+  // one lease, which the client presents to data servers (docs/security.md, "Tokens").
+  // Issued on the lease path only, never by a mutation: tokens are not journaled and
+  // never sit in the durable reply cache.
+  std::string data_token;
+  // The cluster map's epoch (docs/replication.md): a client holding an older map fetches
+  // it again (GetClusterMap) before its next write.
+  uint64_t epoch = 0;
 };
 struct UnregisterRequest {};
 struct EmptyReply {};
+
+// Admin (meta_ops.h kind kAdmin): answered by the service itself, never journaled.
+// Stats: this server's report and the last one each live client pushed, as a
+// metrics::StatsBundle (common/stats_report.h), bounded to fit one message.
+struct StatsRequest {};
+struct StatsReply {
+  std::string bundle;
+};
+// A client's own report (metrics::StatsReport bytes), sent every few heartbeats.
+struct PushStatsRequest {
+  std::string report;
+};
+// Sets the server's log level ("debug", ...): `dpmfs log-level`.
+struct LogLevelRequest {
+  std::string level;
+};
+// The most bytes of a stats bundle in one reply (under kMetaMaxMessage with room for
+// the RPC header and the errno prefix).
+inline constexpr size_t kMaxStatsBundleBytes = (256u << 10) - 4096;
+inline constexpr size_t kMaxLogLevelName = 16;
 
 struct LookupRequest {
   InodeId parent = 0;
@@ -309,6 +339,46 @@ struct ReleaseManyReply {
   uint32_t refused = 0;  // handles skipped (EBADF or EINVAL as a Release would say)
 };
 
+// ---- The cluster map (docs/replication.md, "Cluster map, epochs, failure") ----
+// A data server's state in the map: up (read and write set), down (neither: its copies
+// go stale and are recorded in its dirty set), resyncing (write set only, while the
+// metadata server copies its dirty set to it).
+enum class DataServerState : uint8_t { kUp = 0, kDown = 1, kResyncing = 2 };
+std::string_view DataServerStateName(DataServerState s);
+struct DataServerStatus {
+  DataServerState state = DataServerState::kUp;
+  uint64_t dirty_bytes = 0;         // stale bytes still to copy to it (units x unit size)
+  uint64_t resync_done_bytes = 0;   // copied by the current (or last) resync
+  uint64_t resync_total_bytes = 0;  // what that resync had to copy when it started
+  bool operator==(const DataServerStatus&) const = default;
+};
+struct GetClusterMapRequest {};
+struct ClusterMapReply {
+  uint64_t epoch = 0;
+  std::vector<DataServerStatus> servers;  // ClusterInfo order
+  bool operator==(const ClusterMapReply&) const = default;
+};
+// A client that could not reach data server `server` tells the metadata server, which
+// probes it itself and answers with the map (with the server down if the probe failed).
+struct ReportDataServerRequest {
+  uint32_t server = 0;
+  uint64_t epoch = 0;  // the map the client held (informational, logged)
+};
+// A client about to write the primary ranges below while one of their copies is down
+// (in map `epoch`): the metadata server journals their stripe units into the down
+// servers' dirty sets before it replies. ESTALE when `epoch` is not the current one.
+inline constexpr uint32_t kMaxDegradedRanges = 1024;
+struct PrimaryRange {
+  uint32_t server = 0;  // the primary copy's data server
+  uint64_t pool_offset = 0;
+  uint64_t length = 0;
+  bool operator==(const PrimaryRange&) const = default;
+};
+struct MarkDegradedRequest {
+  uint64_t epoch = 0;
+  std::vector<PrimaryRange> ranges;
+};
+
 struct StatfsRequest {};
 struct StatfsReply {
   uint32_t block_size = 0;
@@ -405,7 +475,9 @@ struct FallocateRequest {
   X(StatfsRequest) X(StatfsReply)                                                         \
   X(GetxattrRequest) X(GetxattrReply) X(SetxattrRequest) X(ListxattrRequest)              \
   X(ListxattrReply) X(RemovexattrRequest) X(LayoutRequest) X(LayoutReply)                 \
-  X(AllocateRequest) X(AllocateReply) X(CommitRequest) X(FallocateRequest)
+  X(AllocateRequest) X(AllocateReply) X(CommitRequest) X(FallocateRequest)              \
+  X(GetClusterMapRequest) X(ClusterMapReply) X(ReportDataServerRequest)                   \
+  X(MarkDegradedRequest) X(StatsRequest) X(PushStatsRequest) X(StatsReply) X(LogLevelRequest)
 // clang-format on
 
 #define DPMFS_DECLARE_CODEC(T)                                   \

@@ -1,6 +1,7 @@
 // dpmfs-meta: the metadata server daemon. Opens the metadata pool, recovers the
 // namespace (checkpoint + journal replay), serves the metadata RPCs until SIGTERM or
 // SIGINT, then writes a checkpoint and exits 0.
+#include <optional>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -8,9 +9,12 @@
 #include <cstdio>
 #include <iostream>
 
+#include "common/metrics_http.h"
+#include "common/stats_prometheus.h"
 #include "common/cli.h"
 #include "common/cluster_file.h"
 #include "common/cluster_key.h"
+#include "datapath/session_token.h"
 #include "common/fd_limit.h"
 #include "common/service_notify.h"
 #include "metadata/meta_ops.h"
@@ -72,6 +76,9 @@ int main(int argc, char** argv) {
                  "per request, measured ~2x stat/s on 2 cores) or on the --workers pool (false: "
                  "a connection's requests run concurrently)")
       ->capture_default_str();
+  app.add_option("--probe-ms", opts.probe_period_ms,
+                 "How often each data server is probed (two failures in a row take it out "
+                 "of the write set; docs/replication.md). 0: --lease-ms / 3");
   app.add_option("--lease-ms", opts.lease_ms,
                  "Client lease: a client silent this long loses its session and open files")
       ->check(CLI::Range(100u, 3600000u))
@@ -123,8 +130,23 @@ int main(int argc, char** argv) {
                  "Drop the reply cache of a session with no connection this long; 0: 2 x "
                  "--lease-ms")
       ->check(CLI::Range(0u, 86400000u));
+  std::string metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "ADDR:PORT: serve GET /metrics there, the live stats in the Prometheus text "
+                 "format (off by default). Not authenticated: bind it to loopback or a "
+                 "monitoring network");
   transport::AddSoftLimitFlags(app, &dev);
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
+  std::optional<Endpoint> metrics_ep;
+  if (!metrics_listen.empty()) {
+    auto mep = Endpoint::Parse(metrics_listen);
+    if (!mep.ok()) {
+      std::cerr << "dpmfs-meta: error: --metrics-listen " << metrics_listen << ": "
+                << mep.status().message() << "\n";
+      return 2;
+    }
+    metrics_ep = *mep;
+  }
   ro.idle_timeout_ms = idle_timeout_ms != 0 ? idle_timeout_ms : 3 * opts.lease_ms;
   ro.session_linger_ms = linger_ms != 0 ? linger_ms : 2 * opts.lease_ms;
   // Reads and heartbeats are idempotent: re-sent, they run again, and keep no cache.
@@ -212,9 +234,25 @@ int main(int argc, char** argv) {
     zero_targets.push_back(
         {*Endpoint::Parse(data[i]), pools[i].index, pools[i].block_size, pools[i].data_size});
   }
+  opts.token_key = *key;
+  // The metadata server's own connections to data servers (zeroer, probes, resync)
+  // vouch for themselves with the key.
+  auto own_token =
+      datapath::SessionTokenSource::SelfIssued(*key, "dpmfs-meta", datapath::kSelfIssuedTokenLifetime);
   meta::DataServerZeroer zeroer(**device, (*store)->pool_info().cluster.bytes,
-                                std::move(zero_targets));
+                                std::move(zero_targets), own_token);
   if (!no_scrub) opts.zeroer = &zeroer;
+  // Health probes and resync (docs/replication.md), on connections of their own.
+  std::vector<Endpoint> access_endpoints;
+  std::vector<datapath::DataServerIdentity> access_expect;
+  for (size_t i = 0; i < pools.size() && i < data.size(); ++i) {
+    access_endpoints.push_back(*Endpoint::Parse(data[i]));
+    access_expect.push_back({(*store)->pool_info().cluster.bytes, pools[i].index,
+                             pools[i].block_size, pools[i].data_size});
+  }
+  meta::TransferDataServerAccess data_access(**device, std::move(access_endpoints),
+                                             std::move(access_expect), own_token);
+  if (!no_scrub) opts.data_access = &data_access;
   // Printed (PROGRESS lines) and told to systemd, so a long replay is waited for.
   opts.recovery_progress = [](std::string_view what) { ServiceProgress(what); };
   meta::RecoveryStats rs;
@@ -234,12 +272,21 @@ int main(int argc, char** argv) {
   if (!server.ok()) return fail(server.status().WithContext("listening on " + listen));
   (*service)->AttachRpcServer(server->get());
   (*service)->Start();
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
+  if (metrics_ep) {
+    auto h = metrics::MetricsHttpServer::Start(
+        *metrics_ep, [s = service->get()] { return metrics::RenderPrometheus(s->Report()); });
+    if (!h.ok()) return fail(h.status());
+    metrics_http = std::move(*h);
+    spdlog::info("serving /metrics on http://{}/metrics", metrics_http->endpoint().ToString());
+  }
   ServiceReady((*server)->endpoint().ToString());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {} received; stopping", sig);
   ServiceStopping();
+  if (metrics_http) metrics_http->Stop();
   (*server)->Stop();
   Status st = (*service)->Stop();
   auto ss = (*service)->stats();

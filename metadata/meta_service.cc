@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "datapath/session_token.h"
 #include "metadata/mutation.h"
 
 namespace dpmfs::meta {
@@ -98,6 +99,12 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
 
   std::unique_ptr<MetaService> svc(new MetaService(std::move(store), options));
   svc->placement_ = std::make_unique<Placement>(*placement);
+  {
+    MutexLock plock(svc->probe_mu_);
+    svc->probe_failures_.assign(sb.data_pools.size(), 0);
+    svc->resync_since_ms_.assign(sb.data_pools.size(), 0);
+    svc->resync_copy_start_ms_.assign(sb.data_pools.size(), 0);
+  }
   MetaService* s = svc.get();
   // Nobody else has the service yet; the lock is for the analysis (and costs nothing).
   WriterLock lock(s->mu_);
@@ -228,6 +235,9 @@ Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
   Credentials caller;
   std::span<const uint8_t> body;
   DPMFS_RETURN_IF_ERROR(SplitCall(req.payload, &caller, &body));
+  // Every row's latency, from here to the reply (a refused caller and an errno count too).
+  metrics::ScopedLatency timed(op_latency_[static_cast<size_t>(ops_internal::kOpIndex[req.opcode])]);
+  if (op->kind == OpKind::kAdmin) return HandleAdmin(req, body);
   const bool acts_for_a_user = op->kind == OpKind::kRead || op->kind == OpKind::kMutation;
   const auto opcode = static_cast<Opcode>(req.opcode);
   if (options_.caller_policy.active() && acts_for_a_user && opcode != Opcode::kRelease &&
@@ -245,12 +255,26 @@ Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
     if (Session* s = ns_->FindSession(req.session)) {
       s->lease_deadline_ms.store(SteadyMs() + options_.lease_ms, std::memory_order_relaxed);
       reply.known = true;
+      if (options_.token_key != nullptr) {
+        // As long as the lease just renewed: a session that stops renewing (or is ended)
+        // holds no token beyond the moment its lease lapses, so data servers revoke its
+        // access within one lease with no message from here (docs/security.md).
+        datapath::SessionToken t;
+        t.session = req.session;
+        t.client = s->client_name;
+        t.issued_ms = datapath::UnixMs();
+        t.expires_ms = t.issued_ms + options_.lease_ms;
+        std::vector<uint8_t> token = datapath::IssueSessionToken(*options_.token_key, t);
+        reply.data_token.assign(token.begin(), token.end());
+      }
     }
+    reply.epoch = ns_->cluster_map().epoch();
     return EncodeReply(reply);
   }
   if (op->kind == OpKind::kMutation || op->kind == OpKind::kSession) {
     return HandleMutation(req, caller, body);
   }
+  if (opcode == Opcode::kReportDataServer) return HandleReport(body);
   n_reads_.fetch_add(1, std::memory_order_relaxed);
   ReaderLock lock(mu_);
   return ns_->Read(req.opcode, body, caller);
@@ -378,6 +402,7 @@ Status MetaService::CheckpointLocked() {
   }
   last_blob_bytes_ = blob.size();
   last_checkpoint_bytes_ = blob.size();
+  last_checkpoint_steady_ms_ = SteadyMs();
   last_checkpoint_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Heartbeats waited for the lock meanwhile: the clients are not to blame.
@@ -406,6 +431,7 @@ void MetaService::Start() {
   if (lease_thread_.joinable() || stopped_) return;
   lease_thread_ = std::thread([this] { LeaseLoop(); });
   if (options_.zeroer != nullptr) scrub_thread_ = std::thread([this] { ScrubLoop(); });
+  if (options_.data_access != nullptr) health_thread_ = std::thread([this] { HealthLoop(); });
 }
 
 int MetaService::ZeroTruncatedTail(const SetattrRequest& sa, const Credentials& caller) {
@@ -520,6 +546,7 @@ Status MetaService::Stop() {
   lease_cv_.notify_all();
   if (lease_thread_.joinable()) lease_thread_.join();
   if (scrub_thread_.joinable()) scrub_thread_.join();
+  if (health_thread_.joinable()) health_thread_.join();
   // Only a namespace that recovered completely is worth a checkpoint: one that failed
   // its checks must not overwrite the evidence.
   if (!ready_ || !options_.checkpoint_on_stop) return Status::OK();

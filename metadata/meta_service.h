@@ -35,11 +35,15 @@
 #include <thread>
 #include <vector>
 
+#include "common/cluster_key.h"
+#include "common/live_histogram.h"
 #include "common/mutex.h"
 #include "common/shared_mutex.h"
+#include "common/stats_report.h"
 #include "common/status.h"
 #include "metadata/block_scrubber.h"
 #include "metadata/caller_policy.h"
+#include "metadata/data_server_access.h"
 #include "metadata/meta_store.h"
 #include "metadata/namespace.h"
 #include "metadata/placement.h"
@@ -75,6 +79,20 @@ struct MetaServiceOptions {
   // root_squash and the uids each client host may act for (caller_policy.h), applied
   // to every request's caller before the permission checks.
   CallerPolicy caller_policy;
+  // Set: every lease renewal (heartbeat) of a known session answers with a session
+  // token lasting one lease, MACed with this key, which data servers require before
+  // they register memory for a client (datapath/session_token.h). Null: no tokens.
+  std::shared_ptr<const ClusterKey> token_key;
+  // The data servers as the cluster map needs them (data_server_access.h): health
+  // probes, the probe of a server a client reports, and resync. Null: no probes (every
+  // server stays as the map says; unit tests without data servers). Must outlive the
+  // service.
+  DataServerAccess* data_access = nullptr;
+  // How often each data server is probed; 0: lease_ms / 3. Two probes in a row that
+  // fail take a server down.
+  uint32_t probe_period_ms = 0;
+  // Units a resync copies between two progress records (each one journal record).
+  uint32_t resync_batch_units = 16;
 };
 
 struct MetaServiceStats {
@@ -114,10 +132,15 @@ class MetaService {
   Status Stop();
 
   Result<std::vector<uint8_t>> Handle(const rpc::RpcRequest& req);
+  // This server's live metrics (counters, gauges, a latency histogram per row of
+  // meta_ops.h): what `dpmfs stats` and /metrics show (docs/monitoring.md).
+  metrics::StatsReport Report() const;
   // Serializes the namespace and writes a checkpoint now.
   Status Checkpoint();
   MetaServiceStats stats() const;
   const ClusterInfo& cluster() const;
+  // The cluster map as a client sees it (GetClusterMap).
+  ClusterMapReply cluster_map() const;
 
  private:
   MetaService(std::unique_ptr<MetaStore> store, const MetaServiceOptions& options);
@@ -141,8 +164,28 @@ class MetaService {
   // Zeroes the range on its primary and every copy (placement.h).
   Status ZeroEveryCopy(const PoolRange& primary);
   int64_t SteadyMs() const;
+  // kAdmin rows (meta_service_stats.cc): stats, a client's pushed stats, the log level.
+  Result<std::vector<uint8_t>> HandleAdmin(const rpc::RpcRequest& req, std::span<const uint8_t> body);
+  // Encoded: Report() and the fresh pushed client reports, as many as fit one reply.
+  std::vector<uint8_t> StatsBundleBytes();
   // Counts and logs (once per host and uid) a request the caller policy refused.
   void RefusedCaller(const rpc::RpcRequest& req, const Credentials& caller);
+  // ---- The cluster map (cluster_health.cc) ----
+  // ReportDataServer: probes the server (outside the lock), takes it down when two
+  // probes fail, answers with the map.
+  Result<std::vector<uint8_t>> HandleReport(std::span<const uint8_t> body);
+  // Journals a server-internal record of the cluster map (kOpSetServerState,
+  // kOpResyncProgress) under the exclusive lock: the errno the map answered (0, or
+  // EINVAL when the move is no longer allowed: nothing changed, nothing journaled).
+  int MutateClusterMap(uint16_t op, const std::vector<uint8_t>& payload);
+  // Probes one server and moves it in the map as the result says: up -> down after
+  // two failures, down -> resyncing when it answers.
+  void ProbeAndUpdate(uint32_t server);
+  // One batch of a resyncing server's dirty set copied and journaled; up when nothing
+  // is left. False when there was nothing to do or it failed (retried next period).
+  bool ResyncBatch(uint32_t server);
+  // The health thread: probes every period, resyncs in between.
+  void HealthLoop();
   // Sleeps until `steady_ms` (steady clock) or until Stop().
   void WaitUntil(int64_t steady_ms);
   bool StopRequested();
@@ -165,6 +208,20 @@ class MetaService {
   Mutex refused_mu_;
   std::set<std::string> refused_logged_ GUARDED_BY(refused_mu_);  // "host/uid" logged
   uint64_t last_checkpoint_bytes_ GUARDED_BY(mu_) = 0;
+  int64_t last_checkpoint_steady_ms_ GUARDED_BY(mu_) = 0;  // 0: none since the start
+  const int64_t started_steady_ms_ = SteadyMs();
+  // One per row of meta_ops.h (index: ops_internal::kOpIndex), every request timed from
+  // arrival in Handle to its reply (lock waits included: that is what a client sees).
+  std::array<metrics::LiveHistogram, kMetaOps.size()> op_latency_;
+  // The last report each client pushed (PushStats), checked on arrival; dropped when
+  // older than three leases (the client is gone) and capped in number.
+  struct PushedStats {
+    std::vector<uint8_t> bytes;
+    int64_t steady_ms = 0;
+  };
+  Mutex pushed_mu_;
+  std::map<uint64_t, PushedStats> pushed_ GUARDED_BY(pushed_mu_);
+  uint64_t n_pushes_refused_ GUARDED_BY(pushed_mu_) = 0;
   double last_checkpoint_seconds_ GUARDED_BY(mu_) = 0;
 
   Mutex lease_mu_;
@@ -173,6 +230,14 @@ class MetaService {
   bool stopped_ GUARDED_BY(lease_mu_) = false;
   std::thread lease_thread_;
   std::thread scrub_thread_;
+  std::thread health_thread_;
+  // Failed probes in a row, per data server (the health thread and HandleReport).
+  Mutex probe_mu_;
+  std::vector<uint32_t> probe_failures_ GUARDED_BY(probe_mu_);
+  // When a server entered resyncing (steady ms): copying starts a grace period later.
+  std::vector<int64_t> resync_since_ms_ GUARDED_BY(probe_mu_);
+  // When a resync's first batch started (steady ms; 0: none running), for its rate.
+  std::vector<int64_t> resync_copy_start_ms_ GUARDED_BY(probe_mu_);
 };
 
 }  // namespace dpmfs::meta

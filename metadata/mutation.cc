@@ -122,6 +122,8 @@ Status DecodeMutation(std::span<const uint8_t> bytes, MutationRecord* rec,
 namespace {
 std::string OpName(uint16_t op) {
   if (op == kOpExpireSession) return "expire-session";
+  if (op == kOpSetServerState) return "set-server-state";
+  if (op == kOpResyncProgress) return "resync-progress";
   return std::string(OpcodeName(static_cast<Opcode>(op)));
 }
 }  // namespace

@@ -31,6 +31,15 @@ Result<std::vector<uint8_t>> RunOp(std::span<const uint8_t> payload, int* err, F
   return EncodeReply(rep);
 }
 
+// The map's primary region size: with R > 1 every pool's primary region is the same
+// (MetaService passes Placement::PrimaryCapacity as the pool size); with R = 1 nothing
+// is ever dirty and the largest pool bounds the units.
+uint64_t MaxPoolSize(const std::vector<DataPoolGeometry>& pools) {
+  uint64_t m = 0;
+  for (const DataPoolGeometry& p : pools) m = std::max(m, p.data_size);
+  return m;
+}
+
 }  // namespace
 
 Timespec NowTimespec() {
@@ -43,7 +52,9 @@ Namespace::Namespace(NamespaceConfig config)
     : config_(std::move(config)),
       space_(config_.pools,
              SpaceOptions{config_.free_quarantine_ms, config_.scrub_freed, config_.clock_ms}),
-      client_sessions_(config_.reply_cache_entries) {
+      client_sessions_(config_.reply_cache_entries),
+      cluster_map_(static_cast<uint32_t>(config_.pools.size()), config_.cluster.replicas,
+                   config_.stripe_unit, MaxPoolSize(config_.pools)) {
   auto root = std::make_unique<Inode>();
   root->attr.ino = kRootInode;
   root->attr.generation = 1;
@@ -73,11 +84,13 @@ Result<std::vector<uint8_t>> Namespace::Mutate(uint16_t op, std::span<const uint
 #define DPMFS_NS_MUTATE_kSession(Name, Req, Rep) DPMFS_NS_MUTATE_kMutation(Name, Req, Rep)
 #define DPMFS_NS_MUTATE_kRead(Name, Req, Rep)
 #define DPMFS_NS_MUTATE_kLease(Name, Req, Rep)
+#define DPMFS_NS_MUTATE_kAdmin(Name, Req, Rep)
 #define DPMFS_NS_MUTATE(Name, number, str, kind, Req, Rep, family) \
   DPMFS_NS_MUTATE_##kind(Name, Req, Rep)
     DPMFS_META_OPS(DPMFS_NS_MUTATE)
 #undef DPMFS_NS_MUTATE
 #undef DPMFS_NS_MUTATE_kLease
+#undef DPMFS_NS_MUTATE_kAdmin
 #undef DPMFS_NS_MUTATE_kRead
 #undef DPMFS_NS_MUTATE_kSession
 #undef DPMFS_NS_MUTATE_kMutation
@@ -91,6 +104,11 @@ Result<std::vector<uint8_t>> Namespace::Mutate(uint16_t op, std::span<const uint
         for (int i = 0; i < 8; ++i) session |= uint64_t{payload[i]} << (8 * i);
         err = EndSession(session, ctx);
         r = err != 0 ? EncodeErrorReply(err) : EncodeReply(EmptyReply{});
+        break;
+      }
+      if (op == kOpSetServerState || op == kOpResyncProgress) {
+        r = MutateClusterMap(op, payload, &err);
+        if (!r.ok()) return r;
         break;
       }
       return Status::InvalidArgument("opcode " + std::to_string(op) + " is not a mutation");
@@ -124,10 +142,12 @@ Result<std::vector<uint8_t>> Namespace::Read(uint16_t op, std::span<const uint8_
 #define DPMFS_NS_READ_kMutation(Name, Req, Rep)
 #define DPMFS_NS_READ_kSession(Name, Req, Rep)
 #define DPMFS_NS_READ_kLease(Name, Req, Rep)
+#define DPMFS_NS_READ_kAdmin(Name, Req, Rep)
 #define DPMFS_NS_READ(Name, number, str, kind, Req, Rep, family) DPMFS_NS_READ_##kind(Name, Req, Rep)
     DPMFS_META_OPS(DPMFS_NS_READ)
 #undef DPMFS_NS_READ
 #undef DPMFS_NS_READ_kLease
+#undef DPMFS_NS_READ_kAdmin
 #undef DPMFS_NS_READ_kSession
 #undef DPMFS_NS_READ_kMutation
 #undef DPMFS_NS_READ_kRead
@@ -188,13 +208,13 @@ int Namespace::FindDir(InodeId ino, const Inode** out) const {
 
 int Namespace::FindSearchableDir(const Credentials& caller, InodeId ino, Inode** out) {
   if (int e = FindDir(ino, out)) return e;
-  return perm::MayLookup(caller, (*out)->attr);
+  return perm::MayLookup(caller, AclXattrs::SubjectOf(**out));
 }
 
 int Namespace::FindEntry(const Credentials& caller, InodeId parent, const std::string& name,
                          const Inode** dir, const Inode** in) const {
   if (int e = FindDir(parent, dir)) return e;
-  if (int e = perm::MayLookup(caller, (*dir)->attr)) return e;
+  if (int e = perm::MayLookup(caller, AclXattrs::SubjectOf(**dir))) return e;
   if (int e = CheckName(name)) return e;
   auto it = (*dir)->dir->by_name.find(name);
   if (it == (*dir)->dir->by_name.end()) return ENOENT;

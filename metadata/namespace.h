@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "metadata/cluster_map.h"
 #include "metadata/extent_map.h"
 #include "metadata/meta_protocol.h"
 #include "metadata/meta_store.h"
@@ -54,6 +55,16 @@ namespace dpmfs::meta {
 // Mutations that only the server issues (never accepted from the wire): a session's
 // lease lapsed. Payload: u64 session id.
 inline constexpr uint16_t kOpExpireSession = 0x8001;
+// The cluster map (cluster_map.h): a data server changes state (epoch + 1). Payload:
+// u32 server, u8 new state (DataServerState), u8 full rebuild (entering resyncing with a
+// freshly formatted pool: every unit it holds is dirty).
+inline constexpr uint16_t kOpSetServerState = 0x8002;
+// A resync copied units to a resyncing server. Payload: u32 server, u32 n,
+// n x (u32 primary, u64 unit).
+inline constexpr uint16_t kOpResyncProgress = 0x8003;
+inline constexpr uint32_t kMaxResyncUnitsPerRecord = 4096;
+std::vector<uint8_t> EncodeSetServerState(uint32_t server, DataServerState to, bool full_rebuild);
+std::vector<uint8_t> EncodeResyncProgress(uint32_t server, std::span<const DirtyUnit> units);
 
 // Everything the namespace needs to know about the file system it serves.
 struct NamespaceConfig {
@@ -132,6 +143,8 @@ class Namespace {
   const Sessions& sessions() const { return client_sessions_; }
   Space& space() { return space_; }
   const Space& space() const { return space_; }
+  // The data servers' states, the epoch and the dirty sets (changed only by Mutate).
+  const ClusterMap& cluster_map() const { return cluster_map_; }
 
   // ---- Sessions (for the service's lease handling; see sessions.h) ----
   Session* FindSession(uint64_t session) { return client_sessions_.Find(session); }
@@ -226,24 +239,31 @@ class Namespace {
   struct Inode;
 
   // The handlers, one per row of meta_ops.h (see the top of this file): kMutation and
-  // kSession rows get Do<Name>, kRead rows Read<Name>, kLease rows (heartbeat) none.
+  // kSession rows get Do<Name>, kRead rows Read<Name>, kLease rows (heartbeat) and kAdmin rows none.
 #define DPMFS_NS_HANDLER_kMutation(Name, Req, Rep) \
   int Do##Name(const Req& req, OpContext& ctx, Rep* reply);
 #define DPMFS_NS_HANDLER_kSession(Name, Req, Rep) DPMFS_NS_HANDLER_kMutation(Name, Req, Rep)
 #define DPMFS_NS_HANDLER_kRead(Name, Req, Rep) \
   int Read##Name(const Req& req, const Credentials& caller, Rep* reply) const;
 #define DPMFS_NS_HANDLER_kLease(Name, Req, Rep)
+#define DPMFS_NS_HANDLER_kAdmin(Name, Req, Rep)
 #define DPMFS_NS_HANDLER(Name, number, str, kind, Req, Rep, family) \
   DPMFS_NS_HANDLER_##kind(Name, Req, Rep)
   DPMFS_META_OPS(DPMFS_NS_HANDLER)
 #undef DPMFS_NS_HANDLER
 #undef DPMFS_NS_HANDLER_kLease
+#undef DPMFS_NS_HANDLER_kAdmin
 #undef DPMFS_NS_HANDLER_kRead
 #undef DPMFS_NS_HANDLER_kSession
 #undef DPMFS_NS_HANDLER_kMutation
 
   // ops_session.cc: ends session `id`, closing its handles (unregister, lease expiry).
   int EndSession(uint64_t id, OpContext& ctx);
+  // ops_cluster.cc: the server-internal records of the cluster map (kOpSetServerState,
+  // kOpResyncProgress). InvalidArgument for a payload that does not decode; else the
+  // reply with the errno (EINVAL: a move the map does not allow, changing nothing).
+  Result<std::vector<uint8_t>> MutateClusterMap(uint16_t op, std::span<const uint8_t> payload,
+                                                int* err);
   // ops_namespace.cc: a rename's changed directories.
   std::vector<InodeAttr> ChangedDirs(const Inode& sdir, const Inode& ddir) const;
 
@@ -294,11 +314,13 @@ class Namespace {
   std::unordered_map<InodeId, std::unique_ptr<Inode>> inodes_;
   Space space_;                 // allocators, quarantine, scrub queue
   Sessions client_sessions_;    // sessions, reply caches, open handles
+  ClusterMap cluster_map_;      // data server states, epoch, dirty sets
   InodeId next_ino_ = kRootInode + 1;
   uint64_t next_generation_ = 2;
   uint64_t next_handle_ = 1;
 
   friend class NamespaceCodec;  // checkpoint_codec.cc
+  friend class AclXattrs;       // ops_xattr.cc: POSIX ACLs kept as xattrs
   // Tests only (tests/mkfs/namespace_surgery.h): damages a namespace on purpose so that
   // the offline check has something to find. Nothing in the servers uses it.
   friend class NamespaceSurgery;

@@ -52,7 +52,7 @@ int Namespace::DoOpen(const OpenRequest& req, OpContext& ctx, OpenReply* reply) 
   if (in->is_dir() && ((req.flags & O_ACCMODE) != O_RDONLY || (req.flags & O_TRUNC))) {
     return EISDIR;
   }
-  if (int e = perm::MayOpen(ctx.caller, in->attr, req.flags)) return e;
+  if (int e = perm::MayOpen(ctx.caller, AclXattrs::SubjectOf(*in), req.flags)) return e;
   if ((req.flags & O_TRUNC) && in->is_reg()) {
     Truncate(*in, 0, ctx);
     in->attr.mode = perm::ModeAfterWrite(ctx.caller, in->attr.mode);
@@ -91,7 +91,7 @@ bool Namespace::TruncatedTail(const SetattrRequest& sa, const Credentials& calle
     return false;
   }
   uint32_t mode = 0;
-  if (perm::MaySetattr(caller, in->attr, sa, &mode) != 0) return false;
+  if (perm::MaySetattr(caller, AclXattrs::SubjectOf(*in), sa, &mode) != 0) return false;
   const uint64_t end = std::min(in->attr.size, RoundUp(new_size, bs));
   std::vector<Extent> found;
   in->extents.Find(new_size, end - new_size, 1, &found);
@@ -153,6 +153,10 @@ int Namespace::AllocateHoles(Inode& inode, uint64_t start, uint64_t end, uint64_
       pos = piece_end;
     }
   }
+  // Blocks handed out while a copy's server is down: that copy is stale (it may hold a
+  // freed file's bytes, since the scrub zeroed only the reachable copies), so it joins
+  // the down server's dirty set (docs/replication.md, "Degraded-write records").
+  for (const Extent& e : inserted) cluster_map_.NoteWrite(e.server, e.pool_offset, e.length);
   return 0;
 }
 
@@ -199,7 +203,7 @@ int Namespace::DoAllocate(const AllocateRequest& req, OpContext& ctx, AllocateRe
   if (!in->is_reg()) return EINVAL;
   // The data operations name an inode, not an open handle: they need the modes'
   // permission, with the owner's override (permissions.h).
-  if (int e = perm::MayAccessOwnerOverride(ctx.caller, in->attr, perm::kWrite)) return e;
+  if (int e = perm::MayAccessOwnerOverride(ctx.caller, AclXattrs::SubjectOf(*in), perm::kWrite)) return e;
   if (req.length == 0) return EINVAL;
   if (req.offset > kMaxFileSize || req.length > kMaxFileSize - req.offset) return EFBIG;
   const uint64_t bs = config_.block_size;
@@ -235,7 +239,7 @@ int Namespace::DoCommit(const CommitRequest& req, OpContext& ctx, AttrReply* rep
   if (in == nullptr) return ENOENT;
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return EINVAL;
-  if (int e = perm::MayAccessOwnerOverride(ctx.caller, in->attr, perm::kWrite)) return e;
+  if (int e = perm::MayAccessOwnerOverride(ctx.caller, AclXattrs::SubjectOf(*in), perm::kWrite)) return e;
   const uint64_t bs = config_.block_size;
   if ((req.valid & CommitRequest::kSize) && req.new_size > kMaxFileSize) return EFBIG;
   if (req.written.size() > kMaxWrittenRanges) return EINVAL;
@@ -272,7 +276,7 @@ int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrRepl
   if (in == nullptr) return ENOENT;
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return ENODEV;
-  if (int e = perm::MayAccessOwnerOverride(ctx.caller, in->attr, perm::kWrite)) return e;
+  if (int e = perm::MayAccessOwnerOverride(ctx.caller, AclXattrs::SubjectOf(*in), perm::kWrite)) return e;
   if (req.length == 0) return EINVAL;
   if (req.offset > kMaxFileSize || req.length > kMaxFileSize - req.offset) return EFBIG;
   const uint64_t bs = config_.block_size;
@@ -327,7 +331,7 @@ int Namespace::ReadLayout(const LayoutRequest& req, const Credentials& caller,
   if (in->is_dir()) return EISDIR;
   if (!in->is_reg()) return EINVAL;
   // Where the bytes are is as good as the bytes (who may ask: permissions.h).
-  if (int e = perm::MayReadLayout(caller, in->attr)) return e;
+  if (int e = perm::MayReadLayout(caller, AclXattrs::SubjectOf(*in))) return e;
   reply->attr = AttrOf(*in);
   // Extents are block-aligned on the wire (meta_protocol.h): widen an unaligned range
   // to whole blocks, since Find clips extents to the range it is given.

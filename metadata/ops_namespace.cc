@@ -61,7 +61,7 @@ int Namespace::ReadReaddir(const ReaddirRequest& req, const Credentials& caller,
                            ReaddirReply* reply) const {
   const Inode* dir = nullptr;
   if (int e = FindDir(req.ino, &dir)) return e;
-  if (int e = perm::MayAccess(caller, dir->attr, perm::kRead)) return e;
+  if (int e = perm::MayAccess(caller, AclXattrs::SubjectOf(*dir), perm::kRead)) return e;
   if (req.max_entries == 0 || req.max_entries > kMaxReaddirEntries) return EINVAL;
   // Stay well inside the message size: an entry encodes as ~120 bytes + its name.
   constexpr size_t kBudget = kMetaMaxMessage - 8192;
@@ -100,7 +100,7 @@ int Namespace::DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* r
   uint32_t mode = in->attr.mode;
   if (v & SetattrRequest::kAccessed) {
     if (v != (SetattrRequest::kAccessed | SetattrRequest::kAtime)) return EINVAL;
-    if (int e = perm::MaySetattr(ctx.caller, in->attr, req, &mode)) return e;
+    if (int e = perm::MaySetattr(ctx.caller, AclXattrs::SubjectOf(*in), req, &mode)) return e;
     if (req.atime > in->attr.atime) in->attr.atime = req.atime;
     reply->attr = AttrOf(*in);
     return 0;
@@ -111,8 +111,9 @@ int Namespace::DoSetattr(const SetattrRequest& req, OpContext& ctx, AttrReply* r
     if (req.size > kMaxFileSize) return EFBIG;
   }
   // Who may, and what the mode becomes (set-ID bits cleared by chmod, chown, truncate).
-  if (int e = perm::MaySetattr(ctx.caller, in->attr, req, &mode)) return e;
+  if (int e = perm::MaySetattr(ctx.caller, AclXattrs::SubjectOf(*in), req, &mode)) return e;
   in->attr.mode = mode;
+  if (v & SetattrRequest::kMode) AclXattrs::Chmod(in);  // posix_acl_chmod
   if (v & SetattrRequest::kUid) in->attr.uid = req.uid;
   if (v & SetattrRequest::kGid) in->attr.gid = req.gid;
   if ((v & SetattrRequest::kSize) && req.size != in->attr.size) {
@@ -146,7 +147,7 @@ int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* r
     Inode* in = Find(it->second.ino);
     if (in == nullptr) return EIO;
     if (in->is_dir()) return EISDIR;
-    if (int e = perm::MayOpen(ctx.caller, in->attr, req.flags)) return e;
+    if (int e = perm::MayOpen(ctx.caller, AclXattrs::SubjectOf(*in), req.flags)) return e;
     if ((req.flags & O_TRUNC) && in->is_reg()) {
       Truncate(*in, 0, ctx);
       in->attr.mode = perm::ModeAfterWrite(ctx.caller, in->attr.mode);
@@ -157,13 +158,14 @@ int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* r
     reply->created = false;
     return 0;
   }
-  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
+  if (int e = perm::MayCreate(ctx.caller, AclXattrs::SubjectOf(*dir))) return e;
   if (dir->attr.nlink == 0) return ENOENT;  // a removed directory takes no new names
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
   uint32_t mode = S_IFREG | (req.mode & kPermBits);
   uint32_t uid = 0, gid = 0;
   NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
   Inode& in = NewInode(mode, uid, gid, 0, ctx);
+  AclXattrs::Inherit(*dir, &in);
   in.attr.nlink = 1;
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
@@ -179,7 +181,7 @@ int Namespace::DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* repl
   if (int e = FindSearchableDir(ctx.caller, req.parent, &dir)) return e;
   if (int e = CheckName(req.name)) return e;
   if (dir->dir->by_name.count(req.name)) return EEXIST;
-  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
+  if (int e = perm::MayCreate(ctx.caller, AclXattrs::SubjectOf(*dir))) return e;
   if (dir->attr.nlink == 0) return ENOENT;
   if (dir->attr.nlink >= kMaxLinks) return EMLINK;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
@@ -187,6 +189,7 @@ int Namespace::DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* repl
   uint32_t uid = 0, gid = 0;
   NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
   Inode& in = NewInode(mode, uid, gid, 0, ctx);
+  AclXattrs::Inherit(*dir, &in);
   in.attr.nlink = 2;
   in.parent = dir->attr.ino;
   in.dir = std::make_unique<Directory>();
@@ -220,7 +223,7 @@ int Namespace::DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* repl
   }
   if (int e = perm::MayMknod(ctx.caller, type)) return e;
   if (dir->dir->by_name.count(req.name)) return EEXIST;
-  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
+  if (int e = perm::MayCreate(ctx.caller, AclXattrs::SubjectOf(*dir))) return e;
   if (dir->attr.nlink == 0) return ENOENT;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
   const uint64_t rdev = (type == S_IFCHR || type == S_IFBLK) ? req.rdev : 0;
@@ -228,6 +231,7 @@ int Namespace::DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* repl
   uint32_t uid = 0, gid = 0;
   NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
   Inode& in = NewInode(mode, uid, gid, rdev, ctx);
+  AclXattrs::Inherit(*dir, &in);
   in.attr.nlink = 1;
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
@@ -244,7 +248,7 @@ int Namespace::DoSymlink(const SymlinkRequest& req, OpContext& ctx, EntryReply* 
   if (req.target.size() > kMaxSymlinkLength) return ENAMETOOLONG;
   if (req.target.find('\0') != std::string::npos) return EINVAL;
   if (dir->dir->by_name.count(req.name)) return EEXIST;
-  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
+  if (int e = perm::MayCreate(ctx.caller, AclXattrs::SubjectOf(*dir))) return e;
   if (dir->attr.nlink == 0) return ENOENT;
   if (ctx.metadata_full || inodes_.size() >= config_.max_inodes) return ENOSPC;
   uint32_t mode = S_IFLNK | 0777;
@@ -269,7 +273,7 @@ int Namespace::DoLink(const LinkRequest& req, OpContext& ctx, EntryReply* reply)
   if (int e = CheckName(req.new_name)) return e;
   if (in->is_dir()) return EPERM;
   if (dir->dir->by_name.count(req.new_name)) return EEXIST;
-  if (int e = perm::MayCreate(ctx.caller, dir->attr)) return e;
+  if (int e = perm::MayCreate(ctx.caller, AclXattrs::SubjectOf(*dir))) return e;
   if (dir->attr.nlink == 0 || in->attr.nlink == 0) return ENOENT;
   if (in->attr.nlink >= kMaxLinks) return EMLINK;
   if (ctx.metadata_full) return ENOSPC;
@@ -286,7 +290,7 @@ int Namespace::DoUnlink(const UnlinkRequest& req, OpContext& ctx, DirsReply* rep
   Inode* dir = nullptr;
   Inode* in = nullptr;
   if (int e = FindEntry(ctx.caller, req.parent, req.name, &dir, &in)) return e;
-  if (int e = perm::MayDelete(ctx.caller, dir->attr, in->attr)) return e;
+  if (int e = perm::MayDelete(ctx.caller, AclXattrs::SubjectOf(*dir), in->attr)) return e;
   if (in->is_dir()) return EISDIR;
   RemoveEntry(*dir, req.name);
   --in->attr.nlink;
@@ -301,7 +305,7 @@ int Namespace::DoRmdir(const UnlinkRequest& req, OpContext& ctx, DirsReply* repl
   Inode* dir = nullptr;
   Inode* in = nullptr;
   if (int e = FindEntry(ctx.caller, req.parent, req.name, &dir, &in)) return e;
-  if (int e = perm::MayDelete(ctx.caller, dir->attr, in->attr)) return e;
+  if (int e = perm::MayDelete(ctx.caller, AclXattrs::SubjectOf(*dir), in->attr)) return e;
   if (!in->is_dir()) return ENOTDIR;
   if (!in->dir->by_name.empty()) return ENOTEMPTY;
   RemoveEntry(*dir, req.name);
@@ -345,17 +349,17 @@ int Namespace::DoRename(const RenameRequest& req, OpContext& ctx, DirsReply* rep
   if (src != dst) {
     // vfs_rename's order: the source's removal, the target's removal or the new name's
     // creation, then a directory changing parents needs write on itself (its "..").
-    if (int e = perm::MayDelete(ctx.caller, sdir->attr, src->attr)) return e;
-    if (int e = dst != nullptr ? perm::MayDelete(ctx.caller, ddir->attr, dst->attr)
-                               : perm::MayCreate(ctx.caller, ddir->attr)) {
+    if (int e = perm::MayDelete(ctx.caller, AclXattrs::SubjectOf(*sdir), src->attr)) return e;
+    if (int e = dst != nullptr ? perm::MayDelete(ctx.caller, AclXattrs::SubjectOf(*ddir), dst->attr)
+                               : perm::MayCreate(ctx.caller, AclXattrs::SubjectOf(*ddir))) {
       return e;
     }
     if (sdir != ddir) {
       if (src_dir) {
-        if (int e = perm::MayAccess(ctx.caller, src->attr, perm::kWrite)) return e;
+        if (int e = perm::MayAccess(ctx.caller, AclXattrs::SubjectOf(*src), perm::kWrite)) return e;
       }
       if ((req.flags & kExchange) && dst_dir) {
-        if (int e = perm::MayAccess(ctx.caller, dst->attr, perm::kWrite)) return e;
+        if (int e = perm::MayAccess(ctx.caller, AclXattrs::SubjectOf(*dst), perm::kWrite)) return e;
       }
     }
   }

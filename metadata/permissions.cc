@@ -31,9 +31,12 @@ bool InGroup(const Credentials& c, uint32_t gid) {
   return c.gid == gid || std::find(c.groups.begin(), c.groups.end(), gid) != c.groups.end();
 }
 
-int MayAccess(const Credentials& c, const InodeAttr& a, uint32_t mask) {
+int MayAccess(const Credentials& c, const Object& o, uint32_t mask) {
+  const InodeAttr& a = o.attr;
   mask &= kRead | kWrite | kExec;
-  if ((mask & ~ClassBits(c, a)) == 0) return 0;
+  if (o.acl ? acl::Permission(*o.acl, c, a, mask) == 0 : (mask & ~ClassBits(c, a)) == 0) {
+    return 0;
+  }
   if (IsRoot(c)) {
     // CAP_DAC_OVERRIDE: read, write and directory search always; executing a file
     // only when someone may execute it.
@@ -42,13 +45,14 @@ int MayAccess(const Credentials& c, const InodeAttr& a, uint32_t mask) {
   return EACCES;
 }
 
-int MayAccessOwnerOverride(const Credentials& c, const InodeAttr& a, uint32_t mask) {
-  if (c.uid == a.uid) return 0;
-  return MayAccess(c, a, mask);
+int MayAccessOwnerOverride(const Credentials& c, const Object& o, uint32_t mask) {
+  if (c.uid == o.attr.uid) return 0;
+  return MayAccess(c, o, mask);
 }
 
-int MayDelete(const Credentials& c, const InodeAttr& dir, const InodeAttr& victim) {
-  if (int e = MayAccess(c, dir, kWrite | kExec)) return e;
+int MayDelete(const Credentials& c, const Object& dir_object, const InodeAttr& victim) {
+  if (int e = MayAccess(c, dir_object, kWrite | kExec)) return e;
+  const InodeAttr& dir = dir_object.attr;
   // check_sticky: in a sticky directory only the entry's owner, the directory's owner
   // or CAP_FOWNER may remove or rename it.
   if ((dir.mode & S_ISVTX) != 0 && !IsRoot(c) && c.uid != victim.uid && c.uid != dir.uid) {
@@ -57,9 +61,9 @@ int MayDelete(const Credentials& c, const InodeAttr& dir, const InodeAttr& victi
   return 0;
 }
 
-int MayReadLayout(const Credentials& c, const InodeAttr& a) {
-  if (MayAccessOwnerOverride(c, a, kRead) == 0 || MayAccess(c, a, kWrite) == 0 ||
-      MayAccess(c, a, kExec) == 0) {
+int MayReadLayout(const Credentials& c, const Object& o) {
+  if (MayAccessOwnerOverride(c, o, kRead) == 0 || MayAccess(c, o, kWrite) == 0 ||
+      MayAccess(c, o, kExec) == 0) {
     return 0;
   }
   return EACCES;
@@ -82,8 +86,8 @@ uint32_t OpenAccess(uint32_t flags) {
   return mask;
 }
 
-int MayOpen(const Credentials& c, const InodeAttr& a, uint32_t flags) {
-  return MayAccess(c, a, OpenAccess(flags));
+int MayOpen(const Credentials& c, const Object& o, uint32_t flags) {
+  return MayAccess(c, o, OpenAccess(flags));
 }
 
 int MayMknod(const Credentials& c, uint32_t mode) {
@@ -101,21 +105,22 @@ uint32_t ModeAfterWrite(const Credentials& c, uint32_t mode) {
   return mode;
 }
 
-int MaySetattr(const Credentials& c, const InodeAttr& a, const SetattrRequest& req,
+int MaySetattr(const Credentials& c, const Object& o, const SetattrRequest& req,
                uint32_t* mode) {
   using R = SetattrRequest;
+  const InodeAttr& a = o.attr;
   const uint32_t v = req.valid;
   *mode = a.mode;
   if (v & R::kAccessed) {
     // A client's lazily committed access time: someone read the file.
     if (IsOwnerOrRoot(c, a)) return 0;
-    return MayAccess(c, a, kRead);
+    return MayAccess(c, o, kRead);
   }
   const bool owner_or_root = IsOwnerOrRoot(c, a);
   if (v & R::kSize) {
     // truncate(2) needs write permission; the owner may always (ftruncate of a file
     // it created read-only: the server cannot tell the descriptor).
-    if (int e = MayAccessOwnerOverride(c, a, kWrite)) return e;
+    if (int e = MayAccessOwnerOverride(c, o, kWrite)) return e;
   }
   // chown_ok / chgrp_ok.
   if ((v & R::kUid) && !IsRoot(c) && !(c.uid == a.uid && req.uid == a.uid)) return EPERM;
@@ -131,7 +136,7 @@ int MaySetattr(const Credentials& c, const InodeAttr& a, const SetattrRequest& r
       // nothing added or otherwise changed. Allowed to whoever may write the file.
       const bool only_clears_set_id = next != a.mode && (next & ~a.mode) == 0 &&
                                       (next | kSetId) == (a.mode | kSetId);
-      if (!only_clears_set_id || MayAccess(c, a, kWrite) != 0) return EPERM;
+      if (!only_clears_set_id || MayAccess(c, o, kWrite) != 0) return EPERM;
     } else if (!IsRoot(c) && !InGroup(c, gid_after)) {
       next &= ~uint32_t{S_ISGID};
     }
@@ -150,7 +155,7 @@ int MaySetattr(const Credentials& c, const InodeAttr& a, const SetattrRequest& r
   if (explicit_times && !owner_or_root) return EPERM;
   const bool now_times = (v & (R::kAtimeNow | R::kMtimeNow | R::kCtime)) != 0;
   if (now_times && !owner_or_root) {
-    if (int e = MayAccess(c, a, kWrite)) return e;
+    if (int e = MayAccess(c, o, kWrite)) return e;
   }
   return 0;
 }
@@ -178,7 +183,12 @@ void InheritFromDirectory(const Credentials& c, const InodeAttr& dir, uint32_t* 
   }
 }
 
-int MayXattr(const Credentials& c, const InodeAttr& a, std::string_view name, bool write) {
+int MayXattr(const Credentials& c, const Object& o, std::string_view name, bool write) {
+  const InodeAttr& a = o.attr;
+  if (name == acl::kAccessXattr || name == acl::kDefaultXattr) {
+    // posix_acl_xattr_set: inode_owner_or_capable; reading needs nothing.
+    return write && !IsOwnerOrRoot(c, a) ? EPERM : 0;
+  }
   if (HasPrefix(name, "security.")) {
     // No VFS check on reading; writing needs CAP_SYS_ADMIN (or CAP_SETFCAP for
     // security.capability, which root has too).
@@ -191,16 +201,16 @@ int MayXattr(const Credentials& c, const InodeAttr& a, std::string_view name, bo
   if (HasPrefix(name, "user.")) {
     if (!S_ISREG(a.mode) && !S_ISDIR(a.mode)) return write ? EPERM : ENODATA;
     if (write && S_ISDIR(a.mode) && (a.mode & S_ISVTX) && !IsOwnerOrRoot(c, a)) return EPERM;
-    return MayAccess(c, a, write ? kWrite : kRead);
+    return MayAccess(c, o, write ? kWrite : kRead);
   }
   return 0;  // other namespaces are refused by name (EOPNOTSUPP) before this
 }
 
-int MayRemoveXattr(const Credentials& c, const InodeAttr& a, std::string_view name) {
+int MayRemoveXattr(const Credentials& c, const Object& o, std::string_view name) {
   // cap_inode_killpriv removes it with no permission check of its own; through FUSE the
   // removal arrives as the writer's request, so being allowed to write is the check.
-  if (name == "security.capability" && MayAccess(c, a, kWrite) == 0) return 0;
-  return MayXattr(c, a, name, true);
+  if (name == "security.capability" && MayAccess(c, o, kWrite) == 0) return 0;
+  return MayXattr(c, o, name, true);
 }
 
 bool MayListXattr(const Credentials& c, std::string_view name) {

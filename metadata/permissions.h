@@ -47,7 +47,8 @@
 //     request's uid/gid); in a set-group-ID directory they take its group, and a new
 //     file created there by a non-member loses set-group-ID.
 // Not checked: protected_hardlinks/protected_symlinks (sysctls of the
-// client's kernel), ACLs (dpmfs has none).
+// client's kernel). An inode's access ACL, when it has one, decides the access checks
+// (posix_acl.h).
 //
 // Thread-safety: pure functions.
 #pragma once
@@ -56,11 +57,23 @@
 #include <string_view>
 
 #include "metadata/meta_protocol.h"
+#include "metadata/posix_acl.h"
 
 namespace dpmfs::meta::perm {
 
 // Access masks (as MAY_EXEC, MAY_WRITE, MAY_READ).
 inline constexpr uint32_t kExec = 1, kWrite = 2, kRead = 4;
+
+// What an access check looks at: the inode's attributes and, when it has one, its access
+// ACL (posix_acl.h), which then decides for everyone but the owner (and root). Made
+// implicitly from the attributes alone: an inode without an ACL.
+struct Object {
+  Object(const InodeAttr& a) : attr(a) {}  // NOLINT(google-explicit-constructor)
+  Object(const InodeAttr& a, std::optional<acl::PosixAcl> access_acl)
+      : attr(a), acl(std::move(access_acl)) {}
+  const InodeAttr& attr;
+  std::optional<acl::PosixAcl> acl;
+};
 
 inline bool IsRoot(const Credentials& c) { return c.uid == 0; }
 // The caller's gid or one of its supplementary groups.
@@ -70,20 +83,20 @@ inline bool IsOwnerOrRoot(const Credentials& c, const InodeAttr& a) {
 }
 
 // 0 when the caller may access `a` for every bit of `mask`, else EACCES.
-int MayAccess(const Credentials& c, const InodeAttr& a, uint32_t mask);
+int MayAccess(const Credentials& c, const Object& o, uint32_t mask);
 // As MayAccess, but the owner always may (data operations on an inode, truncate).
-int MayAccessOwnerOverride(const Credentials& c, const InodeAttr& a, uint32_t mask);
+int MayAccessOwnerOverride(const Credentials& c, const Object& o, uint32_t mask);
 // Asking where a file's blocks are (layout): r (owner override), w or x, else EACCES.
-int MayReadLayout(const Credentials& c, const InodeAttr& a);
+int MayReadLayout(const Credentials& c, const Object& o);
 // Search permission on a directory of the path.
-inline int MayLookup(const Credentials& c, const InodeAttr& dir) { return MayAccess(c, dir, kExec); }
+inline int MayLookup(const Credentials& c, const Object& dir) { return MayAccess(c, dir, kExec); }
 // Adding a name to `dir`.
-inline int MayCreate(const Credentials& c, const InodeAttr& dir) {
+inline int MayCreate(const Credentials& c, const Object& dir) {
   return MayAccess(c, dir, kWrite | kExec);
 }
 // Removing the name of `victim` from `dir` (unlink, rmdir, rename's source and target):
 // EACCES without w+x on dir, EPERM for the sticky rule.
-int MayDelete(const Credentials& c, const InodeAttr& dir, const InodeAttr& victim);
+int MayDelete(const Credentials& c, const Object& dir, const InodeAttr& victim);
 // __FMODE_EXEC of include/linux/fs.h: in the f_flags of an open for execve (O_RDONLY |
 // __FMODE_EXEC), which FUSE passes on; never set by open(2) itself.
 inline constexpr uint32_t kFmodeExec = 0x20;
@@ -91,14 +104,14 @@ inline constexpr uint32_t kFmodeExec = 0x20;
 // x instead of r for an open for execve (a mode-0111 program runs; xfstests generic/126).
 uint32_t OpenAccess(uint32_t flags);
 // Opening an existing inode with open(2) flags: MayAccess for OpenAccess(flags).
-int MayOpen(const Credentials& c, const InodeAttr& a, uint32_t flags);
+int MayOpen(const Credentials& c, const Object& o, uint32_t flags);
 // Creating an inode of type `mode & S_IFMT`: EPERM for device nodes unless root.
 int MayMknod(const Credentials& c, uint32_t mode);
 
 // A setattr (SetattrRequest::valid and its fields) on `a`: 0 and `*mode` = the mode to
 // store (permission bits with the type, after set-ID clearing), or EPERM / EACCES.
 // Validation of the request itself (EINVAL, EISDIR, EFBIG) is the caller's, first.
-int MaySetattr(const Credentials& c, const InodeAttr& a, const SetattrRequest& req,
+int MaySetattr(const Credentials& c, const Object& o, const SetattrRequest& req,
                uint32_t* mode);
 // The mode of a regular file after `c` wrote into or truncated it.
 uint32_t ModeAfterWrite(const Credentials& c, uint32_t mode);
@@ -113,12 +126,12 @@ void InheritFromDirectory(const Credentials& c, const InodeAttr& dir, uint32_t* 
                           uint32_t* gid);
 
 // Extended attributes (Linux's xattr_permission and the capability rules for the
-// security namespace). `write`: set or remove. 0, EACCES, EPERM or (reading trusted.*
+// security namespace; system.posix_acl_*: anyone reads, the owner or root writes). `write`: set or remove. 0, EACCES, EPERM or (reading trusted.*
 // or user.* where they cannot be) ENODATA.
-int MayXattr(const Credentials& c, const InodeAttr& a, std::string_view name, bool write);
+int MayXattr(const Credentials& c, const Object& o, std::string_view name, bool write);
 // removexattr: MayXattr's write rule, except that whoever may write the file may remove
 // security.capability (the kernel's kill-priv; xfstests generic/688 failed with EPERM).
-int MayRemoveXattr(const Credentials& c, const InodeAttr& a, std::string_view name);
+int MayRemoveXattr(const Credentials& c, const Object& o, std::string_view name);
 // Whether listxattr shows `name` to `c` (trusted.* only to root).
 bool MayListXattr(const Credentials& c, std::string_view name);
 

@@ -17,6 +17,8 @@ packages=(
   libsodium-dev                                              # cluster key, handshake MACs (docs/security.md)
   libsystemd-dev                                             # sd_notify (Type=notify units)
   help2man                                                   # man pages from --help
+  nlohmann-json3-dev                                         # dpmfs-admin: stats/status --json
+  libcpp-httplib-dev                                         # the daemons' optional /metrics endpoint
   procps psmisc                                              # free (tests/vm), fuser (launcher, tests)
   fio bindfs                                                 # e2e tests and benchmarks (fio, and a
                                                              # FUSE passthrough for dpmfs-bench fs)

@@ -84,7 +84,8 @@ void AppendString(std::vector<uint8_t>& t, std::string_view s) {
 // The transcript a proof covers. Every variable-size piece is length-prefixed so two
 // different transcripts can never be the same bytes.
 Proof MakeProof(const ClusterKey& key, std::string_view role, const Nonce& ni, const Nonce& nt,
-                const ConnectionParams& conn, std::span<const uint8_t> app_data) {
+                const ConnectionParams& conn, std::span<const uint8_t> app_data,
+                std::span<const uint8_t> credential) {
   InitCrypto();
   std::vector<uint8_t> t;
   t.reserve(160 + app_data.size());
@@ -98,6 +99,9 @@ Proof MakeProof(const ClusterKey& key, std::string_view role, const Nonce& ni, c
   AppendString(t, conn.target);
   AppendString(t, std::string_view(reinterpret_cast<const char*>(app_data.data()),
                                    app_data.size()));
+  // The credential too: lifted off one handshake it proves nothing on another.
+  AppendString(t, std::string_view(reinterpret_cast<const char*>(credential.data()),
+                                   credential.size()));
   std::array<uint8_t, crypto_auth_KEYBYTES> subkey{};
   static_assert(crypto_auth_KEYBYTES >= crypto_kdf_BYTES_MIN &&
                 crypto_auth_KEYBYTES <= crypto_kdf_BYTES_MAX);
@@ -123,6 +127,11 @@ std::vector<uint8_t> EncodeAuthRequest(const AuthRequest& m) {
     io.Fixed("proof", a.proof);
     std::string s(a.app_data.begin(), a.app_data.end());
     io.Bytes("app_data", s, kMaxConnectPrivateData);
+    // Left out when empty: an AUTH without one is the same bytes as before credentials.
+    if (!a.credential.empty()) {
+      std::string c(a.credential.begin(), a.credential.end());
+      io.Bytes("credential", c, kMaxCredential);
+    }
   });
 }
 
@@ -138,6 +147,13 @@ Result<AuthRequest> DecodeAuthRequest(std::span<const uint8_t> in) {
     std::string s;
     r.Bytes("app_data", s, kMaxConnectPrivateData);
     a.app_data.assign(s.begin(), s.end());
+    // Optional: a message that ends after app_data (or is zero-padded, as verbs pads
+    // private data, by fewer bytes than a length) carries no credential.
+    if (r.left() >= 4) {
+      std::string c;
+      r.Bytes("credential", c, kMaxCredential);
+      a.credential.assign(c.begin(), c.end());
+    }
   });
 }
 
@@ -150,13 +166,15 @@ Nonce FreshNonce() {
 
 Proof TargetProof(const ClusterKey& key, const Nonce& initiator_nonce, const Nonce& target_nonce,
                   const ConnectionParams& conn) {
-  return MakeProof(key, "dpmfs target", initiator_nonce, target_nonce, conn, {});
+  return MakeProof(key, "dpmfs target", initiator_nonce, target_nonce, conn, {}, {});
 }
 
 Proof InitiatorProof(const ClusterKey& key, const Nonce& initiator_nonce,
                      const Nonce& target_nonce, const ConnectionParams& conn,
-                     std::span<const uint8_t> app_data) {
-  return MakeProof(key, "dpmfs initiator", initiator_nonce, target_nonce, conn, app_data);
+                     std::span<const uint8_t> app_data,
+                     std::span<const uint8_t> credential) {
+  return MakeProof(key, "dpmfs initiator", initiator_nonce, target_nonce, conn, app_data,
+                   credential);
 }
 
 bool ProofsEqual(const Proof& a, const Proof& b) {

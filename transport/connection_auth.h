@@ -47,7 +47,8 @@ using Proof = std::array<uint8_t, kProofSize>;
 // Encoded sizes (fixed; AUTH's is its largest, with kMaxConnectPrivateData of request).
 inline constexpr size_t kHelloSize = 4 + 2 + 2 + kNonceSize;                        // 40
 inline constexpr size_t kChallengeSize = 4 + 2 + 2 + kNonceSize + kProofSize;       // 72
-inline constexpr size_t kMaxAuthSize = 4 + 2 + 2 + kProofSize + 4 + kMaxConnectPrivateData;
+inline constexpr size_t kMaxAuthSize =
+    4 + 2 + 2 + kProofSize + 4 + kMaxConnectPrivateData + 4 + kMaxCredential;
 
 struct Hello {
   Nonce nonce{};
@@ -59,6 +60,9 @@ struct Challenge {
 struct AuthRequest {
   Proof proof{};
   std::vector<uint8_t> app_data;  // the application's connect request (≤ 56 bytes)
+  // QueuePairOptions::credential (≤ kMaxCredential bytes; empty when none): a data
+  // client's session token. Optional on the wire, after app_data.
+  std::vector<uint8_t> credential;
 };
 
 std::vector<uint8_t> EncodeHello(const Hello& m);
@@ -84,7 +88,8 @@ Proof TargetProof(const ClusterKey& key, const Nonce& initiator_nonce, const Non
                   const ConnectionParams& conn);
 Proof InitiatorProof(const ClusterKey& key, const Nonce& initiator_nonce,
                      const Nonce& target_nonce, const ConnectionParams& conn,
-                     std::span<const uint8_t> app_data);
+                     std::span<const uint8_t> app_data,
+                     std::span<const uint8_t> credential = {});
 // Constant-time comparison.
 bool ProofsEqual(const Proof& a, const Proof& b);
 

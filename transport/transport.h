@@ -50,6 +50,8 @@ inline constexpr size_t kMaxConnectPrivateData = 56;
 inline constexpr size_t kMaxAcceptPrivateData = 196;
 // Largest single work request either backend accepts (bytes).
 inline constexpr uint64_t kMaxTransferSize = 1ull << 30;
+// Largest QueuePairOptions::credential (a data client's session token is ~70 bytes).
+inline constexpr size_t kMaxCredential = 128;
 
 enum class Backend { kSoft, kVerbs };
 std::string_view BackendName(Backend b);
@@ -180,6 +182,10 @@ class QueuePair {
   virtual QpState state() const = 0;
   // Private data the peer gave when connecting (target side) or accepting (initiator).
   virtual std::span<const uint8_t> peer_private_data() const = 0;
+  // Target side: the credential the initiator presented in the authenticated handshake
+  // (QueuePairOptions::credential), already set when the accept handler runs. Empty
+  // when it sent none or the connection is not authenticated (no cluster key, verbs).
+  virtual std::span<const uint8_t> peer_credential() const { return {}; }
   virtual std::string peer_description() const = 0;  // for messages: "127.0.0.1:4711"
   // Moves the QP to the error state and tears down the connection; outstanding
   // requests complete with kFlushed. Idempotent. The destructor calls it.
@@ -204,6 +210,12 @@ struct QueuePairOptions {
   // waiting callers may read it themselves (DriveReceives); soft then parks its
   // receive thread between messages while callers do. Verbs ignores it.
   bool caller_driven_receives = false;
+  // Initiator: up to kMaxCredential bytes the target's accept handler may check before
+  // it grants anything (a data client's session token, datapath/session_token.h).
+  // Carried only by an authenticated handshake (in AUTH, covered by the initiator's
+  // proof; transport/README.md "Authentication"), beside the connect private data,
+  // whose 56 bytes it would not fit. Without a cluster key it is not sent.
+  std::vector<uint8_t> credential;
 };
 
 // Decides about an incoming connection. Gets the initiator's private data and the new

@@ -58,6 +58,8 @@ class DataServerIdentityTest : public ::testing::Test {
     DataTransferOptions o;
     o.client.queue_depth = 1;
     o.client.max_io_size = 4096;
+    o.client.token = SessionTokenSource::SelfIssued(test_support::TestClusterKey(), "identity_test",
+                                                    kSelfIssuedTokenLifetime);
     for (uint32_t i = 0; i < 2; ++i) o.expect.push_back({cluster_.bytes, i, 4096, data_size_});
     return std::make_unique<DataTransfer>(*device_, std::vector<Endpoint>{e0, e1}, o);
   }

@@ -26,7 +26,7 @@ set_tests_properties(e2e_posix_tmpfs PROPERTIES
 # cluster; RESOURCE_LOCK keeps them one at a time: the crash phases are about timing,
 # and two clusters at once on 2 cores only make each slower.
 foreach(_phase posix fio two-clients crash-data crash-data-detects-loss crash-meta client-kill
-               restart permissions)
+               restart permissions tokens)
   string(REPLACE "-" "_" _name ${_phase})
   add_test(NAME e2e_${_name} COMMAND ${_e2e_run} ${_phase})
   set_tests_properties(e2e_${_name} PROPERTIES
@@ -50,6 +50,15 @@ set_tests_properties(e2e_replication PROPERTIES
   ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77 TIMEOUT 300
   LABELS e2e RESOURCE_LOCK dpmfs_e2e)
 
+# Writes through the loss of a data server (docs/replication.md): fio with verification
+# while a data server is killed, verify-only from a fresh client, resync, another server
+# killed, both copies down. ~60 s idle, longer on a loaded machine.
+add_test(NAME e2e_replication_failover
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/replication_failover_test.sh)
+set_tests_properties(e2e_replication_failover PROPERTIES
+  ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77 TIMEOUT 400
+  LABELS e2e RESOURCE_LOCK dpmfs_e2e)
+
 # Several hosts (issue 18): 1 metadata, 3 data and 2 client hosts, each in its own network
 # namespace (10.77.0.0/24, a bridge in a namespace of the test's own), from one cluster
 # file: per-host mkfs, fio with verification and the two-client posix cases through both
@@ -60,3 +69,12 @@ add_test(NAME e2e_multihost COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/multiho
 set_tests_properties(e2e_multihost PROPERTIES
   ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR};DPMFS_POSIX_TEST=$<TARGET_FILE:posix_test>"
   SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS e2e RESOURCE_LOCK dpmfs_e2e)
+
+# Live metrics (issue 18, docs/monitoring.md): `dpmfs stats --json` after FUSE work
+# (every server and the client, counts moved, histograms ordered), each daemon's
+# /metrics parsed as the Prometheus text format, `dpmfs status` asking the servers, the
+# log level changed at run time. ~30 s.
+add_test(NAME e2e_metrics COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/metrics_test.sh)
+set_tests_properties(e2e_metrics PROPERTIES
+  ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77 TIMEOUT 240
+  LABELS e2e RESOURCE_LOCK dpmfs_e2e)

@@ -107,12 +107,27 @@ def proof_subkey(cluster_key):
                            salt=struct.pack("<Q", 1) + bytes(8), person=b"dpmfsAU1" + bytes(8)).digest()
 
 
-def proof(subkey, role, ni, nt, initiator, target, app=b""):
+def token_subkey(cluster_key):
+    """crypto_kdf_derive_from_key(32, 1, "dpmfsTK1", key): the session tokens' MAC key."""
+    return hashlib.blake2b(b"", digest_size=32, key=cluster_key,
+                           salt=struct.pack("<Q", 1) + bytes(8), person=b"dpmfsTK1" + bytes(8)).digest()
+
+
+def session_token(session=0xF100D, client=b"flood.py", lifetime_ms=600000):
+    """A session token (datapath/session_token.h) as a key holder issues it: data servers
+    register memory only for a connection that presents one."""
+    now = int(time.time() * 1000)
+    body = (struct.pack("<IHHQqqQ", 0x4B4F5444, 1, 0, session, now, now + lifetime_ms, 0) +
+            struct.pack("<I", len(client)) + client)
+    return body + hashlib.blake2b(body, digest_size=16, key=TOKEN_SUBKEY).digest()
+
+
+def proof(subkey, role, ni, nt, initiator, target, app=b"", credential=b""):
     """crypto_auth (HMAC-SHA-512-256) over the transcript of connection_auth.cc's MakeProof."""
     def lp(b):
         return struct.pack("<I", len(b)) + b
     t = (lp(role) + struct.pack("<H", AUTH_VERSION) + ni + nt + lp(b"soft") +
-         lp(initiator.encode()) + lp(target.encode()) + lp(app))
+         lp(initiator.encode()) + lp(target.encode()) + lp(app) + lp(credential))
     return hmac.new(subkey, t, hashlib.sha512).digest()[:32]
 
 
@@ -122,6 +137,7 @@ def recv_frame(s):
 
 
 SUBKEY = None  # set in main from --key-file
+TOKEN_SUBKEY = None
 
 
 def handshake(ep, private, source=None):
@@ -137,9 +153,12 @@ def handshake(ep, private, source=None):
     me, peer = "%s:%d" % s.getsockname()[:2], "%s:%d" % s.getpeername()[:2]
     if not hmac.compare_digest(proof_t, proof(SUBKEY, b"dpmfs target", ni, nt, me, peer)):
         raise ConnectionError(f"{peer} did not prove the cluster key")
-    proof_i = proof(SUBKEY, b"dpmfs initiator", ni, nt, me, peer, private)
+    # A data server's connect request ("DPMD") goes with a session token, as a real
+    # client's does (transport/README.md, "Authentication": AUTH's credential).
+    cred = session_token() if private[:4] == struct.pack("<I", 0x44504D44) else b""
+    proof_i = proof(SUBKEY, b"dpmfs initiator", ni, nt, me, peer, private, cred)
     s.sendall(frame(T_AUTH, struct.pack("<IHH", AUTH_MAGIC, AUTH_VERSION, 0) + proof_i +
-                    struct.pack("<I", len(private)) + private))
+                    struct.pack("<I", len(private)) + private + struct.pack("<I", len(cred)) + cred))
     h, payload = recv_frame(s)
     return s, h[1], payload
 
@@ -202,9 +221,10 @@ def main():
     ap.add_argument("--rss-return-mib", type=int, default=64)
     ap.add_argument("--max-op-seconds", type=float, default=5)
     a = ap.parse_args()
-    global SUBKEY
+    global SUBKEY, TOKEN_SUBKEY
     with open(a.key_file) as f:
-        SUBKEY = proof_subkey(bytes.fromhex(f.read().strip()))
+        key = bytes.fromhex(f.read().strip())
+    SUBKEY, TOKEN_SUBKEY = proof_subkey(key), token_subkey(key)
     meta, data = parse_ep(a.meta), parse_ep(a.data)
     pids = {"meta": a.meta_pid, "data": a.data_pid}
 

@@ -7,8 +7,7 @@
 # again when the servers are back. `up --replicas` with too few data servers is refused
 # and creates nothing. Needs root and /dev/fuse (else exit 77: skipped). ~30 s.
 #
-# Not yet here (docs/replication.md, "State"): writes while a copy is down (they fail
-# until the cluster map and degraded-write records exist).
+# Writes while a copy is down, resync and status: replication_failover_test.sh.
 set -euo pipefail
 source "$(dirname "$0")/../support/cluster_script_prologue.sh" replication-test
 
@@ -39,6 +38,23 @@ check_all() {
 }
 check_all "all servers up"
 pid_of() { cat "$dir/run/$1.pid"; }
+# Waits until the metadata server has every data server up again (a returning server is
+# resyncing first; docs/replication.md), at most 60 s.
+map_bin=${DPMFS_BUILD_DIR:-$root/build}/tools/cluster_map/dpmfs-cluster-map
+cluster_map() {
+  "$map_bin" "$(awk '$1 == "meta" {print $2}' "$dir/cluster.conf")" --key-file "$dir/cluster.key"
+}
+wait_all_up() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if cluster_map >"$work/map" 2>&1 && ! grep -qvE '^(epoch|data [0-9]+ up)' "$work/map"; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  cat "$work/map"
+  fail "the data servers are not all up after 60 s"
+}
 
 for victim in 0 1 2; do
   step "data server $victim killed: every file reads back from the other copies"
@@ -47,6 +63,7 @@ for victim in 0 1 2; do
   check_all "data$victim down"
   "$dpmfs" up "$dir" >/dev/null
   check_all "data$victim back"
+  wait_all_up
 done
 
 step "two servers down: some blocks have no copy: EIO at once, then service resumes"
@@ -60,4 +77,6 @@ grep -q "Input/output error" "$work/err" || { cat "$work/err"; fail "not EIO"; }
 [ $(($(date +%s) - start)) -le 10 ] || fail "the failing read took more than 10 s"
 "$dpmfs" up "$dir" >/dev/null
 check_all "servers back"
+wait_all_up
+check_all "servers up"
 echo "PASS"

@@ -25,6 +25,9 @@
 #   permissions  a mount made without default_permissions still enforces the modes for
 #                an unprivileged user (PermissionTest as uid 65534); with dpmfs-meta
 #                --root-squash, root through the mount gets only the others' bits
+#   tokens       with a 2 s lease (so 2 s session tokens), a client writes and reads back
+#                (O_DIRECT) new files for 3.5 token lifetimes: data servers revoke the
+#                registrations of expired tokens, and the client never sees an error
 #
 # Each phase starts its own cluster (tools/dpmfs up) in a temporary directory and always
 # stops and deletes it (trap). Environment: DPMFS_BUILD_DIR (the build), DPMFS_POSIX_TEST
@@ -47,8 +50,8 @@ skip() { echo "SKIPPED: e2e $phase: $*"; exit 77; }
 fail() { echo "FAIL: e2e $phase: $*" >&2; exit 1; }
 
 case "$phase" in
-  tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart|permissions) ;;
-  *) echo "usage: run_e2e.sh tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart|permissions" >&2
+  tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart|permissions|tokens) ;;
+  *) echo "usage: run_e2e.sh tmpfs|posix|two-clients|fsx-long|fio|crash-data|crash-data-detects-loss|crash-meta|client-kill|restart|permissions|tokens" >&2
      exit 2 ;;
 esac
 
@@ -437,6 +440,41 @@ phase_permissions() {
     fail "root chmod-ed root's file through a root_squash mount"
   ls "$mnt/perm/rootdir" >/dev/null || fail "root_squash took away the others' bits too (ls of a 0755 directory)"
   log "root_squash holds: read, create and chmod refused; the others' bits still apply"
+}
+
+# Session tokens (docs/security.md): data servers revoke a connection's registration when
+# its token expires; clients renew their token every third of a lease and replace aging
+# connections. Across several token lifetimes, the mounts must not notice.
+phase_tokens() {
+  cluster_up --meta-arg=--lease-ms=2000
+  local i=0 end=$((SECONDS + 7))
+  # Reads use O_DIRECT: each one goes to the data servers (a READ on one of the client's
+  # connections), not to the page cache.
+  log "writing and reading back (O_DIRECT) new files for 7 s (tokens last 2 s)"
+  while [ $SECONDS -lt $end ]; do
+    head -c 65536 /dev/urandom >"$work/want"
+    dd if="$work/want" of="$mnt/t$i" bs=64k conv=fsync status=none 2>"$work/err" ||
+      fail "write $i failed: $(cat "$work/err")"
+    dd if="$mnt/t$i" of="$work/got" bs=64k iflag=direct status=none 2>"$work/err" ||
+      fail "read $i failed: $(cat "$work/err")"
+    cmp -s "$work/want" "$work/got" || fail "file $i read back different"
+    i=$((i + 1))
+    sleep 0.2
+  done
+  [ $i -ge 10 ] || fail "only $i files in 7 s: the test tested nothing"
+  local revoked refused w
+  # A connection in use is replaced before its token runs out; an idle one is revoked
+  # when it does, which may be just after the loop: wait up to one token lifetime.
+  for w in $(seq 30); do
+    revoked=$(cat "$cluster"/logs/data*.log | grep -c "token expired" || true)
+    [ "$revoked" -ge 1 ] && break
+    sleep 0.1
+  done
+  refused=$(cat "$cluster"/logs/data*.log | grep -c "session token" || true)
+  log "$i files written and read back; data servers revoked $revoked aged connections"
+  [ "$refused" -eq 0 ] ||
+    fail "a data server refused a client's token: $(grep "session token" "$cluster"/logs/data*.log | head -3)"
+  [ "$revoked" -ge 1 ] || fail "no connection was ever revoked: the test ran shorter than a token"
 }
 
 "phase_${phase//-/_}"

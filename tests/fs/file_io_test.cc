@@ -199,6 +199,8 @@ class FileIoTest : public ::testing::Test {
     popt.client.queue_depth = 2;
     popt.client.max_io_size = 256 << 10;  // smaller than some writes: exercises splitting
     popt.client.timeout = std::chrono::seconds(2);
+    popt.client.token = datapath::SessionTokenSource::SelfIssued(
+        test_support::TestClusterKey(), "file_io_test", datapath::kSelfIssuedTokenLifetime);
     pool_ = std::make_unique<datapath::DataTransfer>(*device_, eps, popt);
     io_ = std::make_unique<FileIo>(meta_, *pool_, cluster_);
   }

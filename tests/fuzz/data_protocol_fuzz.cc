@@ -7,11 +7,14 @@
 //     status codes), and decode(encode(decode(bytes))) == decode(bytes);
 //   - decode(encode(x)) == x for a message built from the input's bytes whenever x is
 //     valid, and it is refused exactly when it is not;
-//   - every refusal is a clean Status (fuzz_check.h), and ASan sees every byte read.
+//   - every refusal is a clean Status (fuzz_check.h), and ASan sees every byte read;
+//   - every input is also a session token (session_token.h): never accepted without the
+//     key's MAC, and one that decodes re-issues to the same fields.
 #include <cstring>
 
 #include "datapath/data_protocol.h"
 #include "datapath/persist/persist_strategy.h"
+#include "datapath/session_token.h"
 #include "fuzz_check.h"
 
 namespace {
@@ -135,7 +138,28 @@ void FuzzReply(std::span<const uint8_t> in) {
 
 }  // namespace
 
+// The session token a client presents at connect (datapath/session_token.h), on every
+// input: a forged token is never accepted, and one that decodes re-issues (MACed) to the
+// same fields.
+void FuzzSessionToken(std::span<const uint8_t> in) {
+  static const dpmfs::ClusterKey key(dpmfs::ClusterKey::Bytes{7});
+  auto verified = dpmfs::datapath::VerifySessionToken(key, in, 0);
+  FUZZ_CHECK(!verified.ok(), "a token without the key's MAC was accepted");
+  dpmfs::fuzz::CheckRefusal(verified.status(), "VerifySessionToken");
+  auto t = dpmfs::datapath::DecodeSessionToken(in);
+  if (!t.ok()) {
+    dpmfs::fuzz::CheckRefusal(t.status(), "DecodeSessionToken");
+    return;
+  }
+  auto again = dpmfs::datapath::DecodeSessionToken(dpmfs::datapath::IssueSessionToken(key, *t));
+  FUZZ_CHECK(again.ok() && again->session == t->session && again->client == t->client &&
+                 again->issued_ms == t->issued_ms && again->expires_ms == t->expires_ms &&
+                 again->epoch == t->epoch,
+             "a decoded token does not re-issue to the same fields");
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  FuzzSessionToken({data, size});
   if (size == 0) return 0;
   std::span<const uint8_t> in(data + 1, size - 1);
   switch (data[0] % 4) {

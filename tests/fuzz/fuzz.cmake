@@ -20,6 +20,7 @@ if(DPMFS_FUZZ)
                    LIBS dpmfs_transport)
   dpmfs_add_fuzzer(pool_header_fuzz SOURCES fuzz/pool_header_fuzz.cc LIBS dpmfs_common)
   dpmfs_add_fuzzer(cluster_file_fuzz SOURCES fuzz/cluster_file_fuzz.cc LIBS dpmfs_common)
+  dpmfs_add_fuzzer(stats_report_fuzz SOURCES fuzz/stats_report_fuzz.cc LIBS dpmfs_common)
   dpmfs_add_fuzzer(meta_decode_fuzz SOURCES fuzz/meta_decode_fuzz.cc LIBS dpmfs_meta_protocol)
   dpmfs_add_fuzzer(journal_record_fuzz SOURCES fuzz/journal_record_fuzz.cc
                    LIBS dpmfs_meta_namespace)

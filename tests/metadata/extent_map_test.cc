@@ -374,7 +374,11 @@ class ExtentMapPropertyTest
     : public ::testing::TestWithParam<std::tuple<uint32_t, uint64_t, uint64_t>> {};
 
 TEST_P(ExtentMapPropertyTest, MatchesModel) {
-  const auto [seed, unit, base] = GetParam();
+  // Named variables, not a structured binding: the lambdas below capture them, which
+  // clang before 16 refuses for structured bindings (the fuzz and sanitizer builds).
+  const uint32_t seed = std::get<0>(GetParam());
+  const uint64_t unit = std::get<1>(GetParam());
+  const uint64_t base = std::get<2>(GetParam());
   std::mt19937_64 rng(seed);
   auto rnd = [&](uint64_t lo, uint64_t hi) {  // inclusive
     return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);

@@ -34,7 +34,9 @@ TEST(MetaOps, WireNumbersAreFrozen) {
       {Opcode::kStatfs, 25},      {Opcode::kGetxattr, 26},    {Opcode::kSetxattr, 27},
       {Opcode::kListxattr, 28},   {Opcode::kRemovexattr, 29}, {Opcode::kLayout, 30},
       {Opcode::kAllocate, 31},    {Opcode::kCommit, 32},      {Opcode::kFallocate, 33},
-      {Opcode::kReleaseMany, 34},
+      {Opcode::kReleaseMany, 34}, {Opcode::kGetClusterMap, 40}, {Opcode::kReportDataServer, 41},
+      {Opcode::kMarkDegraded, 42}, {Opcode::kStats, 48},       {Opcode::kPushStats, 49},
+      {Opcode::kLogLevel, 50},
   };
   ASSERT_EQ(std::size(frozen), kMetaOps.size());
   for (const auto& [op, number] : frozen) {
@@ -45,7 +47,8 @@ TEST(MetaOps, WireNumbersAreFrozen) {
 
 TEST(MetaOps, EveryRowHasANameAKindAndAFamily) {
   std::set<std::string_view> names;
-  const std::set<std::string_view> families = {"session", "namespace", "files", "xattr"};
+  const std::set<std::string_view> families = {"session", "namespace", "files", "xattr",
+                                                "cluster", "admin"};
   int mutations = 0, reads = 0;
   for (const OpInfo& i : kMetaOps) {
     EXPECT_FALSE(i.name.empty());
@@ -60,8 +63,8 @@ TEST(MetaOps, EveryRowHasANameAKindAndAFamily) {
     mutations += i.kind == OpKind::kMutation;
     reads += i.kind == OpKind::kRead;
   }
-  EXPECT_EQ(mutations, 17);
-  EXPECT_EQ(reads, 8);
+  EXPECT_EQ(mutations, 18);
+  EXPECT_EQ(reads, 10);
   EXPECT_EQ(FindOp(Opcode::kHeartbeat)->kind, OpKind::kLease);
   EXPECT_EQ(FindOp(Opcode::kRegister)->kind, OpKind::kSession);
   EXPECT_EQ(FindOp(Opcode::kUnregister)->kind, OpKind::kSession);

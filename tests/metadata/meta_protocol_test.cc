@@ -39,7 +39,7 @@ bool operator==(const ByteRange& a, const ByteRange& b) { return Tie(a) == Tie(b
 auto Tie(const RegisterRequest& m) { return std::tie(m.client_name); }
 auto Tie(const RegisterReply& m) { return std::tie(m.lease_ms, m.cluster); }
 auto Tie(const HeartbeatRequest&) { return std::tie(); }
-auto Tie(const HeartbeatReply& m) { return std::tie(m.known); }
+auto Tie(const HeartbeatReply& m) { return std::tie(m.known, m.data_token, m.epoch); }
 auto Tie(const UnregisterRequest&) { return std::tie(); }
 auto Tie(const EmptyReply&) { return std::tie(); }
 auto Tie(const LookupRequest& m) { return std::tie(m.parent, m.name); }
@@ -91,6 +91,14 @@ auto Tie(const CommitRequest& m) {
   return std::tie(m.ino, m.valid, m.new_size, m.mtime, m.written);
 }
 auto Tie(const FallocateRequest& m) { return std::tie(m.ino, m.mode, m.offset, m.length); }
+auto Tie(const StatsRequest&) { return std::tie(); }
+auto Tie(const StatsReply& m) { return std::tie(m.bundle); }
+auto Tie(const PushStatsRequest& m) { return std::tie(m.report); }
+auto Tie(const LogLevelRequest& m) { return std::tie(m.level); }
+auto Tie(const GetClusterMapRequest&) { return std::tie(); }
+auto Tie(const ClusterMapReply& m) { return std::tie(m.epoch, m.servers); }
+auto Tie(const ReportDataServerRequest& m) { return std::tie(m.server, m.epoch); }
+auto Tie(const MarkDegradedRequest& m) { return std::tie(m.epoch, m.ranges); }
 
 namespace {
 
@@ -144,7 +152,11 @@ void Sample(RegisterReply* m) {
   m->cluster = SampleCluster();
 }
 void Sample(HeartbeatRequest*) {}
-void Sample(HeartbeatReply* m) { m->known = true; }
+void Sample(HeartbeatReply* m) {
+  m->known = true;
+  m->data_token = std::string(70, 'T');
+  m->epoch = 0x1122334455ull;
+}
 void Sample(UnregisterRequest*) {}
 void Sample(EmptyReply*) {}
 void Sample(LookupRequest* m) { *m = {77, "file.txt"}; }
@@ -198,6 +210,10 @@ void Sample(ReleaseRequest* m) { *m = {22, 98}; }
 void Sample(ReleaseManyRequest* m) { m->handles = {ReleaseRequest{1, 2}, ReleaseRequest{3, 4}}; }
 void Sample(ReleaseManyReply* m) { m->refused = 1; }
 void Sample(StatfsRequest*) {}
+void Sample(StatsRequest*) {}
+void Sample(StatsReply* m) { m->bundle = std::string("DPSB\x01\x00\x00\x00\x00\x00", 10); }
+void Sample(PushStatsRequest* m) { m->report = "a report's bytes"; }
+void Sample(LogLevelRequest* m) { m->level = "debug"; }
 void Sample(StatfsReply* m) { *m = {4096, 1000000, 999, 50000, 49000, kMaxNameLength}; }
 void Sample(GetxattrRequest* m) { *m = {23, "user.k"}; }
 void Sample(GetxattrReply* m) { m->value = std::string("bin\0ary\xFF", 8); }
@@ -221,6 +237,18 @@ void Sample(CommitRequest* m) {
   m->written = {ByteRange{0, 4096}, ByteRange{1 << 20, 1 << 20}};
 }
 void Sample(FallocateRequest* m) { *m = {30, 1 /* KEEP_SIZE */, 4096, 8192}; }
+void Sample(GetClusterMapRequest*) {}
+void Sample(ClusterMapReply* m) {
+  m->epoch = 42;
+  m->servers = {DataServerStatus{DataServerState::kUp, 0, 1, 2},
+                DataServerStatus{DataServerState::kDown, 3 << 20, 0, 0},
+                DataServerStatus{DataServerState::kResyncing, 5 << 20, 6 << 20, 11 << 20}};
+}
+void Sample(ReportDataServerRequest* m) { *m = {2, 41}; }
+void Sample(MarkDegradedRequest* m) {
+  m->epoch = 43;
+  m->ranges = {PrimaryRange{1, 1 << 20, 4096}, PrimaryRange{2, 0, 8 << 20}};
+}
 
 template <class T>
 T Make() {
@@ -383,9 +411,13 @@ TEST(MetaProtocol, GoldenBytes) {
   LookupRequest l{0x0102030405060708ull, "ab"};
   EXPECT_EQ(Encode(l), (std::vector<uint8_t>{8, 7, 6, 5, 4, 3, 2, 1, 2, 0, 0, 0, 'a', 'b'}));
 
-  HeartbeatReply h{true};
-  EXPECT_EQ(Encode(h), (std::vector<uint8_t>{1}));
-  EXPECT_EQ(EncodeReply(h), (std::vector<uint8_t>{0, 0, 0, 0, 1}));
+  HeartbeatReply h{true, "", 0x0203};
+  // known, the session token (u32 length + bytes; datapath/session_token.h), then the
+  // cluster map's epoch (u64).
+  EXPECT_EQ(Encode(h), (std::vector<uint8_t>{1, 0, 0, 0, 0, 3, 2, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(EncodeReply(h), (std::vector<uint8_t>{0, 0, 0, 0, 1, 0, 0, 0, 0, 3, 2, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(Encode(HeartbeatReply{true, "tk", 0}),
+            (std::vector<uint8_t>{1, 2, 0, 0, 0, 't', 'k', 0, 0, 0, 0, 0, 0, 0, 0}));
   EXPECT_EQ(EncodeErrorReply(ENOENT), (std::vector<uint8_t>{ENOENT, 0, 0, 0}));
   EXPECT_TRUE(Encode(StatfsRequest{}).empty());
 
@@ -716,7 +748,7 @@ TEST(MetaProtocol, OpcodeNamesAndMutations) {
     EXPECT_TRUE(names.insert(n).second) << "duplicate name " << n;
     mutations += IsMutation(op) ? 1 : 0;
   }
-  EXPECT_EQ(names.size(), 28u);  // every opcode of the enum has a name
+  EXPECT_EQ(names.size(), 34u);  // every opcode of the enum has a name
   EXPECT_EQ(OpcodeName(Opcode::kLookup), "lookup");
   EXPECT_EQ(OpcodeName(Opcode::kRemovexattr), "removexattr");
   EXPECT_EQ(OpcodeName(static_cast<Opcode>(999)), "unknown");
@@ -728,7 +760,7 @@ TEST(MetaProtocol, OpcodeNamesAndMutations) {
                     Opcode::kHeartbeat, Opcode::kStatfs, Opcode::kGetxattr}) {
     EXPECT_FALSE(IsMutation(op)) << OpcodeName(op);
   }
-  EXPECT_EQ(mutations, 17);
+  EXPECT_EQ(mutations, 18);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <type_traits>
 
 #include "common/fault_injecting_memory.h"
 #include "meta_test_pool.h"
@@ -53,6 +54,9 @@ NamespaceConfig MakeConfig() {
   c.lease_ms = 1000;
   c.cluster.block_size = kBlock;
   c.cluster.stripe_unit = kUnit;
+  // Two copies: the workload's cluster-map records (a server down, degraded writes,
+  // resync) then have units to record.
+  c.cluster.replicas = 2;
   for (uint32_t i = 0; i < 2; ++i) {
     c.cluster.servers.push_back(
         DataServerInfo{i, "127.0.0.1:" + std::to_string(7001 + i), kDataPoolBytes});
@@ -87,12 +91,14 @@ Workload MakeWorkload(int ops, int checkpoint_every, uint64_t journal_capacity, 
   std::vector<InodeId> dirs{kRootInode};
   std::vector<std::pair<InodeId, uint64_t>> open;
 
-  auto mutate = [&](Opcode op, const std::vector<uint8_t>& payload) -> std::vector<uint8_t> {
+  // `op` is an Opcode or a server-internal record (namespace.h), which has no session.
+  auto mutate = [&](auto op, const std::vector<uint8_t>& payload) -> std::vector<uint8_t> {
     OpContext ctx;
     ++tick;
     ctx.now = Timespec{1700000000 + static_cast<int64_t>(tick), static_cast<uint32_t>(tick)};
-    ctx.session = 0x5e55;
-    ctx.seq = ++seq;
+    const bool internal = std::is_same_v<decltype(op), uint16_t>;
+    ctx.session = internal ? 0 : 0x5e55;
+    ctx.seq = internal ? 0 : ++seq;
     ctx.lease_deadline_ms = 1;
     int err = -1;
     auto reply = ns.Mutate(static_cast<uint16_t>(op), payload, ctx, &err);
@@ -121,7 +127,38 @@ Workload MakeWorkload(int ops, int checkpoint_every, uint64_t journal_capacity, 
   for (int i = 0; i < ops; ++i) {
     const InodeId d = dirs[pick(dirs.size())];
     const std::string name = "n" + std::to_string(pick(24));
-    switch (pick(10)) {
+    switch (pick(11)) {
+      case 10: {
+        // The cluster map: server 1 goes down, clients record degraded writes, it comes
+        // back resyncing, a batch is copied, it is up again (one move per step).
+        const ClusterMap& m = ns.cluster_map();
+        switch (m.state(1)) {
+          case DataServerState::kUp:
+            mutate(kOpSetServerState, EncodeSetServerState(1, DataServerState::kDown, false));
+            break;
+          case DataServerState::kDown:
+            if (pick(2) == 0) {
+              mutate(Opcode::kMarkDegraded,
+                     Encode(MarkDegradedRequest{
+                         m.epoch(), {PrimaryRange{static_cast<uint32_t>(pick(2)),
+                                                  pick(64) * kUnit, 1 + pick(3 * kUnit)}}}));
+            } else {
+              mutate(kOpSetServerState,
+                     EncodeSetServerState(1, DataServerState::kResyncing, false));
+            }
+            break;
+          case DataServerState::kResyncing: {
+            std::vector<DirtyUnit> batch = m.NextDirty(1, 1 + pick(3));
+            if (batch.empty()) {
+              mutate(kOpSetServerState, EncodeSetServerState(1, DataServerState::kUp, false));
+            } else {
+              mutate(kOpResyncProgress, EncodeResyncProgress(1, batch));
+            }
+            break;
+          }
+        }
+        break;
+      }
       case 0: {
         auto body = mutate(Opcode::kMkdir, Encode(MkdirRequest{d, name, 0755, 0, 0}));
         EntryReply rep;

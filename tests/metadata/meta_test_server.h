@@ -46,7 +46,7 @@ class MetaServerFixture {
     o.keep_logs = true;
     o.argv = {DPMFS_META_BIN, "--pool",  pool_path_, "--listen",
               listen_,        "--data",  "127.0.0.1:1", "--data",
-              "127.0.0.1:2",  "--lease-ms", "60000", "--no-scrub"};  // no data servers
+              "127.0.0.1:2",  "--lease-ms", std::to_string(lease_ms_), "--no-scrub"};  // no data servers
     // A short free quarantine: the quarantine and the restart hold stay in play (live
     // placement avoids held blocks, replay must still match) without stalling the first
     // allocation after each of many restarts for seconds.
@@ -62,6 +62,8 @@ class MetaServerFixture {
     auto r = server_->Wait(std::chrono::seconds(10));
     ASSERT_TRUE(r.ok()) << r.status().ToString();
   }
+  // Before Start: a short lease, for tests of lapsed sessions and their tokens.
+  void set_lease_ms(uint32_t ms) { lease_ms_ = ms; }
   Endpoint endpoint() const { return server_->endpoint(); }
   DaemonProcess* server() { return server_.get(); }
   uint64_t generation() const { return generation_; }
@@ -71,6 +73,7 @@ class MetaServerFixture {
   double journal_fraction_;
   std::string pool_path_;
   std::string listen_ = "127.0.0.1:0";
+  uint32_t lease_ms_ = 60000;
   uint64_t generation_ = 0;
   std::unique_ptr<DaemonProcess> server_;
 };

@@ -3,6 +3,7 @@
 // recovery relies on: journal replay reproduces the state exactly, and a checkpoint
 // round trip is lossless. Every test ends with the namespace's invariant check.
 #include "metadata/namespace.h"
+#include "metadata/posix_acl.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -412,6 +413,94 @@ TEST_F(NamespaceTest, ReplayDecidesForTheJournaledCaller) {
   EntryReply refused;
   EXPECT_EQ(Mut(Opcode::kMkdir, MkdirRequest{kRootInode, "mine", 0755, 0, 0}, &refused), EACCES);
   ExpectReplayEqual();
+}
+
+// POSIX ACLs through the xattr operations (metadata/posix_acl.h has the rules; here,
+// that the server applies them): set with the mode following, checked for access,
+// rewritten by chmod, inherited by new inodes, and the same after replay and checkpoint.
+TEST_F(NamespaceTest, PosixAclsDecideAccessFollowChmodAndAreInherited) {
+  using acl::Entry;
+  using acl::Tag;
+  auto value = [](std::vector<Entry> entries) {
+    std::vector<uint8_t> b = acl::Encode(acl::PosixAcl{std::move(entries)});
+    return std::string(b.begin(), b.end());
+  };
+  const uint32_t u = acl::kUndefinedId;
+  InodeId d = Dir(kRootInode, "shared");  // 0755, root's
+  InodeId f = File(d, "f");               // 0644, uid 1000 gid 1000
+  const std::string grant_1001 = value({{Tag::kUserObj, 6, u}, {Tag::kUser, 6, 1001},
+                                        {Tag::kGroupObj, 4, u}, {Tag::kMask, 6, u},
+                                        {Tag::kOther, 4, u}});
+  caller_ = Credentials{1001, 1001, {}};
+  EXPECT_EQ(Open(f, O_WRONLY), EACCES) << "the mode alone: others may only read";
+  EXPECT_EQ(Setxattr(f, "system.posix_acl_access", grant_1001), EPERM) << "not the owner";
+  caller_ = Credentials{1000, 1000, {}};
+  ASSERT_EQ(Setxattr(f, "system.posix_acl_access", grant_1001), 0) << "the owner may";
+  EXPECT_EQ(Attr(f).mode & 07777, 0664u) << "the mask is the group class of the mode";
+  std::string v;
+  ASSERT_EQ(Getxattr(f, "system.posix_acl_access", &v), 0);
+  EXPECT_EQ(v, grant_1001);
+  caller_ = Credentials{1001, 1001, {}};
+  EXPECT_EQ(Open(f, O_WRONLY), 0) << "user:1001:rw- within mask::rw-";
+  EXPECT_EQ(Open(f, O_RDONLY), 0);
+  caller_ = Credentials{1002, 1000, {}};
+  EXPECT_EQ(Open(f, O_WRONLY), EACCES) << "the owning group has r-- only";
+  caller_ = Credentials{};
+  EXPECT_EQ(Setxattr(f, "system.posix_acl_default", grant_1001), EACCES) << "default on a file";
+  // chmod rewrites the mask: user:1001 keeps rw- but the mask lets nothing through.
+  SetattrRequest chmod;
+  chmod.ino = f;
+  chmod.valid = SetattrRequest::kMode;
+  chmod.mode = 0604;
+  ASSERT_EQ(Setattr(chmod), 0);
+  ASSERT_EQ(Getxattr(f, "system.posix_acl_access", &v), 0);
+  EXPECT_EQ(v, value({{Tag::kUserObj, 6, u}, {Tag::kUser, 6, 1001}, {Tag::kGroupObj, 4, u},
+                      {Tag::kMask, 0, u}, {Tag::kOther, 4, u}}));
+  caller_ = Credentials{1001, 1001, {}};
+  EXPECT_EQ(Open(f, O_WRONLY), EACCES) << "chmod g-rw masks the named user";
+  caller_ = Credentials{};
+  // An ACL the mode says entirely is not kept: the mode holds it.
+  ASSERT_EQ(Setxattr(f, "system.posix_acl_access",
+                     value({{Tag::kUserObj, 7, u}, {Tag::kGroupObj, 5, u}, {Tag::kOther, 0, u}})),
+            0);
+  EXPECT_EQ(Attr(f).mode & 0777, 0750u);
+  EXPECT_EQ(Getxattr(f, "system.posix_acl_access", &v), ENODATA);
+  // A default ACL on the directory: new inodes take it instead of only their mode.
+  ASSERT_EQ(Setxattr(d, "system.posix_acl_default",
+                     value({{Tag::kUserObj, 7, u}, {Tag::kUser, 7, 1001}, {Tag::kGroupObj, 5, u},
+                            {Tag::kMask, 7, u}, {Tag::kOther, 0, u}})),
+            0);
+  ASSERT_EQ(Setxattr(d, "system.posix_acl_access", grant_1001), 0);
+  InodeAttr made;
+  ASSERT_EQ(Create(d, "g", &made, nullptr, 0, S_IFREG | 0666), 0);
+  EXPECT_EQ(made.mode & 07777, 0660u) << "user rw-, mask rw- (rwx limited by the mode), other ---";
+  ASSERT_EQ(Getxattr(made.ino, "system.posix_acl_access", &v), 0);
+  EXPECT_EQ(v, value({{Tag::kUserObj, 6, u}, {Tag::kUser, 7, 1001}, {Tag::kGroupObj, 5, u},
+                      {Tag::kMask, 6, u}, {Tag::kOther, 0, u}}));
+  EXPECT_EQ(Getxattr(made.ino, "system.posix_acl_default", &v), ENODATA) << "files take no default";
+  InodeAttr sub;
+  ASSERT_EQ(Mkdir(d, "sub", &sub), 0);
+  EXPECT_EQ(Getxattr(sub.ino, "system.posix_acl_default", &v), 0) << "directories pass it on";
+  EXPECT_EQ(Removexattr(d, "system.posix_acl_default"), 0);
+  ExpectReplayEqual();
+  ExpectCheckpointRoundTrip();
+}
+
+// An ACL's name counts against listxattr's 64 KiB like any other: setting one on an inode
+// whose names fill the list is ENOSPC, and listxattr still answers.
+TEST_F(NamespaceTest, AnAclNameMustFitTheXattrList) {
+  InodeId f = File(kRootInode, "full");
+  for (int i = 0; i < 256; ++i) {  // 256 names of 255 bytes + NUL: exactly 65536
+    std::string name = "user." + std::string(246, 'n') + std::to_string(1000 + i);
+    ASSERT_EQ(Setxattr(f, name, ""), 0) << i;
+  }
+  std::vector<uint8_t> acl = acl::Encode(acl::PosixAcl{
+      {{acl::Tag::kUserObj, 6, acl::kUndefinedId}, {acl::Tag::kUser, 6, 1001},
+       {acl::Tag::kGroupObj, 4, acl::kUndefinedId}, {acl::Tag::kMask, 6, acl::kUndefinedId},
+       {acl::Tag::kOther, 0, acl::kUndefinedId}}});
+  EXPECT_EQ(Setxattr(f, "system.posix_acl_access", std::string(acl.begin(), acl.end())), ENOSPC);
+  EXPECT_EQ(Attr(f).mode & 0777, 0644u) << "a refused ACL changes nothing";
+  EXPECT_EQ(Listxattr(f).size(), 256u);
 }
 
 TEST_F(NamespaceTest, NameLimits) {
@@ -900,7 +989,8 @@ TEST_F(NamespaceTest, Xattrs) {
   EXPECT_EQ(Setxattr(f, "bogus.a", "x"), EOPNOTSUPP);
   EXPECT_EQ(Setxattr(f, "noprefix", "x"), EOPNOTSUPP);
   EXPECT_EQ(Getxattr(f, "bogus.a", &v), EOPNOTSUPP);
-  EXPECT_EQ(Setxattr(f, "system.posix_acl_access", "x"), EOPNOTSUPP);
+  EXPECT_EQ(Setxattr(f, "system.posix_acl_access", "x"), EINVAL) << "not an ACL";
+  EXPECT_EQ(Setxattr(f, "system.other", "x"), EOPNOTSUPP);
   EXPECT_EQ(Setxattr(f, "trusted.t", "x"), 0);
   EXPECT_EQ(Removexattr(f, "trusted.t"), 0);
   EXPECT_EQ(Setxattr(f, "user.c", "x", 4), EINVAL);
@@ -1800,6 +1890,107 @@ TEST(MutationRecordTest, CallerRoundTripsAndItsGroupCountIsCapped) {
   ASSERT_TRUE(DecodeMutation(bytes, &out, &ranges).ok());
   EXPECT_EQ(out.caller, Credentials{});
   EXPECT_EQ(out.request.size(), 3u);
+}
+
+
+// ---- The cluster map (cluster_map.h) through the journal ----
+
+class ClusterMapNamespaceTest : public NamespaceTest {
+ protected:
+  void SetUp() override {
+    config_ = MakeConfig(64ull << 20, 3);
+    config_.cluster.replicas = 2;
+    NamespaceTest::SetUp();
+  }
+  int SetState(uint32_t server, DataServerState to, bool full = false) {
+    session_ = 0;  // the server's own records carry no session
+    int e = MutRaw(kOpSetServerState, EncodeSetServerState(server, to, full),
+                   static_cast<EmptyReply*>(nullptr));
+    session_ = 0x5e55;
+    return e;
+  }
+  int Progress(uint32_t server, const std::vector<DirtyUnit>& units) {
+    session_ = 0;
+    int e = MutRaw(kOpResyncProgress, EncodeResyncProgress(server, units),
+                   static_cast<EmptyReply*>(nullptr));
+    session_ = 0x5e55;
+    return e;
+  }
+  int MarkDegraded(uint64_t epoch, std::vector<PrimaryRange> ranges) {
+    EmptyReply rep;
+    return Mut(Opcode::kMarkDegraded, MarkDegradedRequest{epoch, std::move(ranges)}, &rep);
+  }
+  ClusterMapReply Map() {
+    ClusterMapReply rep;
+    EXPECT_EQ(Rd(Opcode::kGetClusterMap, GetClusterMapRequest{}, &rep), 0);
+    return rep;
+  }
+};
+
+TEST_F(ClusterMapNamespaceTest, MapChangesReplayExactlyAndSurviveACheckpoint) {
+  EXPECT_EQ(Map().epoch, 1u);
+  ASSERT_EQ(SetState(1, DataServerState::kDown), 0);
+  EXPECT_EQ(Map().epoch, 2u);
+  // A move the map does not allow changes nothing.
+  EXPECT_EQ(SetState(1, DataServerState::kUp), EINVAL);
+  EXPECT_EQ(Map().epoch, 2u);
+  // A client marks units of primary 0 (copy on 1) and primary 2 (copies on 2, 0).
+  EXPECT_EQ(MarkDegraded(2, {PrimaryRange{0, 0, 2 * kUnit}, PrimaryRange{2, 0, kUnit}}), 0);
+  EXPECT_EQ(Map().servers[1].dirty_bytes, 2 * kUnit);
+  // An old epoch is refused (the client must fetch the map), a bad range too.
+  EXPECT_EQ(MarkDegraded(1, {PrimaryRange{1, 0, kUnit}}), ESTALE);
+  EXPECT_EQ(MarkDegraded(2, {PrimaryRange{5, 0, kUnit}}), EINVAL);
+  EXPECT_EQ(MarkDegraded(2, {PrimaryRange{1, 64ull << 20, kUnit}}), EINVAL);
+  EXPECT_EQ(Map().servers[1].dirty_bytes, 2 * kUnit);
+  // Blocks allocated while server 1 is down are recorded by the server itself.
+  InodeId f = File(kRootInode, "f");
+  std::vector<Extent> ex;
+  ASSERT_EQ(Allocate(f, 0, 4 * kUnit, &ex), 0);
+  const uint64_t after_alloc = Map().servers[1].dirty_bytes;
+  EXPECT_GT(after_alloc, 2 * kUnit);
+  const std::vector<uint8_t> checkpoint = ns_->Serialize();
+  const size_t at_checkpoint = log_.size();
+  ASSERT_EQ(SetState(1, DataServerState::kResyncing), 0);
+  const ClusterMap& m = ns_->cluster_map();
+  std::vector<DirtyUnit> batch = m.NextDirty(1, 2);
+  ASSERT_EQ(Progress(1, batch), 0);
+  EXPECT_EQ(Progress(1, batch), EINVAL);  // already done
+  EXPECT_EQ(Progress(2, batch), EINVAL);  // not resyncing
+  EXPECT_EQ(SetState(1, DataServerState::kUp), EINVAL);  // not caught up
+  ASSERT_EQ(Progress(1, m.NextDirty(1, 1000)), 0);
+  ClusterMapReply map = Map();
+  EXPECT_EQ(map.servers[1].resync_done_bytes, after_alloc);
+  EXPECT_EQ(map.servers[1].resync_total_bytes, after_alloc);
+  ASSERT_EQ(SetState(1, DataServerState::kUp), 0);
+  EXPECT_EQ(Map().epoch, 4u);  // down, resyncing, up
+  ExpectReplayEqual();
+  ExpectReplayEqual(&checkpoint, at_checkpoint);
+  ExpectCheckpointRoundTrip();
+}
+
+TEST_F(ClusterMapNamespaceTest, InternalRecordsThatDoNotDecodeAreRefused) {
+  OpContext ctx;
+  EXPECT_FALSE(ns_->Mutate(kOpSetServerState, std::vector<uint8_t>{1, 0, 0}, ctx).ok());
+  std::vector<uint8_t> bad_state = EncodeSetServerState(0, DataServerState::kDown, false);
+  bad_state[4] = 9;
+  EXPECT_FALSE(ns_->Mutate(kOpSetServerState, bad_state, ctx).ok());
+  std::vector<uint8_t> too_many = EncodeResyncProgress(0, {});
+  too_many[4] = 0xFF;  // count says 255 units, none follow
+  EXPECT_FALSE(ns_->Mutate(kOpResyncProgress, too_many, ctx).ok());
+  EXPECT_EQ(ns_->cluster_map().epoch(), 1u);
+}
+
+TEST_F(NamespaceTest, AVersionOneCheckpointLoadsWithAFreshMap) {
+  // Version 1 (before the map): the same blob without the map's bytes at its end.
+  std::vector<uint8_t> blob = ns_->Serialize();
+  const size_t map_bytes = 8 + 4 + config_.pools.size() * (1 + 8 + 8 + 8);
+  blob.resize(blob.size() - map_bytes);
+  blob[8] = 1;  // version, after the 8-byte magic
+  Namespace b(config_);
+  Status st = b.Load(blob);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(b.cluster_map().epoch(), 1u);
+  EXPECT_TRUE(b.cluster_map().all_up());
 }
 
 }  // namespace

@@ -35,3 +35,12 @@ dpmfs_add_test(meta_permissions_test
   LIBS dpmfs_meta_server dpmfs_meta_client)
 target_compile_definitions(meta_permissions_test PRIVATE DPMFS_META_BIN="$<TARGET_FILE:dpmfs-meta>")
 add_dependencies(meta_permissions_test dpmfs-meta)
+# The cluster map (metadata/cluster_map.h) alone; its journal replay is in namespace_test.
+dpmfs_add_test(cluster_map_test
+  SOURCES metadata/cluster_map_test.cc
+  LIBS dpmfs_meta_namespace)
+# POSIX ACLs (metadata/posix_acl.*): the xattr format and the rules, case by case and
+# against the kernel's own decisions on a tmpfs (skipped where tmpfs has no ACLs).
+dpmfs_add_test(posix_acl_test
+  SOURCES metadata/posix_acl_test.cc
+  LIBS dpmfs_meta_namespace)

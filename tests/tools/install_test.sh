@@ -48,7 +48,7 @@ fi
 
 echo "--- every file is installed"
 for f in sbin/dpmfs-meta sbin/dpmfs-data sbin/dpmfs-mount sbin/mkfs.dpmfs sbin/dpmfs \
-         bin/dpmfs-bench bin/dpmfs-powerloss \
+         bin/dpmfs-bench bin/dpmfs-powerloss bin/dpmfs-admin share/man/man1/dpmfs-admin.1 \
          lib/systemd/system/dpmfs-meta.service lib/systemd/system/dpmfs-data@.service \
          lib/systemd/system/dpmfs-data.target \
          share/man/man8/dpmfs-meta.8 share/man/man8/dpmfs-data.8 share/man/man8/dpmfs-mount.8 \
@@ -65,7 +65,7 @@ for page in "$prefix"/share/man/man*/*; do
 done
 
 echo "--- --version names the version and the commit"
-for b in sbin/dpmfs-meta sbin/dpmfs-data sbin/dpmfs-mount sbin/mkfs.dpmfs bin/dpmfs-bench bin/dpmfs-powerloss; do
+for b in sbin/dpmfs-meta sbin/dpmfs-data sbin/dpmfs-mount sbin/mkfs.dpmfs bin/dpmfs-bench bin/dpmfs-powerloss bin/dpmfs-admin; do
   v=$("$prefix/$b" --version)
   [[ "$v" =~ dpmfs\ [0-9]+\.[0-9]+\.[0-9]+\ \(commit\ [0-9a-f]{7,} ]] || fail "$b --version says '$v'"
 done

@@ -14,7 +14,7 @@ before_destroy() { fusermount3 -u -z "$work/helper" 2>/dev/null; }
 step "usage"
 expect_rc 0 "$dpmfs" --help
 expect_out 'up \[DIR\]'
-for c in up down status mount destroy install; do expect_rc 0 "$dpmfs" "$c" --help; done
+for c in up down status stats log-level mount destroy install; do expect_rc 0 "$dpmfs" "$c" --help; done
 expect_rc 2 "$dpmfs" frobnicate
 expect_out "unknown command 'frobnicate'"
 expect_rc 2 "$dpmfs" up "$dir" --data-servers 0

@@ -22,6 +22,7 @@
 #include "common/unique_fd.h"
 #include "datapath/data_client.h"
 #include "datapath/data_protocol.h"
+#include "datapath/session_token.h"
 #include "metadata/meta_client.h"
 #include "rpc/rpc_protocol.h"
 #include "tests/metadata/meta_test_server.h"
@@ -119,6 +120,8 @@ class AuthenticationTest : public ::testing::Test {
     ASSERT_TRUE(mc.ok()) << mc.status().ToString();
     meta_client_ = std::move(*mc);
     datapath::DataClientOptions dopt;
+    dopt.token = datapath::SessionTokenSource::SelfIssued(
+        test_support::TestClusterKey(), "authentication_test", datapath::kSelfIssuedTokenLifetime);
     dopt.queue_depth = 1;
     dopt.max_io_size = 4096;
     auto dc = datapath::DataClient::Connect(*good_device_, data_->endpoint(), dopt);
@@ -146,6 +149,8 @@ class AuthenticationTest : public ::testing::Test {
     EXPECT_TRUE(data_client_->Read(4096 * (writes_ % 16), back, sizeof back).ok());
     EXPECT_EQ(std::memcmp(block, back, sizeof block), 0);
     datapath::DataClientOptions dopt;
+    dopt.token = datapath::SessionTokenSource::SelfIssued(
+        test_support::TestClusterKey(), "authentication_test", datapath::kSelfIssuedTokenLifetime);
     dopt.queue_depth = 1;
     dopt.max_io_size = 4096;
     auto fresh = datapath::DataClient::Connect(*good_device_, data_->endpoint(), dopt);
@@ -267,7 +272,17 @@ TEST_F(AuthenticationTest, AReplayedHandshakeIsRefusedOnEveryPort) {
           transport::auth::TargetProof(key, nonce, challenge->nonce, conn), challenge->proof));
       transport::auth::AuthRequest req;
       req.app_data = app;
-      req.proof = transport::auth::InitiatorProof(key, nonce, challenge->nonce, conn, app);
+      if (name == "data server") {
+        // A data server also wants a session token: the replay below carries one, so a
+        // token recorded off another connection's handshake is refused with it.
+        datapath::SessionToken t;
+        t.session = 0x5eed;
+        t.issued_ms = datapath::UnixMs();
+        t.expires_ms = t.issued_ms + 60'000;
+        req.credential = datapath::IssueSessionToken(key, t);
+      }
+      req.proof = transport::auth::InitiatorProof(key, nonce, challenge->nonce, conn, app,
+                                                  req.credential);
       auth_frame = RawPeer::Frame(FrameType::kAuth, transport::auth::EncodeAuthRequest(req));
       RawPeer::Send(fd.get(), auth_frame);
       auto accepted = RawPeer::Receive(fd.get());

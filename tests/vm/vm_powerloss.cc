@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "common/cluster_key.h"
+#include "datapath/session_token.h"
 #include "common/cli.h"
 #include "common/endpoint.h"
 #include "datapath/data_client.h"
@@ -193,6 +194,16 @@ Result<std::unique_ptr<transport::Device>> Open(const Flags& f) {
   return transport::OpenDevice(options);
 }
 
+// A data server with a key checks session tokens; a key holder vouches for itself, as
+// dpmfs-powerloss does. Null without a key (the data server then checks none).
+std::shared_ptr<datapath::SessionTokenSource> Token() {
+  if (std::getenv("DPMFS_KEY_FILE") == nullptr) return nullptr;
+  auto key = LoadClusterKey("", "");
+  if (!key.ok()) return nullptr;
+  return datapath::SessionTokenSource::SelfIssued(*key, "vm_powerloss",
+                                                  datapath::kSelfIssuedTokenLifetime);
+}
+
 int Write(const Flags& f) {
   auto ep = Endpoint::Parse(f.server);
   if (!ep.ok()) return Fail(ep.status());
@@ -208,6 +219,7 @@ int Write(const Flags& f) {
     options.method = *m;
     options.queue_depth = f.qd;
     options.max_io_size = f.record_size;
+    options.token = Token();
     auto client = datapath::DataClient::Connect(**device, *ep, options);
     if (!client.ok()) return Fail(client.status().WithContext("method " + name));
     w->client = std::move(*client);
@@ -299,6 +311,7 @@ int Check(const Flags& f) {
     options.method = PersistMethod::kRead;
     options.queue_depth = 1;
     options.max_io_size = h.record_size;
+    options.token = Token();
     auto client = datapath::DataClient::Connect(**device, *ep, options);
     if (!client.ok()) return Fail(client.status());
     std::vector<uint8_t> buf(h.record_size);

@@ -175,8 +175,10 @@ Result<Measurement> RunPersistCell(DataClient& client, uint32_t size, OffsetGene
 
 // Writes the whole window once, so that no measured cell pays the data server's first
 // touch of a pool page (page faults on a fresh mapping).
-Status Prefault(transport::Device& device, const Endpoint& server, uint64_t window) {
+Status Prefault(transport::Device& device, const Endpoint& server, uint64_t window,
+                const std::shared_ptr<datapath::SessionTokenSource>& token) {
   datapath::DataClientOptions o;
+  o.token = token;
   o.method = PersistMethod::kRead;
   o.queue_depth = kPrefaultDepth;
   o.max_io_size = kPrefaultChunk;
@@ -279,11 +281,19 @@ Status RunPersistBench(const PersistBenchOptions& opts) {
   auto device = transport::OpenDevice(plan.device);
   if (!device.ok()) return device.status().WithContext("opening the client's transport");
   DPMFS_ASSIGN_OR_RETURN(std::unique_ptr<TcpBaselineServer> tcp, TcpBaselineServer::Start());
+  // A key holder vouches for itself: the data server checks the token as it would the
+  // metadata server's (so connect times include issuing and checking it).
+  std::shared_ptr<datapath::SessionTokenSource> token;
+  if (plan.device.cluster_key != nullptr) {
+    token = datapath::SessionTokenSource::SelfIssued(plan.device.cluster_key, "dpmfs-bench",
+                                                     datapath::kSelfIssuedTokenLifetime);
+  }
 
   // Learn the pool's geometry (and fail early if the server is not there).
   datapath::ServerInfo info;
   {
     datapath::DataClientOptions o;
+    o.token = token;
     o.method = PersistMethod::kRead;
     o.queue_depth = 1;
     o.max_io_size = 4096;
@@ -352,7 +362,7 @@ Status RunPersistBench(const PersistBenchOptions& opts) {
                    plan.repeat);
 
   if (opts.prefault) {
-    Status st = Prefault(**device, plan.server, window);
+    Status st = Prefault(**device, plan.server, window, token);
     if (!st.ok()) return st.WithContext("pre-writing the window");
   }
 
@@ -397,6 +407,7 @@ Status RunPersistBench(const PersistBenchOptions& opts) {
       for (size_t qi = 0; qi < plan.qds.size(); ++qi) {
         uint32_t qd = plan.qds[qi];
         datapath::DataClientOptions o;
+        o.token = token;
         o.method = method;
         o.queue_depth = qd;
         o.max_io_size = plan.max_size;

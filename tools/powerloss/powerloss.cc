@@ -144,6 +144,7 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
   co.queue_depth = qd;
   co.max_io_size = rs;
   co.timeout = options_.io_timeout;
+  co.token = options_.token;
   auto connected = DataClient::Connect(device_, server_->endpoint(), co);
   if (!connected.ok()) {
     return WithServerStderr(
@@ -262,6 +263,7 @@ Status Harness::RunTrial(PersistMethod method, uint32_t trial, MethodStats* stat
   vo.queue_depth = 1;
   vo.max_io_size = kVerifyChunk;
   vo.timeout = options_.io_timeout;
+  vo.token = options_.token;
   auto verifier = DataClient::Connect(device_, server_->endpoint(), vo);
   if (!verifier.ok()) {
     return WithServerStderr(verifier.status().WithContext("connecting to verify " + name +

@@ -6,6 +6,10 @@
 // Thread-safety: a Harness is used by one thread (it runs a kill timer thread of its own).
 #pragma once
 
+#include <memory>
+
+#include "datapath/session_token.h"
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -30,6 +34,8 @@ struct RunOptions {
   std::chrono::microseconds kill_max{150000};
   std::chrono::milliseconds io_timeout{5000};  // connect, each reap, each read
   size_t max_reported_losses = 20;             // per method, in logs and JSON
+  // The session token its connections present (the tool holds the key: self-issued).
+  std::shared_ptr<datapath::SessionTokenSource> token;
 };
 
 // One acknowledged record that did not read back intact.

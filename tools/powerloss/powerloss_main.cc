@@ -339,6 +339,8 @@ int Run(int argc, char** argv) {
 
   RunOptions ro;
   ro.seed = f.seed;
+  ro.token = datapath::SessionTokenSource::SelfIssued(*key, "dpmfs-powerloss",
+                                                      datapath::kSelfIssuedTokenLifetime);
   ro.queue_depth = f.queue_depth;
   ro.record_size = f.record_size;
   ro.trials = f.trials;

@@ -46,6 +46,29 @@ struct RegionEntry {
 
 class SoftDevice;
 
+// Buffers for the pieces a large WRITE payload is read in (soft_queue_pair.cc reads a
+// payload piece by piece so that memory is committed only as bytes arrive), recycled
+// across the QPs of one device. Handing each piece back to malloc made glibc return
+// its pages (madvise) and fault them in again at the next piece: a 1 MiB WRITE took
+// 10x as long as with one buffer. At most `keep` buffers stay parked, so what the
+// pool holds after a burst is bounded (64 KiB x keep).
+// Thread-safety: Take and Give may be called from any thread.
+class PieceBufferPool {
+ public:
+  static constexpr uint32_t kPieceSize = 64 * 1024;
+  explicit PieceBufferPool(size_t keep) : keep_(keep) {}
+  // A buffer of kPieceSize bytes (contents unspecified).
+  std::unique_ptr<uint8_t[]> Take() EXCLUDES(mu_);
+  // Parks `buffer` (kPieceSize bytes) for the next Take, or frees it when `keep` are parked.
+  void Give(std::unique_ptr<uint8_t[]> buffer) EXCLUDES(mu_);
+  size_t parked() const EXCLUDES(mu_);
+
+ private:
+  const size_t keep_;
+  mutable Mutex mu_;
+  std::vector<std::unique_ptr<uint8_t[]>> free_ GUARDED_BY(mu_);
+};
+
 // WRITE payloads acknowledged but not yet in memory, in arrival order, for one QP.
 // Shared with the drain thread, which may outlive the QP: acknowledged data still
 // reaches memory after a disconnect (only killing the process loses it).
@@ -53,7 +76,9 @@ class SoftDevice;
 struct PendingWrites {
   // `buffered`: the device's count of buffer bytes in use, which Drain lowers itself so
   // that no caller can forget to (the NIC buffer budget and backpressure rely on it).
-  explicit PendingWrites(std::atomic<uint64_t>* buffered) : buffered(buffered) {}
+  // `pieces`: the device's pool for payload pieces larger than kSmallBuffer.
+  PendingWrites(std::atomic<uint64_t>* buffered, std::shared_ptr<PieceBufferPool> pieces)
+      : buffered(buffered), pieces(std::move(pieces)) {}
 
   struct Entry {
     uint8_t* dst;
@@ -63,18 +88,21 @@ struct PendingWrites {
     uint32_t capacity;  // bytes of `data`: what counts against the NIC buffer budget
   };
   std::atomic<uint64_t>* const buffered;
+  const std::shared_ptr<PieceBufferPool> pieces;
   Mutex mu;
   std::deque<Entry> entries GUARDED_BY(mu);
   bool armed GUARDED_BY(mu) = false;  // the drain thread holds a notice for the oldest entry
 
-  // Buffers of small payloads (the common persist sizes) are recycled so the hot path
-  // allocates nothing per WRITE; larger payloads get an exact buffer of their own.
+  // Buffers of small payloads (the common persist sizes) are recycled per QP so the hot
+  // path allocates nothing per WRITE; larger pieces (at most PieceBufferPool::kPieceSize,
+  // the size a payload is read in) come from the device's pool.
   static constexpr uint32_t kSmallBuffer = 4096;
   std::vector<std::unique_ptr<uint8_t[]>> free_small GUARDED_BY(mu);
 
   // Due time of the oldest entry, or nullopt when nothing is buffered.
   std::optional<Clock::time_point> OldestDue() EXCLUDES(mu);
-  // A buffer for a payload of `length` bytes (length > 0) and its capacity.
+  // A buffer for a payload piece of `length` bytes (0 < length <= kPieceSize) and its
+  // capacity.
   std::unique_ptr<uint8_t[]> TakeBuffer(uint32_t length, uint32_t* capacity) EXCLUDES(mu);
   // Copies entries whose due time passed (all of them if `all`) into memory, in order,
   // recycles their buffers and releases their bytes from the device's budget.
@@ -101,6 +129,9 @@ class SoftQueuePair final : public QueuePair {
     return error_.load(std::memory_order_acquire) ? QpState::kError : QpState::kConnected;
   }
   std::span<const uint8_t> peer_private_data() const override { return peer_private_data_; }
+  std::span<const uint8_t> peer_credential() const override { return peer_credential_; }
+  // Target side, before the accept handler runs: what AUTH carried.
+  void set_peer_credential(std::vector<uint8_t> c) { peer_credential_ = std::move(c); }
   std::string peer_description() const override { return peer_; }
   void Disconnect() override;
 
@@ -205,6 +236,7 @@ class SoftQueuePair final : public QueuePair {
   std::string peer_;
   QueuePairOptions options_;
   std::vector<uint8_t> peer_private_data_;
+  std::vector<uint8_t> peer_credential_;
   std::atomic<bool> error_{false};
   std::atomic<bool> stopping_{false};
 
@@ -335,6 +367,7 @@ class SoftDevice final : public Device {
   // The resource limits of transport.h's DeviceOptions (soft_*).
   const DeviceOptions& options() const { return options_; }
   std::atomic<uint64_t>* buffered_bytes() { return &buffered_bytes_; }
+  const std::shared_ptr<PieceBufferPool>& piece_buffers() const { return piece_buffers_; }
 
  private:
   void DrainLoop();
@@ -356,6 +389,7 @@ class SoftDevice final : public Device {
   std::deque<Due> due_ GUARDED_BY(drain_mu_);  // ~FIFO: the delay is constant, so due times are ordered
   std::vector<std::weak_ptr<PendingWrites>> tracked_ GUARDED_BY(drain_mu_);
   std::atomic<uint64_t> buffered_bytes_{0};
+  std::shared_ptr<PieceBufferPool> piece_buffers_;
   bool drain_idle_ GUARDED_BY(drain_mu_) = true;
   bool stop_ GUARDED_BY(drain_mu_) = false;
   std::thread drain_thread_;

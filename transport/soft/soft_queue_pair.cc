@@ -25,7 +25,7 @@ constexpr uint32_t kMaxHeldPayload = 64 * 1024;
 // A WRITE's payload is read into the NIC buffer in pieces of at most this size, each
 // allocated only when its bytes are about to arrive: a header announcing 1 GiB commits
 // nothing it was merely told (a stalled sender holds one piece, then times out).
-constexpr uint32_t kWritePiece = 64 * 1024;
+constexpr uint32_t kWritePiece = PieceBufferPool::kPieceSize;
 
 bool IsRequest(FrameType t) { return static_cast<uint8_t>(t) <= 5; }
 
@@ -43,7 +43,7 @@ FrameType RequestType(Opcode op) {
 
 SoftQueuePair::SoftQueuePair(SoftDevice* device, UniqueFd fd, const QueuePairOptions& options)
     : device_(device), fd_(std::move(fd)), peer_(PeerName(fd_.get())), options_(options),
-      pending_(std::make_shared<PendingWrites>(device->buffered_bytes())) {
+      pending_(std::make_shared<PendingWrites>(device->buffered_bytes(), device->piece_buffers())) {
   device_->Track(pending_);
 }
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -22,10 +23,34 @@ namespace {
 constexpr size_t kKeepSmall = 64;  // recycled small buffers kept per QP
 }  // namespace
 
+std::unique_ptr<uint8_t[]> PieceBufferPool::Take() {
+  {
+    MutexLock lock(mu_);
+    if (!free_.empty()) {
+      auto b = std::move(free_.back());
+      free_.pop_back();
+      return b;
+    }
+  }
+  return std::make_unique_for_overwrite<uint8_t[]>(kPieceSize);  // filled by the payload
+}
+
+void PieceBufferPool::Give(std::unique_ptr<uint8_t[]> buffer) {
+  MutexLock lock(mu_);
+  if (free_.size() < keep_) free_.push_back(std::move(buffer));
+}
+
+size_t PieceBufferPool::parked() const {
+  MutexLock lock(mu_);
+  return free_.size();
+}
+
 std::unique_ptr<uint8_t[]> PendingWrites::TakeBuffer(uint32_t length, uint32_t* capacity) {
+  // A payload arrives in pieces of at most kPieceSize (soft_queue_pair.cc), so two size
+  // classes serve every WRITE.
   if (length > kSmallBuffer) {
-    *capacity = length;
-    return std::make_unique_for_overwrite<uint8_t[]>(length);  // filled by the payload
+    *capacity = PieceBufferPool::kPieceSize;
+    return pieces->Take();
   }
   *capacity = kSmallBuffer;
   {
@@ -36,7 +61,7 @@ std::unique_ptr<uint8_t[]> PendingWrites::TakeBuffer(uint32_t length, uint32_t* 
       return b;
     }
   }
-  return std::make_unique<uint8_t[]>(kSmallBuffer);
+  return std::make_unique_for_overwrite<uint8_t[]>(kSmallBuffer);  // filled by the payload
 }
 
 std::optional<Clock::time_point> PendingWrites::OldestDue() {
@@ -54,6 +79,8 @@ void PendingWrites::Drain(bool all, Clock::time_point now) {
       std::memcpy(e.dst, e.data.get(), e.length);
       if (e.capacity == kSmallBuffer && free_small.size() < kKeepSmall) {
         free_small.push_back(std::move(e.data));
+      } else if (e.capacity == PieceBufferPool::kPieceSize) {
+        pieces->Give(std::move(e.data));  // lock order: a QP's mu, then the pool's
       }
     }
     released += e.capacity;
@@ -66,7 +93,12 @@ SoftDevice::SoftDevice(const DeviceOptions& options)
     : options_(options),
       drain_delay_(std::chrono::microseconds(options.soft_drain_delay_us)),
       buffer_limit_(options.soft_buffer_bytes),
-      cluster_key_(options.cluster_key) {
+      cluster_key_(options.cluster_key),
+      // Parked pieces: enough for the NIC buffer's budget, at most 16 MiB (a 1 MiB WRITE
+      // at queue depth 16 in flight), so a burst leaves a bounded amount behind.
+      piece_buffers_(std::make_shared<PieceBufferPool>(
+          std::min<uint64_t>(options.soft_buffer_bytes, 16ull << 20) /
+          PieceBufferPool::kPieceSize)) {
   drain_thread_ = std::thread([this] { DrainLoop(); });
 }
 
@@ -266,7 +298,8 @@ Result<auth::ConnectionParams> Params(int fd, bool initiator) {
 // The initiator's side of connection_auth.h, after HELLO went out: checks the target's
 // CHALLENGE and sends AUTH carrying the application's request.
 Status AnswerChallenge(int fd, const ClusterKey& key, const auth::Nonce& nonce,
-                       std::span<const uint8_t> app_data, const std::string& peer) {
+                       std::span<const uint8_t> app_data, std::span<const uint8_t> credential,
+                       const std::string& peer) {
   auto reply = RecvFrame(fd);
   if (!reply.ok()) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -290,8 +323,9 @@ Status AnswerChallenge(int fd, const ClusterKey& key, const auth::Nonce& nonce,
                                     "servers have another key file?): refused");
   }
   auth::AuthRequest req;
-  req.proof = auth::InitiatorProof(key, nonce, ch.nonce, conn, app_data);
+  req.proof = auth::InitiatorProof(key, nonce, ch.nonce, conn, app_data, credential);
   req.app_data.assign(app_data.begin(), app_data.end());
+  req.credential.assign(credential.begin(), credential.end());
   return SendFrame(fd, FrameType::kAuth, auth::EncodeAuthRequest(req));
 }
 
@@ -424,6 +458,7 @@ class SoftListener final : public Listener {
     auth::Nonce target_nonce{};
     bool authenticated = false;
     std::vector<uint8_t> app_data;
+    std::vector<uint8_t> credential;  // AUTH's, for the accept handler (peer_credential)
     bool closed = false;  // the peer closed (or reset) its connection
   };
 
@@ -468,13 +503,15 @@ class SoftListener final : public Listener {
     Result<auth::AuthRequest> req = auth::DecodeAuthRequest(payload);
     if (!req.ok()) return req.status();
     auth::Proof want =
-        auth::InitiatorProof(key, h.initiator_nonce, h.target_nonce, conn, req->app_data);
+        auth::InitiatorProof(key, h.initiator_nonce, h.target_nonce, conn, req->app_data,
+                             req->credential);
     if (!auth::ProofsEqual(want, req->proof)) {
       return Status::PermissionDenied("wrong proof of the cluster key (another key, or a "
                                       "replayed handshake)");
     }
     h.authenticated = true;
     h.app_data = std::move(req->app_data);
+    h.credential = std::move(req->credential);
     return Status::OK();
   }
 
@@ -519,6 +556,7 @@ class SoftListener final : public Listener {
                                          : std::vector<uint8_t>(h.buf.begin() + kHeaderSize,
                                                                 h.buf.end());
     auto qp = std::make_unique<SoftQueuePair>(device_, std::move(h.fd), options);
+    qp->set_peer_credential(std::move(h.credential));
     if (options.prepare) {
       Status st = options.prepare(*qp);
       if (!st.ok()) {
@@ -570,6 +608,12 @@ Result<std::unique_ptr<QueuePair>> SoftDevice::Connect(const Endpoint& peer,
                                    std::to_string(private_data.size()) + " bytes; at most " +
                                    std::to_string(kMaxConnectPrivateData) + " allowed");
   }
+  if (options.credential.size() > kMaxCredential) {
+    return Status::InvalidArgument("connection credential is " +
+                                   std::to_string(options.credential.size()) +
+                                   " bytes; at most " + std::to_string(kMaxCredential) +
+                                   " allowed");
+  }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
   DPMFS_ASSIGN_OR_RETURN(UniqueFd fd, TcpConnect(peer, std::max(ms, std::chrono::milliseconds(1))));
   int raw = fd.get();
@@ -581,7 +625,8 @@ Result<std::unique_ptr<QueuePair>> SoftDevice::Connect(const Endpoint& peer,
     DPMFS_RETURN_IF_ERROR(SendFrame(raw, FrameType::kConnect, auth::EncodeHello({nonce}))
                               .WithContext("connecting to " + peer.ToString()));
     DPMFS_RETURN_IF_ERROR(
-        AnswerChallenge(raw, *cluster_key_, nonce, private_data, peer.ToString()));
+        AnswerChallenge(raw, *cluster_key_, nonce, private_data, options.credential,
+                        peer.ToString()));
   } else {
     DPMFS_RETURN_IF_ERROR(SendFrame(raw, FrameType::kConnect, private_data)
                               .WithContext("connecting to " + peer.ToString()));

@@ -1,0 +1,54 @@
+#include "common/metrics_http.h"
+
+#include <httplib.h>
+
+#include <thread>
+
+namespace dpmfs::metrics {
+
+struct MetricsHttpServer::Impl {
+  httplib::Server server;
+  std::thread thread;
+};
+
+MetricsHttpServer::MetricsHttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+MetricsHttpServer::~MetricsHttpServer() { Stop(); }
+
+Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
+    const Endpoint& listen, std::function<std::string()> render) {
+  auto impl = std::make_unique<Impl>();
+  // A scrape is one small page: two threads are plenty and bound what a flood costs.
+  impl->server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  impl->server.set_read_timeout(5, 0);
+  impl->server.set_write_timeout(5, 0);
+  impl->server.set_payload_max_length(4096);  // GETs only: no body worth reading
+  impl->server.Get("/metrics", [render = std::move(render)](const httplib::Request&,
+                                                           httplib::Response& res) {
+    res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  int port = listen.port;
+  if (port == 0) {
+    port = impl->server.bind_to_any_port(listen.host);
+    if (port < 0) port = 0;
+  } else if (!impl->server.bind_to_port(listen.host, port)) {
+    port = 0;
+  }
+  if (port == 0) {
+    return Status::IOError("cannot listen for /metrics on " + listen.ToString() +
+                           " (address in use or not this host's?)");
+  }
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->server.listen_after_bind(); });
+  std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer(std::move(impl)));
+  s->endpoint_ = Endpoint{listen.host, static_cast<uint16_t>(port)};
+  return s;
+}
+
+void MetricsHttpServer::Stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  impl_->server.stop();
+  impl_->thread.join();
+}
+
+}  // namespace dpmfs::metrics

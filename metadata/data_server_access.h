@@ -1,0 +1,56 @@
+// What the metadata server does on the data servers for the cluster map
+// (docs/replication.md): probe one (is it alive and serving its pool?) and copy a range
+// from one server's pool to another's (resync). The zeroing of freed blocks is
+// block_scrubber.h's.
+//
+// The real one goes through the transfer API (datapath/transfer.h) with its own
+// connections: one-sided READs from the source, persistent WRITEs (the `read` persist
+// method) to the target, every connection checked to serve the pool the metadata pool
+// names at that index. Tests put a fake in its place (MetaServiceOptions).
+//
+// Thread-safety: thread-safe.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+#include "datapath/data_server_identity.h"
+#include "datapath/session_token.h"
+#include "datapath/transfer.h"
+#include "transport/transport.h"
+
+namespace dpmfs::meta {
+
+class DataServerAccess {
+ public:
+  virtual ~DataServerAccess() = default;
+  // OK when data server `server` answers a one-byte READ of its pool (on a connection
+  // that is fresh if the last one failed); the failure otherwise.
+  virtual Status Probe(uint32_t server) = 0;
+  // Copies `length` bytes from (from, from_offset) to (to, to_offset), durable on `to`
+  // when it returns OK.
+  virtual Status Copy(uint32_t from, uint64_t from_offset, uint32_t to, uint64_t to_offset,
+                      uint64_t length) = 0;
+};
+
+class TransferDataServerAccess : public DataServerAccess {
+ public:
+  // `servers[i]`: data server i's endpoint; `expect[i]`: who it must be; `token`: the
+  // session token its connections present to data servers that check them (the
+  // metadata server vouches for itself; null: none presented).
+  TransferDataServerAccess(transport::Device& device, std::vector<Endpoint> servers,
+                           std::vector<datapath::DataServerIdentity> expect,
+                           std::shared_ptr<datapath::SessionTokenSource> token = nullptr);
+  Status Probe(uint32_t server) override;
+  Status Copy(uint32_t from, uint64_t from_offset, uint32_t to, uint64_t to_offset,
+              uint64_t length) override;
+
+ private:
+  std::unique_ptr<datapath::DataTransfer> transfer_;
+};
+
+}  // namespace dpmfs::meta
