@@ -69,4 +69,23 @@ Result<AdminReply> AskDataServer(transport::Device& device, const Endpoint& serv
   return reply;
 }
 
+Result<uint64_t> InstallFence(transport::Device& device, const Endpoint& server, uint64_t epoch,
+                              std::chrono::milliseconds timeout) {
+  AdminRequest req;
+  req.kind = AdminKind::kFence;
+  req.epoch = epoch;
+  DPMFS_ASSIGN_OR_RETURN(AdminReply reply, AskDataServer(device, server, req, timeout));
+  if (reply.code != StatusCode::kOk) {
+    return Status(reply.code, "data server " + server.ToString() + " refused fence " +
+                                  std::to_string(epoch) + ": " + reply.message);
+  }
+  Result<uint64_t> fence = DecodeFenceBody(reply.body);
+  if (!fence.ok()) return fence.status().WithContext("the fence reply of " + server.ToString());
+  if (*fence < epoch) {
+    return Status::Corruption("data server " + server.ToString() + " answered fence " +
+                              std::to_string(epoch) + " with " + std::to_string(*fence));
+  }
+  return fence;
+}
+
 }  // namespace dpmfs::datapath

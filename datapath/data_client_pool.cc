@@ -109,6 +109,13 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server, bool wait
     freed.clear();  // deregisters their memory (outside the lock: disconnects QPs)
     client = DataClient::Connect(device_, servers_[server], options_.client);
   }
+  if (!client.ok() && IsStaleEpoch(client.status())) {
+    // Reachable, and refusing this client's token as older than its fence: not a failure
+    // of the server, and the caller's remedy is a fresh token (file_io.cc), not a report.
+    return Status::PermissionDenied("data server " + std::to_string(server) + " (" +
+                                    servers_[server].ToString() +
+                                    ") refused the session token: " + client.status().message());
+  }
   if (!client.ok()) {
     return Status::Unavailable("data server " + std::to_string(server) + " (" +
                                servers_[server].ToString() +

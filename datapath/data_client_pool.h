@@ -84,7 +84,9 @@ class DataClientPool {
   };
 
   // An idle connection to data server `server`, or a new one. Unavailable (naming the
-  // server) when it cannot be reached; InvalidArgument for an unknown index.
+  // server) when it cannot be reached; PermissionDenied that IsStaleEpoch
+  // (session_token.h) recognizes when it refused the session token as older than its
+  // fence; InvalidArgument for an unknown index.
   // `wait` false: when memory runs out, close idle connections to other servers and
   // try once more, then fail with ResourceExhausted instead of waiting (for a caller
   // that holds other leases).

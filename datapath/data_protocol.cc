@@ -84,7 +84,13 @@ template <class IO>
 void Fields(IO& io, AdminRequest& a, uint32_t& magic, uint16_t& version, uint16_t& kind) {
   Header(io, magic, version);
   io.U16("kind", kind);
-  io.Bytes("level", a.level, kMaxAdminLevelName);
+  // The decoder reads `kind` before it gets here: an unknown kind reads as the level
+  // form and is refused after.
+  if (kind == static_cast<uint16_t>(AdminKind::kFence)) {
+    io.U64("epoch", a.epoch);
+  } else {
+    io.Bytes("level", a.level, kMaxAdminLevelName);
+  }
 }
 template <class IO>
 void Fields(IO& io, AdminReply& a, uint32_t& magic, uint16_t& version, int32_t& code) {
@@ -167,11 +173,30 @@ Result<AdminRequest> DecodeAdminRequest(std::span<const uint8_t> in) {
   DPMFS_RETURN_IF_ERROR(r.Finish());
   DPMFS_RETURN_IF_ERROR(CheckHeader(magic, version, "admin request"));
   if (kind != static_cast<uint16_t>(AdminKind::kStats) &&
-      kind != static_cast<uint16_t>(AdminKind::kLogLevel)) {
+      kind != static_cast<uint16_t>(AdminKind::kLogLevel) &&
+      kind != static_cast<uint16_t>(AdminKind::kFence)) {
     return Status::InvalidArgument("unknown admin request kind " + std::to_string(kind));
   }
   a.kind = static_cast<AdminKind>(kind);
+  if (a.kind == AdminKind::kFence && a.epoch == 0) {
+    return Status::InvalidArgument("admin request fences epoch 0 (cluster-map epochs start at 1)");
+  }
   return a;
+}
+
+std::string EncodeFenceBody(uint64_t fence) {
+  std::string out(8, '\0');
+  ByteWriter w(reinterpret_cast<uint8_t*>(out.data()));
+  w.U64("fence", fence);
+  return out;
+}
+
+Result<uint64_t> DecodeFenceBody(std::string_view body) {
+  ByteReader r({reinterpret_cast<const uint8_t*>(body.data()), body.size()}, "FenceReply");
+  uint64_t fence = 0;
+  r.U64("fence", fence);
+  if (Status st = r.Finish(); !st.ok()) return Status::Corruption(st.message());
+  return fence;
 }
 
 std::vector<uint8_t> EncodeAdminReply(const AdminReply& a) {

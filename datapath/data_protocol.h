@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -86,12 +87,22 @@ Result<Reply> DecodeReply(std::span<const uint8_t> in);
 
 // ---- Admin connections (ConnectPurpose::kAdmin) ----
 // Client → server: one request per SEND, at most kAdminRequestSize bytes.
-//   u32 magic | u16 version | u16 kind | str level (kLogLevel only, else empty)
-enum class AdminKind : uint16_t { kStats = 1, kLogLevel = 2 };
+//   u32 magic | u16 version | u16 kind | then by kind:
+//     kStats, kLogLevel: str level (kLogLevel only, else empty)
+//     kFence: u64 epoch
+// kFence (the metadata server, docs/replication.md "Fencing"): from now on refuse data
+// connections whose session token's epoch is below `epoch`, and revoke the established
+// ones below it, before replying. The fence only rises: a lower epoch changes nothing.
+// The reply's body is the fence now in force, u64 little-endian (8 bytes).
+enum class AdminKind : uint16_t { kStats = 1, kLogLevel = 2, kFence = 3 };
 struct AdminRequest {
   AdminKind kind = AdminKind::kStats;
   std::string level;
+  uint64_t epoch = 0;  // kFence
 };
+// The body of a kFence reply, and its decoding (Corruption unless exactly 8 bytes).
+std::string EncodeFenceBody(uint64_t fence);
+Result<uint64_t> DecodeFenceBody(std::string_view body);
 inline constexpr uint32_t kAdminRequestSize = 64;
 inline constexpr size_t kMaxAdminLevelName = 16;
 // Server → client: u32 magic | u16 version | i32 status code | str message | str body

@@ -147,6 +147,9 @@ class DataServer::Connection final : public persist::ServerConnection {
   }
   // Its session token expired at `now_ms` (Unix ms): time to revoke.
   bool expired(int64_t now_ms) const { return token_.has_value() && token_->expires_ms <= now_ms; }
+  // Its session token's epoch is below `fence`: a stale writer, revoked like an expired one.
+  // Connections without a token (admin; a server that checks none) are never fenced.
+  bool fenced(uint64_t fence) const { return token_.has_value() && token_->epoch < fence; }
   const std::optional<SessionToken>& token() const { return token_; }
   std::string peer_description() const { return qp_ == nullptr ? "" : qp_->peer_description(); }
   // The peer's address without its port.
@@ -232,7 +235,10 @@ class DataServer::Connection final : public persist::ServerConnection {
     AdminReply reply;
     auto req = DecodeAdminRequest(msg);
     spdlog::debug("admin request {} from {}",
-                  req.ok() ? (req->kind == AdminKind::kStats ? "stats" : "log_level") : "(refused)",
+                  !req.ok()                         ? "(refused)"
+                  : req->kind == AdminKind::kStats  ? "stats"
+                  : req->kind == AdminKind::kFence  ? "fence"
+                                                    : "log_level",
                   rx_qp_->peer_description());
     if (!req.ok()) {
       server_->n_refused_.fetch_add(1, std::memory_order_relaxed);
@@ -241,6 +247,10 @@ class DataServer::Connection final : public persist::ServerConnection {
     } else if (req->kind == AdminKind::kStats) {
       const std::vector<uint8_t> report = metrics::EncodeStatsReport(server_->Report());
       reply.body.assign(report.begin(), report.end());
+    } else if (req->kind == AdminKind::kFence) {
+      // Answered only once the older connections are gone: the metadata server publishes
+      // the new epoch after this reply, and by then no stale writer may be left here.
+      reply.body = EncodeFenceBody(server_->RaiseFence(req->epoch));
     } else {
       Status st = SetLogLevel(req->level);
       reply.code = st.code();
@@ -413,6 +423,7 @@ metrics::StatsReport DataServer::Report() const {
                                     .count()));
   r.Gauge("pool_index", "", pool_.info().index);
   r.Gauge("pool_data_bytes", "", pool_.data_size());
+  r.Gauge("fence_epoch", "", s.fence);
   r.Counter("connections_accepted", "", s.connections);
   r.Gauge("connections_open", "", s.open_connections);
   r.Counter("refused", "", s.refused);
@@ -433,14 +444,53 @@ DataServerStats DataServer::stats() const {
     open = connections_.size();
   }
   return DataServerStats{n_connections_.load(), n_imm_.load(), n_rpc_.load(), n_refused_.load(),
-                         n_zeroed_.load(), open, buffer_bytes_.load(), n_revoked_.load()};
+                         n_zeroed_.load(), open, buffer_bytes_.load(), n_revoked_.load(),
+                         fence_.load()};
+}
+
+uint64_t DataServer::RaiseFence(uint64_t epoch) {
+  uint64_t before = fence_.load();
+  while (epoch > before && !fence_.compare_exchange_weak(before, epoch)) {
+  }
+  const uint64_t fence = std::max(before, epoch);
+  // Out of the list under the lock, destroyed after it: a connection's destructor joins
+  // its QP's receive thread.
+  std::list<std::unique_ptr<Connection>> revoked;
+  {
+    MutexLock lock(connections_mu_);
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      auto next = std::next(it);
+      if ((*it)->fenced(fence)) revoked.splice(revoked.end(), connections_, it);
+      it = next;
+    }
+  }
+  for (const auto& c : revoked) LogFenced(*c, fence);
+  n_revoked_.fetch_add(revoked.size(), std::memory_order_relaxed);
+  if (fence != before) {
+    spdlog::info("fence raised from epoch {} to {}: {} connection(s) of older epochs revoked",
+                 before, fence, revoked.size());
+  }
+  return fence;
+}
+
+void DataServer::LogFenced(const Connection& c, uint64_t fence) {
+  spdlog::info("session {:#x} ({}) from {}: its token is of epoch {}, below the fence {}; "
+               "registration revoked and connection closed",
+               c.token()->session, c.token()->client, c.peer_description(), c.token()->epoch,
+               fence);
 }
 
 void DataServer::ReapFinishedLocked() {
   const int64_t now = options_.token_key != nullptr ? UnixMs() : 0;
+  const uint64_t fence = fence_.load();
   connections_.remove_if([&](const std::unique_ptr<Connection>& c) {
     if (c->finished()) {
       spdlog::info("client {} disconnected", c->peer_description());
+      return true;
+    }
+    if (c->fenced(fence)) {
+      n_revoked_.fetch_add(1, std::memory_order_relaxed);
+      LogFenced(*c, fence);
       return true;
     }
     if (!c->expired(now)) return false;
@@ -496,6 +546,11 @@ void DataServer::AcceptLoop() {
       if (options_.token_key != nullptr && req.purpose == ConnectPurpose::kData) {
         Result<SessionToken> t = VerifySessionToken(*options_.token_key, qp.peer_credential(), UnixMs());
         if (!t.ok()) return t.status();  // refused, logged and counted by the caller below
+        // A writer whose token predates the fence may not know a server the write set
+        // gained since (docs/replication.md, "Fencing"): no memory for it here.
+        if (const uint64_t fence = fence_.load(); t->epoch < fence) {
+          return StaleEpochStatus(t->epoch, fence);
+        }
         token = std::move(t).value();
       }
       conn = std::make_unique<Connection>(this, req, std::move(token));
@@ -524,6 +579,14 @@ void DataServer::AcceptLoop() {
     spdlog::info("client {} connected", (*qp)->peer_description());
     conn->Run(std::move(qp).value());
     MutexLock lock(connections_mu_);
+    // A fence raised between the check in the handler and here found the connection in
+    // no list: it goes now, under the lock RaiseFence takes, so that once RaiseFence
+    // returns no connection below the fence is served.
+    if (conn->fenced(fence_.load())) {
+      n_revoked_.fetch_add(1, std::memory_order_relaxed);
+      LogFenced(*conn, fence_.load());
+      continue;  // conn destroyed at the end of the iteration, after the lock
+    }
     connections_.push_back(std::move(conn));
   }
 }

@@ -68,7 +68,8 @@ struct DataServerStats {
   uint64_t zeroed_bytes = 0;  // rpc zero requests (kDescriptorZero)
   uint64_t open_connections = 0;
   uint64_t buffer_bytes = 0;  // connection buffers held now
-  uint64_t revoked = 0;  // connections whose token expired: registration revoked, closed
+  uint64_t revoked = 0;  // connections whose token expired or fell below the fence: revoked, closed
+  uint64_t fence = 0;    // the lowest token epoch served (docs/replication.md, "Fencing")
 };
 
 class DataServer {
@@ -89,6 +90,13 @@ class DataServer {
   metrics::StatsReport Report() const;
   // Stops accepting, disconnects every client, joins the threads. Idempotent.
   void Stop();
+  // The fence (docs/replication.md, "Fencing"): from now on a data connection whose
+  // session token's epoch is below `epoch` is refused at connect (PermissionDenied,
+  // "stale epoch E, the cluster is at F"), and the established ones below it are revoked
+  // (registration deregistered, connection closed) before this returns. Only rises; 0
+  // at start. Connections without a token (admin; a server without a token key) are
+  // never fenced. Returns the fence now in force. What an AdminKind::kFence request does.
+  uint64_t RaiseFence(uint64_t epoch);
 
  private:
   class Connection;
@@ -101,6 +109,7 @@ class DataServer {
   // Drops (and logs) the connections whose client went away, and those whose session
   // token expired (their registration goes with them). Under connections_mu_.
   void ReapFinishedLocked() REQUIRES(connections_mu_);
+  void LogFenced(const Connection& c, uint64_t fence);
 
   transport::Device& device_;
   DataServerOptions options_;
@@ -114,6 +123,7 @@ class DataServer {
   mutable Mutex connections_mu_;
   std::list<std::unique_ptr<Connection>> connections_ GUARDED_BY(connections_mu_);
   std::atomic<uint64_t> buffer_bytes_{0};  // sum of the live connections' buffers
+  std::atomic<uint64_t> fence_{0};  // RaiseFence: token epochs below it are not served
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::array<metrics::LiveHistogram, kRequestKinds> latency_;
   std::array<std::atomic<uint64_t>, kRequestKinds> bytes_{};

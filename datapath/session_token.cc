@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "common/byte_codec.h"
@@ -72,6 +73,19 @@ Result<SessionToken> DecodeBody(std::span<const uint8_t> bytes, size_t* body_siz
 
 }  // namespace
 
+Status StaleEpochStatus(uint64_t token_epoch, uint64_t fence) {
+  return Status::PermissionDenied(
+      std::string(kStaleEpochRefusal) + " " + std::to_string(token_epoch) +
+      ", the cluster is at " + std::to_string(fence) +
+      ": this client's session token predates the cluster map's last change of the write "
+      "set; it must fetch a new token and map before it writes here");
+}
+
+bool IsStaleEpoch(const Status& st) {
+  // Anywhere in the message: the transport and the connection pool put context in front.
+  return !st.ok() && st.message().find(std::string(kStaleEpochRefusal) + " ") != std::string::npos;
+}
+
 int64_t UnixMs() {
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -133,7 +147,8 @@ std::shared_ptr<SessionTokenSource> SessionTokenSource::SelfIssued(
 Status SessionTokenSource::Set(std::vector<uint8_t> bytes) {
   DPMFS_ASSIGN_OR_RETURN(SessionToken t, DecodeSessionToken(bytes));
   MutexLock lock(mu_);
-  current_ = Current{std::move(bytes), t.issued_ms, t.expires_ms};
+  current_ = Current{std::move(bytes), t.issued_ms, t.expires_ms, t.epoch};
+  epoch_.store(t.epoch, std::memory_order_release);
   return Status::OK();
 }
 
@@ -141,15 +156,23 @@ SessionTokenSource::Current SessionTokenSource::Get() {
   MutexLock lock(mu_);
   if (key_ != nullptr) {
     const int64_t now = UnixMs();
-    if (current_.bytes.empty() || now >= TokenRefreshAtMs(current_.issued_ms, current_.expires_ms)) {
+    if (current_.bytes.empty() || current_.epoch < self_epoch_ ||
+        now >= TokenRefreshAtMs(current_.issued_ms, current_.expires_ms)) {
       SessionToken t;
       t.client = client_;
       t.issued_ms = now;
       t.expires_ms = now + lifetime_.count();
-      current_ = Current{IssueSessionToken(*key_, t), t.issued_ms, t.expires_ms};
+      t.epoch = self_epoch_;
+      current_ = Current{IssueSessionToken(*key_, t), t.issued_ms, t.expires_ms, t.epoch};
+      epoch_.store(t.epoch, std::memory_order_release);
     }
   }
   return current_;
+}
+
+void SessionTokenSource::RaiseEpoch(uint64_t epoch) {
+  MutexLock lock(mu_);
+  self_epoch_ = std::max(self_epoch_, epoch);
 }
 
 int64_t TokenRefreshAtMs(int64_t issued_ms, int64_t expires_ms) {

@@ -5,7 +5,8 @@
 // A token names a session (its id and the client's name), when it was issued and when
 // it expires (Unix milliseconds: data servers and the metadata server are different
 // hosts, so the wall clock, kept by NTP, is the only clock they share) and an epoch
-// (the cluster map's, for the replication work; 0 until something sets it). It is MACed
+// (the cluster map's when the token was issued: a data server refuses a token below its
+// fence, docs/replication.md "Fencing"). It is MACed
 // with crypto_generichash (BLAKE2b) keyed by a subkey of the cluster key
 // (crypto_kdf, context "dpmfsTK1"): only a holder of the key can make one, and a data
 // server, which holds it too, checks it without asking anyone.
@@ -26,11 +27,13 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/cluster_key.h"
@@ -58,6 +61,16 @@ struct SessionToken {
   uint64_t epoch = 0;
 };
 
+// The word a data server's refusal of a token below its fence starts with: the reject
+// reason is all a connecting client learns (the transport carries text), and a client
+// must tell "my token is older than the cluster map" (get a fresh one, write again)
+// from "the server is unreachable" (report it).
+inline constexpr std::string_view kStaleEpochRefusal = "stale epoch";
+// The refusal itself: PermissionDenied "stale epoch E, the cluster is at F: ...".
+Status StaleEpochStatus(uint64_t token_epoch, uint64_t fence);
+// Whether `st` (as any layer above the transport passes it on) is such a refusal.
+bool IsStaleEpoch(const Status& st);
+
 // Milliseconds since the Unix epoch (CLOCK_REALTIME): the clock tokens speak.
 int64_t UnixMs();
 
@@ -81,6 +94,7 @@ class SessionTokenSource {
     std::vector<uint8_t> bytes;  // empty: no token yet
     int64_t issued_ms = 0;
     int64_t expires_ms = 0;
+    uint64_t epoch = 0;
   };
 
   SessionTokenSource() = default;
@@ -93,6 +107,13 @@ class SessionTokenSource {
   // bytes are no token.
   Status Set(std::vector<uint8_t> bytes) EXCLUDES(mu_);
   Current Get() EXCLUDES(mu_);
+  // The epoch of the current token, without copying it (the write path asks it after
+  // every replicated write: file_io.cc). 0 before the first token.
+  uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  // Self-issuing: tokens from now on carry `epoch` (the current one is replaced at the
+  // next Get when it carries less). The metadata server raises its own source to an
+  // epoch before it asks data servers to refuse the epochs below it. Never lowers.
+  void RaiseEpoch(uint64_t epoch) EXCLUDES(mu_);
 
  private:
   Mutex mu_;
@@ -100,6 +121,8 @@ class SessionTokenSource {
   std::shared_ptr<const ClusterKey> key_;  // set: self-issuing
   std::string client_;
   std::chrono::milliseconds lifetime_{0};
+  uint64_t self_epoch_ GUARDED_BY(mu_) = 0;  // self-issuing: the epoch its tokens carry
+  std::atomic<uint64_t> epoch_{0};           // current_'s epoch
 };
 
 // When a connection made with a token issued at `issued_ms` and expiring at `expires_ms`
