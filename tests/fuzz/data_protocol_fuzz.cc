@@ -1,6 +1,7 @@
 // libFuzzer target for the data protocol (datapath/data_protocol.h): what a data server
-// reads from a client (CONNECT private data, imm descriptors, rpc headers) and what a
-// client reads from a data server (ServerInfo, replies). The first input byte picks the
+// reads from a client (CONNECT private data, imm descriptors, rpc headers, admin requests
+// such as the metadata server's fence) and what a client reads from a data server
+// (ServerInfo, replies, a fence reply's body). The first input byte picks the
 // decoder; the rest is its input. Properties:
 //   - an accepted message satisfies the rules the header states (queue depth and I/O
 //     size in range, a known persist method, a pool that does not wrap, known flags and
@@ -10,6 +11,7 @@
 //   - every refusal is a clean Status (fuzz_check.h), and ASan sees every byte read;
 //   - every input is also a session token (session_token.h): never accepted without the
 //     key's MAC, and one that decodes re-issues to the same fields.
+#include <algorithm>
 #include <cstring>
 
 #include "datapath/data_protocol.h"
@@ -136,6 +138,48 @@ void FuzzReply(std::span<const uint8_t> in) {
       "Reply");
 }
 
+bool SameAdmin(const AdminRequest& a, const AdminRequest& b) {
+  return a.kind == b.kind && a.level == b.level && a.epoch == b.epoch;
+}
+bool ValidAdmin(const AdminRequest& a) {
+  switch (a.kind) {
+    case AdminKind::kStats:
+    case AdminKind::kLogLevel: return a.level.size() <= kMaxAdminLevelName && a.epoch == 0;
+    case AdminKind::kFence: return a.epoch != 0 && a.level.empty();
+  }
+  return false;
+}
+
+// An admin request (stats, log level, fence): what a data server reads from any holder
+// of the cluster key on an admin connection.
+void FuzzAdminRequest(std::span<const uint8_t> in) {
+  std::vector<uint8_t> data = fuzz::Exact(in);
+  Result<AdminRequest> r = DecodeAdminRequest(data);
+  if (!r.ok()) {
+    fuzz::CheckRefusal(r.status(), "DecodeAdminRequest");
+  } else {
+    FUZZ_CHECK(ValidAdmin(*r), "accepted an invalid AdminRequest");
+    FUZZ_CHECK(data.size() <= kAdminRequestSize, "accepted an admin request over its size");
+    FUZZ_CHECK_ROUND_TRIP(*r, DecodeAdminRequest(EncodeAdminRequest(*r)), true, SameAdmin,
+                         "accepted AdminRequest");
+  }
+  // The fence reply's body, from the same bytes: exactly 8 or refused.
+  const std::string body(in.begin(), in.end());
+  Result<uint64_t> fence = DecodeFenceBody(body);
+  FUZZ_CHECK(fence.ok() == (in.size() == 8), "a fence body of the wrong size was accepted");
+  if (!fence.ok()) fuzz::CheckRefusal(fence.status(), "DecodeFenceBody");
+  if (in.size() < 9) return;
+  AdminRequest x;
+  x.kind = static_cast<AdminKind>(1 + in[0] % 3);
+  if (x.kind == AdminKind::kFence) {
+    x.epoch = Le(in.data() + 1, 8);
+  } else if (x.kind == AdminKind::kLogLevel) {
+    x.level.assign(in.begin() + 1, in.begin() + 1 + std::min<size_t>(in.size() - 1, in[0] % 24));
+  }
+  FUZZ_CHECK_ROUND_TRIP(x, DecodeAdminRequest(EncodeAdminRequest(x)), ValidAdmin(x), SameAdmin,
+                       "AdminRequest");
+}
+
 }  // namespace
 
 // The session token a client presents at connect (datapath/session_token.h), on every
@@ -162,11 +206,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzSessionToken({data, size});
   if (size == 0) return 0;
   std::span<const uint8_t> in(data + 1, size - 1);
-  switch (data[0] % 4) {
+  switch (data[0] % 5) {
     case 0: FuzzConnectRequest(in); break;
     case 1: FuzzServerInfo(in); break;
     case 2: FuzzDescriptor(in); break;
     case 3: FuzzReply(in); break;
+    case 4: FuzzAdminRequest(in); break;
   }
   return 0;
 }

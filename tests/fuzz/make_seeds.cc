@@ -87,6 +87,14 @@ void DataProtocolSeeds() {
   Bytes r(kReplySize);
   EncodeReply({3, StatusCode::kIOError}, r.data());
   Write(t, "reply", Cat({{3}, r}));
+  AdminRequest fence;
+  fence.kind = AdminKind::kFence;
+  fence.epoch = 7;
+  Write(t, "admin_fence", Cat({{4}, EncodeAdminRequest(fence)}));
+  AdminRequest level;
+  level.kind = AdminKind::kLogLevel;
+  level.level = "debug";
+  Write(t, "admin_log_level", Cat({{4}, EncodeAdminRequest(level)}));
 }
 
 void SoftWireSeeds() {
