@@ -7,7 +7,8 @@
 //
 // Threads: the health thread (HealthLoop) probes every server each period and copies
 // resync batches in between; RPC workers run HandleReport. Probes and copies run
-// outside the namespace lock.
+// outside the namespace lock. Every state change goes through ChangeServerState
+// (cluster_fence.cc), which fences the data servers before a change that needs it.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -61,24 +62,18 @@ void MetaService::ProbeAndUpdate(uint32_t server) {
   }
   if (state == DataServerState::kDown) {
     if (!st.ok()) return;
-    if (MutateClusterMap(kOpSetServerState,
-                         EncodeSetServerState(server, DataServerState::kResyncing, false)) == 0) {
+    // Fenced first (cluster_fence.cc): once the epoch that puts it back in the write set
+    // is visible, no writer of an older one is served anywhere in that set, so the copy
+    // may start at once.
+    if (ChangeServerState(server, DataServerState::kResyncing) == 0) {
       const ClusterMapReply map = cluster_map();
-      {
-        // Nothing to copy: no client can hold a write the server missed (a client that
-        // wrote without it recorded the unit first, and MarkDegraded of the old epoch
-        // is refused now), so it may go up at once, without the grace period.
-        MutexLock lock(probe_mu_);
-        resync_since_ms_[server] = map.servers[server].dirty_bytes == 0 ? 0 : SteadyMs();
-      }
       spdlog::info("data server {} answers again: resyncing {} MiB it missed (epoch {})", server,
                    map.servers[server].resync_total_bytes >> 20, map.epoch);
     }
     return;
   }
   if (failures < kProbesToDown) return;
-  if (MutateClusterMap(kOpSetServerState,
-                       EncodeSetServerState(server, DataServerState::kDown, false)) == 0) {
+  if (ChangeServerState(server, DataServerState::kDown) == 0) {
     spdlog::warn("data server {} is down ({} probes failed, the last: {}); writes go to the "
                  "other copies and are recorded for its resync (epoch {})",
                  server, failures, st.ToString(), cluster_map().epoch);
@@ -126,9 +121,8 @@ bool MetaService::ResyncBatch(uint32_t server) {
     copy_started = resync_copy_start_ms_[server];
   }
   if (units.empty()) {
-    if (MutateClusterMap(kOpSetServerState,
-                         EncodeSetServerState(server, DataServerState::kUp, false)) == 0) {
-      // The rate counts the copying only (from the first batch), not the grace before it.
+    if (ChangeServerState(server, DataServerState::kUp) == 0) {
+      // The rate counts the copying only (from the first batch), not the wait before it.
       const double seconds = std::max<double>(1e-3, double(SteadyMs() - copy_started) / 1000);
       const uint64_t bytes = map.servers[server].resync_done_bytes;
       spdlog::info("data server {} resynced ({} MiB copied in {:.2f} s, {:.1f} MiB/s): up again "
@@ -181,22 +175,15 @@ void MetaService::HealthLoop() {
   const int64_t period = options_.probe_period_ms != 0
                              ? options_.probe_period_ms
                              : std::max<uint32_t>(options_.lease_ms / 3, 10);
-  // Clients learn a new epoch from their next heartbeat (every lease/3) or their next
-  // failed write; the resync of a returning server waits that long before it copies, so
-  // that clients still writing only to the other copies (they had it down) have moved
-  // to the new map (docs/replication.md, "Resync": what fencing will make exact).
-  const int64_t grace = std::max<int64_t>(options_.lease_ms / 3, period) + period;
   uint32_t servers = 0;
   {
     ReaderLock lock(mu_);
     servers = ns_->cluster_map().servers();
   }
-  {
-    // After a restart a resync in progress resumes (its progress was journaled); the
-    // grace period starts again since clients reconnect.
-    MutexLock lock(probe_mu_);
-    std::fill(resync_since_ms_.begin(), resync_since_ms_.end(), SteadyMs());
-  }
+  // A data server that restarted while this process was away lost its fence. After a
+  // restart a resync in progress resumes (its progress was journaled) at once: the
+  // fence, not a grace period, keeps stale writers out.
+  InstallCurrentFence();
   while (!StopRequested()) {
     const int64_t next_probe = SteadyMs() + period;
     for (uint32_t s = 0; s < servers && !StopRequested(); ++s) ProbeAndUpdate(s);
@@ -204,15 +191,7 @@ void MetaService::HealthLoop() {
     bool busy = true;
     while (busy && SteadyMs() < next_probe && !StopRequested()) {
       busy = false;
-      for (uint32_t s = 0; s < servers; ++s) {
-        int64_t since = 0;
-        {
-          MutexLock lock(probe_mu_);
-          since = resync_since_ms_[s];
-        }
-        if (SteadyMs() < since + grace) continue;
-        busy |= ResyncBatch(s);
-      }
+      for (uint32_t s = 0; s < servers; ++s) busy |= ResyncBatch(s);
     }
     WaitUntil(next_probe);
   }

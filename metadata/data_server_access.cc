@@ -1,6 +1,9 @@
 #include "metadata/data_server_access.h"
 
 #include <algorithm>
+#include <chrono>
+
+#include "datapath/data_admin_client.h"
 
 namespace dpmfs::meta {
 
@@ -25,7 +28,9 @@ TransferDataServerAccess::TransferDataServerAccess(
     transport::Device& device, std::vector<Endpoint> servers,
     std::vector<datapath::DataServerIdentity> expect,
     std::shared_ptr<datapath::SessionTokenSource> token)
-    : transfer_(std::make_unique<datapath::DataTransfer>(
+    : device_(device),
+      token_(token),
+      transfer_(std::make_unique<datapath::DataTransfer>(
           device, std::move(servers), AccessOptions(std::move(expect), std::move(token)))) {}
 
 Status TransferDataServerAccess::Probe(uint32_t server) {
@@ -50,6 +55,20 @@ Status TransferDataServerAccess::Copy(uint32_t from, uint64_t from_offset, uint3
     done += n;
   }
   return Status::OK();
+}
+
+Status TransferDataServerAccess::InstallFence(uint32_t server, uint64_t epoch) {
+  if (server >= transfer_->num_servers()) {
+    return Status::InvalidArgument("no data server " + std::to_string(server));
+  }
+  // First: the fence revokes this access's connections of older tokens too (probes,
+  // resync, the zeroer sharing the source), and their replacements must be served.
+  if (token_ != nullptr) token_->RaiseEpoch(epoch);
+  const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+      transfer_->options().client.timeout);
+  Result<uint64_t> fence =
+      datapath::InstallFence(device_, transfer_->endpoint(server), epoch, timeout);
+  return fence.ok() ? Status::OK() : fence.status();
 }
 
 }  // namespace dpmfs::meta

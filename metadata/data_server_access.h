@@ -1,6 +1,7 @@
 // What the metadata server does on the data servers for the cluster map
-// (docs/replication.md): probe one (is it alive and serving its pool?) and copy a range
-// from one server's pool to another's (resync). The zeroing of freed blocks is
+// (docs/replication.md): probe one (is it alive and serving its pool?), copy a range
+// from one server's pool to another's (resync), and raise one's fence (the epoch below
+// which it serves no client). The zeroing of freed blocks is
 // block_scrubber.h's.
 //
 // The real one goes through the transfer API (datapath/transfer.h) with its own
@@ -35,6 +36,10 @@ class DataServerAccess {
   // when it returns OK.
   virtual Status Copy(uint32_t from, uint64_t from_offset, uint32_t to, uint64_t to_offset,
                       uint64_t length) = 0;
+  // Raises data server `server`'s fence to `epoch` (datapath::DataServer::RaiseFence):
+  // OK once it refuses, and has revoked, every client connection whose token is of an
+  // older epoch. This access's own connections carry `epoch` from then on.
+  virtual Status InstallFence(uint32_t server, uint64_t epoch) = 0;
 };
 
 class TransferDataServerAccess : public DataServerAccess {
@@ -48,8 +53,12 @@ class TransferDataServerAccess : public DataServerAccess {
   Status Probe(uint32_t server) override;
   Status Copy(uint32_t from, uint64_t from_offset, uint32_t to, uint64_t to_offset,
               uint64_t length) override;
+  // On an admin connection of its own (datapath/data_admin_client.h).
+  Status InstallFence(uint32_t server, uint64_t epoch) override;
 
  private:
+  transport::Device& device_;
+  std::shared_ptr<datapath::SessionTokenSource> token_;
   std::unique_ptr<datapath::DataTransfer> transfer_;
 };
 

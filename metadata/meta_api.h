@@ -84,6 +84,12 @@ class MetaApi {
   // The newest map epoch the service has mentioned (in heartbeat replies): a client
   // holding an older map fetches it before its next replicated write.
   virtual uint64_t latest_epoch() const { return 0; }
+  // Renews the lease now (a heartbeat) for the fresh data-server session token and epoch
+  // it brings: what a client does when a data server refused its token as older than
+  // its fence (docs/replication.md, "Fencing"), instead of waiting for the next beat.
+  virtual Status RenewDataToken() {
+    return Status::Posix(ENOSYS, "this metadata service issues no session tokens");
+  }
 };
 
 }  // namespace dpmfs::meta

@@ -254,6 +254,22 @@ Status MetaClient::RenewLease(milliseconds timeout, bool* known) {
   return Status::OK();
 }
 
+Status MetaClient::RenewDataToken() {
+  if (!options_.on_data_token) return Status::Posix(ENOSYS, "this client takes no session tokens");
+  const uint64_t seen = renewals_.load(std::memory_order_acquire);
+  MutexLock lock(renew_mu_);
+  // Another caller renewed while this one waited: its token is as fresh as a new one.
+  if (renewals_.load(std::memory_order_acquire) != seen) return Status::OK();
+  bool known = true;
+  Status st = RenewLease(options_.connect_timeout, &known);
+  renewals_.fetch_add(1, std::memory_order_release);
+  if (st.ok() && !known) {
+    return Status::Posix(EIO, "the metadata server no longer knows this session (the "
+                              "heartbeat thread registers it again)");
+  }
+  return st;
+}
+
 void MetaClient::HeartbeatLoop() {
   // lease_ms_ is fixed after Connect. The call's own timeout is one period, so a lost
   // server delays stopping (the destructor) by at most that.

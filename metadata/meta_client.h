@@ -125,6 +125,8 @@ class MetaClient final : public MetaApi {
   Status ReportDataServer(const ReportDataServerRequest& req, ClusterMapReply* reply) override;
   Status MarkDegraded(const MarkDegradedRequest& req) override;
   uint64_t latest_epoch() const override { return latest_epoch_.load(std::memory_order_acquire); }
+  // Callers that arrive together (every writer meets a fence at once) share one renewal.
+  Status RenewDataToken() override EXCLUDES(renew_mu_);
 
   // The stub of operation `op` (a row of meta_ops.h): sends its request type, decodes its
   // reply type. No client-side checks (the MetaApi methods add them).
@@ -218,6 +220,8 @@ class MetaClient final : public MetaApi {
   bool stop_ GUARDED_BY(mu_) = false;
   std::thread heartbeat_;
   std::atomic<uint64_t> latest_epoch_{0};  // from heartbeat replies
+  Mutex renew_mu_;                          // RenewDataToken: one renewal at a time
+  std::atomic<uint64_t> renewals_{0};       // RenewDataToken renewals done
 };
 
 }  // namespace dpmfs::meta

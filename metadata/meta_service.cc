@@ -102,7 +102,6 @@ Result<std::unique_ptr<MetaService>> MetaService::Open(std::unique_ptr<MetaStore
   {
     MutexLock plock(svc->probe_mu_);
     svc->probe_failures_.assign(sb.data_pools.size(), 0);
-    svc->resync_since_ms_.assign(sb.data_pools.size(), 0);
     svc->resync_copy_start_ms_.assign(sb.data_pools.size(), 0);
   }
   MetaService* s = svc.get();
@@ -264,6 +263,10 @@ Result<std::vector<uint8_t>> MetaService::Handle(const rpc::RpcRequest& req) {
         t.client = s->client_name;
         t.issued_ms = datapath::UnixMs();
         t.expires_ms = t.issued_ms + options_.lease_ms;
+        // The map's epoch, read under the same lock as the reply's: a data server whose
+        // fence is above it refuses the token (docs/replication.md, "Fencing"), and the
+        // fence is installed before the epoch it names is published here.
+        t.epoch = ns_->cluster_map().epoch();
         std::vector<uint8_t> token = datapath::IssueSessionToken(*options_.token_key, t);
         reply.data_token.assign(token.begin(), token.end());
       }

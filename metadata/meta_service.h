@@ -178,6 +178,16 @@ class MetaService {
   // kOpResyncProgress) under the exclusive lock: the errno the map answered (0, or
   // EINVAL when the move is no longer allowed: nothing changed, nothing journaled).
   int MutateClusterMap(uint16_t op, const std::vector<uint8_t>& payload);
+  // Moves `server` to `to` in the map: the only way an epoch changes (cluster_fence.cc).
+  // A move that adds the server to the write set (down -> resyncing, R > 1) first
+  // installs the new epoch as the fence of every server of the new write set, so that
+  // no client can learn the epoch before every stale writer is refused there. 0, the
+  // map's errno (EINVAL: the move is not allowed now), or EAGAIN when the server itself
+  // would not take the fence (it stays down; the next probe tries again).
+  int ChangeServerState(uint32_t server, DataServerState to) EXCLUDES(epoch_mu_);
+  // After a start: the current epoch as the fence of every server that is not down
+  // (a data server that restarted while this one was away has none). Best effort.
+  void InstallCurrentFence() EXCLUDES(epoch_mu_);
   // Probes one server and moves it in the map as the result says: up -> down after
   // two failures, down -> resyncing when it answers.
   void ProbeAndUpdate(uint32_t server);
@@ -231,11 +241,13 @@ class MetaService {
   std::thread lease_thread_;
   std::thread scrub_thread_;
   std::thread health_thread_;
+  // Held across an epoch change (ChangeServerState): the fence installed and the epoch
+  // journaled are the same number only if no other change runs in between. Never held
+  // with mu_ across a network call (mu_ is taken inside it, briefly).
+  Mutex epoch_mu_ ACQUIRED_BEFORE(mu_);
   // Failed probes in a row, per data server (the health thread and HandleReport).
   Mutex probe_mu_;
   std::vector<uint32_t> probe_failures_ GUARDED_BY(probe_mu_);
-  // When a server entered resyncing (steady ms): copying starts a grace period later.
-  std::vector<int64_t> resync_since_ms_ GUARDED_BY(probe_mu_);
   // When a resync's first batch started (steady ms; 0: none running), for its rate.
   std::vector<int64_t> resync_copy_start_ms_ GUARDED_BY(probe_mu_);
 };

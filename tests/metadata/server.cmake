@@ -13,6 +13,11 @@ add_dependencies(meta_server_test dpmfs-meta)
 dpmfs_add_test(free_quarantine_test
   SOURCES metadata/free_quarantine_test.cc
   LIBS dpmfs_meta_server)
+# Fencing from the metadata server's side (docs/replication.md, "Fencing"): MetaService in
+# process with a recording fake of the data servers.
+dpmfs_add_test(cluster_fence_test
+  SOURCES metadata/cluster_fence_test.cc
+  LIBS dpmfs_meta_server)
 # The metadata server's zeroer against a real data server in process.
 dpmfs_add_test(block_scrubber_test
   SOURCES metadata/block_scrubber_test.cc
