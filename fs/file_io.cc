@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <tuple>
 
 namespace dpmfs::fs {
@@ -48,6 +49,13 @@ bool AnyHole(const std::vector<Segment>& segs) {
   }
   return false;
 }
+
+// How long a write or read keeps renewing a session token that data servers refuse as
+// stale before it fails: the metadata server publishes the epoch right after the last
+// fence is installed, but installing one may wait out a dying server's timeout.
+constexpr std::chrono::seconds kStaleTokenWait{15};
+constexpr std::chrono::milliseconds kStaleBackoffMin{10};
+constexpr std::chrono::milliseconds kStaleBackoffMax{250};
 
 // A data-path failure as the engine answers it: EIO whatever the transfer's code (a
 // lost data server is ENOTCONN to the transfer, but to a file's reader or writer it is
@@ -304,7 +312,30 @@ bool FileIo::RecheckDownServers() {
 bool FileIo::Reachable(uint32_t server) {
   uint8_t byte = 0;
   const datapath::ReadPiece probe{{server, 0}, 1, &byte};
-  return data_.Read({&probe, 1}).ok();
+  const Status st = data_.Read({&probe, 1});
+  // A server that refuses this client's token as stale answered: it is this client that
+  // is behind (the caller renews the token), not the server that is gone.
+  return st.ok() || datapath::IsStaleEpoch(st);
+}
+
+uint64_t FileIo::TokenEpoch() const {
+  const std::shared_ptr<datapath::SessionTokenSource>& token = data_.options().client.token;
+  return token != nullptr ? token->epoch() : 0;
+}
+
+bool FileIo::RecoverFromStaleToken(std::chrono::steady_clock::time_point deadline,
+                                   std::chrono::milliseconds* backoff) {
+  const uint64_t before = TokenEpoch();
+  if (Status st = meta_.RenewDataToken(); !st.ok() && st.posix_errno() != ENOSYS) {
+    spdlog::warn("renewing the session token after a data server refused it as stale: {}",
+                 st.ToString());
+  }
+  RefreshClusterView(true);
+  if (TokenEpoch() > before) return true;
+  if (std::chrono::steady_clock::now() + *backoff > deadline) return false;
+  std::this_thread::sleep_for(*backoff);
+  *backoff = std::min(*backoff * 2, kStaleBackoffMax);
+  return true;
 }
 
 template <class Piece>
@@ -339,6 +370,8 @@ Status FileIo::ReadReplicated(std::vector<datapath::ReadPiece>& pieces) {
   thread_local std::vector<datapath::ReadPiece> all;
   all.assign(pieces.begin(), pieces.end());
   Status last;
+  const auto stale_deadline = std::chrono::steady_clock::now() + kStaleTokenWait;
+  std::chrono::milliseconds backoff = kStaleBackoffMin;
   for (int attempt = 0; attempt < 2; ++attempt) {
     // A resyncing server may still hold stale bytes, a down one none: read the up
     // copies. A second attempt (the first failed on copies the map had up) decides with
@@ -353,6 +386,11 @@ Status FileIo::ReadReplicated(std::vector<datapath::ReadPiece>& pieces) {
     DPMFS_RETURN_IF_ERROR(st);
     last = data_.Read(pieces);
     if (last.ok()) return last;
+    // Refused as stale (the fence rose): not an attempt; a fresh token and map first.
+    if (datapath::IsStaleEpoch(last) && RecoverFromStaleToken(stale_deadline, &backoff)) {
+      --attempt;
+      continue;
+    }
     if (attempt == 0) ReportUnreachable(pieces, view_.epoch(), last);
   }
   return last;
@@ -367,6 +405,8 @@ Status FileIo::WriteReplicated(std::vector<datapath::WritePiece>& pieces) {
   thread_local std::vector<datapath::WritePiece> live;       // this attempt's copies
   thread_local std::vector<meta::PrimaryRange> to_mark;      // units losing a copy
   Status last;
+  const auto stale_deadline = std::chrono::steady_clock::now() + kStaleTokenWait;
+  std::chrono::milliseconds backoff = kStaleBackoffMin;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     RefreshClusterView(false);
     live.assign(pieces.begin(), pieces.end());
@@ -397,7 +437,27 @@ Status FileIo::WriteReplicated(std::vector<datapath::WritePiece>& pieces) {
       view_.Marked(epoch, to_mark);
     }
     last = data_.Write(live);
-    if (last.ok()) return Status::OK();
+    if (last.ok()) {
+      // Fencing (docs/replication.md): every connection this write used carried a token
+      // of an epoch <= the token's epoch now. Not above the epoch the copies were chosen
+      // in: every server of the current write set either has the write or is fenced
+      // above that epoch, which refused or revoked the connection (it would have failed).
+      // Above it: the token moved on while the copies were chosen from an older map,
+      // and a change in between may have added a server that this write skipped, so
+      // it goes again, to the copies of the new map (a write is idempotent).
+      if (TokenEpoch() <= epoch) return Status::OK();
+      last = Status::Unavailable(fmt::format(
+          "the write's copies were chosen in epoch {} and the cluster map moved on to {} "
+          "before it could be confirmed", epoch, TokenEpoch()));
+      RefreshClusterView(true);
+      continue;
+    }
+    if (datapath::IsStaleEpoch(last) && RecoverFromStaleToken(stale_deadline, &backoff)) {
+      // The fence rose above this client's token: not a failure of any server, and not
+      // an attempt. Written again to the new map's copies with the fresh token.
+      --attempt;
+      continue;
+    }
     // Which of the servers failed? The pool dropped the failed connections, so a
     // one-byte read connects afresh.
     const bool reported = ReportUnreachable(live, epoch, last);

@@ -71,6 +71,9 @@ class ExtentService {
     return Status::Posix(ENOSYS, "no cluster map");
   }
   virtual uint64_t latest_epoch() const { return 0; }
+  virtual Status RenewDataToken() {
+    return Status::Posix(ENOSYS, "no session tokens");
+  }
 };
 
 struct FileIoOptions {
@@ -160,6 +163,14 @@ class FileIo {
   bool ReportUnreachable(const std::vector<Piece>& pieces, uint64_t epoch, const Status& failure);
   // Fetches the cluster map when the metadata server mentioned a newer epoch.
   void RefreshClusterView(bool force);
+  // The epoch of the session token this client's new data connections carry (0: none).
+  uint64_t TokenEpoch() const;
+  // A data server refused the token as older than its fence (docs/replication.md,
+  // "Fencing"): renews it now and fetches the map. When the renewal brought no newer
+  // token (the metadata server is between installing a fence and publishing its
+  // epoch), waits a little, longer each time (`*backoff`). False once `deadline` passed.
+  bool RecoverFromStaleToken(std::chrono::steady_clock::time_point deadline,
+                             std::chrono::milliseconds* backoff);
   // Whether data server `server` answers a one-byte read now.
   bool Reachable(uint32_t server);
   // Every copy of something is down in the view: reports the down servers that answer

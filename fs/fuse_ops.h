@@ -62,6 +62,7 @@ class MetaExtentService : public ExtentService {
     return meta_.MarkDegraded(req);
   }
   uint64_t latest_epoch() const override { return meta_.latest_epoch(); }
+  Status RenewDataToken() override { return meta_.RenewDataToken(); }
 
  private:
   meta::MetaApi& meta_;

@@ -10,13 +10,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <new>
 #include <random>
 #include <thread>
 #include <utility>
 
 #include "common/pool.h"
+#include "datapath/data_admin_client.h"
+#include "datapath/data_client.h"
+#include "datapath/session_token.h"
 #include "datapath/transfer.h"
+#include "metadata/placement.h"
 #include "fs/inode_table.h"
 #include "tests/fs/fs_test_util.h"
 #include "tests/support/allocation_counter.h"
@@ -718,6 +723,174 @@ TEST_F(FileIoTest, WarmOverwriteAndReadAddNoAllocationToTheTransfers) {
   // add at least kCalls (one per call), and more for each Status passed up inside.
   EXPECT_LE(engine, transfers + 2 * kCalls + kCalls / 4)
       << "engine calls: " << engine << " allocations, their transfers alone: " << transfers;
+}
+
+
+// ---------------------------------------------------------------------------------------
+// Fencing, from the client's side (docs/replication.md, "Fencing"): two copies of every
+// block on the two servers, the metadata server's part (map, token renewal, degraded
+// records) scripted, the fence installed on the real data servers through their admin
+// channel.
+
+// The map and the session token as a metadata server would hand them out. GetClusterMap
+// answers `maps` in turn (the last one for ever); RenewDataToken feeds `token` a token
+// of `renew_epoch`.
+class FencedExtentService : public FakeExtentService {
+ public:
+  FencedExtentService(std::shared_ptr<datapath::SessionTokenSource> token)
+      : FakeExtentService(2), token_(std::move(token)) {}
+
+  Status GetClusterMap(meta::ClusterMapReply* reply) override {
+    std::lock_guard<std::mutex> lock(map_mu_);
+    *reply = maps.at(std::min(next_map_, maps.size() - 1));
+    ++next_map_;
+    return Status::OK();
+  }
+  Status ReportDataServer(const meta::ReportDataServerRequest&, meta::ClusterMapReply* reply) override {
+    ++reports;
+    return GetClusterMap(reply);
+  }
+  Status MarkDegraded(const meta::MarkDegradedRequest& req) override {
+    marked_epoch = req.epoch;
+    return Status::OK();
+  }
+  uint64_t latest_epoch() const override { return latest; }
+  Status RenewDataToken() override {
+    ++renewals;
+    return token_->Set(Token(renew_epoch));
+  }
+
+  static std::vector<uint8_t> Token(uint64_t epoch) {
+    datapath::SessionToken t;
+    t.session = 0xfe;
+    t.client = "file_io_test";
+    t.issued_ms = datapath::UnixMs();
+    t.expires_ms = t.issued_ms + 600'000;
+    t.epoch = epoch;
+    return datapath::IssueSessionToken(*test_support::TestClusterKey(), t);
+  }
+  static meta::ClusterMapReply Map(uint64_t epoch, meta::DataServerState server1) {
+    meta::ClusterMapReply m;
+    m.epoch = epoch;
+    m.servers.resize(2);
+    m.servers[1].state = server1;
+    return m;
+  }
+
+  std::vector<meta::ClusterMapReply> maps;
+  std::atomic<uint64_t> latest{0}, renew_epoch{0}, marked_epoch{0};
+  std::atomic<int> reports{0}, renewals{0};
+
+ private:
+  std::shared_ptr<datapath::SessionTokenSource> token_;
+  std::mutex map_mu_;
+  size_t next_map_ = 0;
+};
+
+class FileIoFenceTest : public FileIoTest {
+ protected:
+  void SetUp() override {
+    FileIoTest::SetUp();
+    if (HasFatalFailure()) return;
+    // Two copies: the placement needs each pool's data size.
+    cluster_.replicas = 2;
+    for (uint32_t i = 0; i < 2; ++i) {
+      datapath::DataClientOptions o;
+      o.token = datapath::SessionTokenSource::SelfIssued(test_support::TestClusterKey(), "size",
+                                                         datapath::kSelfIssuedTokenLifetime);
+      auto c = datapath::DataClient::Connect(*device_, *Endpoint::Parse(endpoints_[i]), o);
+      ASSERT_TRUE(c.ok()) << c.status().ToString();
+      cluster_.servers[i].data_size = (*c)->data_size();
+    }
+    auto placement = meta::Placement::For(cluster_);
+    ASSERT_TRUE(placement.ok()) << placement.status().ToString();
+    region_ = placement->Replica(0, 0, 1).pool_offset;
+    ASSERT_GT(region_, 0u);
+    datapath::DataTransferOptions popt = pool_->options();
+    popt.client.token = token_;
+    std::vector<Endpoint> eps;
+    for (const std::string& e : endpoints_) eps.push_back(*Endpoint::Parse(e));
+    fenced_pool_ = std::make_unique<datapath::DataTransfer>(*device_, eps, popt);
+    fenced_io_ = std::make_unique<FileIo>(fenced_meta_, *fenced_pool_, cluster_);
+  }
+  void TearDown() override {
+    fenced_io_.reset();
+    fenced_pool_.reset();
+    FileIoTest::TearDown();
+  }
+  void Fence(uint64_t epoch) {
+    for (const std::string& e : endpoints_) {
+      auto f = datapath::InstallFence(*device_, *Endpoint::Parse(e), epoch, std::chrono::seconds(2));
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+    }
+  }
+  // `len` bytes of server `server`'s pool, through the fenced client's connections.
+  std::vector<uint8_t> Raw(uint32_t server, uint64_t off, size_t len) {
+    std::vector<uint8_t> out(len);
+    datapath::ReadPiece piece{{server, off}, len, out.data()};
+    Status st = fenced_pool_->Read({&piece, 1});
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return out;
+  }
+
+  std::shared_ptr<datapath::SessionTokenSource> token_ =
+      std::make_shared<datapath::SessionTokenSource>();
+  FencedExtentService fenced_meta_{token_};
+  std::unique_ptr<datapath::DataTransfer> fenced_pool_;
+  std::unique_ptr<FileIo> fenced_io_;
+  uint64_t region_ = 0;
+};
+
+// The fence rose under a writing client (its idle connections revoked, its token now
+// refused): it renews the token at once and writes again, and reports no server.
+TEST_F(FileIoFenceTest, StaleTokenIsRenewedAndTheWriteGoesAgainInsteadOfReportingAServer) {
+  ASSERT_TRUE(token_->Set(FencedExtentService::Token(1)).ok());
+  fenced_meta_.maps = {FencedExtentService::Map(1, meta::DataServerState::kUp)};
+  fenced_meta_.latest = 1;
+  Inode inode(31);
+  auto data = RandomBytes(3 * kStripe, 31);
+  ASSERT_OK(fenced_io_->Write(inode, 0, data.data(), data.size()));  // leaves idle connections
+
+  ASSERT_NO_FATAL_FAILURE(Fence(2));
+  fenced_meta_.maps = {FencedExtentService::Map(2, meta::DataServerState::kUp)};
+  fenced_meta_.renew_epoch = 2;
+  auto patch = RandomBytes(2 * kStripe, 32);
+  ASSERT_OK(fenced_io_->Write(inode, 1000, patch.data(), patch.size()));
+  EXPECT_GE(fenced_meta_.renewals.load(), 1);
+  EXPECT_EQ(fenced_meta_.reports.load(), 0) << "a server that refused a stale token was reported";
+  EXPECT_EQ(token_->epoch(), 2u);
+  std::copy(patch.begin(), patch.end(), data.begin() + 1000);
+  std::vector<uint8_t> back(data.size());
+  size_t n = 0;
+  ASSERT_OK(fenced_io_->Read(inode, 0, back.size(), back.data(), &n));
+  EXPECT_EQ(n, back.size());
+  EXPECT_TRUE(back == data);
+}
+
+// The race fencing leaves to the client: its copies were chosen from a map (epoch 2)
+// with server 1 down, but its token, renewed meanwhile, is of epoch 3, in which server
+// 1 is back in the write set (resyncing). The servers serve the token, so the write
+// succeeds on server 0 alone; the client sees that its token moved past the map it
+// chose from, and writes again to the new map's copies: server 1 gets the bytes too.
+TEST_F(FileIoFenceTest, WriteChosenFromAnOlderMapThanItsTokenGoesAgainToTheNewCopies) {
+  ASSERT_NO_FATAL_FAILURE(Fence(3));
+  ASSERT_TRUE(token_->Set(FencedExtentService::Token(3)).ok());
+  fenced_meta_.maps = {FencedExtentService::Map(2, meta::DataServerState::kDown),
+                       FencedExtentService::Map(3, meta::DataServerState::kResyncing)};
+  fenced_meta_.latest = 2;
+  Inode inode(32);
+  // Stripe unit 0: primary on server 0, its copy on server 1 at region + offset.
+  auto data = RandomBytes(kStripe, 33);
+  ASSERT_OK(fenced_io_->Write(inode, 0, data.data(), data.size()));
+  EXPECT_EQ(fenced_meta_.marked_epoch.load(), 2u) << "the first choice had server 1 down";
+  const std::vector<Extent> extents = fenced_meta_.extents(32);
+  ASSERT_FALSE(extents.empty());
+  ASSERT_EQ(extents[0].server, 0u);
+  EXPECT_TRUE(Raw(0, extents[0].pool_offset, 4096) ==
+              std::vector<uint8_t>(data.begin(), data.begin() + 4096));
+  EXPECT_TRUE(Raw(1, region_ + extents[0].pool_offset, 4096) ==
+              std::vector<uint8_t>(data.begin(), data.begin() + 4096))
+      << "the write skipped server 1, which the token's epoch has in the write set";
 }
 
 }  // namespace
