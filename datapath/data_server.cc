@@ -397,8 +397,13 @@ void DataServer::Stop() {
   if (stop_.exchange(true)) return;
   if (listener_) listener_->Shutdown();
   if (accept_thread_.joinable()) accept_thread_.join();
-  MutexLock lock(connections_mu_);
-  connections_.clear();
+  // Destroyed outside the lock: a connection's destructor joins its receive thread, and
+  // an admin request on it (stats, a fence) may be waiting for this lock.
+  std::list<std::unique_ptr<Connection>> gone;
+  {
+    MutexLock lock(connections_mu_);
+    gone.swap(connections_);
+  }
 }
 
 void DataServer::Record(RequestKind kind, uint64_t bytes,
