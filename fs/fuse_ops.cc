@@ -741,6 +741,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   fs->stat_ahead().NoteAttrChanged(ino);
   // Growing needs no zeroing: bytes past EOF read as zeros (metadata/ops_files.cc).
   InodeAttr attr;
+  const uint32_t mode_before = inode->attr().mode;
   Status st = fs->io().ModifyLayout(
       *inode, {},
       [&]() -> Status {
@@ -749,6 +750,13 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
         return fst;
       },
       edges);
+  if (st.ok() && attr.mode != mode_before && fs->session() != nullptr) {
+    // The server took set-ID bits away (perm::ModeAfterFallocate); the kernel drops
+    // only its cached size and times after a fallocate, and would show the old mode for
+    // attr_timeout. Attributes only (offset -1): no page lock, safe inside a request.
+    int rc = fuse_lowlevel_notify_inval_inode(fs->session(), ino, -1, 0);
+    if (rc != 0 && rc != -ENOENT) spdlog::debug("inval_inode {} attrs: {}", ino, strerror(-rc));
+  }
   fuse_reply_err(req, ErrnoAtEdge(st, ino));
 }
 
