@@ -13,7 +13,7 @@
 # create cells fill a 256 MiB pool's inodes on a fast machine, and its mkdir cell then
 # fails with ENOSPC).
 set -uo pipefail
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 [ $# -ge 2 ] || { usage >&2; exit 2; }
 declare -A TREE=([before]=$(cd "$1" && pwd) [after]=$(cd "$2" && pwd))
