@@ -18,6 +18,18 @@ void AddCommonFlags(CLI::App& app, CommonFlags* flags) {
   app.set_version_flag("--version", VersionText());
 }
 
+CLI::Option* AddEndpointOption(CLI::App& app, const std::string& name,
+                               std::optional<Endpoint>* out, const std::string& help) {
+  return app.add_option_function<std::string>(
+      name,
+      [name, out](const std::string& value) {
+        Result<Endpoint> ep = Endpoint::Parse(value);
+        if (!ep.ok()) throw CLI::ValidationError(name, ep.status().message());
+        *out = *ep;
+      },
+      help)->type_name("ADDR:PORT");
+}
+
 std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv,
                                     const CommonFlags& flags) {
   try {

@@ -15,6 +15,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/endpoint.h"
+
 namespace dpmfs {
 
 struct CommonFlags {
@@ -32,5 +34,10 @@ std::string VersionText();
 // std::nullopt when it should go on, with logging initialised.
 std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv,
                                     const CommonFlags& flags);
+
+// Adds `name` taking ADDR:PORT (common/endpoint.h) into *out. A value that is not an
+// address is a bad flag: ParseCommandLine exits 2 with a message naming the flag and why.
+CLI::Option* AddEndpointOption(CLI::App& app, const std::string& name,
+                               std::optional<Endpoint>* out, const std::string& help);
 
 }  // namespace dpmfs

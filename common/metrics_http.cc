@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include "common/cli.h"
+
 #include <thread>
 
 namespace dpmfs::metrics {
@@ -49,6 +51,13 @@ void MetricsHttpServer::Stop() {
   if (!impl_ || !impl_->thread.joinable()) return;
   impl_->server.stop();
   impl_->thread.join();
+}
+
+void AddMetricsListenFlag(CLI::App& app, std::optional<Endpoint>* listen) {
+  AddEndpointOption(app, "--metrics-listen", listen,
+                    "Serve GET /metrics there, the live stats in the Prometheus text "
+                    "format (off by default). Not authenticated: bind it to loopback or "
+                    "a monitoring network");
 }
 
 }  // namespace dpmfs::metrics

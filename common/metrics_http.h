@@ -10,7 +10,10 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "common/endpoint.h"
 #include "common/status.h"
@@ -36,5 +39,8 @@ class MetricsHttpServer {
   std::unique_ptr<Impl> impl_;
   Endpoint endpoint_;
 };
+
+// The daemons' `--metrics-listen ADDR:PORT` flag (off unless given), one help text for all.
+void AddMetricsListenFlag(CLI::App& app, std::optional<Endpoint>* listen);
 
 }  // namespace dpmfs::metrics

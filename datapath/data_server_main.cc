@@ -81,23 +81,10 @@ int main(int argc, char** argv) {
                  "others leave")
       ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 40))
       ->capture_default_str();
-  std::string metrics_listen;
-  app.add_option("--metrics-listen", metrics_listen,
-                 "ADDR:PORT: serve GET /metrics there, the live stats in the Prometheus text "
-                 "format (off by default). Not authenticated: bind it to loopback or a "
-                 "monitoring network");
+  std::optional<Endpoint> metrics_ep;
+  metrics::AddMetricsListenFlag(app, &metrics_ep);
   transport::AddSoftLimitFlags(app, &dev);
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
-  std::optional<Endpoint> metrics_ep;
-  if (!metrics_listen.empty()) {
-    auto mep = Endpoint::Parse(metrics_listen);
-    if (!mep.ok()) {
-      std::cerr << "dpmfs-data: error: --metrics-listen " << metrics_listen << ": "
-                << mep.status().message() << "\n";
-      return 2;
-    }
-    metrics_ep = *mep;
-  }
 
   auto fail = [](const Status& st) {
     std::cerr << "dpmfs-data: error: " << st.ToString() << "\n";

@@ -374,6 +374,12 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, target.c_str());
 }
 
+// What a new inode's request carries as the caller's umask: 0 when the kernel applied
+// it to the mode already (no FUSE_CAP_DONT_MASK).
+uint32_t UmaskOf(fuse_req_t req) {
+  return Fs(req)->server_applies_umask() ? fuse_req_ctx(req)->umask & 0777 : 0;
+}
+
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   meta::MknodRequest r;
@@ -383,6 +389,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   r.rdev = rdev;
   r.uid = ctx->uid;
   r.gid = ctx->gid;
+  r.umask = UmaskOf(req);
   InodeAttr attr;
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
@@ -399,6 +406,7 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   r.mode = mode & 07777;
   r.uid = ctx->uid;
   r.gid = ctx->gid;
+  r.umask = UmaskOf(req);
   InodeAttr attr;
   std::vector<InodeAttr> dirs;
   uint64_t seq = AttrSequence();
@@ -598,6 +606,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   r.uid = ctx->uid;
   r.gid = ctx->gid;
   r.flags = static_cast<uint32_t>(fi->flags);
+  r.umask = UmaskOf(req);
   meta::CreateReply reply;
   uint64_t seq = AttrSequence();
   auto sent = Inode::Clock::now();
@@ -732,6 +741,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   fs->stat_ahead().NoteAttrChanged(ino);
   // Growing needs no zeroing: bytes past EOF read as zeros (metadata/ops_files.cc).
   InodeAttr attr;
+  const uint32_t mode_before = inode->attr().mode;
   Status st = fs->io().ModifyLayout(
       *inode, {},
       [&]() -> Status {
@@ -740,6 +750,13 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
         return fst;
       },
       edges);
+  if (st.ok() && attr.mode != mode_before && fs->session() != nullptr) {
+    // The server took set-ID bits away (perm::ModeAfterFallocate); the kernel drops
+    // only its cached size and times after a fallocate, and would show the old mode for
+    // attr_timeout. Attributes only (offset -1): no page lock, safe inside a request.
+    int rc = fuse_lowlevel_notify_inval_inode(fs->session(), ino, -1, 0);
+    if (rc != 0 && rc != -ENOENT) spdlog::debug("inval_inode {} attrs: {}", ino, strerror(-rc));
+  }
   fuse_reply_err(req, ErrnoAtEdge(st, ino));
 }
 
@@ -1086,7 +1103,15 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS, true);
   want(FUSE_CAP_READDIRPLUS_AUTO, true);
   want(FUSE_CAP_EXPORT_SUPPORT, false);  // lookups of "." and ".." are not served
-  want(FUSE_CAP_POSIX_ACL, false);
+  // POSIX ACLs: the kernel enforces them (it reads system.posix_acl_access, cached per
+  // inode) and leaves their inheritance, and so the umask, to the file system: the
+  // metadata server applies both (metadata/README.md, "POSIX ACLs").
+  want(FUSE_CAP_POSIX_ACL, o.posix_acl);
+  want(FUSE_CAP_DONT_MASK, o.posix_acl);
+  fs->set_server_applies_umask((conn->want & FUSE_CAP_DONT_MASK) != 0);
+  if (o.posix_acl && (conn->want & FUSE_CAP_POSIX_ACL) == 0) {
+    spdlog::warn("the kernel offers no POSIX ACLs for FUSE: mounted with file modes only");
+  }
   conn->max_write = o.max_write;
   conn->time_gran = 1;
   spdlog::info("FUSE session: protocol {}.{}, max_write {}, max_readahead {}", conn->proto_major,

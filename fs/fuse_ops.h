@@ -100,9 +100,15 @@ class Filesystem {
   // The supplementary groups of requesting processes (every metadata call carries its
   // caller: metadata/caller_scope.h).
   CallerGroups& caller_groups() { return caller_groups_; }
+  // The kernel leaves the umask to us (FUSE_CAP_DONT_MASK, asked for with POSIX ACLs):
+  // new inodes' requests carry the caller's umask to the metadata server. Set at
+  // FUSE init, before any request.
+  bool server_applies_umask() const { return server_applies_umask_; }
+  void set_server_applies_umask(bool on) { server_applies_umask_ = on; }
 
  private:
   fuse_session* session_ = nullptr;
+  bool server_applies_umask_ = false;
   meta::MetaApi& meta_;
   FileIo& io_;
   const MountOptions& options_;

@@ -167,6 +167,10 @@ Status ApplyOption(std::string_view opt, MountOptions* o) {
     DPMFS_RETURN_IF_ERROR(need_value());
     return ParseEitherOr(name, value, "all", "positive", &o->lookupcache_negative);
   }
+  if (opt == "acl" || opt == "noacl") {
+    o->posix_acl = opt == "acl";
+    return Status::OK();
+  }
   if (name == "max_write") {
     DPMFS_RETURN_IF_ERROR(need_value());
     uint64_t v = 0;
@@ -359,6 +363,9 @@ std::string MountUsage(std::string_view program) {
          "                     such files can be mapped, direct writes clear set-ID bits) or\n"
          "                     FUSE direct_io (about 20% faster 4 KiB direct writes, but\n"
          "                     mmap of an O_DIRECT descriptor fails and set-ID bits stay)\n"
+         "  acl|noacl          POSIX ACLs (setfacl, getfacl; default acl): enforced by the\n"
+         "                     kernel, inherited from a directory's default ACL, which then\n"
+         "                     replaces the umask; noacl: file modes only\n"
          "  max_write=BYTES    largest write request (4096..1048576, default 1048576)\n"
          "  poll_us=N          microseconds the thread reading /dev/fuse keeps polling it\n"
          "                     after a request before it sleeps: less latency for a CPU's\n"

@@ -61,6 +61,11 @@ struct MountOptions {
   // direct_io for them, one FUSE round trip less per write, but mmap of such a
   // descriptor fails (ENODEV) and direct writes keep set-user-ID/set-group-ID.
   bool odirect_direct_io = false;
+  // acl (default): POSIX ACLs (system.posix_acl_access/default) are stored by the
+  // metadata server, enforced by the kernel, inherited by new inodes, and the umask is
+  // applied by the server unless the parent has a default ACL (FUSE_CAP_POSIX_ACL and
+  // FUSE_CAP_DONT_MASK). noacl: modes only, as a file system without ACLs.
+  bool posix_acl = true;
   // Microseconds the thread reading /dev/fuse keeps polling it after a request before
   // it sleeps (fs/session_loop.h); 0: sleep at once.
   uint32_t poll_us = kDefaultPollUs;

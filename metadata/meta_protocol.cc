@@ -234,6 +234,17 @@ void Fields(IO& io, SetattrRequest& m) {
   Fields(io, m.mtime, "mtime");
   Fields(io, m.ctime, "ctime");
 }
+// A field added at the end of a request once journals held records of the request
+// without it: a record (or an older client's request) that ends before it leaves the
+// default. Only a last field can be optional this way.
+template <class IO>
+void TrailingU32(IO& io, const char* field, uint32_t& v) {
+  if constexpr (std::is_same_v<IO, WireReader>) {
+    if (io.left() == 0) return;
+  }
+  io.U32(field, v);
+}
+
 template <class IO>
 void Fields(IO& io, CreateRequest& m) {
   io.U64("parent", m.parent);
@@ -242,6 +253,7 @@ void Fields(IO& io, CreateRequest& m) {
   io.U32("uid", m.uid);
   io.U32("gid", m.gid);
   io.U32("flags", m.flags);
+  TrailingU32(io, "umask", m.umask);
 }
 template <class IO>
 void Fields(IO& io, CreateReply& m) {
@@ -257,6 +269,7 @@ void Fields(IO& io, MkdirRequest& m) {
   io.U32("mode", m.mode);
   io.U32("uid", m.uid);
   io.U32("gid", m.gid);
+  TrailingU32(io, "umask", m.umask);
 }
 template <class IO>
 void Fields(IO& io, MknodRequest& m) {
@@ -266,6 +279,7 @@ void Fields(IO& io, MknodRequest& m) {
   io.U64("rdev", m.rdev);
   io.U32("uid", m.uid);
   io.U32("gid", m.gid);
+  TrailingU32(io, "umask", m.umask);
 }
 template <class IO>
 void Fields(IO& io, SymlinkRequest& m) {

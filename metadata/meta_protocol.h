@@ -230,12 +230,18 @@ struct SetattrRequest {
   Timespec atime, mtime, ctime;
 };
 
+// kNewInodeUmask: the creating process's umask, which the server applies to the mode of
+// a new inode unless its parent directory has a default ACL (POSIX: the default ACL then
+// replaces the umask). A client whose kernel masked the mode already (a mount without
+// ACLs) sends 0. The field is the last of its request and may be absent (journal
+// records and clients from before it): absent is 0.
 struct CreateRequest {
   InodeId parent = 0;
   std::string name;
-  uint32_t mode = 0;   // S_IFREG | permission bits (umask already applied)
+  uint32_t mode = 0;   // S_IFREG | permission bits
   uint32_t uid = 0, gid = 0;
   uint32_t flags = 0;  // open(2) flags: O_EXCL -> EEXIST if it exists; O_TRUNC
+  uint32_t umask = 0;  // kNewInodeUmask
 };
 struct CreateReply {
   InodeAttr attr;
@@ -248,6 +254,7 @@ struct MkdirRequest {
   std::string name;
   uint32_t mode = 0;  // permission bits
   uint32_t uid = 0, gid = 0;
+  uint32_t umask = 0;  // kNewInodeUmask
 };
 struct MknodRequest {
   InodeId parent = 0;
@@ -255,6 +262,7 @@ struct MknodRequest {
   uint32_t mode = 0;  // S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK | permission bits
   uint64_t rdev = 0;
   uint32_t uid = 0, gid = 0;
+  uint32_t umask = 0;  // kNewInodeUmask
 };
 struct SymlinkRequest {
   InodeId parent = 0;

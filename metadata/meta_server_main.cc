@@ -130,23 +130,10 @@ int main(int argc, char** argv) {
                  "Drop the reply cache of a session with no connection this long; 0: 2 x "
                  "--lease-ms")
       ->check(CLI::Range(0u, 86400000u));
-  std::string metrics_listen;
-  app.add_option("--metrics-listen", metrics_listen,
-                 "ADDR:PORT: serve GET /metrics there, the live stats in the Prometheus text "
-                 "format (off by default). Not authenticated: bind it to loopback or a "
-                 "monitoring network");
+  std::optional<Endpoint> metrics_ep;
+  metrics::AddMetricsListenFlag(app, &metrics_ep);
   transport::AddSoftLimitFlags(app, &dev);
   if (auto rc = ParseCommandLine(app, argc, argv, common)) return *rc;
-  std::optional<Endpoint> metrics_ep;
-  if (!metrics_listen.empty()) {
-    auto mep = Endpoint::Parse(metrics_listen);
-    if (!mep.ok()) {
-      std::cerr << "dpmfs-meta: error: --metrics-listen " << metrics_listen << ": "
-                << mep.status().message() << "\n";
-      return 2;
-    }
-    metrics_ep = *mep;
-  }
   ro.idle_timeout_ms = idle_timeout_ms != 0 ? idle_timeout_ms : 3 * opts.lease_ms;
   ro.session_linger_ms = linger_ms != 0 ? linger_ms : 2 * opts.lease_ms;
   // Reads and heartbeats are idempotent: re-sent, they run again, and keep no cache.

@@ -64,8 +64,9 @@ class AclXattrs {
   // EINVAL (not a valid ACL), EACCES (a default ACL on a non-directory).
   static int Set(Inode* in, const SetxattrRequest& req, const Credentials& caller);
   // A new inode made in `dir` (not a symlink) takes the access and default ACLs Linux
-  // would give it from the directory's default ACL; its mode bits are limited by it.
-  static void Inherit(const Inode& dir, Inode* in);
+  // would give it from the directory's default ACL, which limits its mode bits; without
+  // one, `umask` limits them (kNewInodeUmask in meta_protocol.h).
+  static void Inherit(const Inode& dir, uint32_t umask, Inode* in);
   // chmod of an inode with an access ACL: its class entries follow the new mode.
   static void Chmod(Inode* in);
 

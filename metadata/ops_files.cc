@@ -318,6 +318,7 @@ int Namespace::DoFallocate(const FallocateRequest& req, OpContext& ctx, AttrRepl
     Reflag(in->extents, outer_start, outer_end, 0, Extent::kSpeculative);
     if (!keep) in->attr.size = std::max(in->attr.size, end);
   }
+  in->attr.mode = perm::ModeAfterFallocate(ctx.caller, in->attr.mode, in->attr.gid);
   in->attr.mtime = ctx.now;
   in->attr.ctime = ctx.now;
   reply->attr = AttrOf(*in);

@@ -165,7 +165,7 @@ int Namespace::DoCreate(const CreateRequest& req, OpContext& ctx, CreateReply* r
   uint32_t uid = 0, gid = 0;
   NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
   Inode& in = NewInode(mode, uid, gid, 0, ctx);
-  AclXattrs::Inherit(*dir, &in);
+  AclXattrs::Inherit(*dir, req.umask, &in);
   in.attr.nlink = 1;
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);
@@ -189,7 +189,7 @@ int Namespace::DoMkdir(const MkdirRequest& req, OpContext& ctx, EntryReply* repl
   uint32_t uid = 0, gid = 0;
   NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
   Inode& in = NewInode(mode, uid, gid, 0, ctx);
-  AclXattrs::Inherit(*dir, &in);
+  AclXattrs::Inherit(*dir, req.umask, &in);
   in.attr.nlink = 2;
   in.parent = dir->attr.ino;
   in.dir = std::make_unique<Directory>();
@@ -231,7 +231,7 @@ int Namespace::DoMknod(const MknodRequest& req, OpContext& ctx, EntryReply* repl
   uint32_t uid = 0, gid = 0;
   NewInodeOwner(ctx.caller, dir->attr, req.uid, req.gid, &mode, &uid, &gid);
   Inode& in = NewInode(mode, uid, gid, rdev, ctx);
-  AclXattrs::Inherit(*dir, &in);
+  AclXattrs::Inherit(*dir, req.umask, &in);
   in.attr.nlink = 1;
   AddEntry(*dir, req.name, in.attr.ino);
   Touch(*dir, ctx.now, true, true);

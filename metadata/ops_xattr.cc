@@ -105,13 +105,12 @@ int AclXattrs::Set(Inode* in, const SetxattrRequest& req, const Credentials& cal
   return 0;
 }
 
-void AclXattrs::Inherit(const Inode& dir, Inode* in) {
+void AclXattrs::Inherit(const Inode& dir, uint32_t umask, Inode* in) {
   if (S_ISLNK(in->attr.mode)) return;
   std::optional<acl::PosixAcl> def = Stored(dir, acl::kDefaultXattr);
-  if (!def) return;
-  // The client's kernel applied the umask already (the mount does not ask for
-  // FUSE_DONT_MASK): 0 here.
-  acl::NewInodeAcl got = acl::ForNewInode(&*def, in->attr.mode, 0);
+  // Without a default ACL the umask applies (0 from a client whose kernel applied it);
+  // with one, the ACL replaces it.
+  acl::NewInodeAcl got = acl::ForNewInode(def ? &*def : nullptr, in->attr.mode, umask);
   in->attr.mode = got.mode;
   if (got.access) Put(in, acl::kAccessXattr, Bytes(acl::Encode(*got.access)));
   if (got.default_acl) Put(in, acl::kDefaultXattr, Bytes(acl::Encode(*got.default_acl)));

@@ -105,6 +105,13 @@ uint32_t ModeAfterWrite(const Credentials& c, uint32_t mode) {
   return mode;
 }
 
+uint32_t ModeAfterFallocate(const Credentials& c, uint32_t mode, uint32_t gid) {
+  if (IsRoot(c) || !S_ISREG(mode)) return mode;
+  mode &= ~uint32_t{S_ISUID};
+  if ((mode & S_IXGRP) || !InGroup(c, gid)) mode &= ~uint32_t{S_ISGID};
+  return mode;
+}
+
 int MaySetattr(const Credentials& c, const Object& o, const SetattrRequest& req,
                uint32_t* mode) {
   using R = SetattrRequest;

@@ -115,6 +115,12 @@ int MaySetattr(const Credentials& c, const Object& o, const SetattrRequest& req,
                uint32_t* mode);
 // The mode of a regular file after `c` wrote into or truncated it.
 uint32_t ModeAfterWrite(const Credentials& c, uint32_t mode);
+// The mode of a regular file of group `gid` after `c` fallocated, punched or zeroed a
+// range of it: the kernel's rule for a local file system (setattr_should_drop_sgid),
+// which also takes set-group-ID from a caller outside the group when the group may not
+// execute. The kernel leaves that to a FUSE file system for fallocate (its own FUSE
+// kill-priv keeps the older rule of ModeAfterWrite); xfstests generic/683-685.
+uint32_t ModeAfterFallocate(const Credentials& c, uint32_t mode, uint32_t gid);
 
 // The owner of a new inode made by `c` (a root caller may ask for any owner).
 void NewOwner(const Credentials& c, uint32_t req_uid, uint32_t req_gid, uint32_t* uid,

@@ -383,10 +383,13 @@ fi
 # Files of 48 stripe units: every data server holds part of each. fallocate=truncate: the
 # file has its full size from the start (sparse), so the verify pass never reads past EOF
 # (a job stopped by EIO leaves a shorter file, and fio would lay it out again).
+# --rate_iops=,1000: the writes (12288 of them) last at least 12 s, so fio is still
+# writing when the cut comes (at +3 s) and after the heal, however fast the machine: an
+# idle one wrote the whole file in 1.9 s and the step found fio ended before the cut.
 part_args() {  # MOUNT NAME LABEL RUNTIME: sets part_fio, fio's arguments for NAME's job
   part_fio=(--name="part-$2" --directory="$1/part-$3" --rw=randwrite --bs=4k --size=48M
             --direct=1 --ioengine=psync --verify=crc32c --verify_state_save=1 --randrepeat=1
-            --runtime="$4" --fallocate=truncate)
+            --runtime="$4" --fallocate=truncate --rate_iops=,1000)
 }
 
 # partition LABEL SECONDS [must-fail]: cuts d1's veth for SECONDS while fio writes through

@@ -1818,5 +1818,136 @@ TEST_F(KillPrivTest, ModificationsWithFsetidKeepTheBits) {
   EXPECT_EQ(Stat(P("f")).st_mode & 07777, 06775u);
 }
 
+// POSIX ACLs through the mount (acl, the default): the kernel enforces an access ACL,
+// a directory's default ACL is inherited and replaces the umask, and without one the
+// umask applies (the metadata server applies it: FUSE_CAP_DONT_MASK). The same test
+// runs on tmpfs, the kernel's own implementation, as the control.
+class AclTest : public E2eTest {
+ protected:
+  // The xattr form of an ACL (Linux's posix_acl_xattr: version 2, then tag, perm, id
+  // entries sorted by tag and id).
+  struct AclEntry {
+    uint16_t tag;
+    uint16_t perm;
+    uint32_t id;
+  };
+  static std::string AclXattr(std::initializer_list<AclEntry> entries) {
+    std::string b;
+    auto put = [&b](uint64_t v, int bytes) {
+      for (int i = 0; i < bytes; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    };
+    put(2, 4);
+    for (const AclEntry& e : entries) {
+      put(e.tag, 2);
+      put(e.perm, 2);
+      put(e.id, 4);
+    }
+    return b;
+  }
+  static constexpr uint16_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kMask = 0x10,
+                            kOther = 0x20;
+  static constexpr uint32_t kNoId = 0xffffffffu;
+
+  // Skips (with the reason) where ACLs cannot be set: a mount without them.
+  void RequireAcls() {
+    ASSERT_TRUE(WriteFile(P("probe"), "p", 0644));
+    const std::string minimal = AclXattr({{kUserObj, 6, kNoId}, {kGroupObj, 4, kNoId}, {kOther, 4, kNoId}});
+    if (::setxattr(P("probe").c_str(), "system.posix_acl_access", minimal.data(), minimal.size(), 0) != 0) {
+      GTEST_SKIP() << dir() << " takes no POSIX ACL: " << strerror(errno);
+    }
+  }
+};
+
+TEST_F(AclTest, AnAccessAclGrantsANamedUserWhatTheModeDoesNot) {
+  ASSERT_NO_FATAL_FAILURE(RequireAcls());
+  if (IsSkipped()) return;
+  MountInfo m = MountOf(dir());
+  if (m.IsFuse() && !m.HasOption("allow_other")) {
+    GTEST_SKIP() << m.mountpoint << " is mounted without allow_other: no other user may use it";
+  }
+  ASSERT_TRUE(WriteFile(P("shared"), "for nobody", 0600));
+  ASSERT_SYS(::chmod(P("shared").c_str(), 0600));
+  const std::string acl = AclXattr({{kUserObj, 6, kNoId},
+                                    {kUser, 4, 65534},
+                                    {kGroupObj, 0, kNoId},
+                                    {kMask, 4, kNoId},
+                                    {kOther, 0, kNoId}});
+  ASSERT_SYS(::setxattr(P("shared").c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0));
+  struct stat st{};
+  ASSERT_SYS(::stat(P("shared").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 07777, 0640u) << "the mask is the group class of the mode";
+  char back[64];
+  ssize_t n = ::getxattr(P("shared").c_str(), "system.posix_acl_access", back, sizeof back);
+  ASSERT_EQ(n, static_cast<ssize_t>(acl.size())) << strerror(errno);
+  EXPECT_EQ(std::string(back, n), acl);
+
+  const std::string path = P("shared");
+  auto nobody_reads = [&path]() -> int {
+    if (::setgroups(0, nullptr) != 0) return 2;
+    if (::setresgid(65534, 65534, 65534) != 0) return 3;
+    if (::setresuid(65534, 65534, 65534) != 0) return 4;
+    int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) return errno == EACCES ? 10 : 11;
+    char buf[16];
+    const ssize_t got = ::read(fd, buf, sizeof buf);
+    ::close(fd);
+    if (got != 10) return 12;
+    if (::open(path.c_str(), O_WRONLY) >= 0 || errno != EACCES) return 13;  // r only
+    return 0;
+  };
+  EXPECT_EQ(InChild(nobody_reads), 0)
+      << "uid 65534 with user:65534:r-- (10: open refused, 12: short read, 13: could write)";
+
+  // Without the named entry, the same user is "other" again: refused.
+  ASSERT_SYS(::removexattr(P("shared").c_str(), "system.posix_acl_access"));
+  ASSERT_SYS(::chmod(P("shared").c_str(), 0600));
+  EXPECT_EQ(InChild(nobody_reads), 10) << "the ACL was removed, yet uid 65534 could open";
+}
+
+TEST_F(AclTest, ADefaultAclIsInheritedAndReplacesTheUmask) {
+  ASSERT_NO_FATAL_FAILURE(RequireAcls());
+  if (IsSkipped()) return;
+  ASSERT_SYS(::mkdir(P("inherits").c_str(), 0755));
+  ASSERT_SYS(::mkdir(P("plain").c_str(), 0755));
+  const std::string def = AclXattr({{kUserObj, 7, kNoId},
+                                    {kUser, 5, 65534},
+                                    {kGroupObj, 5, kNoId},
+                                    {kMask, 7, kNoId},
+                                    {kOther, 5, kNoId}});
+  ASSERT_SYS(::setxattr(P("inherits").c_str(), "system.posix_acl_default", def.data(), def.size(), 0));
+
+  const mode_t old_umask = ::umask(077);
+  int fd = ::open(P("inherits/file").c_str(), O_CREAT | O_WRONLY, 0666);
+  const int create_errno = errno;
+  const int mkdir_rc = ::mkdir(P("inherits/sub").c_str(), 0777);
+  int plain_fd = ::open(P("plain/file").c_str(), O_CREAT | O_WRONLY, 0666);
+  const int plain_mkdir_rc = ::mkdir(P("plain/sub").c_str(), 0777);
+  ::umask(old_umask);
+  ASSERT_GE(fd, 0) << strerror(create_errno);
+  ::close(fd);
+  ASSERT_GE(plain_fd, 0);
+  ::close(plain_fd);
+  ASSERT_EQ(mkdir_rc, 0);
+  ASSERT_EQ(plain_mkdir_rc, 0);
+
+  struct stat st{};
+  // The default ACL, limited by the requested 0666 / 0777; the umask 077 plays no part.
+  ASSERT_SYS(::stat(P("inherits/file").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 0777, 0664u);
+  ASSERT_SYS(::stat(P("inherits/sub").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 0777, 0775u);
+  char back[128];
+  ssize_t n = ::getxattr(P("inherits/sub").c_str(), "system.posix_acl_default", back, sizeof back);
+  ASSERT_EQ(n, static_cast<ssize_t>(def.size())) << "a new directory takes the default ACL";
+  EXPECT_EQ(std::string(back, n), def);
+  n = ::getxattr(P("inherits/file").c_str(), "system.posix_acl_access", back, sizeof back);
+  EXPECT_GT(n, 0) << "a new file takes an access ACL with the named entry: " << strerror(errno);
+  // Without a default ACL the umask applies.
+  ASSERT_SYS(::stat(P("plain/file").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_SYS(::stat(P("plain/sub").c_str(), &st));
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
 }  // namespace
 }  // namespace dpmfs::e2e

@@ -36,7 +36,10 @@ before_destroy() { umount -l "$second" 2>/dev/null || true; }
 # 64k O_DIRECT and 16k buffered with fsync, every block with a crc32c header.
 # --verify_state_save=0: fio would leave its *-verify.state files in the working directory
 # (the repository, under ctest); the verify-only pass reads the blocks' headers, not them.
-jobs=(--directory="$dir/mnt" --verify=crc32c --verify_fatal=1 --verify_state_save=0 --rw=randwrite
+# --rate=,3m: each job writes for at least 2 to 4 s, so the kill at +1.5 s falls while
+# they write, however fast the machine (idle, the jobs ended before it and no write was
+# recorded as missing from the killed server).
+jobs=(--directory="$dir/mnt" --verify=crc32c --verify_fatal=1 --verify_state_save=0 --rate=,3m --rw=randwrite
       --randrepeat=1 --group_reporting
       --name=direct4k --direct=1 --bs=4k --size=6M
       --name=direct64k --direct=1 --bs=64k --size=12M

@@ -122,6 +122,19 @@ TEST(MountOptions, EmptySubtypeMeansNone) {
   EXPECT_TRUE(HasFuseOption(*o, "fsname=h:1"));
 }
 
+TEST(MountOptions, PosixAclsAreOnUnlessNoacl) {
+  auto o = Parse({"h:1", "/m"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->posix_acl) << "the default is acl";
+  o = Parse({"h:1", "/m", "-o", "noacl"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_FALSE(o->posix_acl);
+  EXPECT_FALSE(HasFuseOption(*o, "noacl")) << "ours must not reach libfuse";
+  o = Parse({"h:1", "/m", "-o", "noacl,acl"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->posix_acl) << "the last one wins";
+}
+
 TEST(MountOptions, Lookupcache) {
   auto o = Parse({"h:1", "/m"});
   ASSERT_TRUE(o.ok());

@@ -50,11 +50,13 @@ auto Tie(const SetattrRequest& m) {
   return std::tie(m.ino, m.valid, m.mode, m.uid, m.gid, m.size, m.atime, m.mtime, m.ctime);
 }
 auto Tie(const CreateRequest& m) {
-  return std::tie(m.parent, m.name, m.mode, m.uid, m.gid, m.flags);
+  return std::tie(m.parent, m.name, m.mode, m.uid, m.gid, m.flags, m.umask);
 }
 auto Tie(const CreateReply& m) { return std::tie(m.attr, m.handle, m.created, m.dirs); }
-auto Tie(const MkdirRequest& m) { return std::tie(m.parent, m.name, m.mode, m.uid, m.gid); }
-auto Tie(const MknodRequest& m) { return std::tie(m.parent, m.name, m.mode, m.rdev, m.uid, m.gid); }
+auto Tie(const MkdirRequest& m) { return std::tie(m.parent, m.name, m.mode, m.uid, m.gid, m.umask); }
+auto Tie(const MknodRequest& m) {
+  return std::tie(m.parent, m.name, m.mode, m.rdev, m.uid, m.gid, m.umask);
+}
 auto Tie(const SymlinkRequest& m) { return std::tie(m.parent, m.name, m.target, m.uid, m.gid); }
 auto Tie(const ReadlinkRequest& m) { return std::tie(m.ino); }
 auto Tie(const ReadlinkReply& m) { return std::tie(m.target); }
@@ -177,15 +179,15 @@ void Sample(SetattrRequest* m) {
   m->mtime = Ts(3, 4);
   m->ctime = Ts(5, 6);
 }
-void Sample(CreateRequest* m) { *m = {3, "new", 0100600, 10, 20, 0x80 /* O_EXCL */}; }
+void Sample(CreateRequest* m) { *m = {3, "new", 0100600, 10, 20, 0x80 /* O_EXCL */, 022}; }
 void Sample(CreateReply* m) {
   m->attr = SampleAttr(3);
   m->handle = 0xABCDEF;
   m->created = true;
   m->dirs = {SampleDirAttr(12)};
 }
-void Sample(MkdirRequest* m) { *m = {4, "dir", 0700, 11, 21}; }
-void Sample(MknodRequest* m) { *m = {5, "fifo", 010644, 0x0801, 12, 22}; }
+void Sample(MkdirRequest* m) { *m = {4, "dir", 0700, 11, 21, 027}; }
+void Sample(MknodRequest* m) { *m = {5, "fifo", 010644, 0x0801, 12, 22, 077}; }
 void Sample(SymlinkRequest* m) { *m = {6, "link", "../a/b/c", 13, 23}; }
 void Sample(ReadlinkRequest* m) { m->ino = 14; }
 void Sample(ReadlinkReply* m) { m->target = "/abs/target"; }
@@ -333,7 +335,12 @@ TEST(MetaProtocol, EveryMessageRoundTrips) {
 template <class T>
 void CheckTruncationsAndTrailingBytes() {
   const std::vector<uint8_t> bytes = Encode(Make<T>());
+  // The requests whose last field may be absent (kNewInodeUmask): that prefix decodes.
+  constexpr bool kOptionalUmask = std::is_same_v<T, CreateRequest> ||
+                                  std::is_same_v<T, MkdirRequest> ||
+                                  std::is_same_v<T, MknodRequest>;
   for (size_t n = 0; n < bytes.size(); ++n) {
+    if (kOptionalUmask && n == bytes.size() - 4) continue;  // MetaProtocol.UmaskMayBeAbsent
     Status s = DecodeAs<T>(std::span(bytes.data(), n));
     ASSERT_FALSE(s.ok()) << "a " << n << "-byte prefix of " << bytes.size() << " decoded";
     ASSERT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
@@ -347,6 +354,26 @@ void CheckTruncationsAndTrailingBytes() {
 
 TEST(MetaProtocol, EveryTruncationAndTrailingByteFails) {
   ForEveryMessage([](auto tag) { CheckTruncationsAndTrailingBytes<decltype(tag)>(); });
+}
+
+// Journal records and clients from before the umask field end where it would start:
+// they decode, with umask 0 (the client's kernel had masked the mode).
+template <class T>
+void CheckUmaskMayBeAbsent() {
+  T sent = Make<T>();
+  ASSERT_NE(sent.umask, 0u);
+  std::vector<uint8_t> bytes = Encode(sent);
+  bytes.resize(bytes.size() - 4);
+  T got;
+  ASSERT_TRUE(Decode(bytes, &got).ok());
+  sent.umask = 0;
+  EXPECT_TRUE(Tie(got) == Tie(sent));
+}
+
+TEST(MetaProtocol, UmaskMayBeAbsent) {
+  CheckUmaskMayBeAbsent<CreateRequest>();
+  CheckUmaskMayBeAbsent<MkdirRequest>();
+  CheckUmaskMayBeAbsent<MknodRequest>();
 }
 
 // Overwrites every 4-byte window of every message with huge and off-by-one values, and

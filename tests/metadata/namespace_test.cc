@@ -488,6 +488,32 @@ TEST_F(NamespaceTest, PosixAclsDecideAccessFollowChmodAndAreInherited) {
 
 // An ACL's name counts against listxattr's 64 KiB like any other: setting one on an inode
 // whose names fill the list is ENOSPC, and listxattr still answers.
+// A client that leaves the umask to the server (a mount with ACLs: FUSE_CAP_DONT_MASK)
+// sends it with create, mkdir and mknod: applied without a default ACL on the parent,
+// replaced by it with one.
+TEST_F(NamespaceTest, TheUmaskAppliesUnlessTheParentHasADefaultAcl) {
+  using acl::Tag;
+  const uint32_t u = acl::kUndefinedId;
+  InodeId plain = Dir(kRootInode, "plain");
+  InodeId with_default = Dir(kRootInode, "with_default");
+  std::vector<uint8_t> def = acl::Encode(acl::PosixAcl{
+      {{Tag::kUserObj, 7, u}, {Tag::kGroupObj, 7, u}, {Tag::kOther, 7, u}}});
+  ASSERT_EQ(Setxattr(with_default, "system.posix_acl_default", std::string(def.begin(), def.end())), 0);
+  for (InodeId parent : {plain, with_default}) {
+    const bool masked = parent == plain;
+    CreateReply file;
+    ASSERT_EQ(Mut(Opcode::kCreate, CreateRequest{parent, "f", S_IFREG | 0666, 0, 0, 0, 027}, &file), 0);
+    EXPECT_EQ(file.attr.mode & 07777, masked ? 0640u : 0666u);
+    EntryReply dir;
+    ASSERT_EQ(Mut(Opcode::kMkdir, MkdirRequest{parent, "d", 02777, 0, 0, 077}, &dir), 0);
+    EXPECT_EQ(dir.attr.mode & 07777, masked ? 02700u : 02777u) << "set-group-ID is not umask's";
+    EntryReply fifo;
+    ASSERT_EQ(Mut(Opcode::kMknod, MknodRequest{parent, "p", S_IFIFO | 0666, 0, 0, 0, 022}, &fifo), 0);
+    EXPECT_EQ(fifo.attr.mode & 07777, masked ? 0644u : 0666u);
+  }
+  ExpectReplayEqual();  // the journaled requests carry the umask
+}
+
 TEST_F(NamespaceTest, AnAclNameMustFitTheXattrList) {
   InodeId f = File(kRootInode, "full");
   for (int i = 0; i < 256; ++i) {  // 256 names of 255 bytes + NUL: exactly 65536

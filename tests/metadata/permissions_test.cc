@@ -213,6 +213,17 @@ TEST(Permissions, TruncateAndWritesClearSetIdForNonRoot) {
   EXPECT_EQ(ModeAfterWrite(kRoot, S_IFREG | 06755), S_IFREG | 06755u);
 }
 
+// xfstests generic/683-685: fallocate, punch and zero by another user take set-user-ID,
+// and set-group-ID when the group may execute or the caller is not in the group.
+TEST(Permissions, FallocateClearsSetIdAsALocalFileSystemDoes) {
+  EXPECT_EQ(ModeAfterFallocate(kBob, S_IFREG | 06666, 1000), S_IFREG | 0666u);  // not in 1000
+  EXPECT_EQ(ModeAfterFallocate(kBob, S_IFREG | 06676, 1000), S_IFREG | 0676u);
+  EXPECT_EQ(ModeAfterFallocate(kAlice, S_IFREG | 06666, 100), S_IFREG | 02666u)  // a member
+      << "set-group-ID without group execute stays for a member of the group";
+  EXPECT_EQ(ModeAfterFallocate(kAlice, S_IFREG | 06676, 100), S_IFREG | 0676u);
+  EXPECT_EQ(ModeAfterFallocate(kRoot, S_IFREG | 06666, 1000), S_IFREG | 06666u);  // CAP_FSETID
+}
+
 TEST(Permissions, DataOperationsOwnerOverride) {
   const InodeAttr f = Attr(S_IFREG | 0444, 1000, 1000);
   EXPECT_EQ(MayAccessOwnerOverride(kAlice, f, kWrite), 0);

@@ -26,6 +26,7 @@
 #include "metadata/meta_client.h"
 #include "rpc/rpc_protocol.h"
 #include "tests/metadata/meta_test_server.h"
+#include "tests/transport/meta_and_data_daemons.h"
 #include "tests/support/test_cluster_key.h"
 #include "transport/connection_auth.h"
 #include "transport/soft/soft_wire.h"
@@ -87,30 +88,10 @@ class RawPeer {
 
 std::string Text(const std::vector<uint8_t>& b) { return std::string(b.begin(), b.end()); }
 
-class AuthenticationTest : public ::testing::Test {
+class AuthenticationTest : public test_support::MetaAndDataDaemons {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dpmfs-auth-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    meta_ = std::make_unique<meta::MetaServerFixture>(dir_.string());
-    ASSERT_NO_FATAL_FAILURE(meta_->Format());
-    Status st = meta_->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-
-    const std::string pool = (dir_ / "data0.pool").string();
-    pool::FormatOptions fo;
-    fo.geometry = {pool::Role::kData, pool::ClusterUuid::Generate(), 0, 4096, 8ull << 20};
-    ASSERT_TRUE(pool::FormatPool(pool, fo).ok());
-    DaemonOptions d;
-    d.name = "data server";
-    d.log_prefix = "data";
-    d.log_dir = dir_.string();
-    d.keep_logs = true;
-    d.argv = {DPMFS_DATA_BIN, "--pool", pool, "--listen", "127.0.0.1:0"};
-    auto data = DaemonProcess::Start(d, 1);
-    ASSERT_TRUE(data.ok()) << data.status().ToString();
-    data_ = std::move(*data);
-
+    ASSERT_NO_FATAL_FAILURE(StartDaemons("dpmfs-auth"));
     transport::DeviceOptions good;
     good.cluster_key = test_support::TestClusterKey();
     good_device_ = std::move(transport::OpenDevice(good)).value();
@@ -132,9 +113,7 @@ class AuthenticationTest : public ::testing::Test {
   void TearDown() override {
     data_client_.reset();
     meta_client_.reset();
-    data_.reset();
-    meta_.reset();
-    fs::remove_all(dir_);
+    MetaAndDataDaemons::TearDown();
   }
 
   // The authenticated clients, connected before the attacks, still work; and a new
@@ -176,9 +155,6 @@ class AuthenticationTest : public ::testing::Test {
     return {{"metadata server", meta_->endpoint()}, {"data server", data_->endpoint()}};
   }
 
-  fs::path dir_;
-  std::unique_ptr<meta::MetaServerFixture> meta_;
-  std::unique_ptr<DaemonProcess> data_;
   std::unique_ptr<transport::Device> good_device_;
   std::unique_ptr<meta::MetaClient> meta_client_;
   std::unique_ptr<datapath::DataClient> data_client_;

@@ -21,6 +21,7 @@
 #include "datapath/transfer.h"
 #include "metadata/meta_client.h"
 #include "tests/metadata/meta_test_server.h"
+#include "tests/transport/meta_and_data_daemons.h"
 #include "tests/support/test_cluster_key.h"
 
 namespace dpmfs {
@@ -32,39 +33,13 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint32_t kLeaseMs = 1500;
 
-class SessionTokenDaemonsTest : public ::testing::Test {
+class SessionTokenDaemonsTest : public test_support::MetaAndDataDaemons {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dpmfs-tokens-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    meta_ = std::make_unique<meta::MetaServerFixture>(dir_.string());
-    meta_->set_lease_ms(kLeaseMs);
-    ASSERT_NO_FATAL_FAILURE(meta_->Format());
-    Status st = meta_->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-
-    const std::string pool = (dir_ / "data0.pool").string();
-    pool::FormatOptions fo;
-    fo.geometry = {pool::Role::kData, pool::ClusterUuid::Generate(), 0, 4096, 8ull << 20};
-    ASSERT_TRUE(pool::FormatPool(pool, fo).ok());
-    DaemonOptions d;
-    d.name = "data server";
-    d.log_prefix = "data";
-    d.log_dir = dir_.string();
-    d.keep_logs = true;
-    d.argv = {DPMFS_DATA_BIN, "--pool", pool, "--listen", "127.0.0.1:0"};
-    auto data = DaemonProcess::Start(d, 1);
-    ASSERT_TRUE(data.ok()) << data.status().ToString();
-    data_ = std::move(*data);
-
+    ASSERT_NO_FATAL_FAILURE(StartDaemons("dpmfs-tokens", kLeaseMs));
     transport::DeviceOptions dev;
     dev.cluster_key = test_support::TestClusterKey();
     device_ = std::move(transport::OpenDevice(dev)).value();
-  }
-  void TearDown() override {
-    data_.reset();
-    meta_.reset();
-    fs::remove_all(dir_);
   }
 
   // A registered client whose tokens land in `token`.
@@ -88,9 +63,6 @@ class SessionTokenDaemonsTest : public ::testing::Test {
     return o;
   }
 
-  fs::path dir_;
-  std::unique_ptr<meta::MetaServerFixture> meta_;
-  std::unique_ptr<DaemonProcess> data_;
   std::unique_ptr<transport::Device> device_;
 };
 

@@ -9,9 +9,11 @@
 # Each tree is a checkout built in TREE/build. Env: WORK (default a new /tmp dir; results
 # in WORK/results), BASE_PORT (default 34100: before uses BASE_PORT.., after +100, the
 # persist servers +201/+202), FS_RUNTIME (s per fs job, default 8), FS_FILES (3000),
-# BENCHES (default "persist meta fs").
+# BENCHES (default "persist meta fs"), META_SIZE (metadata pool, default 1G: meta's
+# create cells fill a 256 MiB pool's inodes on a fast machine, and its mkdir cell then
+# fails with ENOSPC).
 set -uo pipefail
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 [ $# -ge 2 ] || { usage >&2; exit 2; }
 declare -A TREE=([before]=$(cd "$1" && pwd) [after]=$(cd "$2" && pwd))
@@ -24,6 +26,7 @@ work=${WORK:-$(mktemp -d /tmp/dpmfs-before-after.XXXXXX)}
 out=$work/results
 mkdir -p "$out"
 base=${BASE_PORT:-34100}
+META_SIZE=${META_SIZE:-1G}
 declare -A BASE=([before]=$base [after]=$((base + 100)))
 declare -A PPORT=([before]=$((base + 201)) [after]=$((base + 202)))
 export DPMFS_LOCAL_KEYS=$work/keys  # the launcher's key links stay in the scratch dir
@@ -50,6 +53,7 @@ start_side() {  # side
   local n=$1 pool=/dev/shm/dpmfs-before-after-persist-$1-$$.pool
   DPMFS_BUILD_DIR=${TREE[$n]}/build "${TREE[$n]}/tools/dpmfs" up "$work/$n" \
     --base-port "${BASE[$n]}" --pool-dir "/dev/shm/dpmfs-before-after-$n-$$" --data-size 1G \
+    --meta-size "$META_SIZE" \
     >> "$out/up-$n.log" 2>&1 || { log "dpmfs up ($n) failed: see $out/up-$n.log"; return 1; }
   "$(bin "$n" mkfs/mkfs.dpmfs)" data "$pool" --size 256M > /dev/null 2>&1 ||
     { log "mkfs of the persist pool ($n) failed"; return 1; }
