@@ -39,7 +39,13 @@ Status TransferDataServerAccess::Probe(uint32_t server) {
   }
   uint8_t byte = 0;
   const datapath::ReadPiece piece{{server, 0}, 1, &byte};
-  return transfer_->Read({&piece, 1});
+  const uint64_t connects = transfer_->connects();
+  DPMFS_RETURN_IF_ERROR(transfer_->Read({&piece, 1}));
+  // A new connection (any server's: the count is the transfer's) may mean a restarted
+  // process here, which lost its fence; installing it again costs one admin connection.
+  const uint64_t fence = fence_.load();
+  if (fence == 0 || transfer_->connects() == connects) return Status::OK();
+  return InstallFence(server, fence).WithContext("the fence of a reconnected data server");
 }
 
 Status TransferDataServerAccess::Copy(uint32_t from, uint64_t from_offset, uint32_t to,
@@ -68,7 +74,11 @@ Status TransferDataServerAccess::InstallFence(uint32_t server, uint64_t epoch) {
       transfer_->options().client.timeout);
   Result<uint64_t> fence =
       datapath::InstallFence(device_, transfer_->endpoint(server), epoch, timeout);
-  return fence.ok() ? Status::OK() : fence.status();
+  if (!fence.ok()) return fence.status();
+  uint64_t highest = fence_.load();
+  while (epoch > highest && !fence_.compare_exchange_weak(highest, epoch)) {
+  }
+  return Status::OK();
 }
 
 }  // namespace dpmfs::meta

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -30,7 +31,10 @@ class DataServerAccess {
  public:
   virtual ~DataServerAccess() = default;
   // OK when data server `server` answers a one-byte READ of its pool (on a connection
-  // that is fresh if the last one failed); the failure otherwise.
+  // that is fresh if the last one failed); the failure otherwise. A probe that had to
+  // connect afresh may have met a restarted data server, whose fence is 0: the real
+  // access installs the highest fence it installed anywhere there again, and fails the
+  // probe when it cannot (docs/replication.md, "Fencing").
   virtual Status Probe(uint32_t server) = 0;
   // Copies `length` bytes from (from, from_offset) to (to, to_offset), durable on `to`
   // when it returns OK.
@@ -60,6 +64,9 @@ class TransferDataServerAccess : public DataServerAccess {
   transport::Device& device_;
   std::shared_ptr<datapath::SessionTokenSource> token_;
   std::unique_ptr<datapath::DataTransfer> transfer_;
+  // The highest fence a server took: at most the published epoch (a change is
+  // journaled after its fences), so clients' current tokens pass it.
+  std::atomic<uint64_t> fence_{0};
 };
 
 }  // namespace dpmfs::meta

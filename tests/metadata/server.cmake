@@ -18,6 +18,11 @@ dpmfs_add_test(free_quarantine_test
 dpmfs_add_test(cluster_fence_test
   SOURCES metadata/cluster_fence_test.cc
   LIBS dpmfs_meta_server)
+# The metadata server's access to a real data server in process: fences on its admin
+# connections, and a restarted data server fenced again by the next probe.
+dpmfs_add_test(data_server_access_test
+  SOURCES metadata/data_server_access_test.cc
+  LIBS dpmfs_meta_server)
 # The metadata server's zeroer against a real data server in process.
 dpmfs_add_test(block_scrubber_test
   SOURCES metadata/block_scrubber_test.cc
