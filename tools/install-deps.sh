@@ -20,6 +20,7 @@ packages=(
   nlohmann-json3-dev                                         # dpmfs-admin: stats/status --json
   libcpp-httplib-dev                                         # the daemons' optional /metrics endpoint
   procps psmisc                                              # free (tests/vm), fuser (launcher, tests)
+  nftables                                                   # e2e_multihost: 1% loss without sch_netem
   fio bindfs                                                 # e2e tests and benchmarks (fio, and a
                                                              # FUSE passthrough for dpmfs-bench fs)
 )

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <span>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include "metadata/meta_protocol.h"
 
@@ -30,8 +32,20 @@ void RoundTrip(std::span<const uint8_t> payload, const char* type) {
   T m;
   if (!Decode(payload, &m).ok()) return;
   std::vector<uint8_t> again = Encode(m);
-  if (again.size() != payload.size() ||
-      (!again.empty() && std::memcmp(again.data(), payload.data(), again.size()) != 0)) {
+  // Create, mkdir and mknod may end before their umask (kNewInodeUmask in
+  // meta_protocol.h): re-encoded, they gain it as 0.
+  constexpr bool kOptionalUmask = std::is_same_v<T, CreateRequest> ||
+                                  std::is_same_v<T, MkdirRequest> ||
+                                  std::is_same_v<T, MknodRequest>;
+  size_t compared = again.size();
+  if constexpr (kOptionalUmask) {
+    if (again.size() == payload.size() + 4) {
+      if (m.umask != 0) Fail("an absent umask decoded as non-zero", type);
+      compared = payload.size();
+    }
+  }
+  if (compared != payload.size() ||
+      (compared != 0 && std::memcmp(again.data(), payload.data(), compared) != 0)) {
     Fail("decoded message re-encodes differently", type);
   }
   // Decoding the re-encoding into the same (non-empty) object gives the same bytes again.

@@ -116,6 +116,12 @@ meta=$(awk '$1 == "meta" {print $2}' "$conf")
 sbin=$work/sbin
 mkdir -p "$sbin" "$work/mnt"
 for f in "$prefix"/sbin/*; do ln -s "$f" "$sbin/"; done
+# Mounted twice: with mount -t, then from an fstab line as fs/README.md gives it (the
+# namespace's own /etc/fstab, bind-mounted over the host's), `mount MOUNTPOINT`; while
+# mounted, the installed dpmfs-admin asks the whole cluster for its stats, the client's
+# among them (pushed with its heartbeat, docs/monitoring.md).
+printf '%s %s fuse.dpmfs noauto,default_permissions,log=%s,key_file=%s 0 0\n' \
+  "$meta" "$work/mnt" "$work/client-fstab.log" "$work/cluster.key" >"$work/fstab"
 unshare -m --propagation private -- bash -euc '
   mount --bind "$1" /usr/local/sbin
   export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -125,7 +131,23 @@ unshare -m --propagation private -- bash -euc '
   sync "$3/hello"
   [ "$(cat "$3/hello")" = "written through the installed client" ]
   umount "$3"
-' inner "$sbin" "$meta" "$work/mnt" "$work/client.log" "$work/cluster.key" || fail "mount through the installed files failed"
+  mount --bind "$6" /etc/fstab
+  mount "$3"
+  [ "$(cat "$3/hello")" = "written through the installed client" ] || { echo "the fstab mount does not show the file"; exit 1; }
+  # The client reports with its heartbeat: wait for it to show (at most 10 s).
+  for _ in $(seq 50); do
+    "$9" --cluster-file "$7" --key-file "$5" stats >"$8" 2>&1 || true
+    grep -q "^client" "$8" && break
+    sleep 0.2
+  done
+  umount "$3"
+' inner "$sbin" "$meta" "$work/mnt" "$work/client.log" "$work/cluster.key" "$work/fstab" "$conf" \
+  "$work/stats.txt" "$prefix/bin/dpmfs-admin" || fail "mount through the installed files failed"
+echo "--- dpmfs-admin stats answered for the servers and the fstab-mounted client"
+grep -q "^meta" "$work/stats.txt" || { cat "$work/stats.txt"; fail "dpmfs-admin stats shows no metadata server"; }
+grep -q "^data" "$work/stats.txt" || { cat "$work/stats.txt"; fail "dpmfs-admin stats shows no data server"; }
+grep -q "^client" "$work/stats.txt" || { cat "$work/stats.txt"; fail "dpmfs-admin stats shows no client"; }
+grep -q "mounted dpmfs from $meta" "$work/client-fstab.log" || fail "the fstab mount's client log lacks the mount"
 
 echo "--- the detached client logged to its file, mode 0600"
 for _ in $(seq 50); do grep -q "unmounted" "$work/client.log" 2>/dev/null && break; sleep 0.1; done
