@@ -257,6 +257,10 @@ int Serve(const fs::MountOptions& opts, int report_fd) {
   loop.poll = std::chrono::microseconds(opts.poll_us);
   int rc = fs::RunSessionLoop(se, loop);
   filesystem.EndSession();
+  // The handles closed last are still queued for a batched release, which goes through
+  // the metadata client: sent now, while it exists (below it is destroyed before
+  // `filesystem`, whose batcher would otherwise flush into a freed client at exit).
+  filesystem.releases().Flush();
   if (uint64_t late = filesystem.invalidator().late_drops(); late > 0) {
     spdlog::info("{} page-cache drops after direct writes took longer than their wait", late);
   }
