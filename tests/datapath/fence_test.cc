@@ -19,6 +19,7 @@
 #include "datapath/data_protocol.h"
 #include "datapath/data_server.h"
 #include "datapath/session_token.h"
+#include "tests/datapath/token_checking_server.h"
 
 namespace dpmfs::datapath {
 namespace {
@@ -36,32 +37,9 @@ std::vector<uint8_t> TokenOfEpoch(const ClusterKey& key, uint64_t epoch) {
   return IssueSessionToken(key, t);
 }
 
-class DataServerFenceTest : public ::testing::Test {
+class DataServerFenceTest : public test_support::TokenCheckingServerTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dpmfs-fence-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    const std::string pool_path = (dir_ / "data0.pool").string();
-    pool::FormatOptions fo;
-    fo.geometry = {pool::Role::kData, pool::ClusterUuid::Generate(), 0, 4096, 8ull << 20};
-    ASSERT_TRUE(pool::FormatPool(pool_path, fo).ok());
-    key_ = std::make_shared<const ClusterKey>(ClusterKey::Generate());
-    transport::DeviceOptions dev;
-    dev.cluster_key = key_;
-    server_device_ = std::move(transport::OpenDevice(dev)).value();
-    client_device_ = std::move(transport::OpenDevice(dev)).value();
-    DataServerOptions so;
-    so.pool_path = pool_path;
-    so.listen = Endpoint{"127.0.0.1", 0};
-    so.token_key = key_;
-    auto s = DataServer::Start(*server_device_, so);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    server_ = std::move(s).value();
-  }
-  void TearDown() override {
-    server_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(StartServer("dpmfs-fence")); }
 
   DataClientOptions Options(uint64_t epoch) {
     DataClientOptions o;
@@ -79,10 +57,6 @@ class DataServerFenceTest : public ::testing::Test {
     return InstallFence(*client_device_, server_->endpoint(), epoch, 2000ms);
   }
 
-  fs::path dir_;
-  std::shared_ptr<const ClusterKey> key_;
-  std::unique_ptr<transport::Device> server_device_, client_device_;
-  std::unique_ptr<DataServer> server_;
 };
 
 TEST_F(DataServerFenceTest, TokenBelowTheFenceIsRefusedAtConnectWithTheReason) {

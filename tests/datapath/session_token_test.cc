@@ -15,6 +15,7 @@
 #include "datapath/data_protocol.h"
 #include "datapath/data_server.h"
 #include "datapath/session_token.h"
+#include "tests/datapath/token_checking_server.h"
 
 namespace dpmfs::datapath {
 namespace {
@@ -94,32 +95,9 @@ TEST(SessionToken, SelfIssuedSourceRenewsInTheLastThird) {
   EXPECT_TRUE(fed.Get().bytes.empty());
 }
 
-class DataServerTokenTest : public ::testing::Test {
+class DataServerTokenTest : public test_support::TokenCheckingServerTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dpmfs-token-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    const std::string pool_path = (dir_ / "data0.pool").string();
-    pool::FormatOptions fo;
-    fo.geometry = {pool::Role::kData, pool::ClusterUuid::Generate(), 0, 4096, 8ull << 20};
-    ASSERT_TRUE(pool::FormatPool(pool_path, fo).ok());
-    key_ = std::make_shared<const ClusterKey>(ClusterKey::Generate());
-    transport::DeviceOptions dev;
-    dev.cluster_key = key_;
-    server_device_ = std::move(transport::OpenDevice(dev)).value();
-    client_device_ = std::move(transport::OpenDevice(dev)).value();
-    DataServerOptions so;
-    so.pool_path = pool_path;
-    so.listen = Endpoint{"127.0.0.1", 0};
-    so.token_key = key_;
-    auto s = DataServer::Start(*server_device_, so);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    server_ = std::move(s).value();
-  }
-  void TearDown() override {
-    server_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(StartServer("dpmfs-token")); }
 
   Result<std::unique_ptr<DataClient>> Connect(std::vector<uint8_t> token) {
     DataClientOptions o;
@@ -162,10 +140,6 @@ class DataServerTokenTest : public ::testing::Test {
     return n == 1 ? c.status : transport::CompletionStatus::kTransportError;
   }
 
-  fs::path dir_;
-  std::shared_ptr<const ClusterKey> key_;
-  std::unique_ptr<transport::Device> server_device_, client_device_;
-  std::unique_ptr<DataServer> server_;
 };
 
 TEST_F(DataServerTokenTest, ConnectionWithoutValidTokenIsRefused) {
