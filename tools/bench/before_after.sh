@@ -7,13 +7,14 @@
 #
 #   tools/bench/before_after.sh BEFORE_TREE AFTER_TREE [ROUNDS]
 # Each tree is a checkout built in TREE/build. Env: WORK (default a new /tmp dir; results
-# in WORK/results), BASE_PORT (default 34100: before uses BASE_PORT.., after +100, the
+# in WORK/results), BASE_PORT (default 24100, below the kernel's ephemeral ports, which
+# a client's connection may hold for a moment: before uses BASE_PORT.., after +100, the
 # persist servers +201/+202), FS_RUNTIME (s per fs job, default 8), FS_FILES (3000),
 # BENCHES (default "persist meta fs"), META_SIZE (metadata pool, default 1G: meta's
 # create cells fill a 256 MiB pool's inodes on a fast machine, and its mkdir cell then
 # fails with ENOSPC).
 set -uo pipefail
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 [ $# -ge 2 ] || { usage >&2; exit 2; }
 declare -A TREE=([before]=$(cd "$1" && pwd) [after]=$(cd "$2" && pwd))
@@ -25,7 +26,7 @@ done
 work=${WORK:-$(mktemp -d /tmp/dpmfs-before-after.XXXXXX)}
 out=$work/results
 mkdir -p "$out"
-base=${BASE_PORT:-34100}
+base=${BASE_PORT:-24100}
 META_SIZE=${META_SIZE:-1G}
 declare -A BASE=([before]=$base [after]=$((base + 100)))
 declare -A PPORT=([before]=$((base + 201)) [after]=$((base + 202)))

@@ -7,13 +7,13 @@
 # "R = 1 before/after".
 #
 #   tools/bench/replication_compare.sh [ROUNDS] [RUNTIME_S]
-# Env: DPMFS_BUILD_DIR (default ./build), BEFORE_TREE, BASE_PORT (default 34300),
+# Env: DPMFS_BUILD_DIR (default ./build), BEFORE_TREE, BASE_PORT (default 24300),
 #      REPLICAS (default "1 2"). Prints one line per run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 rounds=${1:-3} runtime=${2:-5}
 build=${DPMFS_BUILD_DIR:-$here/build}
-base=${BASE_PORT:-34300}
+base=${BASE_PORT:-24300}
 work=$(mktemp -d /tmp/dpmfs-repl-bench.XXXXXX)
 configs=()
 [ -n "${BEFORE_TREE:-}" ] && configs+=("before:1")
