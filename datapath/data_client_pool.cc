@@ -8,7 +8,8 @@ namespace dpmfs::datapath {
 
 DataClientPool::DataClientPool(transport::Device& device, std::vector<Endpoint> servers,
                                const DataClientPoolOptions& options)
-    : device_(device), servers_(std::move(servers)), options_(options), idle_(servers_.size()) {
+    : device_(device), servers_(std::move(servers)), options_(options), idle_(servers_.size()),
+      instances_(servers_.size(), 0) {
   // Returning a connection must not allocate: room for every idle one up front.
   for (auto& idle : idle_) idle.reserve(std::min<uint32_t>(options_.max_idle_per_server, 256));
 }
@@ -126,6 +127,10 @@ Result<DataClientPool::Lease> DataClientPool::Acquire(uint32_t server, bool wait
                                                   servers_[server],
                                                   "the metadata server's cluster map"));
   }
+  {
+    MutexLock lock(mu_);
+    instances_[server] = (*client)->server().pool_instance;
+  }
   lease.client_ = std::move(client).value();
   return lease;
 }
@@ -155,6 +160,11 @@ void DataClientPool::DropIdle(uint32_t server) {
     spdlog::debug("dropping {} idle connection(s) to data server {} after a failure",
                   dropped.size(), servers_[server].ToString());
   }
+}
+
+uint64_t DataClientPool::pool_instance(uint32_t server) const {
+  MutexLock lock(mu_);
+  return server < instances_.size() ? instances_[server] : 0;
 }
 
 uint64_t DataClientPool::connects() const {

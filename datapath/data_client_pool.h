@@ -97,6 +97,9 @@ class DataClientPool {
   const DataClientPoolOptions& options() const { return options_; }
   // Connections made so far (for tests: reconnects after a failure are visible here).
   uint64_t connects() const;
+  // The pool instance (ServerInfo::pool_instance) the latest connection to `server`
+  // reported: 0 before any, or from a data server that does not say it.
+  uint64_t pool_instance(uint32_t server) const;
 
  private:
   void Return(uint32_t server, std::unique_ptr<DataClient> client);
@@ -109,6 +112,7 @@ class DataClientPool {
   std::vector<std::vector<std::unique_ptr<DataClient>>> idle_ GUARDED_BY(mu_);  // per server
   std::condition_variable returned_;  // a connection went back to idle_
   uint64_t connects_ GUARDED_BY(mu_) = 0;
+  std::vector<uint64_t> instances_ GUARDED_BY(mu_);  // per server
 };
 
 }  // namespace dpmfs::datapath

@@ -19,7 +19,8 @@ using codec::ByteReader;
 using codec::ByteWriter;
 
 constexpr size_t kConnectRequestSize = 16;
-constexpr size_t kServerInfoSize = 72;
+// The first version's 72 bytes, then the pool instance (kServerInfoHasInstance).
+constexpr size_t kServerInfoSize = 80;
 
 // The magic and version every handshake message starts with.
 template <class IO>
@@ -68,6 +69,8 @@ void Fields(IO& io, ServerInfo& s, uint16_t& flags) {
   io.Fixed("cluster", s.cluster);
   io.U32("pool_index", s.pool_index);
   io.U32("block_size", s.block_size);
+  // Only when announced: a data server from before the field sends 72 bytes (or pads).
+  if ((flags & kServerInfoHasInstance) != 0) io.U64("pool_instance", s.pool_instance);
 }
 
 // The descriptor: 24 bytes of fields, then zeros up to kDescriptorSize.
@@ -232,7 +235,7 @@ std::vector<uint8_t> EncodeServerInfo(const ServerInfo& s) {
   ByteWriter w(out.data());
   uint32_t magic = kDataProtocolMagic;
   uint16_t version = kDataProtocolVersion;
-  uint16_t flags = s.is_pmem ? 1 : 0;
+  uint16_t flags = (s.is_pmem ? kServerInfoIsPmem : 0) | kServerInfoHasInstance;
   Header(w, magic, version);
   Fields(w, const_cast<ServerInfo&>(s), flags);
   return out;
@@ -249,7 +252,7 @@ Result<ServerInfo> DecodeServerInfo(std::span<const uint8_t> data) {
   uint16_t flags = 0;
   Fields(r, s, flags);
   if (!r.ok()) return Truncated(r);
-  s.is_pmem = (flags & 1) != 0;
+  s.is_pmem = (flags & kServerInfoIsPmem) != 0;
   if (s.pool.length == 0) return Status::Corruption("server reply names an empty pool");
   if (s.pool.addr + s.pool.length < s.pool.addr) {
     return Status::Corruption("server reply names a pool that wraps the address space");

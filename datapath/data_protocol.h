@@ -54,7 +54,15 @@ struct ServerInfo {
   uint32_t pool_index = 0;
   uint32_t block_size = 0;
   bool is_pmem = false;
+  // Which format of the pool this is (its header's creation time, pool::PoolInfo): a
+  // pool deleted and formatted again at the same index has another one, so the metadata
+  // server knows to rebuild it in full (docs/replication.md, "Full rebuild"). 0: not
+  // said (a data server from before this field). On the wire after the fields above,
+  // announced by flag kServerInfoHasInstance, so older peers ignore it.
+  uint64_t pool_instance = 0;
 };
+inline constexpr uint16_t kServerInfoIsPmem = 1;
+inline constexpr uint16_t kServerInfoHasInstance = 2;
 std::vector<uint8_t> EncodeServerInfo(const ServerInfo& s);
 Result<ServerInfo> DecodeServerInfo(std::span<const uint8_t> data);
 

@@ -134,6 +134,7 @@ class DataServer::Connection final : public persist::ServerConnection {
     info.pool_index = pi.index;
     info.block_size = pi.block_size;
     info.is_pmem = server_->pool_.is_pmem();
+    info.pool_instance = pi.created_unix_ns;
     return EncodeServerInfo(info);
   }
 

@@ -108,6 +108,9 @@ class DataTransfer {
   const DataTransferOptions& options() const { return options_; }
   // Connections made so far (tests: reconnects after a failure are visible here).
   uint64_t connects() const { return pool_.connects(); }
+  // DataClientPool::pool_instance: which format of its pool `server` served at the
+  // latest connection (0: none yet, or not said).
+  uint64_t pool_instance(uint32_t server) const { return pool_.pool_instance(server); }
 
  private:
   struct Lane;

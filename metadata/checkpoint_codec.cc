@@ -20,7 +20,10 @@ namespace {
 constexpr uint64_t kBlobMagic = 0x31534e53464d5044ull;  // "DPMFSNS1"
 // Version 2 appends the cluster map (cluster_map.h); a version-1 blob (before
 // replication had a map) loads with a fresh one: epoch 1, every server up, nothing dirty.
-constexpr uint32_t kBlobVersion = 2;
+// Version 3 adds each server's pool instance to the map; a version-2 blob loads with
+// none seen yet (the next probe of each server records it).
+constexpr uint32_t kBlobVersion = 3;
+constexpr uint32_t kBlobVersionNoInstances = 2;
 constexpr uint32_t kBlobVersionNoMap = 1;
 
 using CheckpointReader = codec::ByteReader;
@@ -189,7 +192,8 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob, uint64
   r.U64("magic", magic);
   r.U32("version", version);
   if (r.ok() && magic != kBlobMagic) return corrupt("has a bad magic");
-  if (r.ok() && version != kBlobVersion && version != kBlobVersionNoMap) {
+  if (r.ok() && version != kBlobVersion && version != kBlobVersionNoInstances &&
+      version != kBlobVersionNoMap) {
     return Status::NotSupported("namespace checkpoint has format version " +
                                 std::to_string(version) + "; this dpmfs-meta reads " +
                                 std::to_string(kBlobVersion));
@@ -364,7 +368,9 @@ Status NamespaceCodec::Read(Namespace& ns, std::span<const uint8_t> blob, uint64
     }
   }
   ns.cluster_map_.Reset();
-  if (version == kBlobVersion && r.ok()) ns.cluster_map_.ReadFrom(r);
+  if (version != kBlobVersionNoMap && r.ok()) {
+    ns.cluster_map_.ReadFrom(r, version == kBlobVersion);
+  }
   Status st = r.Finish();
   if (!st.ok()) return Status::Corruption(st.message());
   return Status::OK();

@@ -34,7 +34,8 @@
 
 namespace dpmfs::meta {
 
-int MetaService::ChangeServerState(uint32_t server, DataServerState to) {
+int MetaService::ChangeServerState(uint32_t server, DataServerState to, bool full_rebuild,
+                                   uint64_t pool_instance) {
   MutexLock change(epoch_mu_);
   // Each round either publishes the change or takes one more server down first: at most
   // one round per server.
@@ -53,7 +54,7 @@ int MetaService::ChangeServerState(uint32_t server, DataServerState to) {
       }
     }
     if (!grows || options_.data_access == nullptr) {
-      return MutateClusterMap(kOpSetServerState, EncodeSetServerState(server, to, false));
+      return MutateClusterMap(kOpSetServerState, EncodeSetServerState(server, to, full_rebuild, pool_instance));
     }
     if (Status st = options_.data_access->InstallFence(server, next); !st.ok()) {
       spdlog::warn("data server {} answers probes but did not take fence {}: it stays down "
@@ -70,7 +71,7 @@ int MetaService::ChangeServerState(uint32_t server, DataServerState to) {
       }
     }
     if (!failed) {
-      return MutateClusterMap(kOpSetServerState, EncodeSetServerState(server, to, false));
+      return MutateClusterMap(kOpSetServerState, EncodeSetServerState(server, to, full_rebuild, pool_instance));
     }
     // A server that cannot take the fence could serve a stale writer that skips the
     // returning one: it leaves the write set before the returning server enters it.

@@ -60,6 +60,8 @@ void MetaService::ProbeAndUpdate(uint32_t server) {
     MutexLock lock(probe_mu_);
     failures = probe_failures_[server] = st.ok() ? 0 : probe_failures_[server] + 1;
   }
+  // It answered with another pool than the map's: rebuilt in full, not resynced.
+  if (st.ok() && CheckPoolInstance(server)) return;
   if (state == DataServerState::kDown) {
     if (!st.ok()) return;
     // Fenced first (cluster_fence.cc): once the epoch that puts it back in the write set

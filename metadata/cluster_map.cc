@@ -38,9 +38,11 @@ int ClusterMap::CheckTransition(uint32_t server, DataServerState to) const {
   return EINVAL;
 }
 
-void ClusterMap::SetState(uint32_t server, DataServerState to, bool full_rebuild) {
+void ClusterMap::SetState(uint32_t server, DataServerState to, bool full_rebuild,
+                          uint64_t pool_instance) {
   Server& s = states_[server];
   s.state = to;
+  if (pool_instance != 0) s.pool_instance = pool_instance;
   ++epoch_;
   if (to != DataServerState::kResyncing) return;
   if (full_rebuild) {
@@ -53,6 +55,14 @@ void ClusterMap::SetState(uint32_t server, DataServerState to, bool full_rebuild
   }
   s.resync_done_units = 0;
   s.resync_total_units = s.dirty.size();
+}
+
+int ClusterMap::CheckSetPoolInstance(uint32_t server, uint64_t pool_instance) const {
+  return server < servers() && pool_instance != 0 ? 0 : EINVAL;
+}
+
+void ClusterMap::SetPoolInstance(uint32_t server, uint64_t pool_instance) {
+  states_[server].pool_instance = pool_instance;
 }
 
 bool ClusterMap::ValidPrimaryRange(uint32_t primary, uint64_t pool_offset, uint64_t length) const {
@@ -126,7 +136,7 @@ ClusterMapReply ClusterMap::Snapshot() const {
   return r;
 }
 
-void ClusterMap::ReadFrom(codec::ByteReader& r) {
+void ClusterMap::ReadFrom(codec::ByteReader& r, bool with_instances) {
   uint64_t epoch = 0;
   uint32_t n = 0;
   r.U64("map epoch", epoch);
@@ -142,6 +152,7 @@ void ClusterMap::ReadFrom(codec::ByteReader& r) {
     r.Require(state <= static_cast<uint8_t>(DataServerState::kResyncing), "map state",
               "is not up, down or resyncing");
     s.state = static_cast<DataServerState>(state);
+    if (with_instances) r.U64("map pool instance", s.pool_instance);
     r.U64("map resync done", s.resync_done_units);
     r.U64("map resync total", s.resync_total_units);
     r.U64("map dirty count", count);

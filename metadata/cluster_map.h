@@ -16,6 +16,12 @@
 // default): one record per unit a client writes while a copy is down, one copy of the
 // unit per resync step.
 //
+// Pool instances: each server's entry also names which format of its pool the map's
+// copies are on (ServerInfo::pool_instance, the pool header's creation time), so that a
+// pool deleted and formatted again at the same index is told from one that only missed
+// some writes: it is rebuilt in full (docs/replication.md, "Full rebuild"). 0: not seen
+// yet (a fresh map, a checkpoint from before the field).
+//
 // Thread-safety: none; guarded by the namespace lock like Namespace itself.
 #pragma once
 
@@ -62,8 +68,19 @@ class ClusterMap {
   // Makes that move (checked first: CheckTransition must have said 0) and raises the
   // epoch. Entering resyncing starts a resync: its total is the dirty set then; and with
   // `full_rebuild` (a freshly formatted pool), every unit of the primary regions whose
-  // copies live on the server is added first.
-  void SetState(uint32_t server, DataServerState to, bool full_rebuild = false);
+  // copies live on the server is added first. A nonzero `pool_instance` becomes the
+  // server's pool instance in the same step (the rebuild and the pool it is for are
+  // recorded together: no replay sees one without the other).
+  void SetState(uint32_t server, DataServerState to, bool full_rebuild = false,
+                uint64_t pool_instance = 0);
+
+  // ---- Pool instances ----
+  // Which format of its pool `server`'s copies are on; 0: not seen yet.
+  uint64_t pool_instance(uint32_t server) const { return states_[server].pool_instance; }
+  // Records the pool instance first seen on `server` (changes no state and no epoch).
+  // EINVAL for an unknown server or instance 0.
+  int CheckSetPoolInstance(uint32_t server, uint64_t pool_instance) const;
+  void SetPoolInstance(uint32_t server, uint64_t pool_instance);
 
   // The copies of primary range [pool_offset, pool_offset+length) of `primary` that lie
   // on down servers are stale from now on: their units join those servers' dirty sets.
@@ -93,8 +110,9 @@ class ClusterMap {
   template <class IO>
   void WriteTo(IO& w) const;
   // Replaces the map with one read from `r` (a checkpoint blob); stops at the first
-  // problem (the reader carries it).
-  void ReadFrom(codec::ByteReader& r);
+  // problem (the reader carries it). `with_instances`: the blob carries each server's
+  // pool instance (checkpoint version 3); without, they load as 0 (not seen yet).
+  void ReadFrom(codec::ByteReader& r, bool with_instances);
 
  private:
   struct Server {
@@ -102,6 +120,7 @@ class ClusterMap {
     std::set<DirtyUnit> dirty;
     uint64_t resync_done_units = 0;
     uint64_t resync_total_units = 0;
+    uint64_t pool_instance = 0;
   };
   uint64_t units_per_region() const { return (primary_capacity_ + unit_bytes_ - 1) / unit_bytes_; }
 
@@ -118,6 +137,7 @@ void ClusterMap::WriteTo(IO& w) const {
   w.U32("map servers", servers());
   for (const Server& s : states_) {
     w.U8("map state", static_cast<uint8_t>(s.state));
+    w.U64("map pool instance", s.pool_instance);
     w.U64("map resync done", s.resync_done_units);
     w.U64("map resync total", s.resync_total_units);
     w.U64("map dirty count", s.dirty.size());

@@ -48,6 +48,10 @@ Status TransferDataServerAccess::Probe(uint32_t server) {
   return InstallFence(server, fence).WithContext("the fence of a reconnected data server");
 }
 
+uint64_t TransferDataServerAccess::PoolInstance(uint32_t server) {
+  return transfer_->pool_instance(server);
+}
+
 Status TransferDataServerAccess::Copy(uint32_t from, uint64_t from_offset, uint32_t to,
                                       uint64_t to_offset, uint64_t length) {
   thread_local std::vector<uint8_t> buffer;

@@ -36,6 +36,10 @@ class DataServerAccess {
   // access installs the highest fence it installed anywhere there again, and fails the
   // probe when it cannot (docs/replication.md, "Fencing").
   virtual Status Probe(uint32_t server) = 0;
+  // Which format of its pool `server` served at its latest successful probe
+  // (datapath::ServerInfo::pool_instance, the pool header's creation time): 0 when
+  // not known (never reached, or a data server that does not say it).
+  virtual uint64_t PoolInstance(uint32_t server) = 0;
   // Copies `length` bytes from (from, from_offset) to (to, to_offset), durable on `to`
   // when it returns OK.
   virtual Status Copy(uint32_t from, uint64_t from_offset, uint32_t to, uint64_t to_offset,
@@ -55,6 +59,9 @@ class TransferDataServerAccess : public DataServerAccess {
                            std::vector<datapath::DataServerIdentity> expect,
                            std::shared_ptr<datapath::SessionTokenSource> token = nullptr);
   Status Probe(uint32_t server) override;
+  // The instance the latest connection to it reported: a probe that succeeded used
+  // either that connection or one made since.
+  uint64_t PoolInstance(uint32_t server) override;
   Status Copy(uint32_t from, uint64_t from_offset, uint32_t to, uint64_t to_offset,
               uint64_t length) override;
   // On an admin connection of its own (datapath/data_admin_client.h).

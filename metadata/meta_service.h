@@ -184,13 +184,24 @@ class MetaService {
   // no client can learn the epoch before every stale writer is refused there. 0, the
   // map's errno (EINVAL: the move is not allowed now), or EAGAIN when the server itself
   // would not take the fence (it stays down; the next probe tries again).
-  int ChangeServerState(uint32_t server, DataServerState to) EXCLUDES(epoch_mu_);
+  // `full_rebuild` and a nonzero `pool_instance` go into the same record (entering
+  // resyncing with a freshly formatted pool: ClusterMap::SetState).
+  int ChangeServerState(uint32_t server, DataServerState to, bool full_rebuild = false,
+                        uint64_t pool_instance = 0) EXCLUDES(epoch_mu_);
   // After a start: the current epoch as the fence of every server that is not down
   // (a data server that restarted while this one was away has none). Best effort.
   void InstallCurrentFence() EXCLUDES(epoch_mu_);
   // Probes one server and moves it in the map as the result says: up -> down after
-  // two failures, down -> resyncing when it answers.
+  // two failures, down -> resyncing when it answers (with a full rebuild when it
+  // answers with another pool than the map's: CheckPoolInstance).
   void ProbeAndUpdate(uint32_t server);
+  // After a probe of `server` answered (pool_instance.cc): records the pool instance
+  // it serves when the map has none yet; when the map names another one (the pool was
+  // deleted and formatted again), takes the server down if it is not, then back as
+  // resyncing with a full rebuild. True when it handled the server (the caller's move
+  // down -> resyncing is not to be made again); false for the same pool, R = 1, or a
+  // data server that does not say its pool instance.
+  bool CheckPoolInstance(uint32_t server) EXCLUDES(pool_check_mu_);
   // One batch of a resyncing server's dirty set copied and journaled; up when nothing
   // is left. False when there was nothing to do or it failed (retried next period).
   bool ResyncBatch(uint32_t server);
@@ -245,6 +256,9 @@ class MetaService {
   // journaled are the same number only if no other change runs in between. Never held
   // with mu_ across a network call (mu_ is taken inside it, briefly).
   Mutex epoch_mu_ ACQUIRED_BEFORE(mu_);
+  // One decision about a changed pool instance at a time (the health thread and
+  // HandleReport may probe the same server at once: one rebuild, not two).
+  Mutex pool_check_mu_ ACQUIRED_BEFORE(epoch_mu_);
   // Failed probes in a row, per data server (the health thread and HandleReport).
   Mutex probe_mu_;
   std::vector<uint32_t> probe_failures_ GUARDED_BY(probe_mu_);

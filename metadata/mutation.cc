@@ -124,6 +124,7 @@ std::string OpName(uint16_t op) {
   if (op == kOpExpireSession) return "expire-session";
   if (op == kOpSetServerState) return "set-server-state";
   if (op == kOpResyncProgress) return "resync-progress";
+  if (op == kOpSetPoolInstance) return "set-pool-instance";
   return std::string(OpcodeName(static_cast<Opcode>(op)));
 }
 }  // namespace

@@ -106,7 +106,7 @@ Result<std::vector<uint8_t>> Namespace::Mutate(uint16_t op, std::span<const uint
         r = err != 0 ? EncodeErrorReply(err) : EncodeReply(EmptyReply{});
         break;
       }
-      if (op == kOpSetServerState || op == kOpResyncProgress) {
+      if (op == kOpSetServerState || op == kOpResyncProgress || op == kOpSetPoolInstance) {
         r = MutateClusterMap(op, payload, &err);
         if (!r.ok()) return r;
         break;

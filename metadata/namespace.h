@@ -57,13 +57,19 @@ namespace dpmfs::meta {
 inline constexpr uint16_t kOpExpireSession = 0x8001;
 // The cluster map (cluster_map.h): a data server changes state (epoch + 1). Payload:
 // u32 server, u8 new state (DataServerState), u8 full rebuild (entering resyncing with a
-// freshly formatted pool: every unit it holds is dirty).
+// freshly formatted pool: every unit it holds is dirty), then u64 pool instance (its
+// pool from now on; 0: unchanged). Records from before the instance end after the flag.
 inline constexpr uint16_t kOpSetServerState = 0x8002;
 // A resync copied units to a resyncing server. Payload: u32 server, u32 n,
 // n x (u32 primary, u64 unit).
 inline constexpr uint16_t kOpResyncProgress = 0x8003;
 inline constexpr uint32_t kMaxResyncUnitsPerRecord = 4096;
-std::vector<uint8_t> EncodeSetServerState(uint32_t server, DataServerState to, bool full_rebuild);
+// The pool instance first seen on a data server (ClusterMap::SetPoolInstance; no state
+// change, no epoch). Payload: u32 server, u64 pool instance (not 0).
+inline constexpr uint16_t kOpSetPoolInstance = 0x8004;
+std::vector<uint8_t> EncodeSetServerState(uint32_t server, DataServerState to, bool full_rebuild,
+                                          uint64_t pool_instance = 0);
+std::vector<uint8_t> EncodeSetPoolInstance(uint32_t server, uint64_t pool_instance);
 std::vector<uint8_t> EncodeResyncProgress(uint32_t server, std::span<const DirtyUnit> units);
 
 // Everything the namespace needs to know about the file system it serves.
@@ -260,7 +266,7 @@ class Namespace {
   // ops_session.cc: ends session `id`, closing its handles (unregister, lease expiry).
   int EndSession(uint64_t id, OpContext& ctx);
   // ops_cluster.cc: the server-internal records of the cluster map (kOpSetServerState,
-  // kOpResyncProgress). InvalidArgument for a payload that does not decode; else the
+  // kOpResyncProgress, kOpSetPoolInstance). InvalidArgument for a payload that does not decode; else the
   // reply with the errno (EINVAL: a move the map does not allow, changing nothing).
   Result<std::vector<uint8_t>> MutateClusterMap(uint16_t op, std::span<const uint8_t> payload,
                                                 int* err);

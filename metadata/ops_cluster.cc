@@ -12,12 +12,22 @@
 
 namespace dpmfs::meta {
 
-std::vector<uint8_t> EncodeSetServerState(uint32_t server, DataServerState to, bool full_rebuild) {
-  std::vector<uint8_t> out(6);
+std::vector<uint8_t> EncodeSetServerState(uint32_t server, DataServerState to, bool full_rebuild,
+                                          uint64_t pool_instance) {
+  std::vector<uint8_t> out(14);
   codec::ByteWriter w(out.data());
   w.U32("server", server);
   w.U8("state", static_cast<uint8_t>(to));
   w.U8("full rebuild", full_rebuild ? 1 : 0);
+  w.U64("pool instance", pool_instance);
+  return out;
+}
+
+std::vector<uint8_t> EncodeSetPoolInstance(uint32_t server, uint64_t pool_instance) {
+  std::vector<uint8_t> out(12);
+  codec::ByteWriter w(out.data());
+  w.U32("server", server);
+  w.U64("pool instance", pool_instance);
   return out;
 }
 
@@ -63,21 +73,31 @@ int Namespace::DoMarkDegraded(const MarkDegradedRequest& req, OpContext&, EmptyR
 Result<std::vector<uint8_t>> Namespace::MutateClusterMap(uint16_t op,
                                                          std::span<const uint8_t> payload,
                                                          int* err) {
-  codec::ByteReader r(payload, op == kOpSetServerState ? "set-server-state record"
-                                                       : "resync-progress record");
+  codec::ByteReader r(payload, op == kOpSetServerState    ? "set-server-state record"
+                               : op == kOpSetPoolInstance ? "set-pool-instance record"
+                                                          : "resync-progress record");
   uint32_t server = 0;
   r.U32("server", server);
   if (op == kOpSetServerState) {
     uint8_t state = 0, full = 0;
+    uint64_t instance = 0;
     r.U8("state", state);
     r.U8("full rebuild", full);
+    // A record journaled before pool instances ends here.
+    if (r.ok() && r.left() != 0) r.U64("pool instance", instance);
     r.Require(state <= static_cast<uint8_t>(DataServerState::kResyncing), "state",
               "is not up, down or resyncing");
     r.Require(full <= 1, "full rebuild", "is not 0 or 1");
     DPMFS_RETURN_IF_ERROR(r.Finish());
     const auto to = static_cast<DataServerState>(state);
     *err = cluster_map_.CheckTransition(server, to);
-    if (*err == 0) cluster_map_.SetState(server, to, full != 0);
+    if (*err == 0) cluster_map_.SetState(server, to, full != 0, instance);
+  } else if (op == kOpSetPoolInstance) {
+    uint64_t instance = 0;
+    r.U64("pool instance", instance);
+    DPMFS_RETURN_IF_ERROR(r.Finish());
+    *err = cluster_map_.CheckSetPoolInstance(server, instance);
+    if (*err == 0) cluster_map_.SetPoolInstance(server, instance);
   } else {
     uint32_t n = 0;
     r.U32("count", n);

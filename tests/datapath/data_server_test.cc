@@ -262,12 +262,30 @@ TEST(DataProtocolTest, BytesAreVersionOneAndTruncationNamesTheField) {
   info.pool_index = 3;
   info.block_size = 4096;
   info.is_pmem = true;
+  info.pool_instance = 0x1122334455667788ull;
   auto bytes = EncodeServerInfo(info);
-  ASSERT_EQ(bytes.size(), 72u);
+  ASSERT_EQ(bytes.size(), 80u);
   auto ok = DecodeServerInfo(bytes);
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->pool.rkey, 5u);
   EXPECT_TRUE(ok->is_pmem);
+  EXPECT_EQ(ok->pool_instance, 0x1122334455667788ull);
+  {
+    // A data server from before the pool instance: 72 bytes, flag 2 clear; read as 0
+    // (not said), not refused.
+    std::vector<uint8_t> old(bytes.begin(), bytes.begin() + 72);
+    old[6] &= ~kServerInfoHasInstance;
+    auto o = DecodeServerInfo(old);
+    ASSERT_TRUE(o.ok()) << o.status().ToString();
+    EXPECT_EQ(o->pool_instance, 0u);
+    EXPECT_TRUE(o->is_pmem);
+    // Announced but cut off: refused, naming the field.
+    old[6] |= kServerInfoHasInstance;
+    auto cut_instance = DecodeServerInfo(old);
+    ASSERT_FALSE(cut_instance.ok());
+    EXPECT_NE(cut_instance.status().message().find("pool_instance"), std::string::npos)
+        << cut_instance.status().ToString();
+  }
   auto cut = DecodeServerInfo(std::span<const uint8_t>(bytes).first(26));
   ASSERT_FALSE(cut.ok());
   EXPECT_EQ(cut.status().code(), StatusCode::kCorruption);

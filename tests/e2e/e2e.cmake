@@ -43,8 +43,9 @@ set_tests_properties(e2e_flood PROPERTIES
   LABELS e2e RESOURCE_LOCK dpmfs_e2e)
 
 # Replication (docs/replication.md): R = 2 over 3 data servers through a mount, reads
-# failing over while each server in turn is killed, EIO (not a hang) with both copies
-# down. ~30 s idle, 90 s on a loaded machine.
+# failing over while each server in turn is killed, a server whose pool was deleted and
+# formatted again rebuilt in full (then the other copies killed, all reads back), EIO
+# (not a hang) with both copies down. ~40 s idle, 120 s on a loaded machine.
 add_test(NAME e2e_replication COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/replication_test.sh)
 set_tests_properties(e2e_replication PROPERTIES
   ENVIRONMENT "DPMFS_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77 TIMEOUT 300

@@ -4,8 +4,11 @@
 # mount read back (O_DIRECT, so from the data servers, not the page cache) with any one
 # data server killed (kill -9): reads fail over to the other copy. With two servers
 # down some blocks have no copy left: reads fail with EIO at once (no hang) and work
-# again when the servers are back. `up --replicas` with too few data servers is refused
-# and creates nothing. Needs root and /dev/fuse (else exit 77: skipped). ~30 s.
+# again when the servers are back. A data server whose pool is deleted and formatted
+# again is rebuilt in full: afterwards, with each server holding the other copies of its
+# blocks killed in turn, every file reads back through a fresh client. `up --replicas`
+# with too few data servers is refused and creates nothing. Needs root and /dev/fuse
+# (else exit 77: skipped). ~40 s.
 #
 # Writes while a copy is down, resync and status: replication_failover_test.sh.
 set -euo pipefail
@@ -63,6 +66,51 @@ for victim in 0 1 2; do
   check_all "data$victim down"
   "$dpmfs" up "$dir" >/dev/null
   check_all "data$victim back"
+  wait_all_up
+done
+
+# The files read back through a client that has nothing cached (layouts, pages).
+second=$work/mnt2
+before_destroy() { umount -l "$second" 2>/dev/null || true; }
+check_fresh() {
+  local i
+  mkdir -p "$second"
+  "$dpmfs" mount "$dir" "$second" >/dev/null
+  for i in 1 2 3; do
+    dd if="$second/f$i" iflag=direct bs=1M status=none | cmp - "$work/src$i" ||
+      { umount "$second"; fail "f$i differs through a fresh client ($*)"; }
+  done
+  umount "$second"
+}
+
+step "data1's pool deleted and formatted again: rebuilt in full when it returns"
+# Data server 1 holds its own primaries (second copies on data2) and the second copies
+# of data0's primaries: a resync of only what it missed (nothing) would leave them zeros.
+kill -9 "$(pid_of data1)"
+pool1=$(awk '$1 == "data" {print $3}' "$dir/cluster.conf" | sed -n 2p)
+[ -f "$pool1" ] || fail "no pool file for data1 in cluster.conf ($pool1)"
+rm -f "$pool1"
+mkfs_bin=${DPMFS_BUILD_DIR:-$root/build}/mkfs/mkfs.dpmfs
+"$mkfs_bin" cluster "$dir/cluster.conf" --only data:1 >"$work/out" 2>&1 ||
+  { cat "$work/out"; fail "mkfs.dpmfs --only data:1 failed"; }
+"$dpmfs" up "$dir" >/dev/null
+# Back within one probe period (lease / 3) the map may never have shown it down: wait for
+# the probe that sees the new pool, then for the rebuild to end.
+for ((i = 0; i < 300; i++)); do
+  grep -q "data server 1 answers with a freshly formatted pool" "$dir/logs/meta.log" && break
+  sleep 0.2
+done
+grep -q "data server 1 answers with a freshly formatted pool" "$dir/logs/meta.log" ||
+  { tail -n 20 "$dir/logs/meta.log"; fail "data1's new pool was not rebuilt in full"; }
+wait_all_up
+grep -qE "data server 1 resynced \([1-9][0-9]* MiB copied" "$dir/logs/meta.log" ||
+  { tail -n 20 "$dir/logs/meta.log"; fail "no copy to data1 logged"; }
+for other in 0 2; do
+  step "data1 rebuilt, data$other (the other copy of some of its blocks) killed: all reads back"
+  kill -9 "$(pid_of data$other)"
+  sleep 0.2
+  check_fresh "data1 rebuilt, data$other down"
+  "$dpmfs" up "$dir" >/dev/null
   wait_all_up
 done
 

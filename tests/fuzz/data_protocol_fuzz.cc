@@ -57,7 +57,8 @@ bool SameRegion(const transport::RemoteRegion& a, const transport::RemoteRegion&
 }
 bool SameInfo(const ServerInfo& a, const ServerInfo& b) {
   return SameRegion(a.pool, b.pool) && SameRegion(a.ring, b.ring) && a.cluster == b.cluster &&
-         a.pool_index == b.pool_index && a.block_size == b.block_size && a.is_pmem == b.is_pmem;
+         a.pool_index == b.pool_index && a.block_size == b.block_size && a.is_pmem == b.is_pmem &&
+         a.pool_instance == b.pool_instance;
 }
 
 void FuzzServerInfo(std::span<const uint8_t> in) {

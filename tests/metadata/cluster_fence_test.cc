@@ -46,6 +46,7 @@ class RecordingAccess : public DataServerAccess {
   Status Probe(uint32_t server) override {
     return down[server].load() ? Status::Unavailable("down (test)") : Status::OK();
   }
+  uint64_t PoolInstance(uint32_t) override { return 0; }  // not said: pool_rebuild_test's
   Status Copy(uint32_t, uint64_t, uint32_t, uint64_t, uint64_t) override { return Status::OK(); }
   Status InstallFence(uint32_t server, uint64_t epoch) override {
     Visible seen = look != nullptr ? look() : Visible{};

@@ -142,7 +142,7 @@ TEST(ClusterMap, CheckpointEncodingRoundTripsAndRefusesDamage) {
 
   ClusterMap back(3, 2, kUnit, kRegion);
   codec::ByteReader r(bytes, "map");
-  back.ReadFrom(r);
+  back.ReadFrom(r, true);
   ASSERT_TRUE(r.Finish().ok());
   EXPECT_EQ(back.Snapshot(), m.Snapshot());
   EXPECT_EQ(back.dirty(1), m.dirty(1));
@@ -152,20 +152,69 @@ TEST(ClusterMap, CheckpointEncodingRoundTripsAndRefusesDamage) {
   // read into keeps what it had.
   ClusterMap four(4, 2, kUnit, kRegion);
   codec::ByteReader r4(bytes, "map");
-  four.ReadFrom(r4);
+  four.ReadFrom(r4, true);
   EXPECT_FALSE(r4.ok());
   EXPECT_EQ(four.epoch(), 1u);
   std::vector<uint8_t> bad_state = bytes;
   bad_state[12] = 7;  // epoch u64, count u32, then server 0's state
   ClusterMap b1(3, 2, kUnit, kRegion);
   codec::ByteReader rs(bad_state, "map");
-  b1.ReadFrom(rs);
+  b1.ReadFrom(rs, true);
   EXPECT_FALSE(rs.ok());
   EXPECT_TRUE(b1.all_up());
   ClusterMap small(3, 2, kUnit, 2 * kUnit);  // units 2, 3 do not exist there
   codec::ByteReader ru(bytes, "map");
-  small.ReadFrom(ru);
+  small.ReadFrom(ru, true);
   EXPECT_FALSE(ru.ok());
+}
+
+TEST(ClusterMap, AFullRebuildDirtiesEveryCopyTheServerHoldsAndRecordsItsPool) {
+  ClusterMap m(3, 2, kUnit, kRegion);
+  EXPECT_EQ(m.pool_instance(1), 0u);  // not seen yet
+  EXPECT_EQ(m.CheckSetPoolInstance(1, 0), EINVAL);
+  EXPECT_EQ(m.CheckSetPoolInstance(3, 7), EINVAL);
+  ASSERT_EQ(m.CheckSetPoolInstance(1, 7), 0);
+  m.SetPoolInstance(1, 7);
+  EXPECT_EQ(m.pool_instance(1), 7u);
+  EXPECT_EQ(m.epoch(), 1u);  // no state change, no epoch
+  m.SetState(1, S::kDown);
+  m.NoteWrite(0, 0, kUnit);  // one recorded write
+  // Same pool back: only the recorded unit; the instance stays.
+  ClusterMap same = m;
+  same.SetState(1, S::kResyncing);
+  EXPECT_EQ(same.dirty(1).size(), 1u);
+  EXPECT_EQ(same.pool_instance(1), 7u);
+  // A new pool: every unit of both regions whose copies it holds (its own primaries,
+  // copy 0, and server 0's, copy 1), and the new instance with it.
+  m.SetState(1, S::kResyncing, /*full_rebuild=*/true, 9);
+  EXPECT_EQ(m.pool_instance(1), 9u);
+  EXPECT_EQ(m.dirty(1).size(), 2 * kRegion / kUnit);
+  for (const DirtyUnit& u : m.dirty(1)) EXPECT_TRUE(u.primary == 1 || u.primary == 0);
+  EXPECT_EQ(m.Snapshot().servers[1].resync_total_bytes, 2 * kRegion);
+
+  // The instances are in the checkpoint form (version 3) ...
+  const std::vector<uint8_t> bytes = Encode(m);
+  ClusterMap back(3, 2, kUnit, kRegion);
+  codec::ByteReader r(bytes, "map");
+  back.ReadFrom(r, true);
+  ASSERT_TRUE(r.Finish().ok());
+  EXPECT_EQ(back.pool_instance(1), 9u);
+  EXPECT_EQ(back.pool_instance(0), 0u);
+  EXPECT_EQ(Encode(back), bytes);
+  // ... and a version-2 map (no instances: 8 bytes fewer per server) loads with none.
+  ClusterMap fresh(3, 2, kUnit, kRegion);
+  std::vector<uint8_t> old = Encode(fresh);
+  for (int s = 2; s >= 0; --s) {
+    const size_t at = 12 + s * (1 + 8 + 8 + 8 + 8) + 1;  // after server s's state
+    old.erase(old.begin() + at, old.begin() + at + 8);
+  }
+  ClusterMap v2(3, 2, kUnit, kRegion);
+  v2.SetPoolInstance(0, 5);
+  codec::ByteReader r2(old, "map");
+  v2.ReadFrom(r2, false);
+  ASSERT_TRUE(r2.Finish().ok()) << r2.Finish().ToString();
+  EXPECT_EQ(v2.pool_instance(0), 0u);
+  EXPECT_TRUE(v2.all_up());
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // against a real DataServer in process over the soft transport: fences installed on its
 // admin connections, its own connections moving to the fenced epoch, and a data server
 // that restarted (fence 0 again) fenced again by the next probe, which had to connect
-// afresh (docs/replication.md, "Fencing").
+// afresh (docs/replication.md, "Fencing"); and the pool instance a probe reports, new
+// after the pool is formatted again.
 #include "metadata/data_server_access.h"
 
 #include <gtest/gtest.h>
@@ -86,6 +87,32 @@ TEST_F(DataServerAccessTest, FenceMovesItsOwnConnectionsAlongAndSurvivesARestart
   const uint64_t accepted = server_->stats().connections;
   ASSERT_TRUE(access_->Probe(0).ok());
   EXPECT_EQ(server_->stats().connections, accepted);
+}
+
+TEST_F(DataServerAccessTest, AProbeSaysWhichFormatOfThePoolTheServerServes) {
+  EXPECT_EQ(access_->PoolInstance(0), 0u);  // never reached yet
+  ASSERT_TRUE(access_->Probe(0).ok());
+  auto info = pool::ReadPoolHeader(pool_);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  const uint64_t first = access_->PoolInstance(0);
+  EXPECT_EQ(first, info->created_unix_ns);
+  EXPECT_NE(first, 0u);
+
+  // The pool deleted and formatted again (same cluster, index and geometry), the server
+  // started on it at the same address: the next probe sees another instance.
+  const Endpoint at = server_->endpoint();
+  server_.reset();
+  pool::FormatOptions fo;
+  fo.geometry = {pool::Role::kData, info->cluster, 0, 4096, 8ull << 20};
+  fo.force = true;
+  ASSERT_TRUE(pool::FormatPool(pool_, fo).ok());
+  ASSERT_NO_FATAL_FAILURE(StartServer(at));
+  Status st = access_->Probe(0);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto again = pool::ReadPoolHeader(pool_);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(access_->PoolInstance(0), again->created_unix_ns);
+  EXPECT_NE(access_->PoolInstance(0), first);
 }
 
 }  // namespace

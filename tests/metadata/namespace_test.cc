@@ -1928,9 +1928,16 @@ class ClusterMapNamespaceTest : public NamespaceTest {
     config_.cluster.replicas = 2;
     NamespaceTest::SetUp();
   }
-  int SetState(uint32_t server, DataServerState to, bool full = false) {
+  int SetState(uint32_t server, DataServerState to, bool full = false, uint64_t instance = 0) {
     session_ = 0;  // the server's own records carry no session
-    int e = MutRaw(kOpSetServerState, EncodeSetServerState(server, to, full),
+    int e = MutRaw(kOpSetServerState, EncodeSetServerState(server, to, full, instance),
+                   static_cast<EmptyReply*>(nullptr));
+    session_ = 0x5e55;
+    return e;
+  }
+  int SetPoolInstance(uint32_t server, uint64_t instance) {
+    session_ = 0;
+    int e = MutRaw(kOpSetPoolInstance, EncodeSetPoolInstance(server, instance),
                    static_cast<EmptyReply*>(nullptr));
     session_ = 0x5e55;
     return e;
@@ -1994,6 +2001,57 @@ TEST_F(ClusterMapNamespaceTest, MapChangesReplayExactlyAndSurviveACheckpoint) {
   ExpectCheckpointRoundTrip();
 }
 
+TEST_F(ClusterMapNamespaceTest, PoolInstancesAndAFullRebuildReplayExactlyAndSurviveACheckpoint) {
+  // The pools first seen: recorded, no epoch.
+  for (uint32_t s = 0; s < 3; ++s) ASSERT_EQ(SetPoolInstance(s, 100 + s), 0);
+  EXPECT_EQ(SetPoolInstance(3, 1), EINVAL);
+  EXPECT_EQ(SetPoolInstance(0, 0), EINVAL);
+  EXPECT_EQ(Map().epoch, 1u);
+  ASSERT_EQ(SetState(1, DataServerState::kDown), 0);
+  EXPECT_EQ(MarkDegraded(2, {PrimaryRange{0, 0, kUnit}}), 0);
+  const std::vector<uint8_t> checkpoint = ns_->Serialize();
+  const size_t at_checkpoint = log_.size();
+  // Server 1 returns with a new pool: every unit it holds copies of, and its new pool,
+  // in one record.
+  ASSERT_EQ(SetState(1, DataServerState::kResyncing, true, 201), 0);
+  const ClusterMap& m = ns_->cluster_map();
+  EXPECT_EQ(m.pool_instance(1), 201u);
+  EXPECT_EQ(m.pool_instance(0), 100u);
+  const uint64_t all = m.dirty(1).size();
+  EXPECT_GT(all, 1u);
+  EXPECT_EQ(Map().servers[1].resync_total_bytes, all * kUnit);
+  for (const DirtyUnit& u : m.dirty(1)) EXPECT_TRUE(u.primary == 1 || u.primary == 0);
+  ASSERT_EQ(Progress(1, m.NextDirty(1, 3)), 0);
+  ExpectReplayEqual();
+  ExpectReplayEqual(&checkpoint, at_checkpoint);
+  ExpectCheckpointRoundTrip();
+  // Across a checkpoint taken mid-rebuild too.
+  const std::vector<uint8_t> mid = ns_->Serialize();
+  Namespace b(config_);
+  ASSERT_TRUE(b.Load(mid).ok());
+  EXPECT_EQ(b.cluster_map().pool_instance(1), 201u);
+  EXPECT_EQ(b.cluster_map().dirty(1).size(), all - 3);
+  EXPECT_EQ(b.cluster_map().state(1), DataServerState::kResyncing);
+}
+
+TEST_F(ClusterMapNamespaceTest, ASetServerStateRecordFromBeforePoolInstancesStillReplays) {
+  ASSERT_EQ(SetPoolInstance(1, 100), 0);
+  std::vector<uint8_t> old = EncodeSetServerState(1, DataServerState::kDown, false, 0);
+  old.resize(6);  // u32 server, u8 state, u8 full rebuild: the record's first form
+  OpContext ctx;
+  int err = -1;
+  ASSERT_TRUE(ns_->Mutate(kOpSetServerState, old, ctx, &err).ok());
+  EXPECT_EQ(err, 0);
+  EXPECT_EQ(ns_->cluster_map().state(1), DataServerState::kDown);
+  EXPECT_EQ(ns_->cluster_map().pool_instance(1), 100u);  // unchanged
+  // A cut instance is refused.
+  std::vector<uint8_t> cut = EncodeSetServerState(1, DataServerState::kResyncing, true, 5);
+  cut.resize(10);
+  EXPECT_FALSE(ns_->Mutate(kOpSetServerState, cut, ctx).ok());
+  EXPECT_FALSE(ns_->Mutate(kOpSetPoolInstance, std::vector<uint8_t>{1, 0, 0, 0, 5}, ctx).ok());
+  EXPECT_EQ(ns_->cluster_map().state(1), DataServerState::kDown);
+}
+
 TEST_F(ClusterMapNamespaceTest, InternalRecordsThatDoNotDecodeAreRefused) {
   OpContext ctx;
   EXPECT_FALSE(ns_->Mutate(kOpSetServerState, std::vector<uint8_t>{1, 0, 0}, ctx).ok());
@@ -2009,13 +2067,30 @@ TEST_F(ClusterMapNamespaceTest, InternalRecordsThatDoNotDecodeAreRefused) {
 TEST_F(NamespaceTest, AVersionOneCheckpointLoadsWithAFreshMap) {
   // Version 1 (before the map): the same blob without the map's bytes at its end.
   std::vector<uint8_t> blob = ns_->Serialize();
-  const size_t map_bytes = 8 + 4 + config_.pools.size() * (1 + 8 + 8 + 8);
+  const size_t map_bytes = 8 + 4 + config_.pools.size() * (1 + 8 + 8 + 8 + 8);
   blob.resize(blob.size() - map_bytes);
   blob[8] = 1;  // version, after the 8-byte magic
   Namespace b(config_);
   Status st = b.Load(blob);
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(b.cluster_map().epoch(), 1u);
+  EXPECT_TRUE(b.cluster_map().all_up());
+}
+
+TEST_F(NamespaceTest, AVersionTwoCheckpointLoadsWithNoPoolInstancesSeen) {
+  // Version 2: the map without each server's pool instance (after its state byte).
+  std::vector<uint8_t> blob = ns_->Serialize();
+  const size_t per_server = 1 + 8 + 8 + 8 + 8;
+  const size_t map_at = blob.size() - (8 + 4 + config_.pools.size() * per_server);
+  for (size_t s = config_.pools.size(); s-- > 0;) {
+    const size_t at = map_at + 12 + s * per_server + 1;
+    blob.erase(blob.begin() + at, blob.begin() + at + 8);
+  }
+  blob[8] = 2;  // version, after the 8-byte magic
+  Namespace b(config_);
+  Status st = b.Load(blob);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(b.cluster_map().pool_instance(0), 0u);
   EXPECT_TRUE(b.cluster_map().all_up());
 }
 

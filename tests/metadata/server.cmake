@@ -18,6 +18,12 @@ dpmfs_add_test(free_quarantine_test
 dpmfs_add_test(cluster_fence_test
   SOURCES metadata/cluster_fence_test.cc
   LIBS dpmfs_meta_server)
+# A data server whose pool was formatted again is rebuilt in full (docs/replication.md,
+# "Full rebuild"): MetaService in process with a fake of the data servers whose pool
+# instance the test changes.
+dpmfs_add_test(pool_rebuild_test
+  SOURCES metadata/pool_rebuild_test.cc
+  LIBS dpmfs_meta_server)
 # The metadata server's access to a real data server in process: fences on its admin
 # connections, and a restarted data server fenced again by the next probe.
 dpmfs_add_test(data_server_access_test
