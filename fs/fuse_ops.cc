@@ -528,16 +528,18 @@ void NoteRead(Filesystem* fs, Inode& inode) {
 // failing a close for.
 void CommitAtime(Filesystem* fs, Inode& inode) {
   meta::SetattrRequest r;
-  if (!inode.TakePendingAtime(&r.atime)) return;
+  if (!inode.PendingAtime(&r.atime)) return;
   r.ino = inode.ino();
   r.valid = meta::SetattrRequest::kAtime | meta::SetattrRequest::kAccessed;
   InodeAttr out;
   uint64_t seq = AttrSequence();
   if (int err = ErrnoAtEdge(fs->meta().Setattr(r, &out), r.ino); err != 0) {
+    // Still pending: shown, and sent again at the next release.
     spdlog::debug("inode {}: committing the access time failed: {}", inode.ino(), std::strerror(err));
     return;
   }
   inode.UpdateAttr(out, seq);
+  inode.AtimeCommitted(r.atime);
 }
 
 void DropHandle(Filesystem* fs, Handle* h) {

@@ -173,12 +173,16 @@ bool Inode::NoteAccess(const Timespec& now, AtimePolicy policy) {
   return true;
 }
 
-bool Inode::TakePendingAtime(Timespec* atime) {
+bool Inode::PendingAtime(Timespec* atime) const {
   MutexLock lock(mu_);
   if (!pending_atime_) return false;
   *atime = pending_atime_value_;
-  pending_atime_ = false;
   return true;
+}
+
+void Inode::AtimeCommitted(const Timespec& atime) {
+  MutexLock lock(mu_);
+  if (pending_atime_ && pending_atime_value_ == atime) pending_atime_ = false;
 }
 
 InodeTable::InodeTable() {

@@ -83,9 +83,15 @@ class Inode {
   void ClearPendingMtime();
 
   // Lazy atime of reads (fs/atime_policy.h): an access at `now` under `policy`. Returns
-  // true when it moved the atime shown (then pending until TakePendingAtime).
+  // true when it moved the atime shown (then pending until committed).
   bool NoteAccess(const meta::Timespec& now, AtimePolicy policy);
-  bool TakePendingAtime(meta::Timespec* atime);
+  // The pending atime to commit, which stays pending (and shown) until
+  // AtimeCommitted: a getattr answered while the commit is in flight would otherwise
+  // show the server's older atime (e2e AttrTest.ReadUpdatesAtimeRelatime saw 1000
+  // after a read, once, under load: the release that commits it runs after close()).
+  bool PendingAtime(meta::Timespec* atime) const;
+  // The server has `atime` now: no longer pending, unless a later access replaced it.
+  void AtimeCommitted(const meta::Timespec& atime);
 
   // The kernel asks for the "security.capability" xattr before every buffered write
   // (to drop file capabilities). Having learnt it is absent, this client answers

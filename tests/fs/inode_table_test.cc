@@ -103,6 +103,33 @@ TEST(Inode, PendingMtimeIsShownUntilTaken) {
   EXPECT_FALSE(inode.TakePendingMtime(&t));
 }
 
+// A read's atime is shown until the server has it: while its commit (at the release,
+// after close() returned) is in flight, a getattr answered from what the server had
+// must not bring the old atime back.
+TEST(Inode, PendingAtimeIsShownUntilCommitted) {
+  Inode inode(9);
+  meta::InodeAttr a = Attr(9, 5);
+  a.atime = {1000, 0};  // older than the mtime: relatime updates it
+  inode.SetAttr(a);
+  ASSERT_TRUE(inode.NoteAccess({3000, 1}, AtimePolicy::kRelatime));
+  meta::Timespec t;
+  ASSERT_TRUE(inode.PendingAtime(&t));
+  EXPECT_EQ(t, (meta::Timespec{3000, 1}));
+  inode.UpdateAttr(a, AttrSequence());  // a getattr reply from before the commit landed
+  EXPECT_EQ(inode.attr().atime, (meta::Timespec{3000, 1})) << "the commit is in flight";
+  meta::InodeAttr committed = a;
+  committed.atime = t;
+  inode.UpdateAttr(committed, AttrSequence());
+  inode.AtimeCommitted(t);
+  EXPECT_FALSE(inode.PendingAtime(&t));
+  EXPECT_EQ(inode.attr().atime, (meta::Timespec{3000, 1}));
+  // A later access during a commit stays pending after it.
+  ASSERT_TRUE(inode.NoteAccess({90000, 0}, AtimePolicy::kStrictatime));
+  inode.AtimeCommitted({3000, 1});
+  ASSERT_TRUE(inode.PendingAtime(&t));
+  EXPECT_EQ(t, (meta::Timespec{90000, 0}));
+}
+
 TEST(Inode, OpenKeepsThePageCacheOnlyIfSizeAndMtimeAreUnchanged) {
   Inode inode(9);
   EXPECT_FALSE(inode.RefreshAtOpen(Attr(9, 10), AttrSequence())) << "nothing cached yet";
