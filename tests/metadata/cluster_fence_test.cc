@@ -20,6 +20,7 @@
 #include "metadata/data_server_access.h"
 #include "metadata/meta_service.h"
 #include "metadata/meta_store.h"
+#include "tests/metadata/service_over_fake_servers.h"
 #include "tests/metadata/meta_test_pool.h"
 
 namespace dpmfs::meta {
@@ -84,19 +85,8 @@ class ClusterFenceTest : public ::testing::Test {
       for (uint32_t i = 0; i < kServers; ++i) mo.data_pools.push_back({i, 4096, 16ull << 20});
       ASSERT_TRUE(MetaStore::Format(*mapped, mo).ok());
     }
-    pool::OpenExpectations ex;
-    ex.role = pool::Role::kMetadata;
-    auto store = MetaStore::Open(path, ex);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    MetaServiceOptions so;
-    for (uint32_t i = 0; i < kServers; ++i) so.data_endpoints.push_back("127.0.0.1:" + std::to_string(1 + i));
-    so.lease_ms = 3000;
-    so.probe_period_ms = 20;
-    so.token_key = key_;
-    so.data_access = &access_;
-    auto svc = MetaService::Open(std::move(*store), so, nullptr);
-    ASSERT_TRUE(svc.ok()) << svc.status().ToString();
-    svc_ = std::move(*svc);
+    ASSERT_NO_FATAL_FAILURE(
+        test_support::OpenServiceOverFakeServers(path, kServers, &access_, key_, &svc_));
     ASSERT_EQ(Call(Opcode::kRegister, Encode(RegisterRequest{"cluster_fence_test"}), nullptr), 0);
     access_.look = [this] { return Look(); };
     svc_->Start();

@@ -20,6 +20,7 @@
 #include "metadata/meta_service.h"
 #include "metadata/meta_store.h"
 #include "tests/metadata/meta_test_pool.h"
+#include "tests/metadata/service_over_fake_servers.h"
 
 namespace dpmfs::meta {
 namespace {
@@ -88,19 +89,8 @@ class PoolRebuildTest : public ::testing::Test {
     StartService();
   }
   void StartService() {
-    pool::OpenExpectations ex;
-    ex.role = pool::Role::kMetadata;
-    auto store = MetaStore::Open(path_, ex);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    MetaServiceOptions so;
-    for (uint32_t i = 0; i < kServers; ++i) so.data_endpoints.push_back("127.0.0.1:" + std::to_string(1 + i));
-    so.lease_ms = 3000;
-    so.probe_period_ms = 20;
-    so.token_key = key_;
-    so.data_access = &access_;
-    auto svc = MetaService::Open(std::move(*store), so, nullptr);
-    ASSERT_TRUE(svc.ok()) << svc.status().ToString();
-    svc_ = std::move(*svc);
+    ASSERT_NO_FATAL_FAILURE(
+        test_support::OpenServiceOverFakeServers(path_, kServers, &access_, key_, &svc_));
     svc_->Start();
   }
   void StopService() {
