@@ -206,7 +206,8 @@ TEST_F(MetaStoreTest, FormatWritesSuperblock) {
   Format(8ull << 20, 0.25);
   auto store = Open();
   ASSERT_TRUE(store);
-  const Superblock& sb = store->superblock();
+  // A copy: the store is closed below and its superblock compared with the one read.
+  const Superblock sb = store->superblock();
   EXPECT_EQ(sb.version, 2u);
   EXPECT_EQ(sb.replicas, 1u);
   EXPECT_EQ(sb.stripe_unit, 1u << 20);
