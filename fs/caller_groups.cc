@@ -2,8 +2,9 @@
 
 #include <sys/types.h>
 
-#include <algorithm>
 #include <vector>
+
+#include "fs/process_groups.h"
 
 namespace dpmfs::fs {
 
@@ -21,24 +22,18 @@ void CallerGroups::Resolve(fuse_req_t req, meta::Credentials* out) {
       return;
     }
   }
-  // Outside the lock: reading /proc is the slow part. fuse_req_getgroups returns the
-  // number of groups, which may exceed the room given: then ask again with room.
+  // Outside the lock: reading /proc is the slow part (fs/process_groups.h: not with
+  // fuse_req_getgroups, which overreads its buffer).
   out->groups.clear();
-  constexpr int kInline = 64;
-  gid_t inline_list[kInline];
-  std::vector<gid_t> big;
-  const gid_t* list = inline_list;
-  int n = fuse_req_getgroups(req, kInline, inline_list);
-  if (n > kInline) {
-    big.resize(static_cast<size_t>(n));
-    n = std::min(n, fuse_req_getgroups(req, n, big.data()));
-    list = big.data();
-  }
+  std::vector<uint32_t> groups;
+  size_t total = 0;
   // A process with more groups than a request may carry is sent with the first ones
   // (the server refuses more). That can only make a file's group bits apply less
-  // often: rarely a difference, and logged nowhere (it is per request).
-  const int keep = std::clamp(n, 0, static_cast<int>(meta::kMaxCallerGroups));
-  for (int i = 0; i < keep; ++i) out->groups.push_back(list[i]);
+  // often: rarely a difference, and logged nowhere (it is per request). A process that
+  // is gone already is sent with none.
+  if (ReadProcessGroups(static_cast<pid_t>(ctx->pid), meta::kMaxCallerGroups, &groups, &total)) {
+    for (uint32_t g : groups) out->groups.push_back(g);
+  }
   std::lock_guard lock(mu_);
   if (entries_.size() >= kMaxEntries) entries_.clear();
   entries_[key] = Entry{now + ttl_, out->groups};

@@ -1,7 +1,7 @@
 // CallerGroups: the supplementary groups of the processes behind FUSE requests, which
 // the metadata server needs for its permission checks (metadata/permissions.h). The
-// kernel does not send them: libfuse's fuse_req_getgroups reads them from
-// /proc/PID/task/PID/status, some 10 us a time. So they are kept per (pid, uid, gid)
+// kernel does not send them: they are read from /proc/PID/status (fs/process_groups.h;
+// not with libfuse's fuse_req_getgroups, which overreads its buffer), some 10 us a time. So they are kept per (pid, uid, gid)
 // for `ttl` (1 s): a process that changes its uid or gid (setuid, setgid: how programs
 // drop privileges, after setgroups) gets a new entry at once; one that only calls
 // setgroups is seen with its old groups for up to `ttl`, as NFS clients cache

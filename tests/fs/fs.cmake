@@ -2,7 +2,7 @@
 # real dpmfs-data processes, and (once dpmfs-meta and dpmfs-mount build) a real mount.
 dpmfs_add_test(fs_unit_test
   SOURCES fs/mount_options_test.cc fs/layout_cache_test.cc fs/inode_table_test.cc
-          fs/stat_ahead_test.cc fs/release_batcher_test.cc
+          fs/stat_ahead_test.cc fs/release_batcher_test.cc fs/process_groups_test.cc
   LIBS dpmfs_fs_io)
 
 dpmfs_add_test(fs_file_io_test
