@@ -1,8 +1,10 @@
 #include "common/metrics_http.h"
 
 #include <httplib.h>
+#include <spdlog/spdlog.h>
 
 #include "common/cli.h"
+#include "common/stats_prometheus.h"
 
 #include <thread>
 
@@ -51,6 +53,16 @@ void MetricsHttpServer::Stop() {
   if (!impl_ || !impl_->thread.joinable()) return;
   impl_->server.stop();
   impl_->thread.join();
+}
+
+Result<std::unique_ptr<MetricsHttpServer>> ServeMetricsIfAsked(
+    const std::optional<Endpoint>& listen, std::function<StatsReport()> report) {
+  if (!listen) return std::unique_ptr<MetricsHttpServer>();
+  auto h = MetricsHttpServer::Start(
+      *listen, [report = std::move(report)] { return RenderPrometheus(report()); });
+  if (!h.ok()) return h.status();
+  spdlog::info("serving /metrics on http://{}/metrics", (*h)->endpoint().ToString());
+  return std::move(*h);
 }
 
 void AddMetricsListenFlag(CLI::App& app, std::optional<Endpoint>* listen) {

@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/endpoint.h"
+#include "common/stats_report.h"
 #include "common/status.h"
 
 namespace dpmfs::metrics {
@@ -39,6 +40,11 @@ class MetricsHttpServer {
   std::unique_ptr<Impl> impl_;
   Endpoint endpoint_;
 };
+
+// What a daemon does with that flag: nothing when it was not given (null), else serves
+// `report`'s stats as Prometheus text on it and logs where. IOError when it cannot bind.
+Result<std::unique_ptr<MetricsHttpServer>> ServeMetricsIfAsked(
+    const std::optional<Endpoint>& listen, std::function<StatsReport()> report);
 
 // The daemons' `--metrics-listen ADDR:PORT` flag (off unless given), one help text for all.
 void AddMetricsListenFlag(CLI::App& app, std::optional<Endpoint>* listen);

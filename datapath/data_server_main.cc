@@ -10,7 +10,6 @@
 #include <spdlog/spdlog.h>
 
 #include "common/metrics_http.h"
-#include "common/stats_prometheus.h"
 #include "common/cli.h"
 #include "common/cluster_file.h"
 #include "common/cluster_key.h"
@@ -162,21 +161,16 @@ int main(int argc, char** argv) {
   if (!device.ok()) return fail(device.status());
   auto server = datapath::DataServer::Start(**device, opts);
   if (!server.ok()) return fail(server.status());
-  std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
-  if (metrics_ep) {
-    auto h = metrics::MetricsHttpServer::Start(
-        *metrics_ep, [s = server->get()] { return metrics::RenderPrometheus(s->Report()); });
-    if (!h.ok()) return fail(h.status());
-    metrics_http = std::move(*h);
-    spdlog::info("serving /metrics on http://{}/metrics", metrics_http->endpoint().ToString());
-  }
+  auto metrics_http =
+      metrics::ServeMetricsIfAsked(metrics_ep, [s = server->get()] { return s->Report(); });
+  if (!metrics_http.ok()) return fail(metrics_http.status());
   ServiceReady((*server)->endpoint().ToString());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {} received; stopping", sig);
   ServiceStopping();
-  if (metrics_http) metrics_http->Stop();
+  if (*metrics_http) (*metrics_http)->Stop();
   (*server)->Stop();
   auto st = (*server)->stats();
   spdlog::info("stopped: {} connections, {} imm writes, {} rpc writes, {} refused, {} bytes "

@@ -10,7 +10,6 @@
 #include <iostream>
 
 #include "common/metrics_http.h"
-#include "common/stats_prometheus.h"
 #include "common/cli.h"
 #include "common/cluster_file.h"
 #include "common/cluster_key.h"
@@ -259,21 +258,16 @@ int main(int argc, char** argv) {
   if (!server.ok()) return fail(server.status().WithContext("listening on " + listen));
   (*service)->AttachRpcServer(server->get());
   (*service)->Start();
-  std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
-  if (metrics_ep) {
-    auto h = metrics::MetricsHttpServer::Start(
-        *metrics_ep, [s = service->get()] { return metrics::RenderPrometheus(s->Report()); });
-    if (!h.ok()) return fail(h.status());
-    metrics_http = std::move(*h);
-    spdlog::info("serving /metrics on http://{}/metrics", metrics_http->endpoint().ToString());
-  }
+  auto metrics_http =
+      metrics::ServeMetricsIfAsked(metrics_ep, [s = service->get()] { return s->Report(); });
+  if (!metrics_http.ok()) return fail(metrics_http.status());
   ServiceReady((*server)->endpoint().ToString());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {} received; stopping", sig);
   ServiceStopping();
-  if (metrics_http) metrics_http->Stop();
+  if (*metrics_http) (*metrics_http)->Stop();
   (*server)->Stop();
   Status st = (*service)->Stop();
   auto ss = (*service)->stats();
