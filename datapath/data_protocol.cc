@@ -155,15 +155,21 @@ Result<ConnectRequest> DecodeConnectRequest(std::span<const uint8_t> data) {
   return req;
 }
 
+// The bytes `fields(io)` describes: walked once to size them, once to write them.
+template <class Fn>
+std::vector<uint8_t> EncodeWith(Fn&& fields) {
+  codec::ByteSizer sizer;
+  fields(sizer);
+  std::vector<uint8_t> out(sizer.size());
+  ByteWriter w(out.data());
+  fields(w);
+  return out;
+}
+
 std::vector<uint8_t> EncodeAdminRequest(const AdminRequest& a) {
   uint32_t magic = kDataProtocolMagic;
   uint16_t version = kDataProtocolVersion, kind = static_cast<uint16_t>(a.kind);
-  codec::ByteSizer sizer;
-  Fields(sizer, const_cast<AdminRequest&>(a), magic, version, kind);
-  std::vector<uint8_t> out(sizer.size());
-  ByteWriter w(out.data());
-  Fields(w, const_cast<AdminRequest&>(a), magic, version, kind);
-  return out;
+  return EncodeWith([&](auto& io) { Fields(io, const_cast<AdminRequest&>(a), magic, version, kind); });
 }
 
 Result<AdminRequest> DecodeAdminRequest(std::span<const uint8_t> in) {
@@ -206,12 +212,7 @@ std::vector<uint8_t> EncodeAdminReply(const AdminReply& a) {
   uint32_t magic = kDataProtocolMagic;
   uint16_t version = kDataProtocolVersion;
   int32_t code = static_cast<int32_t>(a.code);
-  codec::ByteSizer sizer;
-  Fields(sizer, const_cast<AdminReply&>(a), magic, version, code);
-  std::vector<uint8_t> out(sizer.size());
-  ByteWriter w(out.data());
-  Fields(w, const_cast<AdminReply&>(a), magic, version, code);
-  return out;
+  return EncodeWith([&](auto& io) { Fields(io, const_cast<AdminReply&>(a), magic, version, code); });
 }
 
 Result<AdminReply> DecodeAdminReply(std::span<const uint8_t> in) {
