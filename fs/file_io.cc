@@ -280,7 +280,7 @@ Status FileIo::WritePieces(std::vector<datapath::WritePiece>& pieces) {
     st = placement_.replicas() > 1 ? WriteReplicated(pieces) : data_.Write(pieces);
   }
   ClientMetrics::Get().AddWritten(bytes, st.ok());
-  if (!st.ok()) return placement_.replicas() > 1 ? st : DataPathError("write", st);
+  if (!st.ok()) return DataPathError("write", st);
   return Status::OK();
 }
 
@@ -463,7 +463,7 @@ Status FileIo::WriteReplicated(std::vector<datapath::WritePiece>& pieces) {
     const bool reported = ReportUnreachable(live, epoch, last);
     if (!reported) RefreshClusterView(true);
   }
-  return DataPathError("write", last);
+  return last;  // Write makes it the file's EIO, as for one copy
 }
 
 Status FileIo::Write(Inode& inode, uint64_t offset, const uint8_t* data, size_t len) {
